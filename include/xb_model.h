@@ -1,0 +1,182 @@
+/*
+ * xb_model.h -- INI configs, model graphs, optimizers, training, evaluation, checkpoints.
+ * Included by xbar.h.  The .cfg grammar of models is in docs/model-cfg.md.
+ */
+#ifndef XB_MODEL_H
+#define XB_MODEL_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- strict INI parser (src/cfg/ini.c) -----------------------------------------------------------
+ * Grammar: '#' or ';' starts a comment (whole line, or after whitespace); "[type]" or "[type name]"
+ * opens a section; "key = value" lines belong to the last section.  Keys are case-sensitive.
+ * Typed getters validate ranges and mark keys used; xb_ini_check_unused() reports the first key that
+ * no getter asked for ("file:line: unknown key 'x' in section [conv2d c1]. HINT: ...").          */
+typedef struct xb_ini_kv { char *key, *val; int line, used; } xb_ini_kv;
+typedef struct xb_ini_section {
+    char *type, *name;  /* name is "" when absent */
+    int line, n;
+    xb_ini_kv *kv;
+} xb_ini_section;
+typedef struct xb_ini { char path[512]; int n; xb_ini_section *sec; } xb_ini;
+
+xb_status xb_ini_parse_file(const char *path, xb_ini *out);
+/* text need not be NUL-terminated beyond len; path is used in messages only */
+xb_status xb_ini_parse_string(const char *text, size_t len, const char *path, xb_ini *out);
+void xb_ini_free(xb_ini *ini);
+/* Raw lookup (marks the key used); NULL when absent. */
+const char *xb_ini_raw(xb_ini_section *s, const char *key, int *line);
+/* Getters: when the key is absent, required ? error : *out = def.  Values out of [lo, hi] or of the
+ * wrong type are errors naming file, line, key, the value and the allowed range. */
+xb_status xb_ini_int(const xb_ini *ini, xb_ini_section *s, const char *key, int required, long def,
+                     long lo, long hi, long *out);
+xb_status xb_ini_double(const xb_ini *ini, xb_ini_section *s, const char *key, int required, double def,
+                        double lo, double hi, double *out);
+xb_status xb_ini_bool(const xb_ini *ini, xb_ini_section *s, const char *key, int required, int def,
+                      int *out);
+/* string value copied into out (size n); choices, if not NULL, is a NULL-terminated list of allowed
+ * values and *index receives the match */
+xb_status xb_ini_str(const xb_ini *ini, xb_ini_section *s, const char *key, int required,
+                     const char *def, const char *const *choices, char *out, size_t n, int *index);
+xb_status xb_ini_check_unused(const xb_ini *ini);
+
+/* ---- models ------------------------------------------------------------------------------------- */
+typedef struct xb_model xb_model;
+
+/* One named tensor of the state_dict. */
+typedef struct xb_param {
+    char name[128];      /* PyTorch name, e.g. "layer1.0.conv1.weight" */
+    int ndim;
+    int64_t shape[XB_MAX_DIMS];
+    int64_t numel;
+    int64_t offset;      /* into xb_model_params() (trainable) or xb_model_buffers() (buffers) */
+    int trainable;       /* 0: buffer (running_mean, running_var, num_batches_tracked) */
+    int decay;           /* weight decay applies (weights; not biases or batchnorm affine) */
+    int is_int64;        /* num_batches_tracked: stored as a float counter, written as int64 */
+} xb_param;
+
+/* Loads a model from a .cfg file, or from the built-in zoo when name_or_path has no ".cfg" suffix
+ * and no '/' (mlp, lenet5, vgg8, vgg11, vgg16, resnet20, resnet18).  Parameters are initialised from
+ * the "init" stream of seed. */
+xb_status xb_model_load(const char *name_or_path, uint64_t seed, xb_model **out);
+void xb_model_free(xb_model *m);
+/* Names of the zoo models, NULL-terminated. */
+const char *const *xb_zoo_names(void);
+/* The text of a zoo config, or NULL. */
+const char *xb_zoo_cfg(const char *name);
+
+int xb_model_n_params(const xb_model *m);
+const xb_param *xb_model_param(const xb_model *m, int i);
+const xb_param *xb_model_find_param(const xb_model *m, const char *name);
+float *xb_model_params(xb_model *m);   /* all trainable parameters, one block */
+float *xb_model_grads(xb_model *m);    /* same layout as params */
+float *xb_model_buffers(xb_model *m);
+int64_t xb_model_n_trainable(const xb_model *m);
+int64_t xb_model_n_buffer(const xb_model *m);
+int xb_model_classes(const xb_model *m);
+void xb_model_input_shape(const xb_model *m, int *c, int *h, int *w);
+const char *xb_model_name(const xb_model *m);
+
+/* Prints the layer table (name, type, output shape, parameters, MACs) to f; json != 0 prints one JSON
+ * object instead. */
+void xb_model_print_info(const xb_model *m, FILE *f, int json);
+int64_t xb_model_macs(const xb_model *m); /* per image, forward */
+
+/* Weights as safetensors with PyTorch names.  Load checks every name, shape and dtype, and that no
+ * tensor is missing or left over; messages name the file and the tensor. */
+xb_status xb_model_load_weights(xb_model *m, const char *path);
+xb_status xb_model_save_weights(const xb_model *m, const char *path);
+xb_status xb_model_weights_from_st(xb_model *m, const xb_safetensors *st, const char *path);
+
+/* Mode and batch.  Activation memory is planned by xb_model_set_batch (max batch); forward and
+ * backward then allocate nothing. */
+void xb_model_train_mode(xb_model *m, int training);
+xb_status xb_model_set_batch(xb_model *m, int max_batch);
+/* x: NCHW float32 (n, c, h, w); logits_out (n, classes) row-major (may be NULL); returns XB_OK.
+ * dropout draws from rng (may be NULL in eval mode). */
+xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out, xb_rng *rng);
+/* Loss and backward after forward: zeroes and fills grads; returns mean loss in *loss and the
+ * number of correct predictions in *correct (either may be NULL).  Non-finite loss -> XB_ERR_NUMERIC. */
+xb_status xb_model_backward(xb_model *m, int n, const int32_t *labels, float label_smoothing,
+                            double *loss, int *correct);
+/* Loss and accuracy of the current forward without backward */
+double xb_model_loss(xb_model *m, int n, const int32_t *labels, float label_smoothing, int *correct);
+/* (classes, n) logits of the last forward, CNHW layout */
+const float *xb_model_logits(const xb_model *m);
+
+/* Matrix-product hook: a crossbar-backed layer replaces the GEMM of a conv/linear layer.  The hook
+ * computes Y (rows_out, ncols) = W (rows_out, k) X (k, ncols) for layer `layer` (index among the
+ * model's conv/linear layers); the default is cblas_sgemm. */
+typedef void (*xb_matmul_fn)(void *ctx, int layer, int rows_out, int k, int ncols, const float *w,
+                             const float *x, float *y);
+void xb_model_set_matmul(xb_model *m, xb_matmul_fn fn, void *ctx);
+/* Mapped layers (conv2d and linear, in graph order) */
+int xb_model_n_mapped(const xb_model *m);
+/* name, weight param index and matrix size (rows_out = out channels, k = unrolled inputs) */
+void xb_model_mapped_info(const xb_model *m, int i, const char **name, int *param, int *rows_out, int *k);
+
+/* ---- optimizers and schedules (PyTorch semantics) ----------------------------------------------- */
+typedef enum xb_optim_kind { XB_OPT_SGD = 0, XB_OPT_ADAM, XB_OPT_ADAMW, XB_OPT_COUNT } xb_optim_kind;
+typedef enum xb_sched_kind { XB_SCHED_CONST = 0, XB_SCHED_COSINE, XB_SCHED_STEP, XB_SCHED_ONECYCLE,
+                             XB_SCHED_COUNT } xb_sched_kind;
+typedef struct xb_optim {
+    xb_optim_kind kind;
+    double lr, momentum, weight_decay, beta1, beta2, eps;
+    int nesterov;
+    int64_t n, step;           /* parameters, steps taken */
+    float *m, *v;              /* moment buffers, same layout as params (v unused by SGD) */
+} xb_optim;
+xb_status xb_optim_init(xb_optim *o, xb_optim_kind kind, int64_t n);
+void xb_optim_free(xb_optim *o);
+/* One update of params from grads with learning rate lr; weight decay applies where decay_mask[i]
+ * (NULL: everywhere, as torch does when one param group holds everything). */
+void xb_optim_step(xb_optim *o, float *params, const float *grads, const uint8_t *decay_mask, double lr);
+double xb_schedule_lr(xb_sched_kind k, double base_lr, int64_t step, int64_t total_steps,
+                      int64_t steps_per_epoch);
+
+/* ---- training and evaluation -------------------------------------------------------------------- */
+typedef struct xb_train_opts {
+    int epochs;               /* 0: as many as --steps needs */
+    int64_t steps;            /* stop after this many optimizer steps (0: no limit) */
+    int batch;
+    double lr, momentum, weight_decay, label_smoothing;
+    xb_optim_kind optimizer;
+    xb_sched_kind schedule;
+    int decay_all;            /* 1: weight decay on every parameter (torch default); 0: weights only */
+    int augment;
+    uint64_t seed;
+    int threads;
+    int64_t eval_limit;       /* test images evaluated each epoch (0: all) */
+    const char *out_dir;      /* weights.safetensors and checkpoint.safetensors go here (NULL: none) */
+    const char *resume;       /* checkpoint to continue from */
+    int progress;             /* progress bar on stderr */
+    int json;                 /* print per-epoch JSON lines on stdout */
+} xb_train_opts;
+xb_train_opts xb_train_opts_default(void);
+
+typedef struct xb_train_result {
+    int epochs_done;
+    int64_t steps_done;
+    double train_loss, train_acc, test_acc, seconds, images_per_s;
+} xb_train_result;
+xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test, const xb_train_opts *o,
+                   xb_train_result *res);
+
+typedef struct xb_eval_result { int64_t n, correct; double loss, accuracy, seconds; } xb_eval_result;
+/* Evaluates the first `limit` images (0: all) in eval mode. */
+xb_status xb_evaluate(xb_model *m, const xb_dataset *d, int64_t limit, int batch, int progress,
+                      xb_eval_result *r);
+
+/* ---- progress bar ------------------------------------------------------------------------------- */
+typedef struct xb_progress { const char *label; int64_t total, done; double t0, last; int enabled; } xb_progress;
+void xb_progress_start(xb_progress *p, const char *label, int64_t total, int enabled);
+/* extra: short text such as "loss 1.23 acc 45.6%" */
+void xb_progress_update(xb_progress *p, int64_t done, const char *extra);
+void xb_progress_end(xb_progress *p, const char *extra);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* XB_MODEL_H */

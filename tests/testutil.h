@@ -1,0 +1,68 @@
+/* testutil.h -- shared helpers for the cmocka test binaries: tolerance checks that print the first
+ * mismatches side by side, temp paths, and the repository paths tests need. */
+#ifndef XB_TESTUTIL_H
+#define XB_TESTUTIL_H
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "xbar.h"
+
+/* max |got - want| / max(|want|_inf, floor); prints the worst element and the first few values. */
+static inline double xbt_max_rel(const char *what, const float *got, const double *want, int64_t n,
+                                 double floor_) {
+    double maxw = floor_, maxd = 0;
+    int64_t worst = 0;
+    for (int64_t i = 0; i < n; i++) if (fabs(want[i]) > maxw) maxw = fabs(want[i]);
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        if (!(d <= maxd)) { maxd = d; worst = i; }  /* NaN-safe: NaN becomes the worst */
+    }
+    double rel = maxd / maxw;
+    if (getenv("XBT_VERBOSE") || !(rel < 1e-2))
+        fprintf(stderr, "  %-28s n=%lld max|diff|=%.3e rel=%.3e worst[%lld] got %.9g want %.9g\n", what,
+                (long long)n, maxd, rel, (long long)worst, got[worst], want[worst]);
+    return rel;
+}
+
+#define XBT_CHECK_REL(what, got, want, n, tol)                                                      \
+    do {                                                                                            \
+        double rel_ = xbt_max_rel(what, got, want, n, 1e-30);                                      \
+        if (!(rel_ <= (tol))) fail_msg("%s: relative error %.3e > %.1e", what, rel_, (double)(tol)); \
+    } while (0)
+
+/* A fresh temporary directory for a test (removed by the OS's tmp cleaning; tests keep it small). */
+static inline const char *xbt_tmpdir(void) {
+    static char dir[256];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/xbar-test-XXXXXX");
+        if (!mkdtemp(dir)) { perror("mkdtemp"); exit(1); }
+    }
+    return dir;
+}
+
+static inline char *xbt_path(char *buf, size_t n, const char *name) {
+    snprintf(buf, n, "%s/%s", xbt_tmpdir(), name);
+    return buf;
+}
+
+static inline void xbt_write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, n, f) != n) { perror(path); exit(1); }
+    fclose(f);
+}
+
+/* CIFAR-10 location for tests (XBAR_DATA or ../shared/data/cifar10); NULL if absent. */
+static inline const char *xbt_cifar_dir(void) {
+    static char buf[600];
+    if (xb_data_find(NULL, buf, sizeof buf) != XB_OK) return NULL;
+    return buf;
+}
+#endif
