@@ -43,6 +43,9 @@ CLI_SRC := $(sort $(wildcard cli/*.c))
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+# helper programs the Python reference tests drive (not run by themselves)
+TOOL_SRC := $(sort $(wildcard tests/tool_*.c))
+TOOL_BIN := $(TOOL_SRC:tests/%.c=$(BUILD)/tests/%)
 ZOO_CFG := $(sort $(wildcard configs/models/*.cfg))
 
 .PHONY: all test check demo asan fuzz bench deps clean
@@ -68,6 +71,10 @@ $(BUILD)/libxbar.a: $(OBJ) $(BUILD)/zoo_data.o
 $(BUILD)/xbar: $(CLI_OBJ) $(BUILD)/libxbar.a
 	$(CC) $(ALL_CFLAGS) $(CLI_OBJ) $(BUILD)/libxbar.a $(LIBS) -o $@
 
+$(BUILD)/tests/tool_%: tests/tool_%.c $(BUILD)/libxbar.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes $< $(BUILD)/libxbar.a $(LIBS) -o $@
+
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libxbar.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes $< $(BUILD)/libxbar.a $(LIBS) -lcmocka -o $@
@@ -77,7 +84,7 @@ $(BUILD):
 
 # The whole suite: C unit tests (cmocka), then the PyTorch and ngspice reference tests.
 test: deps
-	@$(MAKE) --no-print-directory all $(TEST_BIN)
+	@$(MAKE) --no-print-directory all $(TEST_BIN) $(TOOL_BIN)
 	@bash tests/run_all.sh $(BUILD)
 
 check: test
@@ -89,7 +96,7 @@ demo: deps
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan O=-O1 NATIVE=0 \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  build-asan/xbar $(TEST_SRC:tests/%.c=build-asan/tests/%)
+	  build-asan/xbar $(TEST_SRC:tests/%.c=build-asan/tests/%) $(TOOL_SRC:tests/%.c=build-asan/tests/%)
 	@XB_SANITIZE=1 bash tests/run_all.sh build-asan
 
 fuzz:
