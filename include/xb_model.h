@@ -107,10 +107,12 @@ double xb_model_loss(xb_model *m, int n, const int32_t *labels, float label_smoo
 const float *xb_model_logits(const xb_model *m);
 
 /* Matrix-product hook: a crossbar-backed layer replaces the GEMM of a conv/linear layer.  The hook
- * computes Y (rows_out, ncols) = W (rows_out, k) X (k, ncols) for layer `layer` (index among the
- * model's conv/linear layers); the default is cblas_sgemm. */
-typedef void (*xb_matmul_fn)(void *ctx, int layer, int rows_out, int k, int ncols, const float *w,
-                             const float *x, float *y);
+ * computes Y (rows_out, ncols) = W (rows_out, k) X (k, ncols) for mapped layer `layer` (index among
+ * the model's conv/linear layers) and convolution group `group` (0 for linear); X is the im2col matrix
+ * (or the (k, n) features of a linear layer), Y excludes the bias.  The default is cblas_sgemm.
+ * Backward passes use the float weights (a straight-through estimate of the hardware's gradient). */
+typedef void (*xb_matmul_fn)(void *ctx, int layer, int group, int rows_out, int k, int ncols,
+                             const float *w, const float *x, float *y);
 void xb_model_set_matmul(xb_model *m, xb_matmul_fn fn, void *ctx);
 /* Mapped layers (conv2d and linear, in graph order) */
 int xb_model_n_mapped(const xb_model *m);
