@@ -29,6 +29,8 @@ xf_flag *xf_get(xf_flag *flags, int n, const char *name);
 
 /* Prints "xbar CMD: error: <last error>" and returns 1 (for `return cli_fail("train")`). */
 int cli_fail(const char *cmd);
+/* all cores (OpenMP's count), 1 without OpenMP */
+int cli_default_threads(void);
 
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

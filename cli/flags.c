@@ -5,6 +5,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 static const char *const type_names[] = {"STR", "INT", "NUM", "", "CHOICE"};
 
@@ -147,4 +150,12 @@ int xf_parse(const char *cmd, const char *summary, xf_flag *flags, int n, int ar
 int cli_fail(const char *cmd) {
     fprintf(stderr, "xbar %s: error: %s\n", cmd, xb_last_error());
     return 1;
+}
+
+int cli_default_threads(void) {
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
 }

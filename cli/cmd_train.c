@@ -1,0 +1,106 @@
+/* cmd_train.c -- `xbar train`: flags -> xb_train_opts, data, model, xb_train, a result line/JSON. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <string.h>
+
+int cmd_train(int argc, char **argv) {
+    xf_flag f[] = {
+        {"model", XF_STR, "resnet20", NULL, "zoo name (xbar info lists them) or a model .cfg file"},
+        {"data", XF_STR, NULL, NULL, "CIFAR-10/100 binary directory (else $XBAR_DATA, else ../shared/data/cifar10)"},
+        {"epochs", XF_INT, "1", "1..100000", "epochs"},
+        {"steps", XF_INT, "0", "0..", "stop after this many optimizer steps (0: no limit; for benchmarks)"},
+        {"batch", XF_INT, "128", "1..65536", "batch size"},
+        {"lr", XF_DOUBLE, "0.1", "0..10", "base learning rate"},
+        {"optimizer", XF_CHOICE, "sgd", "sgd|adam|adamw", "optimizer (PyTorch semantics)"},
+        {"momentum", XF_DOUBLE, "0.9", "0..1", "SGD momentum"},
+        {"nesterov", XF_BOOL, NULL, NULL, "Nesterov momentum (SGD)"},
+        {"schedule", XF_CHOICE, "cosine", "cosine|step|onecycle|const", "learning-rate schedule over all steps"},
+        {"weight-decay", XF_DOUBLE, "5e-4", "0..1", "weight decay (L2 for sgd/adam, decoupled for adamw)"},
+        {"decay-weights-only", XF_BOOL, NULL, NULL, "no weight decay on biases and batchnorm (default: all)"},
+        {"label-smoothing", XF_DOUBLE, "0", "0..0.999", "label smoothing of the cross-entropy"},
+        {"no-augment", XF_BOOL, NULL, NULL, "no random crop and flip"},
+        {"train-limit", XF_INT, "0", "0..", "train on the first N training images only (0: all)"},
+        {"eval-limit", XF_INT, "0", "0..", "evaluate on the first N test images each epoch (0: all)"},
+        {"threads", XF_INT, NULL, "1..1024", "threads (default: all cores)"},
+        {"seed", XF_INT, "1", "0..", "seed of every random stream (init, shuffle, augment, dropout)"},
+        {"out", XF_STR, NULL, NULL, "directory for weights.safetensors and checkpoint.safetensors (default runs/MODEL)"},
+        {"resume", XF_STR, NULL, NULL, "continue bit-exactly from a checkpoint.safetensors"},
+        {"json", XF_BOOL, NULL, NULL, "print a JSON line per epoch and a JSON result on stdout"},
+        {"quiet", XF_BOOL, NULL, NULL, "no progress bar"},
+    };
+    int n = sizeof f / sizeof *f;
+    int rc = xf_parse("train", "train a model on CIFAR-10/100 with augmentation, per-epoch test accuracy and "
+                      "checkpoints", f, n, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    xb_train_opts o = xb_train_opts_default();
+    o.epochs = (int)xf_get(f, n, "epochs")->i;
+    o.steps = xf_get(f, n, "steps")->i;
+    o.batch = (int)xf_get(f, n, "batch")->i;
+    o.lr = xf_get(f, n, "lr")->d;
+    o.optimizer = (xb_optim_kind)xf_get(f, n, "optimizer")->i;
+    o.momentum = xf_get(f, n, "momentum")->d;
+    o.schedule = (xb_sched_kind)(int[]){XB_SCHED_COSINE, XB_SCHED_STEP, XB_SCHED_ONECYCLE,
+                                        XB_SCHED_CONST}[xf_get(f, n, "schedule")->i];
+    o.weight_decay = xf_get(f, n, "weight-decay")->d;
+    o.decay_all = !xf_get(f, n, "decay-weights-only")->i;
+    o.label_smoothing = xf_get(f, n, "label-smoothing")->d;
+    o.augment = !xf_get(f, n, "no-augment")->i;
+    o.eval_limit = xf_get(f, n, "eval-limit")->i;
+    xf_flag *th = xf_get(f, n, "threads");
+    o.threads = th->set ? (int)th->i : cli_default_threads();
+    o.seed = (uint64_t)xf_get(f, n, "seed")->i;
+    o.json = (int)xf_get(f, n, "json")->i;
+    o.progress = !xf_get(f, n, "quiet")->i;
+    o.resume = xf_get(f, n, "resume")->s;
+    const char *model = xf_get(f, n, "model")->s;
+    char out_default[300];
+    const char *out = xf_get(f, n, "out")->s;
+    if (!out) {
+        const char *b = strrchr(model, '/');
+        snprintf(out_default, sizeof out_default, "runs/%s", b ? b + 1 : model);
+        char *dot = strstr(out_default, ".cfg");
+        if (dot) *dot = 0;
+        if (mkdir("runs", 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "xbar train: error: cannot create ./runs: %s\nHINT: pass --out DIR\n", strerror(errno));
+            return 1;
+        }
+        out = out_default;
+    }
+    o.out_dir = out;
+    if (xf_get(f, n, "nesterov")->i && o.optimizer != XB_OPT_SGD) {
+        fprintf(stderr, "xbar train: error: --nesterov applies to --optimizer sgd only\n");
+        return 2;
+    }
+    char dir[600];
+    if (xb_data_find(xf_get(f, n, "data")->s, dir, sizeof dir) != XB_OK) return cli_fail("train");
+    xb_dataset train, test;
+    if (xb_cifar_load(dir, XB_SPLIT_TRAIN, &train) != XB_OK) return cli_fail("train");
+    if (xb_cifar_load(dir, XB_SPLIT_TEST, &test) != XB_OK) { xb_dataset_free(&train); return cli_fail("train"); }
+    int64_t lim = xf_get(f, n, "train-limit")->i;
+    if (lim > 0 && lim < train.n) train.n = lim;
+    xb_model *m;
+    if (xb_model_load(model, o.seed, &m) != XB_OK) { xb_dataset_free(&train); xb_dataset_free(&test); return cli_fail("train"); }
+    if (o.progress)
+        fprintf(stderr, "xbar train: %s on %s (%lld train / %lld test images), %d epochs, batch %d, %s lr %g %s, "
+                        "%d threads, out %s\n", xb_model_name(m), dir, (long long)train.n, (long long)test.n,
+                o.epochs, o.batch, xf_get(f, n, "optimizer")->s, o.lr, xf_get(f, n, "schedule")->s, o.threads, out);
+    xb_train_result r;
+    xb_status s = xb_train(m, &train, &test, &o, &r);
+    xb_model_free(m);
+    xb_dataset_free(&train);
+    xb_dataset_free(&test);
+    if (s) return cli_fail("train");
+    if (o.json)
+        printf("{\"model\":\"%s\",\"epochs\":%d,\"steps\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,"
+               "\"test_acc\":%.6f,\"seconds\":%.3f,\"train_images_per_s\":%.2f,\"weights\":\"%s/weights.safetensors\"}\n",
+               model, r.epochs_done, (long long)r.steps_done, r.train_loss, r.train_acc, r.test_acc, r.seconds,
+               r.images_per_s, out);
+    else
+        printf("trained %s: %lld steps, train loss %.4f, train acc %.2f%%, test acc %.2f%%, %.1f s (%.1f img/s); "
+               "weights in %s/weights.safetensors\n", model, (long long)r.steps_done, r.train_loss,
+               100 * r.train_acc, 100 * r.test_acc, r.seconds, r.images_per_s, out);
+    return 0;
+}

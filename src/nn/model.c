@@ -1,0 +1,738 @@
+/*
+ * model.c -- the model graph: built from a .cfg (docs/model-cfg.md), shapes inferred, parameters in
+ * one flat block (gradients in the same layout), activations planned once per batch size, then
+ * forward and backward over the nodes in file order.  Layer arithmetic lives in the k_*.c kernels;
+ * this file only wires them.  Not here: optimizers (optim.c), training loops (train.c), I/O of
+ * weights (weights.c).
+ */
+#include "nn_internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Layer types                                                                                       */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef enum {
+    L_CONV = 0, L_LINEAR, L_BN, L_RELU, L_MAXPOOL, L_AVGPOOL, L_GAP, L_FLATTEN, L_DROPOUT, L_ADD,
+    L_SHORTCUT, L_COUNT
+} ltype;
+
+static const char *const ltype_names[] = {"conv2d", "linear", "batchnorm", "relu", "maxpool", "avgpool",
+                                          "gap", "flatten", "dropout", "add", "shortcut"};
+_Static_assert(sizeof ltype_names / sizeof *ltype_names == L_COUNT, "layer type table");
+
+typedef struct node {
+    ltype type;
+    char name[96];
+    int line;
+    int in[2], n_in;          /* producer node indices; -1 is the image */
+    int c, h, w;              /* output per image: (c, h, w); features are (c, 1, 1) */
+    int p_w, p_b, p_rm, p_rv, p_nbt; /* param indices, -1 when absent */
+    int mapped;               /* index among conv/linear layers, -1 otherwise */
+    xb_conv2d_desc conv;
+    xb_pool_desc pool;
+    float eps, momentum, p_drop;
+    int sc_pad_lo, sc_stride;
+    int64_t macs;
+    /* runtime, (c, nmax, h, w) */
+    float *y, *dy;
+    int dy_live;              /* dy holds accumulated gradient this backward pass */
+    float *save_mean, *save_invstd;
+    int32_t *argmax;
+    uint8_t *mask;
+} node;
+
+struct xb_model {
+    char name[64];
+    int in_c, in_h, in_w, classes;
+    int n_nodes;
+    node *nodes;
+    int n_params;
+    xb_param *params;
+    int64_t n_train, n_buf;
+    float *pv, *gv, *bv;      /* params, grads, buffers */
+    uint8_t *decay_mask;      /* per trainable element */
+    int training;
+    int nmax, n_cur;
+    float *xin;               /* (c, nmax, h, w) image batch in CNHW */
+    float *ws;
+    size_t ws_floats;
+    int n_mapped;
+    int *mapped_nodes;
+    xb_matmul_fn mm;
+    void *mm_ctx;
+};
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Building                                                                                          */
+/* ------------------------------------------------------------------------------------------------ */
+
+static int add_param(xb_model *m, const char *prefix, const char *suffix, int ndim, const int64_t *shape,
+                     int trainable, int decay, int is_int64) {
+    m->params = realloc(m->params, (size_t)(m->n_params + 1) * sizeof *m->params);
+    XB_ASSERT(m->params);
+    xb_param *p = &m->params[m->n_params];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s.%s", prefix, suffix);
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int i = 0; i < XB_MAX_DIMS; i++) p->shape[i] = i < ndim ? shape[i] : 1;
+    for (int i = 0; i < ndim; i++) p->numel *= shape[i];
+    p->trainable = trainable;
+    p->decay = decay;
+    p->is_int64 = is_int64;
+    if (trainable) { p->offset = m->n_train; m->n_train += p->numel; }
+    else { p->offset = m->n_buf; m->n_buf += p->numel; }
+    return m->n_params++;
+}
+
+static int find_node(const xb_model *m, int upto, const char *name) {
+    for (int i = 0; i < upto; i++)
+        if (!strcmp(m->nodes[i].name, name)) return i;
+    return -2;
+}
+
+static void trim(char *s) {
+    char *a = s;
+    while (*a == ' ' || *a == '\t') a++;
+    memmove(s, a, strlen(a) + 1);
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = 0;
+}
+
+/* Resolves an input name to a node index (-1 = image) or reports an error. */
+static xb_status resolve_input(const xb_ini *ini, const xb_model *m, int self, const char *nm, int line,
+                               int *out) {
+    if (!strcmp(nm, "image") || !strcmp(nm, "input")) { *out = -1; return XB_OK; }
+    int j = find_node(m, self, nm);
+    if (j < 0)
+        return xb_errorf(XB_ERR_CONFIG, "%s:%d: input '%s' of [%s %s] is not a layer defined above it. "
+                         "HINT: layers may only use layers defined earlier in the file (or 'image')",
+                         ini->path, line, nm, ltype_names[m->nodes[self].type], m->nodes[self].name);
+    *out = j;
+    return XB_OK;
+}
+
+static void in_shape(const xb_model *m, int idx, int *c, int *h, int *w) {
+    if (idx < 0) { *c = m->in_c; *h = m->in_h; *w = m->in_w; return; }
+    *c = m->nodes[idx].c; *h = m->nodes[idx].h; *w = m->nodes[idx].w;
+}
+
+#define TRY(x) do { xb_status st_ = (x); if (st_ != XB_OK) return st_; } while (0)
+
+static xb_status parse_shape3(const xb_ini *ini, int line, const char *v, int *c, int *h, int *w) {
+    char tail;
+    if (sscanf(v, "%dx%dx%d%c", c, h, w, &tail) != 3 || *c < 1 || *h < 1 || *w < 1 || *c > 65536 ||
+        *h > 65536 || *w > 65536)
+        return xb_errorf(XB_ERR_CONFIG, "%s:%d: input = '%s' is not a shape CxHxW. HINT: e.g. input = 3x32x32",
+                         ini->path, line, v);
+    return XB_OK;
+}
+
+static xb_status build_node(xb_model *m, const xb_ini *ini, xb_ini_section *s, int idx) {
+    node *nd = &m->nodes[idx];
+    int b;
+    nd->p_w = nd->p_b = nd->p_rm = nd->p_rv = nd->p_nbt = -1;
+    nd->mapped = -1;
+    /* inputs */
+    if (nd->type == L_ADD) {
+        int line;
+        const char *v = xb_ini_raw(s, "inputs", &line);
+        if (!v)
+            return xb_errorf(XB_ERR_CONFIG, "%s:%d: [add %s] needs 'inputs = a, b'. HINT: name the two layers "
+                             "whose outputs are summed", ini->path, s->line, s->name);
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", v);
+        char *comma = strchr(buf, ',');
+        if (!comma || strchr(comma + 1, ','))
+            return xb_errorf(XB_ERR_CONFIG, "%s:%d: [add %s] inputs = '%s' must name exactly two layers. "
+                             "HINT: inputs = layer1.0.bn2, layer1.0.shortcut", ini->path, line, s->name, v);
+        *comma = 0;
+        char *a = buf, *c = comma + 1;
+        trim(a); trim(c);
+        TRY(resolve_input(ini, m, idx, a, line, &nd->in[0]));
+        TRY(resolve_input(ini, m, idx, c, line, &nd->in[1]));
+        nd->n_in = 2;
+    } else {
+        int line;
+        const char *v = xb_ini_raw(s, "input", &line);
+        nd->n_in = 1;
+        if (v) {
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", v);
+            trim(buf);
+            TRY(resolve_input(ini, m, idx, buf, line, &nd->in[0]));
+        } else {
+            nd->in[0] = idx - 1; /* previous layer, or the image (-1) for the first */
+        }
+    }
+    int c, h, w;
+    in_shape(m, nd->in[0], &c, &h, &w);
+    nd->c = c; nd->h = h; nd->w = w;
+    switch (nd->type) {
+    case L_CONV: {
+        long oc, k, st, pad, g;
+        TRY(xb_ini_int(ini, s, "out_channels", 1, 0, 1, 65536, &oc));
+        TRY(xb_ini_int(ini, s, "kernel", 1, 0, 1, 64, &k));
+        TRY(xb_ini_int(ini, s, "stride", 0, 1, 1, 64, &st));
+        TRY(xb_ini_int(ini, s, "padding", 0, 0, 0, 64, &pad));
+        TRY(xb_ini_int(ini, s, "groups", 0, 1, 1, 65536, &g));
+        TRY(xb_ini_bool(ini, s, "bias", 0, 1, &b));
+        if (xb_conv2d_desc_init(&nd->conv, c, (int)oc, (int)k, (int)k, (int)st, (int)st, (int)pad, (int)pad,
+                                (int)g, h, w) != XB_OK)
+            return xb_errorf(XB_ERR_CONFIG, "%s:%d: [conv2d %s] does not fit its input %dx%dx%d: %s",
+                             ini->path, s->line, s->name, c, h, w, xb_last_error());
+        int64_t ws[4] = {oc, c / g, k, k};
+        nd->p_w = add_param(m, nd->name, "weight", 4, ws, 1, 1, 0);
+        if (b) nd->p_b = add_param(m, nd->name, "bias", 1, &ws[0], 1, 0, 0);
+        nd->c = (int)oc; nd->h = nd->conv.ho; nd->w = nd->conv.wo;
+        nd->macs = (int64_t)oc * nd->h * nd->w * xb_conv2d_k(&nd->conv);
+        break;
+    }
+    case L_LINEAR: {
+        long of;
+        TRY(xb_ini_int(ini, s, "out_features", 1, 0, 1, 1 << 24, &of));
+        TRY(xb_ini_bool(ini, s, "bias", 0, 1, &b));
+        if (h != 1 || w != 1)
+            return xb_errorf(XB_ERR_CONFIG, "%s:%d: [linear %s] gets a %dx%dx%d map, not features. HINT: put a "
+                             "[flatten] or [gap] layer before it", ini->path, s->line, s->name, c, h, w);
+        int64_t ws[2] = {of, c};
+        nd->p_w = add_param(m, nd->name, "weight", 2, ws, 1, 1, 0);
+        if (b) nd->p_b = add_param(m, nd->name, "bias", 1, &ws[0], 1, 0, 0);
+        nd->c = (int)of;
+        nd->macs = (int64_t)of * c;
+        break;
+    }
+    case L_BN: {
+        double eps, mom;
+        TRY(xb_ini_double(ini, s, "eps", 0, 1e-5, 1e-12, 1.0, &eps));
+        TRY(xb_ini_double(ini, s, "momentum", 0, 0.1, 0.0, 1.0, &mom));
+        nd->eps = (float)eps; nd->momentum = (float)mom;
+        int64_t cs[1] = {c};
+        nd->p_w = add_param(m, nd->name, "weight", 1, cs, 1, 0, 0);
+        nd->p_b = add_param(m, nd->name, "bias", 1, cs, 1, 0, 0);
+        nd->p_rm = add_param(m, nd->name, "running_mean", 1, cs, 0, 0, 0);
+        nd->p_rv = add_param(m, nd->name, "running_var", 1, cs, 0, 0, 0);
+        nd->p_nbt = add_param(m, nd->name, "num_batches_tracked", 0, cs, 0, 0, 1);
+        break;
+    }
+    case L_RELU: case L_FLATTEN: case L_GAP: break;
+    case L_MAXPOOL: case L_AVGPOOL: {
+        long k, st, pad;
+        TRY(xb_ini_int(ini, s, "kernel", 1, 0, 1, 64, &k));
+        TRY(xb_ini_int(ini, s, "stride", 0, k, 1, 64, &st));
+        TRY(xb_ini_int(ini, s, "padding", 0, 0, 0, 32, &pad));
+        if (xb_pool_desc_init(&nd->pool, (int)k, (int)st, (int)pad, h, w) != XB_OK)
+            return xb_errorf(XB_ERR_CONFIG, "%s:%d: [%s %s] does not fit its input %dx%dx%d: %s", ini->path,
+                             s->line, ltype_names[nd->type], s->name, c, h, w, xb_last_error());
+        nd->h = nd->pool.ho; nd->w = nd->pool.wo;
+        break;
+    }
+    case L_DROPOUT: {
+        double p;
+        TRY(xb_ini_double(ini, s, "p", 0, 0.5, 0.0, 0.999, &p));
+        nd->p_drop = (float)p;
+        break;
+    }
+    case L_ADD: {
+        int c2, h2, w2;
+        in_shape(m, nd->in[1], &c2, &h2, &w2);
+        if (c2 != c || h2 != h || w2 != w)
+            return xb_errorf(XB_ERR_CONFIG, "%s:%d: [add %s] sums shapes %dx%dx%d and %dx%dx%d. HINT: both inputs "
+                             "need the same shape; use a [shortcut] or a 1x1 [conv2d] to match them", ini->path,
+                             s->line, s->name, c, h, w, c2, h2, w2);
+        break;
+    }
+    case L_SHORTCUT: {
+        long oc, st;
+        TRY(xb_ini_int(ini, s, "out_channels", 0, c, 1, 65536, &oc));
+        TRY(xb_ini_int(ini, s, "stride", 0, 1, 1, 64, &st));
+        if (oc < c)
+            return xb_errorf(XB_ERR_CONFIG, "%s:%d: [shortcut %s] out_channels %ld < its input's %d channels. "
+                             "HINT: an option-A shortcut only pads channels", ini->path, s->line, s->name, oc, c);
+        nd->sc_stride = (int)st;
+        nd->sc_pad_lo = (int)(oc - c) / 2;
+        nd->c = (int)oc;
+        nd->h = (h + (int)st - 1) / (int)st;
+        nd->w = (w + (int)st - 1) / (int)st;
+        break;
+    }
+    case L_COUNT: XB_ASSERT(0);
+    }
+    if (nd->type == L_FLATTEN || nd->type == L_GAP) {
+        nd->c = nd->type == L_FLATTEN ? c * h * w : c;
+        nd->h = nd->w = 1;
+    }
+    return XB_OK;
+}
+
+static void init_params(xb_model *m, int kaiming, uint64_t seed) {
+    xb_rng rng;
+    xb_rng_seed(&rng, seed, "init");
+    for (int i = 0; i < m->n_params; i++) {
+        xb_param *p = &m->params[i];
+        float *v = p->trainable ? m->pv + p->offset : m->bv + p->offset;
+        const char *suffix = strrchr(p->name, '.') + 1;
+        /* which node? fan_in = numel(weight)/out */
+        if (!strcmp(suffix, "running_var")) { for (int64_t j = 0; j < p->numel; j++) v[j] = 1.0f; continue; }
+        if (!strcmp(suffix, "running_mean") || !strcmp(suffix, "num_batches_tracked")) continue;
+        int is_bn = 0;
+        for (int k = 0; k < m->n_nodes; k++)
+            if ((m->nodes[k].p_w == i || m->nodes[k].p_b == i) && m->nodes[k].type == L_BN) is_bn = 1;
+        if (is_bn) {
+            float val = !strcmp(suffix, "weight") ? 1.0f : 0.0f;
+            for (int64_t j = 0; j < p->numel; j++) v[j] = val;
+            continue;
+        }
+        /* conv/linear: fan_in from the weight of the same layer */
+        int64_t fan_in = 1;
+        for (int k = 0; k < m->n_nodes; k++) {
+            const node *nd = &m->nodes[k];
+            if (nd->p_w == i || nd->p_b == i) {
+                const xb_param *w = &m->params[nd->p_w];
+                fan_in = w->numel / w->shape[0];
+            }
+        }
+        double bound = 1.0 / sqrt((double)fan_in);
+        if (!strcmp(suffix, "weight") && kaiming) {
+            double sd = sqrt(2.0 / (double)fan_in);
+            for (int64_t j = 0; j < p->numel; j++) v[j] = (float)(sd * xb_rng_normal(&rng));
+        } else {
+            for (int64_t j = 0; j < p->numel; j++) v[j] = (float)(bound * (2.0 * xb_rng_uniform(&rng) - 1.0));
+        }
+    }
+}
+
+static xb_status build_model(xb_model *m, xb_ini *ini, uint64_t seed) {
+    if (ini->n == 0 || strcmp(ini->sec[0].type, "net") != 0)
+        return xb_errorf(XB_ERR_CONFIG, "%s:%d: the first section must be [net]. HINT: start the file with "
+                         "[net] input = 3x32x32 classes = 10 (see docs/model-cfg.md)", ini->path,
+                         ini->n ? ini->sec[0].line : 1);
+    xb_ini_section *net = &ini->sec[0];
+    int line;
+    const char *v = xb_ini_raw(net, "input", &line);
+    if (!v) return xb_errorf(XB_ERR_CONFIG, "%s:%d: [net] needs 'input = CxHxW'. HINT: input = 3x32x32",
+                             ini->path, net->line);
+    TRY(parse_shape3(ini, line, v, &m->in_c, &m->in_h, &m->in_w));
+    long classes;
+    TRY(xb_ini_int(ini, net, "classes", 1, 0, 1, 1 << 20, &classes));
+    m->classes = (int)classes;
+    char name[64];
+    TRY(xb_ini_str(ini, net, "name", 0, "", NULL, name, sizeof name, NULL));
+    if (name[0]) snprintf(m->name, sizeof m->name, "%s", name);
+    static const char *const inits[] = {"torch", "kaiming_normal", NULL};
+    int init_kind = 0;
+    char ibuf[32];
+    TRY(xb_ini_str(ini, net, "init", 0, "torch", inits, ibuf, sizeof ibuf, &init_kind));
+    if (ini->n < 2)
+        return xb_errorf(XB_ERR_CONFIG, "%s: the model has no layers. HINT: add layer sections after [net]",
+                         ini->path);
+    m->n_nodes = ini->n - 1;
+    m->nodes = xb_calloc((size_t)m->n_nodes * sizeof *m->nodes);
+    for (int i = 0; i < m->n_nodes; i++) {
+        xb_ini_section *s = &ini->sec[i + 1];
+        node *nd = &m->nodes[i];
+        int t = -1;
+        for (int k = 0; k < L_COUNT; k++)
+            if (!strcmp(s->type, ltype_names[k])) t = k;
+        if (t < 0)
+            return xb_errorf(XB_ERR_CONFIG, "%s:%d: unknown layer type [%s]. HINT: known types are conv2d, linear, "
+                             "batchnorm, relu, maxpool, avgpool, gap, flatten, dropout, add, shortcut",
+                             ini->path, s->line, s->type);
+        if (!s->name[0])
+            return xb_errorf(XB_ERR_CONFIG, "%s:%d: section [%s] has no name. HINT: write [%s NAME]; NAME is the "
+                             "state_dict prefix of its parameters", ini->path, s->line, s->type, s->type);
+        if (strlen(s->name) >= sizeof nd->name)
+            return xb_errorf(XB_ERR_CONFIG, "%s:%d: layer name '%.40s...' is too long (max %zu)", ini->path,
+                             s->line, s->name, sizeof nd->name - 1);
+        if (find_node(m, i, s->name) >= 0)
+            return xb_errorf(XB_ERR_CONFIG, "%s:%d: layer name '%s' is used twice. HINT: names must be unique",
+                             ini->path, s->line, s->name);
+        nd->type = (ltype)t;
+        snprintf(nd->name, sizeof nd->name, "%s", s->name);
+        nd->line = s->line;
+        TRY(build_node(m, ini, s, i));
+    }
+    TRY(xb_ini_check_unused(ini));
+    const node *last = &m->nodes[m->n_nodes - 1];
+    if (last->h != 1 || last->w != 1 || last->c != m->classes)
+        return xb_errorf(XB_ERR_CONFIG, "%s:%d: the last layer [%s %s] gives %dx%dx%d, not the %d class scores "
+                         "of [net] classes. HINT: end the model with a [linear] of out_features = %d",
+                         ini->path, last->line, ltype_names[last->type], last->name, last->c, last->h, last->w,
+                         m->classes, m->classes);
+    /* mapped layers */
+    m->mapped_nodes = xb_calloc((size_t)m->n_nodes * sizeof(int));
+    for (int i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].type == L_CONV || m->nodes[i].type == L_LINEAR) {
+            m->nodes[i].mapped = m->n_mapped;
+            m->mapped_nodes[m->n_mapped++] = i;
+        }
+    m->pv = xb_calloc((size_t)(m->n_train + 1) * sizeof(float));
+    m->gv = xb_calloc((size_t)(m->n_train + 1) * sizeof(float));
+    m->bv = xb_calloc((size_t)(m->n_buf + 1) * sizeof(float));
+    m->decay_mask = xb_calloc((size_t)m->n_train + 1);
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].trainable && m->params[i].decay)
+            memset(m->decay_mask + m->params[i].offset, 1, (size_t)m->params[i].numel);
+    init_params(m, init_kind == 1, seed);
+    return XB_OK;
+}
+
+extern const char *const xb_zoo_names_[];
+extern const char *const xb_zoo_texts_[];
+
+const char *const *xb_zoo_names(void) { return xb_zoo_names_; }
+
+const char *xb_zoo_cfg(const char *name) {
+    for (int i = 0; xb_zoo_names_[i]; i++)
+        if (!strcmp(xb_zoo_names_[i], name)) return xb_zoo_texts_[i];
+    return NULL;
+}
+
+xb_status xb_model_load(const char *name_or_path, uint64_t seed, xb_model **out) {
+    *out = NULL;
+    xb_ini ini;
+    xb_status st;
+    size_t len = strlen(name_or_path);
+    int is_file = strchr(name_or_path, '/') || (len > 4 && !strcmp(name_or_path + len - 4, ".cfg"));
+    if (is_file) {
+        st = xb_ini_parse_file(name_or_path, &ini);
+    } else {
+        const char *text = xb_zoo_cfg(name_or_path);
+        if (!text) {
+            char names[256] = "";
+            for (int i = 0; xb_zoo_names_[i]; i++) {
+                strncat(names, i ? ", " : "", sizeof names - strlen(names) - 1);
+                strncat(names, xb_zoo_names_[i], sizeof names - strlen(names) - 1);
+            }
+            return xb_errorf(XB_ERR_ARG, "model '%s' is neither a zoo model nor a .cfg file. HINT: zoo models are %s; "
+                             "a file needs a .cfg suffix or a '/'", name_or_path, names);
+        }
+        char path[128];
+        snprintf(path, sizeof path, "zoo:%s.cfg", name_or_path);
+        st = xb_ini_parse_string(text, strlen(text), path, &ini);
+    }
+    if (st != XB_OK) return st;
+    xb_model *m = xb_calloc(sizeof *m);
+    const char *base = strrchr(name_or_path, '/');
+    snprintf(m->name, sizeof m->name, "%s", base ? base + 1 : name_or_path);
+    st = build_model(m, &ini, seed);
+    xb_ini_free(&ini);
+    if (st != XB_OK) { xb_model_free(m); return st; }
+    *out = m;
+    return XB_OK;
+}
+
+static void free_runtime(xb_model *m) {
+    for (int i = 0; i < m->n_nodes; i++) {
+        node *nd = &m->nodes[i];
+        xb_free(nd->y); xb_free(nd->dy); xb_free(nd->save_mean); xb_free(nd->save_invstd);
+        xb_free(nd->argmax); xb_free(nd->mask);
+        nd->y = nd->dy = nd->save_mean = nd->save_invstd = NULL;
+        nd->argmax = NULL; nd->mask = NULL;
+    }
+    xb_free(m->xin); xb_free(m->ws);
+    m->xin = m->ws = NULL;
+    m->nmax = 0;
+}
+
+void xb_model_free(xb_model *m) {
+    if (!m) return;
+    if (m->nodes) free_runtime(m);
+    xb_free(m->nodes); free(m->params); xb_free(m->pv); xb_free(m->gv); xb_free(m->bv);
+    xb_free(m->decay_mask); xb_free(m->mapped_nodes);
+    xb_free(m);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Accessors                                                                                         */
+/* ------------------------------------------------------------------------------------------------ */
+
+int xb_model_n_params(const xb_model *m) { return m->n_params; }
+const xb_param *xb_model_param(const xb_model *m, int i) { XB_ASSERT(i >= 0 && i < m->n_params); return &m->params[i]; }
+const xb_param *xb_model_find_param(const xb_model *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (!strcmp(m->params[i].name, name)) return &m->params[i];
+    return NULL;
+}
+float *xb_model_params(xb_model *m) { return m->pv; }
+float *xb_model_grads(xb_model *m) { return m->gv; }
+float *xb_model_buffers(xb_model *m) { return m->bv; }
+const uint8_t *xb_model_decay_mask(const xb_model *m) { return m->decay_mask; }
+int64_t xb_model_n_trainable(const xb_model *m) { return m->n_train; }
+int64_t xb_model_n_buffer(const xb_model *m) { return m->n_buf; }
+int xb_model_classes(const xb_model *m) { return m->classes; }
+void xb_model_input_shape(const xb_model *m, int *c, int *h, int *w) { *c = m->in_c; *h = m->in_h; *w = m->in_w; }
+const char *xb_model_name(const xb_model *m) { return m->name; }
+void xb_model_train_mode(xb_model *m, int training) { m->training = training; }
+void xb_model_set_matmul(xb_model *m, xb_matmul_fn fn, void *ctx) { m->mm = fn; m->mm_ctx = ctx; }
+int xb_model_n_mapped(const xb_model *m) { return m->n_mapped; }
+
+void xb_model_mapped_info(const xb_model *m, int i, const char **name, int *param, int *rows_out, int *k) {
+    XB_ASSERT(i >= 0 && i < m->n_mapped);
+    const node *nd = &m->nodes[m->mapped_nodes[i]];
+    if (name) *name = nd->name;
+    if (param) *param = nd->p_w;
+    const xb_param *w = &m->params[nd->p_w];
+    if (rows_out) *rows_out = (int)(w->shape[0] / (nd->type == L_CONV ? nd->conv.groups : 1));
+    if (k) *k = (int)(w->numel / w->shape[0]);
+}
+
+int64_t xb_model_macs(const xb_model *m) {
+    int64_t s = 0;
+    for (int i = 0; i < m->n_nodes; i++) s += m->nodes[i].macs;
+    return s;
+}
+
+void xb_model_print_info(const xb_model *m, FILE *f, int json) {
+    int64_t total = 0;
+    if (json) {
+        fprintf(f, "{\"model\":\"%s\",\"input\":[%d,%d,%d],\"classes\":%d,\"layers\":[", m->name, m->in_c,
+                m->in_h, m->in_w, m->classes);
+    } else {
+        fprintf(f, "model %s: input %dx%dx%d, %d classes\n", m->name, m->in_c, m->in_h, m->in_w, m->classes);
+        fprintf(f, "%-22s %-10s %-18s %-14s %10s %14s\n", "layer", "type", "input", "output", "params", "MACs");
+    }
+    for (int i = 0; i < m->n_nodes; i++) {
+        const node *nd = &m->nodes[i];
+        int64_t np = 0;
+        int ps[5] = {nd->p_w, nd->p_b, -1, -1, -1};
+        for (int k = 0; k < 2; k++)
+            if (ps[k] >= 0) np += m->params[ps[k]].numel;
+        total += np;
+        char in[64];
+        if (nd->n_in == 2) snprintf(in, sizeof in, "%s+%s", nd->in[0] < 0 ? "image" : m->nodes[nd->in[0]].name,
+                                    nd->in[1] < 0 ? "image" : m->nodes[nd->in[1]].name);
+        else snprintf(in, sizeof in, "%s", nd->in[0] < 0 ? "image" : m->nodes[nd->in[0]].name);
+        if (json)
+            fprintf(f, "%s{\"name\":\"%s\",\"type\":\"%s\",\"input\":\"%s\",\"output\":[%d,%d,%d],\"params\":%lld,"
+                       "\"macs\":%lld}", i ? "," : "", nd->name, ltype_names[nd->type], in, nd->c, nd->h, nd->w,
+                    (long long)np, (long long)nd->macs);
+        else {
+            char shp[32];
+            snprintf(shp, sizeof shp, "%dx%dx%d", nd->c, nd->h, nd->w);
+            if (strlen(in) > 18) { in[15] = '.'; in[16] = '.'; in[17] = 0; }
+            fprintf(f, "%-22s %-10s %-18s %-14s %10lld %14lld\n", nd->name, ltype_names[nd->type], in, shp,
+                    (long long)np, (long long)nd->macs);
+        }
+    }
+    if (json)
+        fprintf(f, "],\"params\":%lld,\"buffers\":%lld,\"macs\":%lld}\n", (long long)total, (long long)m->n_buf,
+                (long long)xb_model_macs(m));
+    else
+        fprintf(f, "total: %lld trainable parameters, %lld buffer values, %lld MACs per image (%.2f M)\n",
+                (long long)total, (long long)m->n_buf, (long long)xb_model_macs(m), (double)xb_model_macs(m) / 1e6);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Planning                                                                                          */
+/* ------------------------------------------------------------------------------------------------ */
+
+static size_t node_size(const node *nd, int n) { return (size_t)nd->c * (size_t)n * (size_t)nd->h * (size_t)nd->w; }
+
+xb_status xb_model_set_batch(xb_model *m, int max_batch) {
+    if (max_batch < 1 || max_batch > (1 << 20))
+        return xb_errorf(XB_ERR_ARG, "batch size %d is out of range 1..1048576", max_batch);
+    if (max_batch == m->nmax) return XB_OK;
+    free_runtime(m);
+    m->nmax = max_batch;
+    m->xin = xb_malloc((size_t)m->in_c * max_batch * m->in_h * m->in_w * sizeof(float));
+    size_t ws = 0;
+    for (int i = 0; i < m->n_nodes; i++) {
+        node *nd = &m->nodes[i];
+        nd->y = xb_malloc(node_size(nd, max_batch) * sizeof(float));
+        nd->dy = xb_malloc(node_size(nd, max_batch) * sizeof(float));
+        if (nd->type == L_BN) {
+            nd->save_mean = xb_malloc((size_t)nd->c * sizeof(float));
+            nd->save_invstd = xb_malloc((size_t)nd->c * sizeof(float));
+        }
+        if (nd->type == L_MAXPOOL) nd->argmax = xb_malloc(node_size(nd, max_batch) * sizeof(int32_t));
+        if (nd->type == L_DROPOUT) nd->mask = xb_malloc(node_size(nd, max_batch));
+        if (nd->type == L_CONV) {
+            size_t w = xb_conv2d_workspace(&nd->conv, max_batch);
+            /* the matmul-hook path needs one group's im2col matrix */
+            size_t col = (size_t)xb_conv2d_k(&nd->conv) * (size_t)max_batch * nd->conv.ho * nd->conv.wo;
+            if (col > w) w = col;
+            if (w > ws) ws = w;
+        }
+    }
+    m->ws_floats = ws;
+    m->ws = xb_malloc((ws + 1) * sizeof(float));
+    return XB_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Forward                                                                                           */
+/* ------------------------------------------------------------------------------------------------ */
+
+static const float *node_in(const xb_model *m, const node *nd, int k) {
+    return nd->in[k] < 0 ? m->xin : m->nodes[nd->in[k]].y;
+}
+
+static const float *pp(const xb_model *m, int p) { return p < 0 ? NULL : m->pv + m->params[p].offset; }
+static float *bp(xb_model *m, int p) { return m->bv + m->params[p].offset; }
+
+static void conv_forward_hooked(xb_model *m, node *nd, int n, const float *x) {
+    const xb_conv2d_desc *d = &nd->conv;
+    int g = d->groups, cog = d->cout / g, K = xb_conv2d_k(d);
+    int64_t cols = (int64_t)n * d->ho * d->wo;
+    const float *w = pp(m, nd->p_w), *b = pp(m, nd->p_b);
+    for (int gi = 0; gi < g; gi++) {
+        xb_im2col(d, n, gi, x, m->ws);
+        m->mm(m->mm_ctx, nd->mapped, gi, cog, K, (int)cols, w + (size_t)gi * cog * K, m->ws,
+              nd->y + (size_t)gi * cog * cols);
+    }
+    if (b)
+        for (int o = 0; o < d->cout; o++)
+            for (int64_t j = 0; j < cols; j++) nd->y[o * cols + j] += b[o];
+}
+
+xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out, xb_rng *rng) {
+    XB_ASSERT(m->nmax > 0 && "call xb_model_set_batch first");
+    if (n < 1 || n > m->nmax)
+        return xb_errorf(XB_ERR_ARG, "batch of %d images but the model was planned for at most %d", n, m->nmax);
+    m->n_cur = n;
+    int hw = m->in_h * m->in_w;
+    xb_nchw_to_cnhw(n, m->in_c, hw, x, m->xin);
+    for (int i = 0; i < m->n_nodes; i++) {
+        node *nd = &m->nodes[i];
+        const float *a = node_in(m, nd, 0);
+        int c0, h0, w0;
+        in_shape(m, nd->in[0], &c0, &h0, &w0);
+        switch (nd->type) {
+        case L_CONV:
+            if (m->mm) conv_forward_hooked(m, nd, n, a);
+            else xb_conv2d_forward(&nd->conv, n, a, pp(m, nd->p_w), pp(m, nd->p_b), nd->y, m->ws);
+            break;
+        case L_LINEAR:
+            if (m->mm) {
+                m->mm(m->mm_ctx, nd->mapped, 0, nd->c, c0, n, pp(m, nd->p_w), a, nd->y);
+                const float *b = pp(m, nd->p_b);
+                if (b)
+                    for (int o = 0; o < nd->c; o++)
+                        for (int j = 0; j < n; j++) nd->y[(size_t)o * n + j] += b[o];
+            } else {
+                xb_linear_forward(c0, nd->c, n, a, pp(m, nd->p_w), pp(m, nd->p_b), nd->y);
+            }
+            break;
+        case L_BN:
+            xb_batchnorm_forward(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), pp(m, nd->p_b),
+                                 bp(m, nd->p_rm), bp(m, nd->p_rv), nd->momentum, nd->eps, m->training, nd->y,
+                                 nd->save_mean, nd->save_invstd);
+            if (m->training) bp(m, nd->p_nbt)[0] += 1.0f;
+            break;
+        case L_RELU: xb_relu_forward((int64_t)node_size(nd, n), a, nd->y); break;
+        case L_MAXPOOL: xb_maxpool_forward(&nd->pool, nd->c, n, a, nd->y, nd->argmax); break;
+        case L_AVGPOOL: xb_avgpool_forward(&nd->pool, nd->c, n, a, nd->y); break;
+        case L_GAP: xb_gap_forward(nd->c, n, h0 * w0, a, nd->y); break;
+        case L_FLATTEN: xb_flatten_forward(c0, n, h0 * w0, a, nd->y); break;
+        case L_DROPOUT:
+            if (m->training && nd->p_drop > 0) {
+                XB_ASSERT(rng && "dropout in training needs an rng");
+                xb_dropout_forward((int64_t)node_size(nd, n), nd->p_drop, rng, a, nd->mask, nd->y);
+            } else {
+                memcpy(nd->y, a, node_size(nd, n) * sizeof(float));
+            }
+            break;
+        case L_ADD: xb_add_forward((int64_t)node_size(nd, n), a, node_in(m, nd, 1), nd->y); break;
+        case L_SHORTCUT:
+            xb_shortcut_pad_forward(c0, nd->c, nd->sc_pad_lo, nd->sc_stride, n, h0, w0, a, nd->y);
+            break;
+        case L_COUNT: XB_ASSERT(0);
+        }
+    }
+    if (logits_out) {
+        const float *lg = m->nodes[m->n_nodes - 1].y; /* (classes, n) */
+        for (int j = 0; j < n; j++)
+            for (int k = 0; k < m->classes; k++) logits_out[(size_t)j * m->classes + k] = lg[(size_t)k * n + j];
+    }
+    return XB_OK;
+}
+
+const float *xb_model_logits(const xb_model *m) { return m->nodes[m->n_nodes - 1].y; }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Backward                                                                                          */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* gradient buffer of producer `idx` for accumulation, zeroed on first use; NULL for the image */
+static float *grad_of(xb_model *m, int idx, int n) {
+    if (idx < 0) return NULL;
+    node *p = &m->nodes[idx];
+    if (!p->dy_live) {
+        memset(p->dy, 0, node_size(p, n) * sizeof(float));
+        p->dy_live = 1;
+    }
+    return p->dy;
+}
+
+static float *gp(xb_model *m, int p) { return p < 0 ? NULL : m->gv + m->params[p].offset; }
+
+double xb_model_loss(xb_model *m, int n, const int32_t *labels, float label_smoothing, int *correct) {
+    return xb_softmax_ce(m->classes, n, xb_model_logits(m), labels, label_smoothing, NULL, correct);
+}
+
+xb_status xb_model_backward(xb_model *m, int n, const int32_t *labels, float label_smoothing, double *loss,
+                            int *correct) {
+    XB_ASSERT(n == m->n_cur);
+    for (int i = 0; i < m->n_nodes; i++) m->nodes[i].dy_live = 0;
+    memset(m->gv, 0, (size_t)m->n_train * sizeof(float));
+    node *last = &m->nodes[m->n_nodes - 1];
+    double l = xb_softmax_ce(m->classes, n, last->y, labels, label_smoothing, last->dy, correct);
+    last->dy_live = 1;
+    if (loss) *loss = l;
+    if (!isfinite(l))
+        return xb_errorf(XB_ERR_NUMERIC, "the loss is %g (not finite). HINT: lower --lr, check the input data, or "
+                         "use --schedule cosine with a warm start", l);
+    for (int i = m->n_nodes - 1; i >= 0; i--) {
+        node *nd = &m->nodes[i];
+        if (!nd->dy_live) continue; /* output unused (cannot happen for a connected graph) */
+        const float *a = node_in(m, nd, 0);
+        int c0, h0, w0;
+        in_shape(m, nd->in[0], &c0, &h0, &w0);
+        float *da = grad_of(m, nd->in[0], n);
+        switch (nd->type) {
+        case L_CONV:
+            xb_conv2d_backward(&nd->conv, n, a, pp(m, nd->p_w), nd->dy, da, gp(m, nd->p_w), gp(m, nd->p_b), m->ws);
+            break;
+        case L_LINEAR:
+            xb_linear_backward(c0, nd->c, n, a, pp(m, nd->p_w), nd->dy, da, gp(m, nd->p_w), gp(m, nd->p_b));
+            break;
+        case L_BN:
+            if (m->training)
+                xb_batchnorm_backward(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), nd->save_mean,
+                                      nd->save_invstd, nd->dy, da, gp(m, nd->p_w), gp(m, nd->p_b));
+            else
+                return xb_errorf(XB_ERR_UNSUPPORTED, "backward through batchnorm '%s' in eval mode is not "
+                                 "supported. HINT: call xb_model_train_mode(m, 1) before training", nd->name);
+            break;
+        case L_RELU: if (da) xb_relu_backward((int64_t)node_size(nd, n), nd->y, nd->dy, da); break;
+        case L_MAXPOOL: if (da) xb_maxpool_backward(&nd->pool, nd->c, n, nd->argmax, nd->dy, da); break;
+        case L_AVGPOOL: if (da) xb_avgpool_backward(&nd->pool, nd->c, n, nd->dy, da); break;
+        case L_GAP: if (da) xb_gap_backward(nd->c, n, h0 * w0, nd->dy, da); break;
+        case L_FLATTEN: if (da) xb_flatten_backward(c0, n, h0 * w0, nd->dy, da); break;
+        case L_DROPOUT:
+            if (da) {
+                if (m->training && nd->p_drop > 0) xb_dropout_backward((int64_t)node_size(nd, n), nd->p_drop, nd->mask, nd->dy, da);
+                else for (size_t j = 0; j < node_size(nd, n); j++) da[j] += nd->dy[j];
+            }
+            break;
+        case L_ADD: {
+            size_t sz = node_size(nd, n);
+            if (da) for (size_t j = 0; j < sz; j++) da[j] += nd->dy[j];
+            float *db = grad_of(m, nd->in[1], n);
+            if (db) for (size_t j = 0; j < sz; j++) db[j] += nd->dy[j];
+            break;
+        }
+        case L_SHORTCUT:
+            if (da) xb_shortcut_pad_backward(c0, nd->c, nd->sc_pad_lo, nd->sc_stride, n, h0, w0, nd->dy, da);
+            break;
+        case L_COUNT: XB_ASSERT(0);
+        }
+    }
+    return XB_OK;
+}

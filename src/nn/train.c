@@ -1,0 +1,347 @@
+/*
+ * train.c -- the training loop (shuffle, augment, forward, backward, schedule, optimizer step), the
+ * per-epoch evaluation, and checkpoints that make --resume continue bit for bit: the checkpoint holds
+ * the parameters and buffers, the optimizer moments, the epoch's permutation and position, the
+ * random streams and the step counter.
+ */
+#include "nn_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+xb_train_opts xb_train_opts_default(void) {
+    xb_train_opts o;
+    memset(&o, 0, sizeof o);
+    o.epochs = 1;
+    o.batch = 128;
+    o.lr = 0.1;
+    o.momentum = 0.9;
+    o.weight_decay = 5e-4;
+    o.optimizer = XB_OPT_SGD;
+    o.schedule = XB_SCHED_COSINE;
+    o.decay_all = 1;
+    o.augment = 1;
+    o.seed = 1;
+    o.threads = 1;
+    o.progress = 1;
+    return o;
+}
+
+xb_status xb_evaluate(xb_model *m, const xb_dataset *d, int64_t limit, int batch, int progress,
+                      xb_eval_result *r) {
+    memset(r, 0, sizeof *r);
+    int c, h, w;
+    xb_model_input_shape(m, &c, &h, &w);
+    if (d->c != c || d->h != h || d->w != w)
+        return xb_errorf(XB_ERR_SHAPE, "%s: images are %dx%dx%d but model '%s' takes %dx%dx%d", d->path, d->c, d->h,
+                         d->w, xb_model_name(m), c, h, w);
+    if (d->classes > xb_model_classes(m))
+        return xb_errorf(XB_ERR_SHAPE, "%s: %d classes but model '%s' has %d outputs. HINT: use a model with "
+                         "classes = %d", d->path, d->classes, xb_model_name(m), xb_model_classes(m), d->classes);
+    int64_t n = limit > 0 && limit < d->n ? limit : d->n;
+    xb_status st = xb_model_set_batch(m, batch);
+    if (st) return st;
+    xb_model_train_mode(m, 0);
+    float *x = xb_malloc((size_t)batch * c * h * w * sizeof(float));
+    int64_t *idx = xb_malloc((size_t)batch * sizeof(int64_t));
+    int32_t *lab = xb_malloc((size_t)batch * sizeof(int32_t));
+    xb_progress pb;
+    xb_progress_start(&pb, "eval ", n, progress);
+    double t0 = xb_time_s(), loss_sum = 0;
+    for (int64_t s = 0; s < n; s += batch) {
+        int nb = (int)(n - s < batch ? n - s : batch);
+        for (int i = 0; i < nb; i++) idx[i] = s + i;
+        xb_dataset_batch(d, idx, nb, 0, NULL, x, lab);
+        xb_model_forward(m, nb, x, NULL, NULL);
+        int correct = 0;
+        loss_sum += xb_model_loss(m, nb, lab, 0.0f, &correct) * nb;
+        r->correct += correct;
+        char extra[64];
+        snprintf(extra, sizeof extra, "acc %.2f%%", 100.0 * (double)r->correct / (double)(s + nb));
+        xb_progress_update(&pb, s + nb, extra);
+    }
+    r->n = n;
+    r->loss = loss_sum / (double)n;
+    r->accuracy = (double)r->correct / (double)n;
+    r->seconds = xb_time_s() - t0;
+    char extra[64];
+    snprintf(extra, sizeof extra, "acc %.2f%%", 100.0 * r->accuracy);
+    xb_progress_end(&pb, extra);
+    xb_free(x); xb_free(idx); xb_free(lab);
+    return XB_OK;
+}
+
+/* ---- checkpoints -------------------------------------------------------------------------------- */
+
+typedef struct train_state {
+    int64_t epoch, pos, step;
+    int64_t *perm;
+    xb_rng rng_shuffle, rng_aug, rng_drop;
+} train_state;
+
+static void rng_pack(const xb_rng *r, int64_t out[6]) {
+    memcpy(out, r->s, 4 * sizeof(uint64_t));
+    memcpy(&out[4], &r->spare, sizeof(double));
+    out[5] = r->has_spare;
+}
+static void rng_unpack(const int64_t in[6], xb_rng *r) {
+    memcpy(r->s, in, 4 * sizeof(uint64_t));
+    memcpy(&r->spare, &in[4], sizeof(double));
+    r->has_spare = (int)in[5];
+}
+
+static const char *const opt_names[] = {"sgd", "adam", "adamw"};
+
+static xb_status save_checkpoint(xb_model *m, const xb_optim *o, const train_state *ts, const xb_train_opts *opt,
+                                 int64_t n_train, const char *path) {
+    xb_safetensors st;
+    xb_st_init(&st);
+    int64_t *scratch = xb_calloc((size_t)xb_model_n_params(m) * sizeof(int64_t) + 8);
+    xb_model_add_to_st(m, &st, scratch);
+    int64_t n = xb_model_n_trainable(m);
+    xb_tensor tm = {.dtype = XB_F32, .ndim = 1, .shape = {n, 1, 1, 1}, .data = o->m};
+    xb_st_add(&st, "__optim.m", tm);
+    if (o->v) { tm.data = o->v; xb_st_add(&st, "__optim.v", tm); }
+    xb_tensor tp = {.dtype = XB_I64, .ndim = 1, .shape = {n_train, 1, 1, 1}, .data = ts->perm};
+    xb_st_add(&st, "__perm", tp);
+    int64_t r[3][6];
+    rng_pack(&ts->rng_shuffle, r[0]); rng_pack(&ts->rng_aug, r[1]); rng_pack(&ts->rng_drop, r[2]);
+    xb_tensor tr = {.dtype = XB_I64, .ndim = 2, .shape = {3, 6, 1, 1}, .data = r};
+    xb_st_add(&st, "__rng", tr);
+    char buf[8][32];
+    snprintf(buf[0], 32, "%lld", (long long)ts->epoch);
+    snprintf(buf[1], 32, "%lld", (long long)ts->pos);
+    snprintf(buf[2], 32, "%lld", (long long)ts->step);
+    snprintf(buf[3], 32, "%lld", (long long)o->step);
+    snprintf(buf[4], 32, "%d", opt->batch);
+    snprintf(buf[5], 32, "%d", opt->epochs);
+    xb_st_add_meta(&st, "xbar_checkpoint", "1");
+    xb_st_add_meta(&st, "xbar_model", xb_model_name(m));
+    xb_st_add_meta(&st, "epoch", buf[0]);
+    xb_st_add_meta(&st, "pos", buf[1]);
+    xb_st_add_meta(&st, "step", buf[2]);
+    xb_st_add_meta(&st, "optim_step", buf[3]);
+    xb_st_add_meta(&st, "batch", buf[4]);
+    xb_st_add_meta(&st, "epochs", buf[5]);
+    xb_st_add_meta(&st, "optimizer", opt_names[o->kind]);
+    xb_status s = xb_st_save(path, &st);
+    xb_st_free(&st);
+    xb_free(scratch);
+    return s;
+}
+
+static xb_status meta_int(const xb_safetensors *st, const char *path, const char *key, int64_t *out) {
+    const char *v = xb_st_meta(st, key);
+    char *end;
+    if (!v || !*v) return xb_errorf(XB_ERR_FORMAT, "%s: checkpoint metadata '%s' is missing. HINT: --resume takes "
+                                    "a checkpoint.safetensors written by xbar train", path, key);
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || *end || x < 0)
+        return xb_errorf(XB_ERR_FORMAT, "%s: checkpoint metadata '%s' = '%s' is not a count", path, key, v);
+    *out = x;
+    return XB_OK;
+}
+
+static xb_status load_checkpoint(xb_model *m, xb_optim *o, train_state *ts, const xb_train_opts *opt,
+                                 int64_t n_train, const char *path) {
+    xb_safetensors st;
+    xb_status s = xb_st_load(path, &st);
+    if (s) return s;
+#define FAIL(...) do { s = xb_errorf(__VA_ARGS__); goto out; } while (0)
+    if (!xb_st_meta(&st, "xbar_checkpoint"))
+        FAIL(XB_ERR_FORMAT, "%s: not an xbar checkpoint (no 'xbar_checkpoint' metadata). HINT: pass the "
+             "checkpoint.safetensors from the --out directory of xbar train, not the weights file", path);
+    if ((s = xb_model_weights_from_st(m, &st, path))) goto out;
+    int64_t v[6];
+    const char *keys[6] = {"epoch", "pos", "step", "optim_step", "batch", "epochs"};
+    for (int i = 0; i < 6; i++)
+        if ((s = meta_int(&st, path, keys[i], &v[i]))) goto out;
+    const char *on = xb_st_meta(&st, "optimizer");
+    if (!on || strcmp(on, opt_names[o->kind]) != 0)
+        FAIL(XB_ERR_ARG, "%s: the checkpoint was trained with --optimizer %s, not %s. HINT: resume with the same "
+             "optimizer", path, on ? on : "?", opt_names[o->kind]);
+    if (v[4] != opt->batch || v[5] != opt->epochs)
+        FAIL(XB_ERR_ARG, "%s: the checkpoint was made with --batch %lld --epochs %lld, this run has --batch %d "
+             "--epochs %d. HINT: resume with the same values so the schedule continues unchanged",
+             path, (long long)v[4], (long long)v[5], opt->batch, opt->epochs);
+    const xb_tensor *tm = xb_st_get(&st, "__optim.m"), *tv = xb_st_get(&st, "__optim.v");
+    const xb_tensor *tp = xb_st_get(&st, "__perm"), *tr = xb_st_get(&st, "__rng");
+    int64_t n = xb_model_n_trainable(m);
+    if (!tm || tm->dtype != XB_F32 || xb_tensor_numel(tm) != n || (o->v && (!tv || tv->dtype != XB_F32 ||
+        xb_tensor_numel(tv) != n)))
+        FAIL(XB_ERR_FORMAT, "%s: optimizer state __optim.m/__optim.v is missing or has the wrong size", path);
+    if (!tp || tp->dtype != XB_I64 || xb_tensor_numel(tp) != n_train)
+        FAIL(XB_ERR_FORMAT, "%s: the data order __perm is missing or is for %lld images, not %lld. HINT: resume "
+             "with the same training data and --train-limit", path, tp ? (long long)xb_tensor_numel(tp) : 0LL,
+             (long long)n_train);
+    if (!tr || tr->dtype != XB_I64 || xb_tensor_numel(tr) != 18)
+        FAIL(XB_ERR_FORMAT, "%s: random-stream state __rng is missing or malformed", path);
+    for (int64_t i = 0; i < n_train; i++) {
+        int64_t p = ((const int64_t *)tp->data)[i];
+        if (p < 0 || p >= n_train) FAIL(XB_ERR_FORMAT, "%s: __perm[%lld] = %lld is out of range", path, (long long)i, (long long)p);
+        ts->perm[i] = p;
+    }
+    if (v[1] > n_train) FAIL(XB_ERR_FORMAT, "%s: position %lld is past the %lld images", path, (long long)v[1], (long long)n_train);
+    memcpy(o->m, tm->data, (size_t)n * sizeof(float));
+    if (o->v) memcpy(o->v, tv->data, (size_t)n * sizeof(float));
+    const int64_t *r = tr->data;
+    rng_unpack(r, &ts->rng_shuffle); rng_unpack(r + 6, &ts->rng_aug); rng_unpack(r + 12, &ts->rng_drop);
+    ts->epoch = v[0]; ts->pos = v[1]; ts->step = v[2];
+    o->step = v[3];
+    s = XB_OK;
+out:
+    xb_st_free(&st);
+    return s;
+#undef FAIL
+}
+
+static void shuffle(int64_t *perm, int64_t n, xb_rng *r) {
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)xb_rng_below(r, (uint64_t)i + 1);
+        int64_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+    }
+}
+
+static xb_status ensure_dir(const char *dir) {
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return xb_errorf(XB_ERR_IO, "%s: cannot create the output directory: %s. HINT: pick a writable --out",
+                         dir, strerror(errno));
+    return XB_OK;
+}
+
+/* ---- the loop ----------------------------------------------------------------------------------- */
+
+xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test, const xb_train_opts *o,
+                   xb_train_result *res) {
+    xb_train_result r;
+    memset(&r, 0, sizeof r);
+    int c, h, w;
+    xb_model_input_shape(m, &c, &h, &w);
+    if (train->c != c || train->h != h || train->w != w)
+        return xb_errorf(XB_ERR_SHAPE, "%s: images are %dx%dx%d but model '%s' takes %dx%dx%d", train->path,
+                         train->c, train->h, train->w, xb_model_name(m), c, h, w);
+    if (train->classes > xb_model_classes(m))
+        return xb_errorf(XB_ERR_SHAPE, "%s: %d classes but model '%s' has %d outputs", train->path,
+                         train->classes, xb_model_name(m), xb_model_classes(m));
+    if (o->batch < 1) return xb_errorf(XB_ERR_ARG, "batch size must be at least 1");
+    int64_t spe = (train->n + o->batch - 1) / o->batch;
+    int epochs = o->epochs;
+    if (epochs <= 0) {
+        if (o->steps <= 0) return xb_errorf(XB_ERR_ARG, "give --epochs or --steps");
+        epochs = (int)((o->steps + spe - 1) / spe);
+    }
+    int64_t total = (int64_t)epochs * spe;
+    int64_t stop = o->steps > 0 && o->steps < total ? o->steps : total;
+    xb_set_threads(o->threads > 0 ? o->threads : 1);
+    xb_status s = xb_model_set_batch(m, o->batch);
+    if (s) return s;
+    xb_optim opt;
+    if ((s = xb_optim_init(&opt, o->optimizer, xb_model_n_trainable(m)))) return s;
+    opt.momentum = o->momentum;
+    opt.weight_decay = o->weight_decay;
+    train_state ts;
+    memset(&ts, 0, sizeof ts);
+    ts.perm = xb_malloc((size_t)train->n * sizeof(int64_t));
+    xb_rng_seed(&ts.rng_shuffle, o->seed, "shuffle");
+    xb_rng_seed(&ts.rng_aug, o->seed, "augment");
+    xb_rng_seed(&ts.rng_drop, o->seed, "dropout");
+    xb_train_opts oo = *o;
+    oo.epochs = epochs;
+    if (o->resume && (s = load_checkpoint(m, &opt, &ts, &oo, train->n, o->resume))) goto done;
+    char wpath[1100], cpath[1100];
+    if (o->out_dir) {
+        if ((s = ensure_dir(o->out_dir))) goto done;
+        snprintf(wpath, sizeof wpath, "%s/weights.safetensors", o->out_dir);
+        snprintf(cpath, sizeof cpath, "%s/checkpoint.safetensors", o->out_dir);
+    }
+    const uint8_t *mask = o->decay_all ? NULL : xb_model_decay_mask(m);
+    float *x = xb_malloc((size_t)o->batch * c * h * w * sizeof(float));
+    int32_t *lab = xb_malloc((size_t)o->batch * sizeof(int32_t));
+    double t_start = xb_time_s(), t_train = 0;
+    int64_t imgs = 0;
+    while (ts.epoch < epochs && ts.step < stop) {
+        if (ts.pos == 0) shuffle(ts.perm, train->n, &ts.rng_shuffle);
+        char label[32];
+        snprintf(label, sizeof label, "epoch %lld/%d", (long long)ts.epoch + 1, epochs);
+        xb_progress pb;
+        int64_t ep_steps = spe - (ts.pos + o->batch - 1) / o->batch;
+        if (stop - ts.step < ep_steps) ep_steps = stop - ts.step;
+        xb_progress_start(&pb, label, ep_steps, o->progress);
+        double loss_sum = 0, t0 = xb_time_s();
+        int64_t seen = 0, correct_sum = 0, k = 0;
+        xb_model_train_mode(m, 1);
+        while (ts.pos < train->n && ts.step < stop) {
+            int nb = (int)(train->n - ts.pos < o->batch ? train->n - ts.pos : o->batch);
+            xb_dataset_batch(train, ts.perm + ts.pos, nb, o->augment, &ts.rng_aug, x, lab);
+            xb_model_forward(m, nb, x, NULL, &ts.rng_drop);
+            double loss;
+            int correct;
+            s = xb_model_backward(m, nb, lab, (float)o->label_smoothing, &loss, &correct);
+            if (s) {
+                xb_errorf(s, "epoch %lld, step %lld: %s", (long long)ts.epoch + 1, (long long)ts.step + 1,
+                          xb_last_error());
+                goto done_loop;
+            }
+            double lr = xb_schedule_lr(o->schedule, o->lr, ts.step, total, spe);
+            xb_optim_step(&opt, xb_model_params(m), xb_model_grads(m), mask, lr);
+            ts.pos += nb;
+            ts.step++;
+            k++;
+            seen += nb;
+            imgs += nb;
+            correct_sum += correct;
+            loss_sum += loss * nb;
+            char extra[96];
+            double el = xb_time_s() - t0;
+            snprintf(extra, sizeof extra, "loss %.4f acc %.2f%% %.0f img/s lr %.4g", loss_sum / (double)seen,
+                     100.0 * (double)correct_sum / (double)seen, (double)seen / (el > 0 ? el : 1e-9), lr);
+            xb_progress_update(&pb, k, extra);
+        }
+        double el = xb_time_s() - t0;
+        t_train += el;
+        r.train_loss = loss_sum / (double)(seen ? seen : 1);
+        r.train_acc = (double)correct_sum / (double)(seen ? seen : 1);
+        char extra[96];
+        snprintf(extra, sizeof extra, "loss %.4f acc %.2f%% %.0f img/s", r.train_loss, 100.0 * r.train_acc,
+                 (double)seen / (el > 0 ? el : 1e-9));
+        xb_progress_end(&pb, extra);
+        int epoch_done = ts.pos >= train->n;
+        if (epoch_done) { ts.epoch++; ts.pos = 0; r.epochs_done++; }
+        double acc = -1;
+        if (epoch_done && test) {
+            xb_eval_result er;
+            if ((s = xb_evaluate(m, test, o->eval_limit, o->batch, o->progress, &er))) goto done_loop;
+            acc = er.accuracy;
+            r.test_acc = acc;
+            if (o->progress)
+                fprintf(stderr, "epoch %lld/%d: train loss %.4f acc %.2f%%, test acc %.2f%% (%lld images), %.1f s\n",
+                        (long long)ts.epoch, epochs, r.train_loss, 100 * r.train_acc, 100 * acc, (long long)er.n,
+                        xb_time_s() - t_start);
+        }
+        if (o->json)
+            printf("{\"epoch\":%lld,\"step\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,\"test_acc\":%.6f,"
+                   "\"seconds\":%.3f}\n", (long long)ts.epoch, (long long)ts.step, r.train_loss, r.train_acc, acc,
+                   xb_time_s() - t_start);
+        if (o->out_dir) {
+            if ((s = xb_model_save_weights(m, wpath))) goto done_loop;
+            if ((s = save_checkpoint(m, &opt, &ts, &oo, train->n, cpath))) goto done_loop;
+        }
+    }
+    s = XB_OK;
+done_loop:
+    xb_free(x);
+    xb_free(lab);
+    r.steps_done = ts.step;
+    r.seconds = xb_time_s() - t_start;
+    r.images_per_s = t_train > 0 ? (double)imgs / t_train : 0;
+done:
+    xb_optim_free(&opt);
+    xb_free(ts.perm);
+    if (res) *res = r;
+    return s;
+}
