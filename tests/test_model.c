@@ -1,0 +1,306 @@
+/* test_model.c -- model graphs from .cfg (zoo and bad files), weights round trips, the matmul hook,
+ * optimizers and schedules against their formulas, determinism and bit-exact resume of training. */
+#include "testutil.h"
+
+#include <cblas.h>
+
+static const char *write_cfg(const char *name, const char *text) {
+    static char path[512];
+    xbt_path(path, sizeof path, name);
+    xbt_write_file(path, text, strlen(text));
+    return path;
+}
+
+static void test_zoo_loads(void **state) {
+    (void)state;
+    /* parameter counts of the PyTorch twins (tools/torch_zoo.py; docs/zoo.md) */
+    struct { const char *name; int64_t params; } z[] = {
+        {"resnet20", 269722}, {"mlp", 1707274}, {"lenet5", 62006}, {"resnet18", 11173962},
+    };
+    for (size_t i = 0; i < sizeof z / sizeof *z; i++) {
+        xb_model *m;
+        assert_int_equal(xb_model_load(z[i].name, 1, &m), XB_OK);
+        assert_int_equal(xb_model_n_trainable(m), z[i].params);
+        assert_int_equal(xb_model_classes(m), 10);
+        xb_model_free(m);
+    }
+    for (const char *const *n = xb_zoo_names(); *n; n++) {
+        xb_model *m;
+        if (xb_model_load(*n, 1, &m) != XB_OK) fail_msg("zoo model %s: %s", *n, xb_last_error());
+        xb_model_free(m);
+    }
+    xb_model *m;
+    assert_int_equal(xb_model_load("resnet21", 1, &m), XB_ERR_ARG);
+    assert_non_null(strstr(xb_last_error(), "resnet20"));
+}
+
+static void test_resnet20_names(void **state) {
+    (void)state;
+    xb_model *m;
+    assert_int_equal(xb_model_load("resnet20", 1, &m), XB_OK);
+    const char *names[] = {"conv1.weight", "bn1.weight", "bn1.running_var", "bn1.num_batches_tracked",
+                           "layer1.0.conv1.weight", "layer2.0.conv1.weight", "layer3.2.bn2.bias", "linear.weight",
+                           "linear.bias"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (!xb_model_find_param(m, names[i])) fail_msg("resnet20 lacks %s", names[i]);
+    const xb_param *p = xb_model_find_param(m, "layer2.0.conv1.weight");
+    assert_int_equal(p->shape[0], 32); assert_int_equal(p->shape[1], 16);
+    assert_int_equal(p->shape[2], 3); assert_int_equal(p->shape[3], 3);
+    assert_null(xb_model_find_param(m, "layer2.0.shortcut.weight"));
+    /* 20 weighted layers: 19 conv + 1 linear */
+    assert_int_equal(xb_model_n_mapped(m), 20);
+    xb_model_free(m);
+}
+
+static void expect_cfg_error(const char *text, const char *needle) {
+    const char *path = write_cfg("bad.cfg", text);
+    xb_model *m = NULL;
+    xb_status s = xb_model_load(path, 1, &m);
+    if (s == XB_OK) fail_msg("accepted a bad config (wanted '%s')", needle);
+    assert_null(m);
+    if (!strstr(xb_last_error(), needle) || !strstr(xb_last_error(), "bad.cfg"))
+        fail_msg("message '%s' lacks '%s' or the file name", xb_last_error(), needle);
+}
+
+static void test_bad_configs(void **state) {
+    (void)state;
+    const char *net = "[net]\ninput = 3x8x8\nclasses = 4\n";
+    char buf[1024];
+    expect_cfg_error("[conv2d c]\nout_channels=4\nkernel=3\n", "[net]");
+    snprintf(buf, sizeof buf, "%s[conv2d c]\nout_channels = 4\nkernel = 3\nstide = 2\n[gap g]\n", net);
+    expect_cfg_error(buf, "stide");
+    snprintf(buf, sizeof buf, "%s[conv3d c]\nout_channels = 4\n", net);
+    expect_cfg_error(buf, "conv3d");
+    snprintf(buf, sizeof buf, "%s[conv2d c]\nout_channels = 4\nkernel = 9\n[gap g]\n", net);
+    expect_cfg_error(buf, "does not fit");
+    snprintf(buf, sizeof buf, "%s[flatten f]\n[linear fc]\nout_features = 5\n", net);
+    expect_cfg_error(buf, "class scores");
+    snprintf(buf, sizeof buf, "%s[conv2d c]\nout_channels = 4\nkernel = 3\n[linear fc]\nout_features = 4\n", net);
+    expect_cfg_error(buf, "flatten");
+    snprintf(buf, sizeof buf, "%s[conv2d c]\nout_channels = 4\nkernel = 3\ninput = nowhere\n[gap g]\n", net);
+    expect_cfg_error(buf, "nowhere");
+    snprintf(buf, sizeof buf, "%s[conv2d c]\nout_channels = 4\nkernel = 1\n[conv2d d]\nout_channels = 4\nkernel = 3\n"
+             "[add a]\ninputs = c, d\n[gap g]\n", net);
+    expect_cfg_error(buf, "sums shapes");
+    snprintf(buf, sizeof buf, "%s[conv2d c]\nout_channels = -4\nkernel = 3\n[gap g]\n", net);
+    expect_cfg_error(buf, "out_channels");
+    snprintf(buf, sizeof buf, "%s[relu r]\n[relu r]\n", net);
+    expect_cfg_error(buf, "twice");
+    snprintf(buf, sizeof buf, "%s[relu]\n", net);
+    expect_cfg_error(buf, "no name");
+    xb_model *m;
+    assert_int_equal(xb_model_load("/nonexistent/model.cfg", 1, &m), XB_ERR_IO);
+}
+
+/* small conv net that uses every layer type */
+static const char *small_cfg =
+    "[net]\ninput = 3x8x8\nclasses = 4\ninit = kaiming_normal\n"
+    "[conv2d c1]\nout_channels = 8\nkernel = 3\npadding = 1\nbias = false\n"
+    "[batchnorm b1]\n[relu r1]\n"
+    "[conv2d c2]\nout_channels = 8\nkernel = 3\npadding = 1\ngroups = 2\n"
+    "[batchnorm b2]\n[add a1]\ninputs = b2, r1\n[relu r2]\n"
+    "[shortcut s1]\nout_channels = 16\nstride = 2\n"
+    "[conv2d c3]\nout_channels = 16\nkernel = 3\nstride = 2\npadding = 1\ninput = r2\n"
+    "[add a2]\ninputs = c3, s1\n[maxpool p1]\nkernel = 2\n[avgpool p2]\nkernel = 2\ninput = a2\n"
+    "[add a3]\ninputs = p1, p2\n[dropout d]\np = 0.25\n[flatten f]\n"
+    "[linear fc1]\nout_features = 12\n[batchnorm b3]\n[relu r3]\n[linear fc2]\nout_features = 4\n";
+
+static void fake_data(xb_dataset *d, int n, int c, int h, int w, int classes, uint64_t seed) {
+    memset(d, 0, sizeof *d);
+    d->n = n; d->c = c; d->h = h; d->w = w; d->classes = classes;
+    d->images = malloc((size_t)n * c * h * w);
+    d->labels = malloc((size_t)n * sizeof(int32_t));
+    xb_rng r;
+    xb_rng_seed(&r, seed, "test");
+    for (int i = 0; i < n; i++) {
+        int lab = (int)xb_rng_below(&r, (uint64_t)classes);
+        d->labels[i] = lab;
+        for (int j = 0; j < c * h * w; j++) /* a class-dependent brightness pattern plus noise */
+            d->images[(size_t)i * c * h * w + j] = (uint8_t)(((j % classes) == lab ? 160 : 60) + xb_rng_below(&r, 60));
+    }
+    for (int k = 0; k < 3; k++) { d->mean[k] = 0.4f; d->std[k] = 0.25f; }
+    snprintf(d->path, sizeof d->path, "fake");
+}
+
+static void test_weights_roundtrip(void **state) {
+    (void)state;
+    const char *cfg = write_cfg("small.cfg", small_cfg);
+    xb_model *a, *b;
+    assert_int_equal(xb_model_load(cfg, 1, &a), XB_OK);
+    assert_int_equal(xb_model_load(cfg, 2, &b), XB_OK);
+    xb_model_buffers(a)[0] = 0.125f; /* a non-trivial buffer value */
+    char path[512];
+    xbt_path(path, sizeof path, "small.safetensors");
+    assert_int_equal(xb_model_save_weights(a, path), XB_OK);
+    assert_int_equal(xb_model_load_weights(b, path), XB_OK);
+    assert_memory_equal(xb_model_params(a), xb_model_params(b), (size_t)xb_model_n_trainable(a) * sizeof(float));
+    assert_memory_equal(xb_model_buffers(a), xb_model_buffers(b), (size_t)xb_model_n_buffer(a) * sizeof(float));
+    xb_model *r20;
+    assert_int_equal(xb_model_load("resnet20", 1, &r20), XB_OK);
+    assert_int_not_equal(xb_model_load_weights(r20, path), XB_OK);
+    assert_non_null(strstr(xb_last_error(), path));
+    xb_model_free(a); xb_model_free(b); xb_model_free(r20);
+}
+
+/* the matmul hook must reproduce the built-in path: a plain sgemm hook */
+static int hook_calls;
+static void sgemm_hook(void *ctx, int layer, int group, int rows, int k, int ncols, const float *w, const float *x,
+                       float *y) {
+    (void)ctx; (void)layer; (void)group;
+    hook_calls++;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, ncols, k, 1.0f, w, k, x, ncols, 0.0f, y, ncols);
+}
+
+static void test_matmul_hook(void **state) {
+    (void)state;
+    const char *cfg = write_cfg("small.cfg", small_cfg);
+    xb_model *m;
+    assert_int_equal(xb_model_load(cfg, 3, &m), XB_OK);
+    int n = 5;
+    float *x = malloc(sizeof(float) * n * 3 * 64), *l1 = malloc(sizeof(float) * n * 4), *l2 = malloc(sizeof(float) * n * 4);
+    xb_rng r;
+    xb_rng_seed(&r, 9, "x");
+    for (int i = 0; i < n * 3 * 64; i++) x[i] = (float)xb_rng_normal(&r);
+    assert_int_equal(xb_model_set_batch(m, 8), XB_OK);
+    xb_model_train_mode(m, 0);
+    assert_int_equal(xb_model_forward(m, n, x, l1, NULL), XB_OK);
+    xb_model_set_matmul(m, sgemm_hook, NULL);
+    assert_int_equal(xb_model_forward(m, n, x, l2, NULL), XB_OK);
+    assert_int_equal(hook_calls, 1 + 2 + 1 + 2); /* c1, c2 (2 groups), c3, fc1, fc2 */
+    double *ref = malloc(sizeof(double) * n * 4);
+    for (int i = 0; i < n * 4; i++) ref[i] = l1[i];
+    XBT_CHECK_REL("hooked logits", l2, ref, n * 4, 1e-5);
+    free(x); free(l1); free(l2); free(ref);
+    xb_model_free(m);
+}
+
+static void test_optimizers(void **state) {
+    (void)state;
+    xb_optim o;
+    float p[2] = {1.5f, -2.0f}, g[2] = {0.25f, 0.5f};
+    assert_int_equal(xb_optim_init(&o, XB_OPT_SGD, 2), XB_OK);
+    o.momentum = 0.9; o.weight_decay = 0.1;
+    xb_optim_step(&o, p, g, NULL, 0.5);   /* b = g + wd p = 0.4, -> p = 1.5 - 0.2 */
+    assert_float_equal(p[0], 1.3f, 1e-6);
+    xb_optim_step(&o, p, g, NULL, 0.5);   /* d = 0.25 + 0.13 = 0.38; b = 0.36 + 0.38 = 0.74 */
+    assert_float_equal(p[0], 1.3f - 0.37f, 1e-6);
+    xb_optim_free(&o);
+    float q[1] = {1.0f}, h[1] = {0.5f};
+    assert_int_equal(xb_optim_init(&o, XB_OPT_ADAM, 1), XB_OK);
+    xb_optim_step(&o, q, h, NULL, 0.01);  /* first Adam step moves by lr * sign(g) (up to eps) */
+    assert_float_equal(q[0], 0.99f, 1e-6);
+    xb_optim_free(&o);
+    float w1[1] = {2.0f}, z[1] = {0.0f};
+    assert_int_equal(xb_optim_init(&o, XB_OPT_ADAMW, 1), XB_OK);
+    o.weight_decay = 0.1;
+    xb_optim_step(&o, w1, z, NULL, 0.5); /* decoupled: w *= 1 - lr wd; zero grad moves nothing else */
+    assert_float_equal(w1[0], 2.0f * 0.95f, 1e-6);
+    xb_optim_free(&o);
+}
+
+static void test_schedules(void **state) {
+    (void)state;
+    assert_float_equal(xb_schedule_lr(XB_SCHED_COSINE, 0.1, 0, 100, 10), 0.1, 1e-12);
+    assert_float_equal(xb_schedule_lr(XB_SCHED_COSINE, 0.1, 50, 100, 10), 0.05, 1e-12);
+    assert_float_equal(xb_schedule_lr(XB_SCHED_COSINE, 0.1, 100, 100, 10), 0.0, 1e-12);
+    assert_float_equal(xb_schedule_lr(XB_SCHED_STEP, 0.1, 49, 100, 10), 0.1, 1e-12);
+    assert_float_equal(xb_schedule_lr(XB_SCHED_STEP, 0.1, 50, 100, 10), 0.01, 1e-12);
+    assert_float_equal(xb_schedule_lr(XB_SCHED_STEP, 0.1, 75, 100, 10), 0.001, 1e-12);
+    /* torch OneCycleLR(max_lr=0.1, total_steps=100): starts at 0.004, peaks at step 29, ends at 4e-7 */
+    assert_float_equal(xb_schedule_lr(XB_SCHED_ONECYCLE, 0.1, 0, 100, 10), 0.004, 1e-12);
+    assert_float_equal(xb_schedule_lr(XB_SCHED_ONECYCLE, 0.1, 29, 100, 10), 0.1, 1e-12);
+    assert_float_equal(xb_schedule_lr(XB_SCHED_ONECYCLE, 0.1, 99, 100, 10), 4e-7, 1e-15);
+}
+
+static xb_train_opts small_opts(void) {
+    xb_train_opts o = xb_train_opts_default();
+    o.batch = 16; o.epochs = 2; o.lr = 0.05; o.progress = 0; o.threads = 2; o.seed = 7;
+    return o;
+}
+
+static void train_small(const char *cfg, xb_train_opts *o, float **params, int64_t *n, float **bufs, int64_t *nb) {
+    xb_dataset tr, te;
+    fake_data(&tr, 100, 3, 8, 8, 4, 1);
+    fake_data(&te, 40, 3, 8, 8, 4, 2);
+    xb_model *m;
+    assert_int_equal(xb_model_load(cfg, o->seed, &m), XB_OK);
+    xb_train_result r;
+    if (xb_train(m, &tr, &te, o, &r) != XB_OK) fail_msg("train: %s", xb_last_error());
+    *n = xb_model_n_trainable(m);
+    *nb = xb_model_n_buffer(m);
+    *params = malloc((size_t)*n * sizeof(float));
+    *bufs = malloc((size_t)*nb * sizeof(float));
+    memcpy(*params, xb_model_params(m), (size_t)*n * sizeof(float));
+    memcpy(*bufs, xb_model_buffers(m), (size_t)*nb * sizeof(float));
+    xb_model_free(m);
+    xb_dataset_free(&tr); xb_dataset_free(&te);
+}
+
+static void test_determinism_and_resume(void **state) {
+    (void)state;
+    const char *cfg = write_cfg("small.cfg", small_cfg);
+    char out1[512], out2[512], ck[600];
+    xbt_path(out1, sizeof out1, "run1");
+    xbt_path(out2, sizeof out2, "run2");
+    float *p1, *p2, *p3, *b1, *b2, *b3;
+    int64_t n, nb;
+    xb_train_opts o = small_opts();
+    o.out_dir = out1;
+    train_small(cfg, &o, &p1, &n, &b1, &nb);           /* 2 epochs of 7 steps, uninterrupted */
+    o.out_dir = NULL;
+    train_small(cfg, &o, &p2, &n, &b2, &nb);           /* again: same bits */
+    assert_memory_equal(p1, p2, (size_t)n * sizeof(float));
+    assert_memory_equal(b1, b2, (size_t)nb * sizeof(float));
+    o.out_dir = out2; o.steps = 5;                      /* stop mid-epoch ... */
+    train_small(cfg, &o, &p3, &n, &b3, &nb);
+    assert_memory_not_equal(p1, p3, (size_t)n * sizeof(float));
+    free(p3); free(b3);
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out2);
+    o.steps = 0; o.resume = ck;                         /* ... and resume: identical to uninterrupted */
+    train_small(cfg, &o, &p3, &n, &b3, &nb);
+    assert_memory_equal(p1, p3, (size_t)n * sizeof(float));
+    assert_memory_equal(b1, b3, (size_t)nb * sizeof(float));
+    /* resuming with another batch size is refused with a hint */
+    xb_dataset tr;
+    fake_data(&tr, 100, 3, 8, 8, 4, 1);
+    xb_model *m;
+    assert_int_equal(xb_model_load(cfg, 7, &m), XB_OK);
+    o.batch = 8;
+    assert_int_equal(xb_train(m, &tr, NULL, &o, NULL), XB_ERR_ARG);
+    assert_non_null(strstr(xb_last_error(), "--batch"));
+    xb_model_free(m);
+    xb_dataset_free(&tr);
+    free(p1); free(p2); free(p3); free(b1); free(b2); free(b3);
+}
+
+static void test_learns_and_nan(void **state) {
+    (void)state;
+    const char *cfg = write_cfg("small.cfg", small_cfg);
+    xb_dataset tr;
+    fake_data(&tr, 200, 3, 8, 8, 4, 5);
+    xb_model *m;
+    assert_int_equal(xb_model_load(cfg, 1, &m), XB_OK);
+    xb_train_opts o = small_opts();
+    o.epochs = 4;
+    xb_train_result r;
+    assert_int_equal(xb_train(m, &tr, &tr, &o, &r), XB_OK);
+    if (r.test_acc < 0.9) fail_msg("a separable toy task reached only %.1f%%", 100 * r.test_acc);
+    /* NaN weights -> non-finite loss -> XB_ERR_NUMERIC with a hint, not a crash */
+    xb_model_params(m)[0] = NAN;
+    o.epochs = 1;
+    assert_int_equal(xb_train(m, &tr, NULL, &o, &r), XB_ERR_NUMERIC);
+    assert_non_null(strstr(xb_last_error(), "HINT"));
+    xb_model_free(m);
+    xb_dataset_free(&tr);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_zoo_loads),        cmocka_unit_test(test_resnet20_names),
+        cmocka_unit_test(test_bad_configs),      cmocka_unit_test(test_weights_roundtrip),
+        cmocka_unit_test(test_matmul_hook),      cmocka_unit_test(test_optimizers),
+        cmocka_unit_test(test_schedules),        cmocka_unit_test(test_determinism_and_resume),
+        cmocka_unit_test(test_learns_and_nan),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
