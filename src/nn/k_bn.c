@@ -1,0 +1,112 @@
+/*
+ * k_bn.c -- batch normalisation (PyTorch nn.BatchNorm1d/2d, affine, track_running_stats) over
+ * x (c, m): every channel is one contiguous row of m = n*h*w values in CNHW layout.
+ *
+ * Training forward: mean and biased variance of each row in ONE pass (sum and sum of squares in
+ * double, eight independent accumulators so the compiler can vectorise without reassociating), then
+ * y = x*scale + shift with scale = gamma/sqrt(var+eps), shift = beta - mean*scale.  Running stats
+ * follow PyTorch: r = (1-momentum) r + momentum * stat, with the unbiased variance var*m/(m-1).
+ * Eval forward: the same affine map built from the running stats.
+ * Backward (of training mode), with xhat = (x-mean)*invstd:
+ *     dbeta = sum dy,  dgamma = sum dy*xhat,
+ *     dx = gamma*invstd * (dy - dbeta/m - xhat*dgamma/m)
+ * in two passes (sums in double, then dx += A*dy + B*x + C per channel).
+ * Channels run in parallel; each channel's arithmetic is fixed, so results are thread-count
+ * independent.  gamma/beta may be NULL (affine=False: 1 and 0).
+ */
+#include "xbar.h"
+
+#include <math.h>
+
+#define LANES 8
+
+static void row_sums(int64_t m, const float *x, double *sum, double *sumsq) {
+    double s[LANES] = {0}, q[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= m; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            double v = x[i + j];
+            s[j] += v;
+            q[j] += v * v;
+        }
+    for (; i < m; i++) {
+        double v = x[i];
+        s[0] += v;
+        q[0] += v * v;
+    }
+    *sum = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    *sumsq = ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
+}
+
+/* sum dy and sum dy*x */
+static void row_dot(int64_t m, const float *dy, const float *x, double *sdy, double *sdyx) {
+    double s[LANES] = {0}, q[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= m; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            double g = dy[i + j];
+            s[j] += g;
+            q[j] += g * (double)x[i + j];
+        }
+    for (; i < m; i++) {
+        s[0] += dy[i];
+        q[0] += (double)dy[i] * (double)x[i];
+    }
+    *sdy = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    *sdyx = ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
+}
+
+void xb_batchnorm_forward(int c, int64_t m, const float *x, const float *gamma, const float *beta,
+                          float *running_mean, float *running_var, float momentum, float eps,
+                          int training, float *y, float *save_mean, float *save_invstd) {
+    XB_ASSERT(m >= 1);
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < c; ch++) {
+        const float *xc = x + (int64_t)ch * m;
+        float *yc = y + (int64_t)ch * m;
+        double mean, var;
+        if (training) {
+            double s, q;
+            row_sums(m, xc, &s, &q);
+            mean = s / (double)m;
+            var = q / (double)m - mean * mean;
+            if (var < 0) var = 0;
+            if (running_mean) running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean);
+            if (running_var) {
+                double unbiased = m > 1 ? var * (double)m / (double)(m - 1) : var;
+                running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * unbiased);
+            }
+        } else {
+            mean = running_mean[ch];
+            var = running_var[ch];
+        }
+        double invstd = 1.0 / sqrt(var + (double)eps);
+        if (save_mean) save_mean[ch] = (float)mean;
+        if (save_invstd) save_invstd[ch] = (float)invstd;
+        double g = gamma ? gamma[ch] : 1.0, bt = beta ? beta[ch] : 0.0;
+        float scale = (float)(g * invstd), shift = (float)(bt - mean * g * invstd);
+        for (int64_t i = 0; i < m; i++) yc[i] = xc[i] * scale + shift;
+    }
+}
+
+void xb_batchnorm_backward(int c, int64_t m, const float *x, const float *gamma,
+                           const float *save_mean, const float *save_invstd, const float *dy,
+                           float *dx, float *dgamma, float *dbeta) {
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < c; ch++) {
+        const float *xc = x + (int64_t)ch * m, *gc = dy + (int64_t)ch * m;
+        double mean = save_mean[ch], invstd = save_invstd[ch], sdy, sdyx;
+        row_dot(m, gc, xc, &sdy, &sdyx);
+        double sdxhat = (sdyx - mean * sdy) * invstd; /* sum dy * xhat */
+        if (dbeta) dbeta[ch] += (float)sdy;
+        if (dgamma) dgamma[ch] += (float)sdxhat;
+        if (dx) {
+            double g = gamma ? gamma[ch] : 1.0, a = g * invstd;
+            /* dx = a*dy - a*invstd*sdxhat/m * (x - mean) - a*sdy/m */
+            float A = (float)a, B = (float)(-a * invstd * sdxhat / (double)m);
+            float C = (float)(-a * sdy / (double)m), M = (float)mean;
+            float *dxc = dx + (int64_t)ch * m;
+            for (int64_t i = 0; i < m; i++) dxc[i] += A * gc[i] + B * (xc[i] - M) + C;
+        }
+    }
+}

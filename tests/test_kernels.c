@@ -1,0 +1,514 @@
+/*
+ * test_kernels.c -- every fast layer kernel (src/nn/k_*.c) against its double-precision reference
+ * (src/nn/ref.c) on awkward shapes, plus hand-computed values (running stats, loss), maxpool ties,
+ * layout round trips, descriptor errors and thread-count independence of the non-BLAS kernels.
+ * Gradients are checked by finite differences in test_grad.c.
+ */
+#include "testutil.h"
+#include "nn/ref.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define FWD_TOL 1e-5
+
+/* ---- helpers ----------------------------------------------------------------------------------- */
+
+static float *rnd(int64_t n, xb_rng *r, double scale) {
+    float *p = xb_malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) p[i] = (float)((2.0 * xb_rng_uniform(r) - 1.0) * scale);
+    return p;
+}
+
+static double *dbl(const float *x, int64_t n) {
+    double *p = xb_malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) p[i] = x[i];
+    return p;
+}
+
+static double *dzeros(int64_t n) { return xb_calloc(sizeof(double) * (size_t)(n > 0 ? n : 1)); }
+static float *fzeros(int64_t n) { return xb_calloc(sizeof(float) * (size_t)(n > 0 ? n : 1)); }
+
+static void set_threads(int t) {
+#ifdef _OPENMP
+    omp_set_num_threads(t);
+#else
+    (void)t;
+#endif
+}
+
+/* ---- convolution ------------------------------------------------------------------------------- */
+
+typedef struct conv_case { int cin, cout, kh, kw, sh, sw, ph, pw, groups, h, w, n, bias; } conv_case;
+
+static const conv_case conv_cases[] = {
+    /* cin cout kh kw sh sw ph pw  g   h   w  n bias */
+    {3, 16, 3, 3, 1, 1, 1, 1, 1, 9, 7, 1, 1},      /* first layer, odd non-square input */
+    {4, 6, 3, 3, 2, 2, 1, 1, 1, 9, 9, 7, 0},       /* stride 2, odd size, batch 7 */
+    {4, 8, 3, 3, 2, 1, 0, 2, 2, 11, 6, 2, 1},      /* mixed stride and padding, groups 2 */
+    {8, 8, 3, 3, 1, 1, 1, 1, 8, 7, 5, 3, 1},       /* depthwise */
+    {8, 12, 1, 1, 1, 1, 0, 0, 4, 5, 6, 3, 1},      /* pointwise, groups 4 (no im2col) */
+    {6, 5, 1, 1, 1, 1, 0, 0, 1, 4, 7, 2, 0},       /* pointwise, groups 1 */
+    {6, 4, 1, 1, 2, 2, 0, 0, 1, 7, 8, 2, 1},       /* 1x1 stride 2 (projection shortcut) */
+    {3, 4, 5, 5, 1, 1, 2, 2, 1, 8, 9, 2, 1},       /* 5x5 pad 2 */
+    {2, 3, 5, 3, 3, 2, 2, 0, 1, 10, 7, 1, 1},      /* non-square kernel, stride 3 */
+    {4, 4, 2, 2, 2, 2, 0, 0, 2, 6, 6, 7, 0},       /* even kernel */
+    {16, 8, 3, 3, 1, 1, 1, 1, 1, 32, 32, 3, 1},    /* several column chunks, split mid image */
+};
+
+static void check_conv_case(const conv_case *c) {
+    xb_conv2d_desc d;
+    assert_int_equal(xb_conv2d_desc_init(&d, c->cin, c->cout, c->kh, c->kw, c->sh, c->sw, c->ph, c->pw,
+                                         c->groups, c->h, c->w), XB_OK);
+    xb_rng r;
+    xb_rng_seed(&r, 1234, "test");
+    int n = c->n, K = xb_conv2d_k(&d);
+    int64_t nx = (int64_t)c->cin * n * c->h * c->w, ny = (int64_t)c->cout * n * d.ho * d.wo;
+    int64_t nw = (int64_t)c->cout * K;
+    float *x = rnd(nx, &r, 2.385), *w = rnd(nw, &r, 0.731), *b = c->bias ? rnd(c->cout, &r, 0.5) : NULL;
+    float *y = fzeros(ny), *ws = xb_malloc(sizeof(float) * (xb_conv2d_workspace(&d, n) + 1));
+    double *xd = dbl(x, nx), *wd = dbl(w, nw), *bd = b ? dbl(b, c->cout) : NULL, *yd = dzeros(ny);
+    xb_conv2d_forward(&d, n, x, w, b, y, ws);
+    xb_conv2d_forward_ref(&d, n, xd, wd, bd, yd);
+    char name[160];
+    snprintf(name, sizeof name, "conv fwd %dx%d %dx%d k%dx%d s%d,%d p%d,%d g%d n%d", c->cin, c->cout,
+             c->h, c->w, c->kh, c->kw, c->sh, c->sw, c->ph, c->pw, c->groups, n);
+    XBT_CHECK_REL(name, y, yd, ny, FWD_TOL);
+
+    /* backward against the reference backward, accumulating onto non-zero gradients */
+    float *dy = rnd(ny, &r, 1.17), *dx = rnd(nx, &r, 0.3), *dw = rnd(nw, &r, 0.3), *db = rnd(c->cout, &r, 0.3);
+    double *dyd = dbl(dy, ny), *dxd = dbl(dx, nx), *dwd = dbl(dw, nw), *dbd = dbl(db, c->cout);
+    xb_conv2d_backward(&d, n, x, w, dy, dx, dw, db, ws);
+    xb_conv2d_backward_ref(&d, n, xd, wd, dyd, dxd, dwd, dbd);
+    snprintf(name, sizeof name, "conv bwd dx case %dx%d g%d", c->cin, c->cout, c->groups);
+    XBT_CHECK_REL(name, dx, dxd, nx, FWD_TOL);
+    snprintf(name, sizeof name, "conv bwd dw case %dx%d g%d", c->cin, c->cout, c->groups);
+    XBT_CHECK_REL(name, dw, dwd, nw, FWD_TOL);
+    snprintf(name, sizeof name, "conv bwd db case %dx%d g%d", c->cin, c->cout, c->groups);
+    XBT_CHECK_REL(name, db, dbd, c->cout, FWD_TOL);
+
+    /* NULL gradients are skipped: only dx */
+    float *dx2 = fzeros(nx);
+    double *dxd2 = dzeros(nx);
+    xb_conv2d_backward(&d, n, x, w, dy, dx2, NULL, NULL, ws);
+    xb_conv2d_backward_ref(&d, n, xd, wd, dyd, dxd2, NULL, NULL);
+    XBT_CHECK_REL("conv bwd dx only", dx2, dxd2, nx, FWD_TOL);
+
+    xb_free(x); xb_free(w); xb_free(b); xb_free(y); xb_free(ws); xb_free(xd); xb_free(wd); xb_free(bd);
+    xb_free(yd); xb_free(dy); xb_free(dx); xb_free(dw); xb_free(db); xb_free(dyd); xb_free(dxd);
+    xb_free(dwd); xb_free(dbd); xb_free(dx2); xb_free(dxd2);
+}
+
+static void test_conv_vs_ref(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) check_conv_case(&conv_cases[i]);
+}
+
+/* im2col against its definition; col2im is its adjoint: <col2im(c), x> == <c, im2col(x)>. */
+static void test_im2col_col2im(void **state) {
+    (void)state;
+    xb_conv2d_desc d;
+    assert_int_equal(xb_conv2d_desc_init(&d, 6, 4, 3, 2, 2, 1, 1, 2, 2, 7, 5), XB_OK);
+    int n = 3, K = xb_conv2d_k(&d), cing = 3;
+    int64_t nx = 6LL * n * 7 * 5, ncol = (int64_t)K * n * d.ho * d.wo;
+    xb_rng r;
+    xb_rng_seed(&r, 7, "test");
+    float *x = rnd(nx, &r, 1.5), *col = fzeros(ncol), *c2 = rnd(ncol, &r, 1.0), *dx = fzeros(nx);
+    for (int g = 0; g < 2; g++) {
+        xb_im2col(&d, n, g, x, col);
+        double *want = dzeros(ncol);
+        int64_t np = (int64_t)n * d.ho * d.wo;
+        for (int c = 0; c < cing; c++)
+            for (int ki = 0; ki < 3; ki++)
+                for (int kj = 0; kj < 2; kj++)
+                    for (int i = 0; i < n; i++)
+                        for (int oh = 0; oh < d.ho; oh++)
+                            for (int ow = 0; ow < d.wo; ow++) {
+                                int ih = oh * 2 - 1 + ki, iw = ow - 2 + kj;
+                                double v = (ih < 0 || ih >= 7 || iw < 0 || iw >= 5) ? 0.0
+                                    : x[(((int64_t)(g * cing + c) * n + i) * 7 + ih) * 5 + iw];
+                                want[((c * 3 + ki) * 2 + kj) * np + ((int64_t)i * d.ho + oh) * d.wo + ow] = v;
+                            }
+        XBT_CHECK_REL("im2col", col, want, ncol, 0.0);
+        memset(dx, 0, sizeof(float) * (size_t)nx);
+        xb_col2im(&d, n, g, c2, dx);
+        double lhs = 0, rhs = 0;
+        for (int64_t i = 0; i < nx; i++) lhs += (double)dx[i] * x[i];
+        for (int64_t i = 0; i < ncol; i++) rhs += (double)c2[i] * col[i];
+        assert_true(fabs(lhs - rhs) <= 1e-5 * (fabs(rhs) + 1));
+        /* other group's channels untouched */
+        for (int c = 0; c < cing; c++)
+            for (int64_t i = 0; i < (int64_t)n * 35; i++)
+                assert_true(dx[((int64_t)((1 - g) * cing + c) * n) * 35 + i] == 0.0f);
+        xb_free(want);
+    }
+    xb_free(x); xb_free(col); xb_free(c2); xb_free(dx);
+}
+
+static void test_conv_desc_errors(void **state) {
+    (void)state;
+    xb_conv2d_desc d;
+    assert_int_equal(xb_conv2d_desc_init(&d, 6, 4, 3, 3, 1, 1, 1, 1, 4, 8, 8), XB_ERR_SHAPE);
+    assert_non_null(strstr(xb_last_error(), "HINT"));
+    assert_int_equal(xb_conv2d_desc_init(&d, 3, 4, 5, 5, 1, 1, 0, 0, 1, 4, 8), XB_ERR_SHAPE);
+    assert_non_null(strstr(xb_last_error(), "HINT"));
+    assert_int_equal(xb_conv2d_desc_init(&d, 3, 4, 3, 3, 0, 1, 0, 0, 1, 4, 8), XB_ERR_SHAPE);
+    assert_int_equal(xb_conv2d_desc_init(&d, 3, 4, 3, 3, 1, 1, -1, 0, 1, 4, 8), XB_ERR_SHAPE);
+    assert_int_equal(xb_conv2d_desc_init(&d, 3, 4, 3, 3, 2, 2, 1, 1, 1, 32, 31), XB_OK);
+    assert_int_equal(d.ho, 16);
+    assert_int_equal(d.wo, 16);
+    assert_int_equal(xb_conv2d_k(&d), 27);
+    xb_pool_desc p;
+    assert_int_equal(xb_pool_desc_init(&p, 3, 2, 2, 8, 8), XB_ERR_SHAPE); /* pad > k/2 */
+    assert_non_null(strstr(xb_last_error(), "HINT"));
+    assert_int_equal(xb_pool_desc_init(&p, 5, 1, 0, 4, 8), XB_ERR_SHAPE);
+    assert_int_equal(xb_pool_desc_init(&p, 3, 2, 1, 7, 8), XB_OK);
+    assert_int_equal(p.ho, 4);
+    assert_int_equal(p.wo, 4);
+}
+
+/* ---- linear -------------------------------------------------------------------------------------- */
+
+static void test_linear_vs_ref(void **state) {
+    (void)state;
+    const int shapes[][3] = {{7, 3, 1}, {64, 10, 7}, {33, 17, 5}};
+    for (int s = 0; s < 3; s++) {
+        int k = shapes[s][0], f = shapes[s][1], n = shapes[s][2];
+        xb_rng r;
+        xb_rng_seed(&r, 11 + s, "test");
+        float *x = rnd((int64_t)k * n, &r, 2.0), *w = rnd((int64_t)f * k, &r, 0.5), *b = rnd(f, &r, 0.3);
+        float *y = fzeros((int64_t)f * n);
+        double *xd = dbl(x, (int64_t)k * n), *wd = dbl(w, (int64_t)f * k), *bd = dbl(b, f);
+        double *yd = dzeros((int64_t)f * n);
+        for (int withb = 0; withb < 2; withb++) {
+            xb_linear_forward(k, f, n, x, w, withb ? b : NULL, y);
+            xb_linear_forward_ref(k, f, n, xd, wd, withb ? bd : NULL, yd);
+            XBT_CHECK_REL("linear fwd", y, yd, (int64_t)f * n, FWD_TOL);
+        }
+        xb_free(x); xb_free(w); xb_free(b); xb_free(y); xb_free(xd); xb_free(wd); xb_free(bd); xb_free(yd);
+    }
+}
+
+/* ---- batchnorm ----------------------------------------------------------------------------------- */
+
+static void test_batchnorm_vs_ref(void **state) {
+    (void)state;
+    const int64_t ms[] = {1 * 5 * 7, 7 * 3 * 3, 2, 1000};
+    for (int s = 0; s < 4; s++) {
+        int c = 5;
+        int64_t m = ms[s];
+        xb_rng r;
+        xb_rng_seed(&r, 21 + s, "test");
+        float *x = rnd(c * m, &r, 3.0), *g = rnd(c, &r, 1.5), *b = rnd(c, &r, 0.5), *y = fzeros(c * m);
+        for (int64_t i = 0; i < c * m; i++) x[i] += 4.25f; /* non-zero mean */
+        float sm[5], si[5];
+        double *xd = dbl(x, c * m), *gd = dbl(g, c), *bd = dbl(b, c), *yd = dzeros(c * m);
+        xb_batchnorm_forward(c, m, x, g, b, NULL, NULL, 0.1f, 1e-5f, 1, y, sm, si);
+        xb_batchnorm_forward_ref(c, m, xd, gd, bd, 1e-5, yd);
+        XBT_CHECK_REL("bn train fwd", y, yd, c * m, FWD_TOL);
+        /* eval with running statistics */
+        float rm[5], rv[5];
+        double rmd[5], rvd[5];
+        for (int i = 0; i < c; i++) {
+            rm[i] = (float)(0.3 * i - 0.4); rv[i] = (float)(0.5 + 0.7 * i);
+            rmd[i] = rm[i]; rvd[i] = rv[i];
+        }
+        xb_batchnorm_forward(c, m, x, g, b, rm, rv, 0.1f, 1e-5f, 0, y, NULL, NULL);
+        xb_batchnorm_eval_ref(c, m, xd, gd, bd, rmd, rvd, 1e-5, yd);
+        XBT_CHECK_REL("bn eval fwd", y, yd, c * m, FWD_TOL);
+        for (int i = 0; i < c; i++) assert_true(rm[i] == (float)(0.3 * i - 0.4)); /* eval: no update */
+        /* affine=False */
+        xb_batchnorm_forward(c, m, x, NULL, NULL, NULL, NULL, 0.1f, 1e-5f, 1, y, NULL, NULL);
+        xb_batchnorm_forward_ref(c, m, xd, NULL, NULL, 1e-5, yd);
+        XBT_CHECK_REL("bn no-affine fwd", y, yd, c * m, FWD_TOL);
+        xb_free(x); xb_free(g); xb_free(b); xb_free(y); xb_free(xd); xb_free(gd); xb_free(bd); xb_free(yd);
+    }
+}
+
+/* Running stats by hand: x = {1, 2, 3, 5}: mean 2.75, biased var 2.1875, unbiased 8.75/3. */
+static void test_batchnorm_running_stats(void **state) {
+    (void)state;
+    float x[4] = {1, 2, 3, 5}, y[4], rm = 0.5f, rv = 2.0f, sm, si;
+    float gm = 1.0f, bt = 0.0f;
+    xb_batchnorm_forward(1, 4, x, &gm, &bt, &rm, &rv, 0.1f, 1e-5f, 1, y, &sm, &si);
+    assert_float_equal(rm, 0.725, 1e-7);
+    assert_float_equal(rv, 2.0916666666666667, 2e-7);
+    assert_float_equal(sm, 2.75, 1e-7);
+    assert_float_equal(si, 1.0 / sqrt(2.1875 + 1e-5), 1e-7);
+    assert_float_equal(y[3], (5 - 2.75) / sqrt(2.1875 + 1e-5), 1e-6);
+}
+
+/* ---- pooling ------------------------------------------------------------------------------------- */
+
+static void test_pool_vs_ref(void **state) {
+    (void)state;
+    const int cases[][5] = {/* k s p h w */ {2, 2, 0, 8, 8}, {3, 2, 1, 7, 9}, {3, 1, 1, 5, 4},
+                            {2, 1, 0, 5, 6}, {5, 3, 2, 11, 8}, {3, 3, 0, 10, 10}};
+    for (int t = 0; t < 6; t++) {
+        xb_pool_desc d;
+        assert_int_equal(xb_pool_desc_init(&d, cases[t][0], cases[t][1], cases[t][2], cases[t][3], cases[t][4]),
+                         XB_OK);
+        int c = 3, n = 4;
+        int64_t nx = (int64_t)c * n * d.h * d.w, ny = (int64_t)c * n * d.ho * d.wo;
+        xb_rng r;
+        xb_rng_seed(&r, 31 + t, "test");
+        float *x = rnd(nx, &r, 2.0), *y = fzeros(ny);
+        for (int64_t i = 0; i < nx; i++) x[i] -= 3.0f; /* all negative: padding must act as -inf */
+        int32_t *am = xb_malloc(sizeof(int32_t) * (size_t)ny);
+        double *xd = dbl(x, nx), *yd = dzeros(ny);
+        xb_maxpool_forward(&d, c, n, x, y, am);
+        xb_maxpool_forward_ref(&d, c, n, xd, yd);
+        XBT_CHECK_REL("maxpool fwd", y, yd, ny, 0.0);
+        for (int64_t i = 0; i < ny; i++) assert_true(x[(i / (d.ho * d.wo)) * d.h * d.w + am[i]] == y[i]);
+        xb_avgpool_forward(&d, c, n, x, y);
+        xb_avgpool_forward_ref(&d, c, n, xd, yd);
+        XBT_CHECK_REL("avgpool fwd", y, yd, ny, FWD_TOL);
+        xb_free(x); xb_free(y); xb_free(am); xb_free(xd); xb_free(yd);
+    }
+}
+
+/* Ties go to the first maximum in row-major window order, as in PyTorch. */
+static void test_maxpool_ties(void **state) {
+    (void)state;
+    xb_pool_desc d;
+    float x[16], y[9];
+    int32_t am[9];
+    for (int i = 0; i < 16; i++) x[i] = 1.5f;
+    assert_int_equal(xb_pool_desc_init(&d, 2, 2, 0, 4, 4), XB_OK);
+    xb_maxpool_forward(&d, 1, 1, x, y, am);
+    const int32_t want[4] = {0, 2, 8, 10};
+    for (int i = 0; i < 4; i++) assert_int_equal(am[i], want[i]);
+    /* padded 3x3 stride 2: first valid element of each window */
+    assert_int_equal(xb_pool_desc_init(&d, 3, 2, 1, 4, 4), XB_OK);
+    xb_maxpool_forward(&d, 1, 1, x, y, am);
+    const int32_t want2[4] = {0, 1, 4, 5};
+    for (int i = 0; i < 4; i++) assert_int_equal(am[i], want2[i]);
+    /* a later, larger value wins; an equal later one does not */
+    x[5] = 2.0f; x[6] = 2.0f;
+    assert_int_equal(xb_pool_desc_init(&d, 2, 1, 0, 4, 4), XB_OK);
+    xb_maxpool_forward(&d, 1, 1, x, y, am);
+    assert_int_equal(am[1], 5);  /* window rows 0-1, cols 1-2 holds x[5] and x[6] */
+    assert_int_equal(am[2], 6);
+    assert_true(y[1] == 2.0f);
+    /* all -inf: value -inf, index of the first element */
+    for (int i = 0; i < 16; i++) x[i] = -INFINITY;
+    xb_maxpool_forward(&d, 1, 1, x, y, am);
+    assert_true(isinf(y[4]) && y[4] < 0);
+    assert_int_equal(am[4], 5);
+}
+
+static void test_gap(void **state) {
+    (void)state;
+    xb_rng r;
+    xb_rng_seed(&r, 41, "test");
+    int c = 5, n = 3, hw = 49;
+    float *x = rnd((int64_t)c * n * hw, &r, 2.0), y[15];
+    double *xd = dbl(x, (int64_t)c * n * hw), yd[15];
+    xb_gap_forward(c, n, hw, x, y);
+    xb_gap_forward_ref(c, n, hw, xd, yd);
+    XBT_CHECK_REL("gap fwd", y, yd, c * n, FWD_TOL);
+    xb_free(x); xb_free(xd);
+}
+
+/* ---- elementwise --------------------------------------------------------------------------------- */
+
+static void test_elementwise(void **state) {
+    (void)state;
+    float x[6] = {-1.5f, 0.0f, 2.25f, -0.0f, 3.0f, NAN}, y[6], a[6], dx[6] = {1, 1, 1, 1, 1, 1};
+    float dy[6] = {10, 20, 30, 40, 50, 60};
+    xb_relu_forward(6, x, y);
+    assert_true(y[0] == 0.0f && y[1] == 0.0f && y[2] == 2.25f && y[4] == 3.0f && isnan(y[5]));
+    xb_relu_backward(5, y, dy, dx);
+    assert_true(dx[0] == 1 && dx[1] == 1 && dx[2] == 31 && dx[3] == 1 && dx[4] == 51);
+    xb_add_forward(5, x, dy, a);
+    assert_true(a[0] == 8.5f && a[2] == 32.25f);
+    /* dropout: rate close to p, kept values scaled by 1/(1-p), mask reproducible from the rng */
+    int64_t n = 100000;
+    float *xs = xb_malloc(sizeof(float) * n), *ys = xb_malloc(sizeof(float) * n), *g = fzeros(n);
+    uint8_t *mask = xb_malloc((size_t)n), *mask2 = xb_malloc((size_t)n);
+    for (int64_t i = 0; i < n; i++) xs[i] = 1.25f;
+    xb_rng r, r2;
+    xb_rng_seed(&r, 5, "dropout");
+    r2 = r;
+    xb_dropout_forward(n, 0.3f, &r, xs, mask, ys);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) {
+        kept += mask[i];
+        assert_true(mask[i] ? ys[i] == 1.25f * (float)(1.0 / 0.7) : ys[i] == 0.0f);
+    }
+    assert_true(fabs((double)kept / n - 0.7) < 0.01);
+    xb_dropout_forward(n, 0.3f, &r2, xs, mask2, ys);
+    assert_memory_equal(mask, mask2, (size_t)n);
+    xb_dropout_backward(n, 0.3f, mask, xs, g);
+    for (int64_t i = 0; i < n; i++) assert_true(g[i] == (mask[i] ? 1.25f * (float)(1.0 / 0.7) : 0.0f));
+    xb_dropout_forward(n, 0.0f, &r, xs, mask, ys);
+    assert_memory_equal(xs, ys, sizeof(float) * n);
+    xb_free(xs); xb_free(ys); xb_free(g); xb_free(mask); xb_free(mask2);
+}
+
+/* ---- layout -------------------------------------------------------------------------------------- */
+
+static void test_layout_round_trips(void **state) {
+    (void)state;
+    int c = 5, n = 3, hw = 12;
+    int64_t tot = (int64_t)c * n * hw;
+    xb_rng r;
+    xb_rng_seed(&r, 51, "test");
+    float *x = rnd(tot, &r, 1.0), *a = fzeros(tot), *b = fzeros(tot);
+    xb_nchw_to_cnhw(n, c, hw, x, a); /* x read as (n, c, hw) */
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            for (int j = 0; j < hw; j++)
+                assert_true(a[((int64_t)ch * n + i) * hw + j] == x[((int64_t)i * c + ch) * hw + j]);
+    xb_cnhw_to_nchw(c, n, hw, a, b);
+    assert_memory_equal(x, b, sizeof(float) * tot);
+    /* flatten: column i of y is sample i in PyTorch's (c, h, w) order, i.e. NCHW row i */
+    float *nchw = fzeros(tot);
+    xb_flatten_forward(c, n, hw, a, b);
+    double *xd = dbl(a, tot), *yd = dzeros(tot);
+    xb_flatten_forward_ref(c, n, hw, xd, yd);
+    XBT_CHECK_REL("flatten", b, yd, tot, 0.0);
+    for (int i = 0; i < n; i++)
+        for (int f = 0; f < c * hw; f++) assert_true(b[(int64_t)f * n + i] == x[(int64_t)i * c * hw + f]);
+    memset(nchw, 0, sizeof(float) * tot);
+    xb_flatten_backward(c, n, hw, b, nchw);
+    assert_memory_equal(nchw, a, sizeof(float) * tot);
+    xb_free(x); xb_free(a); xb_free(b); xb_free(nchw); xb_free(xd); xb_free(yd);
+}
+
+static void test_shortcut_pad(void **state) {
+    (void)state;
+    int cin = 3, cout = 7, lo = 2, s = 2, n = 2, h = 5, w = 6, ho = 3, wo = 3;
+    int64_t nx = (int64_t)cin * n * h * w, ny = (int64_t)cout * n * ho * wo;
+    float *x = fzeros(nx), *y = fzeros(nx > ny ? nx : ny);
+    for (int64_t i = 0; i < nx; i++) x[i] = (float)(i + 1);
+    xb_shortcut_pad_forward(cin, cout, lo, s, n, h, w, x, y);
+    for (int co = 0; co < cout; co++)
+        for (int i = 0; i < n; i++)
+            for (int oh = 0; oh < ho; oh++)
+                for (int ow = 0; ow < wo; ow++) {
+                    float v = y[(((int64_t)co * n + i) * ho + oh) * wo + ow];
+                    int ch = co - lo;
+                    float want = (ch < 0 || ch >= cin) ? 0.0f : x[(((int64_t)ch * n + i) * h + 2 * oh) * w + 2 * ow];
+                    assert_true(v == want);
+                }
+    double *xd = dbl(x, nx), *yd = dzeros(ny);
+    xb_shortcut_pad_forward_ref(cin, cout, lo, s, n, h, w, xd, yd);
+    XBT_CHECK_REL("shortcut pad", y, yd, ny, 0.0);
+    /* stride 1: identity on the middle channels */
+    xb_shortcut_pad_forward(cin, cin, 0, 1, n, h, w, x, y);
+    assert_memory_equal(x, y, sizeof(float) * nx);
+    xb_free(x); xb_free(y); xb_free(xd); xb_free(yd);
+}
+
+/* ---- loss ---------------------------------------------------------------------------------------- */
+
+static void test_softmax_ce(void **state) {
+    (void)state;
+    /* by hand: logits (1, -0.5, 2.25), label 2 */
+    float z[3] = {1.0f, -0.5f, 2.25f}, dz[3];
+    int32_t lab = 2;
+    int correct = -1;
+    double l = xb_softmax_ce(3, 1, z, &lab, 0.0f, dz, &correct);
+    assert_float_equal(l, 0.30042502856216435, 1e-12);
+    assert_int_equal(correct, 1);
+    l = xb_softmax_ce(3, 1, z, &lab, 0.1f, dz, NULL);
+    assert_float_equal(l, 0.4337583618954977, 1e-8); /* eps = 0.1f is not exactly 0.1 */
+    double s = 0;
+    for (int c = 0; c < 3; c++) s += dz[c];
+    assert_true(fabs(s) < 1e-7); /* gradient rows sum to zero */
+
+    int k = 10, n = 7;
+    xb_rng r;
+    xb_rng_seed(&r, 61, "test");
+    float *lg = rnd((int64_t)k * n, &r, 4.0);
+    int32_t labels[7];
+    for (int j = 0; j < n; j++) labels[j] = (int32_t)xb_rng_below(&r, (uint64_t)k);
+    double *lgd = dbl(lg, (int64_t)k * n);
+    for (int e = 0; e < 2; e++) {
+        float eps = e ? 0.2f : 0.0f;
+        double got = xb_softmax_ce(k, n, lg, labels, eps, NULL, &correct);
+        double want = xb_softmax_ce_ref(k, n, lgd, labels, eps);
+        assert_true(fabs(got - want) <= 1e-12 * fabs(want));
+        int hits = 0;
+        for (int j = 0; j < n; j++) {
+            int am = 0;
+            for (int c = 1; c < k; c++) if (lg[c * n + j] > lg[am * n + j]) am = c;
+            hits += am == labels[j];
+        }
+        assert_int_equal(correct, hits);
+    }
+    xb_free(lg); xb_free(lgd);
+}
+
+/* ---- thread-count independence of the non-BLAS kernels ------------------------------------------- */
+
+static void run_nonblas(int threads, float *out, const float *x, const float *dy) {
+    set_threads(threads);
+    xb_conv2d_desc d;
+    XB_ASSERT(xb_conv2d_desc_init(&d, 16, 8, 3, 3, 2, 2, 1, 1, 2, 12, 10) == XB_OK);
+    int n = 3, c = 16;
+    int64_t hw = 120, nx = (int64_t)c * n * hw, ncol = (int64_t)xb_conv2d_k(&d) * n * d.ho * d.wo;
+    float *o = out;
+    xb_im2col(&d, n, 1, x, o); o += ncol;
+    memset(o, 0, sizeof(float) * nx);
+    xb_col2im(&d, n, 1, dy, o); o += nx;
+    float sm[16], si[16], rm[16] = {0}, rv[16] = {0};
+    xb_batchnorm_forward(c, n * hw, x, NULL, NULL, rm, rv, 0.1f, 1e-5f, 1, o, sm, si); o += nx;
+    memcpy(o, rm, sizeof rm); o += 16;
+    memcpy(o, rv, sizeof rv); o += 16;
+    float dg[16] = {0}, dbt[16] = {0};
+    memset(o, 0, sizeof(float) * nx);
+    xb_batchnorm_backward(c, n * hw, x, NULL, sm, si, dy, o, dg, dbt); o += nx;
+    memcpy(o, dg, sizeof dg); o += 16;
+    memcpy(o, dbt, sizeof dbt); o += 16;
+    xb_pool_desc p;
+    XB_ASSERT(xb_pool_desc_init(&p, 3, 2, 1, 12, 10) == XB_OK);
+    int32_t am[16 * 3 * 6 * 5];
+    int64_t np = (int64_t)c * n * p.ho * p.wo;
+    xb_maxpool_forward(&p, c, n, x, o, am); o += np;
+    memset(o, 0, sizeof(float) * nx);
+    xb_maxpool_backward(&p, c, n, am, dy, o); o += nx;
+    xb_avgpool_forward(&p, c, n, x, o); o += np;
+    memset(o, 0, sizeof(float) * nx);
+    xb_avgpool_backward(&p, c, n, dy, o); o += nx;
+    xb_gap_forward(c, n, (int)hw, x, o); o += c * n;
+    xb_relu_forward(nx, x, o); o += nx;
+    xb_flatten_forward(c, n, (int)hw, x, o); o += nx;
+    xb_nchw_to_cnhw(n, c, (int)hw, x, o); o += nx;
+    xb_shortcut_pad_forward(c / 2, c, 4, 2, n, 12, 10, x, o); o += (int64_t)c * n * 30;
+}
+
+static void test_thread_independence(void **state) {
+    (void)state;
+    int64_t nx = 16 * 3 * 120, big = 40 * nx;
+    xb_rng r;
+    xb_rng_seed(&r, 71, "test");
+    float *x = rnd(nx, &r, 2.0), *dy = rnd(big, &r, 1.0), *o1 = fzeros(big), *o2 = fzeros(big);
+    run_nonblas(1, o1, x, dy);
+    run_nonblas(2, o2, x, dy);
+    set_threads(1);
+    assert_memory_equal(o1, o2, sizeof(float) * big);
+    xb_free(x); xb_free(dy); xb_free(o1); xb_free(o2);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_vs_ref),
+        cmocka_unit_test(test_im2col_col2im),
+        cmocka_unit_test(test_conv_desc_errors),
+        cmocka_unit_test(test_linear_vs_ref),
+        cmocka_unit_test(test_batchnorm_vs_ref),
+        cmocka_unit_test(test_batchnorm_running_stats),
+        cmocka_unit_test(test_pool_vs_ref),
+        cmocka_unit_test(test_maxpool_ties),
+        cmocka_unit_test(test_gap),
+        cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_layout_round_trips),
+        cmocka_unit_test(test_shortcut_pad),
+        cmocka_unit_test(test_softmax_ce),
+        cmocka_unit_test(test_thread_independence),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
