@@ -1,0 +1,129 @@
+/*
+ * xb_solve.h -- the crossbar circuit solver: the exact effective matrix of a programmed tile with wire,
+ * driver and sense resistance, and a fast approximate model beside it.  See docs/solver.md.
+ *
+ * The circuit (all resistances in ohms, conductances in siemens, voltages in volts; the same circuit as
+ * ../shared/tools/xbar_spice.py):
+ *   - row i (0..rows-1) is driven at its left end: source V[i] -> r_driver -> row node (i,0);
+ *   - a row wire segment r_wire joins row nodes (i,j-1) and (i,j);
+ *   - cell (i,j) is a conductance G[i,j] >= 0 between row node (i,j) and column node (i,j);
+ *   - a column wire segment r_wire joins column nodes (i-1,j) and (i,j);
+ *   - column j leaves at the bottom: column node (rows-1,j) -> r_sense -> ground.
+ *   The output I[j] is the current into ground through column j's sense resistor.
+ * The circuit is linear, so I = V E for a fixed rows x cols matrix E (the "effective matrix"): solve
+ * once per programming, then every product through the tile is a GEMM.  With r_wire = r_driver =
+ * r_sense = 0, E == G.  Zero resistances are legitimate limits (ideal wires collapse each row and
+ * column to one node; r_driver = 0 is an ideal source; r_sense = 0 a virtual ground).
+ *
+ * Worked example (one tile, then a batch of inputs through it):
+ *
+ *     xb_circuit c = xb_circuit_default();                 // 2.5 ohm wires, 100 ohm driver and sense
+ *     double *e = malloc(sizeof(double) * rows * cols);
+ *     if (xb_xbar_effective(&c, rows, cols, g, e, NULL) != XB_OK) { puts(xb_last_error()); exit(1); }
+ *     xb_xbar_apply(rows, cols, e, batch, v, i);           // i (batch, cols) = v (batch, rows) e
+ *
+ * Many tiles of one size: make one plan (symbolic analysis, read-only afterwards, shareable between
+ * threads) and give each thread its own workspace:
+ *
+ *     xb_solve_plan *p;  xb_solve_plan_init(rows, cols, XB_SOLVE_EXACT, &p);
+ *     #pragma omp parallel
+ *     { void *w = malloc(xb_solve_plan_workspace(p));
+ *       #pragma omp for
+ *       for (int t = 0; t < ntiles; t++) xb_solve_plan_effective(p, &c, g[t], e[t], w, NULL);
+ *       free(w); }
+ *     xb_solve_plan_free(p);
+ *
+ * Layouts: G and E are (rows, cols) row-major; V is (batch, rows); I is (batch, cols).
+ * Errors: bad shapes, negative or non-finite resistances or conductances return XB_ERR_ARG or
+ * XB_ERR_SHAPE; a factorization that is not positive definite or a non-finite result returns
+ * XB_ERR_NUMERIC.  The message (xb_last_error) names the place, the value and a HINT.  Nothing is
+ * ever clamped or skipped silently.
+ */
+#ifndef XB_SOLVE_H
+#define XB_SOLVE_H
+
+#include "xbar.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct xb_circuit {
+    double r_wire_ohm;   /* one row or column wire segment between adjacent cells; 0: ideal wires */
+    double r_driver_ohm; /* source -> row node (i,0); 0: ideal voltage source */
+    double r_sense_ohm;  /* column node (rows-1,j) -> ground; 0: virtual ground */
+} xb_circuit;
+
+/* 2.5 ohm wire segments, 100 ohm driver and sense (the defaults of xbar_spice.py). */
+xb_circuit xb_circuit_default(void);
+/* XB_ERR_ARG with a message unless every resistance is finite and >= 0. */
+xb_status xb_circuit_validate(const xb_circuit *c);
+
+typedef enum xb_solve_method {
+    XB_SOLVE_EXACT = 0, /* exact: nested-dissection Schur complements on the grid, dense BLAS fronts */
+    XB_SOLVE_CHOLMOD,   /* exact reference: CHOLMOD sparse Cholesky of the whole nodal matrix,
+                           min(rows, cols) solves; needs every resistance > 0 */
+    XB_SOLVE_DECOUPLED, /* approximate, O(rows*cols*iters): each row and each column solved as its own
+                           1-D ladder, the other lines entering as Thevenin loads, iterated */
+    XB_SOLVE_METHOD_COUNT
+} xb_solve_method;
+
+const char *xb_solve_method_name(xb_solve_method m);   /* "exact", "cholmod", "decoupled" */
+/* XB_ERR_ARG with the list of names if s names no method. */
+xb_status xb_solve_method_parse(const char *s, xb_solve_method *out);
+
+typedef struct xb_solve_stats {
+    xb_solve_method method;
+    double time_s;      /* wall time of the numeric phase (not the plan) */
+    double flops;       /* floating-point operations of the numeric phase (CHOLMOD: its estimate) */
+    double pivot_min;   /* EXACT: smallest Cholesky pivot relative to its row's conductance sum
+                           (1 is perfectly conditioned; ~1e-16 would mean no digits left) */
+} xb_solve_stats;
+
+/* Iterations of the decoupled model (each sweep: every column ladder, then every row ladder). */
+#define XB_DECOUPLED_ITERS 4
+
+/* The decoupled model with an explicit sweep count (>= 1); work holds xb_decoupled_workspace doubles.
+ * Exact for a single row or a single column; its error elsewhere is tabulated in docs/solver.md. */
+size_t xb_decoupled_workspace(int rows, int cols);
+xb_status xb_decoupled_effective(const xb_circuit *c, int rows, int cols, const double *g, double *e,
+                                 int iters, double *work);
+
+/* ---- plans: symbolic analysis for one tile size, reused for every tile of that size ------------- */
+
+typedef struct xb_solve_plan xb_solve_plan;
+
+/* rows, cols >= 1.  XB_ERR_ARG for bad sizes, XB_ERR_NOMEM if the workspace would not fit. */
+xb_status xb_solve_plan_init(int rows, int cols, xb_solve_method method, xb_solve_plan **out);
+void xb_solve_plan_free(xb_solve_plan *p);
+/* Bytes of scratch one xb_solve_plan_effective call needs (64-byte aligned is best). */
+size_t xb_solve_plan_workspace(const xb_solve_plan *p);
+/* e (rows, cols) = effective matrix of g (rows, cols).  The plan is only read (many threads may share
+ * it); work is this call's own scratch of xb_solve_plan_workspace(p) bytes.  st may be NULL. */
+xb_status xb_solve_plan_effective(const xb_solve_plan *p, const xb_circuit *c, const double *g,
+                                  double *e, void *work, xb_solve_stats *st);
+
+/* ---- one-shot conveniences (allocate a plan and workspace per call) ----------------------------- */
+
+/* Exact effective matrix: e (rows, cols) of g (rows, cols). */
+xb_status xb_xbar_effective(const xb_circuit *c, int rows, int cols, const double *g, double *e,
+                            xb_solve_stats *st);
+xb_status xb_xbar_effective_method(xb_solve_method method, const xb_circuit *c, int rows, int cols,
+                                   const double *g, double *e, xb_solve_stats *st);
+/* ntiles tiles of one size, solved in parallel (OpenMP over tiles, one workspace per thread):
+ * e[t] = effective(g[t]).  On failure returns the first failing tile's status (message names it). */
+xb_status xb_xbar_effective_tiles(xb_solve_method method, const xb_circuit *c, int rows, int cols,
+                                  int ntiles, const double *const *g, double *const *e);
+/* i (batch, cols) = v (batch, rows) e (rows, cols): one DGEMM. */
+void xb_xbar_apply(int rows, int cols, const double *e, int batch, const double *v, double *i);
+/* Output currents of the circuit: i (batch, cols) for inputs v (batch, rows), through the effective
+ * matrix of `method`; e_out (rows, cols) receives it when not NULL. */
+xb_status xb_xbar_currents(xb_solve_method method, const xb_circuit *c, int rows, int cols,
+                           const double *g, int batch, const double *v, double *i, double *e_out,
+                           xb_solve_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* XB_SOLVE_H */

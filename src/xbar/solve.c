@@ -1,0 +1,791 @@
+/*
+ * solve.c -- the exact crossbar circuit solver: the effective matrix E (I = V E) of a tile with wire,
+ * driver and sense resistance (circuit and equations: include/xb_solve.h, docs/solver.md).
+ *
+ * Method (XB_SOLVE_EXACT).  Take the tile's network without the driver and sense resistors: it has no
+ * path to ground, so its nodal matrix is a Laplacian.  Kron-reduce it (Schur complement) onto its
+ * n + m "ports" -- row nodes (i,0) and column nodes (n-1,j) -- by geometric nested dissection:
+ *   - the grid of cells is cut recursively in half (across its longer side) down to leaves of at most
+ *     SV_LEAF x SV_LEAF cells;
+ *   - a domain's ports are its nodes with a wire leaving the domain (plus the global ports); every
+ *     other node is eliminated as soon as it stops being a port;
+ *   - a leaf assembles its cells and wires into a dense front [eliminated | ports]; a merge assembles
+ *     its two children's port matrices plus the wire segments that cross the cut.  Eliminating the
+ *     first q front nodes leaves the parent's port matrix (a Laplacian again).
+ * Small fronts are eliminated by a scalar loop in the GTH style (each pivot is the sum of the node's
+ * remaining conductances, never a difference, so no digits are lost to cancellation even with tiny
+ * wire resistances); large fronts by LAPACK dpotrf + dtrsm + dsyrk with the diagonal re-derived from
+ * the row sums first.  Off-diagonal updates only ever add same-signed terms (M-matrix algebra).  The
+ * n + m port system with the driver and sense conductances is then solved densely (ports()), which
+ * is also where r_driver = 0 and r_sense = 0 become simple eliminations.  r_wire = 0 skips the
+ * reduction: every row and column is one node and the port matrix is G itself.
+ * Cost: O((rows + cols)^3) dense BLAS-3 work in the top fronts, O(rows * cols) elsewhere.
+ *
+ * XB_SOLVE_CHOLMOD is the plain reference: CHOLMOD's supernodal Cholesky of the whole 2*rows*cols
+ * nodal matrix (the matrix xbar_spice.py's nodal() builds), then min(rows, cols) solves.
+ *
+ * What this file is not: a general circuit simulator.  Non-linear cells, 1T1R and read noise are
+ * corrections layered on top of E elsewhere.
+ */
+#include "xb_solve.h"
+
+#include <cblas.h>
+#include <cholmod.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* LAPACK (OpenBLAS provides it); trailing size_t: the Fortran hidden length of the character args */
+void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
+void dpotrs_(const char *uplo, const int *n, const int *nrhs, const double *a, const int *lda,
+             double *b, const int *ldb, int *info, size_t uplo_len);
+
+#define SV_LEAF 4        /* leaves have at most SV_LEAF x SV_LEAF cells */
+#define SV_BLAS_MIN 96   /* fronts of at least this many nodes go to LAPACK/BLAS */
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Names, defaults, validation                                                                       */
+/* ------------------------------------------------------------------------------------------------ */
+
+static const char *const method_names[] = {"exact", "cholmod", "decoupled"};
+_Static_assert(sizeof method_names / sizeof *method_names == XB_SOLVE_METHOD_COUNT, "method table");
+
+const char *xb_solve_method_name(xb_solve_method m) {
+    return (unsigned)m < XB_SOLVE_METHOD_COUNT ? method_names[m] : "?";
+}
+
+xb_status xb_solve_method_parse(const char *s, xb_solve_method *out) {
+    for (int i = 0; i < XB_SOLVE_METHOD_COUNT; i++)
+        if (s && !strcmp(s, method_names[i])) { *out = (xb_solve_method)i; return XB_OK; }
+    return xb_errorf(XB_ERR_ARG, "solver: unknown method '%s'. HINT: use exact, cholmod or decoupled",
+                     s ? s : "(null)");
+}
+
+xb_circuit xb_circuit_default(void) {
+    return (xb_circuit){.r_wire_ohm = 2.5, .r_driver_ohm = 100.0, .r_sense_ohm = 100.0};
+}
+
+xb_status xb_circuit_validate(const xb_circuit *c) {
+    XB_ASSERT(c);
+    const double r[3] = {c->r_wire_ohm, c->r_driver_ohm, c->r_sense_ohm};
+    const char *const name[3] = {"r_wire", "r_driver", "r_sense"};
+    for (int k = 0; k < 3; k++)
+        if (!isfinite(r[k]) || r[k] < 0)
+            return xb_errorf(XB_ERR_ARG, "solver: %s = %g ohm is %s. HINT: resistances are finite and >= 0 "
+                             "ohm (0 means ideal: no wire drop, ideal source, virtual ground)", name[k], r[k],
+                             isfinite(r[k]) ? "negative" : "not finite");
+    return XB_OK;
+}
+
+/* Checks G and returns its largest entry through gmax. */
+static xb_status check_g(int rows, int cols, const double *g, double *gmax) {
+    double mx = 0;
+    for (int64_t k = 0; k < (int64_t)rows * cols; k++) {
+        double v = g[k];
+        if (!isfinite(v) || v < 0)
+            return xb_errorf(XB_ERR_ARG, "solver: G[%lld,%lld] = %g S is %s. HINT: conductances are finite "
+                             "and >= 0 siemens (map signed weights to two columns or an offset column)",
+                             (long long)(k / cols), (long long)(k % cols), v,
+                             isfinite(v) ? "negative" : "not finite");
+        if (v > mx) mx = v;
+    }
+    *gmax = mx;
+    return XB_OK;
+}
+
+static xb_status check_size(int rows, int cols) {
+    if (rows < 1 || cols < 1 || (int64_t)rows * cols > (INT32_MAX / 4))
+        return xb_errorf(XB_ERR_SHAPE, "solver: tile %d x %d is not supported. HINT: rows and cols are >= 1 "
+                         "and rows*cols < 5e8 (split big matrices into tiles)", rows, cols);
+    return XB_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The plan: a post-ordered tree of domains with their fronts                                        */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef struct sv_node {
+    int i0, i1, j0, j1;   /* cells [i0,i1) x [j0,j1) */
+    int left, right;      /* children (indices into the post-ordered node array), -1 for a leaf */
+    int q, p;             /* eliminated front nodes, ports; front size q + p */
+    int blas;             /* eliminate with LAPACK/BLAS (else the scalar GTH loop) */
+    int nst;              /* stamps: element conductances added to the front */
+    size_t ports, map_l, map_r, st_a, st_b, st_g; /* offsets into the plan's int pool */
+    size_t s_off;         /* where this node's port matrix (p x p, column-major lower) sits on the stack */
+} sv_node;
+
+typedef struct sv_cholmod {
+    cholmod_common cc;
+    cholmod_sparse *a;    /* lower triangle pattern (values filled per call) */
+    cholmod_factor *l;    /* symbolic factor */
+} sv_cholmod;
+
+struct xb_solve_plan {
+    int rows, cols;
+    xb_solve_method method;
+    int nnode;
+    sv_node *node;
+    int *pool;
+    size_t npool, cap_pool;
+    size_t stack_n, front_n, port_n, scr_n, work_bytes;  /* workspace parts, in doubles */
+    double flops;
+    sv_cholmod *chol;
+};
+
+typedef struct builder {
+    xb_solve_plan *p;
+    int cap_node;
+    int *pos;             /* global node id -> front index (scratch) */
+    size_t top, peak;     /* stack simulation (doubles) */
+} builder;
+
+static size_t pool_add(xb_solve_plan *p, size_t n) {
+    if (p->npool + n > p->cap_pool) {
+        size_t cap = p->cap_pool ? p->cap_pool : 1024;
+        while (cap < p->npool + n) cap *= 2;
+        int *np_ = realloc(p->pool, cap * sizeof(int));
+        XB_ASSERT(np_);
+        p->pool = np_;
+        p->cap_pool = cap;
+    }
+    size_t off = p->npool;
+    p->npool += n;
+    return off;
+}
+
+/* Domain [i0,i1) x [j0,j1) holds its cells, the row wire segment to the left of each of its cells and
+ * the column wire segment above each (so it also touches row nodes (i,j0-1) and column nodes
+ * (i0-1,j), which it shares with its left and upper neighbours).  Its ports are the nodes it shares
+ * with other domains, plus the global ports (row nodes (i,0), column nodes (rows-1,j)). */
+static int is_port(int rows, int cols, int id, int i0, int i1, int j0, int j1) {
+    int nm = rows * cols;
+    (void)i0; (void)i1;
+    if (id < nm) {                       /* row node u(i,j) */
+        int j = id % cols;
+        return j == 0 || j == j0 - 1 || (j == j1 - 1 && j1 < cols);
+    }
+    int i = (id - nm) / cols;            /* column node v(i,j) */
+    return i == i1 - 1 || i == i0 - 1;
+}
+
+static double front_flops(double q, double p) { return q * q * q / 3 + q * q * p + q * p * p; }
+
+static int new_node(builder *b) {
+    xb_solve_plan *p = b->p;
+    if (p->nnode == b->cap_node) {
+        b->cap_node = b->cap_node ? 2 * b->cap_node : 64;
+        sv_node *nn = realloc(p->node, (size_t)b->cap_node * sizeof(sv_node));
+        XB_ASSERT(nn);
+        p->node = nn;
+    }
+    memset(&p->node[p->nnode], 0, sizeof(sv_node));
+    return p->nnode++;
+}
+
+/* Sets the front order [elim..., ports...] from a candidate id list and fills b->pos. */
+static void finish_front(builder *b, int t, const int *ids, int nids) {
+    xb_solve_plan *p = b->p;
+    sv_node *nd = &p->node[t];
+    int q = 0, np_ = 0;
+    for (int k = 0; k < nids; k++) {
+        if (is_port(p->rows, p->cols, ids[k], nd->i0, nd->i1, nd->j0, nd->j1)) np_++;
+        else q++;
+    }
+    nd->q = q;
+    nd->p = np_;
+    size_t off = pool_add(p, (size_t)np_);
+    nd = &p->node[t];
+    int *ports = p->pool + off;
+    int e = 0, o = 0;
+    for (int k = 0; k < nids; k++) {
+        if (is_port(p->rows, p->cols, ids[k], nd->i0, nd->i1, nd->j0, nd->j1)) ports[o++] = ids[k];
+        else b->pos[ids[k]] = e++;
+    }
+    /* ports in increasing id order (the candidate lists are unions of sorted lists) */
+    for (int k = 1; k < np_; k++) {
+        int v = ports[k], l = k - 1;
+        while (l >= 0 && ports[l] > v) { ports[l + 1] = ports[l]; l--; }
+        ports[l + 1] = v;
+    }
+    for (int k = 0; k < np_; k++) b->pos[ports[k]] = q + k;
+    nd->ports = off;
+    int f = q + np_;
+    nd->blas = f >= SV_BLAS_MIN;
+    p->flops += front_flops(q, np_);
+    if ((size_t)f * f > p->front_n) p->front_n = (size_t)f * f;
+    if ((size_t)f > p->scr_n) p->scr_n = (size_t)f;
+}
+
+static void add_stamp(xb_solve_plan *p, int t, int *cnt, int a, int b, int gidx) {
+    sv_node *nd = &p->node[t];
+    int *sa = p->pool + nd->st_a, *sb = p->pool + nd->st_b, *sg = p->pool + nd->st_g;
+    if (a < b) { int x = a; a = b; b = x; }
+    sa[*cnt] = a; sb[*cnt] = b; sg[*cnt] = gidx;
+    (*cnt)++;
+}
+
+static int build(builder *b, int i0, int i1, int j0, int j1) {
+    xb_solve_plan *p = b->p;
+    const int cols = p->cols, nm = p->rows * cols;
+    int h = i1 - i0, w = j1 - j0;
+    int left = -1, right = -1;
+    if (h > SV_LEAF || w > SV_LEAF) {
+        if (w >= h) {
+            int jc = j0 + w / 2;
+            left = build(b, i0, i1, j0, jc);
+            right = build(b, i0, i1, jc, j1);
+        } else {
+            int ic = i0 + h / 2;
+            left = build(b, i0, ic, j0, j1);
+            right = build(b, ic, i1, j0, j1);
+        }
+    }
+    int t = new_node(b);
+    sv_node *nd = &p->node[t];
+    nd->i0 = i0; nd->i1 = i1; nd->j0 = j0; nd->j1 = j1;
+    nd->left = left; nd->right = right;
+    const int ja = j0 > 0 ? j0 - 1 : 0, ia = i0 > 0 ? i0 - 1 : 0;
+    if (left < 0) {
+        /* leaf: its nodes (in id order) and stamps for its cells and wire segments */
+        int nids = h * (j1 - ja) + (i1 - ia) * w, k = 0;
+        int *ids = malloc((size_t)nids * sizeof(int));
+        XB_ASSERT(ids);
+        for (int i = i0; i < i1; i++) for (int j = ja; j < j1; j++) ids[k++] = i * cols + j;
+        for (int i = ia; i < i1; i++) for (int j = j0; j < j1; j++) ids[k++] = nm + i * cols + j;
+        XB_ASSERT(k == nids);
+        finish_front(b, t, ids, nids);
+        free(ids);
+        int nst = h * w + h * (j1 - (j0 > 1 ? j0 : 1)) + (i1 - (i0 > 1 ? i0 : 1)) * w;
+        size_t o = pool_add(p, 3 * (size_t)nst);
+        nd = &p->node[t];
+        nd->nst = nst; nd->st_a = o; nd->st_b = o + nst; nd->st_g = o + 2 * (size_t)nst;
+        int c = 0;
+        for (int i = i0; i < i1; i++)
+            for (int j = j0; j < j1; j++) {
+                int u = i * cols + j, v = nm + u;
+                add_stamp(p, t, &c, b->pos[u], b->pos[v], u);
+                if (j > 0) add_stamp(p, t, &c, b->pos[u - 1], b->pos[u], -1);
+                if (i > 0) add_stamp(p, t, &c, b->pos[v - cols], b->pos[v], -1);
+            }
+        XB_ASSERT(c == nst);
+        nd->s_off = b->top;
+    } else {
+        /* merge: the union of the children's ports (they share the nodes along the cut) */
+        const sv_node *L = &p->node[left], *R = &p->node[right];
+        int nl = L->p, nr = R->p, nids = 0;
+        const int *pl = p->pool + L->ports, *pr = p->pool + R->ports;
+        int *ids = malloc((size_t)(nl + nr) * sizeof(int));
+        XB_ASSERT(ids);
+        for (int x = 0, y = 0; x < nl || y < nr;) {
+            if (y == nr || (x < nl && pl[x] < pr[y])) ids[nids++] = pl[x++];
+            else if (x == nl || pr[y] < pl[x]) ids[nids++] = pr[y++];
+            else { ids[nids++] = pl[x++]; y++; }
+        }
+        finish_front(b, t, ids, nids);
+        free(ids);
+        size_t ml = pool_add(p, (size_t)nl), mr = pool_add(p, (size_t)nr);
+        nd = &p->node[t];
+        L = &p->node[left]; R = &p->node[right];
+        nd->map_l = ml; nd->map_r = mr;
+        for (int k = 0; k < nl; k++) p->pool[ml + k] = b->pos[p->pool[L->ports + k]];
+        for (int k = 0; k < nr; k++) p->pool[mr + k] = b->pos[p->pool[R->ports + k]];
+        nd->nst = 0;
+        nd->s_off = L->s_off;   /* children popped, parent pushed where the left one was */
+        b->top = nd->s_off;
+    }
+    b->top += (size_t)nd->p * nd->p;
+    if (b->top > b->peak) b->peak = b->top;
+    return t;
+}
+
+static xb_status cholmod_plan(xb_solve_plan *p);
+
+xb_status xb_solve_plan_init(int rows, int cols, xb_solve_method method, xb_solve_plan **out) {
+    XB_ASSERT(out);
+    *out = NULL;
+    xb_status st = check_size(rows, cols);
+    if (st) return st;
+    if ((unsigned)method >= XB_SOLVE_METHOD_COUNT)
+        return xb_errorf(XB_ERR_ARG, "xb_solve_plan_init: method %d is not a solver method. HINT: use "
+                         "XB_SOLVE_EXACT, XB_SOLVE_CHOLMOD or XB_SOLVE_DECOUPLED", (int)method);
+    xb_solve_plan *p = calloc(1, sizeof *p);
+    XB_ASSERT(p);
+    p->rows = rows; p->cols = cols; p->method = method;
+    int n = rows, m = cols, np_ = n + m;
+    if (method == XB_SOLVE_EXACT) {
+        builder b = {.p = p};
+        b.pos = malloc(2 * (size_t)n * m * sizeof(int));
+        XB_ASSERT(b.pos);
+        build(&b, 0, n, 0, m);
+        free(b.pos);
+        XB_ASSERT(p->node[p->nnode - 1].p == np_);
+        p->stack_n = b.peak;
+        /* ports(): P (n x n), Z and Y (n x m), Q (m x m), x (n), row sums (n + m); r_wire = 0 builds
+         * the port matrix itself (np x np) */
+        p->port_n = (size_t)n * n + 2 * (size_t)n * m + (size_t)m * m + 2 * (size_t)np_ + (size_t)np_ * np_;
+        p->flops += front_flops(n, m) + 2.0 * n * n * m + (double)m * m * m / 3 + 2.0 * m * m * n;
+        size_t total = p->stack_n + p->front_n + p->port_n + p->scr_n + 64;
+        p->work_bytes = total * sizeof(double);
+    } else if (method == XB_SOLVE_CHOLMOD) {
+        st = cholmod_plan(p);
+        if (st) { xb_solve_plan_free(p); return st; }
+    } else {
+        p->work_bytes = xb_decoupled_workspace(rows, cols) * sizeof(double);
+        p->flops = 60.0 * XB_DECOUPLED_ITERS * n * m;
+    }
+    if (p->work_bytes > ((size_t)1 << 40)) {
+        double gb = (double)p->work_bytes / 1e9;
+        xb_solve_plan_free(p);
+        return xb_errorf(XB_ERR_NOMEM, "xb_solve_plan_init: a %d x %d tile needs %.1f GB of workspace. "
+                         "HINT: split the matrix into smaller tiles", rows, cols, gb);
+    }
+    *out = p;
+    return XB_OK;
+}
+
+void xb_solve_plan_free(xb_solve_plan *p) {
+    if (!p) return;
+    if (p->chol) {
+        cholmod_free_factor(&p->chol->l, &p->chol->cc);
+        cholmod_free_sparse(&p->chol->a, &p->chol->cc);
+        cholmod_finish(&p->chol->cc);
+        free(p->chol);
+    }
+    free(p->node);
+    free(p->pool);
+    free(p);
+}
+
+size_t xb_solve_plan_workspace(const xb_solve_plan *p) { XB_ASSERT(p); return p->work_bytes; }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Numeric phase of the exact method                                                                 */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* d[k] = -(sum of the off-diagonal entries of row k) of the symmetric f x f matrix stored in the lower
+ * triangle of a (column-major, leading dimension lda). */
+static void row_sums(const double *a, int f, int lda, double *d) {
+    for (int k = 0; k < f; k++) d[k] = 0;
+    for (int c = 0; c < f; c++) {
+        const double *col = a + (size_t)c * lda;
+        double s = 0;
+        for (int r = c + 1; r < f; r++) { s -= col[r]; d[r] -= col[r]; }
+        d[c] += s;
+    }
+}
+
+/* Eliminates the first q of the f front nodes (Laplacian, off-diagonals in the lower triangle). */
+static xb_status eliminate(double *F, int f, int q, int blas, double *d, double *pivmin, int t) {
+    if (q == 0) return XB_OK;
+    row_sums(F, f, f, d);
+    if (!blas) {
+        for (int k = 0; k < q; k++) {
+            double *ck = F + (size_t)k * f;
+            double piv = 0;
+            for (int l = k + 1; l < f; l++) piv -= ck[l];
+            if (!(piv > 0) || !(d[k] > 0))
+                return xb_errorf(XB_ERR_NUMERIC, "solver: node %d of front %d has no conductance left "
+                                 "(floating node). HINT: this is a bug for valid input; please report the "
+                                 "tile that triggered it", k, t);
+            if (piv / d[k] < *pivmin) *pivmin = piv / d[k];
+            double inv = 1 / piv;
+            for (int l = k + 1; l < f; l++) {
+                double a = ck[l];
+                if (a == 0) continue;
+                a *= inv;
+                double *cl = F + (size_t)l * f;
+                for (int r = l + 1; r < f; r++) cl[r] -= a * ck[r];
+            }
+        }
+        return XB_OK;
+    }
+    for (int k = 0; k < f; k++) F[(size_t)k * f + k] = d[k];
+    int info = 0;
+    dpotrf_("L", &q, F, &f, &info, 1);
+    if (info != 0)
+        return xb_errorf(XB_ERR_NUMERIC, "solver: the front %d (%d nodes) is not positive definite (LAPACK "
+                         "dpotrf info %d). HINT: the circuit is singular or too ill-conditioned in double "
+                         "precision; check for extreme resistance ratios", t, q, info);
+    for (int k = 0; k < q; k++) {
+        double l = F[(size_t)k * f + k], r = l * l / d[k];
+        if (r < *pivmin) *pivmin = r;
+    }
+    int p = f - q;
+    if (p > 0) {
+        cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, p, q, 1.0, F, f, F + q, f);
+        cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, p, q, -1.0, F + q, f, 1.0, F + (size_t)q * f + q, f);
+    }
+    return XB_OK;
+}
+
+static xb_status dense_chol(double *a, int n, const char *what) {
+    int info = 0;
+    if (n == 0) return XB_OK;
+    dpotrf_("L", &n, a, &n, &info, 1);
+    if (info != 0)
+        return xb_errorf(XB_ERR_NUMERIC, "solver: the %s port matrix is not positive definite (LAPACK dpotrf "
+                         "info %d). HINT: the circuit is singular or too ill-conditioned in double precision; "
+                         "check for extreme resistance ratios", what, info);
+    return XB_OK;
+}
+
+/* The port system.  S (np x np, lower, off-diagonals only) is the Laplacian of the tile reduced onto
+ * ports [row (i,0) for i < n, column (n-1,j) for j < m]; add the driver conductance gd to the source
+ * and the sense conductance gs to ground (infinite: ideal) and solve for E (row-major n x m):
+ *   [P B; B' Q0] [x_d; x_s] = [gd V; 0],  P = S_dd + gd, Q0 = S_ss + gs,  I = gs x_s = V E.
+ * With Y = gd P^-1 B and Qh = Q0 - B' P^-1 B:  E = -gs Y Qh^-1.  Every diagonal is formed as shunt +
+ * sum of the off-diagonal magnitudes (the shunt of Qh tracked exactly: gs + sum_i -B_ij x_i with
+ * x = gd P^-1 1), so no diagonal is the small difference of large numbers. */
+static xb_status ports(int n, int m, const double *S, double gd, double gs, double *e, double *w,
+                       double *pivmin) {
+    const int np_ = n + m;
+    const int gd_inf = isinf(gd), gs_inf = isinf(gs);
+    double *P = w, *Z = P + (size_t)n * n, *Y = Z + (size_t)n * m, *Q = Y + (size_t)n * m;
+    double *x = Q + (size_t)m * m, *rs = x + n;
+    xb_status st;
+    row_sums(S, np_, np_, rs);
+    if (gd_inf && gs_inf) {
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < m; j++) e[(size_t)i * m + j] = -S[(size_t)i * np_ + n + j];
+        return XB_OK;
+    }
+    if (gd_inf) {
+        /* ideal sources: x_d = V;  Q0 x_s = -B' V;  E = -gs B Q0^-1 */
+        for (int c = 0; c < m; c++) {
+            for (int r = c + 1; r < m; r++) Q[(size_t)c * m + r] = S[(size_t)(n + c) * np_ + n + r];
+            Q[(size_t)c * m + c] = rs[n + c] + gs;
+        }
+        if ((st = dense_chol(Q, m, "sense"))) return st;
+        for (int j = 0; j < m; j++) { double r = Q[(size_t)j * m + j]; r = r * r / (rs[n + j] + gs); if (r < *pivmin) *pivmin = r; }
+        for (int i = 0; i < n; i++)   /* X (m x n) = B', column-major == E's row-major layout */
+            for (int j = 0; j < m; j++) e[(size_t)i * m + j] = S[(size_t)i * np_ + n + j];
+        int info = 0;
+        dpotrs_("L", &m, &n, Q, &m, e, &m, &info, 1);
+        XB_ASSERT(info == 0);
+        for (size_t k = 0; k < (size_t)n * m; k++) e[k] *= -gs;
+        return XB_OK;
+    }
+    for (int c = 0; c < n; c++) {
+        for (int r = c + 1; r < n; r++) P[(size_t)c * n + r] = S[(size_t)c * np_ + r];
+        P[(size_t)c * n + c] = rs[c] + gd;
+    }
+    if ((st = dense_chol(P, n, "driver"))) return st;
+    for (int i = 0; i < n; i++) { double r = P[(size_t)i * n + i]; r = r * r / (rs[i] + gd); if (r < *pivmin) *pivmin = r; }
+    for (int i = 0; i < n; i++)      /* Z (n x m) = B */
+        for (int j = 0; j < m; j++) Z[(size_t)j * n + i] = S[(size_t)i * np_ + n + j];
+    cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, n, m, 1.0, P, n, Z, n);
+    memcpy(Y, Z, (size_t)n * m * sizeof(double));
+    cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, n, m, gd, P, n, Y, n);
+    if (gs_inf) {    /* virtual ground: x_s = 0, I = -B' x_d, E = -gd P^-1 B = -Y */
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < m; j++) e[(size_t)i * m + j] = -Y[(size_t)j * n + i];
+        return XB_OK;
+    }
+    for (int i = 0; i < n; i++) x[i] = gd;
+    cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, n, P, n, x, 1);
+    cblas_dtrsv(CblasColMajor, CblasLower, CblasTrans, CblasNonUnit, n, P, n, x, 1);
+    for (int c = 0; c < m; c++)
+        for (int r = c + 1; r < m; r++) Q[(size_t)c * m + r] = S[(size_t)(n + c) * np_ + n + r];
+    cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, m, n, -1.0, Z, n, 1.0, Q, m);   /* Q0 - B'P^-1B */
+    double *sh = rs;   /* reuse: shunt of each sense node after eliminating the drivers */
+    for (int j = 0; j < m; j++) {
+        double s = gs;
+        for (int i = 0; i < n; i++) s -= S[(size_t)i * np_ + n + j] * x[i];
+        sh[j] = s;
+    }
+    /* diagonal = shunt + sum of |off-diagonal| (dsyrk left the diagonal meaningless) */
+    for (int j = 0; j < m; j++) Q[(size_t)j * m + j] = sh[j];
+    for (int c = 0; c < m; c++)
+        for (int r = c + 1; r < m; r++) {
+            double v = Q[(size_t)c * m + r];
+            Q[(size_t)c * m + c] -= v;
+            Q[(size_t)r * m + r] -= v;
+        }
+    double *qdiag = Z;   /* Z no longer needed: keep Qh's diagonal for the pivot ratio */
+    for (int j = 0; j < m; j++) qdiag[j] = Q[(size_t)j * m + j];
+    if ((st = dense_chol(Q, m, "sense"))) return st;
+    for (int j = 0; j < m; j++) { double r = Q[(size_t)j * m + j]; r = r * r / qdiag[j]; if (r < *pivmin) *pivmin = r; }
+    for (int i = 0; i < n; i++)      /* X (m x n) = Y', column-major == E's row-major layout */
+        for (int j = 0; j < m; j++) e[(size_t)i * m + j] = Y[(size_t)j * n + i];
+    int info = 0;
+    dpotrs_("L", &m, &n, Q, &m, e, &m, &info, 1);
+    XB_ASSERT(info == 0);
+    for (size_t k = 0; k < (size_t)n * m; k++) e[k] *= -gs;
+    return XB_OK;
+}
+
+static xb_status exact_effective(const xb_solve_plan *p, const xb_circuit *c, const double *g, double *e,
+                                 void *work, double gmax, double *pivmin) {
+    const int n = p->rows, m = p->cols, nm = n * m, np_ = n + m;
+    const double sig = gmax > 0 ? gmax : 1;    /* conductances are scaled by 1/sig; E scales with them */
+    const double gw = c->r_wire_ohm > 0 ? 1 / (c->r_wire_ohm * sig) : INFINITY;
+    const double gd = c->r_driver_ohm > 0 ? 1 / (c->r_driver_ohm * sig) : INFINITY;
+    const double gs = c->r_sense_ohm > 0 ? 1 / (c->r_sense_ohm * sig) : INFINITY;
+    double *stack = (double *)work;
+    double *F = stack + p->stack_n, *pw = F + p->front_n, *d = pw + p->port_n;
+    const double *S;
+    xb_status st;
+    *pivmin = 1;
+    if (isinf(gw)) {
+        /* ideal wires: row i is one node, column j is one node, joined by G[i][j] */
+        double *Sr = pw + (p->port_n - (size_t)np_ * np_);
+        memset(Sr, 0, (size_t)np_ * np_ * sizeof(double));
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < m; j++) Sr[(size_t)i * np_ + n + j] = -g[(size_t)i * m + j] / sig;
+        S = Sr;
+    } else {
+        for (int t = 0; t < p->nnode; t++) {
+            const sv_node *nd = &p->node[t];
+            const int f = nd->q + nd->p;
+            memset(F, 0, (size_t)f * f * sizeof(double));
+            if (nd->left >= 0) {
+                for (int side = 0; side < 2; side++) {
+                    const sv_node *ch = &p->node[side ? nd->right : nd->left];
+                    const int pc = ch->p;
+                    const int *map = p->pool + (side ? nd->map_r : nd->map_l);
+                    const double *Sc = stack + ch->s_off;
+                    for (int cc = 0; cc < pc; cc++) {
+                        const double *col = Sc + (size_t)cc * pc;
+                        const int B = map[cc];
+                        for (int rr = cc + 1; rr < pc; rr++) {
+                            const int A = map[rr];
+                            if (A > B) F[(size_t)B * f + A] += col[rr];
+                            else F[(size_t)A * f + B] += col[rr];
+                        }
+                    }
+                }
+            }
+            const int *sa = p->pool + nd->st_a, *sb = p->pool + nd->st_b, *sg = p->pool + nd->st_g;
+            for (int k = 0; k < nd->nst; k++)
+                F[(size_t)sb[k] * f + sa[k]] -= sg[k] >= 0 ? g[sg[k]] / sig : gw;
+            if ((st = eliminate(F, f, nd->q, nd->blas, d, pivmin, t))) return st;
+            double *out = stack + nd->s_off;
+            const int pp = nd->p, q = nd->q;
+            for (int cc = 0; cc < pp; cc++) {
+                const double *src = F + (size_t)(q + cc) * f + q;
+                double *dst = out + (size_t)cc * pp;
+                dst[cc] = 0;
+                memcpy(dst + cc + 1, src + cc + 1, (size_t)(pp - cc - 1) * sizeof(double));
+            }
+        }
+        S = stack + p->node[p->nnode - 1].s_off;
+    }
+    if ((st = ports(n, m, S, gd, gs, e, pw, pivmin))) return st;
+    for (int k = 0; k < nm; k++) {
+        e[k] *= sig;
+        if (!isfinite(e[k]))
+            return xb_errorf(XB_ERR_NUMERIC, "solver: effective matrix entry [%d,%d] is %g. HINT: the circuit "
+                             "is too ill-conditioned in double precision; check for extreme resistance or "
+                             "conductance ratios", k / m, k % m, e[k]);
+    }
+    return XB_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* CHOLMOD reference                                                                                 */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* Node numbering of xbar_spice.py's nodal(): row node (i,j) = i*m + j, column node = n*m + i*m + j. */
+static xb_status cholmod_plan(xb_solve_plan *p) {
+    const int n = p->rows, m = p->cols, nm = n * m, N = 2 * nm;
+    sv_cholmod *ch = calloc(1, sizeof *ch);
+    XB_ASSERT(ch);
+    p->chol = ch;
+    cholmod_start(&ch->cc);
+    ch->cc.print = 0;
+    size_t nnz = (size_t)N + (size_t)n * (m - 1) + (size_t)nm + (size_t)(n - 1) * m;
+    ch->a = cholmod_allocate_sparse(N, N, nnz, 1, 1, -1, CHOLMOD_PATTERN, &ch->cc);
+    if (!ch->a) return xb_errorf(XB_ERR_NOMEM, "solver: CHOLMOD could not allocate the %d-node matrix", N);
+    int *ap = ch->a->p, *ai = ch->a->i;
+    size_t k = 0;
+    for (int x = 0; x < N; x++) {
+        ap[x] = (int)k;
+        ai[k++] = x;
+        if (x < nm) {
+            if (x % m < m - 1) ai[k++] = x + 1;
+            ai[k++] = x + nm;
+        } else if ((x - nm) / m < n - 1) {
+            ai[k++] = x + m;
+        }
+    }
+    ap[N] = (int)k;
+    XB_ASSERT(k == nnz);
+    ch->l = cholmod_analyze(ch->a, &ch->cc);
+    if (!ch->l || ch->cc.status < CHOLMOD_OK)
+        return xb_errorf(XB_ERR_NOMEM, "solver: CHOLMOD analysis failed (status %d)", ch->cc.status);
+    p->flops = ch->cc.fl + 4.0 * ch->cc.lnz * (n < m ? n : m);
+    p->work_bytes = 0;
+    return XB_OK;
+}
+
+static xb_status cholmod_effective(const xb_solve_plan *p, const xb_circuit *c, const double *g, double *e) {
+    const int n = p->rows, m = p->cols, nm = n * m, N = 2 * nm;
+    if (!(c->r_wire_ohm > 0 && c->r_driver_ohm > 0 && c->r_sense_ohm > 0))
+        return xb_errorf(XB_ERR_UNSUPPORTED, "solver: method cholmod needs r_wire, r_driver and r_sense > 0 "
+                         "(got %g, %g, %g ohm). HINT: use method exact, which handles the ideal limits",
+                         c->r_wire_ohm, c->r_driver_ohm, c->r_sense_ohm);
+    const double gw = 1 / c->r_wire_ohm, gd = 1 / c->r_driver_ohm, gs = 1 / c->r_sense_ohm;
+    cholmod_common cc;
+    cholmod_start(&cc);
+    cc.print = 0;
+    xb_status st = XB_OK;
+    cholmod_sparse *A = cholmod_copy_sparse(p->chol->a, &cc);
+    cholmod_factor *L = cholmod_copy_factor(p->chol->l, &cc);
+    cholmod_dense *B = NULL, *X = NULL;
+    if (!A || !L) { st = xb_errorf(XB_ERR_NOMEM, "solver: CHOLMOD out of memory"); goto done; }
+    cholmod_sparse_xtype(CHOLMOD_REAL, A, &cc);
+    {
+        double *ax = A->x;
+        size_t k = 0;
+        for (int x = 0; x < N; x++) {
+            if (x < nm) {
+                int i = x / m, j = x % m;
+                double gij = g[x];
+                ax[k++] = gij + (j > 0 ? gw : 0) + (j < m - 1 ? gw : 0) + (j == 0 ? gd : 0);
+                if (j < m - 1) ax[k++] = -gw;
+                ax[k++] = -gij;
+                (void)i;
+            } else {
+                int i = (x - nm) / m, j = (x - nm) % m;
+                ax[k++] = g[x - nm] + (i > 0 ? gw : 0) + (i < n - 1 ? gw : 0) + (i == n - 1 ? gs : 0);
+                if (i < n - 1) ax[k++] = -gw;
+                (void)j;
+            }
+        }
+    }
+    cholmod_factorize(A, L, &cc);
+    if (cc.status == CHOLMOD_NOT_POSDEF || L->minor < (size_t)N) {
+        st = xb_errorf(XB_ERR_NUMERIC, "solver: CHOLMOD: the nodal matrix is not positive definite (column %zu). "
+                       "HINT: the circuit is singular or too ill-conditioned", L->minor);
+        goto done;
+    }
+    if (cc.status < CHOLMOD_OK) { st = xb_errorf(XB_ERR_NOMEM, "solver: CHOLMOD factorization failed (status %d)", cc.status); goto done; }
+    int k = n <= m ? n : m;
+    B = cholmod_zeros(N, k, CHOLMOD_REAL, &cc);
+    if (!B) { st = xb_errorf(XB_ERR_NOMEM, "solver: CHOLMOD out of memory"); goto done; }
+    double *bx = B->x;
+    if (n <= m) for (int i = 0; i < n; i++) bx[(size_t)i * N + i * m] = gd;           /* input i */
+    else for (int j = 0; j < m; j++) bx[(size_t)j * N + nm + (n - 1) * m + j] = gs;   /* adjoint of output j */
+    X = cholmod_solve(CHOLMOD_A, L, B, &cc);
+    if (!X) { st = xb_errorf(XB_ERR_NOMEM, "solver: CHOLMOD solve failed (status %d)", cc.status); goto done; }
+    const double *xx = X->x;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < m; j++)
+            e[(size_t)i * m + j] = n <= m ? gs * xx[(size_t)i * N + nm + (n - 1) * m + j]
+                                          : gd * xx[(size_t)j * N + i * m];
+done:
+    cholmod_free_dense(&X, &cc);
+    cholmod_free_dense(&B, &cc);
+    cholmod_free_factor(&L, &cc);
+    cholmod_free_sparse(&A, &cc);
+    cholmod_finish(&cc);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Entry points                                                                                      */
+/* ------------------------------------------------------------------------------------------------ */
+
+xb_status xb_solve_plan_effective(const xb_solve_plan *p, const xb_circuit *c, const double *g,
+                                  double *e, void *work, xb_solve_stats *st) {
+    XB_ASSERT(p && c && g && e);
+    XB_ASSERT(work || p->work_bytes == 0);
+    double t0 = xb_time_s(), gmax = 0, pivmin = 1;
+    xb_status s = xb_circuit_validate(c);
+    if (s) return s;
+    if ((s = check_g(p->rows, p->cols, g, &gmax))) return s;
+    switch (p->method) {
+    case XB_SOLVE_EXACT: s = exact_effective(p, c, g, e, work, gmax, &pivmin); break;
+    case XB_SOLVE_CHOLMOD: s = cholmod_effective(p, c, g, e); break;
+    case XB_SOLVE_DECOUPLED:
+        s = xb_decoupled_effective(c, p->rows, p->cols, g, e, XB_DECOUPLED_ITERS, (double *)work);
+        break;
+    default: XB_ASSERT(!"bad method");
+    }
+    if (st) {
+        st->method = p->method;
+        st->time_s = xb_time_s() - t0;
+        st->flops = p->flops;
+        st->pivot_min = pivmin;
+    }
+    return s;
+}
+
+xb_status xb_xbar_effective_method(xb_solve_method method, const xb_circuit *c, int rows, int cols,
+                                   const double *g, double *e, xb_solve_stats *st) {
+    xb_solve_plan *p;
+    xb_status s = xb_solve_plan_init(rows, cols, method, &p);
+    if (s) return s;
+    void *w = NULL;
+    if (p->work_bytes && !(w = aligned_alloc(64, (p->work_bytes + 63) & ~(size_t)63))) {
+        xb_solve_plan_free(p);
+        return xb_errorf(XB_ERR_NOMEM, "solver: out of memory for a %d x %d tile's workspace (%zu bytes). "
+                         "HINT: use smaller tiles", rows, cols, p->work_bytes);
+    }
+    s = xb_solve_plan_effective(p, c, g, e, w, st);
+    free(w);
+    xb_solve_plan_free(p);
+    return s;
+}
+
+xb_status xb_xbar_effective(const xb_circuit *c, int rows, int cols, const double *g, double *e,
+                            xb_solve_stats *st) {
+    return xb_xbar_effective_method(XB_SOLVE_EXACT, c, rows, cols, g, e, st);
+}
+
+xb_status xb_xbar_effective_tiles(xb_solve_method method, const xb_circuit *c, int rows, int cols,
+                                  int ntiles, const double *const *g, double *const *e) {
+    XB_ASSERT(ntiles >= 0 && (ntiles == 0 || (g && e)));
+    xb_solve_plan *p;
+    xb_status s = xb_solve_plan_init(rows, cols, method, &p);
+    if (s) return s;
+    int bad = -1;
+    xb_status bad_st = XB_OK;
+    char msg[512] = "";
+#pragma omp parallel
+    {
+        void *w = p->work_bytes ? aligned_alloc(64, (p->work_bytes + 63) & ~(size_t)63) : NULL;
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < ntiles; t++) {
+            xb_status ts = w || !p->work_bytes ? xb_solve_plan_effective(p, c, g[t], e[t], w, NULL)
+                                              : xb_errorf(XB_ERR_NOMEM, "solver: out of memory for a workspace");
+            if (ts) {
+#pragma omp critical(xb_solve_tiles)
+                if (bad < 0 || t < bad) {
+                    bad = t;
+                    bad_st = ts;
+                    snprintf(msg, sizeof msg, "%s", xb_last_error());
+                }
+            }
+        }
+        free(w);
+    }
+    xb_solve_plan_free(p);
+    if (bad >= 0) return xb_errorf(bad_st, "tile %d: %s", bad, msg);
+    return XB_OK;
+}
+
+void xb_xbar_apply(int rows, int cols, const double *e, int batch, const double *v, double *i) {
+    XB_ASSERT(rows >= 1 && cols >= 1 && batch >= 0);
+    if (batch == 0) return;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, cols, rows, 1.0, v, rows, e, cols, 0.0, i, cols);
+}
+
+xb_status xb_xbar_currents(xb_solve_method method, const xb_circuit *c, int rows, int cols,
+                           const double *g, int batch, const double *v, double *i, double *e_out,
+                           xb_solve_stats *st) {
+    XB_ASSERT(batch >= 0 && (batch == 0 || (v && i)));
+    xb_status s = check_size(rows, cols);
+    if (s) return s;
+    for (int64_t k = 0; k < (int64_t)batch * rows; k++)
+        if (!isfinite(v[k]))
+            return xb_errorf(XB_ERR_ARG, "solver: V[%lld,%lld] = %g V is not finite. HINT: input voltages are "
+                             "finite numbers", (long long)(k / rows), (long long)(k % rows), v[k]);
+    double *e = e_out ? e_out : malloc((size_t)rows * cols * sizeof(double));
+    if (!e) return xb_errorf(XB_ERR_NOMEM, "solver: out of memory for a %d x %d effective matrix", rows, cols);
+    s = xb_xbar_effective_method(method, c, rows, cols, g, e, st);
+    if (!s) xb_xbar_apply(rows, cols, e, batch, v, i);
+    if (!e_out) free(e);
+    return s;
+}
