@@ -93,14 +93,20 @@ int cmd_train(int argc, char **argv) {
     xb_dataset_free(&train);
     xb_dataset_free(&test);
     if (s) return cli_fail("train");
+    char tacc[32] = "null";
+    if (r.epochs_done > 0) snprintf(tacc, sizeof tacc, "%.6f", r.test_acc);
     if (o.json)
         printf("{\"model\":\"%s\",\"epochs\":%d,\"steps\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,"
-               "\"test_acc\":%.6f,\"seconds\":%.3f,\"train_images_per_s\":%.2f,\"weights\":\"%s/weights.safetensors\"}\n",
-               model, r.epochs_done, (long long)r.steps_done, r.train_loss, r.train_acc, r.test_acc, r.seconds,
+               "\"test_acc\":%s,\"seconds\":%.3f,\"train_images_per_s\":%.2f,\"weights\":\"%s/weights.safetensors\"}\n",
+               model, r.epochs_done, (long long)r.steps_done, r.train_loss, r.train_acc, tacc, r.seconds,
                r.images_per_s, out);
     else
-        printf("trained %s: %lld steps, train loss %.4f, train acc %.2f%%, test acc %.2f%%, %.1f s (%.1f img/s); "
+    {
+        char acc[48] = "not evaluated (no epoch completed)";
+        if (r.epochs_done > 0) snprintf(acc, sizeof acc, "%.2f%%", 100 * r.test_acc);
+        printf("trained %s: %lld steps, train loss %.4f, train acc %.2f%%, test acc %s, %.1f s (%.1f img/s); "
                "weights in %s/weights.safetensors\n", model, (long long)r.steps_done, r.train_loss,
-               100 * r.train_acc, 100 * r.test_acc, r.seconds, r.images_per_s, out);
+               100 * r.train_acc, acc, r.seconds, r.images_per_s, out);
+    }
     return 0;
 }

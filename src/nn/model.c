@@ -65,6 +65,8 @@ struct xb_model {
     int *mapped_nodes;
     xb_matmul_fn mm;
     void *mm_ctx;
+    int profile;              /* XBAR_PROFILE=1: seconds per layer type, printed by xb_model_free */
+    double prof[2][L_COUNT];  /* [forward, backward][type] */
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -418,6 +420,8 @@ xb_status xb_model_load(const char *name_or_path, uint64_t seed, xb_model **out)
     }
     if (st != XB_OK) return st;
     xb_model *m = xb_calloc(sizeof *m);
+    const char *pe = getenv("XBAR_PROFILE");
+    m->profile = pe && *pe && strcmp(pe, "0") != 0;
     const char *base = strrchr(name_or_path, '/');
     snprintf(m->name, sizeof m->name, "%s", base ? base + 1 : name_or_path);
     st = build_model(m, &ini, seed);
@@ -440,8 +444,21 @@ static void free_runtime(xb_model *m) {
     m->nmax = 0;
 }
 
+static void print_profile(const xb_model *m) {
+    double tot = 0;
+    for (int d = 0; d < 2; d++)
+        for (int t = 0; t < L_COUNT; t++) tot += m->prof[d][t];
+    if (tot <= 0) return;
+    fprintf(stderr, "xbar profile (%s): seconds per layer type, forward / backward\n", m->name);
+    for (int t = 0; t < L_COUNT; t++)
+        if (m->prof[0][t] + m->prof[1][t] > 0)
+            fprintf(stderr, "  %-10s %8.3f %8.3f  %5.1f%%\n", ltype_names[t], m->prof[0][t], m->prof[1][t],
+                    100 * (m->prof[0][t] + m->prof[1][t]) / tot);
+}
+
 void xb_model_free(xb_model *m) {
     if (!m) return;
+    if (m->profile) print_profile(m);
     if (m->nodes) free_runtime(m);
     xb_free(m->nodes); free(m->params); xb_free(m->pv); xb_free(m->gv); xb_free(m->bv);
     xb_free(m->decay_mask); xb_free(m->mapped_nodes);
@@ -504,7 +521,7 @@ void xb_model_print_info(const xb_model *m, FILE *f, int json) {
         for (int k = 0; k < 2; k++)
             if (ps[k] >= 0) np += m->params[ps[k]].numel;
         total += np;
-        char in[64];
+        char in[200];
         if (nd->n_in == 2) snprintf(in, sizeof in, "%s+%s", nd->in[0] < 0 ? "image" : m->nodes[nd->in[0]].name,
                                     nd->in[1] < 0 ? "image" : m->nodes[nd->in[1]].name);
         else snprintf(in, sizeof in, "%s", nd->in[0] < 0 ? "image" : m->nodes[nd->in[0]].name);
@@ -603,6 +620,7 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
         const float *a = node_in(m, nd, 0);
         int c0, h0, w0;
         in_shape(m, nd->in[0], &c0, &h0, &w0);
+        double t0 = m->profile ? xb_time_s() : 0;
         switch (nd->type) {
         case L_CONV:
             if (m->mm) conv_forward_hooked(m, nd, n, a);
@@ -644,6 +662,7 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
             break;
         case L_COUNT: XB_ASSERT(0);
         }
+        if (m->profile) m->prof[0][nd->type] += xb_time_s() - t0;
     }
     if (logits_out) {
         const float *lg = m->nodes[m->n_nodes - 1].y; /* (classes, n) */
@@ -694,6 +713,7 @@ xb_status xb_model_backward(xb_model *m, int n, const int32_t *labels, float lab
         const float *a = node_in(m, nd, 0);
         int c0, h0, w0;
         in_shape(m, nd->in[0], &c0, &h0, &w0);
+        double t0 = m->profile ? xb_time_s() : 0;
         float *da = grad_of(m, nd->in[0], n);
         switch (nd->type) {
         case L_CONV:
@@ -733,6 +753,7 @@ xb_status xb_model_backward(xb_model *m, int n, const int32_t *labels, float lab
             break;
         case L_COUNT: XB_ASSERT(0);
         }
+        if (m->profile) m->prof[1][nd->type] += xb_time_s() - t0;
     }
     return XB_OK;
 }

@@ -323,10 +323,14 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
                         (long long)ts.epoch, epochs, r.train_loss, 100 * r.train_acc, 100 * acc, (long long)er.n,
                         xb_time_s() - t_start);
         }
-        if (o->json)
-            printf("{\"epoch\":%lld,\"step\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,\"test_acc\":%.6f,"
-                   "\"seconds\":%.3f}\n", (long long)ts.epoch, (long long)ts.step, r.train_loss, r.train_acc, acc,
+        if (o->json) {
+            char a[32] = "null";
+            if (acc >= 0) snprintf(a, sizeof a, "%.6f", acc);
+            printf("{\"epoch\":%lld,\"step\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,\"test_acc\":%s,"
+                   "\"seconds\":%.3f}\n", (long long)ts.epoch, (long long)ts.step, r.train_loss, r.train_acc, a,
                    xb_time_s() - t_start);
+            fflush(stdout);
+        }
         if (o->out_dir) {
             if ((s = xb_model_save_weights(m, wpath))) goto done_loop;
             if ((s = save_checkpoint(m, &opt, &ts, &oo, train->n, cpath))) goto done_loop;
