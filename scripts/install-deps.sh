@@ -9,10 +9,11 @@
 #   libcmocka-dev    the C unit-test framework
 #   ngspice          the circuit reference the solver tests compare with
 #   python3-numpy python3-scipy python3-torch   PyTorch reference tests and benchmarks (/usr/bin/python3)
+#   time             /usr/bin/time for peak-memory figures in bench/
 #   clang libclang-rt-14-dev   libFuzzer harnesses and sanitizer builds
 set -euo pipefail
 pkgs=(build-essential pkg-config libopenblas-openmp-dev libcjson-dev libsuitesparse-dev libcmocka-dev ngspice
-      python3-numpy python3-scipy python3-torch)
+      python3-numpy python3-scipy python3-torch time bc)
 [ "${XB_FUZZ_DEPS:-0}" = 1 ] && pkgs+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
