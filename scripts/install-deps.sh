@@ -13,7 +13,7 @@
 #   clang libclang-rt-14-dev   libFuzzer harnesses and sanitizer builds
 set -euo pipefail
 pkgs=(build-essential pkg-config libopenblas-openmp-dev libcjson-dev libsuitesparse-dev libcmocka-dev ngspice
-      python3-numpy python3-scipy python3-torch time bc)
+      python3-numpy python3-scipy python3-torch time)
 [ "${XB_FUZZ_DEPS:-0}" = 1 ] && pkgs+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
