@@ -42,7 +42,7 @@ void dpotrs_(const char *uplo, const int *n, const int *nrhs, const double *a, c
              double *b, const int *ldb, int *info, size_t uplo_len);
 
 #define SV_LEAF 4        /* leaves have at most SV_LEAF x SV_LEAF cells */
-#define SV_BLAS_MIN 96   /* fronts of at least this many nodes go to LAPACK/BLAS */
+#define SV_BLAS_MIN 64   /* fronts of at least this many nodes go to LAPACK/BLAS */
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Names, defaults, validation                                                                       */
@@ -518,7 +518,8 @@ static xb_status ports(int n, int m, const double *S, double gd, double gs, doub
 static xb_status exact_effective(const xb_solve_plan *p, const xb_circuit *c, const double *g, double *e,
                                  void *work, double gmax, double *pivmin) {
     const int n = p->rows, m = p->cols, nm = n * m, np_ = n + m;
-    const double sig = gmax > 0 ? gmax : 1;    /* conductances are scaled by 1/sig; E scales with them */
+    /* conductances are scaled by 1/sig (a power of two: exact) to keep every product in range */
+    const double sig = gmax > 0 ? ldexp(1.0, ilogb(gmax)) : 1;
     const double gw = c->r_wire_ohm > 0 ? 1 / (c->r_wire_ohm * sig) : INFINITY;
     const double gd = c->r_driver_ohm > 0 ? 1 / (c->r_driver_ohm * sig) : INFINITY;
     const double gs = c->r_sense_ohm > 0 ? 1 / (c->r_sense_ohm * sig) : INFINITY;

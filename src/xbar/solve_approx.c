@@ -80,7 +80,8 @@ xb_status xb_decoupled_effective(const xb_circuit *c, int rows, int cols, const 
     if (rows < 1 || cols < 1)
         return xb_errorf(XB_ERR_SHAPE, "solver: tile %d x %d is empty. HINT: rows and cols are >= 1", rows, cols);
     if (iters < 1)
-        return xb_errorf(XB_ERR_ARG, "solver: the decoupled model needs iters >= 1 (got %d)", iters);
+        return xb_errorf(XB_ERR_ARG, "solver: the decoupled model needs iters >= 1 (got %d). HINT: "
+                         "XB_DECOUPLED_ITERS (%d) is the default", iters, XB_DECOUPLED_ITERS);
     const int n = rows, m = cols;
     const size_t nm = (size_t)n * m;
     for (size_t k = 0; k < nm; k++)
