@@ -101,6 +101,11 @@ static void test_grad_conv(void **state) {
     check_conv(4, 8, 1, 1, 1, 1, 0, 0, 2, 4, 5, 3, 1);  /* pointwise grouped */
     check_conv(6, 4, 1, 1, 2, 2, 0, 0, 1, 5, 5, 2, 0);  /* 1x1 stride 2 */
     check_conv(2, 3, 5, 5, 2, 1, 2, 2, 1, 7, 6, 2, 1);  /* 5x5 */
+    /* implicit-GEMM path (stride 1, wo == w, 16 | positions per image) */
+    check_conv(3, 5, 3, 3, 1, 1, 1, 1, 1, 4, 4, 2, 1);
+    check_conv(4, 6, 3, 3, 1, 1, 1, 1, 2, 2, 8, 3, 1);
+    check_conv(2, 9, 3, 1, 1, 1, 2, 0, 1, 4, 4, 1, 0);  /* ho = h+2 */
+    check_conv(4, 4, 3, 3, 1, 1, 1, 1, 4, 8, 8, 1, 1);  /* depthwise */
 }
 
 /* ---- linear ---------------------------------------------------------------------------------- */

@@ -55,6 +55,15 @@ static const conv_case conv_cases[] = {
     {2, 3, 5, 3, 3, 2, 2, 0, 1, 10, 7, 1, 1},      /* non-square kernel, stride 3 */
     {4, 4, 2, 2, 2, 2, 0, 0, 2, 6, 6, 7, 0},       /* even kernel */
     {16, 8, 3, 3, 1, 1, 1, 1, 1, 32, 32, 3, 1},    /* several column chunks, split mid image */
+    /* implicit-GEMM path (stride 1, wo == w, 16 | positions per image) */
+    {5, 16, 3, 3, 1, 1, 1, 1, 1, 8, 8, 3, 1},      /* vectors span two rows, 5 input channels */
+    {4, 12, 3, 3, 1, 1, 1, 1, 1, 4, 4, 2, 0},      /* vectors span four rows */
+    {6, 10, 3, 3, 1, 1, 1, 1, 2, 6, 16, 3, 1},     /* groups, cout/g = 5 (edge rows), wide rows */
+    {8, 8, 3, 3, 1, 1, 1, 1, 8, 4, 8, 7, 1},       /* depthwise */
+    {3, 4, 5, 5, 1, 1, 2, 2, 1, 6, 8, 1, 1},       /* 5x5 */
+    {3, 9, 3, 1, 1, 1, 0, 0, 1, 10, 8, 2, 1},      /* 3x1, no vertical padding (ho = h-2) */
+    {2, 3, 3, 3, 1, 1, 2, 1, 1, 6, 8, 3, 0},       /* vertical padding 2 (ho = h+2) */
+    {16, 32, 3, 3, 1, 1, 1, 1, 1, 16, 16, 5, 1},   /* odd tile count: last tile has one vector */
 };
 
 static void check_conv_case(const conv_case *c) {

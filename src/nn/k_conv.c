@@ -1,18 +1,25 @@
 /*
  * k_conv.c -- 2-D convolution (PyTorch nn.Conv2d: zero padding, dilation 1, groups, optional bias)
- * on CNHW activations, as im2col + SGEMM.
+ * on CNHW activations.
  *
- * For group g the layer is one matrix product over the whole batch:
- *     Y_g (cout/G, N*Ho*Wo) = W_g (cout/G, K) x col_g (K, N*Ho*Wo),   K = cin/G * kh * kw,
- * and backward is  dW_g += dY_g col_g^T,  dcol_g = W_g^T dY_g,  dx_g += col2im(dcol_g).
- * The columns are produced in chunks of whole output rows (n, oh) sized to stay in L2, so the
- * unrolled matrix is written, multiplied and (in backward) scattered back while it is cache-hot;
- * each chunk is one GEMM with ldc = N*Ho*Wo.  A 1x1 stride-1 unpadded convolution needs no col:
- * its input already is col.
+ * As matrices, for group g over the whole batch (K = cin/G * kh * kw, P = N*Ho*Wo):
+ *     forward   Y_g (cout/G, P) = W_g (cout/G, K) x col_g (K, P)
+ *     backward  dW_g += dY_g col_g^T,   dx_g += col2im(W_g^T dY_g)
+ * Three ways to run them, chosen per layer:
+ *  1. Implicit GEMM (AVX-512, stride 1 with "same" width, i.e. wo == w, and 16 | Ho*Wo): col is
+ *     never written.  Each k = (c, ki, kj) row of col is x shifted by a fixed offset, read with a
+ *     masked load that zeroes the padding; the masks come from a small per-call table indexed by
+ *     (position-in-image / 16, tap).  Backward-data is the same forward kernel run on dY with the
+ *     kernel transposed and flipped (a stride-1 conv's adjoint is a stride-1 conv with padding
+ *     k-1-p), so it needs no col2im either.  dW is a dot product over positions.
+ *  2. Explicit im2col in L2-sized chunks of output rows + the register-blocked GEMMs below
+ *     (strided and other convolutions).  1x1 stride-1 unpadded convolutions use x as col.
+ *  3. Without AVX-512 (or with -DXB_CONV_NO_SIMD): explicit im2col + CBLAS sgemm.
  *
- * Threads: im2col parallelises over the K rows and col2im over input channels, so every output
- * element is written by one thread in a fixed order (bit-identical for any thread count); the GEMMs
- * run on OpenBLAS's threads.  Not here: dilation, non-zero padding modes, transposed convolution.
+ * Threads: every output element (y, dx, dW, or a col/col2im element) is owned by one OpenMP
+ * iteration and accumulated in a fixed order, so results do not depend on the thread count (path 3
+ * excepted: there the GEMMs run on OpenBLAS's threads).  Not here: dilation, padding modes other
+ * than zeros, transposed convolution as a layer.
  */
 #include "xbar.h"
 
@@ -23,6 +30,408 @@
 #ifndef XB_CONV_CHUNK_FLOATS
 #define XB_CONV_CHUNK_FLOATS (256 * 1024)
 #endif
+/* Positions (in vectors of 16) per dW chunk of the implicit path: 4 rows of dY stay in L1. */
+#ifndef XB_CONV_DW_CHUNK_VECS
+#define XB_CONV_DW_CHUNK_VECS 128
+#endif
+
+/* ---- register-blocked SGEMM kernels for the conv shapes (AVX-512) ------------------------------
+ * OpenBLAS is slow on the conv shapes (few rows: cout = 16..64) and, in the Debian build, may not
+ * even pick its AVX-512 kernels for newer CPUs.  Two small kernels cover every conv GEMM:
+ *  - gemm_pk: C (M x N) [+]= A (M x K) B (K x N), A pre-packed in blocks of 8 rows (k-major, so one
+ *    k step broadcasts 8 consecutive floats), B read in place by rows (ldb).  Tile 8 x 32 held in
+ *    16 zmm accumulators.  Used for Y = W col (forward) and dcol = W^T dY (backward).
+ *  - gemm_nt: C (M x N) += A (M x P) B (N x P)^T as dot products over P, tile 8 x 3 in 24 zmm
+ *    accumulators, reduced once per tile.  Used for dW += dY col^T, where P (the batch*pixels) is
+ *    long and M x N small.
+ * Each C element is owned by one tile and computed in a fixed order, so results do not depend on
+ * the thread count. */
+#if defined(__AVX512F__) && !defined(XB_CONV_NO_SIMD)
+#define XB_CONV_SIMD 1
+#include <immintrin.h>
+
+#define PK_MR 8
+#define PK_NR 32
+
+/* lanes i with a <= i < b */
+static inline __mmask16 range_mask(int a, int b) {
+    if (a < 0) a = 0;
+    if (b > 16) b = 16;
+    if (b <= a) return 0;
+    return (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
+}
+
+/* Ap[ib][k][r] = A[(ib*8 + r)*lda + k], zero rows past M.  (A row-major M x K.) */
+static void pack_rows(int M, int K, const float *A, int64_t lda, float *Ap) {
+    int nb = (M + PK_MR - 1) / PK_MR;
+    for (int ib = 0; ib < nb; ib++)
+        for (int r = 0; r < PK_MR; r++) {
+            int i = ib * PK_MR + r;
+            float *dst = Ap + (int64_t)ib * K * PK_MR + r;
+            if (i < M)
+                for (int k = 0; k < K; k++) dst[(int64_t)k * PK_MR] = A[(int64_t)i * lda + k];
+            else
+                for (int k = 0; k < K; k++) dst[(int64_t)k * PK_MR] = 0.0f;
+        }
+}
+
+/* Packs A = W^T where W is (K x M) row-major (ldw): Ap[ib][k][r] = W[k*ldw + ib*8 + r]. */
+static void pack_cols(int M, int K, const float *W, int64_t ldw, float *Ap) {
+    int nb = (M + PK_MR - 1) / PK_MR;
+    for (int ib = 0; ib < nb; ib++)
+        for (int k = 0; k < K; k++)
+            for (int r = 0; r < PK_MR; r++) {
+                int i = ib * PK_MR + r;
+                Ap[((int64_t)ib * K + k) * PK_MR + r] = i < M ? W[(int64_t)k * ldw + i] : 0.0f;
+            }
+}
+
+static inline __attribute__((always_inline)) void ukr_8x32(int K, const float *a, const float *b,
+                                                           int64_t ldb, float *c, int64_t ldc, int acc,
+                                                           int mr, __mmask16 m0, __mmask16 m1, int full) {
+    __m512 c0[PK_MR], c1[PK_MR];
+    for (int r = 0; r < PK_MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        __m512 b0 = full ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(m0, b);
+        __m512 b1 = full ? _mm512_loadu_ps(b + 16) : _mm512_maskz_loadu_ps(m1, b + 16);
+        for (int r = 0; r < PK_MR; r++) {
+            __m512 av = _mm512_set1_ps(a[r]);
+            c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+        }
+        a += PK_MR;
+        b += ldb;
+    }
+    for (int r = 0; r < PK_MR; r++) {
+        if (!full && r >= mr) break;
+        float *cr = c + (int64_t)r * ldc;
+        if (full) {
+            if (acc) {
+                c0[r] = _mm512_add_ps(c0[r], _mm512_loadu_ps(cr));
+                c1[r] = _mm512_add_ps(c1[r], _mm512_loadu_ps(cr + 16));
+            }
+            _mm512_storeu_ps(cr, c0[r]);
+            _mm512_storeu_ps(cr + 16, c1[r]);
+        } else {
+            if (acc) {
+                c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, cr));
+                c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cr + 16));
+            }
+            _mm512_mask_storeu_ps(cr, m0, c0[r]);
+            _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
+        }
+    }
+}
+
+static void ukr_full(int K, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc, int acc) {
+    ukr_8x32(K, a, b, ldb, c, ldc, acc, PK_MR, 0xffff, 0xffff, 1);
+}
+
+static void ukr_edge(int K, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc, int acc,
+                     int mr, int nr) {
+    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
+    ukr_8x32(K, a, b, ldb, c, ldc, acc, mr, m0, m1, 0);
+}
+
+/* C (M x N, ldc) [+]= Ap (M x K, packed) * B (K x N, ldb); parallel over column panels. */
+static void gemm_pk(int M, int64_t N, int K, const float *Ap, const float *B, int64_t ldb, float *C,
+                    int64_t ldc, int acc) {
+    const int nmb = (M + PK_MR - 1) / PK_MR;
+    const int64_t npb = (N + PK_NR - 1) / PK_NR;
+#pragma omp parallel for schedule(static)
+    for (int64_t jb = 0; jb < npb; jb++) {
+        int64_t j0 = jb * PK_NR;
+        int nr = (int)(N - j0 < PK_NR ? N - j0 : PK_NR);
+        for (int ib = 0; ib < nmb; ib++) {
+            int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
+            const float *a = Ap + (int64_t)ib * K * PK_MR;
+            float *c = C + (int64_t)ib * PK_MR * ldc + j0;
+            if (nr == PK_NR && mr == PK_MR) ukr_full(K, a, B + j0, ldb, c, ldc, acc);
+            else ukr_edge(K, a, B + j0, ldb, c, ldc, acc, mr, nr);
+        }
+    }
+}
+
+#define NT_MR 8
+#define NT_NR 3
+
+/* C (M x N, ldc) += A (M x P, lda) * B (N x P, ldb)^T.  Rows past the edge are clamped to the last
+ * row (valid memory) and their results dropped. */
+static void gemm_nt(int M, int N, int64_t P, const float *A, int64_t lda, const float *B, int64_t ldb,
+                    float *C, int64_t ldc) {
+    const int nmb = (M + NT_MR - 1) / NT_MR, nnb = (N + NT_NR - 1) / NT_NR;
+    const int64_t pv = P / 16 * 16;
+    const __mmask16 tail = (__mmask16)((1u << (P - pv)) - 1);
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < nmb * nnb; t++) {
+        int ib = t / nnb, jb = t % nnb;
+        const float *ar[NT_MR], *br[NT_NR];
+        for (int r = 0; r < NT_MR; r++) {
+            int i = ib * NT_MR + r;
+            ar[r] = A + (int64_t)(i < M ? i : M - 1) * lda;
+        }
+        for (int s = 0; s < NT_NR; s++) {
+            int j = jb * NT_NR + s;
+            br[s] = B + (int64_t)(j < N ? j : N - 1) * ldb;
+        }
+        __m512 acc[NT_MR][NT_NR];
+        for (int r = 0; r < NT_MR; r++)
+            for (int s = 0; s < NT_NR; s++) acc[r][s] = _mm512_setzero_ps();
+        for (int64_t p = 0; p < pv; p += 16) {
+            __m512 bv[NT_NR];
+            for (int s = 0; s < NT_NR; s++) bv[s] = _mm512_loadu_ps(br[s] + p);
+            for (int r = 0; r < NT_MR; r++) {
+                __m512 av = _mm512_loadu_ps(ar[r] + p);
+                for (int s = 0; s < NT_NR; s++) acc[r][s] = _mm512_fmadd_ps(av, bv[s], acc[r][s]);
+            }
+        }
+        if (pv < P) {
+            __m512 bv[NT_NR];
+            for (int s = 0; s < NT_NR; s++) bv[s] = _mm512_maskz_loadu_ps(tail, br[s] + pv);
+            for (int r = 0; r < NT_MR; r++) {
+                __m512 av = _mm512_maskz_loadu_ps(tail, ar[r] + pv);
+                for (int s = 0; s < NT_NR; s++) acc[r][s] = _mm512_fmadd_ps(av, bv[s], acc[r][s]);
+            }
+        }
+        for (int r = 0; r < NT_MR; r++) {
+            int i = ib * NT_MR + r;
+            if (i >= M) break;
+            for (int s = 0; s < NT_NR; s++) {
+                int j = jb * NT_NR + s;
+                if (j < N) C[(int64_t)i * ldc + j] += _mm512_reduce_add_ps(acc[r][s]);
+            }
+        }
+    }
+}
+
+/* ---- implicit GEMM for stride-1 "same-width" convolutions --------------------------------------
+ * Geometry of one implicit conv: input planes (ih_, iw_) with channel stride cst, output planes
+ * (oh_, ow_) with ow_ == iw_, taps (kh, kw), padding (ph, pw).  Output position p of an image
+ * (p = oh*ow_ + ow) reads input index p + toff[t] for tap t = ki*kw + kj, toff = (ki-ph)*iw_ + kj-pw,
+ * valid where mtab[p/16][t] has the lane's bit set. */
+typedef struct s1_geom {
+    int ih_, iw_, oh_, ow_, kh, kw, ph, pw, T, vpi;
+    int64_t in_img, out_img, cst;
+    int32_t *toff;   /* (T) */
+    uint16_t *mtab;  /* (vpi, T) */
+} s1_geom;
+
+static void s1_geom_init(s1_geom *gm, int ih_, int iw_, int oh_, int ow_, int kh, int kw, int ph, int pw,
+                         int n, int32_t *toff, uint16_t *mtab) {
+    gm->ih_ = ih_; gm->iw_ = iw_; gm->oh_ = oh_; gm->ow_ = ow_;
+    gm->kh = kh; gm->kw = kw; gm->ph = ph; gm->pw = pw;
+    gm->T = kh * kw;
+    gm->vpi = oh_ * ow_ / 16;
+    gm->in_img = (int64_t)ih_ * iw_;
+    gm->out_img = (int64_t)oh_ * ow_;
+    gm->cst = (int64_t)n * ih_ * iw_;
+    gm->toff = toff;
+    gm->mtab = mtab;
+    for (int ki = 0; ki < kh; ki++)
+        for (int kj = 0; kj < kw; kj++) toff[ki * kw + kj] = (ki - ph) * iw_ + (kj - pw);
+    for (int vi = 0; vi < gm->vpi; vi++)
+        for (int ki = 0; ki < kh; ki++)
+            for (int kj = 0; kj < kw; kj++) {
+                unsigned m = 0;
+                for (int l = 0; l < 16; l++) {
+                    int p = vi * 16 + l, r = p / ow_ + ki - ph, c = p % ow_ + kj - pw;
+                    if (r >= 0 && r < ih_ && c >= 0 && c < iw_) m |= 1u << l;
+                }
+                mtab[(int64_t)vi * gm->T + ki * kw + kj] = (uint16_t)m;
+            }
+}
+
+/* Tile: 8 output channels x 3 vectors of 16 positions (xb[j]: input base of vector j, mk[j]: its
+ * mask row; nv < 3 vectors at the batch's end: the missing ones load nothing and store nothing).
+ * A packed (T*C, 8), tap-major (pack_taps), so each tap's masks and offset are loaded once. */
+static inline __attribute__((always_inline)) void ukr_s1(int C, int T, const float *a,
+                                                         const float *const *xb, int64_t cst,
+                                                         const int32_t *toff,
+                                                         const uint16_t *const *mk, float *c,
+                                                         int64_t ldc, int acc, int mr, int nv) {
+    /* named accumulators: GCC spills arrays of vectors in this loop shape */
+    __m512 p0 = _mm512_setzero_ps(), p1 = p0, p2 = p0, p3 = p0, p4 = p0, p5 = p0, p6 = p0, p7 = p0;
+    __m512 q0 = p0, q1 = p0, q2 = p0, q3 = p0, q4 = p0, q5 = p0, q6 = p0, q7 = p0;
+    __m512 s0 = p0, s1 = p0, s2 = p0, s3 = p0, s4 = p0, s5 = p0, s6 = p0, s7 = p0;
+    for (int t = 0; t < T; t++) {
+        const __mmask16 m0 = mk[0][t], m1 = nv > 1 ? mk[1][t] : 0, m2 = nv > 2 ? mk[2][t] : 0;
+        const float *x0 = xb[0] + toff[t], *x1 = xb[1] + toff[t], *x2 = xb[2] + toff[t];
+        for (int ci = 0; ci < C; ci++, a += PK_MR, x0 += cst, x1 += cst, x2 += cst) {
+            __m512 b0 = _mm512_maskz_loadu_ps(m0, x0);
+            __m512 b1 = _mm512_maskz_loadu_ps(m1, x1);
+            __m512 b2 = _mm512_maskz_loadu_ps(m2, x2);
+            __m512 av;
+#define S1_ROW(r, P, Q, S)                                                                           \
+    av = _mm512_set1_ps(a[r]);                                                                       \
+    P = _mm512_fmadd_ps(av, b0, P);                                                                  \
+    Q = _mm512_fmadd_ps(av, b1, Q);                                                                  \
+    S = _mm512_fmadd_ps(av, b2, S);
+            S1_ROW(0, p0, q0, s0) S1_ROW(1, p1, q1, s1) S1_ROW(2, p2, q2, s2) S1_ROW(3, p3, q3, s3)
+            S1_ROW(4, p4, q4, s4) S1_ROW(5, p5, q5, s5) S1_ROW(6, p6, q6, s6) S1_ROW(7, p7, q7, s7)
+#undef S1_ROW
+        }
+    }
+    __m512 pr[PK_MR] = {p0, p1, p2, p3, p4, p5, p6, p7}, qr[PK_MR] = {q0, q1, q2, q3, q4, q5, q6, q7};
+    __m512 sr[PK_MR] = {s0, s1, s2, s3, s4, s5, s6, s7};
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + (int64_t)r * ldc;
+        __m512 u = pr[r], v = qr[r], z = sr[r];
+        if (acc) u = _mm512_add_ps(u, _mm512_loadu_ps(cr));
+        _mm512_storeu_ps(cr, u);
+        if (nv > 1) {
+            if (acc) v = _mm512_add_ps(v, _mm512_loadu_ps(cr + 16));
+            _mm512_storeu_ps(cr + 16, v);
+        }
+        if (nv > 2) {
+            if (acc) z = _mm512_add_ps(z, _mm512_loadu_ps(cr + 32));
+            _mm512_storeu_ps(cr + 32, z);
+        }
+    }
+}
+
+static void ukr_s1_full(int C, int T, const float *a, const float *const *xb, int64_t cst,
+                        const int32_t *toff, const uint16_t *const *mk, float *c, int64_t ldc, int acc) {
+    ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, acc, PK_MR, 3);
+}
+
+static void ukr_s1_edge(int C, int T, const float *a, const float *const *xb, int64_t cst,
+                        const int32_t *toff, const uint16_t *const *mk, float *c, int64_t ldc, int acc,
+                        int mr, int nv) {
+    ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, acc, mr, nv);
+}
+
+/* y (M, n*out_img) [+]= implicit conv of x (C, n, in) with packed A (M x T*C).  Parallel over
+ * tiles of 3 output vectors. */
+static void conv_s1_fwd(const s1_geom *gm, int n, int C, int M, const float *x, const float *Ap, float *y,
+                        int64_t ldy, int acc) {
+    const int64_t nv = (int64_t)n * gm->vpi, ntile = (nv + 2) / 3;
+    const int nmb = (M + PK_MR - 1) / PK_MR, T = gm->T;
+    const int64_t astride = (int64_t)C * T * PK_MR;
+#pragma omp parallel for schedule(static)
+    for (int64_t tile = 0; tile < ntile; tile++) {
+        int64_t v0 = 3 * tile;
+        int cnt = nv - v0 < 3 ? (int)(nv - v0) : 3;
+        const float *xb[3];
+        const uint16_t *mk[3];
+        for (int j = 0; j < 3; j++) {
+            int64_t v = v0 + (j < cnt ? j : 0);
+            xb[j] = x + (v / gm->vpi) * gm->in_img + (v % gm->vpi) * 16;
+            mk[j] = gm->mtab + (v % gm->vpi) * T;
+        }
+        for (int ib = 0; ib < nmb; ib++) {
+            int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
+            float *c = y + (int64_t)ib * PK_MR * ldy + v0 * 16;
+            if (mr == PK_MR && cnt == 3)
+                ukr_s1_full(C, T, Ap + ib * astride, xb, gm->cst, gm->toff, mk, c, ldy, acc);
+            else
+                ukr_s1_edge(C, T, Ap + ib * astride, xb, gm->cst, gm->toff, mk, c, ldy, acc, mr, cnt);
+        }
+    }
+}
+
+#define S1DW_MR 4
+#define S1DW_NR 6
+
+/* dW (M x C*T, ldw) += dY (M, n*out_img) . X^T over the positions of vectors [v0, v1), as dot
+ * products: tile 4 output channels x 6 consecutive k = (c, t). */
+static void conv_s1_dw(const s1_geom *gm, int C, int M, const float *x, const float *dy, int64_t ldy,
+                       int64_t v0, int64_t v1, float *dw, int64_t ldw) {
+    const int T = gm->T, K = C * T;
+    const int nmb = (M + S1DW_MR - 1) / S1DW_MR, nkb = (K + S1DW_NR - 1) / S1DW_NR;
+#pragma omp parallel for schedule(static)
+    for (int tile = 0; tile < nmb * nkb; tile++) {
+        int ib = tile / nkb, kb = tile % nkb;
+        const float *ar[S1DW_MR];
+        int64_t xoff[S1DW_NR];
+        int tap[S1DW_NR];
+        for (int r = 0; r < S1DW_MR; r++) {
+            int i = ib * S1DW_MR + r;
+            ar[r] = dy + (int64_t)(i < M ? i : M - 1) * ldy;
+        }
+        for (int s = 0; s < S1DW_NR; s++) {
+            int k = kb * S1DW_NR + s;
+            if (k >= K) k = K - 1;
+            tap[s] = k % T;
+            xoff[s] = (int64_t)(k / T) * gm->cst + gm->toff[k % T];
+        }
+        const uint16_t t0 = (uint16_t)tap[0], t1 = (uint16_t)tap[1], t2 = (uint16_t)tap[2];
+        const uint16_t t3 = (uint16_t)tap[3], t4 = (uint16_t)tap[4], t5 = (uint16_t)tap[5];
+        const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3];
+        /* named accumulators (a[r] x b[s]): GCC spills arrays of vectors in this loop shape */
+        __m512 z = _mm512_setzero_ps();
+        __m512 e00 = z, e01 = z, e02 = z, e03 = z, e04 = z, e05 = z, e10 = z, e11 = z, e12 = z, e13 = z,
+               e14 = z, e15 = z, e20 = z, e21 = z, e22 = z, e23 = z, e24 = z, e25 = z, e30 = z, e31 = z,
+               e32 = z, e33 = z, e34 = z, e35 = z;
+        int64_t v = v0;
+        while (v < v1) {
+            int64_t nn = v / gm->vpi;
+            int vi = (int)(v % gm->vpi);
+            int64_t vend = (nn + 1) * gm->vpi < v1 ? (nn + 1) * gm->vpi : v1;
+            const float *xb = x + nn * gm->in_img + (int64_t)vi * 16;
+            const uint16_t *mk = gm->mtab + (int64_t)vi * T;
+            for (; v < vend; v++, xb += 16, mk += T) {
+                __m512 b0 = _mm512_maskz_loadu_ps(mk[t0], xb + xoff[0]);
+                __m512 b1 = _mm512_maskz_loadu_ps(mk[t1], xb + xoff[1]);
+                __m512 b2 = _mm512_maskz_loadu_ps(mk[t2], xb + xoff[2]);
+                __m512 b3 = _mm512_maskz_loadu_ps(mk[t3], xb + xoff[3]);
+                __m512 b4 = _mm512_maskz_loadu_ps(mk[t4], xb + xoff[4]);
+                __m512 b5 = _mm512_maskz_loadu_ps(mk[t5], xb + xoff[5]);
+                __m512 av;
+#define DW_ROW(A, E0, E1, E2, E3, E4, E5)                                                             \
+    av = _mm512_loadu_ps(A + v * 16);                                                                \
+    E0 = _mm512_fmadd_ps(av, b0, E0);                                                                \
+    E1 = _mm512_fmadd_ps(av, b1, E1);                                                                \
+    E2 = _mm512_fmadd_ps(av, b2, E2);                                                                \
+    E3 = _mm512_fmadd_ps(av, b3, E3);                                                                \
+    E4 = _mm512_fmadd_ps(av, b4, E4);                                                                \
+    E5 = _mm512_fmadd_ps(av, b5, E5);
+                DW_ROW(a0, e00, e01, e02, e03, e04, e05)
+                DW_ROW(a1, e10, e11, e12, e13, e14, e15)
+                DW_ROW(a2, e20, e21, e22, e23, e24, e25)
+                DW_ROW(a3, e30, e31, e32, e33, e34, e35)
+#undef DW_ROW
+            }
+        }
+        __m512 acc[S1DW_MR][S1DW_NR] = {{e00, e01, e02, e03, e04, e05}, {e10, e11, e12, e13, e14, e15},
+                                         {e20, e21, e22, e23, e24, e25}, {e30, e31, e32, e33, e34, e35}};
+        for (int r = 0; r < S1DW_MR; r++) {
+            int i = ib * S1DW_MR + r;
+            if (i >= M) break;
+            for (int s = 0; s < S1DW_NR; s++) {
+                int k = kb * S1DW_NR + s;
+                if (k < K) dw[(int64_t)i * ldw + k] += _mm512_reduce_add_ps(acc[r][s]);
+            }
+        }
+    }
+}
+
+/* A for the implicit forward, tap-major: Ap[ib][t*C + c][r] = W[ib*8 + r][c*T + t] (W (M, C*T)). */
+static void pack_taps(int M, int C, int T, const float *w, float *Ap) {
+    const int nb = (M + PK_MR - 1) / PK_MR, K = C * T;
+    for (int ib = 0; ib < nb; ib++)
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < PK_MR; r++) {
+                    int i = ib * PK_MR + r;
+                    Ap[((int64_t)ib * K + t * C + c) * PK_MR + r] = i < M ? w[(int64_t)i * K + c * T + t] : 0.0f;
+                }
+}
+
+/* A' for the backward-data conv: rows = input channels (cing), k = (t', co) tap-major with the taps
+ * flipped: A'[ci][t'*coutg + co] = W[co][ci][T-1-t'], packed by 8 rows. */
+static void pack_flipped(int cing, int coutg, int T, const float *w, float *Ap) {
+    const int nb = (cing + PK_MR - 1) / PK_MR, K2 = coutg * T;
+    for (int ib = 0; ib < nb; ib++)
+        for (int t = 0; t < T; t++)
+            for (int co = 0; co < coutg; co++)
+                for (int r = 0; r < PK_MR; r++) {
+                    int ci = ib * PK_MR + r;
+                    Ap[((int64_t)ib * K2 + t * coutg + co) * PK_MR + r] =
+                        ci < cing ? w[((int64_t)co * cing + ci) * T + (T - 1 - t)] : 0.0f;
+                }
+}
+#endif /* XB_CONV_SIMD */
 
 xb_status xb_conv2d_desc_init(xb_conv2d_desc *d, int cin, int cout, int kh, int kw, int sh, int sw,
                               int ph, int pw, int groups, int h, int w) {
@@ -67,20 +476,89 @@ static int64_t chunk_rows(const xb_conv2d_desc *d, int n) {
     return rows < total ? rows : total;
 }
 
-size_t xb_conv2d_workspace(const xb_conv2d_desc *d, int n) {
-    if (is_pointwise(d)) return 0;
-    return (size_t)xb_conv2d_k(d) * (size_t)(chunk_rows(d, n) * d->wo);
+/* The implicit path applies: stride 1, output width == input width (kw = 2pw+1), whole vectors of
+ * 16 positions per image in both directions, and a padding the adjoint conv can express. */
+static int use_implicit(const xb_conv2d_desc *d) {
+#ifdef XB_CONV_SIMD
+    return d->sh == 1 && d->sw == 1 && d->wo == d->w && (d->ho * d->wo) % 16 == 0 &&
+           (d->h * d->w) % 16 == 0 && d->ph <= d->kh - 1 && !is_pointwise(d);
+#else
+    (void)d;
+    return 0;
+#endif
 }
 
-/* Output columns ow whose input column ow*sw - pw + kj lies inside [0, w): [*lo, *hi). */
-static void valid_cols(int wo, int sw, int pw, int w, int kj, int *lo, int *hi) {
-    int off = kj - pw; /* iw = ow*sw + off */
-    int l = off >= 0 ? 0 : (-off + sw - 1) / sw;
-    int h = (w - 1 - off) >= 0 ? (w - 1 - off) / sw + 1 : 0;
-    if (h > wo) h = wo;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
+/* Workspace layout (floats): [packed weights][tap offsets + mask table][col chunk]. */
+static size_t pack_floats(const xb_conv2d_desc *d) {
+#ifdef XB_CONV_SIMD
+    size_t K = (size_t)xb_conv2d_k(d), coutg = (size_t)(d->cout / d->groups), cing = (size_t)(d->cin / d->groups);
+    size_t T = (size_t)d->kh * d->kw;
+    size_t a = (coutg + 7) / 8 * 8 * K, b = (K + 7) / 8 * 8 * coutg, c = (cing + 7) / 8 * 8 * coutg * T;
+    size_t m = a > b ? a : b;
+    m = m > c ? m : c;
+    return (m + 15) / 16 * 16;
+#else
+    (void)d;
+    return 0;
+#endif
+}
+
+static size_t table_floats(const xb_conv2d_desc *d) {
+    if (!use_implicit(d)) return 0;
+    size_t T = (size_t)d->kh * d->kw, vpi = (size_t)(d->ho * d->wo > d->h * d->w ? d->ho * d->wo : d->h * d->w) / 16;
+    size_t bytes = T * sizeof(int32_t) + vpi * T * sizeof(uint16_t);
+    return (bytes / sizeof(float) + 15) / 16 * 16;
+}
+
+size_t xb_conv2d_workspace(const xb_conv2d_desc *d, int n) {
+    size_t col = (is_pointwise(d) || use_implicit(d)) ? 0 : (size_t)xb_conv2d_k(d) * (size_t)(chunk_rows(d, n) * d->wo);
+    return pack_floats(d) + table_floats(d) + col;
+}
+
+/* One output row of one col row: dst[ow] = xr[ow*sw + off] where 0 <= ow*sw + off < w, else 0
+ * (ow < wo).  xr is the input row. */
+static inline void gather_row(float *dst, const float *xr, int wo, int w, int sw, int off) {
+#ifdef XB_CONV_SIMD
+    if (sw == 1) {
+        for (int ow = 0; ow < wo; ow += 16) {
+            __m512 v = _mm512_maskz_loadu_ps(range_mask(-off - ow, w - off - ow), xr + off + ow);
+            _mm512_mask_storeu_ps(dst + ow, range_mask(0, wo - ow), v);
+        }
+        return;
+    }
+    if (sw == 2) {
+        const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        for (int ow = 0; ow < wo; ow += 16) {
+            int i0 = 2 * ow + off; /* input column of lane 0 of the first load */
+            __m512 a = _mm512_maskz_loadu_ps(range_mask(-i0, w - i0), xr + i0);
+            __m512 b = _mm512_maskz_loadu_ps(range_mask(-i0 - 16, w - i0 - 16), xr + i0 + 16);
+            _mm512_mask_storeu_ps(dst + ow, range_mask(0, wo - ow), _mm512_permutex2var_ps(a, even, b));
+        }
+        return;
+    }
+#endif
+    for (int ow = 0; ow < wo; ow++) {
+        int iw = ow * sw + off;
+        dst[ow] = (iw >= 0 && iw < w) ? xr[iw] : 0.0f;
+    }
+}
+
+/* The adjoint of gather_row: xr[ow*sw + off] += src[ow] where the input column is inside [0, w). */
+static inline void scatter_add_row(float *xr, const float *src, int wo, int w, int sw, int off) {
+#ifdef XB_CONV_SIMD
+    if (sw == 1) {
+        for (int ow = 0; ow < wo; ow += 16) {
+            __mmask16 m = range_mask(-off - ow, w - off - ow) & range_mask(0, wo - ow);
+            __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, xr + off + ow), _mm512_maskz_loadu_ps(m, src + ow));
+            _mm512_mask_storeu_ps(xr + off + ow, m, v);
+        }
+        return;
+    }
+#endif
+    for (int ow = 0; ow < wo; ow++) {
+        int iw = ow * sw + off;
+        if (iw >= 0 && iw < w) xr[iw] += src[ow];
+    }
 }
 
 /* col (K, (q1-q0)*wo) for output rows q = nn*ho + oh in [q0, q1) of group g. */
@@ -94,34 +572,20 @@ static void im2col_rows(const xb_conv2d_desc *d, int n, int g, const float *x, i
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < K; r++) {
         int c = r / (kh * kw), ki = r / kw % kh, kj = r % kw;
-        int lo, hi;
-        valid_cols(wo, sw, pw, w, kj, &lo, &hi);
         const float *xc = xg + (int64_t)c * n * hw;
         float *dst = col + (int64_t)r * cols;
-        int64_t q = q0;
         int nn = (int)(q0 / ho), oh = (int)(q0 % ho);
-        for (; q < q1; q++, dst += wo) {
+        for (int64_t q = q0; q < q1; q++, dst += wo) {
             int ih = oh * sh - ph + ki;
-            if (ih < 0 || ih >= h) {
-                memset(dst, 0, sizeof(float) * (size_t)wo);
-            } else {
-                const float *src = xc + (int64_t)nn * hw + (int64_t)ih * w + (kj - pw);
-                for (int ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
-                if (sw == 1) {
-                    memcpy(dst + lo, src + lo, sizeof(float) * (size_t)(hi - lo));
-                } else if (sw == 2) {
-                    for (int ow = lo; ow < hi; ow++) dst[ow] = src[2 * ow];
-                } else {
-                    for (int ow = lo; ow < hi; ow++) dst[ow] = src[(int64_t)ow * sw];
-                }
-                for (int ow = hi; ow < wo; ow++) dst[ow] = 0.0f;
-            }
+            if (ih < 0 || ih >= h) memset(dst, 0, sizeof(float) * (size_t)wo);
+            else gather_row(dst, xc + (int64_t)nn * hw + (int64_t)ih * w, wo, w, sw, kj - pw);
             if (++oh == ho) { oh = 0; nn++; }
         }
     }
 }
 
-/* dx += col2im(dcol) for output rows [q0, q1) of group g; dcol (K, (q1-q0)*wo). */
+/* dx += col2im(dcol) for output rows [q0, q1) of group g; dcol (K, (q1-q0)*wo).  Each input channel
+ * belongs to one thread and sums its kh*kw rows in a fixed order. */
 static void col2im_rows(const xb_conv2d_desc *d, int n, int g, const float *dcol, int64_t q0, int64_t q1,
                         float *dx) {
     const int kh = d->kh, kw = d->kw, sh = d->sh, sw = d->sw, ph = d->ph, pw = d->pw;
@@ -132,28 +596,17 @@ static void col2im_rows(const xb_conv2d_desc *d, int n, int g, const float *dcol
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < cing; c++) {
         float *dxc = dxg + (int64_t)c * n * hw;
-        for (int ki = 0; ki < kh; ki++) {
+        for (int ki = 0; ki < kh; ki++)
             for (int kj = 0; kj < kw; kj++) {
-                int lo, hi;
-                valid_cols(wo, sw, pw, w, kj, &lo, &hi);
                 const float *src = dcol + ((int64_t)(c * kh + ki) * kw + kj) * cols;
                 int nn = (int)(q0 / ho), oh = (int)(q0 % ho);
                 for (int64_t q = q0; q < q1; q++, src += wo) {
                     int ih = oh * sh - ph + ki;
-                    if (ih >= 0 && ih < h) {
-                        float *dst = dxc + (int64_t)nn * hw + (int64_t)ih * w + (kj - pw);
-                        if (sw == 1) {
-                            for (int ow = lo; ow < hi; ow++) dst[ow] += src[ow];
-                        } else if (sw == 2) {
-                            for (int ow = lo; ow < hi; ow++) dst[2 * ow] += src[ow];
-                        } else {
-                            for (int ow = lo; ow < hi; ow++) dst[(int64_t)ow * sw] += src[ow];
-                        }
-                    }
+                    if (ih >= 0 && ih < h)
+                        scatter_add_row(dxc + (int64_t)nn * hw + (int64_t)ih * w, src, wo, w, sw, kj - pw);
                     if (++oh == ho) { oh = 0; nn++; }
                 }
             }
-        }
     }
 }
 
@@ -167,37 +620,67 @@ void xb_col2im(const xb_conv2d_desc *d, int n, int g, const float *dcol, float *
     col2im_rows(d, n, g, dcol, 0, (int64_t)n * d->ho, dx);
 }
 
+/* y (cout, n*ho*wo) = b (or 0); returns whether the GEMMs accumulate onto y. */
+static int init_bias(const xb_conv2d_desc *d, int64_t np, const float *b, float *y) {
+    if (!b) return 0;
+#pragma omp parallel for schedule(static)
+    for (int co = 0; co < d->cout; co++) {
+        float *yc = y + (int64_t)co * np, v = b[co];
+        for (int64_t i = 0; i < np; i++) yc[i] = v;
+    }
+    return 1;
+}
+
 void xb_conv2d_forward(const xb_conv2d_desc *d, int n, const float *x, const float *w, const float *b,
                        float *y, float *ws) {
     const int G = d->groups, cing = d->cin / G, coutg = d->cout / G, K = xb_conv2d_k(d);
     const int64_t np = (int64_t)n * d->ho * d->wo, nhw = (int64_t)n * d->h * d->w;
-    float beta = 0.0f;
-    if (b) { /* y starts as the bias; the GEMMs accumulate onto it */
-#pragma omp parallel for schedule(static)
-        for (int co = 0; co < d->cout; co++) {
-            float *yc = y + (int64_t)co * np, v = b[co];
-            for (int64_t i = 0; i < np; i++) yc[i] = v;
-        }
-        beta = 1.0f;
-    }
-    if (is_pointwise(d)) {
-        for (int g = 0; g < G; g++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, coutg, (int)np, K, 1.0f,
-                        w + (int64_t)g * coutg * K, K, x + (int64_t)g * cing * nhw, (int)np, beta,
-                        y + (int64_t)g * coutg * np, (int)np);
-        return;
-    }
-    XB_ASSERT(ws != NULL);
+    const int acc = init_bias(d, np, b, y);
+    const int pw = is_pointwise(d);
+    XB_ASSERT(ws != NULL || xb_conv2d_workspace(d, n) == 0);
+    float *col = ws + pack_floats(d) + table_floats(d);
     const int64_t rows = (int64_t)n * d->ho, cr = chunk_rows(d, n);
+#ifdef XB_CONV_SIMD
+    s1_geom gm;
+    const int imp = use_implicit(d);
+    if (imp) {
+        int32_t *toff = (int32_t *)(ws + pack_floats(d));
+        s1_geom_init(&gm, d->h, d->w, d->ho, d->wo, d->kh, d->kw, d->ph, d->pw, n, toff,
+                     (uint16_t *)(toff + d->kh * d->kw));
+    }
+#endif
     for (int g = 0; g < G; g++) {
-        const float *wg = w + (int64_t)g * coutg * K;
+        const float *wg = w + (int64_t)g * coutg * K, *xg = x + (int64_t)g * cing * nhw;
         float *yg = y + (int64_t)g * coutg * np;
+#ifdef XB_CONV_SIMD
+        if (imp) {
+            pack_taps(coutg, cing, d->kh * d->kw, wg, ws);
+            conv_s1_fwd(&gm, n, cing, coutg, xg, ws, yg, np, acc);
+            continue;
+        }
+        pack_rows(coutg, K, wg, K, ws);
+        if (pw) {
+            gemm_pk(coutg, np, K, ws, xg, nhw, yg, np, acc);
+            continue;
+        }
         for (int64_t q0 = 0; q0 < rows; q0 += cr) {
             int64_t q1 = q0 + cr < rows ? q0 + cr : rows, cols = (q1 - q0) * d->wo;
-            im2col_rows(d, n, g, x, q0, q1, ws);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, coutg, (int)cols, K, 1.0f, wg, K, ws,
-                        (int)cols, beta, yg + q0 * d->wo, (int)np);
+            im2col_rows(d, n, g, x, q0, q1, col);
+            gemm_pk(coutg, cols, K, ws, col, cols, yg + q0 * d->wo, np, acc);
         }
+#else
+        if (pw) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, coutg, (int)np, K, 1.0f, wg, K, xg,
+                        (int)np, (float)acc, yg, (int)np);
+            continue;
+        }
+        for (int64_t q0 = 0; q0 < rows; q0 += cr) {
+            int64_t q1 = q0 + cr < rows ? q0 + cr : rows, cols = (q1 - q0) * d->wo;
+            im2col_rows(d, n, g, x, q0, q1, col);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, coutg, (int)cols, K, 1.0f, wg, K, col,
+                        (int)cols, (float)acc, yg + q0 * d->wo, (int)np);
+        }
+#endif
     }
 }
 
@@ -218,36 +701,78 @@ void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const fl
         }
     }
     if (!dx && !dw) return;
-    if (is_pointwise(d)) {
-        for (int g = 0; g < G; g++) {
-            const float *xg = x + (int64_t)g * cing * nhw, *dyg = dy + (int64_t)g * coutg * np;
-            const float *wg = w + (int64_t)g * coutg * K;
-            if (dw)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, coutg, K, (int)np, 1.0f, dyg,
-                            (int)np, xg, (int)np, 1.0f, dw + (int64_t)g * coutg * K, K);
-            if (dx)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)np, coutg, 1.0f, wg, K, dyg,
-                            (int)np, 1.0f, dx + (int64_t)g * cing * nhw, (int)np);
-        }
-        return;
-    }
-    XB_ASSERT(ws != NULL);
+    const int pw = is_pointwise(d);
+    XB_ASSERT(ws != NULL || xb_conv2d_workspace(d, n) == 0);
+    float *col = ws + pack_floats(d) + table_floats(d);
     const int64_t rows = (int64_t)n * d->ho, cr = chunk_rows(d, n);
+#ifdef XB_CONV_SIMD
+    const int imp = use_implicit(d);
+    int32_t *toff = (int32_t *)(ws + pack_floats(d));
+    uint16_t *mtab = (uint16_t *)(toff + d->kh * d->kw);
+#endif
     for (int g = 0; g < G; g++) {
         const float *wg = w + (int64_t)g * coutg * K, *dyg = dy + (int64_t)g * coutg * np;
+        const float *xg = x + (int64_t)g * cing * nhw;
+        float *dwg = dw ? dw + (int64_t)g * coutg * K : NULL, *dxg = dx ? dx + (int64_t)g * cing * nhw : NULL;
+#ifdef XB_CONV_SIMD
+        if (imp) {
+            s1_geom gm;
+            if (dw) {
+                s1_geom_init(&gm, d->h, d->w, d->ho, d->wo, d->kh, d->kw, d->ph, d->pw, n, toff, mtab);
+                const int64_t nv = (int64_t)n * gm.vpi;
+                for (int64_t v0 = 0; v0 < nv; v0 += XB_CONV_DW_CHUNK_VECS) {
+                    int64_t v1 = v0 + XB_CONV_DW_CHUNK_VECS < nv ? v0 + XB_CONV_DW_CHUNK_VECS : nv;
+                    conv_s1_dw(&gm, cing, coutg, xg, dyg, np, v0, v1, dwg, K);
+                }
+            }
+            if (dx) { /* dx += conv(dY, W transposed and flipped), padding k-1-p */
+                s1_geom_init(&gm, d->ho, d->wo, d->h, d->w, d->kh, d->kw, d->kh - 1 - d->ph, d->kw - 1 - d->pw,
+                             n, toff, mtab);
+                pack_flipped(cing, coutg, d->kh * d->kw, wg, ws);
+                conv_s1_fwd(&gm, n, coutg, cing, dyg, ws, dxg, nhw, 1);
+            }
+            continue;
+        }
+        if (dx) pack_cols(K, coutg, wg, K, ws); /* A = W_g^T (K x coutg) */
+        if (pw) {
+            if (dw) gemm_nt(coutg, K, np, dyg, np, xg, nhw, dwg, K);
+            if (dx) gemm_pk(K, np, coutg, ws, dyg, np, dxg, nhw, 1);
+            continue;
+        }
         for (int64_t q0 = 0; q0 < rows; q0 += cr) {
             int64_t q1 = q0 + cr < rows ? q0 + cr : rows, cols = (q1 - q0) * d->wo;
             if (dw) {
-                im2col_rows(d, n, g, x, q0, q1, ws);
+                im2col_rows(d, n, g, x, q0, q1, col);
+                gemm_nt(coutg, K, cols, dyg + q0 * d->wo, np, col, cols, dwg, K);
+            }
+            if (dx) {
+                gemm_pk(K, cols, coutg, ws, dyg + q0 * d->wo, np, col, cols, 0);
+                col2im_rows(d, n, g, col, q0, q1, dx);
+            }
+        }
+#else
+        if (pw) {
+            if (dw)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, coutg, K, (int)np, 1.0f, dyg,
+                            (int)np, xg, (int)np, 1.0f, dwg, K);
+            if (dx)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)np, coutg, 1.0f, wg, K, dyg,
+                            (int)np, 1.0f, dxg, (int)np);
+            continue;
+        }
+        for (int64_t q0 = 0; q0 < rows; q0 += cr) {
+            int64_t q1 = q0 + cr < rows ? q0 + cr : rows, cols = (q1 - q0) * d->wo;
+            if (dw) {
+                im2col_rows(d, n, g, x, q0, q1, col);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, coutg, K, (int)cols, 1.0f,
-                            dyg + q0 * d->wo, (int)np, ws, (int)cols, 1.0f, dw + (int64_t)g * coutg * K,
-                            K);
+                            dyg + q0 * d->wo, (int)np, col, (int)cols, 1.0f, dwg, K);
             }
             if (dx) {
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)cols, coutg, 1.0f, wg, K,
-                            dyg + q0 * d->wo, (int)np, 0.0f, ws, (int)cols);
-                col2im_rows(d, n, g, ws, q0, q1, dx);
+                            dyg + q0 * d->wo, (int)np, 0.0f, col, (int)cols);
+                col2im_rows(d, n, g, col, q0, q1, dx);
             }
         }
+#endif
     }
 }
