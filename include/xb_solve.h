@@ -63,8 +63,9 @@ typedef enum xb_solve_method {
     XB_SOLVE_EXACT = 0, /* exact: nested-dissection Schur complements on the grid, dense BLAS fronts */
     XB_SOLVE_CHOLMOD,   /* exact reference: CHOLMOD sparse Cholesky of the whole nodal matrix,
                            min(rows, cols) solves; needs every resistance > 0 */
-    XB_SOLVE_DECOUPLED, /* approximate, O(rows*cols*iters): each row and each column solved as its own
-                           1-D ladder, the other lines entering as Thevenin loads, iterated */
+    XB_SOLVE_DECOUPLED, /* approximate: wire drops from 1-D row and column ladders (O(rows*cols)), then
+                           the driver and sense resistances exactly on the lumped (rows+cols)-node
+                           circuit; exact for r_wire = 0 */
     XB_SOLVE_METHOD_COUNT
 } xb_solve_method;
 
@@ -80,14 +81,15 @@ typedef struct xb_solve_stats {
                            (1 is perfectly conditioned; ~1e-16 would mean no digits left) */
 } xb_solve_stats;
 
-/* Iterations of the decoupled model (each sweep: every column ladder, then every row ladder). */
-#define XB_DECOUPLED_ITERS 4
-
-/* The decoupled model with an explicit sweep count (>= 1); work holds xb_decoupled_workspace doubles.
- * Exact for a single row or a single column; its error elsewhere is tabulated in docs/solver.md. */
+/* The decoupled model by itself; work holds xb_decoupled_workspace(rows, cols) doubles. */
 size_t xb_decoupled_workspace(int rows, int cols);
 xb_status xb_decoupled_effective(const xb_circuit *c, int rows, int cols, const double *g, double *e,
-                                 int iters, double *work);
+                                 double *work);
+
+/* Exact effective matrix of the circuit with ideal wires (c->r_wire_ohm is ignored): every row and
+ * every column is one node, a dense (rows + cols)-node solve.  work: xb_xbar_lumped_workspace doubles. */
+size_t xb_xbar_lumped_workspace(int rows, int cols);
+xb_status xb_xbar_lumped(const xb_circuit *c, int rows, int cols, const double *g, double *e, double *work);
 
 /* ---- plans: symbolic analysis for one tile size, reused for every tile of that size ------------- */
 

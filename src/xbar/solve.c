@@ -35,6 +35,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* LAPACK (OpenBLAS provides it); trailing size_t: the Fortran hidden length of the character args */
 void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
@@ -43,6 +46,7 @@ void dpotrs_(const char *uplo, const int *n, const int *nrhs, const double *a, c
 
 #define SV_LEAF 4        /* leaves have at most SV_LEAF x SV_LEAF cells */
 #define SV_BLAS_MIN 64   /* fronts of at least this many nodes go to LAPACK/BLAS */
+#define SV_BLAS_MT_MIN 768  /* ... and from this size on BLAS may use several threads */
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Names, defaults, validation                                                                       */
@@ -112,8 +116,13 @@ typedef struct sv_node {
     int blas;             /* eliminate with LAPACK/BLAS (else the scalar GTH loop) */
     int nst;              /* stamps: element conductances added to the front */
     size_t ports, map_l, map_r, st_a, st_b, st_g; /* offsets into the plan's int pool */
-    size_t s_off;         /* where this node's port matrix (p x p, column-major lower) sits on the stack */
+    int first;            /* first node of this subtree in post-order (the subtree is first..self) */
+    int sub;              /* parallel subtree this node belongs to, -1: a top node (run serially) */
+    size_t s_off;         /* workspace offset (doubles) of this node's port matrix (p x p, lower) */
 } sv_node;
+
+/* A parallel subtree: nodes first..last in post-order, with its own front, scratch and stack. */
+typedef struct sv_sub { int first, last; size_t front, scr, stack; } sv_sub;
 
 typedef struct sv_cholmod {
     cholmod_common cc;
@@ -128,7 +137,10 @@ struct xb_solve_plan {
     sv_node *node;
     int *pool;
     size_t npool, cap_pool;
-    size_t stack_n, front_n, port_n, scr_n, work_bytes;  /* workspace parts, in doubles */
+    int nsub;
+    sv_sub *sub;
+    size_t front, scr, ports, work_bytes;   /* offsets (doubles) of the top-level front, scratch, ports() */
+    size_t front_n, scr_n;                  /* scratch sizes while building */
     double flops;
     sv_cholmod *chol;
 };
@@ -137,7 +149,6 @@ typedef struct builder {
     xb_solve_plan *p;
     int cap_node;
     int *pos;             /* global node id -> front index (scratch) */
-    size_t top, peak;     /* stack simulation (doubles) */
 } builder;
 
 static size_t pool_add(xb_solve_plan *p, size_t n) {
@@ -213,8 +224,6 @@ static void finish_front(builder *b, int t, const int *ids, int nids) {
     int f = q + np_;
     nd->blas = f >= SV_BLAS_MIN;
     p->flops += front_flops(q, np_);
-    if ((size_t)f * f > p->front_n) p->front_n = (size_t)f * f;
-    if ((size_t)f > p->scr_n) p->scr_n = (size_t)f;
 }
 
 static void add_stamp(xb_solve_plan *p, int t, int *cnt, int a, int b, int gidx) {
@@ -269,7 +278,7 @@ static int build(builder *b, int i0, int i1, int j0, int j1) {
                 if (i > 0) add_stamp(p, t, &c, b->pos[v - cols], b->pos[v], -1);
             }
         XB_ASSERT(c == nst);
-        nd->s_off = b->top;
+        nd->first = t;
     } else {
         /* merge: the union of the children's ports (they share the nodes along the cut) */
         const sv_node *L = &p->node[left], *R = &p->node[right];
@@ -291,15 +300,79 @@ static int build(builder *b, int i0, int i1, int j0, int j1) {
         for (int k = 0; k < nl; k++) p->pool[ml + k] = b->pos[p->pool[L->ports + k]];
         for (int k = 0; k < nr; k++) p->pool[mr + k] = b->pos[p->pool[R->ports + k]];
         nd->nst = 0;
-        nd->s_off = L->s_off;   /* children popped, parent pushed where the left one was */
-        b->top = nd->s_off;
+        nd->first = L->first;
     }
-    b->top += (size_t)nd->p * nd->p;
-    if (b->top > b->peak) b->peak = b->top;
     return t;
 }
 
+/* Workspace layout.  Subtrees below depth `depth` run in parallel, each with its own front, scratch
+ * and stack (a post-order stack: a merge pops its two children and pushes itself where the left one
+ * was); the few top nodes above them run serially, each with its own port matrix slot. */
+static void mark_subtrees(xb_solve_plan *p, int t, int depth, int max_depth) {
+    sv_node *nd = &p->node[t];
+    if (depth == max_depth || nd->left < 0) {
+        sv_sub *s = &p->sub[p->nsub];
+        s->first = nd->first;
+        s->last = t;
+        for (int k = nd->first; k <= t; k++) p->node[k].sub = p->nsub;
+        p->nsub++;
+        return;
+    }
+    nd->sub = -1;
+    mark_subtrees(p, nd->left, depth + 1, max_depth);
+    mark_subtrees(p, nd->right, depth + 1, max_depth);
+}
+
+static void layout(xb_solve_plan *p) {
+    const int64_t cells = (int64_t)p->rows * p->cols;
+    int depth = 0;   /* 2^depth parallel subtrees of at least ~1000 cells each, at most 8 */
+    while (depth < 3 && (cells >> (depth + 1)) >= 1024) depth++;
+    p->sub = calloc((size_t)1 << depth, sizeof(sv_sub));
+    XB_ASSERT(p->sub);
+    p->nsub = 0;
+    mark_subtrees(p, p->nnode - 1, 0, depth);
+    size_t off = 0, top_front = 0, top_scr = 0;
+    for (int k = 0; k < p->nsub; k++) {
+        sv_sub *s = &p->sub[k];
+        size_t fr = 0, sc = 0, top = 0, peak = 0;
+        for (int t = s->first; t <= s->last; t++) {
+            sv_node *nd = &p->node[t];
+            size_t f = (size_t)(nd->q + nd->p);
+            if (f * f > fr) fr = f * f;
+            if (f > sc) sc = f;
+            if (nd->left >= 0) top = p->node[nd->left].s_off;
+            nd->s_off = top;
+            top += (size_t)nd->p * nd->p;
+            if (top > peak) peak = top;
+        }
+        s->front = off;
+        s->scr = off + fr;
+        s->stack = s->scr + sc;
+        for (int t = s->first; t <= s->last; t++) p->node[t].s_off += s->stack;
+        off = (s->stack + peak + 7) & ~(size_t)7;
+    }
+    for (int t = 0; t < p->nnode; t++) {
+        sv_node *nd = &p->node[t];
+        if (nd->sub >= 0) continue;
+        size_t f = (size_t)(nd->q + nd->p);
+        if (f * f > top_front) top_front = f * f;
+        if (f > top_scr) top_scr = f;
+        nd->s_off = off;
+        off = (off + (size_t)nd->p * nd->p + 7) & ~(size_t)7;
+    }
+    p->front = off;
+    p->scr = off + top_front;
+    p->ports = (p->scr + top_scr + 7) & ~(size_t)7;
+}
+
 static xb_status cholmod_plan(xb_solve_plan *p);
+
+/* doubles of ports() scratch, including the (n+m)^2 port matrix built for ideal wires */
+static size_t ports_workspace(int n, int m) {
+    const size_t np_ = (size_t)n + m;
+    return (size_t)n * n + 2 * (size_t)n * m + (size_t)m * m + 2 * np_ + np_ * np_;
+}
+
 
 xb_status xb_solve_plan_init(int rows, int cols, xb_solve_method method, xb_solve_plan **out) {
     XB_ASSERT(out);
@@ -320,19 +393,18 @@ xb_status xb_solve_plan_init(int rows, int cols, xb_solve_method method, xb_solv
         build(&b, 0, n, 0, m);
         free(b.pos);
         XB_ASSERT(p->node[p->nnode - 1].p == np_);
-        p->stack_n = b.peak;
+        layout(p);
         /* ports(): P (n x n), Z and Y (n x m), Q (m x m), x (n), row sums (n + m); r_wire = 0 builds
          * the port matrix itself (np x np) */
-        p->port_n = (size_t)n * n + 2 * (size_t)n * m + (size_t)m * m + 2 * (size_t)np_ + (size_t)np_ * np_;
+        size_t port_n = ports_workspace(n, m);
         p->flops += front_flops(n, m) + 2.0 * n * n * m + (double)m * m * m / 3 + 2.0 * m * m * n;
-        size_t total = p->stack_n + p->front_n + p->port_n + p->scr_n + 64;
-        p->work_bytes = total * sizeof(double);
+        p->work_bytes = (p->ports + port_n + 8) * sizeof(double);
     } else if (method == XB_SOLVE_CHOLMOD) {
         st = cholmod_plan(p);
         if (st) { xb_solve_plan_free(p); return st; }
     } else {
         p->work_bytes = xb_decoupled_workspace(rows, cols) * sizeof(double);
-        p->flops = 60.0 * XB_DECOUPLED_ITERS * n * m;
+        p->flops = 150.0 * n * m + 3.0 * m * m * n + (double)m * m * m / 3 + 3.0 * n * n * m + (double)n * n * n / 3;
     }
     if (p->work_bytes > ((size_t)1 << 40)) {
         double gb = (double)p->work_bytes / 1e9;
@@ -353,6 +425,7 @@ void xb_solve_plan_free(xb_solve_plan *p) {
         free(p->chol);
     }
     free(p->node);
+    free(p->sub);
     free(p->pool);
     free(p);
 }
@@ -437,7 +510,7 @@ static xb_status dense_chol(double *a, int n, const char *what) {
  * With Y = gd P^-1 B and Qh = Q0 - B' P^-1 B:  E = -gs Y Qh^-1.  Every diagonal is formed as shunt +
  * sum of the off-diagonal magnitudes (the shunt of Qh tracked exactly: gs + sum_i -B_ij x_i with
  * x = gd P^-1 1), so no diagonal is the small difference of large numbers. */
-static xb_status ports(int n, int m, const double *S, double gd, double gs, double *e, double *w,
+static xb_status ports(int n, int m, const double *S, int dd_diag, double gd, double gs, double *e, double *w,
                        double *pivmin) {
     const int np_ = n + m;
     const int gd_inf = isinf(gd), gs_inf = isinf(gs);
@@ -466,25 +539,40 @@ static xb_status ports(int n, int m, const double *S, double gd, double gs, doub
         for (size_t k = 0; k < (size_t)n * m; k++) e[k] *= -gs;
         return XB_OK;
     }
-    for (int c = 0; c < n; c++) {
-        for (int r = c + 1; r < n; r++) P[(size_t)c * n + r] = S[(size_t)c * np_ + r];
-        P[(size_t)c * n + c] = rs[c] + gd;
+    if (dd_diag) {
+        /* ideal wires: the row nodes are not joined to each other, P is diagonal */
+        for (int i = 0; i < n; i++) {
+            const double pii = rs[i] + gd, sq = sqrt(pii);
+            x[i] = gd / pii;
+            for (int j = 0; j < m; j++) {
+                const double bij = S[(size_t)i * np_ + n + j];
+                Z[(size_t)j * n + i] = bij / sq;
+                Y[(size_t)j * n + i] = gd * bij / pii;
+            }
+        }
+    } else {
+        for (int c = 0; c < n; c++) {
+            for (int r = c + 1; r < n; r++) P[(size_t)c * n + r] = S[(size_t)c * np_ + r];
+            P[(size_t)c * n + c] = rs[c] + gd;
+        }
+        if ((st = dense_chol(P, n, "driver"))) return st;
+        for (int i = 0; i < n; i++) { double r = P[(size_t)i * n + i]; r = r * r / (rs[i] + gd); if (r < *pivmin) *pivmin = r; }
+        for (int i = 0; i < n; i++)      /* Z (n x m) = B */
+            for (int j = 0; j < m; j++) Z[(size_t)j * n + i] = S[(size_t)i * np_ + n + j];
+        cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, n, m, 1.0, P, n, Z, n);
+        memcpy(Y, Z, (size_t)n * m * sizeof(double));
+        cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, n, m, gd, P, n, Y, n);
     }
-    if ((st = dense_chol(P, n, "driver"))) return st;
-    for (int i = 0; i < n; i++) { double r = P[(size_t)i * n + i]; r = r * r / (rs[i] + gd); if (r < *pivmin) *pivmin = r; }
-    for (int i = 0; i < n; i++)      /* Z (n x m) = B */
-        for (int j = 0; j < m; j++) Z[(size_t)j * n + i] = S[(size_t)i * np_ + n + j];
-    cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, n, m, 1.0, P, n, Z, n);
-    memcpy(Y, Z, (size_t)n * m * sizeof(double));
-    cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, n, m, gd, P, n, Y, n);
     if (gs_inf) {    /* virtual ground: x_s = 0, I = -B' x_d, E = -gd P^-1 B = -Y */
         for (int i = 0; i < n; i++)
             for (int j = 0; j < m; j++) e[(size_t)i * m + j] = -Y[(size_t)j * n + i];
         return XB_OK;
     }
-    for (int i = 0; i < n; i++) x[i] = gd;
-    cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, n, P, n, x, 1);
-    cblas_dtrsv(CblasColMajor, CblasLower, CblasTrans, CblasNonUnit, n, P, n, x, 1);
+    if (!dd_diag) {
+        for (int i = 0; i < n; i++) x[i] = gd;
+        cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, n, P, n, x, 1);
+        cblas_dtrsv(CblasColMajor, CblasLower, CblasTrans, CblasNonUnit, n, P, n, x, 1);
+    }
     for (int c = 0; c < m; c++)
         for (int r = c + 1; r < m; r++) Q[(size_t)c * m + r] = S[(size_t)(n + c) * np_ + n + r];
     cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, m, n, -1.0, Z, n, 1.0, Q, m);   /* Q0 - B'P^-1B */
@@ -515,64 +603,137 @@ static xb_status ports(int n, int m, const double *S, double gd, double gs, doub
     return XB_OK;
 }
 
+/* Assembles node t's front from its stamps and its children's port matrices, eliminates, and stores
+ * its own port matrix at its s_off.  F: front scratch, d: row-sum scratch. */
+static xb_status run_node(const xb_solve_plan *p, int t, const double *g, double sig, double gw, double *w,
+                          double *F, double *d, double *pivmin) {
+    const sv_node *nd = &p->node[t];
+    const int f = nd->q + nd->p;
+    memset(F, 0, (size_t)f * f * sizeof(double));
+    if (nd->left >= 0) {
+        for (int side = 0; side < 2; side++) {
+            const sv_node *ch = &p->node[side ? nd->right : nd->left];
+            const int pc = ch->p;
+            const int *map = p->pool + (side ? nd->map_r : nd->map_l);
+            const double *Sc = w + ch->s_off;
+            for (int cc = 0; cc < pc; cc++) {
+                const double *col = Sc + (size_t)cc * pc;
+                const int B = map[cc];
+                for (int rr = cc + 1; rr < pc; rr++) {
+                    const int A = map[rr];
+                    if (A > B) F[(size_t)B * f + A] += col[rr];
+                    else F[(size_t)A * f + B] += col[rr];
+                }
+            }
+        }
+    }
+    const int *sa = p->pool + nd->st_a, *sb = p->pool + nd->st_b, *sg = p->pool + nd->st_g;
+    for (int k = 0; k < nd->nst; k++) F[(size_t)sb[k] * f + sa[k]] -= sg[k] >= 0 ? g[sg[k]] / sig : gw;
+    xb_status st = eliminate(F, f, nd->q, nd->blas, d, pivmin, t);
+    if (st) return st;
+    double *out = w + nd->s_off;
+    const int pp = nd->p, q = nd->q;
+    for (int cc = 0; cc < pp; cc++) {
+        const double *src = F + (size_t)(q + cc) * f + q;
+        double *dst = out + (size_t)cc * pp;
+        dst[cc] = 0;
+        memcpy(dst + cc + 1, src + cc + 1, (size_t)(pp - cc - 1) * sizeof(double));
+    }
+    return XB_OK;
+}
+
+/* Ideal wires: row i is one node, column j is one node, joined by G[i][j]; the port matrix is built
+ * in the last (n+m)^2 doubles of the ports() workspace pw. */
+static const double *lumped_ports(int n, int m, const double *g, double sig, double *pw) {
+    const int np_ = n + m;
+    double *Sr = pw + (size_t)n * n + 2 * (size_t)n * m + (size_t)m * m + 2 * (size_t)np_;
+    memset(Sr, 0, (size_t)np_ * np_ * sizeof(double));
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < m; j++) Sr[(size_t)i * np_ + n + j] = -g[(size_t)i * m + j] / sig;
+    return Sr;
+}
+
+static double scale_of(double gmax) { return gmax > 0 ? ldexp(1.0, ilogb(gmax)) : 1; }
+
+size_t xb_xbar_lumped_workspace(int rows, int cols) { return ports_workspace(rows, cols); }
+
+xb_status xb_xbar_lumped(const xb_circuit *c, int rows, int cols, const double *g, double *e, double *work) {
+    XB_ASSERT(c && g && e && work);
+    double gmax = 0, pivmin = 1;
+    xb_status st = check_size(rows, cols);
+    if (st || (st = xb_circuit_validate(c)) || (st = check_g(rows, cols, g, &gmax))) return st;
+    const double sig = scale_of(gmax);
+    const double gd = c->r_driver_ohm > 0 ? 1 / (c->r_driver_ohm * sig) : INFINITY;
+    const double gs = c->r_sense_ohm > 0 ? 1 / (c->r_sense_ohm * sig) : INFINITY;
+    const double *S = lumped_ports(rows, cols, g, sig, work);
+    if ((st = ports(rows, cols, S, 1, gd, gs, e, work, &pivmin))) return st;
+    for (size_t k = 0; k < (size_t)rows * cols; k++) e[k] *= sig;
+    return XB_OK;
+}
+
 static xb_status exact_effective(const xb_solve_plan *p, const xb_circuit *c, const double *g, double *e,
                                  void *work, double gmax, double *pivmin) {
     const int n = p->rows, m = p->cols, nm = n * m, np_ = n + m;
     /* conductances are scaled by 1/sig (a power of two: exact) to keep every product in range */
-    const double sig = gmax > 0 ? ldexp(1.0, ilogb(gmax)) : 1;
+    const double sig = scale_of(gmax);
     const double gw = c->r_wire_ohm > 0 ? 1 / (c->r_wire_ohm * sig) : INFINITY;
     const double gd = c->r_driver_ohm > 0 ? 1 / (c->r_driver_ohm * sig) : INFINITY;
     const double gs = c->r_sense_ohm > 0 ? 1 / (c->r_sense_ohm * sig) : INFINITY;
-    double *stack = (double *)work;
-    double *F = stack + p->stack_n, *pw = F + p->front_n, *d = pw + p->port_n;
+    double *w = (double *)work, *pw = w + p->ports;
     const double *S;
-    xb_status st;
+    xb_status st = XB_OK;
     *pivmin = 1;
     if (isinf(gw)) {
-        /* ideal wires: row i is one node, column j is one node, joined by G[i][j] */
-        double *Sr = pw + (p->port_n - (size_t)np_ * np_);
-        memset(Sr, 0, (size_t)np_ * np_ * sizeof(double));
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < m; j++) Sr[(size_t)i * np_ + n + j] = -g[(size_t)i * m + j] / sig;
-        S = Sr;
+        S = lumped_ports(n, m, g, sig, pw);
     } else {
-        for (int t = 0; t < p->nnode; t++) {
-            const sv_node *nd = &p->node[t];
-            const int f = nd->q + nd->p;
-            memset(F, 0, (size_t)f * f * sizeof(double));
-            if (nd->left >= 0) {
-                for (int side = 0; side < 2; side++) {
-                    const sv_node *ch = &p->node[side ? nd->right : nd->left];
-                    const int pc = ch->p;
-                    const int *map = p->pool + (side ? nd->map_r : nd->map_l);
-                    const double *Sc = stack + ch->s_off;
-                    for (int cc = 0; cc < pc; cc++) {
-                        const double *col = Sc + (size_t)cc * pc;
-                        const int B = map[cc];
-                        for (int rr = cc + 1; rr < pc; rr++) {
-                            const int A = map[rr];
-                            if (A > B) F[(size_t)B * f + A] += col[rr];
-                            else F[(size_t)A * f + B] += col[rr];
-                        }
-                    }
+        /* the parallel subtrees (BLAS runs single-threaded inside the parallel region) */
+        int bad = -1;
+        xb_status bad_st = XB_OK;
+        char msg[400] = "";
+        double pm = 1;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) reduction(min : pm) if (p->nsub > 1 && omp_get_max_threads() > 1)
+#endif
+        for (int k = 0; k < p->nsub; k++) {
+            const sv_sub *sb = &p->sub[k];
+            for (int t = sb->first; t <= sb->last; t++) {
+                xb_status ts = run_node(p, t, g, sig, gw, w, w + sb->front, w + sb->scr, &pm);
+                if (ts) {
+#ifdef _OPENMP
+#pragma omp critical(xb_solve_subtree)
+#endif
+                    if (bad < 0) { bad = k; bad_st = ts; snprintf(msg, sizeof msg, "%s", xb_last_error()); }
+                    break;
                 }
             }
-            const int *sa = p->pool + nd->st_a, *sb = p->pool + nd->st_b, *sg = p->pool + nd->st_g;
-            for (int k = 0; k < nd->nst; k++)
-                F[(size_t)sb[k] * f + sa[k]] -= sg[k] >= 0 ? g[sg[k]] / sig : gw;
-            if ((st = eliminate(F, f, nd->q, nd->blas, d, pivmin, t))) return st;
-            double *out = stack + nd->s_off;
-            const int pp = nd->p, q = nd->q;
-            for (int cc = 0; cc < pp; cc++) {
-                const double *src = F + (size_t)(q + cc) * f + q;
-                double *dst = out + (size_t)cc * pp;
-                dst[cc] = 0;
-                memcpy(dst + cc + 1, src + cc + 1, (size_t)(pp - cc - 1) * sizeof(double));
-            }
         }
-        S = stack + p->node[p->nnode - 1].s_off;
+        if (bad >= 0) return xb_errorf(bad_st, "%s", msg);
+        *pivmin = pm;
+        /* the top nodes, serially (multi-threaded BLAS only for big fronts) */
+        for (int t = 0; t < p->nnode && !st; t++) {
+            if (p->node[t].sub >= 0) continue;
+            const int f = p->node[t].q + p->node[t].p;
+#ifdef _OPENMP
+            const int nth = omp_get_max_threads(), one = f < SV_BLAS_MT_MIN && nth > 1;
+            if (one) omp_set_num_threads(1);
+#endif
+            st = run_node(p, t, g, sig, gw, w, w + p->front, w + p->scr, pivmin);
+#ifdef _OPENMP
+            if (one) omp_set_num_threads(nth);
+#endif
+        }
+        if (st) return st;
+        S = w + p->node[p->nnode - 1].s_off;
     }
-    if ((st = ports(n, m, S, gd, gs, e, pw, pivmin))) return st;
+#ifdef _OPENMP
+    const int nth = omp_get_max_threads(), one = np_ < SV_BLAS_MT_MIN && nth > 1;
+    if (one) omp_set_num_threads(1);
+#endif
+    st = ports(n, m, S, isinf(gw), gd, gs, e, pw, pivmin);
+#ifdef _OPENMP
+    if (one) omp_set_num_threads(nth);
+#endif
+    if (st) return st;
     for (int k = 0; k < nm; k++) {
         e[k] *= sig;
         if (!isfinite(e[k]))
@@ -700,7 +861,7 @@ xb_status xb_solve_plan_effective(const xb_solve_plan *p, const xb_circuit *c, c
     case XB_SOLVE_EXACT: s = exact_effective(p, c, g, e, work, gmax, &pivmin); break;
     case XB_SOLVE_CHOLMOD: s = cholmod_effective(p, c, g, e); break;
     case XB_SOLVE_DECOUPLED:
-        s = xb_decoupled_effective(c, p->rows, p->cols, g, e, XB_DECOUPLED_ITERS, (double *)work);
+        s = xb_decoupled_effective(c, p->rows, p->cols, g, e, (double *)work);
         break;
     default: XB_ASSERT(!"bad method");
     }
