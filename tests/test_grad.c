@@ -106,6 +106,9 @@ static void test_grad_conv(void **state) {
     check_conv(4, 6, 3, 3, 1, 1, 1, 1, 2, 2, 8, 3, 1);
     check_conv(2, 9, 3, 1, 1, 1, 2, 0, 1, 4, 4, 1, 0);  /* ho = h+2 */
     check_conv(4, 4, 3, 3, 1, 1, 1, 1, 4, 8, 8, 1, 1);  /* depthwise */
+    check_conv(3, 8, 3, 3, 2, 2, 1, 1, 1, 8, 8, 2, 1);  /* stride 2 over phase planes */
+    check_conv(2, 3, 3, 3, 2, 2, 1, 1, 1, 7, 8, 1, 1);  /* odd height */
+    check_conv(4, 4, 1, 1, 2, 2, 0, 0, 2, 8, 8, 1, 0);  /* 1x1 stride 2, groups */
 }
 
 /* ---- linear ---------------------------------------------------------------------------------- */

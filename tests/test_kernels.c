@@ -64,6 +64,12 @@ static const conv_case conv_cases[] = {
     {3, 9, 3, 1, 1, 1, 0, 0, 1, 10, 8, 2, 1},      /* 3x1, no vertical padding (ho = h-2) */
     {2, 3, 3, 3, 1, 1, 2, 1, 1, 6, 8, 3, 0},       /* vertical padding 2 (ho = h+2) */
     {16, 32, 3, 3, 1, 1, 1, 1, 1, 16, 16, 5, 1},   /* odd tile count: last tile has one vector */
+    /* implicit GEMM over phase planes (stride s, wo == ceil(w/s)) */
+    {16, 32, 3, 3, 2, 2, 1, 1, 1, 8, 16, 3, 1},    /* resnet downsampling shape */
+    {5, 8, 3, 3, 2, 2, 1, 1, 1, 7, 8, 2, 1},       /* odd height: padded phase planes */
+    {6, 10, 1, 1, 2, 2, 0, 0, 2, 8, 8, 3, 1},      /* 1x1 stride 2 projection, groups */
+    {3, 4, 5, 5, 2, 2, 2, 2, 1, 8, 8, 2, 0},       /* 5x5 stride 2 */
+    {4, 6, 3, 3, 3, 3, 1, 1, 1, 12, 12, 1, 1},     /* stride 3 */
 };
 
 static void check_conv_case(const conv_case *c) {

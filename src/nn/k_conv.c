@@ -205,41 +205,141 @@ static void gemm_nt(int M, int N, int64_t P, const float *A, int64_t lda, const 
     }
 }
 
-/* ---- implicit GEMM for stride-1 "same-width" convolutions --------------------------------------
- * Geometry of one implicit conv: input planes (ih_, iw_) with channel stride cst, output planes
- * (oh_, ow_) with ow_ == iw_, taps (kh, kw), padding (ph, pw).  Output position p of an image
- * (p = oh*ow_ + ow) reads input index p + toff[t] for tap t = ki*kw + kj, toff = (ki-ph)*iw_ + kj-pw,
- * valid where mtab[p/16][t] has the lane's bit set. */
-typedef struct s1_geom {
-    int ih_, iw_, oh_, ow_, kh, kw, ph, pw, T, vpi;
-    int64_t in_img, out_img, cst;
-    int32_t *toff;   /* (T) */
-    uint16_t *mtab;  /* (vpi, T) */
-} s1_geom;
+/* ---- implicit GEMM ------------------------------------------------------------------------------
+ * An implicit conv reads its B operand straight from the input planes: output position p of an
+ * image (p = oh*ow_ + ow, in vectors of 16) and tap t read input index p + toff[t] of the same
+ * image (so the input plane's row stride must equal the output's: iw_ == ow_), from channel c at
+ * + c*cst, where mtab[p/16][t] has the lane's bit set (zero padding otherwise).  Three uses:
+ *  - forward of a stride-1 conv with wo == w: taps (ki, kj) at offset (ki-ph)*w + kj-pw;
+ *  - forward of a stride-s conv with wo == ceil(w/s): x is first split into s*s phase planes
+ *    (x[c, s*i+a, s*j+b] -> plane (a, b)), after which tap (ki, kj) is an unstrided shift inside
+ *    plane ((ki-ph) mod s, (kj-pw) mod s);
+ *  - backward-data: the adjoint of the above is again an implicit conv, from dY to x (or to each
+ *    phase plane of dx, with the taps of that phase), with negated offsets.
+ * dW is a dot product over positions of dY with the same shifted inputs. */
+typedef struct tap_geom {
+    int T, vpi;          /* taps; output vectors per image */
+    int64_t in_img, cst; /* input image stride, input channel stride */
+    int64_t *toff;       /* (T) */
+    uint16_t *mtab;      /* (vpi, T) */
+} tap_geom;
 
-static void s1_geom_init(s1_geom *gm, int ih_, int iw_, int oh_, int ow_, int kh, int kw, int ph, int pw,
-                         int n, int32_t *toff, uint16_t *mtab) {
-    gm->ih_ = ih_; gm->iw_ = iw_; gm->oh_ = oh_; gm->ow_ = ow_;
-    gm->kh = kh; gm->kw = kw; gm->ph = ph; gm->pw = pw;
-    gm->T = kh * kw;
+static int floordiv(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+/* Tap table of the forward (adj = 0: input x or its phase planes) or of the adjoint for phase
+ * plane `phase` (adj = 1: input dY, output the (phase of the) input plane).  tapidx receives the
+ * kernel index (ki*kw + kj) of each selected tap; returns their number. */
+static int taps_build(tap_geom *gm, const xb_conv2d_desc *d, int n, int adj, int phase, int32_t *tapidx,
+                      int64_t *toff, uint16_t *mtab) {
+    const int s = d->sh, hp = (d->h + s - 1) / s, wp = (d->w + s - 1) / s;
+    const int ih_ = adj ? d->ho : hp, iw_ = adj ? d->wo : wp, oh_ = adj ? hp : d->ho, ow_ = adj ? wp : d->wo;
+    const int64_t phase_stride = (int64_t)(d->cin / d->groups) * n * hp * wp;
+    int T = 0;
+    int dr[64], dc[64]; /* kept small: taps beyond 64 use the explicit path (see use_implicit) */
+    for (int ki = 0; ki < d->kh; ki++)
+        for (int kj = 0; kj < d->kw; kj++) {
+            int r = floordiv(ki - d->ph, s), c = floordiv(kj - d->pw, s);
+            int a = ki - d->ph - r * s, b = kj - d->pw - c * s;
+            if (adj && a * s + b != phase) continue;
+            tapidx[T] = ki * d->kw + kj;
+            dr[T] = adj ? -r : r;
+            dc[T] = adj ? -c : c;
+            toff[T] = (adj ? 0 : (int64_t)(a * s + b) * phase_stride) + (int64_t)dr[T] * iw_ + dc[T];
+            T++;
+        }
+    gm->T = T;
     gm->vpi = oh_ * ow_ / 16;
     gm->in_img = (int64_t)ih_ * iw_;
-    gm->out_img = (int64_t)oh_ * ow_;
     gm->cst = (int64_t)n * ih_ * iw_;
     gm->toff = toff;
     gm->mtab = mtab;
-    for (int ki = 0; ki < kh; ki++)
-        for (int kj = 0; kj < kw; kj++) toff[ki * kw + kj] = (ki - ph) * iw_ + (kj - pw);
     for (int vi = 0; vi < gm->vpi; vi++)
-        for (int ki = 0; ki < kh; ki++)
-            for (int kj = 0; kj < kw; kj++) {
-                unsigned m = 0;
-                for (int l = 0; l < 16; l++) {
-                    int p = vi * 16 + l, r = p / ow_ + ki - ph, c = p % ow_ + kj - pw;
-                    if (r >= 0 && r < ih_ && c >= 0 && c < iw_) m |= 1u << l;
-                }
-                mtab[(int64_t)vi * gm->T + ki * kw + kj] = (uint16_t)m;
+        for (int t = 0; t < T; t++) {
+            unsigned m = 0;
+            for (int l = 0; l < 16; l++) {
+                int p = vi * 16 + l, r = p / ow_ + dr[t], c = p % ow_ + dc[t];
+                if (r >= 0 && r < ih_ && c >= 0 && c < iw_) m |= 1u << l;
             }
+            mtab[(int64_t)vi * T + t] = (uint16_t)m;
+        }
+    return T;
+}
+
+/* x (C, n, h, w) -> phase planes (s*s, C, n, hp, wp), zero where s*i+a >= h or s*j+b >= w. */
+static void phase_split(int C, int n, int h, int w, int s, const float *x, float *xph) {
+    const int hp = (h + s - 1) / s, wp = (w + s - 1) / s;
+    const int64_t plane = (int64_t)hp * wp, pst = (int64_t)C * n * plane;
+    if (s == 2 && h % 2 == 0 && w % 2 == 0) { /* de-interleave 32 floats into 16 even + 16 odd */
+        const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+#pragma omp parallel for schedule(static)
+        for (int64_t row = 0; row < (int64_t)C * n * h; row++) { /* one input row (c, nn, r) */
+            int64_t img = row / h;
+            int r = (int)(row % h);
+            const float *src = x + row * w;
+            float *de = xph + ((r & 1) * 2) * pst + img * plane + (int64_t)(r >> 1) * wp;
+            float *dod = de + pst;
+            for (int j = 0; j < wp; j += 16) {
+                __mmask16 m = range_mask(0, wp - j);
+                __m512 lo = _mm512_maskz_loadu_ps(range_mask(0, w - 2 * j), src + 2 * j);
+                __m512 hi = _mm512_maskz_loadu_ps(range_mask(0, w - 2 * j - 16), src + 2 * j + 16);
+                _mm512_mask_storeu_ps(de + j, m, _mm512_permutex2var_ps(lo, even, hi));
+                _mm512_mask_storeu_ps(dod + j, m, _mm512_permutex2var_ps(lo, odd, hi));
+            }
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++)
+        for (int nn = 0; nn < n; nn++) {
+            const float *xi = x + ((int64_t)c * n + nn) * h * w;
+            for (int a = 0; a < s; a++)
+                for (int b = 0; b < s; b++) {
+                    float *dst = xph + (a * s + b) * pst + ((int64_t)c * n + nn) * plane;
+                    for (int i = 0; i < hp; i++)
+                        for (int j = 0; j < wp; j++) {
+                            int r = s * i + a, q = s * j + b;
+                            dst[i * wp + j] = (r < h && q < w) ? xi[r * w + q] : 0.0f;
+                        }
+                }
+        }
+}
+
+/* dx (C, n, h, w) += the phase planes dxph (s*s, C, n, hp, wp) put back in place. */
+static void phase_merge_add(int C, int n, int h, int w, int s, const float *dxph, float *dx) {
+    const int hp = (h + s - 1) / s, wp = (w + s - 1) / s;
+    const int64_t plane = (int64_t)hp * wp, pst = (int64_t)C * n * plane;
+    if (s == 2 && h % 2 == 0 && w % 2 == 0) { /* interleave 16 even + 16 odd into 32 floats */
+        const __m512i lo_idx = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        const __m512i hi_idx = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+#pragma omp parallel for schedule(static)
+        for (int64_t row = 0; row < (int64_t)C * n * h; row++) {
+            int64_t img = row / h;
+            int r = (int)(row % h);
+            float *dst = dx + row * w;
+            const float *se = dxph + ((r & 1) * 2) * pst + img * plane + (int64_t)(r >> 1) * wp;
+            const float *so = se + pst;
+            for (int j = 0; j < wp; j += 16) {
+                __mmask16 m = range_mask(0, wp - j);
+                __m512 e = _mm512_maskz_loadu_ps(m, se + j), o = _mm512_maskz_loadu_ps(m, so + j);
+                __mmask16 m0 = range_mask(0, w - 2 * j), m1 = range_mask(0, w - 2 * j - 16);
+                __m512 a0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, dst + 2 * j), _mm512_permutex2var_ps(e, lo_idx, o));
+                __m512 a1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, dst + 2 * j + 16), _mm512_permutex2var_ps(e, hi_idx, o));
+                _mm512_mask_storeu_ps(dst + 2 * j, m0, a0);
+                _mm512_mask_storeu_ps(dst + 2 * j + 16, m1, a1);
+            }
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++)
+        for (int nn = 0; nn < n; nn++) {
+            float *xi = dx + ((int64_t)c * n + nn) * h * w;
+            for (int r = 0; r < h; r++)
+                for (int q = 0; q < w; q++)
+                    xi[r * w + q] += dxph[((r % s) * s + q % s) * pst + ((int64_t)c * n + nn) * plane +
+                                          (r / s) * wp + q / s];
+        }
 }
 
 /* Tile: 8 output channels x 3 vectors of 16 positions (xb[j]: input base of vector j, mk[j]: its
@@ -247,7 +347,7 @@ static void s1_geom_init(s1_geom *gm, int ih_, int iw_, int oh_, int ow_, int kh
  * A packed (T*C, 8), tap-major (pack_taps), so each tap's masks and offset are loaded once. */
 static inline __attribute__((always_inline)) void ukr_s1(int C, int T, const float *a,
                                                          const float *const *xb, int64_t cst,
-                                                         const int32_t *toff,
+                                                         const int64_t *toff,
                                                          const uint16_t *const *mk, float *c,
                                                          int64_t ldc, int acc, int mr, int nv) {
     /* named accumulators: GCC spills arrays of vectors in this loop shape */
@@ -291,19 +391,19 @@ static inline __attribute__((always_inline)) void ukr_s1(int C, int T, const flo
 }
 
 static void ukr_s1_full(int C, int T, const float *a, const float *const *xb, int64_t cst,
-                        const int32_t *toff, const uint16_t *const *mk, float *c, int64_t ldc, int acc) {
+                        const int64_t *toff, const uint16_t *const *mk, float *c, int64_t ldc, int acc) {
     ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, acc, PK_MR, 3);
 }
 
 static void ukr_s1_edge(int C, int T, const float *a, const float *const *xb, int64_t cst,
-                        const int32_t *toff, const uint16_t *const *mk, float *c, int64_t ldc, int acc,
+                        const int64_t *toff, const uint16_t *const *mk, float *c, int64_t ldc, int acc,
                         int mr, int nv) {
     ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, acc, mr, nv);
 }
 
 /* y (M, n*out_img) [+]= implicit conv of x (C, n, in) with packed A (M x T*C).  Parallel over
  * tiles of 3 output vectors. */
-static void conv_s1_fwd(const s1_geom *gm, int n, int C, int M, const float *x, const float *Ap, float *y,
+static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x, const float *Ap, float *y,
                         int64_t ldy, int acc) {
     const int64_t nv = (int64_t)n * gm->vpi, ntile = (nv + 2) / 3;
     const int nmb = (M + PK_MR - 1) / PK_MR, T = gm->T;
@@ -335,7 +435,7 @@ static void conv_s1_fwd(const s1_geom *gm, int n, int C, int M, const float *x, 
 
 /* dW (M x C*T, ldw) += dY (M, n*out_img) . X^T over the positions of vectors [v0, v1), as dot
  * products: tile 4 output channels x 6 consecutive k = (c, t). */
-static void conv_s1_dw(const s1_geom *gm, int C, int M, const float *x, const float *dy, int64_t ldy,
+static void conv_s1_dw(const tap_geom *gm, int C, int M, const float *x, const float *dy, int64_t ldy,
                        int64_t v0, int64_t v1, float *dw, int64_t ldw) {
     const int T = gm->T, K = C * T;
     const int nmb = (M + S1DW_MR - 1) / S1DW_MR, nkb = (K + S1DW_NR - 1) / S1DW_NR;
@@ -406,29 +506,31 @@ static void conv_s1_dw(const s1_geom *gm, int C, int M, const float *x, const fl
     }
 }
 
-/* A for the implicit forward, tap-major: Ap[ib][t*C + c][r] = W[ib*8 + r][c*T + t] (W (M, C*T)). */
-static void pack_taps(int M, int C, int T, const float *w, float *Ap) {
-    const int nb = (M + PK_MR - 1) / PK_MR, K = C * T;
+/* A for the implicit forward, tap-major over the selected taps:
+ * Ap[ib][t*C + c][r] = W[ib*8 + r][c*Tk + tapidx[t]]  (W (M, C*Tk), Tk = kh*kw). */
+static void pack_taps(int M, int C, int T, int Tk, const int32_t *tapidx, const float *w, float *Ap) {
+    const int nb = (M + PK_MR - 1) / PK_MR;
     for (int ib = 0; ib < nb; ib++)
         for (int t = 0; t < T; t++)
             for (int c = 0; c < C; c++)
                 for (int r = 0; r < PK_MR; r++) {
                     int i = ib * PK_MR + r;
-                    Ap[((int64_t)ib * K + t * C + c) * PK_MR + r] = i < M ? w[(int64_t)i * K + c * T + t] : 0.0f;
+                    Ap[((int64_t)ib * C * T + t * C + c) * PK_MR + r] =
+                        i < M ? w[((int64_t)i * C + c) * Tk + tapidx[t]] : 0.0f;
                 }
 }
 
-/* A' for the backward-data conv: rows = input channels (cing), k = (t', co) tap-major with the taps
- * flipped: A'[ci][t'*coutg + co] = W[co][ci][T-1-t'], packed by 8 rows. */
-static void pack_flipped(int cing, int coutg, int T, const float *w, float *Ap) {
-    const int nb = (cing + PK_MR - 1) / PK_MR, K2 = coutg * T;
+/* A' of the adjoint (backward-data) conv: rows = input channels, k = (t, co) tap-major:
+ * A'[ci][t*coutg + co] = W[co][ci][tapidx[t]], packed by 8 rows. */
+static void pack_adjoint(int cing, int coutg, int T, int Tk, const int32_t *tapidx, const float *w, float *Ap) {
+    const int nb = (cing + PK_MR - 1) / PK_MR;
     for (int ib = 0; ib < nb; ib++)
         for (int t = 0; t < T; t++)
             for (int co = 0; co < coutg; co++)
                 for (int r = 0; r < PK_MR; r++) {
                     int ci = ib * PK_MR + r;
-                    Ap[((int64_t)ib * K2 + t * coutg + co) * PK_MR + r] =
-                        ci < cing ? w[((int64_t)co * cing + ci) * T + (T - 1 - t)] : 0.0f;
+                    Ap[((int64_t)ib * coutg * T + t * coutg + co) * PK_MR + r] =
+                        ci < cing ? w[((int64_t)co * cing + ci) * Tk + tapidx[t]] : 0.0f;
                 }
 }
 #endif /* XB_CONV_SIMD */
@@ -476,19 +578,21 @@ static int64_t chunk_rows(const xb_conv2d_desc *d, int n) {
     return rows < total ? rows : total;
 }
 
-/* The implicit path applies: stride 1, output width == input width (kw = 2pw+1), whole vectors of
- * 16 positions per image in both directions, and a padding the adjoint conv can express. */
+/* The implicit path applies: equal strides s, output width == ceil(w/s) (e.g. kw = 2pw+1 with w
+ * divisible by s), whole vectors of 16 positions per image in both directions, few enough taps.
+ * 1x1 stride-1 convs go to the plain GEMM. */
 static int use_implicit(const xb_conv2d_desc *d) {
 #ifdef XB_CONV_SIMD
-    return d->sh == 1 && d->sw == 1 && d->wo == d->w && (d->ho * d->wo) % 16 == 0 &&
-           (d->h * d->w) % 16 == 0 && d->ph <= d->kh - 1 && !is_pointwise(d);
+    const int s = d->sh, hp = (d->h + s - 1) / s, wp = (d->w + s - 1) / s;
+    return d->sw == s && d->wo == wp && (d->ho * d->wo) % 16 == 0 && (hp * wp) % 16 == 0 &&
+           d->kh * d->kw <= 64 && !is_pointwise(d);
 #else
     (void)d;
     return 0;
 #endif
 }
 
-/* Workspace layout (floats): [packed weights][tap offsets + mask table][col chunk]. */
+/* Workspace layout (floats): [packed weights][tap tables][phase planes | col chunk]. */
 static size_t pack_floats(const xb_conv2d_desc *d) {
 #ifdef XB_CONV_SIMD
     size_t K = (size_t)xb_conv2d_k(d), coutg = (size_t)(d->cout / d->groups), cing = (size_t)(d->cin / d->groups);
@@ -505,14 +609,21 @@ static size_t pack_floats(const xb_conv2d_desc *d) {
 
 static size_t table_floats(const xb_conv2d_desc *d) {
     if (!use_implicit(d)) return 0;
-    size_t T = (size_t)d->kh * d->kw, vpi = (size_t)(d->ho * d->wo > d->h * d->w ? d->ho * d->wo : d->h * d->w) / 16;
-    size_t bytes = T * sizeof(int32_t) + vpi * T * sizeof(uint16_t);
+    const int s = d->sh, hp = (d->h + s - 1) / s, wp = (d->w + s - 1) / s;
+    size_t T = (size_t)d->kh * d->kw, vpi = (size_t)(d->ho * d->wo > hp * wp ? d->ho * d->wo : hp * wp) / 16;
+    size_t bytes = T * (sizeof(int64_t) + sizeof(int32_t)) + vpi * T * sizeof(uint16_t);
     return (bytes / sizeof(float) + 15) / 16 * 16;
 }
 
 size_t xb_conv2d_workspace(const xb_conv2d_desc *d, int n) {
-    size_t col = (is_pointwise(d) || use_implicit(d)) ? 0 : (size_t)xb_conv2d_k(d) * (size_t)(chunk_rows(d, n) * d->wo);
-    return pack_floats(d) + table_floats(d) + col;
+    size_t extra;
+    if (use_implicit(d)) {
+        const int s = d->sh, hp = (d->h + s - 1) / s, wp = (d->w + s - 1) / s;
+        extra = s == 1 ? 0 : (size_t)s * s * (size_t)(d->cin / d->groups) * (size_t)n * hp * wp;
+    } else {
+        extra = is_pointwise(d) ? 0 : (size_t)xb_conv2d_k(d) * (size_t)(chunk_rows(d, n) * d->wo);
+    }
+    return pack_floats(d) + table_floats(d) + extra;
 }
 
 /* One output row of one col row: dst[ow] = xr[ow*sw + off] where 0 <= ow*sw + off < w, else 0
@@ -641,21 +752,25 @@ void xb_conv2d_forward(const xb_conv2d_desc *d, int n, const float *x, const flo
     float *col = ws + pack_floats(d) + table_floats(d);
     const int64_t rows = (int64_t)n * d->ho, cr = chunk_rows(d, n);
 #ifdef XB_CONV_SIMD
-    s1_geom gm;
-    const int imp = use_implicit(d);
-    if (imp) {
-        int32_t *toff = (int32_t *)(ws + pack_floats(d));
-        s1_geom_init(&gm, d->h, d->w, d->ho, d->wo, d->kh, d->kw, d->ph, d->pw, n, toff,
-                     (uint16_t *)(toff + d->kh * d->kw));
-    }
+    const int imp = use_implicit(d), s = d->sh, T = d->kh * d->kw;
+    int64_t *toff = (int64_t *)(ws + pack_floats(d));
+    int32_t *tapidx = (int32_t *)(toff + T);
+    uint16_t *mtab = (uint16_t *)(tapidx + T);
+    tap_geom gm;
+    if (imp) taps_build(&gm, d, n, 0, 0, tapidx, toff, mtab);
 #endif
     for (int g = 0; g < G; g++) {
         const float *wg = w + (int64_t)g * coutg * K, *xg = x + (int64_t)g * cing * nhw;
         float *yg = y + (int64_t)g * coutg * np;
 #ifdef XB_CONV_SIMD
         if (imp) {
-            pack_taps(coutg, cing, d->kh * d->kw, wg, ws);
-            conv_s1_fwd(&gm, n, cing, coutg, xg, ws, yg, np, acc);
+            const float *src = xg;
+            if (s > 1) {
+                phase_split(cing, n, d->h, d->w, s, xg, col);
+                src = col;
+            }
+            pack_taps(coutg, cing, gm.T, T, tapidx, wg, ws);
+            conv_s1_fwd(&gm, n, cing, coutg, src, ws, yg, np, acc);
             continue;
         }
         pack_rows(coutg, K, wg, K, ws);
@@ -706,9 +821,10 @@ void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const fl
     float *col = ws + pack_floats(d) + table_floats(d);
     const int64_t rows = (int64_t)n * d->ho, cr = chunk_rows(d, n);
 #ifdef XB_CONV_SIMD
-    const int imp = use_implicit(d);
-    int32_t *toff = (int32_t *)(ws + pack_floats(d));
-    uint16_t *mtab = (uint16_t *)(toff + d->kh * d->kw);
+    const int imp = use_implicit(d), s = d->sh, T = d->kh * d->kw;
+    int64_t *toff = (int64_t *)(ws + pack_floats(d));
+    int32_t *tapidx = (int32_t *)(toff + T);
+    uint16_t *mtab = (uint16_t *)(tapidx + T);
 #endif
     for (int g = 0; g < G; g++) {
         const float *wg = w + (int64_t)g * coutg * K, *dyg = dy + (int64_t)g * coutg * np;
@@ -716,20 +832,34 @@ void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const fl
         float *dwg = dw ? dw + (int64_t)g * coutg * K : NULL, *dxg = dx ? dx + (int64_t)g * cing * nhw : NULL;
 #ifdef XB_CONV_SIMD
         if (imp) {
-            s1_geom gm;
+            tap_geom gm;
             if (dw) {
-                s1_geom_init(&gm, d->h, d->w, d->ho, d->wo, d->kh, d->kw, d->ph, d->pw, n, toff, mtab);
+                const float *src = xg;
+                if (s > 1) {
+                    phase_split(cing, n, d->h, d->w, s, xg, col);
+                    src = col;
+                }
+                taps_build(&gm, d, n, 0, 0, tapidx, toff, mtab);
                 const int64_t nv = (int64_t)n * gm.vpi;
                 for (int64_t v0 = 0; v0 < nv; v0 += XB_CONV_DW_CHUNK_VECS) {
                     int64_t v1 = v0 + XB_CONV_DW_CHUNK_VECS < nv ? v0 + XB_CONV_DW_CHUNK_VECS : nv;
-                    conv_s1_dw(&gm, cing, coutg, xg, dyg, np, v0, v1, dwg, K);
+                    conv_s1_dw(&gm, cing, coutg, src, dyg, np, v0, v1, dwg, K);
                 }
             }
-            if (dx) { /* dx += conv(dY, W transposed and flipped), padding k-1-p */
-                s1_geom_init(&gm, d->ho, d->wo, d->h, d->w, d->kh, d->kw, d->kh - 1 - d->ph, d->kw - 1 - d->pw,
-                             n, toff, mtab);
-                pack_flipped(cing, coutg, d->kh * d->kw, wg, ws);
-                conv_s1_fwd(&gm, n, coutg, cing, dyg, ws, dxg, nhw, 1);
+            if (dx) { /* the adjoint conv from dY, per phase plane of dx */
+                const int hp = (d->h + s - 1) / s, wp = (d->w + s - 1) / s;
+                const int64_t pplane = (int64_t)n * hp * wp;
+                for (int ph = 0; ph < s * s; ph++) {
+                    float *dst = s == 1 ? dxg : col + (int64_t)ph * cing * pplane;
+                    int Tp = taps_build(&gm, d, n, 1, ph, tapidx, toff, mtab);
+                    if (Tp == 0) {
+                        memset(dst, 0, sizeof(float) * (size_t)(cing * pplane));
+                        continue;
+                    }
+                    pack_adjoint(cing, coutg, Tp, T, tapidx, wg, ws);
+                    conv_s1_fwd(&gm, n, coutg, cing, dyg, ws, dst, pplane, s == 1);
+                }
+                if (s > 1) phase_merge_add(cing, n, d->h, d->w, s, col, dxg);
             }
             continue;
         }
