@@ -70,7 +70,8 @@ int cmd_train(int argc, char **argv) {
         out = out_default;
     }
     o.out_dir = out;
-    if (xf_get(f, n, "nesterov")->i && o.optimizer != XB_OPT_SGD) {
+    o.nesterov = (int)xf_get(f, n, "nesterov")->i;
+    if (o.nesterov && o.optimizer != XB_OPT_SGD) {
         fprintf(stderr, "xbar train: error: --nesterov applies to --optimizer sgd only\n");
         return 2;
     }

@@ -144,6 +144,7 @@ typedef struct xb_train_opts {
     int64_t steps;            /* stop after this many optimizer steps (0: no limit) */
     int batch;
     double lr, momentum, weight_decay, label_smoothing;
+    int nesterov;             /* Nesterov momentum (SGD) */
     xb_optim_kind optimizer;
     xb_sched_kind schedule;
     int decay_all;            /* 1: weight decay on every parameter (torch default); 0: weights only */

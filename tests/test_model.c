@@ -185,6 +185,12 @@ static void test_optimizers(void **state) {
     xb_optim_step(&o, p, g, NULL, 0.5);   /* d = 0.25 + 0.13 = 0.38; b = 0.36 + 0.38 = 0.74 */
     assert_float_equal(p[0], 1.3f - 0.37f, 1e-6);
     xb_optim_free(&o);
+    float pn[1] = {1.5f}, gn[1] = {0.25f};
+    assert_int_equal(xb_optim_init(&o, XB_OPT_SGD, 1), XB_OK);
+    o.momentum = 0.9; o.weight_decay = 0.1; o.nesterov = 1;
+    xb_optim_step(&o, pn, gn, NULL, 0.5); /* d = 0.4, b = 0.4, update d + mu b = 0.76 */
+    assert_float_equal(pn[0], 1.5f - 0.38f, 1e-6);
+    xb_optim_free(&o);
     float q[1] = {1.0f}, h[1] = {0.5f};
     assert_int_equal(xb_optim_init(&o, XB_OPT_ADAM, 1), XB_OK);
     xb_optim_step(&o, q, h, NULL, 0.01);  /* first Adam step moves by lr * sign(g) (up to eps) */

@@ -243,6 +243,7 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
     xb_optim opt;
     if ((s = xb_optim_init(&opt, o->optimizer, xb_model_n_trainable(m)))) return s;
     opt.momentum = o->momentum;
+    opt.nesterov = o->nesterov;
     opt.weight_decay = o->weight_decay;
     train_state ts;
     memset(&ts, 0, sizeof ts);
