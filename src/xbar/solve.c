@@ -45,7 +45,9 @@ void dpotrs_(const char *uplo, const int *n, const int *nrhs, const double *a, c
              double *b, const int *ldb, int *info, size_t uplo_len);
 
 #define SV_LEAF 4        /* leaves have at most SV_LEAF x SV_LEAF cells */
+#ifndef SV_BLAS_MIN
 #define SV_BLAS_MIN 64   /* fronts of at least this many nodes go to LAPACK/BLAS */
+#endif
 #define SV_BLAS_MT_MIN 768  /* ... and from this size on BLAS may use several threads */
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -448,20 +450,24 @@ static void row_sums(const double *a, int f, int lda, double *d) {
     }
 }
 
-/* Eliminates the first q of the f front nodes (Laplacian, off-diagonals in the lower triangle). */
+/* Eliminates the first q of the f front nodes (Laplacian, off-diagonals in the lower triangle).
+ * pivmin: smallest LAPACK pivot relative to its row's conductance sum (the GTH loop has no
+ * cancellation to report). */
 static xb_status eliminate(double *F, int f, int q, int blas, double *d, double *pivmin, int t) {
     if (q == 0) return XB_OK;
-    row_sums(F, f, f, d);
     if (!blas) {
         for (int k = 0; k < q; k++) {
             double *ck = F + (size_t)k * f;
-            double piv = 0;
-            for (int l = k + 1; l < f; l++) piv -= ck[l];
-            if (!(piv > 0) || !(d[k] > 0))
+            double p4[4] = {0, 0, 0, 0}, piv;   /* four partial sums: a vectorisable reduction */
+            int r0 = k + 1;
+            for (; r0 + 4 <= f; r0 += 4)
+                for (int v = 0; v < 4; v++) p4[v] -= ck[r0 + v];
+            for (; r0 < f; r0++) p4[0] -= ck[r0];
+            piv = (p4[0] + p4[1]) + (p4[2] + p4[3]);
+            if (!(piv > 0))
                 return xb_errorf(XB_ERR_NUMERIC, "solver: node %d of front %d has no conductance left "
                                  "(floating node). HINT: this is a bug for valid input; please report the "
                                  "tile that triggered it", k, t);
-            if (piv / d[k] < *pivmin) *pivmin = piv / d[k];
             double inv = 1 / piv;
             for (int l = k + 1; l < f; l++) {
                 double a = ck[l];
@@ -473,6 +479,7 @@ static xb_status eliminate(double *F, int f, int q, int blas, double *d, double 
         }
         return XB_OK;
     }
+    row_sums(F, f, f, d);
     for (int k = 0; k < f; k++) F[(size_t)k * f + k] = d[k];
     int info = 0;
     dpotrf_("L", &q, F, &f, &info, 1);
@@ -609,7 +616,7 @@ static xb_status run_node(const xb_solve_plan *p, int t, const double *g, double
                           double *F, double *d, double *pivmin) {
     const sv_node *nd = &p->node[t];
     const int f = nd->q + nd->p;
-    memset(F, 0, (size_t)f * f * sizeof(double));
+    for (int cc = 0; cc < f; cc++) memset(F + (size_t)cc * f + cc, 0, (size_t)(f - cc) * sizeof(double));
     if (nd->left >= 0) {
         for (int side = 0; side < 2; side++) {
             const sv_node *ch = &p->node[side ? nd->right : nd->left];
@@ -619,10 +626,9 @@ static xb_status run_node(const xb_solve_plan *p, int t, const double *g, double
             for (int cc = 0; cc < pc; cc++) {
                 const double *col = Sc + (size_t)cc * pc;
                 const int B = map[cc];
-                for (int rr = cc + 1; rr < pc; rr++) {
-                    const int A = map[rr];
-                    if (A > B) F[(size_t)B * f + A] += col[rr];
-                    else F[(size_t)A * f + B] += col[rr];
+                for (int rr = cc + 1; rr < pc; rr++) {   /* to the lower triangle, branch-free */
+                    const int A = map[rr], lo = A < B ? A : B, hi = A ^ B ^ lo;
+                    F[(size_t)lo * f + hi] += col[rr];
                 }
             }
         }
