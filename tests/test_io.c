@@ -309,6 +309,11 @@ static void test_npy_bad_preamble(void **state) {
     assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "runs past the end");
     WRITE_LIT(path, "\x93NUMPY\x02\x00\xff\xff\xff\xff{}");
     assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "runs past the end");
+    /* a 2 MiB header inside a (sparse) file that is large enough: refused before it is read */
+    WRITE_LIT(path, "\x93NUMPY\x02\x00\x00\x00\x20\x00{");
+    assert_int_equal(truncate(path, 4 << 20), 0);
+    assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "implausibly large");
+    unlink(path);
     /* not a file, no file */
     assert_error(xb_npy_load(xbt_tmpdir(), &t), XB_ERR_IO, xbt_tmpdir(), "not a regular file");
     xbt_path(path, sizeof path, "does-not-exist.npy");
@@ -598,6 +603,11 @@ static void test_st_bad_inputs(void **state) {
     assert_error(xb_st_load(path, &st), XB_ERR_FORMAT, path, "fewer than the 8-byte");
     WRITE_LIT(path, "");
     assert_error(xb_st_load(path, &st), XB_ERR_FORMAT, path, "fewer than the 8-byte");
+    /* a 200 MB header in a (sparse) file that holds it: over the format's 100 MB limit */
+    WRITE_LIT(path, "\x00\xc2\xeb\x0b\x00\x00\x00\x00{");
+    assert_int_equal(truncate(path, 200000100), 0);
+    assert_error(xb_st_load(path, &st), XB_ERR_FORMAT, path, "not a plausible JSON header size");
+    unlink(path);
     xbt_path(path, sizeof path, "does-not-exist.safetensors");
     assert_error(xb_st_load(path, &st), XB_ERR_IO, path, "No such file");
     assert_error(xb_st_load(xbt_tmpdir(), &st), XB_ERR_IO, xbt_tmpdir(), "not a regular file");

@@ -146,7 +146,8 @@ static xb_status cifar_read_file_(const cifar_file *f, int rec, int n_label, con
         return xb_errorf(XB_ERR_IO, "%s: cannot open: %s. HINT: check the file's permissions", f->path,
                          strerror(errno));
     xb_status st = XB_OK;
-    uint8_t *buf = xb_malloc((size_t)CIFAR_READ_RECS * (size_t)rec);
+    int64_t chunk = f->records < CIFAR_READ_RECS ? f->records : CIFAR_READ_RECS;
+    uint8_t *buf = xb_malloc((size_t)chunk * (size_t)rec);
     static const char *const label_names[2][2] = {{"label", ""}, {"coarse label", "fine label"}};
     for (int64_t r0 = 0; r0 < f->records && st == XB_OK; r0 += CIFAR_READ_RECS) {
         int64_t m = f->records - r0 < CIFAR_READ_RECS ? f->records - r0 : CIFAR_READ_RECS;
