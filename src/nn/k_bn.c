@@ -20,6 +20,55 @@
 
 #define LANES 8
 
+#if defined(__AVX512F__) && !defined(XB_BN_NO_SIMD)
+#include <immintrin.h>
+#define XB_BN_SIMD 1
+/* The same sums with explicit vectors (GCC does not vectorise the lane loops below): 16 floats per
+ * step widened to two 8-lane double accumulators. */
+static void row_sums(int64_t m, const float *x, double *sum, double *sumsq) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;
+    int64_t i = 0;
+    for (; i + 16 <= m; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        s0 = _mm512_add_pd(s0, lo);
+        s1 = _mm512_add_pd(s1, hi);
+        q0 = _mm512_fmadd_pd(lo, lo, q0);
+        q1 = _mm512_fmadd_pd(hi, hi, q1);
+    }
+    double s = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)), q = _mm512_reduce_add_pd(_mm512_add_pd(q0, q1));
+    for (; i < m; i++) {
+        s += x[i];
+        q += (double)x[i] * x[i];
+    }
+    *sum = s;
+    *sumsq = q;
+}
+
+static void row_dot(int64_t m, const float *dy, const float *x, double *sdy, double *sdyx) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;
+    int64_t i = 0;
+    for (; i + 16 <= m; i += 16) {
+        __m512 g = _mm512_loadu_ps(dy + i), v = _mm512_loadu_ps(x + i);
+        __m512d glo = _mm512_cvtps_pd(_mm512_castps512_ps256(g));
+        __m512d ghi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(g), 1)));
+        __m512d vlo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        __m512d vhi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        s0 = _mm512_add_pd(s0, glo);
+        s1 = _mm512_add_pd(s1, ghi);
+        q0 = _mm512_fmadd_pd(glo, vlo, q0);
+        q1 = _mm512_fmadd_pd(ghi, vhi, q1);
+    }
+    double s = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)), q = _mm512_reduce_add_pd(_mm512_add_pd(q0, q1));
+    for (; i < m; i++) {
+        s += dy[i];
+        q += (double)dy[i] * x[i];
+    }
+    *sdy = s;
+    *sdyx = q;
+}
+#else
 static void row_sums(int64_t m, const float *x, double *sum, double *sumsq) {
     double s[LANES] = {0}, q[LANES] = {0};
     int64_t i = 0;
@@ -55,6 +104,7 @@ static void row_dot(int64_t m, const float *dy, const float *x, double *sdy, dou
     *sdy = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
     *sdyx = ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
 }
+#endif
 
 void xb_batchnorm_forward(int c, int64_t m, const float *x, const float *gamma, const float *beta,
                           float *running_mean, float *running_var, float momentum, float eps,
