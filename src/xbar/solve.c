@@ -7,11 +7,13 @@
  * n + m "ports" -- row nodes (i,0) and column nodes (n-1,j) -- by geometric nested dissection:
  *   - the grid of cells is cut recursively in half (across its longer side) down to leaves of at most
  *     SV_LEAF x SV_LEAF cells;
- *   - a domain's ports are its nodes with a wire leaving the domain (plus the global ports); every
- *     other node is eliminated as soon as it stops being a port;
- *   - a leaf assembles its cells and wires into a dense front [eliminated | ports]; a merge assembles
- *     its two children's port matrices plus the wire segments that cross the cut.  Eliminating the
- *     first q front nodes leaves the parent's port matrix (a Laplacian again).
+ *   - a domain owns its cells, the row wire segment left of each cell and the column segment above
+ *     each, so neighbours share the nodes along their common edge (a vertex separator); its ports
+ *     are those shared nodes plus the global ports, and every other node is eliminated as soon as it
+ *     stops being a port;
+ *   - a leaf assembles its cells and wires into a dense front [eliminated | ports]; a merge adds its
+ *     two children's port matrices (summed on the shared nodes).  Eliminating the first q front nodes
+ *     leaves the parent's port matrix (a Laplacian again).
  * Small fronts are eliminated by a scalar loop in the GTH style (each pivot is the sum of the node's
  * remaining conductances, never a difference, so no digits are lost to cancellation even with tiny
  * wire resistances); large fronts by LAPACK dpotrf + dtrsm + dsyrk with the diagonal re-derived from
@@ -19,7 +21,8 @@
  * n + m port system with the driver and sense conductances is then solved densely (ports()), which
  * is also where r_driver = 0 and r_sense = 0 become simple eliminations.  r_wire = 0 skips the
  * reduction: every row and column is one node and the port matrix is G itself.
- * Cost: O((rows + cols)^3) dense BLAS-3 work in the top fronts, O(rows * cols) elsewhere.
+ * Cost: O((rows + cols)^3) dense BLAS-3 work in the top fronts, O(rows * cols) elsewhere.  Subtrees
+ * below the top levels run in parallel (OpenMP), each with its own part of the workspace.
  *
  * XB_SOLVE_CHOLMOD is the plain reference: CHOLMOD's supernodal Cholesky of the whole 2*rows*cols
  * nodal matrix (the matrix xbar_spice.py's nodal() builds), then min(rows, cols) solves.
@@ -31,7 +34,6 @@
 
 #include <cblas.h>
 #include <cholmod.h>
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
