@@ -77,8 +77,9 @@ typedef struct xb_solve_stats {
     xb_solve_method method;
     double time_s;      /* wall time of the numeric phase (not the plan) */
     double flops;       /* floating-point operations of the numeric phase (CHOLMOD: its estimate) */
-    double pivot_min;   /* EXACT: smallest Cholesky pivot relative to its row's conductance sum
-                           (1 is perfectly conditioned; ~1e-16 would mean no digits left) */
+    double pivot_min;   /* EXACT: smallest LAPACK pivot (large fronts, port system) relative to its
+                           row's conductance sum: ~10^-k means up to k digits lost to cancellation
+                           (the scalar GTH loop of the small fronts never cancels); 1 otherwise */
 } xb_solve_stats;
 
 /* The decoupled model by itself; work holds xb_decoupled_workspace(rows, cols) doubles. */
@@ -95,7 +96,7 @@ xb_status xb_xbar_lumped(const xb_circuit *c, int rows, int cols, const double *
 
 typedef struct xb_solve_plan xb_solve_plan;
 
-/* rows, cols >= 1.  XB_ERR_ARG for bad sizes, XB_ERR_NOMEM if the workspace would not fit. */
+/* rows, cols >= 1.  XB_ERR_SHAPE for bad sizes, XB_ERR_NOMEM if the workspace would not fit. */
 xb_status xb_solve_plan_init(int rows, int cols, xb_solve_method method, xb_solve_plan **out);
 void xb_solve_plan_free(xb_solve_plan *p);
 /* Bytes of scratch one xb_solve_plan_effective call needs (64-byte aligned is best). */
