@@ -268,27 +268,34 @@ static void test_scale_invariance(void **state) {
     xb_free(g); xb_free(g2); xb_free(e); xb_free(e2);
 }
 
-/* The ideal limits are continuous: r = 0 agrees with r = 1e-9 ohm; tiny wire resistances keep their
- * digits (the eliminations never subtract nearly equal numbers). */
+/* The ideal limits are continuous: r = 0 agrees with r = 1e-9 ohm for every combination of ideal
+ * elements and shape; tiny wire resistances keep their digits (no subtraction of nearly equal
+ * numbers). */
 static void test_limits_continuous(void **state) {
     (void)state;
-    const int n = 40, m = 24;
-    double *g = random_g(n, m, 1e-6, 1e-4, 12), *e0 = xb_malloc(8 * n * m), *e1 = xb_malloc(8 * n * m);
+    const int shapes[][2] = {{40, 24}, {1, 1}, {1, 6}, {6, 1}, {2, 3}, {9, 70}};
     const double base[3] = {2.5, 100, 100};
-    for (int which = 0; which < 3; which++) {
-        double r0[3] = {base[0], base[1], base[2]}, r1[3] = {base[0], base[1], base[2]};
-        r0[which] = 0;
-        r1[which] = 1e-9;
-        effective(XB_SOLVE_EXACT, (xb_circuit){r0[0], r0[1], r0[2]}, n, m, g, e0);
-        effective(XB_SOLVE_EXACT, (xb_circuit){r1[0], r1[1], r1[2]}, n, m, g, e1);
-        double err = max_rel(e1, e0, (size_t)n * m);
-        if (!(err < 1e-9)) fail_msg("limit %d: r=1e-9 vs r=0 differ by %.3e", which, err);
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        const int n = shapes[s][0], m = shapes[s][1];
+        double *g = random_g(n, m, 1e-6, 1e-4, 12 + s), *e0 = xb_malloc(8 * n * m), *e1 = xb_malloc(8 * n * m);
+        for (int mask = 1; mask < 8; mask++) {   /* every non-empty set of ideal elements */
+            double r0[3], r1[3];
+            for (int k = 0; k < 3; k++) {
+                r0[k] = mask >> k & 1 ? 0 : base[k];
+                r1[k] = mask >> k & 1 ? 1e-9 : base[k];
+            }
+            effective(XB_SOLVE_EXACT, (xb_circuit){r0[0], r0[1], r0[2]}, n, m, g, e0);
+            effective(XB_SOLVE_EXACT, (xb_circuit){r1[0], r1[1], r1[2]}, n, m, g, e1);
+            double err = max_rel(e1, e0, (size_t)n * m);
+            if (!(err < 1e-9)) fail_msg("%dx%d ideal set %d: r=1e-9 vs r=0 differ by %.3e", n, m, mask, err);
+            if (mask & 1) {   /* ideal wires: the decoupled model is exact */
+                effective(XB_SOLVE_DECOUPLED, (xb_circuit){r0[0], r0[1], r0[2]}, n, m, g, e1);
+                err = max_rel(e1, e0, (size_t)n * m);
+                if (!(err < 1e-13)) fail_msg("%dx%d ideal set %d: decoupled vs exact %.3e", n, m, mask, err);
+            }
+        }
+        xb_free(g); xb_free(e0); xb_free(e1);
     }
-    /* all three ideal vs all three 1e-9 */
-    effective(XB_SOLVE_EXACT, (xb_circuit){0, 0, 0}, n, m, g, e0);
-    effective(XB_SOLVE_EXACT, (xb_circuit){1e-9, 1e-9, 1e-9}, n, m, g, e1);
-    assert_true(max_rel(e1, e0, (size_t)n * m) < 1e-9);
-    xb_free(g); xb_free(e0); xb_free(e1);
 }
 
 /* ---- bad input ------------------------------------------------------------------------------------ */
