@@ -1,0 +1,317 @@
+/*
+ * xb_xbar.h -- the crossbar core: hardware configs, weight-to-conductance mapping, device
+ * non-idealities, DAC/ADC quantizers, crossbar-backed layers and Monte-Carlo evaluation.  The circuit
+ * solver under it is xb_solve.h; the config reference (every key, unit, default and range, the data
+ * flow and the figures) is docs/hardware.md; costs are in docs/crossbar-eval.md.
+ *
+ * Worked example (evaluate trained weights on 3 device samples of a realistic ReRAM config):
+ *
+ *     xb_hw hw;  xb_model *m;  xb_dataset test;
+ *     if (xb_hw_load("configs/hw/reram-64-mild.cfg", &hw) != XB_OK) { puts(xb_last_error()); exit(1); }
+ *     xb_model_load("resnet20", 1, &m);  xb_model_load_weights(m, "weights.safetensors");
+ *     xb_cifar_load("../shared/data/cifar10", XB_SPLIT_TEST, &test);
+ *     xb_xeval_opts o = xb_xeval_opts_default();  o.seeds = 3;
+ *     xb_xeval_result r;
+ *     if (xb_xeval_run(m, &hw, &test, NULL, &o, &r) == XB_OK) xb_xeval_print(&r, &hw, stdout, 0);
+ *     xb_xeval_result_free(&r);
+ *
+ * Lower level (one programmed network driving the model's matrix-product hook):
+ *
+ *     xb_xnet *xn;  xb_xnet_init(&hw, m, &xn);       // tiles, geometry, solver plan
+ *     xb_xnet_program(xn, seed);                       // weights -> conductances -> effective weights
+ *     xb_xnet_attach(xn);                              // every mapped conv/linear now runs on tiles
+ *     xb_xnet_calibrate(xn, ncal, images);             // only if the config has calibrated ranges
+ *     xb_model_forward(m, n, x, logits, NULL);         // crossbar forward; backward stays float (STE)
+ *     xb_xnet_detach(xn);  xb_xnet_free(xn);
+ *
+ * The pipeline of one mapped layer (W: rows_out x k weights, X: k x ncols inputs, Y = W X):
+ *   program (once per device seed):  W -> clip scale s -> integer codes (levels / bit slices, sign by
+ *     differential pair or offset + reference) -> target conductances per physical array (rows x cols
+ *     cells) -> programming variation, drift, stuck-at faults -> effective matrix E of each array
+ *     (circuit solver, double) -> per slice the "signal" matrices in code units (E / g_unit);
+ *   forward (every MVM):  x -> input range x_max -> DAC (or bit-serial planes) -> V = v_read * code ->
+ *     per row tile, per slice, per input plane: signal = V E (+ read noise) -> ADC -> shift-add over
+ *     slices and planes -> digital accumulation over row tiles -> rescale to weight x input units.
+ *   Without ADC and read noise every stage is linear, so all tiles of a layer fold into one float
+ *   "effective weight" matrix and a layer costs one SGEMM (the fast path).
+ *
+ * Gradients: the hook replaces forward products only; the model's backward uses the float weights,
+ * i.e. a straight-through estimate of the hardware's gradient.  The quantizers below are explicit
+ * functions with documented straight-through gradients for training and attacks through hardware.
+ *
+ * Randomness: stream "device" (programming variation, faults, drift spread) forked per seed value,
+ * layer, tile and array; stream "read" (read noise) forked per layer, forward call and column chunk.
+ * Results therefore do not depend on the thread count or on the order tiles are programmed in.
+ */
+#ifndef XB_XBAR_H
+#define XB_XBAR_H
+
+#include "xbar.h"
+#include "xb_solve.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Hardware config (src/xbar/hw.c).  SI units in the names; docs/hardware.md is the reference.        */
+/* ------------------------------------------------------------------------------------------------ */
+
+#define XB_HW_MAX_DIM 4096       /* largest tile side accepted */
+#define XB_HW_MAX_DIGITAL 32     /* layers listed in [tile] digital_layers */
+
+typedef enum xb_scheme { XB_SCHEME_DIFFERENTIAL = 0, XB_SCHEME_OFFSET, XB_SCHEME_COUNT } xb_scheme;
+typedef enum xb_layout { XB_LAYOUT_SEPARATE = 0, XB_LAYOUT_INTERLEAVED, XB_LAYOUT_COUNT } xb_layout;
+typedef enum xb_reference { XB_REF_COLUMN = 0, XB_REF_DIGITAL, XB_REF_COUNT } xb_reference;
+typedef enum xb_wclip { XB_WCLIP_MAX = 0, XB_WCLIP_PERCENTILE, XB_WCLIP_COUNT } xb_wclip;
+typedef enum xb_signed_in { XB_SIGNED_SPLIT = 0, XB_SIGNED_BIPOLAR, XB_SIGNED_COUNT } xb_signed_in;
+typedef enum xb_range { XB_RANGE_CALIBRATED = 0, XB_RANGE_FIXED, XB_RANGE_WORST_CASE, XB_RANGE_COUNT } xb_range;
+typedef enum xb_adc_signal { XB_ADC_DIFFERENCE = 0, XB_ADC_COLUMN, XB_ADC_SIGNAL_COUNT } xb_adc_signal;
+typedef enum xb_variation { XB_VAR_NONE = 0, XB_VAR_GAUSSIAN, XB_VAR_LOGNORMAL, XB_VAR_COUNT } xb_variation;
+typedef enum xb_noise_mode { XB_NOISE_RELATIVE = 0, XB_NOISE_ABSOLUTE, XB_NOISE_MODE_COUNT } xb_noise_mode;
+typedef enum xb_gclip { XB_GCLIP_ZERO = 0, XB_GCLIP_RANGE, XB_GCLIP_COUNT } xb_gclip;
+typedef enum xb_solver_kind { XB_SOLVER_EXACT = 0, XB_SOLVER_DECOUPLED, XB_SOLVER_CHOLMOD, XB_SOLVER_NONE,
+                              XB_SOLVER_COUNT } xb_solver_kind;
+
+typedef struct xb_hw {
+    /* [meta] */
+    char name[128];             /* preset name */
+    char source[512];           /* where the parameter values come from */
+    char path[512];             /* file it was read from ("" for defaults) */
+    /* [tile] */
+    int rows, cols;             /* cells per physical crossbar array (1..XB_HW_MAX_DIM) */
+    int map_first, map_last;   /* 0: keep the first / last mapped layer digital (float) */
+    int n_digital;              /* further layers kept digital, by name */
+    char digital[XB_HW_MAX_DIGITAL][128];
+    /* [mapping] */
+    xb_scheme scheme;
+    xb_layout layout;           /* the cells of one weight (signs x slices): separate arrays or adjacent columns */
+    xb_reference reference;     /* offset scheme: physical reference column per array, or ideal digital */
+    int weight_bits;            /* 0: unlimited; else integer magnitude bits (differential) or total bits (offset) */
+    int bits_per_cell;          /* bit slicing: bits held by one cell (0 when weight_bits is 0) */
+    int levels;                 /* weight_bits == 0: conductance levels per cell (0: continuous) */
+    double g_min_s, g_max_s;    /* device range; from r_off_ohm / r_on_ohm when those are given */
+    xb_wclip w_clip;
+    double w_clip_percentile;   /* of |W| per layer, (0, 100] */
+    /* [input] */
+    int dac_bits;               /* bits per DAC pass; 0: ideal analog inputs */
+    int bit_serial;             /* 1: input_bits streamed in passes of dac_bits bits, shift-add after the ADC */
+    int input_bits;             /* total input precision when bit_serial */
+    double v_read_v;            /* full-scale read voltage */
+    xb_signed_in signed_inputs; /* negative inputs: split into +/- passes, or bipolar voltages */
+    xb_range input_range;       /* calibrated (percentile of |x|) or fixed */
+    double input_full_scale;    /* fixed: the input value mapped to v_read (activation units) */
+    double input_percentile;
+    /* [output] */
+    int adc_bits;               /* 0: no ADC */
+    xb_adc_signal adc_signal;   /* digitize the analog difference (signed ADC) or each column (unsigned) */
+    xb_range adc_range;
+    double adc_full_scale_a;    /* fixed: full-scale current in amperes */
+    double adc_percentile;      /* calibrated: percentile of |signal| per layer */
+    int calibration_images;     /* images used to calibrate input and ADC ranges */
+    /* [circuit] */
+    xb_circuit circuit;
+    xb_solver_kind solver;
+    /* [device] */
+    xb_variation variation;
+    double variation_sigma;     /* relative: fraction; absolute: siemens */
+    xb_noise_mode variation_mode;
+    xb_gclip variation_clip;    /* programmed conductances are kept >= 0, or inside [g_min, g_max] */
+    double read_noise_sigma;    /* per MVM; relative: fraction of G; absolute: siemens */
+    xb_noise_mode read_noise_mode;
+    double stuck_at_gmin_rate, stuck_at_gmax_rate;
+    double drift_nu, drift_nu_sigma, drift_t_s, drift_t0_s;
+    int drift_compensation;     /* 1: outputs rescaled by (t/t0)^nu (global drift compensation) */
+} xb_hw;
+
+/* The ideal crossbar: 64x64 tiles, differential, continuous conductances 1 uS..10 uS, no DAC/ADC,
+ * no parasitics, no noise.  Reproduces the float network to rounding. */
+xb_hw xb_hw_default(void);
+/* Strict parse: unknown sections or keys, values out of range or of the wrong type are XB_ERR_CONFIG
+ * naming file:line with a HINT; then xb_hw_validate. */
+xb_status xb_hw_load(const char *path, xb_hw *out);
+xb_status xb_hw_parse_string(const char *text, size_t len, const char *path, xb_hw *out);
+/* Cross-field constraints (g_min < g_max, slicing, levels, ADC/DAC combinations ...). */
+xb_status xb_hw_validate(const xb_hw *hw);
+/* The fully resolved config: INI text (loadable again) or one JSON object. */
+void xb_hw_print(const xb_hw *hw, FILE *f, int json);
+/* 1 when nothing non-ideal is switched on (the float network is reproduced). */
+int xb_hw_is_ideal(const xb_hw *hw);
+/* 1 when ranges must be calibrated from data (DAC/ADC with input_range or adc_range = calibrated). */
+int xb_hw_needs_calibration(const xb_hw *hw);
+/* Names of the enum values as written in configs. */
+const char *xb_scheme_name(xb_scheme s);
+const char *xb_solver_kind_name(xb_solver_kind s);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Quantizers (src/xbar/periph.c).  Rounding is to nearest, ties to even (IEEE rint), everywhere.     */
+/*                                                                                                    */
+/* Straight-through gradients (what training/attacks use): d out / d in = 1 where the input lies      */
+/* inside the representable range [lo_code*step, hi_code*step] (rounding passes gradients unchanged)  */
+/* and 0 where it was clipped; xb_quant_ste_grad applies exactly that.                               */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* step * clamp(round(x / step), lo_code, hi_code).  *clipped (may be NULL) += 1 when clamped. */
+double xb_quant_uniform_ref(double x, double step, double lo_code, double hi_code, int *clipped);
+/* Vector version into y (may alias x); returns the number of clipped elements. */
+int64_t xb_quant_uniform(int64_t n, const float *x, float step, float lo_code, float hi_code, float *y);
+/* dx[i] += dy[i] where lo_code*step <= x[i] <= hi_code*step (clipped straight-through estimator). */
+void xb_quant_ste_grad(int64_t n, const float *x, float step, float lo_code, float hi_code, const float *dy,
+                       float *dx);
+/* DAC: input in [0, full_scale] -> code/(2^bits - 1) * full_scale, code in [0, 2^bits - 1]. */
+double xb_quant_dac_ref(double x, int bits, double full_scale, int *clipped);
+/* ADC of a current: unsigned: code = clamp(round(i/fs * (2^b-1)), 0, 2^b-1); signed (b >= 2):
+ * code = clamp(round(i/fs * (2^(b-1)-1)), -(2^(b-1)-1), 2^(b-1)-1).  Returns code * fs/(max code). */
+double xb_quant_adc_ref(double i, int bits, double full_scale, int is_signed, int *clipped);
+/* Finite conductance levels: u in [0,1] -> round(u (L-1)) / (L-1), clamped to [0,1]. */
+double xb_quant_levels_ref(double u, int levels);
+/* n standard normal floats (ziggurat; exact in distribution, one rng draw each), for per-MVM noise. */
+void xb_normal_fill(xb_rng *r, int64_t n, float *z);
+/* The p-th percentile (0 < p <= 100, nearest rank: the ceil(p/100 n)-th smallest) of |v|; p = 100 is
+ * the maximum.  v is reordered. */
+double xb_percentile_abs(float *v, int64_t n, double p);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Devices (src/xbar/device.c)                                                                        */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef struct xb_device_counts {
+    int64_t cells, stuck_gmin, stuck_gmax, clipped; /* clipped: variation pushed G out of its bounds */
+} xb_device_counts;
+
+/* G(t) / G(t0) = (t/t0)^-nu */
+double xb_drift_factor(double nu, double t_s, double t0_s);
+/* In place on n target conductances g: programming variation, then drift, then stuck-at faults, each
+ * from its own fork of rng (0: variation, 1: faults, 2: drift spread), so switching one effect on does
+ * not change the numbers of the others.  Stuck cells sit exactly at g_min / g_max and do not drift. */
+void xb_device_program(const xb_hw *hw, int64_t n, double *g, const xb_rng *rng, xb_device_counts *cnt);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Mapping (src/xbar/map.c): how one weight block is cut into tiles and cells                         */
+/* ------------------------------------------------------------------------------------------------ */
+
+#define XB_MAX_SLICES 16
+
+typedef struct xb_map_geom {
+    int rows_out, k;           /* weight block: rows_out outputs x k inputs (the crossbar rows) */
+    int R, C;                  /* physical array */
+    int n_sign;                /* 2 differential, 1 offset */
+    int slices;                /* cells per weight and sign (bit slices) */
+    int slice_bits;            /* bits per slice (weight_bits > 0) */
+    int cells_per_weight;      /* n_sign * slices */
+    int ref_cols;              /* reference columns per array (offset + reference = column) */
+    int wcols;                 /* weight columns (outputs) per logical tile */
+    int arrays;                /* physical arrays per logical tile */
+    int rt, ct;                /* row tiles ceil(k/R), column tiles ceil(rows_out/wcols) */
+    int64_t tiles, arrays_total, cells_used, cells_alloc;
+    double qmax;               /* integer weight range: w = s * code / qmax */
+    double kmax;               /* codes per cell: G = g_min + g_unit * code, code in [0, kmax] */
+    double g_unit_s;           /* siemens per code step */
+    double ref_code[XB_MAX_SLICES]; /* offset: code of the reference (weight 0) per slice */
+} xb_map_geom;
+
+xb_status xb_map_geom_init(const xb_hw *hw, int rows_out, int k, xb_map_geom *g);
+/* Where cell (sign 0:+ 1:-, slice t) of output jj (0..wcols-1) of a tile lives: array and column. */
+void xb_map_cell(const xb_map_geom *g, int sign, int slice, int jj, int *array, int *col);
+/* The reference column of slice t. */
+void xb_map_ref(const xb_map_geom *g, int slice, int *array, int *col);
+/* Weight clip scale s of a block (max |w| or the configured percentile; 1 if all zero). */
+double xb_map_scale(const xb_hw *hw, int64_t n, const float *w);
+/* Integer codes per slice of one weight: code[sign*slices + t] (differential: the unused sign is 0;
+ * offset: sign 0 only).  Continuous mappings give fractional codes. */
+void xb_map_codes(const xb_hw *hw, const xb_map_geom *g, double w, double s, double *code);
+/* Target conductances of logical tile (r, c) of block W (rows_out x k, row-major): arrays * R * C
+ * doubles, array-major; unused cells at g_min, reference columns at their reference code. */
+void xb_map_tile_targets(const xb_hw *hw, const xb_map_geom *g, const float *w, double s, int r, int c,
+                         double *gt);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Crossbar network (src/xbar/xlayer.c): programmed tiles of every mapped layer behind the hook       */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef struct xb_xlayer_stats {
+    char name[128];
+    int mapped;                /* 0: kept digital */
+    int rows_out, k, groups;
+    int64_t tiles, arrays, cells_used, cells_alloc;
+    double w_scale;            /* clip scale s (weight units) */
+    double input_full_scale;   /* x_max (activation units; 0 when unused) */
+    double adc_full_scale_a;   /* amperes (0: no ADC) */
+    int64_t stuck_gmin, stuck_gmax, g_clipped;
+    int64_t adc_conversions, adc_clipped;
+    int64_t dac_conversions, dac_clipped;
+    double err_sq, ref_sq;     /* sum (y_hw - y_float)^2 and sum y_float^2 over the sampled outputs */
+    double program_s, forward_s;
+} xb_xlayer_stats;
+
+typedef struct xb_xnet xb_xnet;
+
+/* Tiles and geometry for every mapped layer of m (per convolution group), the solver plan and the
+ * workspaces.  Layer names in hw->digital must exist in the model. */
+xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out);
+void xb_xnet_free(xb_xnet *xn);
+/* Programs every tile from the model's current weights with device seed `seed` (OpenMP over tiles).
+ * Resets statistics and calibration.  XB_ERR_NUMERIC if a circuit solve fails. */
+xb_status xb_xnet_program(xb_xnet *xn, uint64_t seed);
+/* Programs several networks (one per seed) in one parallel loop over (seed, tile). */
+xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n);
+/* Installs / removes the matmul hook on the model. */
+void xb_xnet_attach(xb_xnet *xn);
+void xb_xnet_detach(xb_xnet *xn);
+/* 1 if the config has calibrated input or ADC ranges that xb_xnet_calibrate must set. */
+int xb_xnet_needs_calibration(const xb_xnet *xn);
+/* One forward of n NCHW images (attached or not; attaches for the call) in calibration mode: each
+ * layer sets its input range and ADC full scale from these images, in layer order, so later layers
+ * calibrate on hardware outputs.  Then resets statistics. */
+xb_status xb_xnet_calibrate(xb_xnet *xn, int n, const float *x);
+void xb_xnet_reset_stats(xb_xnet *xn);
+/* Per mapped model layer (groups merged), in model order. */
+int xb_xnet_n_layers(const xb_xnet *xn);
+void xb_xnet_layer_stats(const xb_xnet *xn, int i, xb_xlayer_stats *out);
+/* The programmed effective weights of mapped layer i, group g (rows_out x k floats, weight units), or
+ * NULL if the layer is digital or runs per tile (ADC) without a folded matrix. */
+const float *xb_xnet_effective_weights(const xb_xnet *xn, int i, int g);
+/* The hook itself (ctx = xnet), for callers that chain hooks. */
+void xb_xnet_matmul(void *ctx, int layer, int group, int rows_out, int k, int ncols, const float *w,
+                    const float *x, float *y);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Monte-Carlo evaluation (src/xbar/xeval.c)                                                          */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef struct xb_xeval_opts {
+    int seeds;                 /* device samples K */
+    uint64_t seed;             /* first device seed; sample i uses seed + i */
+    int64_t limit;             /* test images (0: all) */
+    int batch;
+    int progress;
+    int software;              /* also evaluate the float network in the same run */
+    int calibration_images;    /* 0: the config's value */
+} xb_xeval_opts;
+xb_xeval_opts xb_xeval_opts_default(void);
+
+typedef struct xb_xeval_result {
+    char model[128];
+    int64_t images;
+    int seeds;
+    double sw_accuracy, sw_loss, sw_seconds;   /* sw_accuracy < 0: not measured */
+    double *accuracy, *loss;                   /* per seed */
+    double acc_mean, acc_std;                  /* sample std (n-1); 0 for one seed */
+    double program_s, calibrate_s, eval_s;     /* totals over seeds */
+    int n_layers;
+    xb_xlayer_stats *layers;                   /* summed over seeds (divide counts by seeds) */
+} xb_xeval_result;
+
+/* Software accuracy (opts->software), then K device seeds: program, calibrate on `calib` (NULL: the
+ * first images of `test`), evaluate.  Restores the model's hook on return. */
+xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, const xb_dataset *calib,
+                       const xb_xeval_opts *o, xb_xeval_result *r);
+void xb_xeval_result_free(xb_xeval_result *r);
+/* Human-readable report, or one JSON object holding the resolved config, accuracies and layers. */
+void xb_xeval_print(const xb_xeval_result *r, const xb_hw *hw, FILE *f, int json);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* XB_XBAR_H */

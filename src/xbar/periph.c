@@ -1,0 +1,173 @@
+/* periph.c -- peripheral quantizers (DAC, ADC, conductance levels) with their straight-through
+ * gradients, the percentile used to calibrate ranges, and the fast Gaussian draws of read noise.
+ * Every vector quantizer has a scalar *_ref twin written straight from the formula; tests hold the
+ * two together.  Rounding is to the nearest integer, ties to even (IEEE rint), which vectorizes. */
+#include "xb_xbar.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+double xb_quant_uniform_ref(double x, double step, double lo_code, double hi_code, int *clipped) {
+    XB_ASSERT(step > 0 && lo_code <= hi_code);
+    double c = rint(x / step);
+    if (c < lo_code || c > hi_code) {
+        if (clipped) (*clipped)++;
+        c = c < lo_code ? lo_code : hi_code;
+    }
+    return c * step;
+}
+
+int64_t xb_quant_uniform(int64_t n, const float *x, float step, float lo_code, float hi_code, float *y) {
+    XB_ASSERT(step > 0 && lo_code <= hi_code);
+    int64_t clipped = 0;
+    /* x / step (not x * (1/step)) so that the codes match the reference formula exactly */
+#pragma omp parallel for reduction(+ : clipped) schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float c = rintf(x[i] / step);
+        if (c < lo_code) { c = lo_code; clipped++; }
+        else if (c > hi_code) { c = hi_code; clipped++; }
+        y[i] = c * step;
+    }
+    return clipped;
+}
+
+void xb_quant_ste_grad(int64_t n, const float *x, float step, float lo_code, float hi_code, const float *dy,
+                       float *dx) {
+    const float lo = lo_code * step, hi = hi_code * step;
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] >= lo && x[i] <= hi) dx[i] += dy[i];
+}
+
+double xb_quant_dac_ref(double x, int bits, double full_scale, int *clipped) {
+    XB_ASSERT(bits >= 1 && bits <= 30 && full_scale > 0);
+    double top = (double)((1L << bits) - 1);
+    return xb_quant_uniform_ref(x, full_scale / top, 0, top, clipped);
+}
+
+double xb_quant_adc_ref(double i, int bits, double full_scale, int is_signed, int *clipped) {
+    XB_ASSERT(bits >= 1 && bits <= 30 && full_scale > 0 && (!is_signed || bits >= 2));
+    double top = is_signed ? (double)((1L << (bits - 1)) - 1) : (double)((1L << bits) - 1);
+    return xb_quant_uniform_ref(i, full_scale / top, is_signed ? -top : 0, top, clipped);
+}
+
+double xb_quant_levels_ref(double u, int levels) {
+    XB_ASSERT(levels >= 2);
+    double t = levels - 1;
+    double c = rint(u * t);
+    if (c < 0) c = 0;
+    if (c > t) c = t;
+    return c / t;
+}
+
+/* ---- percentile: quickselect on |v| --------------------------------------------------------------- */
+
+static void swapf_(float *a, float *b) { float t = *a; *a = *b; *b = t; }
+
+/* k-th smallest (0-based) of v[0..n-1]; reorders v.  Median-of-three Hoare partition. */
+static float select_(float *v, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < v[lo]) swapf_(&v[mid], &v[lo]);
+        if (v[hi] < v[lo]) swapf_(&v[hi], &v[lo]);
+        if (v[hi] < v[mid]) swapf_(&v[hi], &v[mid]);
+        float piv = v[mid];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < piv) i++;
+            while (v[j] > piv) j--;
+            if (i <= j) { swapf_(&v[i], &v[j]); i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return v[k];
+    }
+    return v[k];
+}
+
+double xb_percentile_abs(float *v, int64_t n, double p) {
+    XB_ASSERT(p > 0 && p <= 100);
+    if (n <= 0) return 0;
+    for (int64_t i = 0; i < n; i++) v[i] = fabsf(v[i]);
+    if (p >= 100) {
+        float m = 0;
+        for (int64_t i = 0; i < n; i++) if (v[i] > m) m = v[i];
+        return m;
+    }
+    int64_t k = (int64_t)ceil(p / 100.0 * (double)n) - 1;
+    if (k < 0) k = 0;
+    if (k > n - 1) k = n - 1;
+    return select_(v, n, k);
+}
+
+/* ---- standard normals: the ziggurat of Marsaglia & Tsang (2000), 128 layers ----------------------
+ * One xoshiro draw per normal: 32 bits for the value and 7 other bits for the layer (the original
+ * RNOR took both from one 32-bit word, which correlates them).  Exact in distribution. */
+
+static uint32_t zig_k_[128];
+static float zig_w_[128], zig_f_[128];
+static pthread_once_t zig_once_ = PTHREAD_ONCE_INIT;
+
+static void zig_init_(void) {
+    const double m1 = 2147483648.0, vn = 9.91256303526217e-3;
+    double dn = 3.442619855899, tn = dn;
+    double q = vn / exp(-0.5 * dn * dn);
+    zig_k_[0] = (uint32_t)((dn / q) * m1);
+    zig_k_[1] = 0;
+    zig_w_[0] = (float)(q / m1);
+    zig_w_[127] = (float)(dn / m1);
+    zig_f_[0] = 1.0f;
+    zig_f_[127] = (float)exp(-0.5 * dn * dn);
+    for (int i = 126; i >= 1; i--) {
+        dn = sqrt(-2.0 * log(vn / dn + exp(-0.5 * dn * dn)));
+        zig_k_[i + 1] = (uint32_t)((dn / tn) * m1);
+        tn = dn;
+        zig_f_[i] = (float)exp(-0.5 * dn * dn);
+        zig_w_[i] = (float)(dn / m1);
+    }
+}
+
+static float zig_tail_(xb_rng *r, int32_t hz, int iz) {
+    const double rr = 3.442620;
+    for (;;) {
+        double x = hz * (double)zig_w_[iz];
+        if (iz == 0) {
+            double y;
+            do {
+                x = -log(1.0 - xb_rng_uniform(r)) / rr;
+                y = -log(1.0 - xb_rng_uniform(r));
+            } while (y + y < x * x);
+            return (float)(hz > 0 ? rr + x : -rr - x);
+        }
+        if (zig_f_[iz] + xb_rng_uniform(r) * (zig_f_[iz - 1] - zig_f_[iz]) < exp(-0.5 * x * x)) return (float)x;
+        uint64_t u = xb_rng_u64(r);
+        hz = (int32_t)(uint32_t)(u >> 32);
+        iz = (int)(u & 127);
+        uint32_t a = hz < 0 ? (uint32_t)0 - (uint32_t)hz : (uint32_t)hz;
+        if (a < zig_k_[iz]) return hz * zig_w_[iz];
+    }
+}
+
+static inline uint64_t rotl_(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+void xb_normal_fill(xb_rng *r, int64_t n, float *z) {
+    pthread_once(&zig_once_, zig_init_);
+    /* xoshiro256** inline on a local copy of the state (the same sequence as xb_rng_u64) */
+    uint64_t s0 = r->s[0], s1 = r->s[1], s2 = r->s[2], s3 = r->s[3];
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t u = rotl_(s1 * 5, 7) * 9, t = s1 << 17;
+        s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl_(s3, 45);
+        int32_t hz = (int32_t)(uint32_t)(u >> 32);
+        int iz = (int)(u & 127);
+        uint32_t a = hz < 0 ? (uint32_t)0 - (uint32_t)hz : (uint32_t)hz;
+        if (a < zig_k_[iz]) {
+            z[i] = hz * zig_w_[iz];
+        } else {
+            r->s[0] = s0; r->s[1] = s1; r->s[2] = s2; r->s[3] = s3;
+            z[i] = zig_tail_(r, hz, iz);
+            s0 = r->s[0]; s1 = r->s[1]; s2 = r->s[2]; s3 = r->s[3];
+        }
+    }
+    r->s[0] = s0; r->s[1] = s1; r->s[2] = s2; r->s[3] = s3;
+}
