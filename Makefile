@@ -82,10 +82,16 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libxbar.a
 $(BUILD):
 	@mkdir -p $(BUILD)
 
-# The whole suite: C unit tests (cmocka), then the PyTorch and ngspice reference tests.
+# The whole suite: C unit tests (cmocka), the PyTorch and ngspice reference tests, then the C unit
+# tests again under AddressSanitizer + UBSan (SANITIZE=0 skips that pass).
+SANITIZE ?= 1
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN) $(TOOL_BIN)
 	@bash tests/run_all.sh $(BUILD)
+ifeq ($(SANITIZE),1)
+	@echo "== the C tests again under AddressSanitizer + UBSan"
+	@$(MAKE) --no-print-directory asan
+endif
 
 check: test
 
