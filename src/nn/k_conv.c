@@ -25,6 +25,9 @@
 
 #include <cblas.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Target size of one column chunk in floats (1 MiB: half the L2 of the cores we tune for). */
 #ifndef XB_CONV_CHUNK_FLOATS
@@ -433,75 +436,93 @@ static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x,
 #define S1DW_MR 4
 #define S1DW_NR 6
 
-/* dW (M x C*T, ldw) += dY (M, n*out_img) . X^T over the positions of vectors [v0, v1), as dot
- * products: tile 4 output channels x 6 consecutive k = (c, t). */
-static void conv_s1_dw(const tap_geom *gm, int C, int M, const float *x, const float *dy, int64_t ldy,
-                       int64_t v0, int64_t v1, float *dw, int64_t ldw) {
-    const int T = gm->T, K = C * T;
-    const int nmb = (M + S1DW_MR - 1) / S1DW_MR, nkb = (K + S1DW_NR - 1) / S1DW_NR;
-#pragma omp parallel for schedule(static)
-    for (int tile = 0; tile < nmb * nkb; tile++) {
-        int ib = tile / nkb, kb = tile % nkb;
-        const float *ar[S1DW_MR];
-        int64_t xoff[S1DW_NR];
-        int tap[S1DW_NR];
-        for (int r = 0; r < S1DW_MR; r++) {
-            int i = ib * S1DW_MR + r;
-            ar[r] = dy + (int64_t)(i < M ? i : M - 1) * ldy;
+/* One dW tile (4 output channels x 6 consecutive k = (c, t)) over the output vectors [v0, v1):
+ * dot products over positions, reduced at the end. */
+static void dw_tile(const tap_geom *gm, int C, int M, const float *x, const float *dy, int64_t ldy,
+                    int64_t v0, int64_t v1, int tile, float *dw, int64_t ldw) {
+    const int T = gm->T, K = C * T, nkb = (K + S1DW_NR - 1) / S1DW_NR;
+    int ib = tile / nkb, kb = tile % nkb;
+    const float *ar[S1DW_MR];
+    int64_t xoff[S1DW_NR];
+    int tap[S1DW_NR];
+    for (int r = 0; r < S1DW_MR; r++) {
+        int i = ib * S1DW_MR + r;
+        ar[r] = dy + (int64_t)(i < M ? i : M - 1) * ldy;
+    }
+    for (int s = 0; s < S1DW_NR; s++) {
+        int k = kb * S1DW_NR + s;
+        if (k >= K) k = K - 1;
+        tap[s] = k % T;
+        xoff[s] = (int64_t)(k / T) * gm->cst + gm->toff[k % T];
+    }
+    const uint16_t t0 = (uint16_t)tap[0], t1 = (uint16_t)tap[1], t2 = (uint16_t)tap[2];
+    const uint16_t t3 = (uint16_t)tap[3], t4 = (uint16_t)tap[4], t5 = (uint16_t)tap[5];
+    const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3];
+    /* named accumulators (a[r] x b[s]): GCC spills arrays of vectors in this loop shape */
+    __m512 z = _mm512_setzero_ps();
+    __m512 e00 = z, e01 = z, e02 = z, e03 = z, e04 = z, e05 = z, e10 = z, e11 = z, e12 = z, e13 = z,
+           e14 = z, e15 = z, e20 = z, e21 = z, e22 = z, e23 = z, e24 = z, e25 = z, e30 = z, e31 = z,
+           e32 = z, e33 = z, e34 = z, e35 = z;
+    int64_t v = v0;
+    while (v < v1) {
+        int64_t nn = v / gm->vpi;
+        int vi = (int)(v % gm->vpi);
+        int64_t vend = (nn + 1) * gm->vpi < v1 ? (nn + 1) * gm->vpi : v1;
+        const float *xb = x + nn * gm->in_img + (int64_t)vi * 16;
+        const uint16_t *mk = gm->mtab + (int64_t)vi * T;
+        for (; v < vend; v++, xb += 16, mk += T) {
+            __m512 b0 = _mm512_maskz_loadu_ps(mk[t0], xb + xoff[0]);
+            __m512 b1 = _mm512_maskz_loadu_ps(mk[t1], xb + xoff[1]);
+            __m512 b2 = _mm512_maskz_loadu_ps(mk[t2], xb + xoff[2]);
+            __m512 b3 = _mm512_maskz_loadu_ps(mk[t3], xb + xoff[3]);
+            __m512 b4 = _mm512_maskz_loadu_ps(mk[t4], xb + xoff[4]);
+            __m512 b5 = _mm512_maskz_loadu_ps(mk[t5], xb + xoff[5]);
+            __m512 av;
+#define DW_ROW(A, E0, E1, E2, E3, E4, E5)                                                             \
+av = _mm512_loadu_ps(A + v * 16);                                                                \
+E0 = _mm512_fmadd_ps(av, b0, E0);                                                                \
+E1 = _mm512_fmadd_ps(av, b1, E1);                                                                \
+E2 = _mm512_fmadd_ps(av, b2, E2);                                                                \
+E3 = _mm512_fmadd_ps(av, b3, E3);                                                                \
+E4 = _mm512_fmadd_ps(av, b4, E4);                                                                \
+E5 = _mm512_fmadd_ps(av, b5, E5);
+            DW_ROW(a0, e00, e01, e02, e03, e04, e05)
+            DW_ROW(a1, e10, e11, e12, e13, e14, e15)
+            DW_ROW(a2, e20, e21, e22, e23, e24, e25)
+            DW_ROW(a3, e30, e31, e32, e33, e34, e35)
+#undef DW_ROW
         }
+    }
+    __m512 acc[S1DW_MR][S1DW_NR] = {{e00, e01, e02, e03, e04, e05}, {e10, e11, e12, e13, e14, e15},
+                                     {e20, e21, e22, e23, e24, e25}, {e30, e31, e32, e33, e34, e35}};
+    for (int r = 0; r < S1DW_MR; r++) {
+        int i = ib * S1DW_MR + r;
+        if (i >= M) break;
         for (int s = 0; s < S1DW_NR; s++) {
             int k = kb * S1DW_NR + s;
-            if (k >= K) k = K - 1;
-            tap[s] = k % T;
-            xoff[s] = (int64_t)(k / T) * gm->cst + gm->toff[k % T];
+            if (k < K) dw[(int64_t)i * ldw + k] += _mm512_reduce_add_ps(acc[r][s]);
         }
-        const uint16_t t0 = (uint16_t)tap[0], t1 = (uint16_t)tap[1], t2 = (uint16_t)tap[2];
-        const uint16_t t3 = (uint16_t)tap[3], t4 = (uint16_t)tap[4], t5 = (uint16_t)tap[5];
-        const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3];
-        /* named accumulators (a[r] x b[s]): GCC spills arrays of vectors in this loop shape */
-        __m512 z = _mm512_setzero_ps();
-        __m512 e00 = z, e01 = z, e02 = z, e03 = z, e04 = z, e05 = z, e10 = z, e11 = z, e12 = z, e13 = z,
-               e14 = z, e15 = z, e20 = z, e21 = z, e22 = z, e23 = z, e24 = z, e25 = z, e30 = z, e31 = z,
-               e32 = z, e33 = z, e34 = z, e35 = z;
-        int64_t v = v0;
-        while (v < v1) {
-            int64_t nn = v / gm->vpi;
-            int vi = (int)(v % gm->vpi);
-            int64_t vend = (nn + 1) * gm->vpi < v1 ? (nn + 1) * gm->vpi : v1;
-            const float *xb = x + nn * gm->in_img + (int64_t)vi * 16;
-            const uint16_t *mk = gm->mtab + (int64_t)vi * T;
-            for (; v < vend; v++, xb += 16, mk += T) {
-                __m512 b0 = _mm512_maskz_loadu_ps(mk[t0], xb + xoff[0]);
-                __m512 b1 = _mm512_maskz_loadu_ps(mk[t1], xb + xoff[1]);
-                __m512 b2 = _mm512_maskz_loadu_ps(mk[t2], xb + xoff[2]);
-                __m512 b3 = _mm512_maskz_loadu_ps(mk[t3], xb + xoff[3]);
-                __m512 b4 = _mm512_maskz_loadu_ps(mk[t4], xb + xoff[4]);
-                __m512 b5 = _mm512_maskz_loadu_ps(mk[t5], xb + xoff[5]);
-                __m512 av;
-#define DW_ROW(A, E0, E1, E2, E3, E4, E5)                                                             \
-    av = _mm512_loadu_ps(A + v * 16);                                                                \
-    E0 = _mm512_fmadd_ps(av, b0, E0);                                                                \
-    E1 = _mm512_fmadd_ps(av, b1, E1);                                                                \
-    E2 = _mm512_fmadd_ps(av, b2, E2);                                                                \
-    E3 = _mm512_fmadd_ps(av, b3, E3);                                                                \
-    E4 = _mm512_fmadd_ps(av, b4, E4);                                                                \
-    E5 = _mm512_fmadd_ps(av, b5, E5);
-                DW_ROW(a0, e00, e01, e02, e03, e04, e05)
-                DW_ROW(a1, e10, e11, e12, e13, e14, e15)
-                DW_ROW(a2, e20, e21, e22, e23, e24, e25)
-                DW_ROW(a3, e30, e31, e32, e33, e34, e35)
-#undef DW_ROW
-            }
-        }
-        __m512 acc[S1DW_MR][S1DW_NR] = {{e00, e01, e02, e03, e04, e05}, {e10, e11, e12, e13, e14, e15},
-                                         {e20, e21, e22, e23, e24, e25}, {e30, e31, e32, e33, e34, e35}};
-        for (int r = 0; r < S1DW_MR; r++) {
-            int i = ib * S1DW_MR + r;
-            if (i >= M) break;
-            for (int s = 0; s < S1DW_NR; s++) {
-                int k = kb * S1DW_NR + s;
-                if (k < K) dw[(int64_t)i * ldw + k] += _mm512_reduce_add_ps(acc[r][s]);
-            }
+    }
+}
+
+/* dW (M x C*T, ldw) += dY (M, n*out_img) . X^T over all nv output vectors.  Positions go in chunks
+ * (so a tile's 4 rows of dY stay in L1), each tile reduced once per chunk.  One parallel region:
+ * each thread owns a fixed range of tiles and walks all chunks, so there is no barrier per chunk,
+ * and every dW element is summed in the same order for any thread count. */
+static void conv_s1_dw(const tap_geom *gm, int C, int M, const float *x, const float *dy, int64_t ldy,
+                       int64_t nv, float *dw, int64_t ldw) {
+    const int K = C * gm->T, ntile = ((M + S1DW_MR - 1) / S1DW_MR) * ((K + S1DW_NR - 1) / S1DW_NR);
+#pragma omp parallel
+    {
+        int nth = 1, me = 0;
+#ifdef _OPENMP
+        nth = omp_get_num_threads();
+        me = omp_get_thread_num();
+#endif
+        const int lo = (int)((int64_t)ntile * me / nth), hi = (int)((int64_t)ntile * (me + 1) / nth);
+        for (int64_t v0 = 0; v0 < nv; v0 += XB_CONV_DW_CHUNK_VECS) {
+            const int64_t v1 = v0 + XB_CONV_DW_CHUNK_VECS < nv ? v0 + XB_CONV_DW_CHUNK_VECS : nv;
+            for (int tile = lo; tile < hi; tile++) dw_tile(gm, C, M, x, dy, ldy, v0, v1, tile, dw, ldw);
         }
     }
 }
@@ -840,11 +861,7 @@ void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const fl
                     src = col;
                 }
                 taps_build(&gm, d, n, 0, 0, tapidx, toff, mtab);
-                const int64_t nv = (int64_t)n * gm.vpi;
-                for (int64_t v0 = 0; v0 < nv; v0 += XB_CONV_DW_CHUNK_VECS) {
-                    int64_t v1 = v0 + XB_CONV_DW_CHUNK_VECS < nv ? v0 + XB_CONV_DW_CHUNK_VECS : nv;
-                    conv_s1_dw(&gm, cing, coutg, src, dyg, np, v0, v1, dwg, K);
-                }
+                conv_s1_dw(&gm, cing, coutg, src, dyg, np, (int64_t)n * gm.vpi, dwg, K);
             }
             if (dx) { /* the adjoint conv from dY, per phase plane of dx */
                 const int hp = (d->h + s - 1) / s, wp = (d->w + s - 1) / s;
