@@ -46,7 +46,9 @@ void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *inf
 void dpotrs_(const char *uplo, const int *n, const int *nrhs, const double *a, const int *lda,
              double *b, const int *ldb, int *info, size_t uplo_len);
 
+#ifndef SV_LEAF
 #define SV_LEAF 4        /* leaves have at most SV_LEAF x SV_LEAF cells */
+#endif
 #ifndef SV_BLAS_MIN
 #define SV_BLAS_MIN 64   /* fronts of at least this many nodes go to LAPACK/BLAS */
 #endif
@@ -144,7 +146,6 @@ struct xb_solve_plan {
     int nsub;
     sv_sub *sub;
     size_t front, scr, ports, work_bytes;   /* offsets (doubles) of the top-level front, scratch, ports() */
-    size_t front_n, scr_n;                  /* scratch sizes while building */
     double flops;
     sv_cholmod *chol;
 };
