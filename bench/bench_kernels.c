@@ -1,7 +1,9 @@
 /*
  * bench_kernels.c -- times the convolution kernels (and the batchnorm/ReLU that follow them) at
  * resnet20's layer shapes for CIFAR-10, batch 128, and reports ms, GFLOP/s and the fraction of the
- * SGEMM peak measured by one large cblas_sgemm in the same run.  Each shape is first validated
+ * machine's peak measured in the same run: the larger of one large cblas_sgemm and a register-only
+ * AVX-512 FMA loop (Debian's OpenBLAS 0.3.21 runs its Haswell kernels on Sapphire Rapids unless
+ * OPENBLAS_CORETYPE=SkylakeX is set, so its SGEMM is not the peak there).  Each shape is first validated
  * against the double reference at batch 2.  Not part of `make test`.
  *
  * Build (from the repository root):
@@ -16,6 +18,9 @@
 #include "xbar.h"
 
 #include <cblas.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +105,30 @@ static void run_bn_relu_bwd(void *p) {
     xb_batchnorm_backward(c->d.cout, m, c->y, c->gamma, c->sm, c->si, c->t, c->dx2, c->dg, c->db);
 }
 
+/* The machine's FMA peak: 12 independent chains of AVX-512 FMAs (distinct values, so the compiler
+ * cannot merge them), no memory traffic.  0 without AVX-512. */
+typedef struct fma_ctx { float out; } fma_ctx;
+static void run_fma(void *p) {
+#ifdef __AVX512F__
+    __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-6f);
+    __m512 a0 = _mm512_set1_ps(1.0f), a1 = _mm512_set1_ps(1.1f), a2 = _mm512_set1_ps(1.2f), a3 = _mm512_set1_ps(1.3f);
+    __m512 a4 = _mm512_set1_ps(1.4f), a5 = _mm512_set1_ps(1.5f), a6 = _mm512_set1_ps(1.6f), a7 = _mm512_set1_ps(1.7f);
+    __m512 a8 = _mm512_set1_ps(1.8f), a9 = _mm512_set1_ps(1.9f), a10 = _mm512_set1_ps(2.0f), a11 = _mm512_set1_ps(2.1f);
+    for (int i = 0; i < 1000000; i++) {
+#define F(x) x = _mm512_fmadd_ps(x, m, c);
+        F(a0) F(a1) F(a2) F(a3) F(a4) F(a5) F(a6) F(a7) F(a8) F(a9) F(a10) F(a11)
+#undef F
+    }
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+    ((fma_ctx *)p)->out = _mm512_reduce_add_ps(s);
+#else
+    ((fma_ctx *)p)->out = 0;
+#endif
+}
+#define FMA_FLOP (1e6 * 12 * 32)
+
 typedef struct gemm_ctx { int m, n, k; float *a, *b, *c; } gemm_ctx;
 static void run_gemm(void *p) {
     gemm_ctx *g = p;
@@ -146,9 +175,13 @@ int main(int argc, char **argv) {
 
     gemm_ctx g = {1024, 1024, 1024, NULL, NULL, NULL};
     g.a = rnd((int64_t)g.m * g.k, &r); g.b = rnd((int64_t)g.k * g.n, &r); g.c = rnd((int64_t)g.m * g.n, &r);
-    double tg = time_it(run_gemm, &g, 1.0), peak = 2.0 * g.m * g.n * g.k / tg * 1e-9;
-    printf("threads %d, batch %d; SGEMM %dx%dx%d: %.1f GFLOP/s (peak reference)\n", threads, n, g.m, g.n, g.k,
-           peak);
+    double tg = time_it(run_gemm, &g, 1.0), sgemm = 2.0 * g.m * g.n * g.k / tg * 1e-9;
+    fma_ctx fc;
+    double fma_peak = FMA_FLOP / time_it(run_fma, &fc, 0.5) * 1e-9;
+    /* "peak" below: the larger of the two (one core's FMA peak; x threads for the OpenMP runs) */
+    double peak = fma_peak * threads > sgemm ? fma_peak * threads : sgemm;
+    printf("threads %d, batch %d; SGEMM %dx%dx%d (cblas): %.1f GFLOP/s; AVX-512 FMA peak %.1f GFLOP/s/core "
+           "(fractions below are of %.1f)\n", threads, n, g.m, g.n, g.k, sgemm, fma_peak, peak);
     xb_free(g.a); xb_free(g.b); xb_free(g.c);
 
     printf("%-20s %8s %8s %6s | %8s %8s %6s | %8s | %8s %8s | %8s\n", "layer", "fwd ms", "GF/s", "peak",

@@ -356,7 +356,8 @@ static inline __attribute__((always_inline)) void ukr_s1(int C, int T, const flo
                                                          const float *const *xb, int64_t cst,
                                                          const int64_t *toff,
                                                          const uint16_t *const *mk, float *c,
-                                                         int64_t ldc, int acc, int mr, int nv) {
+                                                         int64_t ldc, const float *bias, int acc, int mr,
+                                                         int nv) {
     /* named accumulators: GCC spills arrays of vectors in this loop shape */
     __m512 p0 = _mm512_setzero_ps(), p1 = p0, p2 = p0, p3 = p0, p4 = p0, p5 = p0, p6 = p0, p7 = p0;
     __m512 q0 = p0, q1 = p0, q2 = p0, q3 = p0, q4 = p0, q5 = p0, q6 = p0, q7 = p0;
@@ -384,6 +385,12 @@ static inline __attribute__((always_inline)) void ukr_s1(int C, int T, const flo
     for (int r = 0; r < mr; r++) {
         float *cr = c + (int64_t)r * ldc;
         __m512 u = pr[r], v = qr[r], z = sr[r];
+        if (bias) { /* bias epilogue: y = conv + b, without a separate pass over y */
+            __m512 bv = _mm512_set1_ps(bias[r]);
+            u = _mm512_add_ps(u, bv);
+            v = _mm512_add_ps(v, bv);
+            z = _mm512_add_ps(z, bv);
+        }
         if (acc) u = _mm512_add_ps(u, _mm512_loadu_ps(cr));
         _mm512_storeu_ps(cr, u);
         if (nv > 1) {
@@ -398,20 +405,21 @@ static inline __attribute__((always_inline)) void ukr_s1(int C, int T, const flo
 }
 
 static void ukr_s1_full(int C, int T, const float *a, const float *const *xb, int64_t cst,
-                        const int64_t *toff, const uint16_t *const *mk, float *c, int64_t ldc, int acc) {
-    ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, acc, PK_MR, 3);
+                        const int64_t *toff, const uint16_t *const *mk, float *c, int64_t ldc,
+                        const float *bias, int acc) {
+    ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, bias, acc, PK_MR, 3);
 }
 
 static void ukr_s1_edge(int C, int T, const float *a, const float *const *xb, int64_t cst,
-                        const int64_t *toff, const uint16_t *const *mk, float *c, int64_t ldc, int acc,
-                        int mr, int nv) {
-    ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, acc, mr, nv);
+                        const int64_t *toff, const uint16_t *const *mk, float *c, int64_t ldc,
+                        const float *bias, int acc, int mr, int nv) {
+    ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, bias, acc, mr, nv);
 }
 
-/* y (M, n*out_img) [+]= implicit conv of x (C, n, in) with packed A (M x T*C).  Parallel over
- * tiles of 3 output vectors. */
+/* y (M, n*out_img) = [y +] implicit conv of x (C, n, in) with packed A (M x T*C) [+ bias (M)].
+ * Parallel over tiles of 3 output vectors. */
 static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x, const float *Ap, float *y,
-                        int64_t ldy, int acc) {
+                        int64_t ldy, const float *bias, int acc) {
     const int64_t nv = (int64_t)n * gm->vpi, ntile = (nv + 2) / 3;
     const int nmb = (M + PK_MR - 1) / PK_MR, T = gm->T;
     const int64_t astride = (int64_t)C * T * PK_MR;
@@ -429,10 +437,11 @@ static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x,
         for (int ib = 0; ib < nmb; ib++) {
             int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
             float *c = y + (int64_t)ib * PK_MR * ldy + v0 * 16;
+            const float *bb = bias ? bias + ib * PK_MR : NULL;
             if (mr == PK_MR && cnt == 3)
-                ukr_s1_full(C, T, Ap + ib * astride, xb, gm->cst, gm->toff, mk, c, ldy, acc);
+                ukr_s1_full(C, T, Ap + ib * astride, xb, gm->cst, gm->toff, mk, c, ldy, bb, acc);
             else
-                ukr_s1_edge(C, T, Ap + ib * astride, xb, gm->cst, gm->toff, mk, c, ldy, acc, mr, cnt);
+                ukr_s1_edge(C, T, Ap + ib * astride, xb, gm->cst, gm->toff, mk, c, ldy, bb, acc, mr, cnt);
         }
     }
 }
@@ -842,18 +851,20 @@ void xb_conv2d_forward(const xb_conv2d_desc *d, int n, const float *x, const flo
                        float *y, float *ws) {
     const int G = d->groups, cing = d->cin / G, coutg = d->cout / G, K = xb_conv2d_k(d);
     const int64_t np = (int64_t)n * d->ho * d->wo, nhw = (int64_t)n * d->h * d->w;
-    const int acc = init_bias(d, np, b, y);
     const int pw = is_pointwise(d);
     XB_ASSERT(ws != NULL || xb_conv2d_workspace(d, n) == 0);
     float *col = ws + pack_floats(d) + table_floats(d);
     const int64_t rows = (int64_t)n * d->ho, cr = chunk_rows(d, n);
 #ifdef XB_CONV_SIMD
     const int imp = use_implicit(d), s = d->sh, T = d->kh * d->kw;
+    const int acc = imp ? 0 : init_bias(d, np, b, y); /* the implicit kernel adds b itself */
     int64_t *toff = (int64_t *)(ws + pack_floats(d));
     int32_t *tapidx = (int32_t *)(toff + T);
     uint16_t *mtab = (uint16_t *)(tapidx + T);
     tap_geom gm;
     if (imp) taps_build(&gm, d, n, 0, 0, tapidx, toff, mtab);
+#else
+    const int acc = init_bias(d, np, b, y);
 #endif
     for (int g = 0; g < G; g++) {
         const float *wg = w + (int64_t)g * coutg * K, *xg = x + (int64_t)g * cing * nhw;
@@ -866,7 +877,7 @@ void xb_conv2d_forward(const xb_conv2d_desc *d, int n, const float *x, const flo
                 src = col;
             }
             pack_taps(coutg, cing, gm.T, T, tapidx, wg, ws);
-            conv_s1_fwd(&gm, n, cing, coutg, src, ws, yg, np, acc);
+            conv_s1_fwd(&gm, n, cing, coutg, src, ws, yg, np, b ? b + (int64_t)g * coutg : NULL, 0);
             continue;
         }
         pack_rows(coutg, K, wg, K, ws);
@@ -949,7 +960,7 @@ void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const fl
                         continue;
                     }
                     pack_adjoint(cing, coutg, Tp, T, tapidx, wg, ws);
-                    conv_s1_fwd(&gm, n, coutg, cing, dyg, ws, dst, pplane, s == 1);
+                    conv_s1_fwd(&gm, n, coutg, cing, dyg, ws, dst, pplane, NULL, s == 1);
                 }
                 if (s > 1) phase_merge_add(cing, n, d->h, d->w, s, col, dxg);
             }
