@@ -198,7 +198,11 @@ int cmd_infer(int argc, char **argv) {
             if (nc > N) nc = N;
             s = xb_xnet_calibrate(xn, (int)nc, (const float *)x.data);
         }
-        if (!s) xb_xnet_attach(xn);
+        /* a fixed linear map per layer runs folded into the weights, at float speed */
+        if (!s) {
+            if (xb_xnet_foldable(xn)) s = xb_xnet_fold(xn, 1);
+            else xb_xnet_attach(xn);
+        }
     }
     if (!s) s = xb_model_set_batch(m, batch < N ? batch : (int)N);
     xb_model_train_mode(m, 0);

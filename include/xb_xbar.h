@@ -258,6 +258,14 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
 /* Installs / removes the matmul hook on the model. */
 void xb_xnet_attach(xb_xnet *xn);
 void xb_xnet_detach(xb_xnet *xn);
+/* Folded mode, for inference at float speed: when every mapped layer is a fixed linear map (no DAC,
+ * no ADC, no read noise; parasitics, levels, slicing, variation, faults and drift are fine), on = 1
+ * writes the programmed effective weights into the model's parameters (keeping the float ones) and
+ * detaches the hook, so the model's own conv/linear kernels run the crossbar network; on = 0 puts
+ * the float weights back.  No per-layer statistics are gathered while folded.  XB_ERR_UNSUPPORTED
+ * when the config has per-MVM stages.  Unfold before programming again or saving weights. */
+int xb_xnet_foldable(const xb_xnet *xn);
+xb_status xb_xnet_fold(xb_xnet *xn, int on);
 /* 1 if the config has calibrated input or ADC ranges that xb_xnet_calibrate must set. */
 int xb_xnet_needs_calibration(const xb_xnet *xn);
 /* One forward of n NCHW images (attached or not; attaches for the call) in calibration mode: each

@@ -676,6 +676,43 @@ static void test_parasitics(void **state) {
     xb_model_free(m);
 }
 
+/* ---- folded mode: the model's own kernels with the effective weights ------------------------------ */
+
+static void test_fold(void **state) {
+    (void)state;
+    xb_model *m = model_("resnet20", 15);
+    xb_hw hw = hw_("[tile]\nrows = 64\ncols = 64\n[mapping]\nweight_bits = 6\nbits_per_cell = 3\n[circuit]\n"
+                   "r_wire_ohm = 2\nr_driver_ohm = 100\nr_sense_ohm = 100\n[device]\nvariation = gaussian\n"
+                   "variation_sigma = 0.05\nstuck_at_gmax_rate = 0.001\n");
+    const int n = 4;
+    float *x = images_(m, n, 70);
+    int64_t nt = xb_model_n_trainable(m);
+    float *w0 = malloc((size_t)nt * sizeof(float));
+    memcpy(w0, xb_model_params(m), (size_t)nt * sizeof(float));
+    xb_xnet *xn = xnet_(&hw, m, 2);
+    assert_true(xb_xnet_foldable(xn));
+    float *yh = forward_hw_(xn, m, n, x);
+    assert_int_equal(xb_xnet_fold(xn, 1), XB_OK);
+    float *yf = malloc((size_t)n * 10 * sizeof(float));
+    assert_int_equal(xb_model_forward(m, n, x, yf, NULL), XB_OK);
+    CHECK_CLOSE("folded vs hook", yf, yh, n * 10, 1e-5);
+    assert_int_equal(xb_xnet_fold(xn, 0), XB_OK);
+    assert_memory_equal(xb_model_params(m), w0, (size_t)nt * sizeof(float));
+    /* freeing a folded network restores the weights too */
+    assert_int_equal(xb_xnet_fold(xn, 1), XB_OK);
+    assert_true(memcmp(xb_model_params(m), w0, (size_t)nt * sizeof(float)) != 0);
+    xb_xnet_free(xn);
+    assert_memory_equal(xb_model_params(m), w0, (size_t)nt * sizeof(float));
+    /* per-MVM stages cannot fold */
+    xb_hw hd = hw_("[input]\ndac_bits = 4\n");
+    xn = xnet_(&hd, m, 1);
+    assert_false(xb_xnet_foldable(xn));
+    assert_int_equal(xb_xnet_fold(xn, 1), XB_ERR_UNSUPPORTED);
+    xb_xnet_free(xn);
+    free(x); free(w0); free(yh); free(yf);
+    xb_model_free(m);
+}
+
 /* ---- the Monte-Carlo evaluation and its report ------------------------------------------------------ */
 
 static xb_dataset synthetic_(int n) {
@@ -762,6 +799,7 @@ int main(void) {
         cmocka_unit_test(test_calibration),
         cmocka_unit_test(test_digital_layers),
         cmocka_unit_test(test_parasitics),
+        cmocka_unit_test(test_fold),
         cmocka_unit_test(test_xeval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,9 +29,11 @@ void xb_xeval_result_free(xb_xeval_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-/* accuracy and loss of the attached network on the first n images */
-static xb_status eval_loop_(xb_model *m, const xb_dataset *d, int64_t n, int batch, int progress, const char *label,
-                            double *acc, double *loss) {
+/* Accuracy and loss on the first n images: of the float network (xn NULL), or of the crossbar network
+ * xn through its hook; a foldable network runs its first batch through the hook (per-layer statistics)
+ * and the rest folded into the model's weights (float speed). */
+static xb_status eval_loop_(xb_model *m, xb_xnet *xn, const xb_dataset *d, int64_t n, int batch, int progress,
+                            const char *label, double *acc, double *loss) {
     int c, h, w;
     xb_model_input_shape(m, &c, &h, &w);
     xb_status st = xb_model_set_batch(m, batch);
@@ -48,13 +50,19 @@ static xb_status eval_loop_(xb_model *m, const xb_dataset *d, int64_t n, int bat
         int nb = (int)(n - s < batch ? n - s : batch);
         for (int i = 0; i < nb; i++) idx[i] = s + i;
         xb_dataset_batch(d, idx, nb, 0, NULL, x, lab);
-        st = xb_model_forward(m, nb, x, NULL, NULL);
+        if (xn && s == 0) xb_xnet_attach(xn);
+        if (xn && s == batch && xb_xnet_foldable(xn)) st = xb_xnet_fold(xn, 1);
+        if (!st) st = xb_model_forward(m, nb, x, NULL, NULL);
         int cor = 0;
         lsum += xb_model_loss(m, nb, lab, 0.0f, &cor) * nb;
         correct += cor;
         char extra[64];
         snprintf(extra, sizeof extra, "acc %.2f%%", 100.0 * (double)correct / (double)(s + nb));
         xb_progress_update(&pb, s + nb, extra);
+    }
+    if (xn) {
+        xb_xnet_fold(xn, 0);
+        xb_xnet_detach(xn);
     }
     *acc = (double)correct / (double)n;
     *loss = lsum / (double)n;
@@ -99,7 +107,8 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
     xb_model_set_matmul(m, NULL, NULL);
     if (o->software) {
         double t0 = xb_time_s();
-        if ((st = eval_loop_(m, test, n, o->batch, o->progress, "float   ", &r->sw_accuracy, &r->sw_loss))) goto out;
+        if ((st = eval_loop_(m, NULL, test, n, o->batch, o->progress, "float   ", &r->sw_accuracy, &r->sw_loss)))
+            goto out;
         r->sw_seconds = xb_time_s() - t0;
     }
     {
@@ -141,11 +150,10 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
                 }
                 char label[32];
                 snprintf(label, sizeof label, "hw %d/%d  ", s0 + q + 1, K);
-                xb_xnet_attach(xns[q]);
                 t0 = xb_time_s();
-                st = eval_loop_(m, test, n, o->batch, o->progress, label, &r->accuracy[s0 + q], &r->loss[s0 + q]);
+                st = eval_loop_(m, xns[q], test, n, o->batch, o->progress, label, &r->accuracy[s0 + q],
+                                &r->loss[s0 + q]);
                 r->eval_s += xb_time_s() - t0;
-                xb_xnet_detach(xns[q]);
                 for (int i = 0; i < r->n_layers; i++) {
                     xb_xlayer_stats s;
                     xb_xnet_layer_stats(xns[q], i, &s);

@@ -62,7 +62,8 @@ struct xb_xnet {
     xlayer *xl;
     int *first_xl;                /* per mapped layer: its group-0 xlayer */
     xb_solve_plan *plan;
-    int parasitic, nthreads, attached, calibrating, programmed;
+    int parasitic, nthreads, attached, calibrating, programmed, foldable, folded;
+    float *wsave;                 /* float weights of the mapped layers while folded */
     int planes, in_bits, need_x, need_fs;
     size_t tbuf_floats;
     float *tbuf, *refbuf, *cal;
@@ -217,6 +218,7 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
             l->st.cells_alloc = g->cells_alloc;
         }
     }
+    xn->foldable = !adc && !quant_in && hw->read_noise_sigma == 0;
     xn->nthreads = max_threads_();
     xn->tbuf_floats = tb;
     if (tb) xn->tbuf = xb_malloc((size_t)xn->nthreads * tb * sizeof(float));
@@ -237,6 +239,7 @@ fail:
 
 void xb_xnet_free(xb_xnet *xn) {
     if (!xn) return;
+    if (xn->folded) xb_xnet_fold(xn, 0);
     if (xn->attached) xb_xnet_detach(xn);
     for (int i = 0; i < xn->n_xl; i++) {
         xlayer *l = &xn->xl[i];
@@ -244,6 +247,7 @@ void xb_xnet_free(xb_xnet *xn) {
         xb_free(l->D); xb_free(l->Nm); xb_free(l->VP); xb_free(l->VN);
     }
     if (xn->plan) xb_solve_plan_free(xn->plan);
+    xb_free(xn->wsave);
     xb_free(xn->xl); xb_free(xn->first_xl); xb_free(xn->tbuf); xb_free(xn->refbuf); xb_free(xn->cal);
     xb_free(xn);
 }
@@ -409,6 +413,7 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
     size_t arr = 0, wsb = 0;
     for (int q = 0; q < n; q++) {
         xb_xnet *xn = xns[q];
+        XB_ASSERT(!xn->folded && "unfold (xb_xnet_fold(xn, 0)) before programming: it reads the float weights");
         xn->seed = seeds[q];
         xn->programmed = 0;
         for (int i = 0; i < xn->n_xl; i++) {
@@ -814,9 +819,53 @@ void xb_xnet_matmul(void *ctx, int layer, int group, int rows_out, int k, int nc
     layer_forward_(xn, l, ncols, w, x, y);
 }
 
-void xb_xnet_attach(xb_xnet *xn) { xb_model_set_matmul(xn->m, xb_xnet_matmul, xn); xn->attached = 1; }
+void xb_xnet_attach(xb_xnet *xn) {
+    if (xn->folded) xb_xnet_fold(xn, 0);
+    xb_model_set_matmul(xn->m, xb_xnet_matmul, xn);
+    xn->attached = 1;
+}
 void xb_xnet_detach(xb_xnet *xn) { xb_model_set_matmul(xn->m, NULL, NULL); xn->attached = 0; }
 int xb_xnet_needs_calibration(const xb_xnet *xn) { return xn->need_x || xn->need_fs; }
+int xb_xnet_foldable(const xb_xnet *xn) { return xn->foldable; }
+
+xb_status xb_xnet_fold(xb_xnet *xn, int on) {
+    if (!on) {
+        if (!xn->folded) return XB_OK;
+        int64_t u = 0;
+        for (int i = 0; i < xn->n_xl; i++) {
+            const xlayer *l = &xn->xl[i];
+            if (l->digital) continue;
+            size_t wk = (size_t)l->rows_out * l->k;
+            float *w = xb_model_params(xn->m) + xb_model_param(xn->m, l->param)->offset + (size_t)l->group * wk;
+            memcpy(w, xn->wsave + u, wk * sizeof(float));
+            u += (int64_t)wk;
+        }
+        xn->folded = 0;
+        return XB_OK;
+    }
+    if (!xn->foldable)
+        return xb_errorf(XB_ERR_UNSUPPORTED, "crossbar network: cannot fold into the model's weights, the config has "
+                         "a DAC, an ADC or read noise (per-MVM stages). HINT: run it through the hook (xb_xnet_attach)");
+    XB_ASSERT(xn->programmed && "xb_xnet_program before folding");
+    if (xn->folded) return XB_OK;
+    int64_t total = 0;
+    for (int i = 0; i < xn->n_xl; i++)
+        if (!xn->xl[i].digital) total += (int64_t)xn->xl[i].rows_out * xn->xl[i].k;
+    if (!xn->wsave) xn->wsave = xb_malloc((size_t)(total + 1) * sizeof(float));
+    if (xn->attached) xb_xnet_detach(xn);
+    int64_t u = 0;
+    for (int i = 0; i < xn->n_xl; i++) {
+        const xlayer *l = &xn->xl[i];
+        if (l->digital) continue;
+        size_t wk = (size_t)l->rows_out * l->k;
+        float *w = xb_model_params(xn->m) + xb_model_param(xn->m, l->param)->offset + (size_t)l->group * wk;
+        memcpy(xn->wsave + u, w, wk * sizeof(float));
+        memcpy(w, l->weff, wk * sizeof(float));
+        u += (int64_t)wk;
+    }
+    xn->folded = 1;
+    return XB_OK;
+}
 
 void xb_xnet_reset_stats(xb_xnet *xn) {
     for (int i = 0; i < xn->n_xl; i++) {
