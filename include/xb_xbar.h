@@ -305,7 +305,8 @@ typedef struct xb_xeval_result {
     double sw_accuracy, sw_loss, sw_seconds;   /* sw_accuracy < 0: not measured */
     double *accuracy, *loss;                   /* per seed */
     double acc_mean, acc_std;                  /* sample std (n-1); 0 for one seed */
-    double program_s, calibrate_s, eval_s;     /* totals over seeds */
+    double program_s, calibrate_s, eval_s;     /* wall-clock totals over seeds */
+    double sw_cpu_s, program_cpu_s, calibrate_cpu_s, eval_cpu_s; /* process CPU time of the same phases */
     int n_layers;
     xb_xlayer_stats *layers;                   /* summed over seeds (divide counts by seeds) */
 } xb_xeval_result;
