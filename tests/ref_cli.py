@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""ref_cli.py -- the `xbar` command as a user meets it (run by tests/run_all.sh with /usr/bin/python3).
+
+1. Every error a user can cause (bad flags, bad configs, missing/corrupt/truncated/foreign weights,
+   bad arrays, missing or corrupt data, a weights file given as a checkpoint) ends with a non-zero
+   exit, never a signal, and a message that names the file or flag and, for files, gives a HINT.
+2. End to end: weights exported from the PyTorch twin (tools/torch_zoo.py) load unchanged and
+   `xbar infer` gives PyTorch's eval-mode logits (max relative error <= 1e-4); `info`/`eval --json`
+   print valid JSON; a tiny `train` run writes weights and a checkpoint, and `--resume` continues it.
+
+Binary: $XBAR_BIN (default build/xbar).  Data: $XBAR_DATA or ../shared/data/cifar10 (the data-dependent
+checks are reported as failures if it is missing: CI always has it).
+Prints one line per check and ends with "ref_cli: N passed, M failed".
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import st_np  # noqa: E402
+import torch_zoo  # noqa: E402
+
+XBAR = os.environ.get("XBAR_BIN", os.path.join(ROOT, "build", "xbar"))
+DATA = os.environ.get("XBAR_DATA", os.path.join(ROOT, "..", "shared", "data", "cifar10"))
+N_PASS = N_FAIL = 0
+
+
+def check(name, ok, detail=""):
+    global N_PASS, N_FAIL
+    N_PASS += bool(ok)
+    N_FAIL += not ok
+    print(f"{'PASS' if ok else 'FAIL'}  {name}{': ' + detail if detail else ''}", flush=True)
+    return ok
+
+
+def xbar(*args, timeout=600):
+    r = subprocess.run([XBAR] + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=timeout, env=dict(os.environ, OMP_NUM_THREADS="2"))
+    return r.returncode, r.stdout, r.stderr
+
+
+def expect_error(name, args, needles, code=None):
+    """The command must fail cleanly (exit 1 or 2, not a signal) and its stderr contain every needle."""
+    rc, out, err = xbar(*args)
+    msg = err.strip().splitlines()[-1] if err.strip() else ""
+    bad = [n for n in needles if n not in err]
+    crashed = rc < 0 or rc > 2 or "AddressSanitizer" in err or "internal error" in err
+    ok = rc != 0 and not crashed and not bad and (code is None or rc == code)
+    check(f"error: {name}", ok, f"exit {rc}, '{msg[:150]}'" + (f"; missing {bad}" if bad else ""))
+
+
+def main():
+    if not os.access(XBAR, os.X_OK):
+        check("xbar binary exists", False, f"{XBAR} not found: run make")
+        print(f"ref_cli: {N_PASS} passed, {N_FAIL} failed")
+        return 1
+    have_data = os.path.isfile(os.path.join(DATA, "test_batch.bin"))
+    d = tempfile.mkdtemp(prefix="ref_cli-")
+    try:
+        # ---- usage errors (exit 2) ------------------------------------------------------------
+        expect_error("no command", [], ["usage"], code=2)
+        expect_error("unknown command", ["frobnicate"], ["frobnicate", "xbar help"], code=2)
+        expect_error("unknown flag", ["train", "--epoch", "3"], ["--epoch", "--help"], code=2)
+        expect_error("out of range", ["train", "--epochs", "0"], ["--epochs", "range"], code=2)
+        expect_error("not a number", ["train", "--lr", "fast"], ["--lr", "fast"], code=2)
+        expect_error("bad choice", ["train", "--optimizer", "lion"], ["lion", "sgd|adam|adamw"], code=2)
+        expect_error("missing required", ["eval", "--model", "resnet20"], ["--weights", "required"], code=2)
+        rc, out, err = xbar("train", "--help")
+        check("train --help lists flags with defaults and ranges", rc == 0 and "--schedule" in out and
+              "default 128" in out and "range" in out)
+
+        # ---- configs --------------------------------------------------------------------------
+        expect_error("unknown zoo model", ["info", "--model", "resnet21"], ["resnet21", "resnet20", "HINT"])
+        bad = os.path.join(d, "bad.cfg")
+        with open(bad, "w") as f:
+            f.write("[net]\ninput = 3x32x32\nclasses = 10\n[conv2d c]\nout_channels = 8\nkernel = 3\nstide = 2\n"
+                    "[gap g]\n[linear fc]\nout_features = 10\n")
+        expect_error("unknown key in a .cfg", ["info", "--model", bad], ["bad.cfg:7", "stide"])
+        expect_error("missing .cfg", ["info", "--model", os.path.join(d, "none.cfg")], ["none.cfg"])
+
+        # ---- weights --------------------------------------------------------------------------
+        torch.manual_seed(0)
+        twin = torch_zoo.build("resnet20")
+        for m in twin.modules():  # non-trivial running statistics, so eval mode is really tested
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+        w = os.path.join(d, "r20.safetensors")
+        torch_zoo.save_weights(twin, w)
+        raw = open(w, "rb").read()
+        trunc = os.path.join(d, "trunc.safetensors")
+        open(trunc, "wb").write(raw[: len(raw) // 2])
+        corrupt = os.path.join(d, "corrupt.safetensors")
+        open(corrupt, "wb").write(raw[:8] + b"{not json" + raw[17:])
+        x = np.random.default_rng(0).standard_normal((5, 3, 32, 32)).astype(np.float32)
+        xp = os.path.join(d, "x.npy")
+        np.save(xp, x)
+        yp = os.path.join(d, "y.npy")
+        for name, path, needles in [("truncated weights", trunc, ["trunc.safetensors"]),
+                                    ("corrupt weights", corrupt, ["corrupt.safetensors"]),
+                                    ("missing weights", os.path.join(d, "none.safetensors"), ["none.safetensors"])]:
+            expect_error(name, ["infer", "--model", "resnet20", "--weights", path, "--input", xp, "--out", yp], needles)
+        lenet = os.path.join(d, "lenet.safetensors")
+        torch_zoo.save_weights(torch_zoo.build("lenet5"), lenet)
+        expect_error("weights of another model", ["infer", "--model", "resnet20", "--weights", lenet, "--input", xp,
+                                                  "--out", yp], ["lenet.safetensors", "HINT"])
+        sd = st_np.load(w)
+        sd["layer2.0.conv1.weight"] = sd["layer2.0.conv1.weight"][:, :8]
+        wrong = os.path.join(d, "wrongshape.safetensors")
+        st_np.save(wrong, sd)
+        expect_error("a tensor of the wrong shape", ["infer", "--model", "resnet20", "--weights", wrong, "--input", xp,
+                                                     "--out", yp], ["wrongshape.safetensors", "layer2.0.conv1.weight"])
+
+        # ---- arrays ----------------------------------------------------------------------------
+        np.save(os.path.join(d, "x64.npy"), x.astype(np.float64))
+        expect_error("float64 input", ["infer", "--model", "resnet20", "--weights", w, "--input",
+                                       os.path.join(d, "x64.npy"), "--out", yp], ["x64.npy", "float32"])
+        np.save(os.path.join(d, "xs.npy"), x[:, :, :16])
+        expect_error("wrong image size", ["infer", "--model", "resnet20", "--weights", w, "--input",
+                                          os.path.join(d, "xs.npy"), "--out", yp], ["xs.npy", "32"])
+        rawx = open(xp, "rb").read()
+        open(os.path.join(d, "xt.npy"), "wb").write(rawx[:-100])
+        expect_error("truncated .npy", ["infer", "--model", "resnet20", "--weights", w, "--input",
+                                        os.path.join(d, "xt.npy"), "--out", yp], ["xt.npy"])
+
+        # ---- end to end: PyTorch weights -> xbar infer == PyTorch eval -------------------------
+        rc, out, err = xbar("infer", "--model", "resnet20", "--weights", w, "--input", xp, "--out", yp)
+        if check("infer with PyTorch-exported weights runs", rc == 0, err.strip()[-200:]):
+            got = np.load(yp)
+            twin.eval()
+            with torch.no_grad():
+                ref = twin(torch.from_numpy(x)).numpy()
+            e = float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
+            check("infer logits == PyTorch eval logits", got.shape == ref.shape and e <= 1e-4,
+                  f"shape {got.shape}, max rel err {e:.2e}")
+        rc, out, err = xbar("info", "--model", "resnet20", "--json")
+        try:
+            j = json.loads(out)
+            check("info --json", rc == 0 and j["params"] == 269722 and len(j["layers"]) > 20, f"{j['params']} params")
+        except (ValueError, KeyError) as ex:
+            check("info --json", False, str(ex))
+
+        # ---- data ------------------------------------------------------------------------------
+        expect_error("no CIFAR directory", ["train", "--data", os.path.join(d, "nodata"), "--steps", "1"],
+                     ["nodata", "CIFAR-10"])
+        if not check("CIFAR-10 present for the data checks", have_data, DATA):
+            return 1
+        bad_data = os.path.join(d, "badcifar")
+        os.makedirs(bad_data)
+        for fn in os.listdir(DATA):
+            if fn.endswith(".bin"):
+                os.symlink(os.path.join(os.path.abspath(DATA), fn), os.path.join(bad_data, fn))
+        os.remove(os.path.join(bad_data, "test_batch.bin"))
+        tb = open(os.path.join(DATA, "test_batch.bin"), "rb").read()
+        open(os.path.join(bad_data, "test_batch.bin"), "wb").write(tb[:-1000])
+        expect_error("truncated CIFAR file", ["eval", "--model", "resnet20", "--weights", w, "--data", bad_data],
+                     ["test_batch.bin"])
+        rc, out, err = xbar("eval", "--model", "resnet20", "--weights", w, "--data", DATA, "--limit", "256", "--json",
+                            "--quiet")
+        try:
+            j = json.loads(out)
+            check("eval --json", rc == 0 and j["images"] == 256 and 0 <= j["accuracy"] <= 1, out.strip()[:120])
+        except ValueError as ex:
+            check("eval --json", False, f"{ex}: {out[:200]} {err[-200:]}")
+        run = os.path.join(d, "run")
+        rc, out, err = xbar("train", "--model", "lenet5", "--data", DATA, "--train-limit", "512", "--batch", "64",
+                            "--epochs", "2", "--steps", "5", "--out", run, "--json", "--quiet")
+        ck = os.path.join(run, "checkpoint.safetensors")
+        check("train --steps writes weights and a checkpoint", rc == 0 and os.path.isfile(ck) and
+              os.path.isfile(os.path.join(run, "weights.safetensors")), err.strip()[-200:])
+        rc, out, err = xbar("train", "--model", "lenet5", "--data", DATA, "--train-limit", "512", "--batch", "64",
+                            "--epochs", "2", "--out", run, "--json", "--quiet", "--resume", ck, "--eval-limit", "256")
+        lines = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+        check("train --resume finishes the run", rc == 0 and lines and lines[-1]["steps"] == 16 and
+              lines[-1]["epochs"] == 2, out.strip()[-200:] + err.strip()[-200:])
+        expect_error("weights given as a checkpoint", ["train", "--model", "lenet5", "--data", DATA, "--train-limit",
+                                                        "512", "--batch", "64", "--epochs", "2", "--out", run,
+                                                        "--resume", os.path.join(run, "weights.safetensors")],
+                     ["weights.safetensors", "checkpoint"])
+        expect_error("resume with another batch size", ["train", "--model", "lenet5", "--data", DATA, "--train-limit",
+                                                         "512", "--batch", "32", "--epochs", "2", "--out", run,
+                                                         "--resume", ck], ["--batch"])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    rc = main()
+    print(f"ref_cli: {N_PASS} passed, {N_FAIL} failed")
+    sys.exit(1 if (N_FAIL or rc) else 0)
