@@ -144,6 +144,36 @@ static void test_ideal_equals_software(void **state) {
     xb_model_free(m);
 }
 
+/* grouped convolutions: one set of tiles per group */
+static void test_grouped_conv(void **state) {
+    (void)state;
+    static const char cfg[] = "[net]\nname = grouped\ninput = 4x8x8\nclasses = 10\n[conv2d c1]\nout_channels = 6\n"
+                              "kernel = 3\npadding = 1\ngroups = 2\n[relu r1]\n[conv2d c2]\nout_channels = 8\nkernel = 3\n"
+                              "groups = 2\n[relu r2]\n[flatten f]\n[linear fc]\nout_features = 10\n";
+    char path[512];
+    xbt_path(path, sizeof path, "grouped.cfg");
+    xbt_write_file(path, cfg, strlen(cfg));
+    xb_model *m = model_(path, 3);
+    const int n = 7;
+    float *x = images_(m, n, 80), *ys = forward_sw_(m, n, x);
+    xb_hw hw = hw_("[tile]\nrows = 8\ncols = 4\n[mapping]\nscheme = offset\n");
+    xb_xnet *xn = xnet_(&hw, m, 1);
+    xb_xlayer_stats s;
+    xb_xnet_layer_stats(xn, 0, &s);
+    assert_int_equal(s.groups, 2);
+    assert_int_equal(s.rows_out, 3);
+    assert_int_equal(s.k, 18);
+    assert_int_equal(s.tiles, 2 * 3 * 1); /* per group: ceil(18/8) row tiles x ceil(3/3) column tiles */
+    assert_non_null(xb_xnet_effective_weights(xn, 0, 1));
+    float *yh = forward_hw_(xn, m, n, x);
+    CHECK_CLOSE("grouped conv", yh, ys, n * 10, 1e-5);
+    free(yh);
+    xb_xnet_free(xn);
+    free(x);
+    free(ys);
+    xb_model_free(m);
+}
+
 /* ---- bit slicing and bit-serial inputs are exact with ideal devices ----------------------------- */
 
 /* reference quantized weight: s * rint(u qmax) / qmax */
@@ -787,6 +817,7 @@ static void test_xeval(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ideal_equals_software),
+        cmocka_unit_test(test_grouped_conv),
         cmocka_unit_test(test_bit_slicing_exact),
         cmocka_unit_test(test_bit_serial_exact),
         cmocka_unit_test(test_differential_offset_equivalence),

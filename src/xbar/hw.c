@@ -89,8 +89,8 @@ xb_status xb_hw_validate(const xb_hw *h) {
             BAD("%s: [mapping] bits_per_cell = %d needs weight_bits > 0. HINT: give weight_bits (the total weight "
                 "precision) too, or use levels = N for unsliced cells with N conductance levels", p, h->bits_per_cell);
         if (h->levels == 1 || h->levels < 0)
-            BAD("%s: [mapping] levels = %d; a cell needs at least 2 levels. HINT: 0 means continuous conductances", p,
-                h->levels);
+            BAD("%s: [mapping] levels = %d; a cell needs at least 2 levels. HINT: leave levels out for continuous "
+                "conductances", p, h->levels);
         if (h->scheme == XB_SCHEME_OFFSET && h->levels == 2)
             BAD("%s: [mapping] the offset scheme with 2 levels cannot represent both signs. HINT: use levels >= 3, "
                 "or scheme = differential", p);
