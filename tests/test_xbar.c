@@ -215,7 +215,7 @@ static void test_bit_serial_exact(void **state) {
      * 1/(2^d-1) code units; an ADC with that step (full scale = top code * g_unit * v_read / (2^d-1))
      * reads them exactly */
     const char *inp = "[input]\nv_read_v = 0.2\ninput_range = fixed\ninput_full_scale = 3.0\n";
-    char dbase[512], ocol[512], odig[512], cfg[8][1024];
+    char dbase[512], ocol[512], odig[512], cfg[9][1024];
     snprintf(dbase, sizeof dbase, "[tile]\nrows = 16\ncols = 16\n[mapping]\ng_min_s = 0\ng_max_s = 3e-6\n"
              "weight_bits = 8\nbits_per_cell = 2\n%s", inp);
     /* offset with 9-bit weights (qmax 255, as the 8-bit differential magnitude) in 3-bit cells */
@@ -244,6 +244,9 @@ static void test_bit_serial_exact(void **state) {
     /* 6: offset, reference column, column ADC, 4-bit DAC passes */
     snprintf(cfg[6], sizeof cfg[6], "%sdac_bits = 4\nbit_serial = true\ninput_bits = 8\n[output]\nadc_bits = 13\n"
              "adc_signal = column\nadc_range = fixed\nadc_full_scale_a = %.17g\n", ocol, 8191 * 1e-6 * 0.2 / 15);
+    /* 8: offset, digital reference, difference ADC */
+    snprintf(cfg[8], sizeof cfg[8], "%s%s[output]\nadc_bits = 12\nadc_range = fixed\nadc_full_scale_a = %.17g\n",
+             odig, serial1, 2047 * 1e-6 * 0.2);
     /* 7: one 8-bit DAC pass (not bit-serial) through a 16-bit ADC */
     snprintf(cfg[7], sizeof cfg[7], "%sdac_bits = 8\n[output]\nadc_bits = 16\nadc_range = fixed\n"
              "adc_full_scale_a = %.17g\n", dbase, 32767 * 1e-6 * 0.2 / 255);
@@ -259,7 +262,7 @@ static void test_bit_serial_exact(void **state) {
         for (int i = 0; i < 5; i++)
             if (i != L) snprintf(h0.digital[h0.n_digital++], sizeof h0.digital[0], "%s", names[i]);
         float *y0 = forward_cfg_(&h0, m, n, x, 1);
-        for (int c = 1; c < 8; c++) {
+        for (int c = 1; c < 9; c++) {
             xb_hw hw = hw_(cfg[c]);
             hw.n_digital = h0.n_digital;
             memcpy(hw.digital, h0.digital, sizeof hw.digital);
