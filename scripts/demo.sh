@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-resnet20}
-EPOCHS=${EPOCHS:-2}
+EPOCHS=${EPOCHS:-1}
 OUT=${OUT:-runs/demo}
 data=()
 [ -n "${DATA:-}" ] && data=(--data "$DATA")
