@@ -507,16 +507,20 @@ static void noise_add_(int64_t n, const float *var, float *sig, float *z, int zn
  * (so the sample does not depend on the thread count), and the exact maximum. */
 typedef struct cal_ { float *buf; int64_t n, cap, stride, cnt; float maxabs; } cal_;
 static void cal_add_(cal_ *c, const float *v, int64_t n) {
-    float mx = c->maxabs;
-    for (int64_t i = 0; i < n; i++) {
-        float a = fabsf(v[i]);
-        mx = a > mx ? a : mx;
-        if (++c->cnt >= c->stride) {
-            c->cnt = 0;
-            if (c->n < c->cap) c->buf[c->n++] = a;
+    float m[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) {
+            float a = fabsf(v[i + j]);
+            m[j] = a > m[j] ? a : m[j];
         }
-    }
+    float mx = c->maxabs;
+    for (; i < n; i++) mx = fabsf(v[i]) > mx ? fabsf(v[i]) : mx;
+    for (int j = 0; j < 16; j++) mx = m[j] > mx ? m[j] : mx;
     c->maxabs = mx;
+    /* every stride-th value, counting on from the previous call: positions with (cnt + i + 1) % stride == 0 */
+    for (i = c->stride - 1 - c->cnt; i < n && c->n < c->cap; i += c->stride) c->buf[c->n++] = fabsf(v[i]);
+    c->cnt = (c->cnt + n) % c->stride;
 }
 
 /* Merges the chunks' samples (slot ci at buf + ci*slot, n[ci] values) and takes the percentile. */
@@ -625,20 +629,40 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
             }
         for (int pass = 0; pass < npass; pass++) {
             /* DAC: input planes Xp (m x P*nc), plane p in columns p*nc .. p*nc+nc-1 */
+            const int split = hw->signed_inputs == XB_SIGNED_SPLIT;
+            const float inv_dmax = 1.0f / dmax;
+            int64_t dclip = 0;
             for (int i = 0; i < m; i++) {
                 const float *xr = x + (size_t)(i0 + i) * ncols + c0;
                 float *row = Xp + (size_t)i * PN;
+                if (!dac) {
+                    for (int c = 0; c < nc; c++) {
+                        float v = xr[c] / xm;
+                        row[c] = !split ? v : pass ? (v < 0 ? v : 0) * -1.0f : (v > 0 ? v : 0);
+                    }
+                    continue;
+                }
+                /* signed code (sign x magnitude) in csum as scratch, then one vector loop per plane */
                 for (int c = 0; c < nc; c++) {
-                    float v = xr[c] / xm, a, sg = 1.0f;
-                    if (hw->signed_inputs == XB_SIGNED_SPLIT) a = pass ? (v < 0 ? -v : 0) : (v > 0 ? v : 0);
-                    else { a = fabsf(v); sg = v < 0 ? -1.0f : 1.0f; }
-                    if (!dac) { row[c] = sg * a; continue; }
+                    float v = xr[c] / xm;
+                    float a = split ? (pass ? (v < 0 ? -v : 0) : (v > 0 ? v : 0)) : fabsf(v);
                     float q = rintf(a * top);
-                    if (q > top) { q = top; cs->dac_clip++; }
-                    unsigned code = (unsigned)q;
-                    for (int p = 0; p < P; p++) row[(size_t)p * nc + c] = sg * (float)((code >> (d * p)) & dmask) / dmax;
+                    dclip += q > top;
+                    q = q > top ? top : q;
+                    csum[c] = (!split && v < 0) ? -q : q;
+                }
+                for (int p = 0; p < P; p++) {
+                    float *rp = row + (size_t)p * nc;
+                    const int sh = d * p;
+                    for (int c = 0; c < nc; c++) {
+                        float q = csum[c];
+                        unsigned code = (unsigned)fabsf(q);
+                        float dg = (float)((code >> sh) & dmask) * inv_dmax;
+                        rp[c] = q < 0 ? -dg : dg;
+                    }
                 }
             }
+            cs->dac_clip += dclip;
             if (dac) cs->dac_conv += (int64_t)m * nc;
             if (l->noise)
                 for (int64_t i = 0; i < (int64_t)m * PN; i++) X2[i] = Xp[i] * Xp[i];
