@@ -11,6 +11,7 @@
  * with numpy's spare room for the growth axis) and is atomic: path.tmp, fsync, rename.
  */
 #include "xbar.h"
+#include "core/io_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,29 +39,6 @@ static const char npy_magic[NPY_MAGIC_LEN] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
 
 /* Reads exactly n bytes at offset off; returns the number read (less than n at end of file or on
  * error, with errno set in the latter case). */
-static size_t npy_pread_(int fd, void *buf, size_t n, int64_t off) {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + (int64_t)got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    return got;
-}
-
-/* Writes a printable excerpt of the header (at most 100 characters, non-printables as \xNN). */
-static const char *npy_excerpt_(const char *h, size_t len, char *buf, size_t n) {
-    size_t o = 0;
-    for (size_t i = 0; i < len && i < 100 && o + 5 < n; i++) {
-        unsigned char c = (unsigned char)h[i];
-        if (c >= 0x20 && c < 0x7f) buf[o++] = (char)c;
-        else o += (size_t)snprintf(buf + o, n - o, "\\x%02x", c);
-    }
-    if (len > 100 && o + 4 < n) { memcpy(buf + o, "...", 3); o += 3; }
-    buf[o < n ? o : n - 1] = 0;
-    return buf;
-}
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Header dict parser                                                                                */
@@ -93,7 +71,7 @@ static int npy_peek_(const npy_parser *p) { return p->pos < p->len ? (unsigned c
 static xb_status npy_syntax_(const npy_parser *p, const char *what) {
     char ex[512];
     return xb_errorf(XB_ERR_FORMAT, "%s: header: malformed dict at character %zu: %s (header: %s). %s",
-                     p->path, p->pos, what, npy_excerpt_(p->text, p->len, ex, sizeof ex), NPY_HINT_RESAVE);
+                     p->path, p->pos, what, xb_excerpt(p->text, p->len, 100, ex, sizeof ex), NPY_HINT_RESAVE);
 }
 
 /* A Python string literal in single or double quotes without escapes, copied into out (size n). */
@@ -278,7 +256,7 @@ xb_status xb_npy_load(const char *path, xb_tensor *out) {
 
     /* preamble: magic, version, header length (2 bytes in 1.0, 4 bytes in 2.0 and 3.0) */
     unsigned char pre[12];
-    size_t got = npy_pread_(fd, pre, fsize < 12 ? (size_t)fsize : 12, 0);
+    size_t got = xb_pread_full(fd, pre, fsize < 12 ? (size_t)fsize : 12, 0);
     if ((int64_t)got != (fsize < 12 ? fsize : 12)) {
         st = xb_errorf(XB_ERR_IO, "%s: read error: %s. HINT: check the file", path, strerror(errno));
         goto done;
@@ -320,7 +298,7 @@ xb_status xb_npy_load(const char *path, xb_tensor *out) {
         goto done;
     }
     text = xb_malloc(hlen + 1);
-    if (npy_pread_(fd, text, hlen, (int64_t)pre_len) != hlen) {
+    if (xb_pread_full(fd, text, hlen, (int64_t)pre_len) != hlen) {
         st = xb_errorf(XB_ERR_IO, "%s: header: read error: %s. HINT: check the file", path, strerror(errno));
         goto done;
     }
@@ -362,7 +340,7 @@ xb_status xb_npy_load(const char *path, xb_tensor *out) {
     xb_tensor t = {.dtype = h.dtype, .ndim = h.ndim, .owner = 1};
     memcpy(t.shape, h.shape, sizeof t.shape);
     t.data = xb_malloc((size_t)nbytes);
-    if (npy_pread_(fd, t.data, (size_t)nbytes, data_off) != (size_t)nbytes) {
+    if (xb_pread_full(fd, t.data, (size_t)nbytes, data_off) != (size_t)nbytes) {
         st = xb_errorf(XB_ERR_IO, "%s: data: read error or file shrank while reading: %s. HINT: check the file",
                        path, strerror(errno));
         xb_tensor_free(&t);

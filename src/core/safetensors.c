@@ -12,6 +12,7 @@
  * What it deliberately is not: no memory mapping, no lazy loading, no F16/BF16 conversion.
  */
 #include "xbar.h"
+#include "core/io_util.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -62,29 +63,6 @@ static char *st_strdup_(const char *s) {
     return d;
 }
 
-static size_t st_pread_(int fd, void *buf, size_t n, int64_t off) {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + (int64_t)got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    return got;
-}
-
-/* A printable excerpt (at most 60 characters) of s, for messages. */
-static const char *st_excerpt_(const char *s, size_t len, char *buf, size_t n) {
-    size_t o = 0;
-    for (size_t i = 0; i < len && i < 60 && o + 5 < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f) buf[o++] = (char)c;
-        else o += (size_t)snprintf(buf + o, n - o, "\\x%02x", c);
-    }
-    if (len > 60 && o + 4 < n) { memcpy(buf + o, "...", 3); o += 3; }
-    buf[o < n ? o : n - 1] = 0;
-    return buf;
-}
 
 /* A JSON number that is an exact non-negative integer <= 2^53. */
 static int st_get_uint_(const cJSON *j, int64_t *out) {
@@ -190,7 +168,7 @@ static xb_status st_parse_dtype_(const char *path, const char *name, const cJSON
                              "state_dict.items()}", path, name, j->valuestring);
     char ex[128];
     return xb_errorf(XB_ERR_FORMAT, "%s: tensor '%s': unknown dtype \"%s\". %s", path, name,
-                     st_excerpt_(j->valuestring, strlen(j->valuestring), ex, sizeof ex), ST_HINT_REWRITE);
+                     xb_excerpt(j->valuestring, strlen(j->valuestring), 60, ex, sizeof ex), ST_HINT_REWRITE);
 }
 
 /* Validates one tensor entry of the header and fills info (no allocation). */
@@ -352,7 +330,7 @@ xb_status xb_st_load(const char *path, xb_safetensors *out) {
     }
     int64_t fsize = (int64_t)sb.st_size;
     unsigned char lenb[8];
-    if (fsize < 8 || st_pread_(fd, lenb, 8, 0) != 8) {
+    if (fsize < 8 || xb_pread_full(fd, lenb, 8, 0) != 8) {
         st = xb_errorf(XB_ERR_FORMAT, "%s: header length: the file has %" PRId64 " bytes, fewer than the 8-byte "
                        "header length. HINT: the file is truncated or not a safetensors file", path, fsize);
         goto done;
@@ -370,7 +348,7 @@ xb_status xb_st_load(const char *path, xb_safetensors *out) {
         goto done;
     }
     text = st_realloc_(NULL, hlen + 1);
-    if (st_pread_(fd, text, hlen, 8) != hlen) {
+    if (xb_pread_full(fd, text, hlen, 8) != hlen) {
         st = xb_errorf(XB_ERR_IO, "%s: header: read error: %s. HINT: check the file", path, strerror(errno));
         goto done;
     }
@@ -378,7 +356,7 @@ xb_status xb_st_load(const char *path, xb_safetensors *out) {
     char ex[512];
     if (text[0] != '{') {
         st = xb_errorf(XB_ERR_FORMAT, "%s: header: does not start with '{' (starts \"%s\"). HINT: the file is "
-                       "not a safetensors file", path, st_excerpt_(text, hlen, ex, sizeof ex));
+                       "not a safetensors file", path, xb_excerpt(text, hlen, 60, ex, sizeof ex));
         goto done;
     }
     const char *end = NULL;
@@ -386,7 +364,7 @@ xb_status xb_st_load(const char *path, xb_safetensors *out) {
     if (!root) {
         size_t at = end && end >= text && end <= text + hlen ? (size_t)(end - text) : 0;
         st = xb_errorf(XB_ERR_FORMAT, "%s: header: invalid JSON at byte %zu (near \"%s\"). %s", path, at,
-                       st_excerpt_(text + at, hlen - at, ex, sizeof ex), ST_HINT_REWRITE);
+                       xb_excerpt(text + at, hlen - at, 60, ex, sizeof ex), ST_HINT_REWRITE);
         goto done;
     }
     for (const char *p = end; p < text + hlen; p++)
@@ -394,7 +372,7 @@ xb_status xb_st_load(const char *path, xb_safetensors *out) {
             size_t at = (size_t)(p - text);
             st = xb_errorf(XB_ERR_FORMAT, "%s: header: unexpected bytes after the JSON object at byte %zu (\"%s\"); "
                            "only space padding may follow it. %s", path, at,
-                           st_excerpt_(p, hlen - at, ex, sizeof ex), ST_HINT_REWRITE);
+                           xb_excerpt(p, hlen - at, 60, ex, sizeof ex), ST_HINT_REWRITE);
             goto done;
         }
     int64_t data_off = 8 + (int64_t)hlen, data_len = fsize - data_off;
@@ -411,7 +389,7 @@ xb_status xb_st_load(const char *path, xb_safetensors *out) {
         out->e[i].name = st_strdup_(in->name);
         out->e[i].t = t;
         out->n = i + 1;
-        if (st_pread_(fd, t.data, nb, data_off + in->begin) != nb) {
+        if (xb_pread_full(fd, t.data, nb, data_off + in->begin) != nb) {
             st = xb_errorf(XB_ERR_IO, "%s: tensor '%s': read error or the file shrank while reading: %s. HINT: "
                            "check the file", path, in->name, strerror(errno));
             goto done;
