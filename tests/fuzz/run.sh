@@ -37,7 +37,7 @@ rm -f "$B/.probe"
 # No -fopenmp: the batcher's pragma is ignored, so runs are single-threaded and reproducible.
 FLAGS=(-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -Wall -Wextra -Wno-unused-parameter -Iinclude -Isrc -I/usr/include/cjson)
-CORE=(src/core/status.c src/core/tensor.c src/core/rng.c)
+CORE=(src/core/status.c src/core/tensor.c src/core/rng.c src/core/io_util.c)
 declare -A SRCS=(
   [npy]="src/core/npy.c"
   [safetensors]="src/core/safetensors.c"
