@@ -151,7 +151,7 @@ const char *xb_solver_kind_name(xb_solver_kind s);
 /* and 0 where it was clipped; xb_quant_ste_grad applies exactly that.                               */
 /* ------------------------------------------------------------------------------------------------ */
 
-/* step * clamp(round(x / step), lo_code, hi_code).  *clipped (may be NULL) += 1 when clamped. */
+/* step * clamp(rint(x / step), lo_code, hi_code).  *clipped (may be NULL) += 1 when clamped. */
 double xb_quant_uniform_ref(double x, double step, double lo_code, double hi_code, int *clipped);
 /* Vector version into y (may alias x); returns the number of clipped elements. */
 int64_t xb_quant_uniform(int64_t n, const float *x, float step, float lo_code, float hi_code, float *y);
@@ -160,12 +160,12 @@ void xb_quant_ste_grad(int64_t n, const float *x, float step, float lo_code, flo
                        float *dx);
 /* DAC: input in [0, full_scale] -> code/(2^bits - 1) * full_scale, code in [0, 2^bits - 1]. */
 double xb_quant_dac_ref(double x, int bits, double full_scale, int *clipped);
-/* ADC of a current: unsigned: code = clamp(round(i/fs * (2^b-1)), 0, 2^b-1); signed (b >= 2):
- * code = clamp(round(i/fs * (2^(b-1)-1)), -(2^(b-1)-1), 2^(b-1)-1).  Returns code * fs/(max code). */
+/* ADC of a current: unsigned: code = clamp(rint(i/fs * (2^b-1)), 0, 2^b-1); signed (b >= 2):
+ * code = clamp(rint(i/fs * (2^(b-1)-1)), -(2^(b-1)-1), 2^(b-1)-1).  Returns code * fs/(max code). */
 double xb_quant_adc_ref(double i, int bits, double full_scale, int is_signed, int *clipped);
-/* Finite conductance levels: u in [0,1] -> round(u (L-1)) / (L-1), clamped to [0,1]. */
+/* Finite conductance levels: u in [0,1] -> rint(u (L-1)) / (L-1), clamped to [0,1]. */
 double xb_quant_levels_ref(double u, int levels);
-/* n standard normal floats (ziggurat; exact in distribution, one rng draw each), for per-MVM noise. */
+/* n standard normal floats (ziggurat; exact in distribution, about one rng draw each), for read noise. */
 void xb_normal_fill(xb_rng *r, int64_t n, float *z);
 /* The p-th percentile (0 < p <= 100, nearest rank: the ceil(p/100 n)-th smallest) of |v|; p = 100 is
  * the maximum.  v is reordered. */
