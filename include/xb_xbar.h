@@ -270,7 +270,8 @@ xb_status xb_xnet_fold(xb_xnet *xn, int on);
 int xb_xnet_needs_calibration(const xb_xnet *xn);
 /* One forward of n NCHW images (attached or not; attaches for the call) in calibration mode: each
  * layer sets its input range and ADC full scale from these images, in layer order, so later layers
- * calibrate on hardware outputs.  Then resets statistics. */
+ * calibrate on hardware outputs.  Then resets statistics.  Plans the model for batch n (call
+ * xb_model_set_batch again before other batches); again after every xb_xnet_program. */
 xb_status xb_xnet_calibrate(xb_xnet *xn, int n, const float *x);
 void xb_xnet_reset_stats(xb_xnet *xn);
 /* Per mapped model layer (groups merged), in model order. */
