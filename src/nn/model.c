@@ -37,6 +37,9 @@ typedef struct node {
     xb_pool_desc pool;
     float eps, momentum, p_drop;
     int sc_pad_lo, sc_stride;
+    int fold_bn;              /* conv: index of the batchnorm it feeds alone (folded at inference), else -1 */
+    int folded;               /* batchnorm: filled by its convolution in this forward */
+    float *wfold;             /* conv with fold_bn: folded weights (cout*K) and bias (cout) */
     int64_t macs;
     /* runtime, (c, nmax, h, w) */
     float *y, *dy;
@@ -366,6 +369,16 @@ static xb_status build_model(xb_model *m, xb_ini *ini, uint64_t seed) {
                          "of [net] classes. HINT: end the model with a [linear] of out_features = %d",
                          ini->path, last->line, ltype_names[last->type], last->name, last->c, last->h, last->w,
                          m->classes, m->classes);
+    /* batchnorms that are their convolution's only consumer fold into it at inference */
+    for (int i = 0; i < m->n_nodes; i++) m->nodes[i].fold_bn = -1;
+    for (int i = 0; i < m->n_nodes; i++) {
+        node *bn = &m->nodes[i];
+        if (bn->type != L_BN || bn->in[0] < 0 || m->nodes[bn->in[0]].type != L_CONV) continue;
+        int users = 0;
+        for (int k = 0; k < m->n_nodes; k++)
+            for (int j = 0; j < m->nodes[k].n_in; j++) users += m->nodes[k].in[j] == bn->in[0];
+        if (users == 1) m->nodes[bn->in[0]].fold_bn = i;
+    }
     /* mapped layers */
     m->mapped_nodes = xb_calloc((size_t)m->n_nodes * sizeof(int));
     for (int i = 0; i < m->n_nodes; i++)
@@ -435,9 +448,9 @@ static void free_runtime(xb_model *m) {
     for (int i = 0; i < m->n_nodes; i++) {
         node *nd = &m->nodes[i];
         xb_free(nd->y); xb_free(nd->dy); xb_free(nd->save_mean); xb_free(nd->save_invstd);
-        xb_free(nd->argmax); xb_free(nd->mask);
+        xb_free(nd->argmax); xb_free(nd->mask); xb_free(nd->wfold);
         nd->y = nd->dy = nd->save_mean = nd->save_invstd = NULL;
-        nd->argmax = NULL; nd->mask = NULL;
+        nd->argmax = NULL; nd->mask = NULL; nd->wfold = NULL;
     }
     xb_free(m->xin); xb_free(m->ws);
     m->xin = m->ws = NULL;
@@ -569,6 +582,8 @@ xb_status xb_model_set_batch(xb_model *m, int max_batch) {
         }
         if (nd->type == L_MAXPOOL) nd->argmax = xb_malloc(node_size(nd, max_batch) * sizeof(int32_t));
         if (nd->type == L_DROPOUT) nd->mask = xb_malloc(node_size(nd, max_batch));
+        if (nd->type == L_CONV && nd->fold_bn >= 0)
+            nd->wfold = xb_malloc((size_t)(m->params[nd->p_w].numel + nd->c) * sizeof(float));
         if (nd->type == L_CONV) {
             size_t w = xb_conv2d_workspace(&nd->conv, max_batch);
             /* the matmul-hook path needs one group's im2col matrix */
@@ -608,6 +623,25 @@ static void conv_forward_hooked(xb_model *m, node *nd, int n, const float *x) {
             for (int64_t j = 0; j < cols; j++) nd->y[o * cols + j] += b[o];
 }
 
+/* Inference: conv followed by its own batchnorm as one convolution with W' = W s and
+ * b' = (b - running_mean) s + beta, s = gamma / sqrt(running_var + eps), written straight into the
+ * batchnorm's output.  Same result as the two layers up to float rounding. */
+static void conv_bn_folded(xb_model *m, node *nd, int n, const float *x) {
+    node *bn = &m->nodes[nd->fold_bn];
+    const xb_param *pw = &m->params[nd->p_w];
+    int64_t per = pw->numel / pw->shape[0];
+    const float *w = pp(m, nd->p_w), *b = pp(m, nd->p_b), *g = pp(m, bn->p_w), *beta = pp(m, bn->p_b);
+    const float *rm = bp(m, bn->p_rm), *rv = bp(m, bn->p_rv);
+    float *wf = nd->wfold, *bf = nd->wfold + pw->numel;
+    for (int o = 0; o < nd->c; o++) {
+        double sc = (double)g[o] / sqrt((double)rv[o] + (double)bn->eps);
+        for (int64_t k = 0; k < per; k++) wf[o * per + k] = (float)(w[o * per + k] * sc);
+        bf[o] = (float)(((b ? b[o] : 0.0) - rm[o]) * sc + beta[o]);
+    }
+    xb_conv2d_forward(&nd->conv, n, x, wf, bf, bn->y, m->ws);
+    bn->folded = 1;
+}
+
 xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out, xb_rng *rng) {
     XB_ASSERT(m->nmax > 0 && "call xb_model_set_batch first");
     if (n < 1 || n > m->nmax)
@@ -624,6 +658,7 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
         switch (nd->type) {
         case L_CONV:
             if (m->mm) conv_forward_hooked(m, nd, n, a);
+            else if (!m->training && nd->fold_bn >= 0) conv_bn_folded(m, nd, n, a);
             else xb_conv2d_forward(&nd->conv, n, a, pp(m, nd->p_w), pp(m, nd->p_b), nd->y, m->ws);
             break;
         case L_LINEAR:
@@ -638,6 +673,7 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
             }
             break;
         case L_BN:
+            if (nd->folded) { nd->folded = 0; break; } /* its convolution wrote nd->y */
             xb_batchnorm_forward(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), pp(m, nd->p_b),
                                  bp(m, nd->p_rm), bp(m, nd->p_rv), nd->momentum, nd->eps, m->training, nd->y,
                                  nd->save_mean, nd->save_invstd);
