@@ -108,7 +108,8 @@ typedef struct xb_hw {
     xb_range adc_range;
     double adc_full_scale_a;    /* fixed: full-scale current in amperes */
     double adc_percentile;      /* calibrated: percentile of |signal| per layer */
-    int calibration_images;     /* images used to calibrate input and ADC ranges */
+    int calibration_images;     /* images used to calibrate input and ADC ranges (and gains) */
+    int gain_calibration;       /* 1: a digital gain per layer, least squares against the float product */
     /* [circuit] */
     xb_circuit circuit;
     xb_solver_kind solver;
@@ -137,7 +138,8 @@ xb_status xb_hw_validate(const xb_hw *hw);
 void xb_hw_print(const xb_hw *hw, FILE *f, int json);
 /* 1 when nothing non-ideal is switched on (the float network is reproduced). */
 int xb_hw_is_ideal(const xb_hw *hw);
-/* 1 when ranges must be calibrated from data (DAC/ADC with input_range or adc_range = calibrated). */
+/* 1 when something is calibrated from data (DAC/ADC with input_range or adc_range = calibrated, or
+ * gain_calibration). */
 int xb_hw_needs_calibration(const xb_hw *hw);
 /* Names of the enum values as written in configs. */
 const char *xb_scheme_name(xb_scheme s);
@@ -237,6 +239,7 @@ typedef struct xb_xlayer_stats {
     double w_scale;            /* clip scale s (weight units) */
     double input_full_scale;   /* x_max (activation units; 0 when unused) */
     double adc_full_scale_a;   /* amperes (0: no ADC) */
+    double gain;               /* digital output gain (1 unless gain_calibration) */
     int64_t stuck_gmin, stuck_gmax, g_clipped;
     int64_t adc_conversions, adc_clipped;
     int64_t dac_conversions, dac_clipped;

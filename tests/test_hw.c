@@ -45,7 +45,7 @@ static const char full_cfg[] =
     "[input]\ndac_bits = 2\nbit_serial = true\ninput_bits = 8\nv_read_v = 0.25\nsigned_inputs = split\n"
     "input_range = fixed\ninput_full_scale = 3.5\ninput_percentile = 99\n"
     "[output]\nadc_bits = 6\nadc_signal = column\nadc_range = fixed\nadc_full_scale_a = 2e-5\nadc_percentile = 99.9\n"
-    "calibration_images = 64\n"
+    "calibration_images = 64\ngain_calibration = per_layer\n"
     "[circuit]\nr_wire_ohm = 2.5\nr_driver_ohm = 100\nr_sense_ohm = 50\nsolver = decoupled\n"
     "[device]\nvariation = gaussian\nvariation_sigma = 1e-7\nvariation_mode = absolute\nvariation_clip = range\n"
     "read_noise_sigma = 0.01\nread_noise_mode = relative\nstuck_at_gmin_rate = 0.01\nstuck_at_gmax_rate = 0.02\n"
@@ -82,7 +82,8 @@ static void test_full_config(void **state) {
     assert_int_equal(h.variation_mode, XB_NOISE_ABSOLUTE);
     assert_int_equal(h.variation_clip, XB_GCLIP_RANGE);
     assert_true(h.stuck_at_gmax_rate == 0.02 && h.drift_t_s == 3600 && h.drift_compensation);
-    assert_false(xb_hw_needs_calibration(&h));
+    assert_true(h.gain_calibration);
+    assert_true(xb_hw_needs_calibration(&h)); /* the gains */
 
     /* the printed config parses back to the same struct */
     char *buf = NULL;

@@ -715,6 +715,40 @@ static void test_parasitics(void **state) {
     assert_true(se < sw);
     xb_xnet_free(xe);
     xb_xnet_free(xd);
+    /* a digital gain per layer, calibrated on data, takes out most of the (gain-like) parasitic error */
+    const int n = 8;
+    float *x = images_(m, n, 90);
+    double err[2], gain0 = 0;
+    for (int g = 0; g < 2; g++) {
+        snprintf(text, sizeof text, "%sexact\n[output]\ngain_calibration = %s\n", base, g ? "per_layer" : "none");
+        xb_hw hw = hw_(text);
+        xb_xnet *xn = xnet_(&hw, m, 1);
+        assert_int_equal(xb_xnet_needs_calibration(xn), g);
+        float *y = forward_hw_(xn, m, n, x);
+        double e2 = 0, r2 = 0;
+        for (int i = 0; i < xb_xnet_n_layers(xn); i++) {
+            xb_xlayer_stats s;
+            xb_xnet_layer_stats(xn, i, &s);
+            e2 += s.err_sq;
+            r2 += s.ref_sq;
+            if (i == 0) gain0 = s.gain;
+            if (!g) assert_true(s.gain == 1);
+        }
+        err[g] = sqrt(e2 / r2);
+        free(y);
+        xb_xnet_free(xn);
+    }
+    if (!(gain0 > 1.05 && err[1] < 0.5 * err[0])) fail_msg("gain %.4f; error %.4f without, %.4f with", gain0, err[0], err[1]);
+    /* with ideal devices the gain is 1 */
+    xb_hw hi = hw_("[tile]\nrows = 16\ncols = 16\n[output]\ngain_calibration = per_layer\n");
+    xb_xnet *xi = xnet_(&hi, m, 1);
+    float *yi = forward_hw_(xi, m, n, x), *ys = forward_sw_(m, n, x);
+    CHECK_CLOSE("ideal with gains", yi, ys, n * 10, 1e-5);
+    xb_xlayer_stats si;
+    xb_xnet_layer_stats(xi, 2, &si);
+    assert_true(fabs(si.gain - 1) < 1e-5);
+    free(yi); free(ys); free(x);
+    xb_xnet_free(xi);
     xb_model_free(m);
 }
 

@@ -17,6 +17,7 @@ static const char *const adc_signal_names[] = {"difference", "column", NULL};
 static const char *const var_names[] = {"none", "gaussian", "lognormal", NULL};
 static const char *const mode_names[] = {"relative", "absolute", NULL};
 static const char *const gclip_names[] = {"zero", "range", NULL};
+static const char *const gain_names[] = {"none", "per_layer", NULL};
 static const char *const solver_names[] = {"exact", "decoupled", "cholmod", "none", NULL};
 
 _Static_assert(XB_SCHEME_COUNT == 2 && XB_LAYOUT_COUNT == 2 && XB_REF_COUNT == 2 && XB_WCLIP_COUNT == 2 &&
@@ -65,7 +66,7 @@ int xb_hw_is_ideal(const xb_hw *h) {
 
 int xb_hw_needs_calibration(const xb_hw *h) {
     return ((h->dac_bits > 0 || h->adc_bits > 0) && h->input_range == XB_RANGE_CALIBRATED) ||
-           (h->adc_bits > 0 && h->adc_range == XB_RANGE_CALIBRATED);
+           (h->adc_bits > 0 && h->adc_range == XB_RANGE_CALIBRATED) || h->gain_calibration;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -315,6 +316,7 @@ static xb_status parse_(xb_ini *ini, xb_hw *h) {
     TRY(xb_ini_double(ini, s, "adc_full_scale_a", 0, 0, 0, 1e3, &h->adc_full_scale_a));
     TRY(xb_ini_double(ini, s, "adc_percentile", 0, 100, 1e-9, 100, &h->adc_percentile));
     TRY(get_int_(ini, s, "calibration_images", 128, 1, 100000, &h->calibration_images));
+    TRY(get_enum_(ini, s, "gain_calibration", gain_names, 0, &h->gain_calibration));
 
     s = sec_(ini, "circuit");
     TRY(xb_ini_double(ini, s, "r_wire_ohm", 0, 0, 0, 1e9, &h->circuit.r_wire_ohm));
@@ -417,9 +419,9 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
                 signed_names[h->signed_inputs], in_range_names[h->input_range], h->input_full_scale,
                 h->input_percentile);
         fprintf(f, "\"output\":{\"adc_bits\":%d,\"adc_signal\":\"%s\",\"adc_range\":\"%s\",\"adc_full_scale_a\":%.9g,"
-                   "\"adc_percentile\":%.9g,\"calibration_images\":%d},",
+                   "\"adc_percentile\":%.9g,\"calibration_images\":%d,\"gain_calibration\":\"%s\"},",
                 h->adc_bits, adc_signal_names[h->adc_signal], adc_range_names[h->adc_range], h->adc_full_scale_a,
-                h->adc_percentile, h->calibration_images);
+                h->adc_percentile, h->calibration_images, gain_names[h->gain_calibration]);
         fprintf(f, "\"circuit\":{\"r_wire_ohm\":%.9g,\"r_driver_ohm\":%.9g,\"r_sense_ohm\":%.9g,\"solver\":\"%s\"},",
                 h->circuit.r_wire_ohm, h->circuit.r_driver_ohm, h->circuit.r_sense_ohm, solver_names[h->solver]);
         fprintf(f, "\"device\":{\"variation\":\"%s\",\"variation_sigma\":%.9g,\"variation_mode\":\"%s\","
@@ -449,9 +451,9 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
             h->dac_bits, h->bit_serial ? "true" : "false", h->input_bits, h->v_read_v, signed_names[h->signed_inputs],
             in_range_names[h->input_range], h->input_full_scale, h->input_percentile);
     fprintf(f, "\n[output]\nadc_bits = %d\nadc_signal = %s\nadc_range = %s\nadc_full_scale_a = %.9g\n"
-               "adc_percentile = %.9g\ncalibration_images = %d\n",
+               "adc_percentile = %.9g\ncalibration_images = %d\ngain_calibration = %s\n",
             h->adc_bits, adc_signal_names[h->adc_signal], adc_range_names[h->adc_range], h->adc_full_scale_a,
-            h->adc_percentile, h->calibration_images);
+            h->adc_percentile, h->calibration_images, gain_names[h->gain_calibration]);
     fprintf(f, "\n[circuit]\nr_wire_ohm = %.9g\nr_driver_ohm = %.9g\nr_sense_ohm = %.9g\nsolver = %s\n",
             h->circuit.r_wire_ohm, h->circuit.r_driver_ohm, h->circuit.r_sense_ohm, solver_names[h->solver]);
     fprintf(f, "\n[device]\nvariation = %s\nvariation_sigma = %.9g\nvariation_mode = %s\nvariation_clip = %s\n"

@@ -93,6 +93,7 @@ static void stats_add_(xb_xlayer_stats *a, const xb_xlayer_stats *s, int first) 
     a->err_sq += s->err_sq; a->ref_sq += s->ref_sq;
     a->program_s += s->program_s; a->forward_s += s->forward_s;
     a->input_full_scale += s->input_full_scale; a->adc_full_scale_a += s->adc_full_scale_a;
+    a->gain += s->gain;
 }
 
 xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, const xb_dataset *calib,
@@ -244,14 +245,14 @@ void xb_xeval_print(const xb_xeval_result *r, const xb_hw *hw, FILE *f, int json
                            "\"utilization\":%.6f,\"w_scale\":%.6g,\"input_full_scale\":%.6g,\"adc_full_scale_a\":%.6g,"
                            "\"stuck_gmin\":%.1f,\"stuck_gmax\":%.1f,\"g_clipped\":%.1f,\"adc_conversions\":%lld,"
                            "\"adc_clip_rate\":%.6g,\"dac_clip_rate\":%.6g,\"rel_error\":%.6g,\"program_s\":%.3f,"
-                           "\"forward_s\":%.3f",
+                           "\"forward_s\":%.3f,\"gain\":%.6g",
                         (long long)s->tiles, (long long)s->arrays, (long long)s->cells_used, (long long)s->cells_alloc,
                         ratio_((double)s->cells_used, (double)s->cells_alloc), s->w_scale, s->input_full_scale / K,
                         s->adc_full_scale_a / K, (double)s->stuck_gmin / K, (double)s->stuck_gmax / K,
                         (double)s->g_clipped / K, (long long)s->adc_conversions,
                         ratio_((double)s->adc_clipped, (double)s->adc_conversions),
                         ratio_((double)s->dac_clipped, (double)s->dac_conversions), sqrt(ratio_(s->err_sq, s->ref_sq)),
-                        s->program_s, s->forward_s);
+                        s->program_s, s->forward_s, s->gain / K);
             fprintf(f, "}");
         }
         fprintf(f, "]}\n");
@@ -273,8 +274,8 @@ void xb_xeval_print(const xb_xeval_result *r, const xb_hw *hw, FILE *f, int json
         fprintf(f, " = %.2fx the float evaluation (CPU time %.2fx)", per_seed / r->sw_seconds,
                 r->sw_cpu_s > 0 ? cpu_seed / r->sw_cpu_s : 0);
     }
-    fprintf(f, "\n\n%-22s %9s %6s %7s %6s %9s %9s %9s %10s %10s\n", "layer", "matrix", "tiles", "arrays", "util",
-            "adc_clip", "dac_clip", "rel_err", "x_max", "adc_fs_A");
+    fprintf(f, "\n\n%-22s %9s %6s %7s %6s %9s %9s %9s %10s %10s %7s\n", "layer", "matrix", "tiles", "arrays", "util",
+            "adc_clip", "dac_clip", "rel_err", "x_max", "adc_fs_A", "gain");
     for (int i = 0; i < r->n_layers; i++) {
         const xb_xlayer_stats *s = &r->layers[i];
         char mat[32];
@@ -283,10 +284,10 @@ void xb_xeval_print(const xb_xeval_result *r, const xb_hw *hw, FILE *f, int json
             fprintf(f, "%-22s %9s %s\n", s->name, mat, "  digital (float)");
             continue;
         }
-        fprintf(f, "%-22s %9s %6lld %7lld %5.1f%% %8.4f%% %8.4f%% %9.3e %10.4g %10.4g\n", s->name, mat,
+        fprintf(f, "%-22s %9s %6lld %7lld %5.1f%% %8.4f%% %8.4f%% %9.3e %10.4g %10.4g %7.4f\n", s->name, mat,
                 (long long)s->tiles, (long long)s->arrays, 100 * ratio_((double)s->cells_used, (double)s->cells_alloc),
                 100 * ratio_((double)s->adc_clipped, (double)s->adc_conversions),
                 100 * ratio_((double)s->dac_clipped, (double)s->dac_conversions), sqrt(ratio_(s->err_sq, s->ref_sq)),
-                s->input_full_scale / K, s->adc_full_scale_a / K);
+                s->input_full_scale / K, s->adc_full_scale_a / K, s->gain / K);
     }
 }

@@ -39,7 +39,7 @@ typedef struct xlayer {
     int rows_out, k;
     xb_map_geom g;
     int ntype, tiled, noise;
-    double s, comp, coef[XB_MAX_SLICES];
+    double s, comp, gain, coef[XB_MAX_SLICES];
     /* fast path (weight units) */
     float *weff, *vnoise, *vref;
     /* tiled path (code units), slices stacked: row t*rows_out + j of D is slice t of output j.
@@ -64,7 +64,7 @@ struct xb_xnet {
     xb_solve_plan *plan;
     int parasitic, nthreads, attached, calibrating, programmed, foldable, folded;
     float *wsave;                 /* float weights of the mapped layers while folded */
-    int planes, in_bits, need_x, need_fs;
+    int planes, in_bits, need_x, need_fs, need_gain;
     size_t tbuf_floats;
     float *tbuf, *refbuf, *cal;
     size_t ws_bytes, arr_doubles;
@@ -141,6 +141,7 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
     int quant_in = hw->dac_bits > 0, adc = hw->adc_bits > 0;
     xn->need_x = (quant_in || adc) && hw->input_range == XB_RANGE_CALIBRATED;
     xn->need_fs = adc && hw->adc_range == XB_RANGE_CALIBRATED;
+    xn->need_gain = hw->gain_calibration;
     xn->parasitic = hw->solver != XB_SOLVER_NONE &&
                     (hw->circuit.r_wire_ohm > 0 || hw->circuit.r_driver_ohm > 0 || hw->circuit.r_sense_ohm > 0);
     /* count xlayers (one per mapped layer and convolution group) */
@@ -290,6 +291,8 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
                      (size_t)l->group * l->rows_out * l->k;
     l->s = xb_map_scale(hw, (int64_t)l->rows_out * l->k, w);
     l->comp = hw->drift_compensation ? 1.0 / xb_drift_factor(hw->drift_nu, hw->drift_t_s, hw->drift_t0_s) : 1.0;
+    l->gain = 1;
+    l->st.gain = 1;
     for (int t = 0; t < l->g.slices; t++) {
         l->coef[t] = l->s / l->g.qmax * l->comp * ldexp(1.0, l->g.slice_bits * t);
         l->ncode[t] = hw->g_min_s / l->g.g_unit_s + l->g.ref_code[t];
@@ -788,6 +791,38 @@ static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
     tot->adc_conv = adc_conv; tot->adc_clip = adc_clip; tot->dac_conv = dac_conv; tot->dac_clip = dac_clip;
 }
 
+/* Digital gain of a layer (calibration): g = <Y_float, Y_hw> / <Y_hw, Y_hw> over the calibration call,
+ * the least-squares scalar that maps the hardware output onto the float product; applied to y now (so
+ * later layers calibrate on corrected outputs) and to every later product through coef / W_eff. */
+static void calibrate_gain_(xb_xnet *xn, xlayer *l, int ncols, const float *w, const float *x, float *y) {
+    const int ro = l->rows_out, k = l->k;
+    double ry = 0, yy = 0;
+    for (int c0 = 0; c0 < ncols; c0 += XL_STATS_COLS) {
+        int nc = ncols - c0 < XL_STATS_COLS ? ncols - c0 : XL_STATS_COLS;
+        gemm_(ro, nc, k, w, k, x + c0, ncols, xn->refbuf, nc);
+        for (int j = 0; j < ro; j++)
+            for (int c = 0; c < nc; c++) {
+                double rf = xn->refbuf[(size_t)j * nc + c], hv = y[(size_t)j * ncols + c0 + c];
+                ry += rf * hv;
+                yy += hv * hv;
+            }
+    }
+    double g = yy > 0 ? ry / yy : 1.0;
+    if (!(g > 0 && isfinite(g))) g = 1.0; /* a hardware output uncorrelated with the float one: leave it */
+    l->gain *= g;
+    l->st.gain = l->gain;
+    for (int64_t i = 0; i < (int64_t)ro * ncols; i++) y[i] = (float)(g * y[i]);
+    if (!l->tiled) {
+        for (int64_t i = 0; i < (int64_t)ro * k; i++) l->weff[i] = (float)(g * l->weff[i]);
+        if (l->vnoise)
+            for (int64_t i = 0; i < (int64_t)ro * k; i++) l->vnoise[i] = (float)(g * g * l->vnoise[i]);
+        if (l->vref)
+            for (int64_t i = 0; i < (int64_t)l->g.ct * k; i++) l->vref[i] = (float)(g * g * l->vref[i]);
+    } else {
+        for (int t = 0; t < l->g.slices; t++) l->coef[t] *= g;
+    }
+}
+
 static void layer_forward_(xb_xnet *xn, xlayer *l, int ncols, const float *w, const float *x, float *y) {
     const xb_hw *hw = &xn->hw;
     const int ro = l->rows_out, k = l->k;
@@ -811,6 +846,7 @@ static void layer_forward_(xb_xnet *xn, xlayer *l, int ncols, const float *w, co
         l->st.adc_conversions += cs.adc_conv; l->st.adc_clipped += cs.adc_clip;
         l->st.dac_conversions += cs.dac_conv; l->st.dac_clipped += cs.dac_clip;
     }
+    if (xn->calibrating && xn->need_gain) calibrate_gain_(xn, l, ncols, w, x, y);
     if (!xn->calibrating) {
         /* relative error against the float product on the first columns */
         int ns = ncols < XL_STATS_COLS ? ncols : XL_STATS_COLS;
@@ -849,7 +885,7 @@ void xb_xnet_attach(xb_xnet *xn) {
     xn->attached = 1;
 }
 void xb_xnet_detach(xb_xnet *xn) { xb_model_set_matmul(xn->m, NULL, NULL); xn->attached = 0; }
-int xb_xnet_needs_calibration(const xb_xnet *xn) { return xn->need_x || xn->need_fs; }
+int xb_xnet_needs_calibration(const xb_xnet *xn) { return xn->need_x || xn->need_fs || xn->need_gain; }
 int xb_xnet_foldable(const xb_xnet *xn) { return xn->foldable; }
 
 xb_status xb_xnet_fold(xb_xnet *xn, int on) {
