@@ -120,6 +120,42 @@ static void test_conv_vs_ref(void **state) {
     for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) check_conv_case(&conv_cases[i]);
 }
 
+/* rms relative error ||got - want|| / ||want|| */
+static double rms_rel(const float *got, const double *want, int64_t n) {
+    double se = 0, sw = 0;
+    for (int64_t i = 0; i < n; i++) {
+        se += (got[i] - want[i]) * (got[i] - want[i]);
+        sw += want[i] * want[i];
+    }
+    return sqrt(se / (sw > 0 ? sw : 1e-300));
+}
+
+/* Accuracy over a long reduction (vgg8's 8x8 layers: K = 256*9 = 2304 in both directions).  Measured
+ * rms relative errors, u = 2^-24: K-blocked implicit kernel 3.0u, cblas_sgemm (-DXB_CONV_NO_SIMD) 4.8u,
+ * one register accumulator over all of K 13.6u -- the last flips ReLU masks downstream often enough to
+ * fail tests/ref_torch.py (vgg8 sgd, gradients after 1 step).  Bound: 6u. */
+static void test_conv_long_k_accuracy(void **state) {
+    (void)state;
+    const int cin = 256, cout = 256, n = 2, hw = 8;
+    xb_conv2d_desc d;
+    assert_int_equal(xb_conv2d_desc_init(&d, cin, cout, 3, 3, 1, 1, 1, 1, 1, hw, hw), XB_OK);
+    xb_rng r;
+    xb_rng_seed(&r, 99, "test");
+    int64_t nx = (int64_t)cin * n * hw * hw, ny = (int64_t)cout * n * hw * hw, nw = (int64_t)cout * cin * 9;
+    float *x = rnd(nx, &r, 1.0), *w = rnd(nw, &r, 0.02), *dy = rnd(ny, &r, 1.0);
+    float *y = fzeros(ny), *dx = fzeros(nx), *ws = xb_malloc(sizeof(float) * (xb_conv2d_workspace(&d, n) + 1));
+    double *xd = dbl(x, nx), *wd = dbl(w, nw), *dyd = dbl(dy, ny), *yd = dzeros(ny), *dxd = dzeros(nx);
+    xb_conv2d_forward(&d, n, x, w, NULL, y, ws);
+    xb_conv2d_backward(&d, n, x, w, dy, dx, NULL, NULL, ws);
+    xb_conv2d_forward_ref(&d, n, xd, wd, NULL, yd);
+    xb_conv2d_backward_ref(&d, n, xd, wd, dyd, dxd, NULL, NULL);
+    const double u = 1.0 / (1 << 24), ey = rms_rel(y, yd, ny), edx = rms_rel(dx, dxd, nx);
+    if (!(ey <= 6 * u)) fail_msg("conv fwd K=2304: rms relative error %.2e > 6u = %.2e", ey, 6 * u);
+    if (!(edx <= 6 * u)) fail_msg("conv bwd dx K=2304: rms relative error %.2e > 6u = %.2e", edx, 6 * u);
+    xb_free(x); xb_free(w); xb_free(dy); xb_free(y); xb_free(dx); xb_free(ws);
+    xb_free(xd); xb_free(wd); xb_free(dyd); xb_free(yd); xb_free(dxd);
+}
+
 /* im2col against its definition; col2im is its adjoint: <col2im(c), x> == <c, im2col(x)>. */
 static void test_im2col_col2im(void **state) {
     (void)state;
@@ -528,6 +564,7 @@ static void test_thread_independence(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_vs_ref),
+        cmocka_unit_test(test_conv_long_k_accuracy),
         cmocka_unit_test(test_im2col_col2im),
         cmocka_unit_test(test_conv_desc_errors),
         cmocka_unit_test(test_linear_vs_ref),

@@ -36,6 +36,11 @@
 #ifndef XB_CONV_CHUNK_FLOATS
 #define XB_CONV_CHUNK_FLOATS (256 * 1024)
 #endif
+/* Most products the implicit kernel sums in one register before adding them to its running sum
+ * (accuracy: see ukr_s1). */
+#ifndef XB_CONV_KBLOCK
+#define XB_CONV_KBLOCK 64
+#endif
 /* Positions (in vectors of 16) per dW chunk of the implicit path: 4 rows of dY stay in L1. */
 #ifndef XB_CONV_DW_CHUNK_VECS
 #define XB_CONV_DW_CHUNK_VECS 128
@@ -351,7 +356,11 @@ static void phase_merge_add(int C, int n, int h, int w, int s, const float *dxph
 
 /* Tile: 8 output channels x 3 vectors of 16 positions (xb[j]: input base of vector j, mk[j]: its
  * mask row; nv < 3 vectors at the batch's end: the missing ones load nothing and store nothing).
- * A packed (T*C, 8), tap-major (pack_taps), so each tap's masks and offset are loaded once. */
+ * A packed (T*C, 8), tap-major (pack_taps), so each tap's masks and offset are loaded once.
+ * Accuracy: one fp32 register summing all K = T*C products (K = 4608 in vgg8) has an rms rounding
+ * error of about u sqrt(K/6), u = 2^-24: 3-5x that of cblas_sgemm or torch, enough to flip ReLU
+ * masks downstream.  So a register sums at most XB_CONV_KBLOCK products; each block's partial sums
+ * go into a running sum on the stack (L1), which starts as [y +] (first block [+ bias]). */
 static inline __attribute__((always_inline)) void ukr_s1(int C, int T, const float *a,
                                                          const float *const *xb, int64_t cst,
                                                          const int64_t *toff,
@@ -362,45 +371,67 @@ static inline __attribute__((always_inline)) void ukr_s1(int C, int T, const flo
     __m512 p0 = _mm512_setzero_ps(), p1 = p0, p2 = p0, p3 = p0, p4 = p0, p5 = p0, p6 = p0, p7 = p0;
     __m512 q0 = p0, q1 = p0, q2 = p0, q3 = p0, q4 = p0, q5 = p0, q6 = p0, q7 = p0;
     __m512 s0 = p0, s1 = p0, s2 = p0, s3 = p0, s4 = p0, s5 = p0, s6 = p0, s7 = p0;
+    __m512 sum[3 * PK_MR]; /* running sums of rows r < mr, vectors j < nv */
+    int first = 1, left = XB_CONV_KBLOCK; /* no block flushed yet; products left in this block */
+#define S1_FLUSH_ROW(r, P, Q, S)                                                                     \
+    if (r < mr) {                                                                                    \
+        if (first) {                                                                                 \
+            const float *cr = c + (int64_t)(r) * ldc;                                                \
+            if (bias) { /* bias epilogue: y = conv + b, without a separate pass over y */            \
+                const __m512 bv = _mm512_set1_ps(bias[r]);                                           \
+                P = _mm512_add_ps(P, bv);                                                            \
+                Q = _mm512_add_ps(Q, bv);                                                            \
+                S = _mm512_add_ps(S, bv);                                                            \
+            }                                                                                        \
+            sum[3 * r] = acc ? _mm512_add_ps(_mm512_loadu_ps(cr), P) : P;                            \
+            if (nv > 1) sum[3 * r + 1] = acc ? _mm512_add_ps(_mm512_loadu_ps(cr + 16), Q) : Q;       \
+            if (nv > 2) sum[3 * r + 2] = acc ? _mm512_add_ps(_mm512_loadu_ps(cr + 32), S) : S;       \
+        } else {                                                                                     \
+            sum[3 * r] = _mm512_add_ps(sum[3 * r], P);                                               \
+            if (nv > 1) sum[3 * r + 1] = _mm512_add_ps(sum[3 * r + 1], Q);                           \
+            if (nv > 2) sum[3 * r + 2] = _mm512_add_ps(sum[3 * r + 2], S);                           \
+        }                                                                                            \
+    }                                                                                                \
+    P = Q = S = _mm512_setzero_ps();
+#define S1_FLUSH()                                                                                   \
+    S1_FLUSH_ROW(0, p0, q0, s0) S1_FLUSH_ROW(1, p1, q1, s1) S1_FLUSH_ROW(2, p2, q2, s2)              \
+    S1_FLUSH_ROW(3, p3, q3, s3) S1_FLUSH_ROW(4, p4, q4, s4) S1_FLUSH_ROW(5, p5, q5, s5)              \
+    S1_FLUSH_ROW(6, p6, q6, s6) S1_FLUSH_ROW(7, p7, q7, s7)                                          \
+    first = 0;
     for (int t = 0; t < T; t++) {
         const __mmask16 m0 = mk[0][t], m1 = nv > 1 ? mk[1][t] : 0, m2 = nv > 2 ? mk[2][t] : 0;
         const float *x0 = xb[0] + toff[t], *x1 = xb[1] + toff[t], *x2 = xb[2] + toff[t];
-        for (int ci = 0; ci < C; ci++, a += PK_MR, x0 += cst, x1 += cst, x2 += cst) {
-            __m512 b0 = _mm512_maskz_loadu_ps(m0, x0);
-            __m512 b1 = _mm512_maskz_loadu_ps(m1, x1);
-            __m512 b2 = _mm512_maskz_loadu_ps(m2, x2);
-            __m512 av;
+        for (int ci = 0; ci < C;) {
+            if (left == 0) {
+                S1_FLUSH()
+                left = XB_CONV_KBLOCK;
+            }
+            const int ce = C - ci < left ? C : ci + left;
+            left -= ce - ci;
+            for (; ci < ce; ci++, a += PK_MR, x0 += cst, x1 += cst, x2 += cst) {
+                __m512 b0 = _mm512_maskz_loadu_ps(m0, x0);
+                __m512 b1 = _mm512_maskz_loadu_ps(m1, x1);
+                __m512 b2 = _mm512_maskz_loadu_ps(m2, x2);
+                __m512 av;
 #define S1_ROW(r, P, Q, S)                                                                           \
     av = _mm512_set1_ps(a[r]);                                                                       \
     P = _mm512_fmadd_ps(av, b0, P);                                                                  \
     Q = _mm512_fmadd_ps(av, b1, Q);                                                                  \
     S = _mm512_fmadd_ps(av, b2, S);
-            S1_ROW(0, p0, q0, s0) S1_ROW(1, p1, q1, s1) S1_ROW(2, p2, q2, s2) S1_ROW(3, p3, q3, s3)
-            S1_ROW(4, p4, q4, s4) S1_ROW(5, p5, q5, s5) S1_ROW(6, p6, q6, s6) S1_ROW(7, p7, q7, s7)
+                S1_ROW(0, p0, q0, s0) S1_ROW(1, p1, q1, s1) S1_ROW(2, p2, q2, s2) S1_ROW(3, p3, q3, s3)
+                S1_ROW(4, p4, q4, s4) S1_ROW(5, p5, q5, s5) S1_ROW(6, p6, q6, s6) S1_ROW(7, p7, q7, s7)
 #undef S1_ROW
+            }
         }
     }
-    __m512 pr[PK_MR] = {p0, p1, p2, p3, p4, p5, p6, p7}, qr[PK_MR] = {q0, q1, q2, q3, q4, q5, q6, q7};
-    __m512 sr[PK_MR] = {s0, s1, s2, s3, s4, s5, s6, s7};
+    S1_FLUSH()
+#undef S1_FLUSH
+#undef S1_FLUSH_ROW
     for (int r = 0; r < mr; r++) {
         float *cr = c + (int64_t)r * ldc;
-        __m512 u = pr[r], v = qr[r], z = sr[r];
-        if (bias) { /* bias epilogue: y = conv + b, without a separate pass over y */
-            __m512 bv = _mm512_set1_ps(bias[r]);
-            u = _mm512_add_ps(u, bv);
-            v = _mm512_add_ps(v, bv);
-            z = _mm512_add_ps(z, bv);
-        }
-        if (acc) u = _mm512_add_ps(u, _mm512_loadu_ps(cr));
-        _mm512_storeu_ps(cr, u);
-        if (nv > 1) {
-            if (acc) v = _mm512_add_ps(v, _mm512_loadu_ps(cr + 16));
-            _mm512_storeu_ps(cr + 16, v);
-        }
-        if (nv > 2) {
-            if (acc) z = _mm512_add_ps(z, _mm512_loadu_ps(cr + 32));
-            _mm512_storeu_ps(cr + 32, z);
-        }
+        _mm512_storeu_ps(cr, sum[3 * r]);
+        if (nv > 1) _mm512_storeu_ps(cr + 16, sum[3 * r + 1]);
+        if (nv > 2) _mm512_storeu_ps(cr + 32, sum[3 * r + 2]);
     }
 }
 
