@@ -348,32 +348,28 @@ static xb_status parse_(xb_ini *ini, xb_hw *h) {
     return XB_OK;
 }
 
-xb_status xb_hw_parse_string(const char *text, size_t len, const char *path, xb_hw *out) {
-    xb_ini ini;
-    xb_status st = xb_ini_parse_string(text, len, path, &ini);
-    if (st) return st;
+/* Builds the config from a parsed file (defaults, then its keys), validates it, frees ini. */
+static xb_status from_ini_(xb_ini *ini, const char *path, xb_hw *out) {
     xb_hw h = xb_hw_default();
     h.name[0] = 0;
     snprintf(h.path, sizeof h.path, "%s", path);
-    st = parse_(&ini, &h);
-    xb_ini_free(&ini);
+    xb_status st = parse_(ini, &h);
+    xb_ini_free(ini);
     if (!st) st = xb_hw_validate(&h);
     if (!st) *out = h;
     return st;
 }
 
+xb_status xb_hw_parse_string(const char *text, size_t len, const char *path, xb_hw *out) {
+    xb_ini ini;
+    xb_status st = xb_ini_parse_string(text, len, path, &ini);
+    return st ? st : from_ini_(&ini, path, out);
+}
+
 xb_status xb_hw_load(const char *path, xb_hw *out) {
     xb_ini ini;
     xb_status st = xb_ini_parse_file(path, &ini);
-    if (st) return st;
-    xb_hw h = xb_hw_default();
-    h.name[0] = 0;
-    snprintf(h.path, sizeof h.path, "%s", path);
-    st = parse_(&ini, &h);
-    xb_ini_free(&ini);
-    if (!st) st = xb_hw_validate(&h);
-    if (!st) *out = h;
-    return st;
+    return st ? st : from_ini_(&ini, path, out);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
