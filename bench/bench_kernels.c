@@ -12,7 +12,7 @@
  *      src/core/status.c src/core/tensor.c src/core/rng.c src/core/threads.c \
  *      -L/usr/lib/x86_64-linux-gnu/openblas-openmp -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp \
  *      -lopenblas -lm -o build/bench_kernels
- * Usage: build/bench_kernels [threads=1] [batch=128] [min_seconds_per_kernel=0.3]
+ * Usage: build/bench_kernels [threads=1] [batch=128] [min_seconds_per_kernel=0.3] [resnet20|vgg11]
  * Output: a table, then one CSV line per kernel: csv,name,ms,gflops,frac_peak
  */
 #include "xbar.h"
@@ -29,13 +29,26 @@
 typedef struct layer { const char *name; int cin, cout, k, s, p, h, count; } layer;
 
 /* resnet20 (He et al. 2016, option-A shortcuts): count = how many convs of that shape per forward */
-static const layer layers[] = {
+static const layer resnet20_layers[] = {
     {"conv1 3->16 32x32", 3, 16, 3, 1, 1, 32, 1},
     {"l1 16->16 32x32", 16, 16, 3, 1, 1, 32, 6},
     {"l2.0 16->32 s2", 16, 32, 3, 2, 1, 32, 1},
     {"l2 32->32 16x16", 32, 32, 3, 1, 1, 16, 5},
     {"l3.0 32->64 s2", 32, 64, 3, 2, 1, 16, 1},
     {"l3 64->64 8x8", 64, 64, 3, 1, 1, 8, 5},
+    {NULL, 0, 0, 0, 0, 0, 0, 0},
+};
+
+/* vgg11 (CIFAR variant with batchnorm): features.0 ... features.25 */
+static const layer vgg11_layers[] = {
+    {"f0 3->64 32x32", 3, 64, 3, 1, 1, 32, 1},
+    {"f4 64->128 16x16", 64, 128, 3, 1, 1, 16, 1},
+    {"f8 128->256 8x8", 128, 256, 3, 1, 1, 8, 1},
+    {"f11 256->256 8x8", 256, 256, 3, 1, 1, 8, 1},
+    {"f15 256->512 4x4", 256, 512, 3, 1, 1, 4, 1},
+    {"f18 512->512 4x4", 512, 512, 3, 1, 1, 4, 1},
+    {"f22 512->512 2x2", 512, 512, 3, 1, 1, 2, 2},
+    {NULL, 0, 0, 0, 0, 0, 0, 0},
 };
 
 static float *rnd(int64_t n, xb_rng *r) {
@@ -164,8 +177,10 @@ static int validate(const layer *L) {
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 1, n = argc > 2 ? atoi(argv[2]) : 128;
     double min_s = argc > 3 ? atof(argv[3]) : 0.3;
-    if (threads < 1 || n < 1 || !(min_s > 0)) {
-        fprintf(stderr, "usage: %s [threads>=1] [batch>=1] [min_seconds>0]\n", argv[0]);
+    const char *model = argc > 4 ? argv[4] : "resnet20";
+    const layer *layers = !strcmp(model, "resnet20") ? resnet20_layers : !strcmp(model, "vgg11") ? vgg11_layers : NULL;
+    if (threads < 1 || n < 1 || !(min_s > 0) || !layers) {
+        fprintf(stderr, "usage: %s [threads>=1] [batch>=1] [min_seconds>0] [resnet20|vgg11]\n", argv[0]);
         return 2;
     }
     xb_set_threads(threads);
@@ -188,7 +203,7 @@ int main(int argc, char **argv) {
            "bwd ms", "GF/s", "peak", "dw ms", "bnr f ms", "bnr b ms", "x count");
     double tot_f = 0, tot_b = 0, tot_bn = 0, tot_flop = 0;
     int ok = 1;
-    for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) {
+    for (size_t i = 0; layers[i].name; i++) {
         const layer *L = &layers[i];
         if (!validate(L)) {
             printf("%s: VALIDATION FAILED\n", L->name);
@@ -222,8 +237,8 @@ int main(int argc, char **argv) {
         xb_free(c.gamma); xb_free(c.beta); xb_free(c.sm); xb_free(c.si);
         xb_free(c.t); xb_free(c.dx2); xb_free(c.dg); xb_free(c.db);
     }
-    printf("resnet20 convs per batch of %d: fwd %.1f ms (%.1f GF/s), bwd %.1f ms (%.1f GF/s), bn+relu f+b %.1f ms\n",
-           n, tot_f * 1e3, tot_flop / tot_f * 1e-9, tot_b * 1e3, 2 * tot_flop / tot_b * 1e-9, tot_bn * 1e3);
+    printf("%s convs per batch of %d: fwd %.1f ms (%.1f GF/s), bwd %.1f ms (%.1f GF/s), bn+relu f+b %.1f ms\n",
+           model, n, tot_f * 1e3, tot_flop / tot_f * 1e-9, tot_b * 1e3, 2 * tot_flop / tot_b * 1e-9, tot_bn * 1e3);
     printf("  conv-only bound: inference %.0f img/s, train (fwd+bwd+bn/relu) %.0f img/s\n", n / tot_f,
            n / (tot_f + tot_b + tot_bn));
     return ok ? 0 : 1;

@@ -70,6 +70,10 @@ static const conv_case conv_cases[] = {
     {6, 10, 1, 1, 2, 2, 0, 0, 2, 8, 8, 3, 1},      /* 1x1 stride 2 projection, groups */
     {3, 4, 5, 5, 2, 2, 2, 2, 1, 8, 8, 2, 0},       /* 5x5 stride 2 */
     {4, 6, 3, 3, 3, 3, 1, 1, 1, 12, 12, 1, 1},     /* stride 3 */
+    /* implicit GEMM with a packed B sliver (>= 64 output rows forward, or input channels backward) */
+    {70, 67, 3, 3, 1, 1, 1, 1, 1, 8, 8, 5, 1},     /* edge rows, K = 630 (partial block), last tile 2 vectors */
+    {66, 72, 3, 3, 2, 2, 1, 1, 1, 8, 8, 3, 0},     /* stride 2: backward-data over phase planes */
+    {128, 128, 3, 3, 1, 1, 1, 1, 2, 4, 4, 3, 1},   /* groups 2 (64 rows each), one vector per image */
 };
 
 static void check_conv_case(const conv_case *c) {

@@ -41,6 +41,10 @@
 #ifndef XB_CONV_KBLOCK
 #define XB_CONV_KBLOCK 64
 #endif
+/* Output rows (channels) from which the implicit forward packs its B operand (conv_s1_fwd_packed). */
+#ifndef XB_CONV_PACK_MIN_M
+#define XB_CONV_PACK_MIN_M 64
+#endif
 /* Positions (in vectors of 16) per dW chunk of the implicit path: 4 rows of dY stay in L1. */
 #ifndef XB_CONV_DW_CHUNK_VECS
 #define XB_CONV_DW_CHUNK_VECS 128
@@ -447,6 +451,106 @@ static void ukr_s1_edge(int C, int T, const float *a, const float *const *xb, in
     ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, bias, acc, mr, nv);
 }
 
+/* The same 8 x 48 tile product on a packed B sliver: c (rows < mr, ldc; vectors < nv) =
+ * [c +] a (kc x 8, packed) . b (kc x 48, contiguous) [+ bias].  kc <= XB_CONV_KBLOCK, so one call
+ * is one accuracy block of ukr_s1, and a sequence of calls (load = 0 first, then 1) sums in exactly
+ * ukr_s1's order: the results are the same bits. */
+static inline __attribute__((always_inline)) void ukr_p(int kc, const float *a, const float *b, float *c,
+                                                        int64_t ldc, const float *bias, int load, int mr,
+                                                        int nv) {
+    __m512 p0 = _mm512_setzero_ps(), p1 = p0, p2 = p0, p3 = p0, p4 = p0, p5 = p0, p6 = p0, p7 = p0;
+    __m512 q0 = p0, q1 = p0, q2 = p0, q3 = p0, q4 = p0, q5 = p0, q6 = p0, q7 = p0;
+    __m512 s0 = p0, s1 = p0, s2 = p0, s3 = p0, s4 = p0, s5 = p0, s6 = p0, s7 = p0;
+    for (int k = 0; k < kc; k++, a += PK_MR, b += 48) {
+        const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), b2 = _mm512_load_ps(b + 32);
+        __m512 av;
+#define P_ROW(r, P, Q, S)                                                                            \
+    av = _mm512_set1_ps(a[r]);                                                                       \
+    P = _mm512_fmadd_ps(av, b0, P);                                                                  \
+    Q = _mm512_fmadd_ps(av, b1, Q);                                                                  \
+    S = _mm512_fmadd_ps(av, b2, S);
+        P_ROW(0, p0, q0, s0) P_ROW(1, p1, q1, s1) P_ROW(2, p2, q2, s2) P_ROW(3, p3, q3, s3)
+        P_ROW(4, p4, q4, s4) P_ROW(5, p5, q5, s5) P_ROW(6, p6, q6, s6) P_ROW(7, p7, q7, s7)
+#undef P_ROW
+    }
+#define P_STORE(r, P, Q, S)                                                                          \
+    if (r < mr) {                                                                                    \
+        float *cr = c + (int64_t)(r) * ldc;                                                          \
+        if (bias) {                                                                                  \
+            const __m512 bv = _mm512_set1_ps(bias[r]);                                               \
+            P = _mm512_add_ps(P, bv);                                                                \
+            Q = _mm512_add_ps(Q, bv);                                                                \
+            S = _mm512_add_ps(S, bv);                                                                \
+        }                                                                                            \
+        _mm512_storeu_ps(cr, load ? _mm512_add_ps(_mm512_loadu_ps(cr), P) : P);                      \
+        if (nv > 1) _mm512_storeu_ps(cr + 16, load ? _mm512_add_ps(_mm512_loadu_ps(cr + 16), Q) : Q); \
+        if (nv > 2) _mm512_storeu_ps(cr + 32, load ? _mm512_add_ps(_mm512_loadu_ps(cr + 32), S) : S); \
+    }
+    P_STORE(0, p0, q0, s0) P_STORE(1, p1, q1, s1) P_STORE(2, p2, q2, s2) P_STORE(3, p3, q3, s3)
+    P_STORE(4, p4, q4, s4) P_STORE(5, p5, q5, s5) P_STORE(6, p6, q6, s6) P_STORE(7, p7, q7, s7)
+#undef P_STORE
+}
+
+static void ukr_p_full(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias,
+                       int load) {
+    ukr_p(kc, a, b, c, ldc, bias, load, PK_MR, 3);
+}
+
+static void ukr_p_edge(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias,
+                       int load, int mr, int nv) {
+    ukr_p(kc, a, b, c, ldc, bias, load, mr, nv);
+}
+
+/* Packed variant of conv_s1_fwd for many output rows (M >= XB_CONV_PACK_MIN_M).  Reading B in place
+ * is cheap when few row blocks reuse it, but with hundreds of rows (vgg's 256-512 channels) the
+ * shifted loads, C floats apart (a power-of-two channel stride), thrash L1 and L2 by set conflicts.
+ * Here each block of XB_CONV_KBLOCK k-rows of the tile's B (48 positions) is copied once into a
+ * contiguous 12 KiB sliver that stays in L1 while every 8-row block of A passes over it. */
+static void conv_s1_fwd_packed(const tap_geom *gm, int n, int C, int M, const float *x, const float *Ap,
+                               float *y, int64_t ldy, const float *bias, int acc) {
+    const int64_t nv = (int64_t)n * gm->vpi, ntile = (nv + 2) / 3;
+    const int nmb = (M + PK_MR - 1) / PK_MR, T = gm->T, K = C * T;
+    const int64_t astride = (int64_t)K * PK_MR;
+#pragma omp parallel
+    {
+        float bp[XB_CONV_KBLOCK * 48] __attribute__((aligned(64)));
+#pragma omp for schedule(static)
+        for (int64_t tile = 0; tile < ntile; tile++) {
+            const int64_t v0 = 3 * tile;
+            const int cnt = nv - v0 < 3 ? (int)(nv - v0) : 3;
+            const float *xb[3];
+            const uint16_t *mk[3];
+            for (int j = 0; j < 3; j++) {
+                int64_t v = v0 + (j < cnt ? j : 0);
+                xb[j] = x + (v / gm->vpi) * gm->in_img + (v % gm->vpi) * 16;
+                mk[j] = gm->mtab + (v % gm->vpi) * T;
+            }
+            for (int k0 = 0, t = 0, ci = 0; k0 < K; k0 += XB_CONV_KBLOCK) {
+                const int kc = K - k0 < XB_CONV_KBLOCK ? K - k0 : XB_CONV_KBLOCK;
+                for (int kk = 0; kk < kc; kk++) { /* k = t*C + ci */
+                    const int64_t off = gm->toff[t] + (int64_t)ci * gm->cst;
+                    for (int j = 0; j < 3; j++)
+                        _mm512_store_ps(bp + kk * 48 + 16 * j,
+                                        _mm512_maskz_loadu_ps(j < cnt ? mk[j][t] : 0, xb[j] + off));
+                    if (++ci == C) {
+                        ci = 0;
+                        t++;
+                    }
+                }
+                for (int ib = 0; ib < nmb; ib++) {
+                    const int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
+                    float *c = y + (int64_t)ib * PK_MR * ldy + v0 * 16;
+                    const float *a = Ap + ib * astride + (int64_t)k0 * PK_MR;
+                    const float *bb = bias && k0 == 0 ? bias + ib * PK_MR : NULL;
+                    const int load = acc || k0 > 0;
+                    if (mr == PK_MR && cnt == 3) ukr_p_full(kc, a, bp, c, ldy, bb, load);
+                    else ukr_p_edge(kc, a, bp, c, ldy, bb, load, mr, cnt);
+                }
+            }
+        }
+    }
+}
+
 /* y (M, n*out_img) = [y +] implicit conv of x (C, n, in) with packed A (M x T*C) [+ bias (M)].
  * Parallel over tiles of 3 output vectors. */
 static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x, const float *Ap, float *y,
@@ -454,6 +558,10 @@ static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x,
     const int64_t nv = (int64_t)n * gm->vpi, ntile = (nv + 2) / 3;
     const int nmb = (M + PK_MR - 1) / PK_MR, T = gm->T;
     const int64_t astride = (int64_t)C * T * PK_MR;
+    if (M >= XB_CONV_PACK_MIN_M) {
+        conv_s1_fwd_packed(gm, n, C, M, x, Ap, y, ldy, bias, acc);
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t tile = 0; tile < ntile; tile++) {
         int64_t v0 = 3 * tile;
