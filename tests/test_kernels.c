@@ -74,6 +74,10 @@ static const conv_case conv_cases[] = {
     {70, 67, 3, 3, 1, 1, 1, 1, 1, 8, 8, 5, 1},     /* edge rows, K = 630 (partial block), last tile 2 vectors */
     {66, 72, 3, 3, 2, 2, 1, 1, 1, 8, 8, 3, 0},     /* stride 2: backward-data over phase planes */
     {128, 128, 3, 3, 1, 1, 1, 1, 2, 4, 4, 3, 1},   /* groups 2 (64 rows each), one vector per image */
+    /* explicit path with enough rows for the packed dW GEMM (positions not a multiple of 16) */
+    {64, 70, 3, 3, 1, 1, 1, 1, 1, 2, 2, 5, 1},     /* 2x2 maps (vgg's last stage), 20 positions */
+    {96, 80, 1, 1, 1, 1, 0, 0, 1, 5, 6, 3, 1},     /* pointwise, K = 96 */
+    {100, 72, 3, 3, 2, 2, 0, 0, 1, 9, 9, 2, 0},    /* stride 2 without padding */
 };
 
 static void check_conv_case(const conv_case *c) {
@@ -565,6 +569,55 @@ static void test_thread_independence(void **state) {
     xb_free(x); xb_free(dy); xb_free(o1); xb_free(o2);
 }
 
+/* Convolution forward and backward give the same bits for 1, 2 and 3 threads, on every path
+ * (implicit, implicit with packed B, explicit, pointwise). */
+static void conv_run(const conv_case *c, int threads, float *out) {
+    set_threads(threads);
+    xb_conv2d_desc d;
+    XB_ASSERT(xb_conv2d_desc_init(&d, c->cin, c->cout, c->kh, c->kw, c->sh, c->sw, c->ph, c->pw, c->groups,
+                                  c->h, c->w) == XB_OK);
+    xb_rng r;
+    xb_rng_seed(&r, 99, "test");
+    int n = c->n;
+    int64_t nx = (int64_t)c->cin * n * c->h * c->w, ny = (int64_t)c->cout * n * d.ho * d.wo;
+    int64_t nw = (int64_t)c->cout * xb_conv2d_k(&d);
+    float *x = rnd(nx, &r, 1.0), *w = rnd(nw, &r, 1.0), *b = rnd(c->cout, &r, 1.0), *dy = rnd(ny, &r, 1.0);
+    float *ws = xb_malloc(sizeof(float) * (xb_conv2d_workspace(&d, n) + 1));
+    float *y = out, *dx = y + ny, *dw = dx + nx, *db = dw + nw;
+    memset(dx, 0, sizeof(float) * (size_t)(nx + nw + c->cout));
+    xb_conv2d_forward(&d, n, x, w, b, y, ws);
+    xb_conv2d_backward(&d, n, x, w, dy, dx, dw, db, ws);
+    xb_free(x); xb_free(w); xb_free(b); xb_free(dy); xb_free(ws);
+}
+
+static void test_conv_thread_independence(void **state) {
+    (void)state;
+    const conv_case cases[] = {
+        {16, 32, 3, 3, 1, 1, 1, 1, 1, 16, 16, 5, 1},  /* implicit */
+        {66, 72, 3, 3, 2, 2, 1, 1, 1, 8, 8, 3, 1},    /* implicit, packed B, stride 2 */
+        {128, 128, 3, 3, 1, 1, 1, 1, 1, 4, 4, 7, 1},  /* implicit, packed B and packed dW */
+        {64, 70, 3, 3, 1, 1, 1, 1, 1, 2, 2, 9, 1},    /* explicit, packed dW */
+        {96, 80, 1, 1, 1, 1, 0, 0, 1, 5, 6, 3, 1},    /* pointwise */
+        {4, 6, 3, 3, 3, 3, 1, 1, 1, 12, 12, 2, 1},    /* explicit, few rows */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const conv_case *c = &cases[i];
+        xb_conv2d_desc d;
+        XB_ASSERT(xb_conv2d_desc_init(&d, c->cin, c->cout, c->kh, c->kw, c->sh, c->sw, c->ph, c->pw,
+                                      c->groups, c->h, c->w) == XB_OK);
+        int64_t tot = (int64_t)c->cout * c->n * d.ho * d.wo + (int64_t)c->cin * c->n * c->h * c->w +
+                      (int64_t)c->cout * xb_conv2d_k(&d) + c->cout;
+        float *o1 = fzeros(tot), *o2 = fzeros(tot);
+        conv_run(c, 1, o1);
+        for (int th = 2; th <= 3; th++) {
+            conv_run(c, th, o2);
+            assert_memory_equal(o1, o2, sizeof(float) * (size_t)tot);
+        }
+        xb_free(o1); xb_free(o2);
+    }
+    set_threads(1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_vs_ref),
@@ -582,6 +635,7 @@ int main(void) {
         cmocka_unit_test(test_shortcut_pad),
         cmocka_unit_test(test_softmax_ce),
         cmocka_unit_test(test_thread_independence),
+        cmocka_unit_test(test_conv_thread_independence),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

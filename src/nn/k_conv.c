@@ -12,12 +12,18 @@
  *     padding.  Forward: tile 8 output channels x 48 positions in 24 zmm accumulators.
  *     Backward-data is the same kernel run on dY (the adjoint of a conv is a conv with negated
  *     tap offsets), per phase plane of dx: no col2im.  dW: dot products over positions.
- *  2. Explicit im2col in L2-sized chunks of output rows + the register-blocked GEMMs below (any
- *     other shape).  1x1 stride-1 unpadded convolutions use x as col.
+ *     With >= XB_CONV_PACK_MIN_M rows (vgg's 128-512 channels) the shifted reads, a power-of-two
+ *     channel stride apart, thrash L1/L2 by set conflicts; there the forward copies B into L1
+ *     slivers first (conv_s1_fwd_packed) and dW runs as a packed GEMM over positions
+ *     (gemm_nt_packed).
+ *  2. Explicit im2col in L2-sized chunks of output rows + the packed GEMMs below (any other
+ *     shape, e.g. vgg's 2x2 maps).  1x1 stride-1 unpadded convolutions use x as col.
  *  3. Without AVX-512 (or with -DXB_CONV_NO_SIMD): explicit im2col + CBLAS sgemm.
- * Measured with bench/bench_kernels.c: 1 core, resnet20 shapes at batch 128, the implicit
- * forward and backward-data run at ~70% of the FMA peak, dW at ~55%; OpenBLAS 0.3.21 (which on
- * this CPU falls back to its Haswell kernels) reached 25-50% on the same GEMMs.
+ * Every product sums at most XB_CONV_KBLOCK terms in a register before adding them to a running
+ * sum (accuracy: see ukr_s1).
+ * Measured with bench/bench_kernels.c (1 core, batch 128; docs/performance.md): resnet20 and
+ * vgg11 convs at ~65-75% of the FMA peak; OpenBLAS 0.3.21 (which on this CPU falls back to its
+ * Haswell kernels) reached 25-50% on the same GEMMs.
  *
  * Threads: every output element (y, dx, dW, or a col/col2im element) is owned by one OpenMP
  * iteration and accumulated in a fixed order, so results do not depend on the thread count (path 3
@@ -45,6 +51,13 @@
 #ifndef XB_CONV_PACK_MIN_M
 #define XB_CONV_PACK_MIN_M 64
 #endif
+/* Positions per block of the packed dW GEMM (a multiple of 64), and the least K it is used for. */
+#ifndef XB_CONV_DW_PBLOCK
+#define XB_CONV_DW_PBLOCK 256
+#endif
+#ifndef XB_CONV_DW_PACK_MIN_K
+#define XB_CONV_DW_PACK_MIN_K 96
+#endif
 /* Positions (in vectors of 16) per dW chunk of the implicit path: 4 rows of dY stay in L1. */
 #ifndef XB_CONV_DW_CHUNK_VECS
 #define XB_CONV_DW_CHUNK_VECS 128
@@ -52,13 +65,13 @@
 
 /* ---- register-blocked SGEMM kernels for the explicit path (AVX-512) ---------------------------
  * OpenBLAS is slow on the conv shapes (few rows: cout = 16..64) and, in the Debian build, may not
- * even pick its AVX-512 kernels for newer CPUs.  Two small kernels cover the explicit path:
+ * even pick its AVX-512 kernels for newer CPUs.  Three small GEMMs cover the explicit path:
  *  - gemm_pk: C (M x N) [+]= A (M x K) B (K x N), A pre-packed in blocks of 8 rows (k-major, so one
- *    k step broadcasts 8 consecutive floats), B read in place by rows (ldb).  Tile 8 x 32 held in
- *    16 zmm accumulators.  Used for Y = W col (forward) and dcol = W^T dY (backward).
+ *    k step broadcasts 8 consecutive floats), B copied in L1 slivers of 64 x 48.  Tile 8 x 48 in
+ *    24 zmm accumulators (ukr_p).  Used for Y = W col (forward) and dcol = W^T dY (backward).
  *  - gemm_nt: C (M x N) += A (M x P) B (N x P)^T as dot products over P, tile 8 x 3 in 24 zmm
- *    accumulators, reduced once per tile.  Used for dW += dY col^T, where P (the batch*pixels) is
- *    long and M x N small.
+ *    accumulators, reduced once per tile.  Used for dW += dY col^T with few rows; with many,
+ *    gemm_nt_packed (transposed operands, ukr_p) instead.
  * Each C element is owned by one tile and computed in a fixed order, so results do not depend on
  * the thread count. */
 #if defined(__AVX512F__) && !defined(XB_CONV_NO_SIMD)
@@ -66,7 +79,6 @@
 #include <immintrin.h>
 
 #define PK_MR 8
-#define PK_NR 32
 
 /* lanes i with a <= i < b */
 static inline __mmask16 range_mask(int a, int b) {
@@ -101,69 +113,40 @@ static void pack_cols(int M, int K, const float *W, int64_t ldw, float *Ap) {
             }
 }
 
-static inline __attribute__((always_inline)) void ukr_8x32(int K, const float *a, const float *b,
-                                                           int64_t ldb, float *c, int64_t ldc, int acc,
-                                                           int mr, __mmask16 m0, __mmask16 m1, int full) {
-    __m512 c0[PK_MR], c1[PK_MR];
-    for (int r = 0; r < PK_MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
-    for (int k = 0; k < K; k++) {
-        __m512 b0 = full ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(m0, b);
-        __m512 b1 = full ? _mm512_loadu_ps(b + 16) : _mm512_maskz_loadu_ps(m1, b + 16);
-        for (int r = 0; r < PK_MR; r++) {
-            __m512 av = _mm512_set1_ps(a[r]);
-            c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
-            c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
-        }
-        a += PK_MR;
-        b += ldb;
-    }
-    for (int r = 0; r < PK_MR; r++) {
-        if (!full && r >= mr) break;
-        float *cr = c + (int64_t)r * ldc;
-        if (full) {
-            if (acc) {
-                c0[r] = _mm512_add_ps(c0[r], _mm512_loadu_ps(cr));
-                c1[r] = _mm512_add_ps(c1[r], _mm512_loadu_ps(cr + 16));
-            }
-            _mm512_storeu_ps(cr, c0[r]);
-            _mm512_storeu_ps(cr + 16, c1[r]);
-        } else {
-            if (acc) {
-                c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, cr));
-                c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cr + 16));
-            }
-            _mm512_mask_storeu_ps(cr, m0, c0[r]);
-            _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
-        }
-    }
-}
-
-static void ukr_full(int K, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc, int acc) {
-    ukr_8x32(K, a, b, ldb, c, ldc, acc, PK_MR, 0xffff, 0xffff, 1);
-}
-
-static void ukr_edge(int K, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc, int acc,
-                     int mr, int nr) {
-    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
-    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
-    ukr_8x32(K, a, b, ldb, c, ldc, acc, mr, m0, m1, 0);
-}
-
-/* C (M x N, ldc) [+]= Ap (M x K, packed) * B (K x N, ldb); parallel over column panels. */
+/* C (M x N, ldc) [+]= Ap (M x K, packed) * B (K x N, ldb): for each panel of 48 columns, each block
+ * of XB_CONV_KBLOCK rows of B is copied into a contiguous 12 KiB sliver (L1) that every 8-row block
+ * of A passes over (ukr_p, below).  Parallel over column panels. */
+static void ukr_p_full(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias, int load);
+static void ukr_p_edge(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias, int load,
+                       int mr, int nc);
 static void gemm_pk(int M, int64_t N, int K, const float *Ap, const float *B, int64_t ldb, float *C,
                     int64_t ldc, int acc) {
     const int nmb = (M + PK_MR - 1) / PK_MR;
-    const int64_t npb = (N + PK_NR - 1) / PK_NR;
-#pragma omp parallel for schedule(static)
-    for (int64_t jb = 0; jb < npb; jb++) {
-        int64_t j0 = jb * PK_NR;
-        int nr = (int)(N - j0 < PK_NR ? N - j0 : PK_NR);
-        for (int ib = 0; ib < nmb; ib++) {
-            int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
-            const float *a = Ap + (int64_t)ib * K * PK_MR;
-            float *c = C + (int64_t)ib * PK_MR * ldc + j0;
-            if (nr == PK_NR && mr == PK_MR) ukr_full(K, a, B + j0, ldb, c, ldc, acc);
-            else ukr_edge(K, a, B + j0, ldb, c, ldc, acc, mr, nr);
+    const int64_t npb = (N + 47) / 48;
+#pragma omp parallel
+    {
+        float bp[XB_CONV_KBLOCK * 48] __attribute__((aligned(64)));
+#pragma omp for schedule(static)
+        for (int64_t jb = 0; jb < npb; jb++) {
+            const int64_t j0 = jb * 48;
+            const int nc = N - j0 < 48 ? (int)(N - j0) : 48;
+            const __mmask16 m0 = range_mask(0, nc), m1 = range_mask(0, nc - 16), m2 = range_mask(0, nc - 32);
+            for (int k0 = 0; k0 < K; k0 += XB_CONV_KBLOCK) {
+                const int kc = K - k0 < XB_CONV_KBLOCK ? K - k0 : XB_CONV_KBLOCK;
+                for (int kk = 0; kk < kc; kk++) {
+                    const float *br = B + (int64_t)(k0 + kk) * ldb + j0;
+                    _mm512_store_ps(bp + kk * 48, _mm512_maskz_loadu_ps(m0, br));
+                    _mm512_store_ps(bp + kk * 48 + 16, _mm512_maskz_loadu_ps(m1, br + 16));
+                    _mm512_store_ps(bp + kk * 48 + 32, _mm512_maskz_loadu_ps(m2, br + 32));
+                }
+                for (int ib = 0; ib < nmb; ib++) {
+                    const int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
+                    const float *a = Ap + ((int64_t)ib * K + k0) * PK_MR;
+                    float *c = C + (int64_t)ib * PK_MR * ldc + j0;
+                    if (mr == PK_MR && nc == 48) ukr_p_full(kc, a, bp, c, ldc, NULL, acc || k0 > 0);
+                    else ukr_p_edge(kc, a, bp, c, ldc, NULL, acc || k0 > 0, mr, nc);
+                }
+            }
         }
     }
 }
@@ -451,13 +434,13 @@ static void ukr_s1_edge(int C, int T, const float *a, const float *const *xb, in
     ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, bias, acc, mr, nv);
 }
 
-/* The same 8 x 48 tile product on a packed B sliver: c (rows < mr, ldc; vectors < nv) =
- * [c +] a (kc x 8, packed) . b (kc x 48, contiguous) [+ bias].  kc <= XB_CONV_KBLOCK, so one call
- * is one accuracy block of ukr_s1, and a sequence of calls (load = 0 first, then 1) sums in exactly
- * ukr_s1's order: the results are the same bits. */
+/* The same 8 x 48 tile product on a packed B sliver: c (rows < mr, ldc; lanes under m0, m1, m2 of
+ * its three vectors) = [c +] a (kc x 8, packed) . b (kc x 48, contiguous) [+ bias].
+ * kc <= XB_CONV_KBLOCK, so one call is one accuracy block of ukr_s1, and a sequence of calls
+ * (load = 0 first, then 1) sums in exactly ukr_s1's order: the results are the same bits. */
 static inline __attribute__((always_inline)) void ukr_p(int kc, const float *a, const float *b, float *c,
                                                         int64_t ldc, const float *bias, int load, int mr,
-                                                        int nv) {
+                                                        __mmask16 m0, __mmask16 m1, __mmask16 m2, int full) {
     __m512 p0 = _mm512_setzero_ps(), p1 = p0, p2 = p0, p3 = p0, p4 = p0, p5 = p0, p6 = p0, p7 = p0;
     __m512 q0 = p0, q1 = p0, q2 = p0, q3 = p0, q4 = p0, q5 = p0, q6 = p0, q7 = p0;
     __m512 s0 = p0, s1 = p0, s2 = p0, s3 = p0, s4 = p0, s5 = p0, s6 = p0, s7 = p0;
@@ -473,8 +456,11 @@ static inline __attribute__((always_inline)) void ukr_p(int kc, const float *a, 
         P_ROW(4, p4, q4, s4) P_ROW(5, p5, q5, s5) P_ROW(6, p6, q6, s6) P_ROW(7, p7, q7, s7)
 #undef P_ROW
     }
+#define P_ONE(cr, V, m)                                                                              \
+    if (full) _mm512_storeu_ps(cr, load ? _mm512_add_ps(_mm512_loadu_ps(cr), V) : V);               \
+    else if (m) _mm512_mask_storeu_ps(cr, m, load ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, cr), V) : V);
 #define P_STORE(r, P, Q, S)                                                                          \
-    if (r < mr) {                                                                                    \
+    if (full || r < mr) {                                                                            \
         float *cr = c + (int64_t)(r) * ldc;                                                          \
         if (bias) {                                                                                  \
             const __m512 bv = _mm512_set1_ps(bias[r]);                                               \
@@ -482,23 +468,23 @@ static inline __attribute__((always_inline)) void ukr_p(int kc, const float *a, 
             Q = _mm512_add_ps(Q, bv);                                                                \
             S = _mm512_add_ps(S, bv);                                                                \
         }                                                                                            \
-        _mm512_storeu_ps(cr, load ? _mm512_add_ps(_mm512_loadu_ps(cr), P) : P);                      \
-        if (nv > 1) _mm512_storeu_ps(cr + 16, load ? _mm512_add_ps(_mm512_loadu_ps(cr + 16), Q) : Q); \
-        if (nv > 2) _mm512_storeu_ps(cr + 32, load ? _mm512_add_ps(_mm512_loadu_ps(cr + 32), S) : S); \
+        P_ONE(cr, P, m0) P_ONE(cr + 16, Q, m1) P_ONE(cr + 32, S, m2)                                 \
     }
     P_STORE(0, p0, q0, s0) P_STORE(1, p1, q1, s1) P_STORE(2, p2, q2, s2) P_STORE(3, p3, q3, s3)
     P_STORE(4, p4, q4, s4) P_STORE(5, p5, q5, s5) P_STORE(6, p6, q6, s6) P_STORE(7, p7, q7, s7)
 #undef P_STORE
+#undef P_ONE
 }
 
 static void ukr_p_full(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias,
                        int load) {
-    ukr_p(kc, a, b, c, ldc, bias, load, PK_MR, 3);
+    ukr_p(kc, a, b, c, ldc, bias, load, PK_MR, 0xffff, 0xffff, 0xffff, 1);
 }
 
+/* nc: columns of c to write (<= 48) */
 static void ukr_p_edge(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias,
-                       int load, int mr, int nv) {
-    ukr_p(kc, a, b, c, ldc, bias, load, mr, nv);
+                       int load, int mr, int nc) {
+    ukr_p(kc, a, b, c, ldc, bias, load, mr, range_mask(0, nc), range_mask(0, nc - 16), range_mask(0, nc - 32), 0);
 }
 
 /* Packed variant of conv_s1_fwd for many output rows (M >= XB_CONV_PACK_MIN_M).  Reading B in place
@@ -544,7 +530,7 @@ static void conv_s1_fwd_packed(const tap_geom *gm, int n, int C, int M, const fl
                     const float *bb = bias && k0 == 0 ? bias + ib * PK_MR : NULL;
                     const int load = acc || k0 > 0;
                     if (mr == PK_MR && cnt == 3) ukr_p_full(kc, a, bp, c, ldy, bb, load);
-                    else ukr_p_edge(kc, a, bp, c, ldy, bb, load, mr, cnt);
+                    else ukr_p_edge(kc, a, bp, c, ldy, bb, load, mr, 16 * cnt);
                 }
             }
         }
@@ -724,6 +710,124 @@ static void dw_tile3(const tap_geom *gm, int C, int M, const float *x, const flo
     }
 }
 
+/* 16 x 16 transpose: rows r[0..15] (16 floats each) -> out + i*ldo (i = 0..15) holds column i. */
+static inline void transpose16(__m512 r[16], float *out, int64_t ldo) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    /* r[4q + j] holds, in 128-bit lane L, column 4L + j of rows 4q..4q+3 */
+    for (int j = 0; j < 4; j++) {
+        __m512 a = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), b = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
+        __m512 c = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), d = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+        t[j] = _mm512_shuffle_f32x4(a, c, 0x88);      /* column j      */
+        t[8 + j] = _mm512_shuffle_f32x4(a, c, 0xdd);  /* column 8 + j  */
+        t[4 + j] = _mm512_shuffle_f32x4(b, d, 0x88);  /* column 4 + j  */
+        t[12 + j] = _mm512_shuffle_f32x4(b, d, 0xdd); /* column 12 + j */
+    }
+    for (int i = 0; i < 16; i++) _mm512_store_ps(out + i * ldo, t[i]);
+}
+
+/* C (M x K, ldc) += A (M x P, lda) . B (K x P)^T for many rows (M >= XB_CONV_PACK_MIN_M): the dW
+ * of a conv, dY col^T, as a GEMM over positions on ukr_p.  Row k of B (= col) is read from x through
+ * the implicit geometry gm (k = c*T + t, P = 16 * vectors) or, with gm NULL, from B (ldb).
+ * Blocks of XB_CONV_DW_PBLOCK positions; per block A^T is packed by 8 rows ([p][8]) and B^T 48
+ * columns wide ([p][48], by 16 x 16 transposes).  Each ukr_p call adds at most XB_CONV_KBLOCK
+ * products to C in memory.  (conv_s1_dw and gemm_nt instead hold every partial sum in registers
+ * over a whole chunk of positions and so reread the K x chunk inputs from L3 for every few rows
+ * of dY.)  Threads own (k block, row block) tiles, k-block-major, and every C element sums its
+ * blocks in position order: results do not depend on the thread count. */
+static void gemm_nt_packed(int M, int K, int64_t P, const float *dy, int64_t ldy, const tap_geom *gm,
+                           const float *x, int64_t ldb, float *dw, int64_t ldw) {
+    enum { PB = XB_CONV_DW_PBLOCK };
+    const int T = gm ? gm->T : 1, nmb = (M + PK_MR - 1) / PK_MR, nkb = (K + 47) / 48;
+    const int ntile = nmb * nkb;
+#pragma omp parallel
+    {
+        int nth = 1, me = 0;
+#ifdef _OPENMP
+        nth = omp_get_num_threads();
+        me = omp_get_thread_num();
+#endif
+        const int lo = (int)((int64_t)ntile * me / nth), hi = (int)((int64_t)ntile * (me + 1) / nth);
+        float *at = NULL, *bt = NULL;
+        if (hi > lo) {
+            at = xb_malloc(sizeof(float) * ((size_t)nmb * PK_MR * PB + 48 * PB));
+            bt = at + (size_t)nmb * PK_MR * PB;
+        }
+        const int ib0 = hi > lo ? lo % nmb : 0, ib1 = hi - lo >= nmb ? nmb : (hi - 1) % nmb + 1;
+        const int iball = hi - lo >= nmb || ib1 <= ib0; /* the range wraps: pack every row block */
+        for (int64_t p0 = 0; p0 < P && hi > lo; p0 += PB) {
+            const int np = P - p0 < PB ? (int)(P - p0) : PB, nvb = (np + 15) / 16;
+            /* A: at[ib][p][r] = dy[ib*8 + r][p0 + p] */
+            for (int ib = iball ? 0 : ib0; ib < (iball ? nmb : ib1); ib++)
+                for (int r = 0; r < PK_MR; r++) {
+                    const int i = ib * PK_MR + r;
+                    float *dst = at + (int64_t)ib * PK_MR * PB + r;
+                    if (i >= M) {
+                        for (int p = 0; p < np; p++) dst[p * PK_MR] = 0.0f;
+                        continue;
+                    }
+                    const float *src = dy + (int64_t)i * ldy + p0;
+                    for (int p = 0; p < np; p++) dst[p * PK_MR] = src[p];
+                }
+            int kb_packed = -1;
+            for (int tile = lo; tile < hi; tile++) {
+                const int kb = tile / nmb, ib = tile % nmb, k0 = kb * 48, nk = K - k0 < 48 ? K - k0 : 48;
+                if (kb != kb_packed) { /* B: bt[p][kk] = x shifted for k = k0 + kk at position p */
+                    for (int g = 0; g < 3; g++)
+                        for (int j = 0; j < nvb; j++) {
+                            __m512 rows[16];
+                            if (gm) {
+                                const int64_t v = p0 / 16 + j, nn = v / gm->vpi;
+                                const int vi = (int)(v % gm->vpi);
+                                const float *xv = x + nn * gm->in_img + (int64_t)vi * 16;
+                                const uint16_t *mk = gm->mtab + (int64_t)vi * T;
+                                for (int q = 0; q < 16; q++) {
+                                    const int k = k0 + 16 * g + q;
+                                    rows[q] = k < K ? _mm512_maskz_loadu_ps(mk[k % T], xv + (int64_t)(k / T) * gm->cst + gm->toff[k % T])
+                                                    : _mm512_setzero_ps();
+                                }
+                            } else {
+                                const __mmask16 m = range_mask(0, np - 16 * j);
+                                for (int q = 0; q < 16; q++) {
+                                    const int k = k0 + 16 * g + q;
+                                    rows[q] = k < K ? _mm512_maskz_loadu_ps(m, x + (int64_t)k * ldb + p0 + 16 * j)
+                                                    : _mm512_setzero_ps();
+                                }
+                            }
+                            transpose16(rows, bt + (int64_t)16 * j * 48 + 16 * g, 48);
+                        }
+                    kb_packed = kb;
+                }
+                const int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
+                float *c = dw + (int64_t)ib * PK_MR * ldw + k0;
+                const float *a = at + (int64_t)ib * PK_MR * PB;
+                for (int pb = 0; pb < np; pb += XB_CONV_KBLOCK) {
+                    const int kc = np - pb < XB_CONV_KBLOCK ? np - pb : XB_CONV_KBLOCK;
+                    if (mr == PK_MR && nk == 48) ukr_p_full(kc, a + pb * PK_MR, bt + pb * 48, c, ldw, NULL, 1);
+                    else ukr_p_edge(kc, a + pb * PK_MR, bt + pb * 48, c, ldw, NULL, 1, mr, nk);
+                }
+            }
+        }
+        xb_free(at);
+    }
+}
+
+/* gemm_nt, packed when there are enough rows and columns to pay for the packing. */
+static void gemm_nt_any(int M, int N, int64_t P, const float *A, int64_t lda, const float *B, int64_t ldb,
+                        float *C, int64_t ldc) {
+    if (M >= XB_CONV_PACK_MIN_M && N >= XB_CONV_DW_PACK_MIN_K) gemm_nt_packed(M, N, P, A, lda, NULL, B, ldb, C, ldc);
+    else gemm_nt(M, N, P, A, lda, B, ldb, C, ldc);
+}
+
 /* dW (M x C*T, ldw) += dY (M, n*out_img) . X^T over all nv output vectors.  Positions go in chunks
  * (so a tile's 4 rows of dY stay in L1), each tile reduced once per chunk.  One parallel region:
  * each thread owns a fixed range of tiles and walks all chunks, so there is no barrier per chunk,
@@ -732,6 +836,10 @@ static void conv_s1_dw(const tap_geom *gm, int C, int M, const float *x, const f
                        int64_t nv, float *dw, int64_t ldw) {
     const int K = C * gm->T, nmb = (M + S1DW_MR - 1) / S1DW_MR, row3 = gm->kw == 3 && gm->T % 3 == 0;
     const int ntile = row3 ? nmb * (gm->T / 3) * ((C + 1) / 2) : nmb * ((K + S1DW_NR - 1) / S1DW_NR);
+    if (M >= XB_CONV_PACK_MIN_M && K >= XB_CONV_DW_PACK_MIN_K) {
+        gemm_nt_packed(M, K, 16 * nv, dy, ldy, gm, x, 0, dw, ldw);
+        return;
+    }
 #pragma omp parallel
     {
         int nth = 1, me = 0;
@@ -813,10 +921,12 @@ static int is_pointwise(const xb_conv2d_desc *d) {
     return d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && d->ph == 0 && d->pw == 0;
 }
 
-/* Output rows (n, oh) per column chunk. */
+/* Output rows (n, oh) per column chunk: about XB_CONV_CHUNK_FLOATS, in whole panels of 48 columns
+ * where the rows are short enough (the GEMMs work in panels of 48). */
 static int64_t chunk_rows(const xb_conv2d_desc *d, int n) {
     int64_t per_row = (int64_t)xb_conv2d_k(d) * d->wo;
     int64_t rows = XB_CONV_CHUNK_FLOATS / per_row;
+    if (d->wo < 48 && rows * d->wo >= 48) rows = rows * d->wo / 48 * 48 / d->wo;
     int64_t total = (int64_t)n * d->ho;
     if (rows < 1) rows = 1;
     return rows < total ? rows : total;
@@ -1107,7 +1217,7 @@ void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const fl
         }
         if (dx) pack_cols(K, coutg, wg, K, ws); /* A = W_g^T (K x coutg) */
         if (pw) {
-            if (dw) gemm_nt(coutg, K, np, dyg, np, xg, nhw, dwg, K);
+            if (dw) gemm_nt_any(coutg, K, np, dyg, np, xg, nhw, dwg, K);
             if (dx) gemm_pk(K, np, coutg, ws, dyg, np, dxg, nhw, 1);
             continue;
         }
@@ -1115,7 +1225,7 @@ void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const fl
             int64_t q1 = q0 + cr < rows ? q0 + cr : rows, cols = (q1 - q0) * d->wo;
             if (dw) {
                 im2col_rows(d, n, g, x, q0, q1, col);
-                gemm_nt(coutg, K, cols, dyg + q0 * d->wo, np, col, cols, dwg, K);
+                gemm_nt_any(coutg, K, cols, dyg + q0 * d->wo, np, col, cols, dwg, K);
             }
             if (dx) {
                 gemm_pk(K, cols, coutg, ws, dyg + q0 * d->wo, np, col, cols, 0);
