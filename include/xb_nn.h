@@ -60,6 +60,14 @@ void xb_batchnorm_forward(int c, int64_t m, const float *x, const float *gamma, 
 void xb_batchnorm_backward(int c, int64_t m, const float *x, const float *gamma,
                            const float *save_mean, const float *save_invstd, const float *dy,
                            float *dx, float *dgamma, float *dbeta);
+/* batchnorm then ReLU, without the intermediate: y = relu(bn(x)); backward takes that y and its dy
+ * (same results as xb_batchnorm_* followed by xb_relu_*) */
+void xb_batchnorm_relu_forward(int c, int64_t m, const float *x, const float *gamma, const float *beta,
+                               float *running_mean, float *running_var, float momentum, float eps,
+                               int training, float *y, float *save_mean, float *save_invstd);
+void xb_batchnorm_relu_backward(int c, int64_t m, const float *x, const float *gamma,
+                                const float *save_mean, const float *save_invstd, const float *y,
+                                const float *dy, float *dx, float *dgamma, float *dbeta);
 
 /* ---- elementwise ------------------------------------------------------------------------------- */
 void xb_relu_forward(int64_t n, const float *x, float *y);

@@ -569,6 +569,50 @@ static void test_thread_independence(void **state) {
     xb_free(x); xb_free(dy); xb_free(o1); xb_free(o2);
 }
 
+#define XBT_CHECK_CLOSE_F(what, got, want, n, tol)                                                  \
+    do {                                                                                            \
+        double *w_ = dbl(want, n);                                                                  \
+        XBT_CHECK_REL(what, got, w_, n, tol);                                                       \
+        xb_free(w_);                                                                                \
+    } while (0)
+
+/* The fused batchnorm+ReLU equals batchnorm then ReLU (training and eval; backward onto non-zero dx). */
+static void test_batchnorm_relu_fused(void **state) {
+    (void)state;
+    const int c = 5;
+    const int64_t m = 1000 + 7; /* a tail after the vector loop */
+    xb_rng r;
+    xb_rng_seed(&r, 5, "test");
+    float *x = rnd(c * m, &r, 2.0), *g = rnd(c, &r, 1.0), *b = rnd(c, &r, 1.0), *dy = rnd(c * m, &r, 1.0);
+    for (int training = 0; training <= 1; training++) {
+        float rm1[5] = {0.1f, -0.2f, 0.3f, 0, 0}, rv1[5] = {1, 2, 0.5f, 1, 1}, rm2[5], rv2[5];
+        memcpy(rm2, rm1, sizeof rm1);
+        memcpy(rv2, rv1, sizeof rv1);
+        float sm1[5], si1[5], sm2[5], si2[5];
+        float *t = fzeros(c * m), *y1 = fzeros(c * m), *y2 = fzeros(c * m);
+        xb_batchnorm_forward(c, m, x, g, b, rm1, rv1, 0.1f, 1e-5f, training, t, sm1, si1);
+        xb_relu_forward(c * m, t, y1);
+        xb_batchnorm_relu_forward(c, m, x, g, b, rm2, rv2, 0.1f, 1e-5f, training, y2, sm2, si2);
+        assert_memory_equal(y1, y2, sizeof(float) * (size_t)(c * m));
+        assert_memory_equal(rm1, rm2, sizeof rm1);
+        assert_memory_equal(rv1, rv2, sizeof rv1);
+        if (training) {
+            float *dt = fzeros(c * m), *dx1 = rnd(c * m, &r, 0.5), *dx2 = fzeros(c * m);
+            memcpy(dx2, dx1, sizeof(float) * (size_t)(c * m));
+            float dg1[5] = {0}, db1[5] = {0}, dg2[5] = {0}, db2[5] = {0};
+            xb_relu_backward(c * m, y1, dy, dt);
+            xb_batchnorm_backward(c, m, x, g, sm1, si1, dt, dx1, dg1, db1);
+            xb_batchnorm_relu_backward(c, m, x, g, sm2, si2, y2, dy, dx2, dg2, db2);
+            XBT_CHECK_CLOSE_F("bn+relu dx", dx2, dx1, c * m, 1e-6);
+            XBT_CHECK_CLOSE_F("bn+relu dgamma", dg2, dg1, c, 1e-6);
+            XBT_CHECK_CLOSE_F("bn+relu dbeta", db2, db1, c, 1e-6);
+            xb_free(dt); xb_free(dx1); xb_free(dx2);
+        }
+        xb_free(t); xb_free(y1); xb_free(y2);
+    }
+    xb_free(x); xb_free(g); xb_free(b); xb_free(dy);
+}
+
 /* Convolution forward and backward give the same bits for 1, 2 and 3 threads, on every path
  * (implicit, implicit with packed B, explicit, pointwise). */
 static void conv_run(const conv_case *c, int threads, float *out) {
@@ -627,6 +671,7 @@ int main(void) {
         cmocka_unit_test(test_linear_vs_ref),
         cmocka_unit_test(test_batchnorm_vs_ref),
         cmocka_unit_test(test_batchnorm_running_stats),
+        cmocka_unit_test(test_batchnorm_relu_fused),
         cmocka_unit_test(test_pool_vs_ref),
         cmocka_unit_test(test_maxpool_ties),
         cmocka_unit_test(test_gap),

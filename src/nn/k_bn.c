@@ -11,6 +11,8 @@
  *     dbeta = sum dy,  dgamma = sum dy*xhat,
  *     dx = gamma*invstd * (dy - dbeta/m - xhat*dgamma/m)
  * in two passes (sums in double, then dx += A*dy + B*x + C per channel).
+ * The _relu variants are batchnorm followed by ReLU in one pass each way (the ReLU's output y
+ * replaces the batchnorm's; backward takes the ReLU's y and dy): no intermediate array.
  * Channels run in parallel; each channel's arithmetic is fixed, so results are thread-count
  * independent.  gamma/beta may be NULL (affine=False: 1 and 0).
  */
@@ -68,6 +70,33 @@ static void row_dot(int64_t m, const float *dy, const float *x, double *sdy, dou
     *sdy = s;
     *sdyx = q;
 }
+/* row_dot of g = (yr > 0 ? dy : 0), the gradient through a ReLU with output yr */
+static void row_dot_relu(int64_t m, const float *dy, const float *yr, const float *x, double *sdy, double *sdyx) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;
+    const __m512 zero = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= m; i += 16) {
+        __m512 g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_loadu_ps(yr + i), zero, _CMP_GT_OQ),
+                                       _mm512_loadu_ps(dy + i));
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512d glo = _mm512_cvtps_pd(_mm512_castps512_ps256(g));
+        __m512d ghi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(g), 1)));
+        __m512d vlo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        __m512d vhi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        s0 = _mm512_add_pd(s0, glo);
+        s1 = _mm512_add_pd(s1, ghi);
+        q0 = _mm512_fmadd_pd(glo, vlo, q0);
+        q1 = _mm512_fmadd_pd(ghi, vhi, q1);
+    }
+    double s = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)), q = _mm512_reduce_add_pd(_mm512_add_pd(q0, q1));
+    for (; i < m; i++) {
+        float g = yr[i] > 0.0f ? dy[i] : 0.0f;
+        s += g;
+        q += (double)g * x[i];
+    }
+    *sdy = s;
+    *sdyx = q;
+}
 #else
 static void row_sums(int64_t m, const float *x, double *sum, double *sumsq) {
     double s[LANES] = {0}, q[LANES] = {0};
@@ -104,11 +133,29 @@ static void row_dot(int64_t m, const float *dy, const float *x, double *sdy, dou
     *sdy = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
     *sdyx = ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
 }
+
+static void row_dot_relu(int64_t m, const float *dy, const float *yr, const float *x, double *sdy, double *sdyx) {
+    double s[LANES] = {0}, q[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= m; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            double g = yr[i + j] > 0.0f ? dy[i + j] : 0.0f;
+            s[j] += g;
+            q[j] += g * (double)x[i + j];
+        }
+    for (; i < m; i++) {
+        double g = yr[i] > 0.0f ? dy[i] : 0.0f;
+        s[0] += g;
+        q[0] += g * (double)x[i];
+    }
+    *sdy = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    *sdyx = ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
+}
 #endif
 
-void xb_batchnorm_forward(int c, int64_t m, const float *x, const float *gamma, const float *beta,
-                          float *running_mean, float *running_var, float momentum, float eps,
-                          int training, float *y, float *save_mean, float *save_invstd) {
+static void bn_forward(int c, int64_t m, const float *x, const float *gamma, const float *beta,
+                       float *running_mean, float *running_var, float momentum, float eps, int training,
+                       float *y, float *save_mean, float *save_invstd, int relu) {
     XB_ASSERT(m >= 1);
 #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < c; ch++) {
@@ -135,18 +182,40 @@ void xb_batchnorm_forward(int c, int64_t m, const float *x, const float *gamma, 
         if (save_invstd) save_invstd[ch] = (float)invstd;
         double g = gamma ? gamma[ch] : 1.0, bt = beta ? beta[ch] : 0.0;
         float scale = (float)(g * invstd), shift = (float)(bt - mean * g * invstd);
-        for (int64_t i = 0; i < m; i++) yc[i] = xc[i] * scale + shift;
+        if (relu)
+            for (int64_t i = 0; i < m; i++) {
+                float v = xc[i] * scale + shift;
+                yc[i] = v < 0.0f ? 0.0f : v; /* as xb_relu_forward */
+            }
+        else
+            for (int64_t i = 0; i < m; i++) yc[i] = xc[i] * scale + shift;
     }
 }
 
-void xb_batchnorm_backward(int c, int64_t m, const float *x, const float *gamma,
-                           const float *save_mean, const float *save_invstd, const float *dy,
-                           float *dx, float *dgamma, float *dbeta) {
+void xb_batchnorm_forward(int c, int64_t m, const float *x, const float *gamma, const float *beta,
+                          float *running_mean, float *running_var, float momentum, float eps,
+                          int training, float *y, float *save_mean, float *save_invstd) {
+    bn_forward(c, m, x, gamma, beta, running_mean, running_var, momentum, eps, training, y, save_mean,
+               save_invstd, 0);
+}
+
+void xb_batchnorm_relu_forward(int c, int64_t m, const float *x, const float *gamma, const float *beta,
+                               float *running_mean, float *running_var, float momentum, float eps,
+                               int training, float *y, float *save_mean, float *save_invstd) {
+    bn_forward(c, m, x, gamma, beta, running_mean, running_var, momentum, eps, training, y, save_mean,
+               save_invstd, 1);
+}
+
+/* yr: NULL, or the output of a ReLU applied to the batchnorm's output, whose gradient dy is */
+static void bn_backward(int c, int64_t m, const float *x, const float *gamma, const float *save_mean,
+                        const float *save_invstd, const float *yr, const float *dy, float *dx, float *dgamma,
+                        float *dbeta) {
 #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < c; ch++) {
-        const float *xc = x + (int64_t)ch * m, *gc = dy + (int64_t)ch * m;
+        const float *xc = x + (int64_t)ch * m, *gc = dy + (int64_t)ch * m, *rc = yr ? yr + (int64_t)ch * m : NULL;
         double mean = save_mean[ch], invstd = save_invstd[ch], sdy, sdyx;
-        row_dot(m, gc, xc, &sdy, &sdyx);
+        if (rc) row_dot_relu(m, gc, rc, xc, &sdy, &sdyx);
+        else row_dot(m, gc, xc, &sdy, &sdyx);
         double sdxhat = (sdyx - mean * sdy) * invstd; /* sum dy * xhat */
         if (dbeta) dbeta[ch] += (float)sdy;
         if (dgamma) dgamma[ch] += (float)sdxhat;
@@ -156,7 +225,22 @@ void xb_batchnorm_backward(int c, int64_t m, const float *x, const float *gamma,
             float A = (float)a, B = (float)(-a * invstd * sdxhat / (double)m);
             float C = (float)(-a * sdy / (double)m), M = (float)mean;
             float *dxc = dx + (int64_t)ch * m;
-            for (int64_t i = 0; i < m; i++) dxc[i] += A * gc[i] + B * (xc[i] - M) + C;
+            if (rc)
+                for (int64_t i = 0; i < m; i++) dxc[i] += A * (rc[i] > 0.0f ? gc[i] : 0.0f) + B * (xc[i] - M) + C;
+            else
+                for (int64_t i = 0; i < m; i++) dxc[i] += A * gc[i] + B * (xc[i] - M) + C;
         }
     }
+}
+
+void xb_batchnorm_backward(int c, int64_t m, const float *x, const float *gamma,
+                           const float *save_mean, const float *save_invstd, const float *dy,
+                           float *dx, float *dgamma, float *dbeta) {
+    bn_backward(c, m, x, gamma, save_mean, save_invstd, NULL, dy, dx, dgamma, dbeta);
+}
+
+void xb_batchnorm_relu_backward(int c, int64_t m, const float *x, const float *gamma,
+                                const float *save_mean, const float *save_invstd, const float *y,
+                                const float *dy, float *dx, float *dgamma, float *dbeta) {
+    bn_backward(c, m, x, gamma, save_mean, save_invstd, y, dy, dx, dgamma, dbeta);
 }

@@ -39,6 +39,8 @@ typedef struct node {
     int sc_pad_lo, sc_stride;
     int fold_bn;              /* conv: index of the batchnorm it feeds alone (folded at inference), else -1 */
     int folded;               /* batchnorm: filled by its convolution in this forward */
+    int fuse_relu;            /* batchnorm: index of the relu that alone consumes it, else -1 */
+    int relu_fused;           /* relu: its batchnorm wrote this node's output in this forward */
     float *wfold;             /* conv with fold_bn: folded weights (cout*K) and bias (cout) */
     int64_t macs;
     /* runtime, (c, nmax, h, w) */
@@ -379,6 +381,20 @@ static xb_status build_model(xb_model *m, xb_ini *ini, uint64_t seed) {
             for (int j = 0; j < m->nodes[k].n_in; j++) users += m->nodes[k].in[j] == bn->in[0];
         if (users == 1) m->nodes[bn->in[0]].fold_bn = i;
     }
+    /* batchnorms whose only consumer is a relu run with it in one pass each way */
+    for (int i = 0; i < m->n_nodes; i++) {
+        node *bn = &m->nodes[i];
+        bn->fuse_relu = -1;
+        if (bn->type != L_BN) continue;
+        int users = 0, user = -1;
+        for (int k = 0; k < m->n_nodes; k++)
+            for (int j = 0; j < m->nodes[k].n_in; j++)
+                if (m->nodes[k].in[j] == i) {
+                    users++;
+                    user = k;
+                }
+        if (users == 1 && m->nodes[user].type == L_RELU) bn->fuse_relu = user;
+    }
     /* mapped layers */
     m->mapped_nodes = xb_calloc((size_t)m->n_nodes * sizeof(int));
     for (int i = 0; i < m->n_nodes; i++)
@@ -673,13 +689,24 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
             }
             break;
         case L_BN:
+            if (nd->fuse_relu >= 0) m->nodes[nd->fuse_relu].relu_fused = 0;
             if (nd->folded) { nd->folded = 0; break; } /* its convolution wrote nd->y */
-            xb_batchnorm_forward(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), pp(m, nd->p_b),
-                                 bp(m, nd->p_rm), bp(m, nd->p_rv), nd->momentum, nd->eps, m->training, nd->y,
-                                 nd->save_mean, nd->save_invstd);
+            if (nd->fuse_relu >= 0) { /* writes the relu's output; nd->y stays unused */
+                node *r = &m->nodes[nd->fuse_relu];
+                xb_batchnorm_relu_forward(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), pp(m, nd->p_b),
+                                          bp(m, nd->p_rm), bp(m, nd->p_rv), nd->momentum, nd->eps, m->training,
+                                          r->y, nd->save_mean, nd->save_invstd);
+                r->relu_fused = 1;
+            } else {
+                xb_batchnorm_forward(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), pp(m, nd->p_b),
+                                     bp(m, nd->p_rm), bp(m, nd->p_rv), nd->momentum, nd->eps, m->training, nd->y,
+                                     nd->save_mean, nd->save_invstd);
+            }
             if (m->training) bp(m, nd->p_nbt)[0] += 1.0f;
             break;
-        case L_RELU: xb_relu_forward((int64_t)node_size(nd, n), a, nd->y); break;
+        case L_RELU:
+            if (!nd->relu_fused) xb_relu_forward((int64_t)node_size(nd, n), a, nd->y);
+            break;
         case L_MAXPOOL: xb_maxpool_forward(&nd->pool, nd->c, n, a, nd->y, nd->argmax); break;
         case L_AVGPOOL: xb_avgpool_forward(&nd->pool, nd->c, n, a, nd->y); break;
         case L_GAP: xb_gap_forward(nd->c, n, h0 * w0, a, nd->y); break;
@@ -745,7 +772,11 @@ xb_status xb_model_backward(xb_model *m, int n, const int32_t *labels, float lab
                          "use --schedule cosine with a warm start", l);
     for (int i = m->n_nodes - 1; i >= 0; i--) {
         node *nd = &m->nodes[i];
-        if (!nd->dy_live) continue; /* output unused (cannot happen for a connected graph) */
+        /* a relu run by its batchnorm: the batchnorm's backward takes the relu's gradient */
+        if (nd->type == L_RELU && nd->relu_fused) continue;
+        const node *fr = nd->type == L_BN && nd->fuse_relu >= 0 && m->nodes[nd->fuse_relu].relu_fused
+                             ? &m->nodes[nd->fuse_relu] : NULL;
+        if (fr ? !fr->dy_live : !nd->dy_live) continue; /* output unused (not in a connected graph) */
         const float *a = node_in(m, nd, 0);
         int c0, h0, w0;
         in_shape(m, nd->in[0], &c0, &h0, &w0);
@@ -759,7 +790,10 @@ xb_status xb_model_backward(xb_model *m, int n, const int32_t *labels, float lab
             xb_linear_backward(c0, nd->c, n, a, pp(m, nd->p_w), nd->dy, da, gp(m, nd->p_w), gp(m, nd->p_b));
             break;
         case L_BN:
-            if (m->training)
+            if (m->training && fr)
+                xb_batchnorm_relu_backward(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), nd->save_mean,
+                                           nd->save_invstd, fr->y, fr->dy, da, gp(m, nd->p_w), gp(m, nd->p_b));
+            else if (m->training)
                 xb_batchnorm_backward(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), nd->save_mean,
                                       nd->save_invstd, nd->dy, da, gp(m, nd->p_w), gp(m, nd->p_b));
             else
