@@ -73,6 +73,9 @@ void xb_batchnorm_relu_backward(int c, int64_t m, const float *x, const float *g
 void xb_relu_forward(int64_t n, const float *x, float *y);
 void xb_relu_backward(int64_t n, const float *y, const float *dy, float *dx); /* dx += dy*(y>0) */
 void xb_add_forward(int64_t n, const float *a, const float *b, float *y);
+/* y = relu(a + b); backward: g = dy*(y>0), da += g and db += g (either may be NULL) */
+void xb_add_relu_forward(int64_t n, const float *a, const float *b, float *y);
+void xb_add_relu_backward(int64_t n, const float *y, const float *dy, float *da, float *db);
 /* dropout: mask[i] = 1 with probability 1-p (from rng), y = x*mask/(1-p) */
 void xb_dropout_forward(int64_t n, float p, xb_rng *rng, const float *x, uint8_t *mask, float *y);
 void xb_dropout_backward(int64_t n, float p, const uint8_t *mask, const float *dy, float *dx);

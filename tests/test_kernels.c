@@ -613,6 +613,33 @@ static void test_batchnorm_relu_fused(void **state) {
     xb_free(x); xb_free(g); xb_free(b); xb_free(dy);
 }
 
+/* The fused add+ReLU equals add then ReLU, both ways (gradients accumulate onto non-zero buffers). */
+static void test_add_relu_fused(void **state) {
+    (void)state;
+    const int64_t n = 100003;
+    xb_rng r;
+    xb_rng_seed(&r, 6, "test");
+    float *a = rnd(n, &r, 1.0), *b = rnd(n, &r, 1.0), *dy = rnd(n, &r, 1.0);
+    float *t = fzeros(n), *y1 = fzeros(n), *y2 = fzeros(n), *dt = fzeros(n);
+    float *da1 = rnd(n, &r, 1.0), *db1 = rnd(n, &r, 1.0), *da2 = fzeros(n), *db2 = fzeros(n);
+    memcpy(da2, da1, sizeof(float) * (size_t)n);
+    memcpy(db2, db1, sizeof(float) * (size_t)n);
+    xb_add_forward(n, a, b, t);
+    xb_relu_forward(n, t, y1);
+    xb_add_relu_forward(n, a, b, y2);
+    assert_memory_equal(y1, y2, sizeof(float) * (size_t)n);
+    xb_relu_backward(n, y1, dy, dt);
+    for (int64_t i = 0; i < n; i++) {
+        da1[i] += dt[i];
+        db1[i] += dt[i];
+    }
+    xb_add_relu_backward(n, y2, dy, da2, db2);
+    assert_memory_equal(da1, da2, sizeof(float) * (size_t)n);
+    assert_memory_equal(db1, db2, sizeof(float) * (size_t)n);
+    xb_free(a); xb_free(b); xb_free(dy); xb_free(t); xb_free(y1); xb_free(y2); xb_free(dt);
+    xb_free(da1); xb_free(db1); xb_free(da2); xb_free(db2);
+}
+
 /* Convolution forward and backward give the same bits for 1, 2 and 3 threads, on every path
  * (implicit, implicit with packed B, explicit, pointwise). */
 static void conv_run(const conv_case *c, int threads, float *out) {
@@ -672,6 +699,7 @@ int main(void) {
         cmocka_unit_test(test_batchnorm_vs_ref),
         cmocka_unit_test(test_batchnorm_running_stats),
         cmocka_unit_test(test_batchnorm_relu_fused),
+        cmocka_unit_test(test_add_relu_fused),
         cmocka_unit_test(test_pool_vs_ref),
         cmocka_unit_test(test_maxpool_ties),
         cmocka_unit_test(test_gap),

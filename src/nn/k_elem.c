@@ -1,5 +1,6 @@
 /*
- * k_elem.c -- elementwise kernels: ReLU (nn.ReLU), residual add, inverted dropout (nn.Dropout).
+ * k_elem.c -- elementwise kernels: ReLU (nn.ReLU), residual add (alone or followed by a ReLU, in
+ * one pass), inverted dropout (nn.Dropout).
  * Plain loops the compiler vectorises; ReLU and add split over threads by index ranges, which cannot
  * change results.  Dropout draws its mask serially from the caller's rng, so the mask depends only on
  * the rng state, never on the thread count.
@@ -22,6 +23,23 @@ void xb_relu_backward(int64_t n, const float *y, const float *dy, float *dx) {
 void xb_add_forward(int64_t n, const float *a, const float *b, float *y) {
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+void xb_add_relu_forward(int64_t n, const float *a, const float *b, float *y) {
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; i++) {
+        float v = a[i] + b[i];
+        y[i] = v < 0.0f ? 0.0f : v;
+    }
+}
+
+void xb_add_relu_backward(int64_t n, const float *y, const float *dy, float *da, float *db) {
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; i++) {
+        float g = y[i] > 0.0f ? dy[i] : 0.0f;
+        if (da) da[i] += g;
+        if (db) db[i] += g;
+    }
 }
 
 void xb_dropout_forward(int64_t n, float p, xb_rng *rng, const float *x, uint8_t *mask, float *y) {

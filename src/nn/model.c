@@ -39,7 +39,7 @@ typedef struct node {
     int sc_pad_lo, sc_stride;
     int fold_bn;              /* conv: index of the batchnorm it feeds alone (folded at inference), else -1 */
     int folded;               /* batchnorm: filled by its convolution in this forward */
-    int fuse_relu;            /* batchnorm: index of the relu that alone consumes it, else -1 */
+    int fuse_relu;            /* batchnorm, add: index of the relu that alone consumes it, else -1 */
     int relu_fused;           /* relu: its batchnorm wrote this node's output in this forward */
     float *wfold;             /* conv with fold_bn: folded weights (cout*K) and bias (cout) */
     int64_t macs;
@@ -381,11 +381,11 @@ static xb_status build_model(xb_model *m, xb_ini *ini, uint64_t seed) {
             for (int j = 0; j < m->nodes[k].n_in; j++) users += m->nodes[k].in[j] == bn->in[0];
         if (users == 1) m->nodes[bn->in[0]].fold_bn = i;
     }
-    /* batchnorms whose only consumer is a relu run with it in one pass each way */
+    /* batchnorms and adds whose only consumer is a relu run with it in one pass each way */
     for (int i = 0; i < m->n_nodes; i++) {
         node *bn = &m->nodes[i];
         bn->fuse_relu = -1;
-        if (bn->type != L_BN) continue;
+        if (bn->type != L_BN && bn->type != L_ADD) continue;
         int users = 0, user = -1;
         for (int k = 0; k < m->n_nodes; k++)
             for (int j = 0; j < m->nodes[k].n_in; j++)
@@ -719,7 +719,15 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
                 memcpy(nd->y, a, node_size(nd, n) * sizeof(float));
             }
             break;
-        case L_ADD: xb_add_forward((int64_t)node_size(nd, n), a, node_in(m, nd, 1), nd->y); break;
+        case L_ADD:
+            if (nd->fuse_relu >= 0) { /* writes the relu's output; nd->y stays unused */
+                node *r = &m->nodes[nd->fuse_relu];
+                xb_add_relu_forward((int64_t)node_size(nd, n), a, node_in(m, nd, 1), r->y);
+                r->relu_fused = 1;
+            } else {
+                xb_add_forward((int64_t)node_size(nd, n), a, node_in(m, nd, 1), nd->y);
+            }
+            break;
         case L_SHORTCUT:
             xb_shortcut_pad_forward(c0, nd->c, nd->sc_pad_lo, nd->sc_stride, n, h0, w0, a, nd->y);
             break;
@@ -774,8 +782,7 @@ xb_status xb_model_backward(xb_model *m, int n, const int32_t *labels, float lab
         node *nd = &m->nodes[i];
         /* a relu run by its batchnorm: the batchnorm's backward takes the relu's gradient */
         if (nd->type == L_RELU && nd->relu_fused) continue;
-        const node *fr = nd->type == L_BN && nd->fuse_relu >= 0 && m->nodes[nd->fuse_relu].relu_fused
-                             ? &m->nodes[nd->fuse_relu] : NULL;
+        const node *fr = nd->fuse_relu >= 0 && m->nodes[nd->fuse_relu].relu_fused ? &m->nodes[nd->fuse_relu] : NULL;
         if (fr ? !fr->dy_live : !nd->dy_live) continue; /* output unused (not in a connected graph) */
         const float *a = node_in(m, nd, 0);
         int c0, h0, w0;
@@ -813,9 +820,13 @@ xb_status xb_model_backward(xb_model *m, int n, const int32_t *labels, float lab
             break;
         case L_ADD: {
             size_t sz = node_size(nd, n);
-            if (da) for (size_t j = 0; j < sz; j++) da[j] += nd->dy[j];
             float *db = grad_of(m, nd->in[1], n);
-            if (db) for (size_t j = 0; j < sz; j++) db[j] += nd->dy[j];
+            if (fr) {
+                xb_add_relu_backward((int64_t)sz, fr->y, fr->dy, da, db);
+            } else {
+                if (da) for (size_t j = 0; j < sz; j++) da[j] += nd->dy[j];
+                if (db) for (size_t j = 0; j < sz; j++) db[j] += nd->dy[j];
+            }
             break;
         }
         case L_SHORTCUT:
