@@ -78,6 +78,8 @@ xb_status xb_evaluate(xb_model *m, const xb_dataset *d, int64_t limit, int batch
 
 typedef struct train_state {
     int64_t epoch, pos, step;
+    double elapsed0;          /* wall seconds the run had taken before this process (from --resume) */
+    double t_start;           /* this process's start of training (xb_time_s) */
     int64_t *perm;
     xb_rng rng_shuffle, rng_aug, rng_drop;
 } train_state;
@@ -112,6 +114,7 @@ static xb_status save_checkpoint(xb_model *m, const xb_optim *o, const train_sta
     xb_tensor tr = {.dtype = XB_I64, .ndim = 2, .shape = {3, 6, 1, 1}, .data = r};
     xb_st_add(&st, "__rng", tr);
     char buf[8][32];
+    snprintf(buf[6], 32, "%.3f", ts->elapsed0 + xb_time_s() - ts->t_start);
     snprintf(buf[0], 32, "%lld", (long long)ts->epoch);
     snprintf(buf[1], 32, "%lld", (long long)ts->pos);
     snprintf(buf[2], 32, "%lld", (long long)ts->step);
@@ -127,6 +130,7 @@ static xb_status save_checkpoint(xb_model *m, const xb_optim *o, const train_sta
     xb_st_add_meta(&st, "batch", buf[4]);
     xb_st_add_meta(&st, "epochs", buf[5]);
     xb_st_add_meta(&st, "optimizer", opt_names[o->kind]);
+    xb_st_add_meta(&st, "elapsed_s", buf[6]);
     xb_status s = xb_st_save(path, &st);
     xb_st_free(&st);
     xb_free(scratch);
@@ -192,6 +196,14 @@ static xb_status load_checkpoint(xb_model *m, xb_optim *o, train_state *ts, cons
     rng_unpack(r, &ts->rng_shuffle); rng_unpack(r + 6, &ts->rng_aug); rng_unpack(r + 12, &ts->rng_drop);
     ts->epoch = v[0]; ts->pos = v[1]; ts->step = v[2];
     o->step = v[3];
+    const char *el = xb_st_meta(&st, "elapsed_s"); /* absent in older checkpoints: 0 */
+    if (el) {
+        char *end;
+        double e = strtod(el, &end);
+        if (*end || !(e >= 0) || e > 1e12)
+            FAIL(XB_ERR_FORMAT, "%s: checkpoint metadata 'elapsed_s' = '%s' is not a duration in seconds", path, el);
+        ts->elapsed0 = e;
+    }
     s = XB_OK;
 out:
     xb_st_free(&st);
@@ -264,6 +276,7 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
     float *x = xb_malloc((size_t)o->batch * c * h * w * sizeof(float));
     int32_t *lab = xb_malloc((size_t)o->batch * sizeof(int32_t));
     double t_start = xb_time_s(), t_train = 0;
+    ts.t_start = t_start;
     int64_t imgs = 0;
     while (ts.epoch < epochs && ts.step < stop) {
         if (ts.pos == 0) shuffle(ts.perm, train->n, &ts.rng_shuffle);
@@ -322,14 +335,14 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
             if (o->progress)
                 fprintf(stderr, "epoch %lld/%d: train loss %.4f acc %.2f%%, test acc %.2f%% (%lld images), %.1f s\n",
                         (long long)ts.epoch, epochs, r.train_loss, 100 * r.train_acc, 100 * acc, (long long)er.n,
-                        xb_time_s() - t_start);
+                        ts.elapsed0 + xb_time_s() - t_start);
         }
         if (o->json) {
             char a[32] = "null";
             if (acc >= 0) snprintf(a, sizeof a, "%.6f", acc);
             printf("{\"epoch\":%lld,\"step\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,\"test_acc\":%s,"
                    "\"seconds\":%.3f}\n", (long long)ts.epoch, (long long)ts.step, r.train_loss, r.train_acc, a,
-                   xb_time_s() - t_start);
+                   ts.elapsed0 + xb_time_s() - t_start);
             fflush(stdout);
         }
         if (o->out_dir) {
