@@ -357,6 +357,42 @@ static void test_maxpool_ties(void **state) {
     assert_int_equal(am[4], 5);
 }
 
+/* The vectorised 2x2 stride-2 path against the scalar rule (ties: first in row-major order; NaN:
+ * the last NaN wins), with many ties, NaNs and -inf, and rows that end mid-vector. */
+static void test_maxpool2x2_rule(void **state) {
+    (void)state;
+    const int shapes[][2] = {{2, 2}, {4, 6}, {8, 40}, {6, 70}, {32, 32}};
+    const float vals[6] = {-1.0f, 0.0f, 1.0f, 2.0f, NAN, -INFINITY};
+    xb_rng r;
+    xb_rng_seed(&r, 77, "test");
+    for (int t = 0; t < 5; t++) {
+        const int h = shapes[t][0], w = shapes[t][1], ho = h / 2, wo = w / 2, planes = 3;
+        xb_pool_desc d;
+        assert_int_equal(xb_pool_desc_init(&d, 2, 2, 0, h, w), XB_OK);
+        float *x = fzeros((int64_t)planes * h * w), *y = fzeros((int64_t)planes * ho * wo);
+        int32_t *am = xb_malloc(sizeof(int32_t) * (size_t)(planes * ho * wo));
+        for (int64_t i = 0; i < (int64_t)planes * h * w; i++) x[i] = vals[xb_rng_u64(&r) % 6];
+        xb_maxpool_forward(&d, planes, 1, x, y, am);
+        for (int pl = 0; pl < planes; pl++)
+            for (int oh = 0; oh < ho; oh++)
+                for (int ow = 0; ow < wo; ow++) {
+                    const float *xp = x + (int64_t)pl * h * w;
+                    float best = -INFINITY;
+                    int bi = 2 * oh * w + 2 * ow;
+                    for (int ih = 2 * oh; ih < 2 * oh + 2; ih++)
+                        for (int iw = 2 * ow; iw < 2 * ow + 2; iw++)
+                            if (xp[ih * w + iw] > best || isnan(xp[ih * w + iw])) {
+                                best = xp[ih * w + iw];
+                                bi = ih * w + iw;
+                            }
+                    const int64_t o = ((int64_t)pl * ho + oh) * wo + ow;
+                    assert_int_equal(am[o], bi);
+                    assert_true(isnan(best) ? isnan(y[o]) : y[o] == best);
+                }
+        xb_free(x); xb_free(y); xb_free(am);
+    }
+}
+
 static void test_gap(void **state) {
     (void)state;
     xb_rng r;
@@ -702,6 +738,7 @@ int main(void) {
         cmocka_unit_test(test_add_relu_fused),
         cmocka_unit_test(test_pool_vs_ref),
         cmocka_unit_test(test_maxpool_ties),
+        cmocka_unit_test(test_maxpool2x2_rule),
         cmocka_unit_test(test_gap),
         cmocka_unit_test(test_elementwise),
         cmocka_unit_test(test_layout_round_trips),
