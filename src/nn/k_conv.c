@@ -489,7 +489,8 @@ static void ukr_p_edge(int kc, const float *a, const float *b, float *c, int64_t
 
 /* Packed variant of conv_s1_fwd for many output rows (M >= XB_CONV_PACK_MIN_M).  Reading B in place
  * is cheap when few row blocks reuse it, but with hundreds of rows (vgg's 256-512 channels) the
- * shifted loads, C floats apart (a power-of-two channel stride), thrash L1 and L2 by set conflicts.
+ * shifted loads, one channel plane (n*h*w floats, often a power of two) apart, thrash L1 and L2 by
+ * set conflicts.
  * Here each block of XB_CONV_KBLOCK k-rows of the tile's B (48 positions) is copied once into a
  * contiguous 12 KiB sliver that stays in L1 while every 8-row block of A passes over it. */
 static void conv_s1_fwd_packed(const tap_geom *gm, int n, int C, int M, const float *x, const float *Ap,

@@ -40,7 +40,7 @@ typedef struct node {
     int fold_bn;              /* conv: index of the batchnorm it feeds alone (folded at inference), else -1 */
     int folded;               /* batchnorm: filled by its convolution in this forward */
     int fuse_relu;            /* batchnorm, add: index of the relu that alone consumes it, else -1 */
-    int relu_fused;           /* relu: its batchnorm wrote this node's output in this forward */
+    int relu_fused;           /* relu: its producer (batchnorm or add) wrote this node's output in this forward */
     float *wfold;             /* conv with fold_bn: folded weights (cout*K) and bias (cout) */
     int64_t macs;
     /* runtime, (c, nmax, h, w) */
@@ -383,9 +383,9 @@ static xb_status build_model(xb_model *m, xb_ini *ini, uint64_t seed) {
     }
     /* batchnorms and adds whose only consumer is a relu run with it in one pass each way */
     for (int i = 0; i < m->n_nodes; i++) {
-        node *bn = &m->nodes[i];
-        bn->fuse_relu = -1;
-        if (bn->type != L_BN && bn->type != L_ADD) continue;
+        node *pr = &m->nodes[i];
+        pr->fuse_relu = -1;
+        if (pr->type != L_BN && pr->type != L_ADD) continue;
         int users = 0, user = -1;
         for (int k = 0; k < m->n_nodes; k++)
             for (int j = 0; j < m->nodes[k].n_in; j++)
@@ -393,7 +393,7 @@ static xb_status build_model(xb_model *m, xb_ini *ini, uint64_t seed) {
                     users++;
                     user = k;
                 }
-        if (users == 1 && m->nodes[user].type == L_RELU) bn->fuse_relu = user;
+        if (users == 1 && m->nodes[user].type == L_RELU) pr->fuse_relu = user;
     }
     /* mapped layers */
     m->mapped_nodes = xb_calloc((size_t)m->n_nodes * sizeof(int));
@@ -780,7 +780,7 @@ xb_status xb_model_backward(xb_model *m, int n, const int32_t *labels, float lab
                          "use --schedule cosine with a warm start", l);
     for (int i = m->n_nodes - 1; i >= 0; i--) {
         node *nd = &m->nodes[i];
-        /* a relu run by its batchnorm: the batchnorm's backward takes the relu's gradient */
+        /* a relu run by its producer: the producer's backward takes the relu's gradient (fr) */
         if (nd->type == L_RELU && nd->relu_fused) continue;
         const node *fr = nd->fuse_relu >= 0 && m->nodes[nd->fuse_relu].relu_fused ? &m->nodes[nd->fuse_relu] : NULL;
         if (fr ? !fr->dy_live : !nd->dy_live) continue; /* output unused (not in a connected graph) */
