@@ -45,8 +45,15 @@ def gain_cfg(preset, out):
     """The preset with a per-layer digital gain calibration appended."""
     src = os.path.join(ROOT, "configs", "hw", preset + ".cfg")
     dst = os.path.join(out, preset + "-gain.cfg")
-    with open(src) as f, open(dst, "w") as g:
-        g.write(f.read() + "\n[output]\ngain_calibration = per_layer\n")
+    with open(src) as f:
+        lines = f.read().splitlines()
+    at = [i for i, l in enumerate(lines) if l.strip() == "[output]"]
+    if at:  # sections may appear once: add the key to the preset's own [output]
+        lines.insert(at[0] + 1, "gain_calibration = per_layer")
+    else:
+        lines += ["", "[output]", "gain_calibration = per_layer"]
+    with open(dst, "w") as g:
+        g.write("\n".join(lines) + "\n")
     return dst
 
 
@@ -136,7 +143,7 @@ def main():
             rep, cmd = run(args, preset + "-gain", gain_cfg(preset, args.out), seeds, images)
             gained.append(row(preset, rep, cmd, True))
     table("Presets as shipped:", plain, False)
-    table("With `[output] gain_calibration = per_layer` appended to the preset "
+    table("With `gain_calibration = per_layer` added to the preset's `[output]` "
           f"(the configs are written to {args.out}/PRESET-gain.cfg):", gained, True)
 
 
