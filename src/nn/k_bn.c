@@ -48,37 +48,16 @@ static void row_sums(int64_t m, const float *x, double *sum, double *sumsq) {
     *sumsq = q;
 }
 
-static void row_dot(int64_t m, const float *dy, const float *x, double *sdy, double *sdyx) {
-    __m512d s0 = _mm512_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;
-    int64_t i = 0;
-    for (; i + 16 <= m; i += 16) {
-        __m512 g = _mm512_loadu_ps(dy + i), v = _mm512_loadu_ps(x + i);
-        __m512d glo = _mm512_cvtps_pd(_mm512_castps512_ps256(g));
-        __m512d ghi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(g), 1)));
-        __m512d vlo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-        __m512d vhi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-        s0 = _mm512_add_pd(s0, glo);
-        s1 = _mm512_add_pd(s1, ghi);
-        q0 = _mm512_fmadd_pd(glo, vlo, q0);
-        q1 = _mm512_fmadd_pd(ghi, vhi, q1);
-    }
-    double s = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)), q = _mm512_reduce_add_pd(_mm512_add_pd(q0, q1));
-    for (; i < m; i++) {
-        s += dy[i];
-        q += (double)dy[i] * x[i];
-    }
-    *sdy = s;
-    *sdyx = q;
-}
-/* row_dot of g = (yr > 0 ? dy : 0), the gradient through a ReLU with output yr */
-static void row_dot_relu(int64_t m, const float *dy, const float *yr, const float *x, double *sdy, double *sdyx) {
+/* sum g and sum g*x with g = dy, or g = (yr > 0 ? dy : 0) (the gradient through a ReLU whose output
+ * is yr) when yr is given */
+static inline __attribute__((always_inline)) void row_dot_g(int64_t m, const float *dy, const float *yr,
+                                                            const float *x, double *sdy, double *sdyx) {
     __m512d s0 = _mm512_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;
     const __m512 zero = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= m; i += 16) {
-        __m512 g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_loadu_ps(yr + i), zero, _CMP_GT_OQ),
-                                       _mm512_loadu_ps(dy + i));
-        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 g = _mm512_loadu_ps(dy + i), v = _mm512_loadu_ps(x + i);
+        if (yr) g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_loadu_ps(yr + i), zero, _CMP_GT_OQ), g);
         __m512d glo = _mm512_cvtps_pd(_mm512_castps512_ps256(g));
         __m512d ghi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(g), 1)));
         __m512d vlo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
@@ -90,7 +69,7 @@ static void row_dot_relu(int64_t m, const float *dy, const float *yr, const floa
     }
     double s = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)), q = _mm512_reduce_add_pd(_mm512_add_pd(q0, q1));
     for (; i < m; i++) {
-        float g = yr[i] > 0.0f ? dy[i] : 0.0f;
+        float g = yr && !(yr[i] > 0.0f) ? 0.0f : dy[i];
         s += g;
         q += (double)g * x[i];
     }
@@ -116,35 +95,19 @@ static void row_sums(int64_t m, const float *x, double *sum, double *sumsq) {
     *sumsq = ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
 }
 
-/* sum dy and sum dy*x */
-static void row_dot(int64_t m, const float *dy, const float *x, double *sdy, double *sdyx) {
+/* sum g and sum g*x with g = dy, or g = (yr > 0 ? dy : 0) when yr is given */
+static inline void row_dot_g(int64_t m, const float *dy, const float *yr, const float *x, double *sdy,
+                             double *sdyx) {
     double s[LANES] = {0}, q[LANES] = {0};
     int64_t i = 0;
     for (; i + LANES <= m; i += LANES)
         for (int j = 0; j < LANES; j++) {
-            double g = dy[i + j];
+            double g = yr && !(yr[i + j] > 0.0f) ? 0.0 : dy[i + j];
             s[j] += g;
             q[j] += g * (double)x[i + j];
         }
     for (; i < m; i++) {
-        s[0] += dy[i];
-        q[0] += (double)dy[i] * (double)x[i];
-    }
-    *sdy = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-    *sdyx = ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
-}
-
-static void row_dot_relu(int64_t m, const float *dy, const float *yr, const float *x, double *sdy, double *sdyx) {
-    double s[LANES] = {0}, q[LANES] = {0};
-    int64_t i = 0;
-    for (; i + LANES <= m; i += LANES)
-        for (int j = 0; j < LANES; j++) {
-            double g = yr[i + j] > 0.0f ? dy[i + j] : 0.0f;
-            s[j] += g;
-            q[j] += g * (double)x[i + j];
-        }
-    for (; i < m; i++) {
-        double g = yr[i] > 0.0f ? dy[i] : 0.0f;
+        double g = yr && !(yr[i] > 0.0f) ? 0.0 : dy[i];
         s[0] += g;
         q[0] += g * (double)x[i];
     }
@@ -214,8 +177,8 @@ static void bn_backward(int c, int64_t m, const float *x, const float *gamma, co
     for (int ch = 0; ch < c; ch++) {
         const float *xc = x + (int64_t)ch * m, *gc = dy + (int64_t)ch * m, *rc = yr ? yr + (int64_t)ch * m : NULL;
         double mean = save_mean[ch], invstd = save_invstd[ch], sdy, sdyx;
-        if (rc) row_dot_relu(m, gc, rc, xc, &sdy, &sdyx);
-        else row_dot(m, gc, xc, &sdy, &sdyx);
+        if (rc) row_dot_g(m, gc, rc, xc, &sdy, &sdyx);
+        else row_dot_g(m, gc, NULL, xc, &sdy, &sdyx);
         double sdxhat = (sdyx - mean * sdy) * invstd; /* sum dy * xhat */
         if (dbeta) dbeta[ch] += (float)sdy;
         if (dgamma) dgamma[ch] += (float)sdxhat;

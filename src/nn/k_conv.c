@@ -341,6 +341,26 @@ static void phase_merge_add(int C, int n, int h, int w, int s, const float *dxph
         }
 }
 
+/* The 8 x 48 register tile of ukr_s1 and ukr_p: accumulators p (vector 0), q (1), s (2) for rows 0-7
+ * (named, not an array: GCC spills arrays of vectors in these loops), and one k step on it from a
+ * (8 packed row values) and b0, b1, b2 (the step's three B vectors). */
+#define TILE_DECL                                                                                    \
+    __m512 p0 = _mm512_setzero_ps(), p1 = p0, p2 = p0, p3 = p0, p4 = p0, p5 = p0, p6 = p0, p7 = p0; \
+    __m512 q0 = p0, q1 = p0, q2 = p0, q3 = p0, q4 = p0, q5 = p0, q6 = p0, q7 = p0;                 \
+    __m512 s0 = p0, s1 = p0, s2 = p0, s3 = p0, s4 = p0, s5 = p0, s6 = p0, s7 = p0;
+#define TILE_ROW(r, P, Q, S)                                                                         \
+    av = _mm512_set1_ps(a[r]);                                                                       \
+    P = _mm512_fmadd_ps(av, b0, P);                                                                  \
+    Q = _mm512_fmadd_ps(av, b1, Q);                                                                  \
+    S = _mm512_fmadd_ps(av, b2, S);
+#define TILE_STEP()                                                                                  \
+    do {                                                                                             \
+        __m512 av;                                                                                   \
+        TILE_ROW(0, p0, q0, s0) TILE_ROW(1, p1, q1, s1) TILE_ROW(2, p2, q2, s2)                      \
+        TILE_ROW(3, p3, q3, s3) TILE_ROW(4, p4, q4, s4) TILE_ROW(5, p5, q5, s5)                      \
+        TILE_ROW(6, p6, q6, s6) TILE_ROW(7, p7, q7, s7)                                              \
+    } while (0)
+
 /* Tile: 8 output channels x 3 vectors of 16 positions (xb[j]: input base of vector j, mk[j]: its
  * mask row; nv < 3 vectors at the batch's end: the missing ones load nothing and store nothing).
  * A packed (T*C, 8), tap-major (pack_taps), so each tap's masks and offset are loaded once.
@@ -354,10 +374,7 @@ static inline __attribute__((always_inline)) void ukr_s1(int C, int T, const flo
                                                          const uint16_t *const *mk, float *c,
                                                          int64_t ldc, const float *bias, int acc, int mr,
                                                          int nv) {
-    /* named accumulators: GCC spills arrays of vectors in this loop shape */
-    __m512 p0 = _mm512_setzero_ps(), p1 = p0, p2 = p0, p3 = p0, p4 = p0, p5 = p0, p6 = p0, p7 = p0;
-    __m512 q0 = p0, q1 = p0, q2 = p0, q3 = p0, q4 = p0, q5 = p0, q6 = p0, q7 = p0;
-    __m512 s0 = p0, s1 = p0, s2 = p0, s3 = p0, s4 = p0, s5 = p0, s6 = p0, s7 = p0;
+    TILE_DECL
     __m512 sum[3 * PK_MR]; /* running sums of rows r < mr, vectors j < nv */
     int first = 1, left = XB_CONV_KBLOCK; /* no block flushed yet; products left in this block */
 #define S1_FLUSH_ROW(r, P, Q, S)                                                                     \
@@ -399,15 +416,7 @@ static inline __attribute__((always_inline)) void ukr_s1(int C, int T, const flo
                 __m512 b0 = _mm512_maskz_loadu_ps(m0, x0);
                 __m512 b1 = _mm512_maskz_loadu_ps(m1, x1);
                 __m512 b2 = _mm512_maskz_loadu_ps(m2, x2);
-                __m512 av;
-#define S1_ROW(r, P, Q, S)                                                                           \
-    av = _mm512_set1_ps(a[r]);                                                                       \
-    P = _mm512_fmadd_ps(av, b0, P);                                                                  \
-    Q = _mm512_fmadd_ps(av, b1, Q);                                                                  \
-    S = _mm512_fmadd_ps(av, b2, S);
-                S1_ROW(0, p0, q0, s0) S1_ROW(1, p1, q1, s1) S1_ROW(2, p2, q2, s2) S1_ROW(3, p3, q3, s3)
-                S1_ROW(4, p4, q4, s4) S1_ROW(5, p5, q5, s5) S1_ROW(6, p6, q6, s6) S1_ROW(7, p7, q7, s7)
-#undef S1_ROW
+                TILE_STEP();
             }
         }
     }
@@ -441,20 +450,10 @@ static void ukr_s1_edge(int C, int T, const float *a, const float *const *xb, in
 static inline __attribute__((always_inline)) void ukr_p(int kc, const float *a, const float *b, float *c,
                                                         int64_t ldc, const float *bias, int load, int mr,
                                                         __mmask16 m0, __mmask16 m1, __mmask16 m2, int full) {
-    __m512 p0 = _mm512_setzero_ps(), p1 = p0, p2 = p0, p3 = p0, p4 = p0, p5 = p0, p6 = p0, p7 = p0;
-    __m512 q0 = p0, q1 = p0, q2 = p0, q3 = p0, q4 = p0, q5 = p0, q6 = p0, q7 = p0;
-    __m512 s0 = p0, s1 = p0, s2 = p0, s3 = p0, s4 = p0, s5 = p0, s6 = p0, s7 = p0;
+    TILE_DECL
     for (int k = 0; k < kc; k++, a += PK_MR, b += 48) {
         const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), b2 = _mm512_load_ps(b + 32);
-        __m512 av;
-#define P_ROW(r, P, Q, S)                                                                            \
-    av = _mm512_set1_ps(a[r]);                                                                       \
-    P = _mm512_fmadd_ps(av, b0, P);                                                                  \
-    Q = _mm512_fmadd_ps(av, b1, Q);                                                                  \
-    S = _mm512_fmadd_ps(av, b2, S);
-        P_ROW(0, p0, q0, s0) P_ROW(1, p1, q1, s1) P_ROW(2, p2, q2, s2) P_ROW(3, p3, q3, s3)
-        P_ROW(4, p4, q4, s4) P_ROW(5, p5, q5, s5) P_ROW(6, p6, q6, s6) P_ROW(7, p7, q7, s7)
-#undef P_ROW
+        TILE_STEP();
     }
 #define P_ONE(cr, V, m)                                                                              \
     if (full) _mm512_storeu_ps(cr, load ? _mm512_add_ps(_mm512_loadu_ps(cr), V) : V);               \
