@@ -735,6 +735,18 @@ static inline void transpose16(__m512 r[16], float *out, int64_t ldo) {
     for (int i = 0; i < 16; i++) _mm512_store_ps(out + i * ldo, t[i]);
 }
 
+/* This thread's share [lo, hi) of n tiles in an OpenMP parallel region: contiguous, fixed by the
+ * thread count alone (so each tile's work is the same whichever thread runs it). */
+static void thread_range(int n, int *lo, int *hi) {
+    int nth = 1, me = 0;
+#ifdef _OPENMP
+    nth = omp_get_num_threads();
+    me = omp_get_thread_num();
+#endif
+    *lo = (int)((int64_t)n * me / nth);
+    *hi = (int)((int64_t)n * (me + 1) / nth);
+}
+
 /* C (M x K, ldc) += A (M x P, lda) . B (K x P)^T for many rows (M >= XB_CONV_PACK_MIN_M): the dW
  * of a conv, dY col^T, as a GEMM over positions on ukr_p.  Row k of B (= col) is read from x through
  * the implicit geometry gm (k = c*T + t, P = 16 * vectors) or, with gm NULL, from B (ldb).
@@ -751,12 +763,8 @@ static void gemm_nt_packed(int M, int K, int64_t P, const float *dy, int64_t ldy
     const int ntile = nmb * nkb;
 #pragma omp parallel
     {
-        int nth = 1, me = 0;
-#ifdef _OPENMP
-        nth = omp_get_num_threads();
-        me = omp_get_thread_num();
-#endif
-        const int lo = (int)((int64_t)ntile * me / nth), hi = (int)((int64_t)ntile * (me + 1) / nth);
+        int lo, hi;
+        thread_range(ntile, &lo, &hi);
         float *at = NULL, *bt = NULL;
         if (hi > lo) {
             at = xb_malloc(sizeof(float) * ((size_t)nmb * PK_MR * PB + 48 * PB));
@@ -842,12 +850,8 @@ static void conv_s1_dw(const tap_geom *gm, int C, int M, const float *x, const f
     }
 #pragma omp parallel
     {
-        int nth = 1, me = 0;
-#ifdef _OPENMP
-        nth = omp_get_num_threads();
-        me = omp_get_thread_num();
-#endif
-        const int lo = (int)((int64_t)ntile * me / nth), hi = (int)((int64_t)ntile * (me + 1) / nth);
+        int lo, hi;
+        thread_range(ntile, &lo, &hi);
         for (int64_t v0 = 0; v0 < nv; v0 += XB_CONV_DW_CHUNK_VECS) {
             const int64_t v1 = v0 + XB_CONV_DW_CHUNK_VECS < nv ? v0 + XB_CONV_DW_CHUNK_VECS : nv;
             for (int tile = lo; tile < hi; tile++) {
