@@ -40,6 +40,10 @@ void xb_col2im(const xb_conv2d_desc *d, int n, int g, const float *dcol, float *
 /* y (cout, n, ho, wo) = conv(x (cin, n, h, w), w (cout, cin/groups, kh, kw)) + b (cout, may be NULL) */
 void xb_conv2d_forward(const xb_conv2d_desc *d, int n, const float *x, const float *w, const float *b,
                        float *y, float *ws);
+/* the same, then y = relu(y) if relu, in the convolution's last pass over y (inference's
+ * conv+BN+ReLU; same bits as xb_conv2d_forward followed by xb_relu_forward) */
+void xb_conv2d_relu_forward(const xb_conv2d_desc *d, int n, const float *x, const float *w, const float *b,
+                            float *y, float *ws, int relu);
 void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const float *w, const float *dy,
                         float *dx, float *dw, float *db, float *ws);
 

@@ -98,6 +98,12 @@ static void check_conv_case(const conv_case *c) {
     snprintf(name, sizeof name, "conv fwd %dx%d %dx%d k%dx%d s%d,%d p%d,%d g%d n%d", c->cin, c->cout,
              c->h, c->w, c->kh, c->kw, c->sh, c->sw, c->ph, c->pw, c->groups, n);
     XBT_CHECK_REL(name, y, yd, ny, FWD_TOL);
+    /* the fused ReLU (last store of each path): the same bits as the convolution then xb_relu_forward */
+    float *yr = fzeros(ny), *yf = rnd(ny, &r, 1.0);
+    xb_relu_forward(ny, y, yr);
+    xb_conv2d_relu_forward(&d, n, x, w, b, yf, ws, 1);
+    assert_memory_equal(yr, yf, sizeof(float) * (size_t)ny);
+    xb_free(yr); xb_free(yf);
 
     /* backward against the reference backward, accumulating onto non-zero gradients */
     float *dy = rnd(ny, &r, 1.17), *dx = rnd(nx, &r, 0.3), *dw = rnd(nw, &r, 0.3), *db = rnd(c->cout, &r, 0.3);

@@ -80,6 +80,11 @@
 
 #define PK_MR 8
 
+/* x < 0 ? 0 : x per lane, as xb_relu_forward (NaN and -0 pass through) */
+static inline __m512 relu_ps(__m512 v) {
+    return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
+}
+
 /* lanes i with a <= i < b */
 static inline __mmask16 range_mask(int a, int b) {
     if (a < 0) a = 0;
@@ -116,11 +121,13 @@ static void pack_cols(int M, int K, const float *W, int64_t ldw, float *Ap) {
 /* C (M x N, ldc) [+]= Ap (M x K, packed) * B (K x N, ldb): for each panel of 48 columns, each block
  * of XB_CONV_KBLOCK rows of B is copied into a contiguous 12 KiB sliver (L1) that every 8-row block
  * of A passes over (ukr_p, below).  Parallel over column panels. */
-static void ukr_p_full(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias, int load);
+static void ukr_p_full(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias, int load,
+                       int relu);
 static void ukr_p_edge(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias, int load,
-                       int mr, int nc);
+                       int relu, int mr, int nc);
+/* relu: the last k block stores relu(C) (the fused activation of xb_conv2d_relu_forward) */
 static void gemm_pk(int M, int64_t N, int K, const float *Ap, const float *B, int64_t ldb, float *C,
-                    int64_t ldc, int acc) {
+                    int64_t ldc, int acc, int relu) {
     const int nmb = (M + PK_MR - 1) / PK_MR;
     const int64_t npb = (N + 47) / 48;
 #pragma omp parallel
@@ -143,8 +150,9 @@ static void gemm_pk(int M, int64_t N, int K, const float *Ap, const float *B, in
                     const int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
                     const float *a = Ap + ((int64_t)ib * K + k0) * PK_MR;
                     float *c = C + (int64_t)ib * PK_MR * ldc + j0;
-                    if (mr == PK_MR && nc == 48) ukr_p_full(kc, a, bp, c, ldc, NULL, acc || k0 > 0);
-                    else ukr_p_edge(kc, a, bp, c, ldc, NULL, acc || k0 > 0, mr, nc);
+                    const int rl = relu && k0 + kc == K;
+                    if (mr == PK_MR && nc == 48) ukr_p_full(kc, a, bp, c, ldc, NULL, acc || k0 > 0, rl);
+                    else ukr_p_edge(kc, a, bp, c, ldc, NULL, acc || k0 > 0, rl, mr, nc);
                 }
             }
         }
@@ -372,8 +380,8 @@ static inline __attribute__((always_inline)) void ukr_s1(int C, int T, const flo
                                                          const float *const *xb, int64_t cst,
                                                          const int64_t *toff,
                                                          const uint16_t *const *mk, float *c,
-                                                         int64_t ldc, const float *bias, int acc, int mr,
-                                                         int nv) {
+                                                         int64_t ldc, const float *bias, int acc, int relu,
+                                                         int mr, int nv) {
     TILE_DECL
     __m512 sum[3 * PK_MR]; /* running sums of rows r < mr, vectors j < nv */
     int first = 1, left = XB_CONV_KBLOCK; /* no block flushed yet; products left in this block */
@@ -425,39 +433,44 @@ static inline __attribute__((always_inline)) void ukr_s1(int C, int T, const flo
 #undef S1_FLUSH_ROW
     for (int r = 0; r < mr; r++) {
         float *cr = c + (int64_t)r * ldc;
-        _mm512_storeu_ps(cr, sum[3 * r]);
-        if (nv > 1) _mm512_storeu_ps(cr + 16, sum[3 * r + 1]);
-        if (nv > 2) _mm512_storeu_ps(cr + 32, sum[3 * r + 2]);
+        _mm512_storeu_ps(cr, relu ? relu_ps(sum[3 * r]) : sum[3 * r]);
+        if (nv > 1) _mm512_storeu_ps(cr + 16, relu ? relu_ps(sum[3 * r + 1]) : sum[3 * r + 1]);
+        if (nv > 2) _mm512_storeu_ps(cr + 32, relu ? relu_ps(sum[3 * r + 2]) : sum[3 * r + 2]);
     }
 }
 
 static void ukr_s1_full(int C, int T, const float *a, const float *const *xb, int64_t cst,
                         const int64_t *toff, const uint16_t *const *mk, float *c, int64_t ldc,
-                        const float *bias, int acc) {
-    ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, bias, acc, PK_MR, 3);
+                        const float *bias, int acc, int relu) {
+    ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, bias, acc, relu, PK_MR, 3);
 }
 
 static void ukr_s1_edge(int C, int T, const float *a, const float *const *xb, int64_t cst,
                         const int64_t *toff, const uint16_t *const *mk, float *c, int64_t ldc,
-                        const float *bias, int acc, int mr, int nv) {
-    ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, bias, acc, mr, nv);
+                        const float *bias, int acc, int relu, int mr, int nv) {
+    ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, bias, acc, relu, mr, nv);
 }
 
 /* The same 8 x 48 tile product on a packed B sliver: c (rows < mr, ldc; lanes under m0, m1, m2 of
- * its three vectors) = [c +] a (kc x 8, packed) . b (kc x 48, contiguous) [+ bias].
+ * its three vectors) = [relu]([c +] a (kc x 8, packed) . b (kc x 48, contiguous) [+ bias]).
  * kc <= XB_CONV_KBLOCK, so one call is one accuracy block of ukr_s1, and a sequence of calls
  * (load = 0 first, then 1) sums in exactly ukr_s1's order: the results are the same bits. */
 static inline __attribute__((always_inline)) void ukr_p(int kc, const float *a, const float *b, float *c,
-                                                        int64_t ldc, const float *bias, int load, int mr,
-                                                        __mmask16 m0, __mmask16 m1, __mmask16 m2, int full) {
+                                                        int64_t ldc, const float *bias, int load, int relu,
+                                                        int mr, __mmask16 m0, __mmask16 m1, __mmask16 m2,
+                                                        int full) {
     TILE_DECL
     for (int k = 0; k < kc; k++, a += PK_MR, b += 48) {
         const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), b2 = _mm512_load_ps(b + 32);
         TILE_STEP();
     }
 #define P_ONE(cr, V, m)                                                                              \
-    if (full) _mm512_storeu_ps(cr, load ? _mm512_add_ps(_mm512_loadu_ps(cr), V) : V);               \
-    else if (m) _mm512_mask_storeu_ps(cr, m, load ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, cr), V) : V);
+    if (full || m) {                                                                                 \
+        if (load) V = _mm512_add_ps(full ? _mm512_loadu_ps(cr) : _mm512_maskz_loadu_ps(m, cr), V);   \
+        if (relu) V = relu_ps(V);                                                                    \
+        if (full) _mm512_storeu_ps(cr, V);                                                           \
+        else _mm512_mask_storeu_ps(cr, m, V);                                                        \
+    }
 #define P_STORE(r, P, Q, S)                                                                          \
     if (full || r < mr) {                                                                            \
         float *cr = c + (int64_t)(r) * ldc;                                                          \
@@ -476,14 +489,15 @@ static inline __attribute__((always_inline)) void ukr_p(int kc, const float *a, 
 }
 
 static void ukr_p_full(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias,
-                       int load) {
-    ukr_p(kc, a, b, c, ldc, bias, load, PK_MR, 0xffff, 0xffff, 0xffff, 1);
+                       int load, int relu) {
+    ukr_p(kc, a, b, c, ldc, bias, load, relu, PK_MR, 0xffff, 0xffff, 0xffff, 1);
 }
 
 /* nc: columns of c to write (<= 48) */
 static void ukr_p_edge(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias,
-                       int load, int mr, int nc) {
-    ukr_p(kc, a, b, c, ldc, bias, load, mr, range_mask(0, nc), range_mask(0, nc - 16), range_mask(0, nc - 32), 0);
+                       int load, int relu, int mr, int nc) {
+    ukr_p(kc, a, b, c, ldc, bias, load, relu, mr, range_mask(0, nc), range_mask(0, nc - 16), range_mask(0, nc - 32),
+          0);
 }
 
 /* Packed variant of conv_s1_fwd for many output rows (M >= XB_CONV_PACK_MIN_M).  Reading B in place
@@ -493,7 +507,7 @@ static void ukr_p_edge(int kc, const float *a, const float *b, float *c, int64_t
  * Here each block of XB_CONV_KBLOCK k-rows of the tile's B (48 positions) is copied once into a
  * contiguous 12 KiB sliver that stays in L1 while every 8-row block of A passes over it. */
 static void conv_s1_fwd_packed(const tap_geom *gm, int n, int C, int M, const float *x, const float *Ap,
-                               float *y, int64_t ldy, const float *bias, int acc) {
+                               float *y, int64_t ldy, const float *bias, int acc, int relu) {
     const int64_t nv = (int64_t)n * gm->vpi, ntile = (nv + 2) / 3;
     const int nmb = (M + PK_MR - 1) / PK_MR, T = gm->T, K = C * T;
     const int64_t astride = (int64_t)K * PK_MR;
@@ -528,24 +542,24 @@ static void conv_s1_fwd_packed(const tap_geom *gm, int n, int C, int M, const fl
                     float *c = y + (int64_t)ib * PK_MR * ldy + v0 * 16;
                     const float *a = Ap + ib * astride + (int64_t)k0 * PK_MR;
                     const float *bb = bias && k0 == 0 ? bias + ib * PK_MR : NULL;
-                    const int load = acc || k0 > 0;
-                    if (mr == PK_MR && cnt == 3) ukr_p_full(kc, a, bp, c, ldy, bb, load);
-                    else ukr_p_edge(kc, a, bp, c, ldy, bb, load, mr, 16 * cnt);
+                    const int load = acc || k0 > 0, rl = relu && k0 + kc == K;
+                    if (mr == PK_MR && cnt == 3) ukr_p_full(kc, a, bp, c, ldy, bb, load, rl);
+                    else ukr_p_edge(kc, a, bp, c, ldy, bb, load, rl, mr, 16 * cnt);
                 }
             }
         }
     }
 }
 
-/* y (M, n*out_img) = [y +] implicit conv of x (C, n, in) with packed A (M x T*C) [+ bias (M)].
+/* y (M, n*out_img) = [relu]([y +] implicit conv of x (C, n, in) with packed A (M x T*C) [+ bias (M)]).
  * Parallel over tiles of 3 output vectors. */
 static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x, const float *Ap, float *y,
-                        int64_t ldy, const float *bias, int acc) {
+                        int64_t ldy, const float *bias, int acc, int relu) {
     const int64_t nv = (int64_t)n * gm->vpi, ntile = (nv + 2) / 3;
     const int nmb = (M + PK_MR - 1) / PK_MR, T = gm->T;
     const int64_t astride = (int64_t)C * T * PK_MR;
     if (M >= XB_CONV_PACK_MIN_M) {
-        conv_s1_fwd_packed(gm, n, C, M, x, Ap, y, ldy, bias, acc);
+        conv_s1_fwd_packed(gm, n, C, M, x, Ap, y, ldy, bias, acc, relu);
         return;
     }
 #pragma omp parallel for schedule(static)
@@ -564,9 +578,9 @@ static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x,
             float *c = y + (int64_t)ib * PK_MR * ldy + v0 * 16;
             const float *bb = bias ? bias + ib * PK_MR : NULL;
             if (mr == PK_MR && cnt == 3)
-                ukr_s1_full(C, T, Ap + ib * astride, xb, gm->cst, gm->toff, mk, c, ldy, bb, acc);
+                ukr_s1_full(C, T, Ap + ib * astride, xb, gm->cst, gm->toff, mk, c, ldy, bb, acc, relu);
             else
-                ukr_s1_edge(C, T, Ap + ib * astride, xb, gm->cst, gm->toff, mk, c, ldy, bb, acc, mr, cnt);
+                ukr_s1_edge(C, T, Ap + ib * astride, xb, gm->cst, gm->toff, mk, c, ldy, bb, acc, relu, mr, cnt);
         }
     }
 }
@@ -820,8 +834,8 @@ static void gemm_nt_packed(int M, int K, int64_t P, const float *dy, int64_t ldy
                 const float *a = at + (int64_t)ib * PK_MR * PB;
                 for (int pb = 0; pb < np; pb += XB_CONV_KBLOCK) {
                     const int kc = np - pb < XB_CONV_KBLOCK ? np - pb : XB_CONV_KBLOCK;
-                    if (mr == PK_MR && nk == 48) ukr_p_full(kc, a + pb * PK_MR, bt + pb * 48, c, ldw, NULL, 1);
-                    else ukr_p_edge(kc, a + pb * PK_MR, bt + pb * 48, c, ldw, NULL, 1, mr, nk);
+                    if (mr == PK_MR && nk == 48) ukr_p_full(kc, a + pb * PK_MR, bt + pb * 48, c, ldw, NULL, 1, 0);
+                    else ukr_p_edge(kc, a + pb * PK_MR, bt + pb * 48, c, ldw, NULL, 1, 0, mr, nk);
                 }
             }
         }
@@ -1100,8 +1114,8 @@ static int init_bias(const xb_conv2d_desc *d, int64_t np, const float *b, float 
     return 1;
 }
 
-void xb_conv2d_forward(const xb_conv2d_desc *d, int n, const float *x, const float *w, const float *b,
-                       float *y, float *ws) {
+void xb_conv2d_relu_forward(const xb_conv2d_desc *d, int n, const float *x, const float *w, const float *b,
+                            float *y, float *ws, int relu) {
     const int G = d->groups, cing = d->cin / G, coutg = d->cout / G, K = xb_conv2d_k(d);
     const int64_t np = (int64_t)n * d->ho * d->wo, nhw = (int64_t)n * d->h * d->w;
     const int pw = is_pointwise(d);
@@ -1130,18 +1144,18 @@ void xb_conv2d_forward(const xb_conv2d_desc *d, int n, const float *x, const flo
                 src = col;
             }
             pack_taps(coutg, cing, gm.T, T, tapidx, wg, ws);
-            conv_s1_fwd(&gm, n, cing, coutg, src, ws, yg, np, b ? b + (int64_t)g * coutg : NULL, 0);
+            conv_s1_fwd(&gm, n, cing, coutg, src, ws, yg, np, b ? b + (int64_t)g * coutg : NULL, 0, relu);
             continue;
         }
         pack_rows(coutg, K, wg, K, ws);
         if (pw) {
-            gemm_pk(coutg, np, K, ws, xg, nhw, yg, np, acc);
+            gemm_pk(coutg, np, K, ws, xg, nhw, yg, np, acc, relu);
             continue;
         }
         for (int64_t q0 = 0; q0 < rows; q0 += cr) {
             int64_t q1 = q0 + cr < rows ? q0 + cr : rows, cols = (q1 - q0) * d->wo;
             im2col_rows(d, n, g, x, q0, q1, col);
-            gemm_pk(coutg, cols, K, ws, col, cols, yg + q0 * d->wo, np, acc);
+            gemm_pk(coutg, cols, K, ws, col, cols, yg + q0 * d->wo, np, acc, relu);
         }
 #else
         if (pw) {
@@ -1157,6 +1171,14 @@ void xb_conv2d_forward(const xb_conv2d_desc *d, int n, const float *x, const flo
         }
 #endif
     }
+#ifndef XB_CONV_SIMD
+    if (relu) xb_relu_forward((int64_t)d->cout * np, y, y);
+#endif
+}
+
+void xb_conv2d_forward(const xb_conv2d_desc *d, int n, const float *x, const float *w, const float *b,
+                       float *y, float *ws) {
+    xb_conv2d_relu_forward(d, n, x, w, b, y, ws, 0);
 }
 
 void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const float *w, const float *dy,
@@ -1213,7 +1235,7 @@ void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const fl
                         continue;
                     }
                     pack_adjoint(cing, coutg, Tp, T, tapidx, wg, ws);
-                    conv_s1_fwd(&gm, n, coutg, cing, dyg, ws, dst, pplane, NULL, s == 1);
+                    conv_s1_fwd(&gm, n, coutg, cing, dyg, ws, dst, pplane, NULL, s == 1, 0);
                 }
                 if (s > 1) phase_merge_add(cing, n, d->h, d->w, s, col, dxg);
             }
@@ -1222,7 +1244,7 @@ void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const fl
         if (dx) pack_cols(K, coutg, wg, K, ws); /* A = W_g^T (K x coutg) */
         if (pw) {
             if (dw) gemm_nt_any(coutg, K, np, dyg, np, xg, nhw, dwg, K);
-            if (dx) gemm_pk(K, np, coutg, ws, dyg, np, dxg, nhw, 1);
+            if (dx) gemm_pk(K, np, coutg, ws, dyg, np, dxg, nhw, 1, 0);
             continue;
         }
         for (int64_t q0 = 0; q0 < rows; q0 += cr) {
@@ -1232,7 +1254,7 @@ void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const fl
                 gemm_nt_any(coutg, K, cols, dyg + q0 * d->wo, np, col, cols, dwg, K);
             }
             if (dx) {
-                gemm_pk(K, cols, coutg, ws, dyg + q0 * d->wo, np, col, cols, 0);
+                gemm_pk(K, cols, coutg, ws, dyg + q0 * d->wo, np, col, cols, 0, 0);
                 col2im_rows(d, n, g, col, q0, q1, dx);
             }
         }

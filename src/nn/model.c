@@ -38,7 +38,7 @@ typedef struct node {
     float eps, momentum, p_drop;
     int sc_pad_lo, sc_stride;
     int fold_bn;              /* conv: index of the batchnorm it feeds alone (folded at inference), else -1 */
-    int folded;               /* batchnorm: filled by its convolution in this forward */
+    int folded;               /* batchnorm: filled by its convolution in this forward (2: with its relu) */
     int fuse_relu;            /* batchnorm, add: index of the relu that alone consumes it, else -1 */
     int relu_fused;           /* relu: its producer (batchnorm or add) wrote this node's output in this forward */
     float *wfold;             /* conv with fold_bn: folded weights (cout*K) and bias (cout) */
@@ -641,7 +641,9 @@ static void conv_forward_hooked(xb_model *m, node *nd, int n, const float *x) {
 
 /* Inference: conv followed by its own batchnorm as one convolution with W' = W s and
  * b' = (b - running_mean) s + beta, s = gamma / sqrt(running_var + eps), written straight into the
- * batchnorm's output.  Same result as the two layers up to float rounding. */
+ * batchnorm's output, or, when a relu alone consumes the batchnorm, with the relu applied in the
+ * convolution's last store into the relu's output (bn->folded = 2).  Same result as the two (three)
+ * layers up to float rounding. */
 static void conv_bn_folded(xb_model *m, node *nd, int n, const float *x) {
     node *bn = &m->nodes[nd->fold_bn];
     const xb_param *pw = &m->params[nd->p_w];
@@ -654,8 +656,9 @@ static void conv_bn_folded(xb_model *m, node *nd, int n, const float *x) {
         for (int64_t k = 0; k < per; k++) wf[o * per + k] = (float)(w[o * per + k] * sc);
         bf[o] = (float)(((b ? b[o] : 0.0) - rm[o]) * sc + beta[o]);
     }
-    xb_conv2d_forward(&nd->conv, n, x, wf, bf, bn->y, m->ws);
-    bn->folded = 1;
+    const int relu = bn->fuse_relu >= 0;
+    xb_conv2d_relu_forward(&nd->conv, n, x, wf, bf, relu ? m->nodes[bn->fuse_relu].y : bn->y, m->ws, relu);
+    bn->folded = 1 + relu;
 }
 
 xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out, xb_rng *rng) {
@@ -690,7 +693,11 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
             break;
         case L_BN:
             if (nd->fuse_relu >= 0) m->nodes[nd->fuse_relu].relu_fused = 0;
-            if (nd->folded) { nd->folded = 0; break; } /* its convolution wrote nd->y */
+            if (nd->folded) { /* its convolution wrote nd->y, or the relu's output */
+                if (nd->folded == 2) m->nodes[nd->fuse_relu].relu_fused = 1;
+                nd->folded = 0;
+                break;
+            }
             if (nd->fuse_relu >= 0) { /* writes the relu's output; nd->y stays unused */
                 node *r = &m->nodes[nd->fuse_relu];
                 xb_batchnorm_relu_forward(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), pp(m, nd->p_b),
