@@ -78,6 +78,12 @@ static const conv_case conv_cases[] = {
     {64, 70, 3, 3, 1, 1, 1, 1, 1, 2, 2, 5, 1},     /* 2x2 maps (vgg's last stage), 20 positions */
     {96, 80, 1, 1, 1, 1, 0, 0, 1, 5, 6, 3, 1},     /* pointwise, K = 96 */
     {100, 72, 3, 3, 2, 2, 0, 0, 1, 9, 9, 2, 0},    /* stride 2 without padding */
+    /* tiny maps (h*w divides 16, stride 1, same size): im2col/col2im as lane permutations */
+    {3, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3, 1},       /* 1x1 map: only the centre tap */
+    {6, 4, 3, 3, 1, 1, 1, 1, 2, 2, 4, 3, 1},       /* 2x4 map, groups 2, 24 positions (tail vector) */
+    {5, 7, 5, 5, 1, 1, 2, 2, 1, 2, 2, 7, 0},       /* 5x5 kernel, pad 2 on 2x2 */
+    {4, 6, 3, 1, 1, 1, 1, 0, 1, 4, 2, 5, 1},       /* 3x1 kernel on 4x2 */
+    {512, 16, 3, 3, 1, 1, 1, 1, 1, 2, 2, 200, 1},  /* K = 4608: three column chunks (192, 192, 16 rows) */
 };
 
 static void check_conv_case(const conv_case *c) {

@@ -58,6 +58,15 @@
 #ifndef XB_CONV_DW_PACK_MIN_K
 #define XB_CONV_DW_PACK_MIN_K 96
 #endif
+/* gemm_pk's blocks: panels of 48 columns per B group, rows per A block (a C block of 512 x 384
+ * floats, 768 KiB, stays in L2 across the k blocks).  The explicit path's column chunks hold at
+ * least one such group. */
+#ifndef XB_CONV_PK_NG
+#define XB_CONV_PK_NG 8
+#endif
+#ifndef XB_CONV_PK_MC
+#define XB_CONV_PK_MC 512
+#endif
 /* Positions (in vectors of 16) per dW chunk of the implicit path: 4 rows of dY stay in L1. */
 #ifndef XB_CONV_DW_CHUNK_VECS
 #define XB_CONV_DW_CHUNK_VECS 128
@@ -93,66 +102,128 @@ static inline __mmask16 range_mask(int a, int b) {
     return (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
 }
 
-/* Ap[ib][k][r] = A[(ib*8 + r)*lda + k], zero rows past M.  (A row-major M x K.) */
+/* Ap[ib][k][r] = A[(ib*8 + r)*lda + k], zero rows past M.  (A row-major M x K.)  Full blocks go
+ * 16 k at a time through an 8 x 16 register transpose. */
 static void pack_rows(int M, int K, const float *A, int64_t lda, float *Ap) {
-    int nb = (M + PK_MR - 1) / PK_MR;
-    for (int ib = 0; ib < nb; ib++)
-        for (int r = 0; r < PK_MR; r++) {
-            int i = ib * PK_MR + r;
-            float *dst = Ap + (int64_t)ib * K * PK_MR + r;
-            if (i < M)
-                for (int k = 0; k < K; k++) dst[(int64_t)k * PK_MR] = A[(int64_t)i * lda + k];
-            else
-                for (int k = 0; k < K; k++) dst[(int64_t)k * PK_MR] = 0.0f;
-        }
+    const int nb = (M + PK_MR - 1) / PK_MR;
+    const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    const __m512i lo64 = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0), hi64 = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
+    const __m512i lo128 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0), hi128 = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+    for (int ib = 0; ib < nb; ib++) {
+        float *dst = Ap + (int64_t)ib * K * PK_MR;
+        const float *src = A + (int64_t)ib * PK_MR * lda;
+        int k = 0;
+        if (ib * PK_MR + PK_MR <= M)
+            for (; k + 16 <= K; k += 16) {
+                __m512 r[8], t[8];
+                for (int i = 0; i < 8; i++) r[i] = _mm512_loadu_ps(src + i * lda + k);
+                /* interleave rows pairwise, then pairs of pairs: out[k][r] = r-th row's k-th value */
+                for (int i = 0; i < 4; i++) {
+                    t[2 * i] = _mm512_permutex2var_ps(r[2 * i], lo, r[2 * i + 1]);     /* k 0..7  of rows 2i,2i+1 */
+                    t[2 * i + 1] = _mm512_permutex2var_ps(r[2 * i], hi, r[2 * i + 1]); /* k 8..15 */
+                }
+                for (int i = 0; i < 2; i++)
+                    for (int h = 0; h < 2; h++) {
+                        __m512d a = _mm512_castps_pd(t[4 * i + h]), b = _mm512_castps_pd(t[4 * i + 2 + h]);
+                        r[4 * i + 2 * h] = _mm512_castpd_ps(_mm512_permutex2var_pd(a, lo64, b));
+                        r[4 * i + 2 * h + 1] = _mm512_castpd_ps(_mm512_permutex2var_pd(a, hi64, b));
+                    }
+                for (int h = 0; h < 4; h++) {
+                    __m512i a = _mm512_castps_si512(r[h]), b = _mm512_castps_si512(r[4 + h]);
+                    _mm512_storeu_ps(dst + (int64_t)(k + 4 * h) * PK_MR,
+                                     _mm512_castsi512_ps(_mm512_permutex2var_epi64(a, lo128, b)));
+                    _mm512_storeu_ps(dst + (int64_t)(k + 4 * h + 2) * PK_MR,
+                                     _mm512_castsi512_ps(_mm512_permutex2var_epi64(a, hi128, b)));
+                }
+            }
+        for (; k < K; k++)
+            for (int r = 0; r < PK_MR; r++)
+                dst[(int64_t)k * PK_MR + r] = ib * PK_MR + r < M ? src[(int64_t)r * lda + k] : 0.0f;
+    }
 }
 
 /* Packs A = W^T where W is (K x M) row-major (ldw): Ap[ib][k][r] = W[k*ldw + ib*8 + r]. */
 static void pack_cols(int M, int K, const float *W, int64_t ldw, float *Ap) {
-    int nb = (M + PK_MR - 1) / PK_MR;
-    for (int ib = 0; ib < nb; ib++)
-        for (int k = 0; k < K; k++)
-            for (int r = 0; r < PK_MR; r++) {
-                int i = ib * PK_MR + r;
-                Ap[((int64_t)ib * K + k) * PK_MR + r] = i < M ? W[(int64_t)k * ldw + i] : 0.0f;
-            }
+    const int nb = (M + PK_MR - 1) / PK_MR;
+    for (int ib = 0; ib < nb; ib++) {
+        float *dst = Ap + (int64_t)ib * K * PK_MR;
+        const int full = ib * PK_MR + PK_MR <= M;
+        for (int k = 0; k < K; k++) {
+            const float *src = W + (int64_t)k * ldw + ib * PK_MR;
+            if (full) _mm256_storeu_ps(dst + (int64_t)k * PK_MR, _mm256_loadu_ps(src));
+            else
+                for (int r = 0; r < PK_MR; r++) dst[(int64_t)k * PK_MR + r] = ib * PK_MR + r < M ? src[r] : 0.0f;
+        }
+    }
 }
 
-/* C (M x N, ldc) [+]= Ap (M x K, packed) * B (K x N, ldb): for each panel of 48 columns, each block
- * of XB_CONV_KBLOCK rows of B is copied into a contiguous 12 KiB sliver (L1) that every 8-row block
- * of A passes over (ukr_p, below).  Parallel over column panels. */
 static void ukr_p_full(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias, int load,
                        int relu);
 static void ukr_p_edge(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias, int load,
                        int relu, int mr, int nc);
-/* relu: the last k block stores relu(C) (the fused activation of xb_conv2d_relu_forward) */
+
+/* This thread's share [lo, hi) of n tiles in an OpenMP parallel region: contiguous, fixed by the
+ * thread count alone (so each tile's work is the same whichever thread runs it). */
+static void thread_range(int n, int *lo, int *hi) {
+    int nth = 1, me = 0;
+#ifdef _OPENMP
+    nth = omp_get_num_threads();
+    me = omp_get_thread_num();
+#endif
+    *lo = (int)((int64_t)n * me / nth);
+    *hi = (int)((int64_t)n * (me + 1) / nth);
+}
+
+/* C (M x N, ldc) [+]= A (M x K, packed by pack_rows) B (K x N, ldb) on ukr_p.
+ * Blocking (GotoBLAS-like): each thread owns a contiguous range of 48-column panels and takes them
+ * XB_CONV_PK_NG at a time; per group and block of XB_CONV_PK_MC rows, every XB_CONV_KBLOCK-deep k
+ * block packs the group's B slivers (L2, each L1-sized) once and runs all row blocks over them,
+ * panel by panel, so the A block (rows x KBLOCK, L2) is reused by the whole group instead of
+ * streaming all of A from memory once per panel (vgg's 2x2 layers: A = 512 x 4608).  Every C
+ * element still adds its k blocks in ascending order: the bits do not depend on the blocking or
+ * on the thread count.  relu: the last k block stores relu(C) (xb_conv2d_relu_forward). */
 static void gemm_pk(int M, int64_t N, int K, const float *Ap, const float *B, int64_t ldb, float *C,
                     int64_t ldc, int acc, int relu) {
-    const int nmb = (M + PK_MR - 1) / PK_MR;
-    const int64_t npb = (N + 47) / 48;
+    enum { NG = XB_CONV_PK_NG, MCB = XB_CONV_PK_MC / PK_MR };
+    const int nmb = (M + PK_MR - 1) / PK_MR, npb = (int)((N + 47) / 48);
 #pragma omp parallel
     {
-        float bp[XB_CONV_KBLOCK * 48] __attribute__((aligned(64)));
-#pragma omp for schedule(static)
-        for (int64_t jb = 0; jb < npb; jb++) {
-            const int64_t j0 = jb * 48;
-            const int nc = N - j0 < 48 ? (int)(N - j0) : 48;
-            const __mmask16 m0 = range_mask(0, nc), m1 = range_mask(0, nc - 16), m2 = range_mask(0, nc - 32);
-            for (int k0 = 0; k0 < K; k0 += XB_CONV_KBLOCK) {
-                const int kc = K - k0 < XB_CONV_KBLOCK ? K - k0 : XB_CONV_KBLOCK;
-                for (int kk = 0; kk < kc; kk++) {
-                    const float *br = B + (int64_t)(k0 + kk) * ldb + j0;
-                    _mm512_store_ps(bp + kk * 48, _mm512_maskz_loadu_ps(m0, br));
-                    _mm512_store_ps(bp + kk * 48 + 16, _mm512_maskz_loadu_ps(m1, br + 16));
-                    _mm512_store_ps(bp + kk * 48 + 32, _mm512_maskz_loadu_ps(m2, br + 32));
-                }
-                for (int ib = 0; ib < nmb; ib++) {
-                    const int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
-                    const float *a = Ap + ((int64_t)ib * K + k0) * PK_MR;
-                    float *c = C + (int64_t)ib * PK_MR * ldc + j0;
-                    const int rl = relu && k0 + kc == K;
-                    if (mr == PK_MR && nc == 48) ukr_p_full(kc, a, bp, c, ldc, NULL, acc || k0 > 0, rl);
-                    else ukr_p_edge(kc, a, bp, c, ldc, NULL, acc || k0 > 0, rl, mr, nc);
+        float bp[NG * XB_CONV_KBLOCK * 48] __attribute__((aligned(64)));
+        int lo, hi;
+        thread_range(npb, &lo, &hi);
+        for (int g0 = lo; g0 < hi; g0 += NG) {
+            const int ng = hi - g0 < NG ? hi - g0 : NG;
+            for (int m0 = 0; m0 < nmb; m0 += MCB) {
+                const int m1 = nmb - m0 < MCB ? nmb : m0 + MCB;
+                for (int k0 = 0; k0 < K; k0 += XB_CONV_KBLOCK) {
+                    const int kc = K - k0 < XB_CONV_KBLOCK ? K - k0 : XB_CONV_KBLOCK;
+                    const int load = acc || k0 > 0, rl = relu && k0 + kc == K;
+                    for (int jj = 0; jj < ng; jj++) {
+                        const int64_t j0 = (int64_t)(g0 + jj) * 48;
+                        const int nc = N - j0 < 48 ? (int)(N - j0) : 48;
+                        const __mmask16 m0m = range_mask(0, nc), m1m = range_mask(0, nc - 16),
+                                        m2m = range_mask(0, nc - 32);
+                        float *bj = bp + (int64_t)jj * XB_CONV_KBLOCK * 48;
+                        for (int kk = 0; kk < kc; kk++) {
+                            const float *br = B + (int64_t)(k0 + kk) * ldb + j0;
+                            _mm512_store_ps(bj + kk * 48, _mm512_maskz_loadu_ps(m0m, br));
+                            _mm512_store_ps(bj + kk * 48 + 16, _mm512_maskz_loadu_ps(m1m, br + 16));
+                            _mm512_store_ps(bj + kk * 48 + 32, _mm512_maskz_loadu_ps(m2m, br + 32));
+                        }
+                    }
+                    for (int jj = 0; jj < ng; jj++) {
+                        const int64_t j0 = (int64_t)(g0 + jj) * 48;
+                        const int nc = N - j0 < 48 ? (int)(N - j0) : 48;
+                        const float *bj = bp + (int64_t)jj * XB_CONV_KBLOCK * 48;
+                        for (int ib = m0; ib < m1; ib++) {
+                            const int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
+                            const float *a = Ap + ((int64_t)ib * K + k0) * PK_MR;
+                            float *c = C + (int64_t)ib * PK_MR * ldc + j0;
+                            if (mr == PK_MR && nc == 48) ukr_p_full(kc, a, bj, c, ldc, NULL, load, rl);
+                            else ukr_p_edge(kc, a, bj, c, ldc, NULL, load, rl, mr, nc);
+                        }
+                    }
                 }
             }
         }
@@ -749,18 +820,6 @@ static inline void transpose16(__m512 r[16], float *out, int64_t ldo) {
     for (int i = 0; i < 16; i++) _mm512_store_ps(out + i * ldo, t[i]);
 }
 
-/* This thread's share [lo, hi) of n tiles in an OpenMP parallel region: contiguous, fixed by the
- * thread count alone (so each tile's work is the same whichever thread runs it). */
-static void thread_range(int n, int *lo, int *hi) {
-    int nth = 1, me = 0;
-#ifdef _OPENMP
-    nth = omp_get_num_threads();
-    me = omp_get_thread_num();
-#endif
-    *lo = (int)((int64_t)n * me / nth);
-    *hi = (int)((int64_t)n * (me + 1) / nth);
-}
-
 /* C (M x K, ldc) += A (M x P, lda) . B (K x P)^T for many rows (M >= XB_CONV_PACK_MIN_M): the dW
  * of a conv, dY col^T, as a GEMM over positions on ukr_p.  Row k of B (= col) is read from x through
  * the implicit geometry gm (k = c*T + t, P = 16 * vectors) or, with gm NULL, from B (ldb).
@@ -939,11 +998,12 @@ static int is_pointwise(const xb_conv2d_desc *d) {
     return d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && d->ph == 0 && d->pw == 0;
 }
 
-/* Output rows (n, oh) per column chunk: about XB_CONV_CHUNK_FLOATS, in whole panels of 48 columns
- * where the rows are short enough (the GEMMs work in panels of 48). */
+/* Output rows (n, oh) per column chunk: about XB_CONV_CHUNK_FLOATS, or for long K enough for one
+ * gemm_pk group of panels (48 XB_CONV_PK_NG columns; the GEMM then reads each weight block once
+ * per group), in whole panels of 48 columns where the rows are short enough. */
 static int64_t chunk_rows(const xb_conv2d_desc *d, int n) {
-    int64_t per_row = (int64_t)xb_conv2d_k(d) * d->wo;
-    int64_t rows = XB_CONV_CHUNK_FLOATS / per_row;
+    int64_t per_row = (int64_t)xb_conv2d_k(d) * d->wo, group = (int64_t)xb_conv2d_k(d) * 48 * XB_CONV_PK_NG;
+    int64_t rows = (XB_CONV_CHUNK_FLOATS > group ? XB_CONV_CHUNK_FLOATS : group) / per_row;
     if (d->wo < 48 && rows * d->wo >= 48) rows = rows * d->wo / 48 * 48 / d->wo;
     int64_t total = (int64_t)n * d->ho;
     if (rows < 1) rows = 1;
@@ -1045,6 +1105,79 @@ static inline void scatter_add_row(float *xr, const float *src, int wo, int w, i
 }
 
 /* col (K, (q1-q0)*wo) for output rows q = nn*ho + oh in [q0, q1) of group g. */
+#ifdef XB_CONV_SIMD
+/* Tiny maps (vgg's 2x2 stage on CIFAR): stride 1, output size = input size, P = h*w positions per
+ * image dividing 16, chunk [q0, q1) of whole images.  Then a column index is also x's position
+ * index, a vector of 16 holds 16/P whole images, and every col row is a lane permutation of the
+ * matching vector of x: one permute per 16 values instead of a call per row of w floats.  Per tap
+ * (at most 64), idx/mask give for lane l the lane it takes from: im2col (adj = 0) the x lane that
+ * feeds output position l, col2im (adj = 1) the col lane that adds into x position l. */
+enum { TINY_MAX_T = 64 };
+static int tiny_map(const xb_conv2d_desc *d, int64_t q0, int64_t q1) {
+    const int P = d->h * d->w;
+    return d->sh == 1 && d->sw == 1 && d->ho == d->h && d->wo == d->w && 16 % P == 0 && q0 % d->ho == 0 &&
+           q1 % d->ho == 0 && d->kh * d->kw <= TINY_MAX_T;
+}
+static void tiny_taps(const xb_conv2d_desc *d, int adj, __m512i *idx, __mmask16 *mask) {
+    const int P = d->h * d->w;
+    for (int t = 0; t < d->kh * d->kw; t++) {
+        const int ki = t / d->kw, kj = t % d->kw;
+        int32_t ix[16];
+        unsigned m = 0;
+        for (int l = 0; l < 16; l++) {
+            const int img = l / P, a = l % P / d->w, b = l % P % d->w; /* (a, b): row, column of lane l */
+            const int sa = adj ? a + d->ph - ki : a - d->ph + ki, sb = adj ? b + d->pw - kj : b - d->pw + kj;
+            ix[l] = 0;
+            if (sa >= 0 && sa < d->h && sb >= 0 && sb < d->w) {
+                ix[l] = img * P + sa * d->w + sb;
+                m |= 1u << l;
+            }
+        }
+        idx[t] = _mm512_loadu_si512(ix);
+        mask[t] = (__mmask16)m;
+    }
+}
+static void im2col_tiny(const xb_conv2d_desc *d, const float *xg, int n, int64_t q0, int64_t q1, float *col) {
+    const int T = d->kh * d->kw, K = d->cin / d->groups * T;
+    const int64_t cols = (q1 - q0) * d->wo, plane = (int64_t)n * d->h * d->w;
+    __m512i idx[TINY_MAX_T];
+    __mmask16 mask[TINY_MAX_T];
+    tiny_taps(d, 0, idx, mask);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < K; r++) {
+        const float *xc = xg + (int64_t)(r / T) * plane + q0 * d->wo;
+        float *dst = col + (int64_t)r * cols;
+        const __m512i ix = idx[r % T];
+        const __mmask16 mt = mask[r % T];
+        for (int64_t v = 0; v < cols; v += 16) {
+            const __mmask16 m = range_mask(0, (int)(cols - v < 16 ? cols - v : 16));
+            _mm512_mask_storeu_ps(dst + v, m, _mm512_maskz_permutexvar_ps(mt, ix, _mm512_maskz_loadu_ps(m, xc + v)));
+        }
+    }
+}
+/* dx += col2im(dcol), each dx value adding its taps in order (as col2im_rows does) */
+static void col2im_tiny(const xb_conv2d_desc *d, float *dxg, int n, int64_t q0, int64_t q1, const float *dcol) {
+    const int T = d->kh * d->kw, cing = d->cin / d->groups;
+    const int64_t cols = (q1 - q0) * d->wo, plane = (int64_t)n * d->h * d->w;
+    __m512i idx[TINY_MAX_T];
+    __mmask16 mask[TINY_MAX_T];
+    tiny_taps(d, 1, idx, mask);
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < cing; c++) {
+        float *dxc = dxg + (int64_t)c * plane + q0 * d->wo;
+        const float *src = dcol + (int64_t)c * T * cols;
+        for (int64_t v = 0; v < cols; v += 16) {
+            const __mmask16 m = range_mask(0, (int)(cols - v < 16 ? cols - v : 16));
+            __m512 acc = _mm512_maskz_loadu_ps(m, dxc + v);
+            for (int t = 0; t < T; t++)
+                acc = _mm512_mask_add_ps(acc, mask[t], acc,
+                                         _mm512_permutexvar_ps(idx[t], _mm512_maskz_loadu_ps(m, src + t * cols + v)));
+            _mm512_mask_storeu_ps(dxc + v, m, acc);
+        }
+    }
+}
+#endif
+
 static void im2col_rows(const xb_conv2d_desc *d, int n, int g, const float *x, int64_t q0, int64_t q1,
                         float *col) {
     const int kh = d->kh, kw = d->kw, sh = d->sh, sw = d->sw, ph = d->ph, pw = d->pw;
@@ -1052,6 +1185,12 @@ static void im2col_rows(const xb_conv2d_desc *d, int n, int g, const float *x, i
     const int cing = d->cin / d->groups, K = cing * kh * kw;
     const int64_t cols = (q1 - q0) * wo, hw = (int64_t)h * w;
     const float *xg = x + (int64_t)g * cing * n * hw; /* (cing, n, h, w) */
+#ifdef XB_CONV_SIMD
+    if (tiny_map(d, q0, q1)) {
+        im2col_tiny(d, xg, n, q0, q1, col);
+        return;
+    }
+#endif
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < K; r++) {
         int c = r / (kh * kw), ki = r / kw % kh, kj = r % kw;
@@ -1076,6 +1215,12 @@ static void col2im_rows(const xb_conv2d_desc *d, int n, int g, const float *dcol
     const int cing = d->cin / d->groups;
     const int64_t cols = (q1 - q0) * wo, hw = (int64_t)h * w;
     float *dxg = dx + (int64_t)g * cing * n * hw;
+#ifdef XB_CONV_SIMD
+    if (tiny_map(d, q0, q1)) {
+        col2im_tiny(d, dxg, n, q0, q1, dcol);
+        return;
+    }
+#endif
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < cing; c++) {
         float *dxc = dxg + (int64_t)c * n * hw;
