@@ -301,6 +301,32 @@ typedef struct tap_geom {
     uint16_t *mtab;      /* (vpi, T) */
 } tap_geom;
 
+/* Software prefetch of the input a tile of 3 output vectors starting at vector v0 will read last:
+ * per channel, the lines under its vectors at the largest tap offset (the smaller offsets were
+ * mostly fetched for the tile before).  The implicit kernels read B in place (or pack it) from up to
+ * hundreds of channel planes at once, a pattern the hardware prefetchers do not follow once the
+ * activations have left L3 (in a training step they have: +45% on 32x16x16 layers without it). */
+static inline void prefetch_tile(const tap_geom *gm, const float *x, int64_t nv, int64_t v0, int C) {
+    int64_t tmax = gm->toff[0];
+    for (int t = 1; t < gm->T; t++) tmax = gm->toff[t] > tmax ? gm->toff[t] : tmax;
+    for (int j = 0; j < 3 && v0 + j < nv; j++) {
+        const int64_t v = v0 + j;
+        const char *p = (const char *)(x + (v / gm->vpi) * gm->in_img + (v % gm->vpi) * 16 + tmax);
+        for (int ci = 0; ci < C; ci++, p += gm->cst * (int64_t)sizeof(float)) {
+            _mm_prefetch(p, _MM_HINT_T0);
+            _mm_prefetch(p + 60, _MM_HINT_T0);
+        }
+    }
+}
+
+/* ... and of the M output rows the next tile (at position p0 of each row) will write or add into,
+ * with write intent, so that its stores find their lines in cache. */
+static inline void prefetch_out(const float *y, int64_t ldy, int M, int64_t p0, int64_t np) {
+    if (p0 >= np) return;
+    for (int r = 0; r < M; r++)
+        for (int j = 0; j < 48 && p0 + j < np; j += 16) __builtin_prefetch(y + r * ldy + p0 + j, 1, 3);
+}
+
 static int floordiv(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 /* Tap table of the forward (adj = 0: input x or its phase planes) or of the adjoint for phase
@@ -596,6 +622,8 @@ static void conv_s1_fwd_packed(const tap_geom *gm, int n, int C, int M, const fl
                 xb[j] = x + (v / gm->vpi) * gm->in_img + (v % gm->vpi) * 16;
                 mk[j] = gm->mtab + (v % gm->vpi) * T;
             }
+            prefetch_tile(gm, x, nv, v0 + 3, C);
+            prefetch_out(y, ldy, M, (v0 + 3) * 16, nv * 16);
             for (int k0 = 0, t = 0, ci = 0; k0 < K; k0 += XB_CONV_KBLOCK) {
                 const int kc = K - k0 < XB_CONV_KBLOCK ? K - k0 : XB_CONV_KBLOCK;
                 for (int kk = 0; kk < kc; kk++) { /* k = t*C + ci */
@@ -644,6 +672,8 @@ static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x,
             xb[j] = x + (v / gm->vpi) * gm->in_img + (v % gm->vpi) * 16;
             mk[j] = gm->mtab + (v % gm->vpi) * T;
         }
+        prefetch_tile(gm, x, nv, v0 + 3, C);
+        prefetch_out(y, ldy, M, (v0 + 3) * 16, nv * 16);
         for (int ib = 0; ib < nmb; ib++) {
             int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
             float *c = y + (int64_t)ib * PK_MR * ldy + v0 * 16;
