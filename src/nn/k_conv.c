@@ -327,6 +327,21 @@ static inline void prefetch_out(const float *y, int64_t ldy, int M, int64_t p0, 
         for (int j = 0; j < 48 && p0 + j < np; j += 16) __builtin_prefetch(y + r * ldy + p0 + j, 1, 3);
 }
 
+/* The tile of (up to) 3 output vectors from v0 of nv: input base xb[j] and mask row mk[j] of each
+ * (a missing vector repeats the first), prefetches for the next tile; returns the vector count. */
+static inline int tile_begin(const tap_geom *gm, const float *x, int64_t nv, int64_t v0, int C, const float *y,
+                             int64_t ldy, int M, const float **xb, const uint16_t **mk) {
+    const int cnt = nv - v0 < 3 ? (int)(nv - v0) : 3;
+    for (int j = 0; j < 3; j++) {
+        const int64_t v = v0 + (j < cnt ? j : 0);
+        xb[j] = x + (v / gm->vpi) * gm->in_img + (v % gm->vpi) * 16;
+        mk[j] = gm->mtab + (v % gm->vpi) * gm->T;
+    }
+    prefetch_tile(gm, x, nv, v0 + 3, C);
+    prefetch_out(y, ldy, M, (v0 + 3) * 16, nv * 16);
+    return cnt;
+}
+
 static int floordiv(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 /* Tap table of the forward (adj = 0: input x or its phase planes) or of the adjoint for phase
@@ -614,16 +629,9 @@ static void conv_s1_fwd_packed(const tap_geom *gm, int n, int C, int M, const fl
 #pragma omp for schedule(static)
         for (int64_t tile = 0; tile < ntile; tile++) {
             const int64_t v0 = 3 * tile;
-            const int cnt = nv - v0 < 3 ? (int)(nv - v0) : 3;
             const float *xb[3];
             const uint16_t *mk[3];
-            for (int j = 0; j < 3; j++) {
-                int64_t v = v0 + (j < cnt ? j : 0);
-                xb[j] = x + (v / gm->vpi) * gm->in_img + (v % gm->vpi) * 16;
-                mk[j] = gm->mtab + (v % gm->vpi) * T;
-            }
-            prefetch_tile(gm, x, nv, v0 + 3, C);
-            prefetch_out(y, ldy, M, (v0 + 3) * 16, nv * 16);
+            const int cnt = tile_begin(gm, x, nv, v0, C, y, ldy, M, xb, mk);
             for (int k0 = 0, t = 0, ci = 0; k0 < K; k0 += XB_CONV_KBLOCK) {
                 const int kc = K - k0 < XB_CONV_KBLOCK ? K - k0 : XB_CONV_KBLOCK;
                 for (int kk = 0; kk < kc; kk++) { /* k = t*C + ci */
@@ -664,16 +672,9 @@ static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x,
 #pragma omp parallel for schedule(static)
     for (int64_t tile = 0; tile < ntile; tile++) {
         int64_t v0 = 3 * tile;
-        int cnt = nv - v0 < 3 ? (int)(nv - v0) : 3;
         const float *xb[3];
         const uint16_t *mk[3];
-        for (int j = 0; j < 3; j++) {
-            int64_t v = v0 + (j < cnt ? j : 0);
-            xb[j] = x + (v / gm->vpi) * gm->in_img + (v % gm->vpi) * 16;
-            mk[j] = gm->mtab + (v % gm->vpi) * T;
-        }
-        prefetch_tile(gm, x, nv, v0 + 3, C);
-        prefetch_out(y, ldy, M, (v0 + 3) * 16, nv * 16);
+        const int cnt = tile_begin(gm, x, nv, v0, C, y, ldy, M, xb, mk);
         for (int ib = 0; ib < nmb; ib++) {
             int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
             float *c = y + (int64_t)ib * PK_MR * ldy + v0 * 16;
