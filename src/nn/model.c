@@ -49,6 +49,7 @@ typedef struct node {
     float *save_mean, *save_invstd;
     int32_t *argmax;
     uint8_t *mask;
+    double prof[2];           /* XBAR_PROFILE=2: seconds in this node, forward / backward */
 } node;
 
 struct xb_model {
@@ -70,7 +71,7 @@ struct xb_model {
     int *mapped_nodes;
     xb_matmul_fn mm;
     void *mm_ctx;
-    int profile;              /* XBAR_PROFILE=1: seconds per layer type, printed by xb_model_free */
+    int profile;              /* XBAR_PROFILE=1: seconds per layer type, 2: also per node; printed by xb_model_free */
     double prof[2][L_COUNT];  /* [forward, backward][type] */
 };
 
@@ -450,7 +451,7 @@ xb_status xb_model_load(const char *name_or_path, uint64_t seed, xb_model **out)
     if (st != XB_OK) return st;
     xb_model *m = xb_calloc(sizeof *m);
     const char *pe = getenv("XBAR_PROFILE");
-    m->profile = pe && *pe && strcmp(pe, "0") != 0;
+    m->profile = pe && *pe && strcmp(pe, "0") != 0 ? (strcmp(pe, "2") == 0 ? 2 : 1) : 0;
     const char *base = strrchr(name_or_path, '/');
     snprintf(m->name, sizeof m->name, "%s", base ? base + 1 : name_or_path);
     st = build_model(m, &ini, seed);
@@ -483,6 +484,15 @@ static void print_profile(const xb_model *m) {
         if (m->prof[0][t] + m->prof[1][t] > 0)
             fprintf(stderr, "  %-10s %8.3f %8.3f  %5.1f%%\n", ltype_names[t], m->prof[0][t], m->prof[1][t],
                     100 * (m->prof[0][t] + m->prof[1][t]) / tot);
+    if (m->profile < 2) return;
+    fprintf(stderr, "xbar profile (%s): seconds per node, forward / backward (a fused relu counts in its producer)\n",
+            m->name);
+    for (int i = 0; i < m->n_nodes; i++) {
+        const node *nd = &m->nodes[i];
+        if (nd->prof[0] + nd->prof[1] > 0)
+            fprintf(stderr, "  %-22s %-10s %8.3f %8.3f  %5.1f%%\n", nd->name, ltype_names[nd->type], nd->prof[0],
+                    nd->prof[1], 100 * (nd->prof[0] + nd->prof[1]) / tot);
+    }
 }
 
 void xb_model_free(xb_model *m) {
@@ -740,7 +750,11 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
             break;
         case L_COUNT: XB_ASSERT(0);
         }
-        if (m->profile) m->prof[0][nd->type] += xb_time_s() - t0;
+        if (m->profile) {
+            double dt = xb_time_s() - t0;
+            m->prof[0][nd->type] += dt;
+            nd->prof[0] += dt;
+        }
     }
     if (logits_out) {
         const float *lg = m->nodes[m->n_nodes - 1].y; /* (classes, n) */
