@@ -44,8 +44,13 @@ void xb_conv2d_forward(const xb_conv2d_desc *d, int n, const float *x, const flo
  * conv+BN+ReLU; same bits as xb_conv2d_forward followed by xb_relu_forward) */
 void xb_conv2d_relu_forward(const xb_conv2d_desc *d, int n, const float *x, const float *w, const float *b,
                             float *y, float *ws, int relu);
+/* dx += d/dx, dw += d/dw, db += d/db of sum(y * dy); any of dx, dw, db may be NULL */
 void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const float *w, const float *dy,
                         float *dx, float *dw, float *db, float *ws);
+/* the same with dx written (dx_acc = 0: dx need not be zeroed first) or added into (dx_acc = 1);
+ * dw and db are always added into */
+void xb_conv2d_backward_ex(const xb_conv2d_desc *d, int n, const float *x, const float *w, const float *dy,
+                           float *dx, int dx_acc, float *dw, float *db, float *ws);
 
 /* ---- linear: y (f, n) = W (f, k) x (k, n) + b (f) ------------------------------------------------ */
 void xb_linear_forward(int k, int f, int n, const float *x, const float *w, const float *b, float *y);
@@ -60,7 +65,7 @@ void xb_linear_backward(int k, int f, int n, const float *x, const float *w, con
 void xb_batchnorm_forward(int c, int64_t m, const float *x, const float *gamma, const float *beta,
                           float *running_mean, float *running_var, float momentum, float eps,
                           int training, float *y, float *save_mean, float *save_invstd);
-/* backward of the training-mode forward */
+/* backward of the training-mode forward: dx, dgamma, dbeta += (dx, dgamma, dbeta may be NULL) */
 void xb_batchnorm_backward(int c, int64_t m, const float *x, const float *gamma,
                            const float *save_mean, const float *save_invstd, const float *dy,
                            float *dx, float *dgamma, float *dbeta);
@@ -72,6 +77,11 @@ void xb_batchnorm_relu_forward(int c, int64_t m, const float *x, const float *ga
 void xb_batchnorm_relu_backward(int c, int64_t m, const float *x, const float *gamma,
                                 const float *save_mean, const float *save_invstd, const float *y,
                                 const float *dy, float *dx, float *dgamma, float *dbeta);
+/* either backward (y: the ReLU's output, or NULL for plain batchnorm) with dx written (dx_acc = 0) or
+ * added into (dx_acc = 1) */
+void xb_batchnorm_backward_ex(int c, int64_t m, const float *x, const float *gamma, const float *save_mean,
+                              const float *save_invstd, const float *y, const float *dy, float *dx, int dx_acc,
+                              float *dgamma, float *dbeta);
 
 /* ---- elementwise ------------------------------------------------------------------------------- */
 void xb_relu_forward(int64_t n, const float *x, float *y);
@@ -80,6 +90,10 @@ void xb_add_forward(int64_t n, const float *a, const float *b, float *y);
 /* y = relu(a + b); backward: g = dy*(y>0), da += g and db += g (either may be NULL) */
 void xb_add_relu_forward(int64_t n, const float *a, const float *b, float *y);
 void xb_add_relu_backward(int64_t n, const float *y, const float *dy, float *da, float *db);
+/* the same with da (db) written where da_acc (db_acc) is 0, added into where it is 1; y NULL: no ReLU
+ * (the backward of xb_add_forward) */
+void xb_add_relu_backward_ex(int64_t n, const float *y, const float *dy, float *da, int da_acc, float *db,
+                             int db_acc);
 /* dropout: mask[i] = 1 with probability 1-p (from rng), y = x*mask/(1-p) */
 void xb_dropout_forward(int64_t n, float p, xb_rng *rng, const float *x, uint8_t *mask, float *y);
 void xb_dropout_backward(int64_t n, float p, const uint8_t *mask, const float *dy, float *dx);
@@ -110,7 +124,10 @@ void xb_cnhw_to_nchw(int c, int n, int hw, const float *x, float *y);
 void xb_shortcut_pad_forward(int cin, int cout, int pad_lo, int s, int n, int h, int w, const float *x,
                              float *y);
 void xb_shortcut_pad_backward(int cin, int cout, int pad_lo, int s, int n, int h, int w,
-                              const float *dy, float *dx);
+                              const float *dy, float *dx); /* dx += */
+/* dx written (dx_acc = 0) or added into (dx_acc = 1) */
+void xb_shortcut_pad_backward_ex(int cin, int cout, int pad_lo, int s, int n, int h, int w,
+                                 const float *dy, float *dx, int dx_acc);
 
 /* ---- loss --------------------------------------------------------------------------------------- */
 /* Softmax cross-entropy over logits (k, n) with labels (n) and label smoothing eps (PyTorch's

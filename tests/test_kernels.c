@@ -27,6 +27,12 @@ static double *dbl(const float *x, int64_t n) {
     return p;
 }
 
+/* a == b element by element (so -0 equals +0: writing a sum can give -0 where adding it to +0 gives +0) */
+static void assert_same_values(const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (!(a[i] == b[i])) fail_msg("element %lld: %.9g != %.9g", (long long)i, (double)a[i], (double)b[i]);
+}
+
 static double *dzeros(int64_t n) { return xb_calloc(sizeof(double) * (size_t)(n > 0 ? n : 1)); }
 static float *fzeros(int64_t n) { return xb_calloc(sizeof(float) * (size_t)(n > 0 ? n : 1)); }
 
@@ -70,7 +76,7 @@ static const conv_case conv_cases[] = {
     {6, 10, 1, 1, 2, 2, 0, 0, 2, 8, 8, 3, 1},      /* 1x1 stride 2 projection, groups */
     {3, 4, 5, 5, 2, 2, 2, 2, 1, 8, 8, 2, 0},       /* 5x5 stride 2 */
     {4, 6, 3, 3, 3, 3, 1, 1, 1, 12, 12, 1, 1},     /* stride 3 */
-    /* implicit GEMM with a packed B sliver (>= 64 output rows forward, or input channels backward) */
+    /* implicit GEMM with several row blocks and the packed dW GEMM (>= 64 rows) */
     {70, 67, 3, 3, 1, 1, 1, 1, 1, 8, 8, 5, 1},     /* edge rows, K = 630 (partial block), last tile 2 vectors */
     {66, 72, 3, 3, 2, 2, 1, 1, 1, 8, 8, 3, 0},     /* stride 2: backward-data over phase planes */
     {128, 128, 3, 3, 1, 1, 1, 1, 2, 4, 4, 3, 1},   /* groups 2 (64 rows each), one vector per image */
@@ -129,6 +135,11 @@ static void check_conv_case(const conv_case *c) {
     xb_conv2d_backward(&d, n, x, w, dy, dx2, NULL, NULL, ws);
     xb_conv2d_backward_ref(&d, n, xd, wd, dyd, dxd2, NULL, NULL);
     XBT_CHECK_REL("conv bwd dx only", dx2, dxd2, nx, FWD_TOL);
+    /* dx written (dx_acc = 0) over garbage: the values of adding onto zeros */
+    float *dx3 = rnd(nx, &r, 5.0);
+    xb_conv2d_backward_ex(&d, n, x, w, dy, dx3, 0, NULL, NULL, ws);
+    assert_same_values(dx3, dx2, nx);
+    xb_free(dx3);
 
     xb_free(x); xb_free(w); xb_free(b); xb_free(y); xb_free(ws); xb_free(xd); xb_free(wd); xb_free(bd);
     xb_free(yd); xb_free(dy); xb_free(dx); xb_free(dw); xb_free(db); xb_free(dyd); xb_free(dxd);
@@ -503,10 +514,28 @@ static void test_shortcut_pad(void **state) {
     double *xd = dbl(x, nx), *yd = dzeros(ny);
     xb_shortcut_pad_forward_ref(cin, cout, lo, s, n, h, w, xd, yd);
     XBT_CHECK_REL("shortcut pad", y, yd, ny, 0.0);
+    /* backward: the adjoint, dx += at the strided positions of the middle channels; written (dx_acc =
+     * 0) over garbage it gives the same values as added onto zeros */
+    float *dy = fzeros(ny), *dx = fzeros(nx), *dx0 = fzeros(nx);
+    for (int64_t i = 0; i < ny; i++) dy[i] = (float)(i % 11) - 5.0f;
+    for (int64_t i = 0; i < nx; i++) dx[i] = 100.0f;
+    xb_shortcut_pad_backward(cin, cout, lo, s, n, h, w, dy, dx);
+    for (int ch = 0; ch < cin; ch++)
+        for (int i = 0; i < n; i++)
+            for (int r = 0; r < h; r++)
+                for (int q = 0; q < w; q++) {
+                    float want = 100.0f;
+                    if (r % s == 0 && q % s == 0) want += dy[(((int64_t)(ch + lo) * n + i) * ho + r / s) * wo + q / s];
+                    assert_true(dx[(((int64_t)ch * n + i) * h + r) * w + q] == want);
+                }
+    xb_shortcut_pad_backward(cin, cout, lo, s, n, h, w, dy, dx0);
+    for (int64_t i = 0; i < nx; i++) dx[i] = -7.0f;
+    xb_shortcut_pad_backward_ex(cin, cout, lo, s, n, h, w, dy, dx, 0);
+    assert_same_values(dx, dx0, nx);
     /* stride 1: identity on the middle channels */
     xb_shortcut_pad_forward(cin, cin, 0, 1, n, h, w, x, y);
     assert_memory_equal(x, y, sizeof(float) * nx);
-    xb_free(x); xb_free(y); xb_free(xd); xb_free(yd);
+    xb_free(x); xb_free(y); xb_free(xd); xb_free(yd); xb_free(dy); xb_free(dx); xb_free(dx0);
 }
 
 /* ---- loss ---------------------------------------------------------------------------------------- */
@@ -654,6 +683,14 @@ static void test_batchnorm_relu_fused(void **state) {
             XBT_CHECK_CLOSE_F("bn+relu dx", dx2, dx1, c * m, 1e-6);
             XBT_CHECK_CLOSE_F("bn+relu dgamma", dg2, dg1, c, 1e-6);
             XBT_CHECK_CLOSE_F("bn+relu dbeta", db2, db1, c, 1e-6);
+            /* dx written (dx_acc = 0) over garbage: the values of adding onto zeros, both variants */
+            for (int fused = 0; fused <= 1; fused++) {
+                float *dz = fzeros(c * m), *dw_ = rnd(c * m, &r, 9.0), dgz[5] = {0}, dbz[5] = {0};
+                xb_batchnorm_backward_ex(c, m, x, g, sm2, si2, fused ? y2 : NULL, fused ? dy : dt, dz, 1, dgz, dbz);
+                xb_batchnorm_backward_ex(c, m, x, g, sm2, si2, fused ? y2 : NULL, fused ? dy : dt, dw_, 0, NULL, NULL);
+                assert_same_values(dw_, dz, c * m);
+                xb_free(dz); xb_free(dw_);
+            }
             xb_free(dt); xb_free(dx1); xb_free(dx2);
         }
         xb_free(t); xb_free(y1); xb_free(y2);
@@ -684,12 +721,31 @@ static void test_add_relu_fused(void **state) {
     xb_add_relu_backward(n, y2, dy, da2, db2);
     assert_memory_equal(da1, da2, sizeof(float) * (size_t)n);
     assert_memory_equal(db1, db2, sizeof(float) * (size_t)n);
+    /* written (acc 0) over garbage or added (acc 1), each side on its own; with and without the ReLU;
+     * and a + a (one buffer for both sides) */
+    for (int relu = 0; relu <= 1; relu++)
+        for (int acc_a = 0; acc_a <= 1; acc_a++)
+            for (int acc_b = 0; acc_b <= 1; acc_b++) {
+                const float *g = relu ? dt : dy;
+                float *pa = rnd(n, &r, 3.0), *pb = rnd(n, &r, 3.0), *wa = fzeros(n), *wb = fzeros(n);
+                for (int64_t i = 0; i < n; i++) {
+                    wa[i] = acc_a ? pa[i] + g[i] : g[i];
+                    wb[i] = acc_b ? pb[i] + g[i] : g[i];
+                }
+                xb_add_relu_backward_ex(n, relu ? y2 : NULL, dy, pa, acc_a, pb, acc_b);
+                assert_same_values(pa, wa, n);
+                assert_same_values(pb, wb, n);
+                xb_add_relu_backward_ex(n, relu ? y2 : NULL, dy, pa, 0, pa, 1); /* a + a: 2 g */
+                for (int64_t i = 0; i < n; i++) wa[i] = g[i] + g[i];
+                assert_same_values(pa, wa, n);
+                xb_free(pa); xb_free(pb); xb_free(wa); xb_free(wb);
+            }
     xb_free(a); xb_free(b); xb_free(dy); xb_free(t); xb_free(y1); xb_free(y2); xb_free(dt);
     xb_free(da1); xb_free(db1); xb_free(da2); xb_free(db2);
 }
 
 /* Convolution forward and backward give the same bits for 1, 2 and 3 threads, on every path of the
- * AVX-512 build (implicit, implicit with packed B, explicit, pointwise). */
+ * AVX-512 build (implicit, implicit with the packed dW, explicit, pointwise). */
 static void conv_run(const conv_case *c, int threads, float *out) {
     set_threads(threads);
     xb_conv2d_desc d;
@@ -716,8 +772,8 @@ static void test_conv_thread_independence(void **state) {
 #endif
     const conv_case cases[] = {
         {16, 32, 3, 3, 1, 1, 1, 1, 1, 16, 16, 5, 1},  /* implicit */
-        {66, 72, 3, 3, 2, 2, 1, 1, 1, 8, 8, 3, 1},    /* implicit, packed B, stride 2 */
-        {128, 128, 3, 3, 1, 1, 1, 1, 1, 4, 4, 7, 1},  /* implicit, packed B and packed dW */
+        {66, 72, 3, 3, 2, 2, 1, 1, 1, 8, 8, 3, 1},    /* implicit, stride 2, packed dW */
+        {128, 128, 3, 3, 1, 1, 1, 1, 1, 4, 4, 7, 1},  /* implicit, 16 row blocks, packed dW */
         {64, 70, 3, 3, 1, 1, 1, 1, 1, 2, 2, 9, 1},    /* explicit, packed dW */
         {96, 80, 1, 1, 1, 1, 0, 0, 1, 5, 6, 3, 1},    /* pointwise */
         {4, 6, 3, 3, 3, 3, 1, 1, 1, 12, 12, 2, 1},    /* explicit, few rows */

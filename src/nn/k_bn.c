@@ -170,9 +170,9 @@ void xb_batchnorm_relu_forward(int c, int64_t m, const float *x, const float *ga
 }
 
 /* yr: NULL, or the output of a ReLU applied to the batchnorm's output, whose gradient dy is */
-static void bn_backward(int c, int64_t m, const float *x, const float *gamma, const float *save_mean,
-                        const float *save_invstd, const float *yr, const float *dy, float *dx, float *dgamma,
-                        float *dbeta) {
+void xb_batchnorm_backward_ex(int c, int64_t m, const float *x, const float *gamma, const float *save_mean,
+                              const float *save_invstd, const float *yr, const float *dy, float *dx, int dx_acc,
+                              float *dgamma, float *dbeta) {
 #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < c; ch++) {
         const float *xc = x + (int64_t)ch * m, *gc = dy + (int64_t)ch * m, *rc = yr ? yr + (int64_t)ch * m : NULL;
@@ -188,10 +188,14 @@ static void bn_backward(int c, int64_t m, const float *x, const float *gamma, co
             float A = (float)a, B = (float)(-a * invstd * sdxhat / (double)m);
             float C = (float)(-a * sdy / (double)m), M = (float)mean;
             float *dxc = dx + (int64_t)ch * m;
-            if (rc)
+            if (rc && dx_acc)
                 for (int64_t i = 0; i < m; i++) dxc[i] += A * (rc[i] > 0.0f ? gc[i] : 0.0f) + B * (xc[i] - M) + C;
-            else
+            else if (rc)
+                for (int64_t i = 0; i < m; i++) dxc[i] = A * (rc[i] > 0.0f ? gc[i] : 0.0f) + B * (xc[i] - M) + C;
+            else if (dx_acc)
                 for (int64_t i = 0; i < m; i++) dxc[i] += A * gc[i] + B * (xc[i] - M) + C;
+            else
+                for (int64_t i = 0; i < m; i++) dxc[i] = A * gc[i] + B * (xc[i] - M) + C;
         }
     }
 }
@@ -199,11 +203,11 @@ static void bn_backward(int c, int64_t m, const float *x, const float *gamma, co
 void xb_batchnorm_backward(int c, int64_t m, const float *x, const float *gamma,
                            const float *save_mean, const float *save_invstd, const float *dy,
                            float *dx, float *dgamma, float *dbeta) {
-    bn_backward(c, m, x, gamma, save_mean, save_invstd, NULL, dy, dx, dgamma, dbeta);
+    xb_batchnorm_backward_ex(c, m, x, gamma, save_mean, save_invstd, NULL, dy, dx, 1, dgamma, dbeta);
 }
 
 void xb_batchnorm_relu_backward(int c, int64_t m, const float *x, const float *gamma,
                                 const float *save_mean, const float *save_invstd, const float *y,
                                 const float *dy, float *dx, float *dgamma, float *dbeta) {
-    bn_backward(c, m, x, gamma, save_mean, save_invstd, y, dy, dx, dgamma, dbeta);
+    xb_batchnorm_backward_ex(c, m, x, gamma, save_mean, save_invstd, y, dy, dx, 1, dgamma, dbeta);
 }

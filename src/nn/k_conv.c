@@ -9,18 +9,16 @@
  *  1. Implicit GEMM (AVX-512; equal strides s, wo == ceil(w/s), 16 | Ho*Wo; every resnet conv):
  *     col is never written.  Each k = (c, ki, kj) row of col is x (stride 1) or one of its s*s
  *     phase planes (stride s) shifted by a fixed offset, read with masked loads that zero the
- *     padding.  Forward: tile 8 output channels x 48 positions in 24 zmm accumulators.
- *     Backward-data is the same kernel run on dY (the adjoint of a conv is a conv with negated
- *     tap offsets), per phase plane of dx: no col2im.  dW: dot products over positions.
- *     With >= XB_CONV_PACK_MIN_M rows (vgg's 128-512 channels) the shifted reads, a power-of-two
- *     channel stride apart, thrash L1/L2 by set conflicts; there the forward copies B into L1
- *     slivers first (conv_s1_fwd_packed) and dW runs as a packed GEMM over positions
- *     (gemm_nt_packed).
+ *     padding.  Forward: per tile of 48 positions, blocks of 64 such rows are copied into an
+ *     L1 sliver (conv_s1_fwd), then every block of 8 output channels runs over it in 24 zmm
+ *     accumulators.  Backward-data is the same kernel run on dY (the adjoint of a conv is a conv
+ *     with negated tap offsets), per phase plane of dx: no col2im.  dW: dot products over
+ *     positions (conv_s1_dw), or with many rows a packed GEMM over positions (gemm_nt_packed).
  *  2. Explicit im2col in L2-sized chunks of output rows + the packed GEMMs below (any other
  *     shape, e.g. vgg's 2x2 maps).  1x1 stride-1 unpadded convolutions use x as col.
  *  3. Without AVX-512 (or with -DXB_CONV_NO_SIMD): explicit im2col + CBLAS sgemm.
  * Every product sums at most XB_CONV_KBLOCK terms in a register before adding them to a running
- * sum (accuracy: see ukr_s1).
+ * sum (accuracy: see conv_s1_fwd).
  * Measured with bench/bench_kernels.c (1 core, batch 128; docs/performance.md): resnet20 and
  * vgg11 convs at ~65-75% of the FMA peak; OpenBLAS 0.3.21 (which on this CPU falls back to its
  * Haswell kernels) reached 25-50% on the same GEMMs.
@@ -43,11 +41,11 @@
 #define XB_CONV_CHUNK_FLOATS (256 * 1024)
 #endif
 /* Most products the implicit kernel sums in one register before adding them to its running sum
- * (accuracy: see ukr_s1). */
+ * (accuracy: see conv_s1_fwd). */
 #ifndef XB_CONV_KBLOCK
 #define XB_CONV_KBLOCK 64
 #endif
-/* Output rows (channels) from which the implicit forward packs its B operand (conv_s1_fwd_packed). */
+/* Rows (output channels of dW) from which dW runs as the packed GEMM gemm_nt_packed. */
 #ifndef XB_CONV_PACK_MIN_M
 #define XB_CONV_PACK_MIN_M 64
 #endif
@@ -424,8 +422,8 @@ static void phase_split(int C, int n, int h, int w, int s, const float *x, float
         }
 }
 
-/* dx (C, n, h, w) += the phase planes dxph (s*s, C, n, hp, wp) put back in place. */
-static void phase_merge_add(int C, int n, int h, int w, int s, const float *dxph, float *dx) {
+/* dx (C, n, h, w) [+]= the phase planes dxph (s*s, C, n, hp, wp) put back in place (acc: add). */
+static void phase_merge(int C, int n, int h, int w, int s, const float *dxph, float *dx, int acc) {
     const int hp = (h + s - 1) / s, wp = (w + s - 1) / s;
     const int64_t plane = (int64_t)hp * wp, pst = (int64_t)C * n * plane;
     if (s == 2 && h % 2 == 0 && w % 2 == 0) { /* interleave 16 even + 16 odd into 32 floats */
@@ -442,8 +440,11 @@ static void phase_merge_add(int C, int n, int h, int w, int s, const float *dxph
                 __mmask16 m = range_mask(0, wp - j);
                 __m512 e = _mm512_maskz_loadu_ps(m, se + j), o = _mm512_maskz_loadu_ps(m, so + j);
                 __mmask16 m0 = range_mask(0, w - 2 * j), m1 = range_mask(0, w - 2 * j - 16);
-                __m512 a0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, dst + 2 * j), _mm512_permutex2var_ps(e, lo_idx, o));
-                __m512 a1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, dst + 2 * j + 16), _mm512_permutex2var_ps(e, hi_idx, o));
+                __m512 a0 = _mm512_permutex2var_ps(e, lo_idx, o), a1 = _mm512_permutex2var_ps(e, hi_idx, o);
+                if (acc) {
+                    a0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, dst + 2 * j), a0);
+                    a1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, dst + 2 * j + 16), a1);
+                }
                 _mm512_mask_storeu_ps(dst + 2 * j, m0, a0);
                 _mm512_mask_storeu_ps(dst + 2 * j + 16, m1, a1);
             }
@@ -455,13 +456,14 @@ static void phase_merge_add(int C, int n, int h, int w, int s, const float *dxph
         for (int nn = 0; nn < n; nn++) {
             float *xi = dx + ((int64_t)c * n + nn) * h * w;
             for (int r = 0; r < h; r++)
-                for (int q = 0; q < w; q++)
-                    xi[r * w + q] += dxph[((r % s) * s + q % s) * pst + ((int64_t)c * n + nn) * plane +
-                                          (r / s) * wp + q / s];
+                for (int q = 0; q < w; q++) {
+                    const float v = dxph[((r % s) * s + q % s) * pst + ((int64_t)c * n + nn) * plane + (r / s) * wp + q / s];
+                    xi[r * w + q] = acc ? xi[r * w + q] + v : v;
+                }
         }
 }
 
-/* The 8 x 48 register tile of ukr_s1 and ukr_p: accumulators p (vector 0), q (1), s (2) for rows 0-7
+/* The 8 x 48 register tile of ukr_p: accumulators p (vector 0), q (1), s (2) for rows 0-7
  * (named, not an array: GCC spills arrays of vectors in these loops), and one k step on it from a
  * (8 packed row values) and b0, b1, b2 (the step's three B vectors). */
 #define TILE_DECL                                                                                    \
@@ -481,92 +483,8 @@ static void phase_merge_add(int C, int n, int h, int w, int s, const float *dxph
         TILE_ROW(6, p6, q6, s6) TILE_ROW(7, p7, q7, s7)                                              \
     } while (0)
 
-/* Tile: 8 output channels x 3 vectors of 16 positions (xb[j]: input base of vector j, mk[j]: its
- * mask row; nv < 3 vectors at the batch's end: the missing ones load nothing and store nothing).
- * A packed (T*C, 8), tap-major (pack_taps), so each tap's masks and offset are loaded once.
- * Accuracy: one fp32 register summing all K = T*C products (K = 4608 in vgg8) has an rms rounding
- * error of about u sqrt(K/6), u = 2^-24: 3-5x that of cblas_sgemm or torch, enough to flip ReLU
- * masks downstream.  So a register sums at most XB_CONV_KBLOCK products; each block's partial sums
- * go into a running sum on the stack (L1), which starts as [y +] (first block [+ bias]). */
-static inline __attribute__((always_inline)) void ukr_s1(int C, int T, const float *a,
-                                                         const float *const *xb, int64_t cst,
-                                                         const int64_t *toff,
-                                                         const uint16_t *const *mk, float *c,
-                                                         int64_t ldc, const float *bias, int acc, int relu,
-                                                         int mr, int nv) {
-    TILE_DECL
-    __m512 sum[3 * PK_MR]; /* running sums of rows r < mr, vectors j < nv */
-    int first = 1, left = XB_CONV_KBLOCK; /* no block flushed yet; products left in this block */
-#define S1_FLUSH_ROW(r, P, Q, S)                                                                     \
-    if (r < mr) {                                                                                    \
-        if (first) {                                                                                 \
-            const float *cr = c + (int64_t)(r) * ldc;                                                \
-            if (bias) { /* bias epilogue: y = conv + b, without a separate pass over y */            \
-                const __m512 bv = _mm512_set1_ps(bias[r]);                                           \
-                P = _mm512_add_ps(P, bv);                                                            \
-                Q = _mm512_add_ps(Q, bv);                                                            \
-                S = _mm512_add_ps(S, bv);                                                            \
-            }                                                                                        \
-            sum[3 * r] = acc ? _mm512_add_ps(_mm512_loadu_ps(cr), P) : P;                            \
-            if (nv > 1) sum[3 * r + 1] = acc ? _mm512_add_ps(_mm512_loadu_ps(cr + 16), Q) : Q;       \
-            if (nv > 2) sum[3 * r + 2] = acc ? _mm512_add_ps(_mm512_loadu_ps(cr + 32), S) : S;       \
-        } else {                                                                                     \
-            sum[3 * r] = _mm512_add_ps(sum[3 * r], P);                                               \
-            if (nv > 1) sum[3 * r + 1] = _mm512_add_ps(sum[3 * r + 1], Q);                           \
-            if (nv > 2) sum[3 * r + 2] = _mm512_add_ps(sum[3 * r + 2], S);                           \
-        }                                                                                            \
-    }                                                                                                \
-    P = Q = S = _mm512_setzero_ps();
-#define S1_FLUSH()                                                                                   \
-    S1_FLUSH_ROW(0, p0, q0, s0) S1_FLUSH_ROW(1, p1, q1, s1) S1_FLUSH_ROW(2, p2, q2, s2)              \
-    S1_FLUSH_ROW(3, p3, q3, s3) S1_FLUSH_ROW(4, p4, q4, s4) S1_FLUSH_ROW(5, p5, q5, s5)              \
-    S1_FLUSH_ROW(6, p6, q6, s6) S1_FLUSH_ROW(7, p7, q7, s7)                                          \
-    first = 0;
-    for (int t = 0; t < T; t++) {
-        const __mmask16 m0 = mk[0][t], m1 = nv > 1 ? mk[1][t] : 0, m2 = nv > 2 ? mk[2][t] : 0;
-        const float *x0 = xb[0] + toff[t], *x1 = xb[1] + toff[t], *x2 = xb[2] + toff[t];
-        for (int ci = 0; ci < C;) {
-            if (left == 0) {
-                S1_FLUSH()
-                left = XB_CONV_KBLOCK;
-            }
-            const int ce = C - ci < left ? C : ci + left;
-            left -= ce - ci;
-            for (; ci < ce; ci++, a += PK_MR, x0 += cst, x1 += cst, x2 += cst) {
-                __m512 b0 = _mm512_maskz_loadu_ps(m0, x0);
-                __m512 b1 = _mm512_maskz_loadu_ps(m1, x1);
-                __m512 b2 = _mm512_maskz_loadu_ps(m2, x2);
-                TILE_STEP();
-            }
-        }
-    }
-    S1_FLUSH()
-#undef S1_FLUSH
-#undef S1_FLUSH_ROW
-    for (int r = 0; r < mr; r++) {
-        float *cr = c + (int64_t)r * ldc;
-        _mm512_storeu_ps(cr, relu ? relu_ps(sum[3 * r]) : sum[3 * r]);
-        if (nv > 1) _mm512_storeu_ps(cr + 16, relu ? relu_ps(sum[3 * r + 1]) : sum[3 * r + 1]);
-        if (nv > 2) _mm512_storeu_ps(cr + 32, relu ? relu_ps(sum[3 * r + 2]) : sum[3 * r + 2]);
-    }
-}
-
-static void ukr_s1_full(int C, int T, const float *a, const float *const *xb, int64_t cst,
-                        const int64_t *toff, const uint16_t *const *mk, float *c, int64_t ldc,
-                        const float *bias, int acc, int relu) {
-    ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, bias, acc, relu, PK_MR, 3);
-}
-
-static void ukr_s1_edge(int C, int T, const float *a, const float *const *xb, int64_t cst,
-                        const int64_t *toff, const uint16_t *const *mk, float *c, int64_t ldc,
-                        const float *bias, int acc, int relu, int mr, int nv) {
-    ukr_s1(C, T, a, xb, cst, toff, mk, c, ldc, bias, acc, relu, mr, nv);
-}
-
-/* The same 8 x 48 tile product on a packed B sliver: c (rows < mr, ldc; lanes under m0, m1, m2 of
- * its three vectors) = [relu]([c +] a (kc x 8, packed) . b (kc x 48, contiguous) [+ bias]).
- * kc <= XB_CONV_KBLOCK, so one call is one accuracy block of ukr_s1, and a sequence of calls
- * (load = 0 first, then 1) sums in exactly ukr_s1's order: the results are the same bits. */
+/* The 8 x 48 tile product on a packed B sliver: c (rows < mr, ldc; lanes under m0, m1, m2 of its
+ * three vectors) = [relu]([c +] a (kc x 8, packed) . b (kc x 48, contiguous) [+ bias]). */
 static inline __attribute__((always_inline)) void ukr_p(int kc, const float *a, const float *b, float *c,
                                                         int64_t ldc, const float *bias, int load, int relu,
                                                         int mr, __mmask16 m0, __mmask16 m1, __mmask16 m2,
@@ -612,14 +530,22 @@ static void ukr_p_edge(int kc, const float *a, const float *b, float *c, int64_t
           0);
 }
 
-/* Packed variant of conv_s1_fwd for many output rows (M >= XB_CONV_PACK_MIN_M).  Reading B in place
- * is cheap when few row blocks reuse it, but with hundreds of rows (vgg's 256-512 channels) the
- * shifted loads, one channel plane (n*h*w floats, often a power of two) apart, thrash L1 and L2 by
- * set conflicts.
- * Here each block of XB_CONV_KBLOCK k-rows of the tile's B (48 positions) is copied once into a
- * contiguous 12 KiB sliver that stays in L1 while every 8-row block of A passes over it. */
-static void conv_s1_fwd_packed(const tap_geom *gm, int n, int C, int M, const float *x, const float *Ap,
-                               float *y, int64_t ldy, const float *bias, int acc, int relu) {
+/* y (M, n*out_img) = [relu]([y +] implicit conv of x (C, n, in) with packed A (M x C*T, k = c*T + t)
+ * [+ bias (M)]).  Parallel over tiles of 3 output vectors (48 positions).
+ * B is not read in place by the GEMM: the rows of a tile lie one channel plane (n*h*w floats, at
+ * batch 128 a multiple of 4 KiB) apart, so they all fall in the same L1 sets, and, when the kernel
+ * gave the buffer physically contiguous pages, the same L2 sets: read in place once per block of 8
+ * output channels, they were refetched from L3, and how often depended on the process's page
+ * placement (resnet20's 32x16x16 layers took 6 to 14 ms from one run to the next).  Instead each
+ * block of XB_CONV_KBLOCK k-rows of the tile's B is copied once into a contiguous 12 KiB sliver that
+ * stays in L1 while every block of A passes over it, in channel-major k order so that the 9 taps of
+ * a channel, which share their cache lines, are read one after the other.
+ * Accuracy: one fp32 register summing all K products (K = 4608 in vgg8) has an rms rounding error
+ * of about u sqrt(K/6), u = 2^-24: 3-5x that of cblas_sgemm or torch, enough to flip ReLU masks
+ * downstream.  So each ukr_p call sums at most XB_CONV_KBLOCK products in registers and adds them
+ * to the running sum in y (the first block [+ bias] stores it, [y +] with acc). */
+static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x, const float *Ap,
+                        float *y, int64_t ldy, const float *bias, int acc, int relu) {
     const int64_t nv = (int64_t)n * gm->vpi, ntile = (nv + 2) / 3;
     const int nmb = (M + PK_MR - 1) / PK_MR, T = gm->T, K = C * T;
     const int64_t astride = (int64_t)K * PK_MR;
@@ -634,14 +560,14 @@ static void conv_s1_fwd_packed(const tap_geom *gm, int n, int C, int M, const fl
             const int cnt = tile_begin(gm, x, nv, v0, C, y, ldy, M, xb, mk);
             for (int k0 = 0, t = 0, ci = 0; k0 < K; k0 += XB_CONV_KBLOCK) {
                 const int kc = K - k0 < XB_CONV_KBLOCK ? K - k0 : XB_CONV_KBLOCK;
-                for (int kk = 0; kk < kc; kk++) { /* k = t*C + ci */
+                for (int kk = 0; kk < kc; kk++) { /* k = ci*T + t: a channel's taps share their lines */
                     const int64_t off = gm->toff[t] + (int64_t)ci * gm->cst;
                     for (int j = 0; j < 3; j++)
                         _mm512_store_ps(bp + kk * 48 + 16 * j,
                                         _mm512_maskz_loadu_ps(j < cnt ? mk[j][t] : 0, xb[j] + off));
-                    if (++ci == C) {
-                        ci = 0;
-                        t++;
+                    if (++t == T) {
+                        t = 0;
+                        ci++;
                     }
                 }
                 for (int ib = 0; ib < nmb; ib++) {
@@ -654,35 +580,6 @@ static void conv_s1_fwd_packed(const tap_geom *gm, int n, int C, int M, const fl
                     else ukr_p_edge(kc, a, bp, c, ldy, bb, load, rl, mr, 16 * cnt);
                 }
             }
-        }
-    }
-}
-
-/* y (M, n*out_img) = [relu]([y +] implicit conv of x (C, n, in) with packed A (M x T*C) [+ bias (M)]).
- * Parallel over tiles of 3 output vectors. */
-static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x, const float *Ap, float *y,
-                        int64_t ldy, const float *bias, int acc, int relu) {
-    const int64_t nv = (int64_t)n * gm->vpi, ntile = (nv + 2) / 3;
-    const int nmb = (M + PK_MR - 1) / PK_MR, T = gm->T;
-    const int64_t astride = (int64_t)C * T * PK_MR;
-    if (M >= XB_CONV_PACK_MIN_M) {
-        conv_s1_fwd_packed(gm, n, C, M, x, Ap, y, ldy, bias, acc, relu);
-        return;
-    }
-#pragma omp parallel for schedule(static)
-    for (int64_t tile = 0; tile < ntile; tile++) {
-        int64_t v0 = 3 * tile;
-        const float *xb[3];
-        const uint16_t *mk[3];
-        const int cnt = tile_begin(gm, x, nv, v0, C, y, ldy, M, xb, mk);
-        for (int ib = 0; ib < nmb; ib++) {
-            int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
-            float *c = y + (int64_t)ib * PK_MR * ldy + v0 * 16;
-            const float *bb = bias ? bias + ib * PK_MR : NULL;
-            if (mr == PK_MR && cnt == 3)
-                ukr_s1_full(C, T, Ap + ib * astride, xb, gm->cst, gm->toff, mk, c, ldy, bb, acc, relu);
-            else
-                ukr_s1_edge(C, T, Ap + ib * astride, xb, gm->cst, gm->toff, mk, c, ldy, bb, acc, relu, mr, cnt);
         }
     }
 }
@@ -966,30 +863,17 @@ static void conv_s1_dw(const tap_geom *gm, int C, int M, const float *x, const f
     }
 }
 
-/* A for the implicit forward, tap-major over the selected taps:
- * Ap[ib][t*C + c][r] = W[ib*8 + r][c*Tk + tapidx[t]]  (W (M, C*Tk), Tk = kh*kw). */
-static void pack_taps(int M, int C, int T, int Tk, const int32_t *tapidx, const float *w, float *Ap) {
-    const int nb = (M + PK_MR - 1) / PK_MR;
-    for (int ib = 0; ib < nb; ib++)
-        for (int t = 0; t < T; t++)
-            for (int c = 0; c < C; c++)
-                for (int r = 0; r < PK_MR; r++) {
-                    int i = ib * PK_MR + r;
-                    Ap[((int64_t)ib * C * T + t * C + c) * PK_MR + r] =
-                        i < M ? w[((int64_t)i * C + c) * Tk + tapidx[t]] : 0.0f;
-                }
-}
-
-/* A' of the adjoint (backward-data) conv: rows = input channels, k = (t, co) tap-major:
- * A'[ci][t*coutg + co] = W[co][ci][tapidx[t]], packed by 8 rows. */
+/* A' of the adjoint (backward-data) conv: rows = input channels, k = (co, t) channel-major over the
+ * selected taps: A'[ci][co*T + t] = W[co][ci][tapidx[t]], packed by 8 rows.  (The forward's A is W
+ * itself, (M, C*T) with k = c*T + t, packed by pack_rows.) */
 static void pack_adjoint(int cing, int coutg, int T, int Tk, const int32_t *tapidx, const float *w, float *Ap) {
     const int nb = (cing + PK_MR - 1) / PK_MR;
     for (int ib = 0; ib < nb; ib++)
-        for (int t = 0; t < T; t++)
-            for (int co = 0; co < coutg; co++)
+        for (int co = 0; co < coutg; co++)
+            for (int t = 0; t < T; t++)
                 for (int r = 0; r < PK_MR; r++) {
                     int ci = ib * PK_MR + r;
-                    Ap[((int64_t)ib * coutg * T + t * coutg + co) * PK_MR + r] =
+                    Ap[((int64_t)ib * coutg * T + co * T + t) * PK_MR + r] =
                         ci < cing ? w[((int64_t)co * cing + ci) * Tk + tapidx[t]] : 0.0f;
                 }
 }
@@ -1319,7 +1203,7 @@ void xb_conv2d_relu_forward(const xb_conv2d_desc *d, int n, const float *x, cons
                 phase_split(cing, n, d->h, d->w, s, xg, col);
                 src = col;
             }
-            pack_taps(coutg, cing, gm.T, T, tapidx, wg, ws);
+            pack_rows(coutg, K, wg, K, ws); /* every tap is selected in the forward: A = W */
             conv_s1_fwd(&gm, n, cing, coutg, src, ws, yg, np, b ? b + (int64_t)g * coutg : NULL, 0, relu);
             continue;
         }
@@ -1359,6 +1243,11 @@ void xb_conv2d_forward(const xb_conv2d_desc *d, int n, const float *x, const flo
 
 void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const float *w, const float *dy,
                         float *dx, float *dw, float *db, float *ws) {
+    xb_conv2d_backward_ex(d, n, x, w, dy, dx, 1, dw, db, ws);
+}
+
+void xb_conv2d_backward_ex(const xb_conv2d_desc *d, int n, const float *x, const float *w, const float *dy,
+                           float *dx, int dx_acc, float *dw, float *db, float *ws) {
     const int G = d->groups, cing = d->cin / G, coutg = d->cout / G, K = xb_conv2d_k(d);
     const int64_t np = (int64_t)n * d->ho * d->wo, nhw = (int64_t)n * d->h * d->w;
     if (db) {
@@ -1406,23 +1295,24 @@ void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const fl
                 for (int ph = 0; ph < s * s; ph++) {
                     float *dst = s == 1 ? dxg : col + (int64_t)ph * cing * pplane;
                     int Tp = taps_build(&gm, d, n, 1, ph, tapidx, toff, mtab);
-                    if (Tp == 0) {
-                        memset(dst, 0, sizeof(float) * (size_t)(cing * pplane));
+                    if (Tp == 0) { /* no tap lands on this phase: its dx is zero */
+                        if (s > 1 || !dx_acc) memset(dst, 0, sizeof(float) * (size_t)(cing * pplane));
                         continue;
                     }
                     pack_adjoint(cing, coutg, Tp, T, tapidx, wg, ws);
-                    conv_s1_fwd(&gm, n, coutg, cing, dyg, ws, dst, pplane, NULL, s == 1, 0);
+                    conv_s1_fwd(&gm, n, coutg, cing, dyg, ws, dst, pplane, NULL, s == 1 && dx_acc, 0);
                 }
-                if (s > 1) phase_merge_add(cing, n, d->h, d->w, s, col, dxg);
+                if (s > 1) phase_merge(cing, n, d->h, d->w, s, col, dxg, dx_acc);
             }
             continue;
         }
         if (dx) pack_cols(K, coutg, wg, K, ws); /* A = W_g^T (K x coutg) */
         if (pw) {
             if (dw) gemm_nt_any(coutg, K, np, dyg, np, xg, nhw, dwg, K);
-            if (dx) gemm_pk(K, np, coutg, ws, dyg, np, dxg, nhw, 1, 0);
+            if (dx) gemm_pk(K, np, coutg, ws, dyg, np, dxg, nhw, dx_acc, 0);
             continue;
         }
+        if (dx && !dx_acc) memset(dxg, 0, sizeof(float) * (size_t)(cing * nhw)); /* col2im adds */
         for (int64_t q0 = 0; q0 < rows; q0 += cr) {
             int64_t q1 = q0 + cr < rows ? q0 + cr : rows, cols = (q1 - q0) * d->wo;
             if (dw) {
@@ -1441,9 +1331,10 @@ void xb_conv2d_backward(const xb_conv2d_desc *d, int n, const float *x, const fl
                             (int)np, xg, (int)np, 1.0f, dwg, K);
             if (dx)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)np, coutg, 1.0f, wg, K, dyg,
-                            (int)np, 1.0f, dxg, (int)np);
+                            (int)np, dx_acc ? 1.0f : 0.0f, dxg, (int)np);
             continue;
         }
+        if (dx && !dx_acc) memset(dxg, 0, sizeof(float) * (size_t)(cing * nhw)); /* col2im adds */
         for (int64_t q0 = 0; q0 < rows; q0 += cr) {
             int64_t q1 = q0 + cr < rows ? q0 + cr : rows, cols = (q1 - q0) * d->wo;
             if (dw) {

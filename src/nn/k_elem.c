@@ -34,11 +34,30 @@ void xb_add_relu_forward(int64_t n, const float *a, const float *b, float *y) {
 }
 
 void xb_add_relu_backward(int64_t n, const float *y, const float *dy, float *da, float *db) {
+    xb_add_relu_backward_ex(n, y, dy, da, 1, db, 1);
+}
+
+/* one destination: d = g or d += g (the branches on acc and y hoist out of the loop) */
+static void put_grad(int64_t n, const float *y, const float *dy, float *d, int acc) {
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
     for (int64_t i = 0; i < n; i++) {
-        float g = y[i] > 0.0f ? dy[i] : 0.0f;
-        if (da) da[i] += g;
-        if (db) db[i] += g;
+        const float g = !y || y[i] > 0.0f ? dy[i] : 0.0f;
+        d[i] = acc ? d[i] + g : g;
+    }
+}
+
+void xb_add_relu_backward_ex(int64_t n, const float *y, const float *dy, float *da, int da_acc, float *db,
+                             int db_acc) {
+    if (!da || !db || da == db) { /* one destination (or the same twice: a + a) */
+        if (da) put_grad(n, y, dy, da, da_acc);
+        if (db) put_grad(n, y, dy, db, da == db ? 1 : db_acc);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; i++) {
+        const float g = !y || y[i] > 0.0f ? dy[i] : 0.0f;
+        da[i] = da_acc ? da[i] + g : g;
+        db[i] = db_acc ? db[i] + g : g;
     }
 }
 

@@ -70,6 +70,11 @@ void xb_shortcut_pad_forward(int cin, int cout, int pad_lo, int s, int n, int h,
 
 void xb_shortcut_pad_backward(int cin, int cout, int pad_lo, int s, int n, int h, int w,
                               const float *dy, float *dx) {
+    xb_shortcut_pad_backward_ex(cin, cout, pad_lo, s, n, h, w, dy, dx, 1);
+}
+
+void xb_shortcut_pad_backward_ex(int cin, int cout, int pad_lo, int s, int n, int h, int w,
+                                 const float *dy, float *dx, int dx_acc) {
     XB_ASSERT(s >= 1 && pad_lo >= 0 && pad_lo + cin <= cout);
     const int ho = (h + s - 1) / s, wo = (w + s - 1) / s;
     const int64_t plane_o = (int64_t)ho * wo, plane_i = (int64_t)h * w;
@@ -79,6 +84,7 @@ void xb_shortcut_pad_backward(int cin, int cout, int pad_lo, int s, int n, int h
         for (int i = 0; i < n; i++) {
             float *dxp = dx + ((int64_t)ch * n + i) * plane_i;
             const float *dyp = dyc + (int64_t)i * plane_o;
+            if (!dx_acc) memset(dxp, 0, sizeof(float) * (size_t)plane_i); /* positions off the stride get 0 */
             for (int oh = 0; oh < ho; oh++)
                 for (int ow = 0; ow < wo; ow++) dxp[(int64_t)oh * s * w + (int64_t)ow * s] += dyp[oh * wo + ow];
         }

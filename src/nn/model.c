@@ -781,6 +781,20 @@ static float *grad_of(xb_model *m, int idx, int n) {
     return p->dy;
 }
 
+/* gradient buffer of producer `idx` for a kernel that can either write or add into it: *acc = 0 on
+ * the first contribution in this backward pass (the kernel writes every element: no memset, no read
+ * of zeros), 1 after it; NULL for the image */
+static float *grad_out(xb_model *m, int idx, int *acc) {
+    *acc = 1;
+    if (idx < 0) return NULL;
+    node *p = &m->nodes[idx];
+    if (!p->dy_live) {
+        p->dy_live = 1;
+        *acc = 0;
+    }
+    return p->dy;
+}
+
 static float *gp(xb_model *m, int p) { return p < 0 ? NULL : m->gv + m->params[p].offset; }
 
 double xb_model_loss(xb_model *m, int n, const int32_t *labels, float label_smoothing, int *correct) {
@@ -809,21 +823,22 @@ xb_status xb_model_backward(xb_model *m, int n, const int32_t *labels, float lab
         int c0, h0, w0;
         in_shape(m, nd->in[0], &c0, &h0, &w0);
         double t0 = m->profile ? xb_time_s() : 0;
-        float *da = grad_of(m, nd->in[0], n);
+        const int writes = nd->type == L_CONV || nd->type == L_BN || nd->type == L_ADD || nd->type == L_SHORTCUT;
+        int acc = 1;
+        float *da = writes ? grad_out(m, nd->in[0], &acc) : grad_of(m, nd->in[0], n);
         switch (nd->type) {
         case L_CONV:
-            xb_conv2d_backward(&nd->conv, n, a, pp(m, nd->p_w), nd->dy, da, gp(m, nd->p_w), gp(m, nd->p_b), m->ws);
+            xb_conv2d_backward_ex(&nd->conv, n, a, pp(m, nd->p_w), nd->dy, da, acc, gp(m, nd->p_w), gp(m, nd->p_b),
+                                  m->ws);
             break;
         case L_LINEAR:
             xb_linear_backward(c0, nd->c, n, a, pp(m, nd->p_w), nd->dy, da, gp(m, nd->p_w), gp(m, nd->p_b));
             break;
         case L_BN:
-            if (m->training && fr)
-                xb_batchnorm_relu_backward(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), nd->save_mean,
-                                           nd->save_invstd, fr->y, fr->dy, da, gp(m, nd->p_w), gp(m, nd->p_b));
-            else if (m->training)
-                xb_batchnorm_backward(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), nd->save_mean,
-                                      nd->save_invstd, nd->dy, da, gp(m, nd->p_w), gp(m, nd->p_b));
+            if (m->training)
+                xb_batchnorm_backward_ex(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), nd->save_mean,
+                                         nd->save_invstd, fr ? fr->y : NULL, fr ? fr->dy : nd->dy, da, acc,
+                                         gp(m, nd->p_w), gp(m, nd->p_b));
             else
                 return xb_errorf(XB_ERR_UNSUPPORTED, "backward through batchnorm '%s' in eval mode is not "
                                  "supported. HINT: call xb_model_train_mode(m, 1) before training", nd->name);
@@ -840,22 +855,22 @@ xb_status xb_model_backward(xb_model *m, int n, const int32_t *labels, float lab
             }
             break;
         case L_ADD: {
-            size_t sz = node_size(nd, n);
-            float *db = grad_of(m, nd->in[1], n);
-            if (fr) {
-                xb_add_relu_backward((int64_t)sz, fr->y, fr->dy, da, db);
-            } else {
-                if (da) for (size_t j = 0; j < sz; j++) da[j] += nd->dy[j];
-                if (db) for (size_t j = 0; j < sz; j++) db[j] += nd->dy[j];
-            }
+            int acc_b;
+            float *db = grad_out(m, nd->in[1], &acc_b);
+            xb_add_relu_backward_ex((int64_t)node_size(nd, n), fr ? fr->y : NULL, fr ? fr->dy : nd->dy, da, acc, db,
+                                    acc_b);
             break;
         }
         case L_SHORTCUT:
-            if (da) xb_shortcut_pad_backward(c0, nd->c, nd->sc_pad_lo, nd->sc_stride, n, h0, w0, nd->dy, da);
+            if (da) xb_shortcut_pad_backward_ex(c0, nd->c, nd->sc_pad_lo, nd->sc_stride, n, h0, w0, nd->dy, da, acc);
             break;
         case L_COUNT: XB_ASSERT(0);
         }
-        if (m->profile) m->prof[1][nd->type] += xb_time_s() - t0;
+        if (m->profile) {
+            double dt = xb_time_s() - t0;
+            m->prof[1][nd->type] += dt;
+            nd->prof[1] += dt;
+        }
     }
     return XB_OK;
 }
