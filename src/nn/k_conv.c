@@ -156,10 +156,10 @@ static void pack_cols(int M, int K, const float *W, int64_t ldw, float *Ap) {
     }
 }
 
-static void ukr_p_full(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias, int load,
-                       int relu);
-static void ukr_p_edge(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias, int load,
-                       int relu, int mr, int nc);
+static void ukr_p_full(int kc, const float *a, const float *b, const float *cl, int64_t ldl, float *c, int64_t ldc,
+                       const float *bias, int load, int relu);
+static void ukr_p_edge(int kc, const float *a, const float *b, const float *cl, int64_t ldl, float *c, int64_t ldc,
+                       const float *bias, int load, int relu, int mr, int nc);
 
 /* This thread's share [lo, hi) of n tiles in an OpenMP parallel region: contiguous, fixed by the
  * thread count alone (so each tile's work is the same whichever thread runs it). */
@@ -218,8 +218,8 @@ static void gemm_pk(int M, int64_t N, int K, const float *Ap, const float *B, in
                             const int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
                             const float *a = Ap + ((int64_t)ib * K + k0) * PK_MR;
                             float *c = C + (int64_t)ib * PK_MR * ldc + j0;
-                            if (mr == PK_MR && nc == 48) ukr_p_full(kc, a, bj, c, ldc, NULL, load, rl);
-                            else ukr_p_edge(kc, a, bj, c, ldc, NULL, load, rl, mr, nc);
+                            if (mr == PK_MR && nc == 48) ukr_p_full(kc, a, bj, c, ldc, c, ldc, NULL, load, rl);
+                            else ukr_p_edge(kc, a, bj, c, ldc, c, ldc, NULL, load, rl, mr, nc);
                         }
                     }
                 }
@@ -484,9 +484,11 @@ static void phase_merge(int C, int n, int h, int w, int s, const float *dxph, fl
     } while (0)
 
 /* The 8 x 48 tile product on a packed B sliver: c (rows < mr, ldc; lanes under m0, m1, m2 of its
- * three vectors) = [relu]([c +] a (kc x 8, packed) . b (kc x 48, contiguous) [+ bias]). */
-static inline __attribute__((always_inline)) void ukr_p(int kc, const float *a, const float *b, float *c,
-                                                        int64_t ldc, const float *bias, int load, int relu,
+ * three vectors) = [relu]([cl +] a (kc x 8, packed) . b (kc x 48, contiguous) [+ bias]), the running
+ * sum cl (ldl) read where load is set (it may be c itself). */
+static inline __attribute__((always_inline)) void ukr_p(int kc, const float *a, const float *b, const float *cl,
+                                                        int64_t ldl, float *c, int64_t ldc, const float *bias,
+                                                        int load, int relu,
                                                         int mr, __mmask16 m0, __mmask16 m1, __mmask16 m2,
                                                         int full) {
     TILE_DECL
@@ -494,9 +496,9 @@ static inline __attribute__((always_inline)) void ukr_p(int kc, const float *a, 
         const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), b2 = _mm512_load_ps(b + 32);
         TILE_STEP();
     }
-#define P_ONE(cr, V, m)                                                                              \
+#define P_ONE(cr, lr, V, m)                                                                          \
     if (full || m) {                                                                                 \
-        if (load) V = _mm512_add_ps(full ? _mm512_loadu_ps(cr) : _mm512_maskz_loadu_ps(m, cr), V);   \
+        if (load) V = _mm512_add_ps(full ? _mm512_loadu_ps(lr) : _mm512_maskz_loadu_ps(m, lr), V);   \
         if (relu) V = relu_ps(V);                                                                    \
         if (full) _mm512_storeu_ps(cr, V);                                                           \
         else _mm512_mask_storeu_ps(cr, m, V);                                                        \
@@ -504,13 +506,14 @@ static inline __attribute__((always_inline)) void ukr_p(int kc, const float *a, 
 #define P_STORE(r, P, Q, S)                                                                          \
     if (full || r < mr) {                                                                            \
         float *cr = c + (int64_t)(r) * ldc;                                                          \
+        const float *lr = cl + (int64_t)(r) * ldl;                                                   \
         if (bias) {                                                                                  \
             const __m512 bv = _mm512_set1_ps(bias[r]);                                               \
             P = _mm512_add_ps(P, bv);                                                                \
             Q = _mm512_add_ps(Q, bv);                                                                \
             S = _mm512_add_ps(S, bv);                                                                \
         }                                                                                            \
-        P_ONE(cr, P, m0) P_ONE(cr + 16, Q, m1) P_ONE(cr + 32, S, m2)                                 \
+        P_ONE(cr, lr, P, m0) P_ONE(cr + 16, lr + 16, Q, m1) P_ONE(cr + 32, lr + 32, S, m2)           \
     }
     P_STORE(0, p0, q0, s0) P_STORE(1, p1, q1, s1) P_STORE(2, p2, q2, s2) P_STORE(3, p3, q3, s3)
     P_STORE(4, p4, q4, s4) P_STORE(5, p5, q5, s5) P_STORE(6, p6, q6, s6) P_STORE(7, p7, q7, s7)
@@ -518,16 +521,16 @@ static inline __attribute__((always_inline)) void ukr_p(int kc, const float *a, 
 #undef P_ONE
 }
 
-static void ukr_p_full(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias,
-                       int load, int relu) {
-    ukr_p(kc, a, b, c, ldc, bias, load, relu, PK_MR, 0xffff, 0xffff, 0xffff, 1);
+static void ukr_p_full(int kc, const float *a, const float *b, const float *cl, int64_t ldl, float *c, int64_t ldc,
+                       const float *bias, int load, int relu) {
+    ukr_p(kc, a, b, cl, ldl, c, ldc, bias, load, relu, PK_MR, 0xffff, 0xffff, 0xffff, 1);
 }
 
 /* nc: columns of c to write (<= 48) */
-static void ukr_p_edge(int kc, const float *a, const float *b, float *c, int64_t ldc, const float *bias,
-                       int load, int relu, int mr, int nc) {
-    ukr_p(kc, a, b, c, ldc, bias, load, relu, mr, range_mask(0, nc), range_mask(0, nc - 16), range_mask(0, nc - 32),
-          0);
+static void ukr_p_edge(int kc, const float *a, const float *b, const float *cl, int64_t ldl, float *c, int64_t ldc,
+                       const float *bias, int load, int relu, int mr, int nc) {
+    ukr_p(kc, a, b, cl, ldl, c, ldc, bias, load, relu, mr, range_mask(0, nc), range_mask(0, nc - 16),
+          range_mask(0, nc - 32), 0);
 }
 
 /* y (M, n*out_img) = [relu]([y +] implicit conv of x (C, n, in) with packed A (M x C*T, k = c*T + t)
@@ -543,15 +546,19 @@ static void ukr_p_edge(int kc, const float *a, const float *b, float *c, int64_t
  * Accuracy: one fp32 register summing all K products (K = 4608 in vgg8) has an rms rounding error
  * of about u sqrt(K/6), u = 2^-24: 3-5x that of cblas_sgemm or torch, enough to flip ReLU masks
  * downstream.  So each ukr_p call sums at most XB_CONV_KBLOCK products in registers and adds them
- * to the running sum in y (the first block [+ bias] stores it, [y +] with acc). */
+ * to a running sum (the first block starts it [+ bias] [+ y with acc], the last stores it to y).
+ * The running sums live in a contiguous per-thread buffer rs (M x 48), not in y: y's rows are a
+ * plane apart too, so its 8 x 48 tiles alias in L1 and L2 like B's rows. */
 static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x, const float *Ap,
                         float *y, int64_t ldy, const float *bias, int acc, int relu) {
     const int64_t nv = (int64_t)n * gm->vpi, ntile = (nv + 2) / 3;
     const int nmb = (M + PK_MR - 1) / PK_MR, T = gm->T, K = C * T;
     const int64_t astride = (int64_t)K * PK_MR;
+    const int multi = K > XB_CONV_KBLOCK; /* running sums between k blocks, in rs */
 #pragma omp parallel
     {
         float bp[XB_CONV_KBLOCK * 48] __attribute__((aligned(64)));
+        float *rs = multi ? xb_malloc(sizeof(float) * (size_t)nmb * PK_MR * 48) : NULL;
 #pragma omp for schedule(static)
         for (int64_t tile = 0; tile < ntile; tile++) {
             const int64_t v0 = 3 * tile;
@@ -570,17 +577,23 @@ static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x,
                         ci++;
                     }
                 }
+                const int last = k0 + kc == K;
                 for (int ib = 0; ib < nmb; ib++) {
                     const int mr = M - ib * PK_MR < PK_MR ? M - ib * PK_MR : PK_MR;
-                    float *c = y + (int64_t)ib * PK_MR * ldy + v0 * 16;
+                    float *c = y + (int64_t)ib * PK_MR * ldy + v0 * 16, *r = multi ? rs + (int64_t)ib * PK_MR * 48 : c;
                     const float *a = Ap + ib * astride + (int64_t)k0 * PK_MR;
                     const float *bb = bias && k0 == 0 ? bias + ib * PK_MR : NULL;
-                    const int load = acc || k0 > 0, rl = relu && k0 + kc == K;
-                    if (mr == PK_MR && cnt == 3) ukr_p_full(kc, a, bp, c, ldy, bb, load, rl);
-                    else ukr_p_edge(kc, a, bp, c, ldy, bb, load, rl, mr, 16 * cnt);
+                    const float *cl = k0 == 0 ? c : r; /* running sum: y (with acc), then rs */
+                    const int64_t ldl = k0 == 0 ? ldy : 48;
+                    float *cs = last ? c : r;
+                    const int64_t lds = last ? ldy : 48;
+                    const int load = acc || k0 > 0, rl = relu && last;
+                    if (mr == PK_MR && cnt == 3) ukr_p_full(kc, a, bp, cl, ldl, cs, lds, bb, load, rl);
+                    else ukr_p_edge(kc, a, bp, cl, ldl, cs, lds, bb, load, rl, mr, 16 * cnt);
                 }
             }
         }
+        xb_free(rs);
     }
 }
 
@@ -821,8 +834,8 @@ static void gemm_nt_packed(int M, int K, int64_t P, const float *dy, int64_t ldy
                 const float *a = at + (int64_t)ib * PK_MR * PB;
                 for (int pb = 0; pb < np; pb += XB_CONV_KBLOCK) {
                     const int kc = np - pb < XB_CONV_KBLOCK ? np - pb : XB_CONV_KBLOCK;
-                    if (mr == PK_MR && nk == 48) ukr_p_full(kc, a + pb * PK_MR, bt + pb * 48, c, ldw, NULL, 1, 0);
-                    else ukr_p_edge(kc, a + pb * PK_MR, bt + pb * 48, c, ldw, NULL, 1, 0, mr, nk);
+                    if (mr == PK_MR && nk == 48) ukr_p_full(kc, a + pb * PK_MR, bt + pb * 48, c, ldw, c, ldw, NULL, 1, 0);
+                    else ukr_p_edge(kc, a + pb * PK_MR, bt + pb * 48, c, ldw, c, ldw, NULL, 1, 0, mr, nk);
                 }
             }
         }
