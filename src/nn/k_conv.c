@@ -296,6 +296,7 @@ typedef struct tap_geom {
     int T, kw, vpi;      /* taps (T = kh*kw in the forward geometry); output vectors per image */
     int64_t in_img, cst; /* input image stride, input channel stride */
     int64_t *toff;       /* (T) */
+    int64_t tmax;        /* largest toff (prefetch_tile) */
     uint16_t *mtab;      /* (vpi, T) */
 } tap_geom;
 
@@ -305,8 +306,7 @@ typedef struct tap_geom {
  * hundreds of channel planes at once, a pattern the hardware prefetchers do not follow once the
  * activations have left L3 (in a training step they have: +45% on 32x16x16 layers without it). */
 static inline void prefetch_tile(const tap_geom *gm, const float *x, int64_t nv, int64_t v0, int C) {
-    int64_t tmax = gm->toff[0];
-    for (int t = 1; t < gm->T; t++) tmax = gm->toff[t] > tmax ? gm->toff[t] : tmax;
+    const int64_t tmax = gm->tmax;
     for (int j = 0; j < 3 && v0 + j < nv; j++) {
         const int64_t v = v0 + j;
         const char *p = (const char *)(x + (v / gm->vpi) * gm->in_img + (v % gm->vpi) * 16 + tmax);
@@ -369,6 +369,8 @@ static int taps_build(tap_geom *gm, const xb_conv2d_desc *d, int n, int adj, int
     gm->in_img = (int64_t)ih_ * iw_;
     gm->cst = (int64_t)n * ih_ * iw_;
     gm->toff = toff;
+    gm->tmax = 0;
+    for (int t = 0; t < T; t++) gm->tmax = t == 0 || toff[t] > gm->tmax ? toff[t] : gm->tmax;
     gm->mtab = mtab;
     for (int vi = 0; vi < gm->vpi; vi++)
         for (int t = 0; t < T; t++) {
