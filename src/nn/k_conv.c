@@ -20,8 +20,9 @@
  * Every product sums at most XB_CONV_KBLOCK terms in a register before adding them to a running
  * sum (accuracy: see conv_s1_fwd).
  * Measured with bench/bench_kernels.c (1 core, batch 128; docs/performance.md): resnet20 and
- * vgg11 convs at ~65-75% of the FMA peak; OpenBLAS 0.3.21 (which on this CPU falls back to its
- * Haswell kernels) reached 25-50% on the same GEMMs.
+ * vgg11 convs at about 35-80% of the FMA peak measured in the same run (3-channel first layers
+ * and stride-2 layers lowest); OpenBLAS 0.3.21 (which on this CPU falls back to its Haswell
+ * kernels) reached 25-50% on the same GEMMs.
  *
  * Threads: every output element (y, dx, dW, or a col/col2im element) is owned by one OpenMP
  * iteration and accumulated in a fixed order, so results do not depend on the thread count (path 3
