@@ -1068,6 +1068,7 @@ static void tiny_taps(const xb_conv2d_desc *d, int adj, __m512i *idx, __mmask16 
         mask[t] = (__mmask16)m;
     }
 }
+
 static void im2col_tiny(const xb_conv2d_desc *d, const float *xg, int n, int64_t q0, int64_t q1, float *col) {
     const int T = d->kh * d->kw, K = d->cin / d->groups * T;
     const int64_t cols = (q1 - q0) * d->wo, plane = (int64_t)n * d->h * d->w;

@@ -770,17 +770,6 @@ const float *xb_model_logits(const xb_model *m) { return m->nodes[m->n_nodes - 1
 /* Backward                                                                                          */
 /* ------------------------------------------------------------------------------------------------ */
 
-/* gradient buffer of producer `idx` for accumulation, zeroed on first use; NULL for the image */
-static float *grad_of(xb_model *m, int idx, int n) {
-    if (idx < 0) return NULL;
-    node *p = &m->nodes[idx];
-    if (!p->dy_live) {
-        memset(p->dy, 0, node_size(p, n) * sizeof(float));
-        p->dy_live = 1;
-    }
-    return p->dy;
-}
-
 /* gradient buffer of producer `idx` for a kernel that can either write or add into it: *acc = 0 on
  * the first contribution in this backward pass (the kernel writes every element: no memset, no read
  * of zeros), 1 after it; NULL for the image */
@@ -793,6 +782,14 @@ static float *grad_out(xb_model *m, int idx, int *acc) {
         *acc = 0;
     }
     return p->dy;
+}
+
+/* the same for a kernel that only adds: zeroed on first use */
+static float *grad_of(xb_model *m, int idx, int n) {
+    int acc;
+    float *g = grad_out(m, idx, &acc);
+    if (g && !acc) memset(g, 0, node_size(&m->nodes[idx], n) * sizeof(float));
+    return g;
 }
 
 static float *gp(xb_model *m, int p) { return p < 0 ? NULL : m->gv + m->params[p].offset; }
