@@ -97,10 +97,11 @@ int cmd_train(int argc, char **argv) {
     char tacc[32] = "null";
     if (r.epochs_done > 0) snprintf(tacc, sizeof tacc, "%.6f", r.test_acc);
     if (o.json)
-        printf("{\"model\":\"%s\",\"epochs\":%d,\"steps\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,"
-               "\"test_acc\":%s,\"seconds\":%.3f,\"train_images_per_s\":%.2f,\"weights\":\"%s/weights.safetensors\"}\n",
-               model, r.epochs_done, (long long)r.steps_done, r.train_loss, r.train_acc, tacc, r.seconds,
-               r.images_per_s, out);
+        printf("{\"model\":\"%s\",\"epochs\":%lld,\"steps\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,"
+               "\"test_acc\":%s,\"seconds\":%.3f,\"run_epochs\":%d,\"run_seconds\":%.3f,"
+               "\"train_images_per_s\":%.2f,\"weights\":\"%s/weights.safetensors\"}\n",
+               model, (long long)r.epochs_total, (long long)r.steps_done, r.train_loss, r.train_acc, tacc,
+               r.seconds_total, r.epochs_done, r.seconds, r.images_per_s, out);
     else
     {
         char acc[48] = "not evaluated (no epoch completed)";

@@ -160,9 +160,12 @@ typedef struct xb_train_opts {
 xb_train_opts xb_train_opts_default(void);
 
 typedef struct xb_train_result {
-    int epochs_done;
-    int64_t steps_done;
-    double train_loss, train_acc, test_acc, seconds, images_per_s;
+    int epochs_done;          /* epochs completed by this call */
+    int64_t epochs_total;     /* epochs completed by the whole run, resumed parts included */
+    int64_t steps_done;       /* optimizer steps of the whole run */
+    double seconds;           /* this call's wall time */
+    double seconds_total;     /* the whole run's wall time (the per-epoch JSON lines' "seconds") */
+    double train_loss, train_acc, test_acc, images_per_s;
 } xb_train_result;
 xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test, const xb_train_opts *o,
                    xb_train_result *res);

@@ -179,7 +179,8 @@ def main():
                             "--epochs", "2", "--out", run, "--json", "--quiet", "--resume", ck, "--eval-limit", "256")
         lines = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
         check("train --resume finishes the run", rc == 0 and lines and lines[-1]["steps"] == 16 and
-              lines[-1]["epochs"] == 2, out.strip()[-200:] + err.strip()[-200:])
+              lines[-1]["epochs"] == 2 and lines[-1]["run_epochs"] == 2 and
+              lines[-1]["seconds"] > lines[-1]["run_seconds"], out.strip()[-200:] + err.strip()[-200:])
         expect_error("weights given as a checkpoint", ["train", "--model", "lenet5", "--data", DATA, "--train-limit",
                                                         "512", "--batch", "64", "--epochs", "2", "--out", run,
                                                         "--resume", os.path.join(run, "weights.safetensors")],

@@ -224,7 +224,8 @@ static xb_train_opts small_opts(void) {
     return o;
 }
 
-static void train_small(const char *cfg, xb_train_opts *o, float **params, int64_t *n, float **bufs, int64_t *nb) {
+static void train_small(const char *cfg, xb_train_opts *o, float **params, int64_t *n, float **bufs, int64_t *nb,
+                        xb_train_result *res) {
     xb_dataset tr, te;
     fake_data(&tr, 100, 3, 8, 8, 4, 1);
     fake_data(&te, 40, 3, 8, 8, 4, 2);
@@ -232,6 +233,7 @@ static void train_small(const char *cfg, xb_train_opts *o, float **params, int64
     assert_int_equal(xb_model_load(cfg, o->seed, &m), XB_OK);
     xb_train_result r;
     if (xb_train(m, &tr, &te, o, &r) != XB_OK) fail_msg("train: %s", xb_last_error());
+    if (res) *res = r;
     *n = xb_model_n_trainable(m);
     *nb = xb_model_n_buffer(m);
     *params = malloc((size_t)*n * sizeof(float));
@@ -251,21 +253,34 @@ static void test_determinism_and_resume(void **state) {
     float *p1, *p2, *p3, *b1, *b2, *b3;
     int64_t n, nb;
     xb_train_opts o = small_opts();
+    xb_train_result r;
     o.out_dir = out1;
-    train_small(cfg, &o, &p1, &n, &b1, &nb);           /* 2 epochs of 7 steps, uninterrupted */
+    train_small(cfg, &o, &p1, &n, &b1, &nb, &r);       /* 2 epochs of 7 steps, uninterrupted */
+    assert_int_equal(r.epochs_done, 2);
+    assert_int_equal(r.epochs_total, 2);
+    assert_int_equal(r.steps_done, 14);
+    assert_true(r.seconds_total == r.seconds);
     o.out_dir = NULL;
-    train_small(cfg, &o, &p2, &n, &b2, &nb);           /* again: same bits */
+    train_small(cfg, &o, &p2, &n, &b2, &nb, NULL);     /* again: same bits */
     assert_memory_equal(p1, p2, (size_t)n * sizeof(float));
     assert_memory_equal(b1, b2, (size_t)nb * sizeof(float));
-    o.out_dir = out2; o.steps = 5;                      /* stop mid-epoch ... */
-    train_small(cfg, &o, &p3, &n, &b3, &nb);
+    o.out_dir = out2; o.steps = 9;                      /* stop in the second epoch ... */
+    train_small(cfg, &o, &p3, &n, &b3, &nb, &r);
     assert_memory_not_equal(p1, p3, (size_t)n * sizeof(float));
+    assert_int_equal(r.epochs_done, 1);
+    assert_int_equal(r.steps_done, 9);
+    double first_part = r.seconds_total;
     free(p3); free(b3);
     snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out2);
     o.steps = 0; o.resume = ck;                         /* ... and resume: identical to uninterrupted */
-    train_small(cfg, &o, &p3, &n, &b3, &nb);
+    train_small(cfg, &o, &p3, &n, &b3, &nb, &r);
     assert_memory_equal(p1, p3, (size_t)n * sizeof(float));
     assert_memory_equal(b1, b3, (size_t)nb * sizeof(float));
+    assert_int_equal(r.epochs_done, 1);                 /* the result counts this call and the whole run */
+    assert_int_equal(r.epochs_total, 2);
+    assert_int_equal(r.steps_done, 14);
+    /* the checkpoint's elapsed time, taken when it was written, is added on (the first call ended later) */
+    assert_true(r.seconds_total > r.seconds && r.seconds_total <= first_part + r.seconds + 1e-3);
     /* resuming with another batch size is refused with a hint */
     xb_dataset tr;
     fake_data(&tr, 100, 3, 8, 8, 4, 1);

@@ -355,7 +355,9 @@ done_loop:
     xb_free(x);
     xb_free(lab);
     r.steps_done = ts.step;
+    r.epochs_total = ts.epoch;
     r.seconds = xb_time_s() - t_start;
+    r.seconds_total = ts.elapsed0 + r.seconds;
     r.images_per_s = t_train > 0 ? (double)imgs / t_train : 0;
 done:
     xb_optim_free(&opt);
