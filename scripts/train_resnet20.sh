@@ -4,7 +4,7 @@
 # RECIPE=he (default): He et al. 2016 -- SGD, momentum 0.9, lr 0.1 divided by 10 at 50% and 75% of
 #   the epochs, weight decay 1e-4; 164 epochs = their 64k iterations.
 # RECIPE=onecycle: SGD with Nesterov momentum, one-cycle learning rate peaking at 0.2, weight decay
-#   5e-4 (the shorter recipe: 87.5% after 40 epochs, 89% after 100).
+#   5e-4 (the shorter recipe: 87.46% after 40 epochs, 88.69% after 100; docs/training.md).
 # Resume an interrupted run with the same command plus RESUME=1; THREADS=N picks the thread count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
