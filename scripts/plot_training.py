@@ -1,31 +1,57 @@
 #!/usr/bin/env python3
-"""plot_training.py -- test accuracy and training loss per epoch from `xbar train --json` output.
+"""plot_training.py -- test and train accuracy and training loss per epoch from `xbar train --json` output.
 
-    /usr/bin/python3 scripts/plot_training.py LOG.jsonl [OUT.svg]
+    /usr/bin/python3 scripts/plot_training.py [--markdown] LOG.jsonl [OUT.svg]
 
 Reads the per-epoch JSON lines (epoch, train_loss, train_acc, test_acc, seconds), prints a table and
-writes a small self-contained SVG plot (no plotting library needed).
+writes a small self-contained SVG plot (no plotting library needed).  --markdown prints instead the
+table docs/training.md shows: epoch 1, every 5th epoch and the last 10, then the best epoch.
 """
 import json
 import sys
 
 
+def pct(a):
+    return "" if a is None else f"{100 * a:.2f}%"
+
+
+def markdown(rows):
+    last = rows[-1]["epoch"]
+    print("| epoch | train loss | train acc | test acc | seconds (cumulative) |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        e = r["epoch"]
+        if e == 1 or e % 5 == 0 or e > last - 10:
+            print(f"| {e} | {r['train_loss']:.4f} | {pct(r['train_acc'])} | {pct(r['test_acc'])} "
+                  f"| {r['seconds']:.0f} s |")
+    tested = [r for r in rows if r["test_acc"] is not None]
+    if tested:
+        best = max(tested, key=lambda r: r["test_acc"])
+        print(f"\nbest: epoch {best['epoch']}, {pct(best['test_acc'])}; last: epoch {last}, "
+              f"{pct(rows[-1]['test_acc'])}, {rows[-1]['seconds']:.0f} s")
+
+
 def main():
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    md = "--markdown" in args
+    args = [a for a in args if a != "--markdown"]
+    if not args or len(args) > 2 or any(a.startswith("-") for a in args):
         sys.exit(__doc__)
     rows = []
-    for line in open(sys.argv[1]):
+    for line in open(args[0]):
         line = line.strip()
         if line.startswith("{") and '"epoch"' in line:
             rows.append(json.loads(line))
     if not rows:
-        sys.exit(f"{sys.argv[1]}: no per-epoch JSON lines (run xbar train with --json)")
-    print(f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'test acc':>8} {'hours':>6}")
-    for r in rows:
-        ta = r["test_acc"]
-        print(f"{r['epoch']:>5} {r['train_loss']:>10.4f} {100 * r['train_acc']:>8.2f}% "
-              f"{'' if ta is None else f'{100 * ta:.2f}%':>8} {r['seconds'] / 3600:>6.2f}")
-    if len(sys.argv) < 3:
+        sys.exit(f"{args[0]}: no per-epoch JSON lines (run xbar train with --json)")
+    if md:
+        markdown(rows)
+    else:
+        print(f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'test acc':>8} {'hours':>6}")
+        for r in rows:
+            print(f"{r['epoch']:>5} {r['train_loss']:>10.4f} {pct(r['train_acc']):>9} "
+                  f"{pct(r['test_acc']):>8} {r['seconds'] / 3600:>6.2f}")
+    if len(args) < 2:
         return
     W, H, L, B = 640, 360, 50, 40
     n = max(r["epoch"] for r in rows)
@@ -43,7 +69,7 @@ def main():
            f'<text x="{W / 2}" y="{H - 8}" font-size="12" text-anchor="middle">epoch (of {n})</text>'
            f'<text x="{L + 10}" y="16" font-size="12" fill="#c22">test accuracy</text>'
            f'<text x="{L + 120}" y="16" font-size="12" fill="#999">train accuracy (augmented)</text></svg>\n')
-    open(sys.argv[2], "w").write(svg)
+    open(args[1], "w").write(svg)
 
 
 if __name__ == "__main__":

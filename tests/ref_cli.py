@@ -181,6 +181,22 @@ def main():
         check("train --resume finishes the run", rc == 0 and lines and lines[-1]["steps"] == 16 and
               lines[-1]["epochs"] == 2 and lines[-1]["run_epochs"] == 2 and
               lines[-1]["seconds"] > lines[-1]["run_seconds"], out.strip()[-200:] + err.strip()[-200:])
+        # the log feeds scripts/plot_training.py: the docs' markdown table and the SVG figure
+        log = os.path.join(run, "log.jsonl")
+        open(log, "w").write(out)
+        plot = [sys.executable, os.path.join(ROOT, "scripts", "plot_training.py")]
+        svg = os.path.join(run, "training.svg")
+        r = subprocess.run(plot + ["--markdown", log, svg], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        last = lines[-2] if len(lines) > 1 else {}
+        row = f"| 2 | {last.get('train_loss', 0):.4f} | {100 * last.get('train_acc', 0):.2f}% |"
+        check("plot_training.py --markdown tables the log and draws it", r.returncode == 0 and row in r.stdout and
+              "best: epoch" in r.stdout and open(svg).read().startswith("<svg") if os.path.isfile(svg) else False,
+              r.stdout.strip()[-200:] + r.stderr.strip()[-200:])
+        empty = os.path.join(run, "empty.jsonl")
+        open(empty, "w").write("not a log\n")
+        r = subprocess.run(plot + [empty], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        check("plot_training.py on a log without epochs fails naming it", r.returncode != 0 and "empty.jsonl" in
+              r.stderr, r.stderr.strip()[-200:])
         expect_error("weights given as a checkpoint", ["train", "--model", "lenet5", "--data", DATA, "--train-limit",
                                                         "512", "--batch", "64", "--epochs", "2", "--out", run,
                                                         "--resume", os.path.join(run, "weights.safetensors")],
