@@ -39,6 +39,8 @@ For resnet20, vgg8 and mlp (batch 8, N(0,1) inputs, torch.manual_seed(0) weights
   * Biases of conv/linear layers that feed a batchnorm have a gradient that is zero in exact math
     (train-mode BN subtracts the batch mean): both sides hold rounding noise there, so those gradients
     are only checked to be < 1e-3 of their layer's weight gradient.
+  * resnet20's SGD run once more as training runs it: two threads, and the batch of 8 in a model planned
+    for 13 (--plan-batch; every epoch's last batch is smaller than the rest), same checks.
   * One eval-mode run (--eval: "logits" only) of vgg8 with non-trivial BN running statistics (1e-4).
 
 Prints one line per check and ends with "ref_torch: N passed, M failed"; exit status 1 on failure.
@@ -439,8 +441,11 @@ def part_b():
                                             f"XBAR_REFSTEP); the C-vs-PyTorch checks did not run")
         return
     K, N = 3, 8
-    # (optimizer, lr, momentum, weight decay, label smoothing)
-    runs = [("sgd", 0.1, 0.9, 5e-4, 0.0), ("adam", 1e-3, 0.0, 0.0, 0.1)]
+    # (optimizer, lr, momentum, weight decay, label smoothing, extra tool flags)
+    runs = [("sgd", 0.1, 0.9, 5e-4, 0.0, []), ("adam", 1e-3, 0.0, 0.0, 0.1, [])]
+    # training's own conditions: two threads, and a batch smaller than the one the model was planned
+    # for (every epoch's last batch: 80 of 128)
+    train_like = ("sgd", 0.1, 0.9, 5e-4, 0.0, ["--threads", 2, "--plan-batch", N + 5])
     with tempfile.TemporaryDirectory(prefix="ref_torch-") as d:
         for name in ("resnet20", "vgg8", "mlp"):
             torch.manual_seed(0)
@@ -455,15 +460,16 @@ def part_b():
             np.save(xp, x.numpy().astype(np.float32))
             np.save(yp, y.numpy().astype(np.int64))
             zb = zero_grad_biases(name)
-            for opt, lr, mom, wd, ls in runs:
-                what = f"{name} {opt}"
+            for opt, lr, mom, wd, ls, extra in runs + ([train_like] if name == "resnet20" else []):
+                what = f"{name} {opt}" + (" (2 threads, batch 8 of 13)" if extra else "")
+                tag = opt + ("_t2" if extra else "")
                 outs = [None]
                 for k in range(1, K + 1):
-                    out = os.path.join(d, f"{name}_{opt}{k}.safetensors")
+                    out = os.path.join(d, f"{name}_{tag}{k}.safetensors")
                     got = None
                     if run_tool(tool, ["--model", name, "--weights", w, "--input", xp, "--labels", yp, "--optimizer",
                                        opt, "--steps", k, "--lr", lr, "--momentum", mom, "--weight-decay", wd,
-                                       "--label-smoothing", ls, "--out", out], f"{what} --steps {k}"):
+                                       "--label-smoothing", ls, "--out", out] + extra, f"{what} --steps {k}"):
                         try:
                             got = st_np.load(out)
                         except (OSError, st_np.SafetensorsError) as e:
@@ -477,12 +483,12 @@ def part_b():
                     """The tool's gradients at its state after k-1 steps."""
                     if k == 1:
                         return outs[1]
-                    wk = os.path.join(d, f"{name}_{opt}{k - 1}_state.safetensors")
+                    wk = os.path.join(d, f"{name}_{tag}{k - 1}_state.safetensors")
                     st_np.save(wk, {n[len("param."):]: v for n, v in outs[k - 1].items() if n.startswith("param.")})
-                    out = os.path.join(d, f"{name}_{opt}{k - 1}_grad.safetensors")
+                    out = os.path.join(d, f"{name}_{tag}{k - 1}_grad.safetensors")
                     if not run_tool(tool, ["--model", name, "--weights", wk, "--input", xp, "--labels", yp,
                                            "--optimizer", opt, "--steps", 1, "--lr", 0, "--momentum", mom,
-                                           "--weight-decay", wd, "--label-smoothing", ls, "--out", out],
+                                           "--weight-decay", wd, "--label-smoothing", ls, "--out", out] + extra,
                                     f"{what} gradients after {k - 1} step(s)"):
                         return None
                     try:

@@ -4,7 +4,7 @@
  *
  *   tool_refstep --model NAME --weights W.safetensors --input X.npy --labels Y.npy
  *                [--optimizer sgd|adam] [--steps K] [--lr LR] [--momentum M] [--weight-decay WD]
- *                [--label-smoothing E] [--eval] --out OUT.safetensors
+ *                [--label-smoothing E] [--threads T] [--plan-batch P] [--eval] --out OUT.safetensors
  *
  * Train mode: "logits" (N x classes) and "loss" (1) of the first forward, "grad.<param>" of the first
  * backward, "loss.<k>" for each of K steps (forward + backward + update on the same batch) and
@@ -23,7 +23,7 @@ static void die(const char *what) {
 
 int main(int argc, char **argv) {
     const char *model = NULL, *weights = NULL, *input = NULL, *labels = NULL, *out = NULL, *optn = "sgd";
-    int steps = 3, eval = 0;
+    int steps = 3, eval = 0, threads = 1, plan = 0;
     double lr = 0.1, mom = 0.9, wd = 0, ls = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -42,13 +42,15 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--momentum")) mom = atof(v);
         else if (!strcmp(a, "--weight-decay")) wd = atof(v);
         else if (!strcmp(a, "--label-smoothing")) ls = atof(v);
+        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--plan-batch")) plan = atoi(v);
         else { fprintf(stderr, "tool_refstep: unknown flag %s\n", a); return 2; }
     }
     if (!model || !weights || !input || !out || (!eval && !labels)) {
         fprintf(stderr, "tool_refstep: --model --weights --input --out (and --labels) are required\n");
         return 2;
     }
-    xb_set_threads(1);
+    xb_set_threads(threads);
     xb_model *m;
     if (xb_model_load(model, 1, &m)) die(model);
     if (xb_model_load_weights(m, weights)) die(weights);
@@ -61,7 +63,7 @@ int main(int argc, char **argv) {
     }
     int32_t *lab = malloc((size_t)n * sizeof(int32_t));
     for (int i = 0; i < n && !eval; i++) lab[i] = (int32_t)((int64_t *)y.data)[i];
-    if (xb_model_set_batch(m, n)) die("set_batch");
+    if (xb_model_set_batch(m, plan > n ? plan : n)) die("set_batch");
     float *logits = malloc((size_t)n * k * sizeof(float));
     xb_safetensors st;
     xb_st_init(&st);
