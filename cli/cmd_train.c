@@ -27,6 +27,8 @@ int cmd_train(int argc, char **argv) {
         {"threads", XF_INT, NULL, "1..1024", "threads (default: all cores)"},
         {"seed", XF_INT, "1", "0..", "seed of every random stream (init, shuffle, augment, dropout)"},
         {"out", XF_STR, NULL, NULL, "directory for weights.safetensors and checkpoint.safetensors (default runs/MODEL)"},
+        {"weights", XF_STR, NULL, NULL, "start from these weights (safetensors, e.g. PyTorch-trained) instead of the "
+                                        "random init; batchnorm running statistics too"},
         {"resume", XF_STR, NULL, NULL, "continue bit-exactly from a checkpoint.safetensors"},
         {"json", XF_BOOL, NULL, NULL, "print a JSON line per epoch and a JSON result on stdout"},
         {"quiet", XF_BOOL, NULL, NULL, "no progress bar"},
@@ -70,6 +72,12 @@ int cmd_train(int argc, char **argv) {
         out = out_default;
     }
     o.out_dir = out;
+    const char *init_w = xf_get(f, n, "weights")->s;
+    if (init_w && o.resume) {
+        fprintf(stderr, "xbar train: error: --weights and --resume exclude each other (a checkpoint carries its own "
+                        "weights)\nHINT: drop --weights to continue the run, or --resume to start a new one from them\n");
+        return 2;
+    }
     o.nesterov = (int)xf_get(f, n, "nesterov")->i;
     if (o.nesterov && o.optimizer != XB_OPT_SGD) {
         fprintf(stderr, "xbar train: error: --nesterov applies to --optimizer sgd only\n");
@@ -84,6 +92,10 @@ int cmd_train(int argc, char **argv) {
     if (lim > 0 && lim < train.n) train.n = lim;
     xb_model *m;
     if (xb_model_load(model, o.seed, &m) != XB_OK) { xb_dataset_free(&train); xb_dataset_free(&test); return cli_fail("train"); }
+    if (init_w && xb_model_load_weights(m, init_w) != XB_OK) {
+        xb_model_free(m); xb_dataset_free(&train); xb_dataset_free(&test);
+        return cli_fail("train");
+    }
     if (o.progress)
         fprintf(stderr, "xbar train: %s on %s (%lld train / %lld test images), %d epochs, batch %d, %s lr %g %s, "
                         "%d threads, out %s\n", xb_model_name(m), dir, (long long)train.n, (long long)test.n,

@@ -201,6 +201,15 @@ def main():
                                                         "512", "--batch", "64", "--epochs", "2", "--out", run,
                                                         "--resume", os.path.join(run, "weights.safetensors")],
                      ["weights.safetensors", "checkpoint"])
+        expect_error("train --weights with --resume", ["train", "--model", "lenet5", "--data", DATA, "--weights", lenet,
+                                                         "--resume", ck, "--out", run], ["--weights", "--resume", "HINT"],
+                     code=2)
+        expect_error("train --weights of another model", ["train", "--model", "resnet20", "--data", DATA, "--weights",
+                                                            lenet, "--steps", "1", "--out", run],
+                     ["lenet.safetensors", "HINT"])
+        expect_error("train --weights missing", ["train", "--model", "lenet5", "--data", DATA, "--weights",
+                                                 os.path.join(d, "none.safetensors"), "--steps", "1", "--out", run],
+                     ["none.safetensors"])
         expect_error("resume with another batch size", ["train", "--model", "lenet5", "--data", DATA, "--train-limit",
                                                          "512", "--batch", "32", "--epochs", "2", "--out", run,
                                                          "--resume", ck], ["--batch"])
