@@ -62,7 +62,7 @@ def rel(a, ref):
     return float(np.abs(a - ref).max() / max(np.abs(ref).max(), 1e-6))
 
 
-def xbar_run(d, init, cfg, steps, limit, seed):
+def xbar_run(d, name, init, cfg, steps, limit, seed):
     out = os.path.join(d, "xbar")
     args = [XBAR, "train", "--model", "resnet20", "--data", DATA, "--weights", init, "--steps", steps,
             "--epochs", cfg["epochs"], "--batch", 128, "--optimizer", cfg["optimizer"], "--momentum",
@@ -75,7 +75,7 @@ def xbar_run(d, init, cfg, steps, limit, seed):
         args += ["--train-limit", limit]
     r = subprocess.run([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                        timeout=600)
-    if not check("xbar train runs", r.returncode == 0, f"exit {r.returncode}: {r.stderr.strip()[-300:]}"
+    if not check(f"{name}: xbar train runs", r.returncode == 0, f"exit {r.returncode}: {r.stderr.strip()[-300:]}"
                  if r.returncode else ""):
         return None, None
     # one line per epoch, a partial last one included, then the result line
@@ -107,7 +107,7 @@ def main():
             init = os.path.join(d, "init.safetensors")
             tz.save_weights(tz.build("resnet20"), init)
             for name, cfg, steps, limit, seed in RUNS:
-                got, got_losses = xbar_run(d, init, cfg, steps, limit, seed)
+                got, got_losses = xbar_run(d, name, init, cfg, steps, limit, seed)
                 if got is None:
                     continue
                 r64, l64 = torch_run(init, cfg, steps, limit, seed, torch.float64, images, labels)
