@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--momentum")) mom = atof(v);
         else if (!strcmp(a, "--weight-decay")) wd = atof(v);
         else if (!strcmp(a, "--label-smoothing")) ls = atof(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--threads")) threads = atoi(v) > 0 ? atoi(v) : 1;
         else if (!strcmp(a, "--plan-batch")) plan = atoi(v);
         else { fprintf(stderr, "tool_refstep: unknown flag %s\n", a); return 2; }
     }
