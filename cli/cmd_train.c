@@ -22,6 +22,8 @@ int cmd_train(int argc, char **argv) {
         {"decay-weights-only", XF_BOOL, NULL, NULL, "no weight decay on biases and batchnorm (default: all)"},
         {"label-smoothing", XF_DOUBLE, "0", "0..0.999", "label smoothing of the cross-entropy"},
         {"no-augment", XF_BOOL, NULL, NULL, "no random crop and flip"},
+        {"cutout", XF_INT, "0", "0..1024", "cutout: zero an NxN square at a random centre of each training image, "
+                                          "clipped at the border (0: off; 16 is the paper's CIFAR-10 size)"},
         {"train-limit", XF_INT, "0", "0..", "train on the first N training images only (0: all)"},
         {"eval-limit", XF_INT, "0", "0..", "evaluate on the first N test images each epoch (0: all)"},
         {"threads", XF_INT, NULL, "1..1024", "threads (default: all cores)"},
@@ -50,6 +52,7 @@ int cmd_train(int argc, char **argv) {
     o.decay_all = !xf_get(f, n, "decay-weights-only")->i;
     o.label_smoothing = xf_get(f, n, "label-smoothing")->d;
     o.augment = !xf_get(f, n, "no-augment")->i;
+    o.cutout = (int)xf_get(f, n, "cutout")->i;
     o.eval_limit = xf_get(f, n, "eval-limit")->i;
     xf_flag *th = xf_get(f, n, "threads");
     o.threads = th->set ? (int)th->i : cli_default_threads();

@@ -148,7 +148,8 @@ typedef struct xb_train_opts {
     xb_optim_kind optimizer;
     xb_sched_kind schedule;
     int decay_all;            /* 1: weight decay on every parameter (torch default); 0: weights only */
-    int augment;
+    int augment;              /* random crop (4-pixel padding) and horizontal flip */
+    int cutout;               /* side of the cutout square (0: none; DeVries & Taylor 2017) */
     uint64_t seed;
     int threads;
     int64_t eval_limit;       /* test images evaluated each epoch (0: all) */

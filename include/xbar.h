@@ -186,8 +186,10 @@ void xb_dataset_free(xb_dataset *d);
 
 /* Writes a batch in NCHW float32: x[(i*c + ch)*h*w + ...] = (img/255 - mean[ch]) / std[ch] of images
  * idx[0..n-1]; with augment, each image gets a random crop (4-pixel zero padding) and a horizontal
- * flip with probability 1/2 from rng.  labels may be NULL. */
-void xb_dataset_batch(const xb_dataset *d, const int64_t *idx, int n, int augment, xb_rng *rng,
+ * flip with probability 1/2 from rng; with cutout > 0, then an N x N square (N = cutout) around a
+ * uniformly drawn centre, clipped at the border, is set to 0 (DeVries & Taylor 2017).  rng may be NULL
+ * only when both are off.  labels may be NULL. */
+void xb_dataset_batch(const xb_dataset *d, const int64_t *idx, int n, int augment, int cutout, xb_rng *rng,
                       float *x, int32_t *labels);
 
 #ifdef __cplusplus

@@ -12,8 +12,8 @@ losses likewise (floor 1e-5), and num_batches_tracked exact.
 
 Runs (resnet20, starting weights torch.manual_seed(0)'s twin, 2 threads):
   * He et al.'s recipe (SGD momentum 0.9, lr 0.1 step schedule, weight decay 1e-4), 3 steps of 128;
-  * Nesterov, cosine schedule, weight decay 5e-4, label smoothing 0.1 on the first 300 training images:
-    4 steps = an epoch of 128 + 128 + 44 (a partial batch), a test-set evaluation, a reshuffle and one
+  * Nesterov, cosine schedule, weight decay 5e-4, label smoothing 0.1, cutout 16 on the first 300
+    training images: 4 steps = an epoch of 128 + 128 + 44 (a partial batch), a test-set evaluation, a reshuffle and one
     step of the next epoch.
 
 Data: $XBAR_DATA or ../shared/data/cifar10 (a failure if missing: CI always has it).  Binary: $XBAR_BIN.
@@ -42,10 +42,11 @@ N_PASS = N_FAIL = 0
 RUNS = [
     # name, xbar flags, steps, train limit, seed
     ("He recipe", dict(optimizer="sgd", momentum=0.9, nesterov=False, lr=0.1, schedule="step", weight_decay=1e-4,
-                       label_smoothing=0.0, epochs=164), 3, 0, 5),
-    ("Nesterov cosine, label smoothing, 300 images", dict(optimizer="sgd", momentum=0.9, nesterov=True, lr=0.1,
-                                                           schedule="cosine", weight_decay=5e-4,
-                                                           label_smoothing=0.1, epochs=2), 4, 300, 7),
+                       label_smoothing=0.0, cutout=0, epochs=164), 3, 0, 5),
+    ("Nesterov cosine, label smoothing, cutout, 300 images", dict(optimizer="sgd", momentum=0.9, nesterov=True,
+                                                                   lr=0.1, schedule="cosine", weight_decay=5e-4,
+                                                                   label_smoothing=0.1, cutout=16, epochs=2),
+     4, 300, 7),
 ]
 
 
@@ -67,7 +68,7 @@ def xbar_run(d, name, init, cfg, steps, limit, seed):
     args = [XBAR, "train", "--model", "resnet20", "--data", DATA, "--weights", init, "--steps", steps,
             "--epochs", cfg["epochs"], "--batch", 128, "--optimizer", cfg["optimizer"], "--momentum",
             cfg["momentum"], "--lr", cfg["lr"], "--schedule", cfg["schedule"], "--weight-decay",
-            cfg["weight_decay"], "--label-smoothing", cfg["label_smoothing"], "--seed", seed, "--threads", 2,
+            cfg["weight_decay"], "--label-smoothing", cfg["label_smoothing"], "--cutout", cfg["cutout"], "--seed", seed, "--threads", 2,
             "--eval-limit", 500, "--out", out, "--json", "--quiet"]
     if cfg["nesterov"]:
         args.append("--nesterov")
@@ -88,7 +89,7 @@ def torch_run(init, cfg, steps, limit, seed, dtype, images, labels):
     model = tz.load_weights(tz.build("resnet20"), init).to(dtype)
     if limit:
         images, labels = images[:limit], labels[:limit]
-    stream = tt.XbarStream(images, labels, seed=seed, batch=128)
+    stream = tt.XbarStream(images, labels, seed=seed, batch=128, cutout=cfg["cutout"])
     segs = tt.train(model, stream, steps, cfg["epochs"], cfg["optimizer"], cfg["lr"], cfg["momentum"],
                     cfg["nesterov"], cfg["weight_decay"], cfg["schedule"], cfg["label_smoothing"], dtype)
     return {k: v.detach().numpy() for k, v in model.state_dict().items()}, [s[1] for s in segs]

@@ -405,7 +405,7 @@ static void test_batch_normalization(void **state) {
     int64_t idx[2] = {3, 0};
     float x[2 * PIX];
     int32_t lab[2];
-    xb_dataset_batch(&d, idx, 2, 0, NULL, x, lab);
+    xb_dataset_batch(&d, idx, 2, 0, 0, NULL, x, lab);
     /* torchvision: ToTensor gives 200/255 in float32, Normalize (x - 0.4822) / 0.2435 in float32 */
     float want = (200.0f / 255.0f - 0.4822f) / 0.2435f;
     assert_true(x[1 * 1024 + 5 * 32 + 7] == want);
@@ -425,7 +425,7 @@ static void test_batch_normalization(void **state) {
     xb_rng_seed(&r, 5, "augment");
     r0 = r;
     float y[2 * PIX];
-    xb_dataset_batch(&d, idx, 2, 0, &r, y, NULL);
+    xb_dataset_batch(&d, idx, 2, 0, 0, &r, y, NULL);
     assert_memory_equal(x, y, sizeof x);
     assert_memory_equal(r.s, r0.s, sizeof r.s);
     xb_dataset_free(&d);
@@ -465,7 +465,7 @@ static void test_batch_augment_rates(void **state) {
     int cnt_dy[9] = {0}, cnt_dx[9] = {0}, flips = 0, changed = 0;
     for (int done = 0; done < N; done += BATCH) {
         for (int b = 0; b < BATCH; b++) idx[b] = (done + b) * 7 % NIMG;
-        xb_dataset_batch(&d, idx, BATCH, 1, &rng, x, NULL);
+        xb_dataset_batch(&d, idx, BATCH, 1, 0, &rng, x, NULL);
         for (int b = 0; b < BATCH; b++) {
             const float *o = x + (size_t)b * PIX;
             /* the centre pixel always comes from the image: decode the crop and flip from it */
@@ -506,19 +506,19 @@ static void test_batch_augment_determinism(void **state) {
     xb_rng_seed(&r1, 7, "augment");
     xb_rng_seed(&r2, 7, "augment");
     xb_rng_seed(&r3, 8, "augment");
-    xb_dataset_batch(&d, idx, B, 1, &r1, a, la);
-    xb_dataset_batch(&d, idx, B, 1, &r2, b, lb);
+    xb_dataset_batch(&d, idx, B, 1, 0, &r1, a, la);
+    xb_dataset_batch(&d, idx, B, 1, 0, &r2, b, lb);
     assert_memory_equal(a, b, sizeof a);            /* same seed, same batch */
     assert_memory_equal(la, lb, sizeof la);
     assert_memory_equal(r1.s, r2.s, sizeof r1.s);   /* and the same state afterwards */
-    xb_dataset_batch(&d, idx, B, 1, &r3, c, NULL);
+    xb_dataset_batch(&d, idx, B, 1, 0, &r3, c, NULL);
     assert_true(memcmp(a, c, sizeof a) != 0);       /* another seed, another batch */
     for (int i = 0; i < B; i++) assert_int_equal(la[i], d.labels[idx[i]]);
 
     /* the draws are made per image in a fixed order: a batch equals the same images one at a time */
     xb_rng_seed(&r2, 7, "augment");
     for (int i = 0; i < B; i++) {
-        xb_dataset_batch(&d, &idx[i], 1, 1, &r2, b + (size_t)i * PIX, NULL);
+        xb_dataset_batch(&d, &idx[i], 1, 1, 0, &r2, b + (size_t)i * PIX, NULL);
     }
     assert_memory_equal(a, b, sizeof a);
     assert_memory_equal(r1.s, r2.s, sizeof r1.s);
@@ -529,7 +529,7 @@ static void test_batch_augment_determinism(void **state) {
         omp_set_num_threads(nt);
         xb_rng_seed(&r2, 7, "augment");
         memset(b, 0, sizeof b);
-        xb_dataset_batch(&d, idx, B, 1, &r2, b, NULL);
+        xb_dataset_batch(&d, idx, B, 1, 0, &r2, b, NULL);
         assert_memory_equal(a, b, sizeof a);
     }
     omp_set_num_threads(threads0);
@@ -537,8 +537,62 @@ static void test_batch_augment_determinism(void **state) {
     /* an empty batch does nothing */
     xb_rng_seed(&r2, 7, "augment");
     xb_rng r2_0 = r2;
-    xb_dataset_batch(&d, idx, 0, 1, &r2, b, NULL);
+    xb_dataset_batch(&d, idx, 0, 1, 0, &r2, b, NULL);
     assert_memory_equal(r2.s, r2_0.s, sizeof r2.s);
+    xb_dataset_free(&d);
+}
+
+/* Cutout: after the crop/flip draws come the centre row and column; the N x N square
+ * [c - N/2, c - N/2 + N) clipped to the image is 0 and every other pixel is the plain pad-crop-flip.
+ * Sizes 1 (one pixel), 8, 16 (the paper's CIFAR-10 size) and 33 (larger than the image, still a
+ * clipped square), with and without crop/flip; centres hit every row and column. */
+static void test_batch_cutout(void **state) {
+    (void)state;
+    enum { B = 200, NIMG = 30 };
+    xb_dataset d = mem_dataset(NIMG, pix_hash);
+    int64_t idx[B];
+    for (int i = 0; i < B; i++) idx[i] = (i * 11 + 3) % NIMG;
+    static float x[B * PIX];
+    float ref[PIX];
+    static const int sizes[] = {1, 8, 16, 33};
+    for (int aug = 0; aug < 2; aug++)
+        for (int si = 0; si < 4; si++) {
+            int N = sizes[si];
+            int row_seen[32] = {0}, col_seen[32] = {0};
+            for (int rep = 0; rep < 10; rep++) {
+                xb_rng r, replay;
+                xb_rng_seed(&r, 100 + rep, "augment");
+                replay = r;
+                xb_dataset_batch(&d, idx, B, aug, N, &r, x, NULL);
+                for (int b = 0; b < B; b++) {
+                    int dy = 4, dx = 4, flip = 0;
+                    if (aug) {
+                        dy = (int)xb_rng_below(&replay, 9);
+                        dx = (int)xb_rng_below(&replay, 9);
+                        flip = (int)xb_rng_below(&replay, 2);
+                    }
+                    int cy = (int)xb_rng_below(&replay, 32), cx = (int)xb_rng_below(&replay, 32);
+                    row_seen[cy] = col_seen[cx] = 1;
+                    reference_aug(&d, idx[b], dy, dx, flip, ref);
+                    int zeros = 0;
+                    for (int ch = 0; ch < 3; ch++)
+                        for (int y = 0; y < 32; y++)
+                            for (int xx = 0; xx < 32; xx++) {
+                                int in = y >= cy - N / 2 && y < cy - N / 2 + N && xx >= cx - N / 2 && xx < cx - N / 2 + N;
+                                float want = in ? 0.0f : ref[ch * 1024 + y * 32 + xx];
+                                float got = x[(size_t)b * PIX + ch * 1024 + y * 32 + xx];
+                                if (got != want) fail_msg("cutout %d aug %d image %d: (%d,%d,%d) = %g, want %g", N, aug, b, ch, y, xx, got, want);
+                                zeros += in;
+                            }
+                    int h0 = cy - N / 2 < 0 ? 0 : cy - N / 2, h1 = cy - N / 2 + N > 32 ? 32 : cy - N / 2 + N;
+                    int w0 = cx - N / 2 < 0 ? 0 : cx - N / 2, w1 = cx - N / 2 + N > 32 ? 32 : cx - N / 2 + N;
+                    assert_int_equal(zeros, 3 * (h1 - h0) * (w1 - w0));
+                    assert_true(zeros <= 3 * N * N);
+                }
+                assert_memory_equal(r.s, replay.s, sizeof r.s); /* exactly these draws, no others */
+            }
+            for (int k = 0; k < 32; k++) assert_true(row_seen[k] && col_seen[k]);
+        }
     xb_dataset_free(&d);
 }
 
@@ -554,7 +608,7 @@ static void test_batch_loaded(void **state) {
     int64_t idx[1] = {2};
     float x[PIX];
     int32_t lab;
-    xb_dataset_batch(&d, idx, 1, 0, NULL, x, &lab);
+    xb_dataset_batch(&d, idx, 1, 0, 0, NULL, x, &lab);
     assert_int_equal(lab, (2 * 37 + 11) % 100);
     for (int ch = 0; ch < 3; ch++)
         for (int j = 0; j < 1024; j += 31) {
@@ -574,6 +628,7 @@ int main(void) {
         cmocka_unit_test(test_batch_normalization),
         cmocka_unit_test(test_batch_augment_rates),
         cmocka_unit_test(test_batch_augment_determinism),
+        cmocka_unit_test(test_batch_cutout),
         cmocka_unit_test(test_batch_loaded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

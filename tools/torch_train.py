@@ -4,9 +4,10 @@
 `xbar train` draws its data order and augmentation from its own random streams (xoshiro256**, seeded
 from (--seed, stream name) through splitmix64, as in src/core/rng.c): at the start of every epoch a
 Fisher-Yates shuffle of 0..N-1 from the "shuffle" stream, then for each image of a batch, in order,
-crop top (0..8), crop left (0..8) and flip (0/1) from the "augment" stream; each image is padded with 4
-zero pixels, cropped, mirrored, scaled by 1/255 and normalised per channel in float32
-(src/data/cifar.c).  This module replays those streams in Python, so the twin (tools/torch_zoo.py)
+crop top (0..8), crop left (0..8) and flip (0/1) from the "augment" stream, then with --cutout N the
+cutout centre row and column (0..31 each); each image is padded with 4 zero pixels, cropped, mirrored,
+scaled by 1/255, normalised per channel in float32, and has the N x N square from centre - N//2 (clipped
+at the border) set to 0 (src/data/cifar.c).  This module replays those streams in Python, so the twin (tools/torch_zoo.py)
 sees the same batches, learning rates (xb_schedule_lr of src/nn/optim.c) and optimizer (torch.optim,
 whose semantics xbar follows) as xbar.  From the same weights, the two then train alike up to float32
 rounding, which the chaotic dynamics of training amplify over steps as they amplify torch's own float32
@@ -24,7 +25,7 @@ CLI (flags and defaults as `xbar train`'s):
     /usr/bin/python3 tools/torch_train.py --model resnet20 --init W.safetensors --data DIR --steps K \\
         [--epochs E] [--batch B] [--optimizer sgd|adam|adamw] [--lr X] [--momentum M] [--nesterov] \\
         [--schedule cosine|step|onecycle|const] [--weight-decay X] [--label-smoothing E] [--seed S] \\
-        [--train-limit N] [--double] [--threads T] [--every N] --out OUT.safetensors
+        [--train-limit N] [--cutout N] [--double] [--threads T] [--every N] --out OUT.safetensors
 prints the loss every N steps and a JSON line {"steps", "epochs": [{"epoch", "train_loss", "images"}]}
 (per-epoch mean losses, as `xbar train --json` prints them), then writes the state_dict to OUT.
 """
@@ -113,10 +114,13 @@ def load_cifar10_train(data_dir):
 
 
 class XbarStream:
-    """xbar train's batches: per-epoch shuffle, per-image crop/flip draws, float32 normalisation."""
+    """xbar train's batches: per-epoch shuffle, per-image crop/flip (and cutout) draws, float32
+    normalisation."""
 
-    def __init__(self, images, labels, seed=1, batch=128, augment=True, mean=CIFAR10_MEAN, std=CIFAR10_STD):
+    def __init__(self, images, labels, seed=1, batch=128, augment=True, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+                 cutout=0):
         self.images, self.labels, self.batch, self.augment = images, labels, batch, augment
+        self.cutout = cutout
         self.n = len(labels)
         self.rs, self.ra = XbarRng(seed, "shuffle"), XbarRng(seed, "augment")
         self.pos, self.epoch, self.perm = 0, 0, None
@@ -137,17 +141,24 @@ class XbarStream:
         nb = min(self.batch, self.n - self.pos)
         idx = self.perm[self.pos:self.pos + nb]
         src = self.images[idx]
-        if self.augment:
-            c, h, w = src.shape[1:]
+        c, h, w = src.shape[1:]
+        mask = np.ones((nb, 1, h, w), np.float32)
+        if self.augment or self.cutout:
             padded = np.zeros((nb, c, h + 2 * PAD, w + 2 * PAD), np.uint8)
             padded[:, :, PAD:PAD + h, PAD:PAD + w] = src
             out = np.empty_like(src)
             for k in range(nb):
-                dy, dx, flip = self.ra.below(2 * PAD + 1), self.ra.below(2 * PAD + 1), self.ra.below(2)
+                dy, dx, flip = PAD, PAD, 0
+                if self.augment:
+                    dy, dx, flip = self.ra.below(2 * PAD + 1), self.ra.below(2 * PAD + 1), self.ra.below(2)
                 crop = padded[k, :, dy:dy + h, dx:dx + w]
                 out[k] = crop[:, :, ::-1] if flip else crop
+                if self.cutout:  # DeVries & Taylor's Cutout: a square around a uniform centre, clipped
+                    cy, cx = self.ra.below(h), self.ra.below(w)
+                    y0, x0 = cy - self.cutout // 2, cx - self.cutout // 2
+                    mask[k, :, max(y0, 0):max(y0 + self.cutout, 0), max(x0, 0):max(x0 + self.cutout, 0)] = 0
             src = out
-        x = (src.astype(np.float32) / np.float32(255) - self.mean) / self.std
+        x = (src.astype(np.float32) / np.float32(255) - self.mean) / self.std * mask
         self.pos += nb
         end = self.pos >= self.n
         if end:
@@ -246,6 +257,7 @@ def _main(argv):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--train-limit", type=int, default=0)
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--cutout", type=int, default=0)
     ap.add_argument("--double", action="store_true", help="train in float64 (the exact reference)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--every", type=int, default=0, help="print the loss every N steps")
@@ -259,7 +271,7 @@ def _main(argv):
     images, labels = load_cifar10_train(a.data)
     if 0 < a.train_limit < len(labels):
         images, labels = images[:a.train_limit], labels[:a.train_limit]
-    stream = XbarStream(images, labels, a.seed, a.batch, augment=not a.no_augment)
+    stream = XbarStream(images, labels, a.seed, a.batch, augment=not a.no_augment, cutout=a.cutout)
     segs = train(model, stream, a.steps, a.epochs, a.optimizer, a.lr, a.momentum, a.nesterov, a.weight_decay,
                  a.schedule, a.label_smoothing, dtype, a.every)
     print(json.dumps({"steps": a.steps, "epochs": [{"epoch": e, "train_loss": l, "images": n} for e, l, n in segs]}))

@@ -10,12 +10,16 @@
  * whole number of records) and every label byte, and names file and record on failure.  The batcher
  * mirrors torchvision's  RandomCrop(32, padding=4) -> RandomHorizontalFlip() -> ToTensor() ->
  * Normalize(mean, std): padding is 0 in raw pixel space, then (v/255 - mean)/std in float32, so a
- * padded pixel becomes -mean/std.  Random draws per image, in this order: crop top (0..8), crop left
- * (0..8), flip (0/1), all from the caller's rng and made serially, so batches are deterministic for any
+ * padded pixel becomes -mean/std.  Cutout (DeVries & Taylor 2017, optional) then sets an N x N square
+ * of the normalised image to 0, i.e. to the channel mean: rows cy - N/2 .. cy - N/2 + N - 1 (integer
+ * division) and the same for columns, clipped at the border, around a centre drawn uniformly over the
+ * whole image, as the authors' code does (identical to it for even N).  Random draws per image, in this
+ * order: crop top (0..8), crop left (0..8), flip (0/1), then with cutout the centre row (0..h-1) and
+ * column (0..w-1), all from the caller's rng and made serially, so batches are deterministic for any
  * thread count.
  *
- * What it deliberately is not: no Python-pickle CIFAR, no other datasets, no colour jitter or other
- * augmentations, no prefetch thread (the batcher is cheap: a table lookup per pixel).
+ * What it deliberately is not: no Python-pickle CIFAR, no other datasets, no colour jitter, mixup or
+ * other augmentations, no prefetch thread (the batcher is cheap: a table lookup per pixel).
  */
 #include "xbar.h"
 
@@ -264,7 +268,7 @@ void xb_dataset_free(xb_dataset *d) {
 /* Batches                                                                                           */
 /* ------------------------------------------------------------------------------------------------ */
 
-typedef struct cifar_aug { int dy, dx, flip; } cifar_aug;
+typedef struct cifar_aug { int dy, dx, flip, cy, cx; } cifar_aug; /* cy < 0: no cutout */
 
 static void cifar_fill_(float *o, int n, float v) {
     for (int i = 0; i < n; i++) o[i] = v;
@@ -274,7 +278,7 @@ static void cifar_fill_(float *o, int n, float v) {
  * the image zero-padded by CIFAR_PAD, then mirrored when a.flip.  Output (y, x) reads padded pixel
  * (y + dy, flip ? w-1-x+dx : x+dx), i.e. source pixel (y + dy - PAD, ... - PAD). */
 static void cifar_image_(const uint8_t *img, int c, int h, int w, const float (*lut)[256], cifar_aug a,
-                         float *out) {
+                         int cutout, float *out) {
     for (int ch = 0; ch < c; ch++) {
         const float *L = lut[ch];
         const uint8_t *plane = img + (size_t)ch * h * w;    // (h, w)
@@ -303,13 +307,23 @@ static void cifar_image_(const uint8_t *img, int c, int h, int w, const float (*
             }
         }
     }
+    if (a.cy >= 0) { /* cutout: the square [cy - N/2, cy - N/2 + N) x [cx - N/2, ...), clipped */
+        int y0 = a.cy - cutout / 2, x0 = a.cx - cutout / 2, y1 = y0 + cutout, x1 = x0 + cutout;
+        if (y0 < 0) y0 = 0;
+        if (x0 < 0) x0 = 0;
+        if (y1 > h) y1 = h;
+        if (x1 > w) x1 = w;
+        for (int ch = 0; ch < c; ch++)
+            for (int y = y0; y < y1; y++) cifar_fill_(out + ((size_t)ch * h + y) * w + x0, x1 - x0, 0.0f);
+    }
 }
 
-void xb_dataset_batch(const xb_dataset *d, const int64_t *idx, int n, int augment, xb_rng *rng, float *x,
-                      int32_t *labels) {
+void xb_dataset_batch(const xb_dataset *d, const int64_t *idx, int n, int augment, int cutout, xb_rng *rng,
+                      float *x, int32_t *labels) {
     XB_ASSERT(d && n >= 0 && (n == 0 || (idx && x)));
     XB_ASSERT(d->c >= 1 && d->c <= 3 && d->h > 0 && d->w > 0 && d->images);
-    XB_ASSERT(!augment || rng);
+    XB_ASSERT(cutout >= 0);
+    XB_ASSERT(!(augment || cutout) || rng);
     /* float32 exactly as torchvision: ToTensor (v / 255) then Normalize ((x - mean) / std) */
     float lut[3][256];
     for (int ch = 0; ch < d->c; ch++) {
@@ -325,16 +339,20 @@ void xb_dataset_batch(const xb_dataset *d, const int64_t *idx, int n, int augmen
             int64_t k = idx[i0 + i];
             XB_ASSERT(k >= 0 && k < d->n);
             if (labels) labels[i0 + i] = d->labels[k];
-            aug[i] = (cifar_aug){CIFAR_PAD, CIFAR_PAD, 0};
+            aug[i] = (cifar_aug){CIFAR_PAD, CIFAR_PAD, 0, -1, -1};
             if (augment) {
                 aug[i].dy = (int)xb_rng_below(rng, 2 * CIFAR_PAD + 1);
                 aug[i].dx = (int)xb_rng_below(rng, 2 * CIFAR_PAD + 1);
                 aug[i].flip = (int)xb_rng_below(rng, 2);
             }
+            if (cutout) {
+                aug[i].cy = (int)xb_rng_below(rng, (uint64_t)h);
+                aug[i].cx = (int)xb_rng_below(rng, (uint64_t)w);
+            }
         }
 #pragma omp parallel for schedule(static) if (m >= 32)
         for (int i = 0; i < m; i++)
             cifar_image_(d->images + (size_t)idx[i0 + i] * img, c, h, w, (const float(*)[256])lut, aug[i],
-                         x + (size_t)(i0 + i) * img);
+                         cutout, x + (size_t)(i0 + i) * img);
     }
 }

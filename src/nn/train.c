@@ -54,7 +54,7 @@ xb_status xb_evaluate(xb_model *m, const xb_dataset *d, int64_t limit, int batch
     for (int64_t s = 0; s < n; s += batch) {
         int nb = (int)(n - s < batch ? n - s : batch);
         for (int i = 0; i < nb; i++) idx[i] = s + i;
-        xb_dataset_batch(d, idx, nb, 0, NULL, x, lab);
+        xb_dataset_batch(d, idx, nb, 0, 0, NULL, x, lab);
         xb_model_forward(m, nb, x, NULL, NULL);
         int correct = 0;
         loss_sum += xb_model_loss(m, nb, lab, 0.0f, &correct) * nb;
@@ -114,6 +114,7 @@ static xb_status save_checkpoint(xb_model *m, const xb_optim *o, const train_sta
     xb_tensor tr = {.dtype = XB_I64, .ndim = 2, .shape = {3, 6, 1, 1}, .data = r};
     xb_st_add(&st, "__rng", tr);
     char buf[8][32];
+    snprintf(buf[7], 32, "%d", opt->cutout);
     snprintf(buf[6], 32, "%.3f", ts->elapsed0 + xb_time_s() - ts->t_start);
     snprintf(buf[0], 32, "%lld", (long long)ts->epoch);
     snprintf(buf[1], 32, "%lld", (long long)ts->pos);
@@ -131,6 +132,7 @@ static xb_status save_checkpoint(xb_model *m, const xb_optim *o, const train_sta
     xb_st_add_meta(&st, "epochs", buf[5]);
     xb_st_add_meta(&st, "optimizer", opt_names[o->kind]);
     xb_st_add_meta(&st, "elapsed_s", buf[6]);
+    xb_st_add_meta(&st, "cutout", buf[7]);
     xb_status s = xb_st_save(path, &st);
     xb_st_free(&st);
     xb_free(scratch);
@@ -172,6 +174,11 @@ static xb_status load_checkpoint(xb_model *m, xb_optim *o, train_state *ts, cons
         FAIL(XB_ERR_ARG, "%s: the checkpoint was made with --batch %lld --epochs %lld, this run has --batch %d "
              "--epochs %d. HINT: resume with the same values so the schedule continues unchanged",
              path, (long long)v[4], (long long)v[5], opt->batch, opt->epochs);
+    int64_t cut = 0; /* absent in checkpoints from before --cutout: 0 */
+    if (xb_st_meta(&st, "cutout") && (s = meta_int(&st, path, "cutout", &cut))) goto out;
+    if (cut != opt->cutout)
+        FAIL(XB_ERR_ARG, "%s: the checkpoint was made with --cutout %lld, this run has --cutout %d. HINT: resume "
+             "with the same --cutout (it changes the random stream)", path, (long long)cut, opt->cutout);
     const xb_tensor *tm = xb_st_get(&st, "__optim.m"), *tv = xb_st_get(&st, "__optim.v");
     const xb_tensor *tp = xb_st_get(&st, "__perm"), *tr = xb_st_get(&st, "__rng");
     int64_t n = xb_model_n_trainable(m);
@@ -291,7 +298,7 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
         xb_model_train_mode(m, 1);
         while (ts.pos < train->n && ts.step < stop) {
             int nb = (int)(train->n - ts.pos < o->batch ? train->n - ts.pos : o->batch);
-            xb_dataset_batch(train, ts.perm + ts.pos, nb, o->augment, &ts.rng_aug, x, lab);
+            xb_dataset_batch(train, ts.perm + ts.pos, nb, o->augment, o->cutout, &ts.rng_aug, x, lab);
             xb_model_forward(m, nb, x, NULL, &ts.rng_drop);
             double loss;
             int correct;

@@ -61,7 +61,7 @@ static xb_status eval_loop_(xb_model *m, xb_xnet *xn, const xb_dataset *d, int64
         nb = n - s < batch ? n - s : batch;
         if (fold && s == 0 && nb > XE_STATS_IMAGES) nb = XE_STATS_IMAGES;
         for (int i = 0; i < nb; i++) idx[i] = s + i;
-        xb_dataset_batch(d, idx, (int)nb, 0, NULL, x, lab);
+        xb_dataset_batch(d, idx, (int)nb, 0, 0, NULL, x, lab);
         if (xn && s == 0) xb_xnet_attach(xn);
         if (fold && s > 0 && s <= XE_STATS_IMAGES) st = xb_xnet_fold(xn, 1);
         if (!st) st = xb_model_forward(m, (int)nb, x, NULL, NULL);
@@ -150,7 +150,7 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
             xc = xb_malloc((size_t)ncal * c * h * w * sizeof(float));
             int64_t *idx = xb_malloc((size_t)ncal * sizeof(int64_t));
             for (int i = 0; i < ncal; i++) idx[i] = i;
-            xb_dataset_batch(cd, idx, ncal, 0, NULL, xc, NULL);
+            xb_dataset_batch(cd, idx, ncal, 0, 0, NULL, xc, NULL);
             xb_free(idx);
         }
         for (int s0 = 0; s0 < K && !st; s0 += G) {
