@@ -213,6 +213,10 @@ def main():
         expect_error("resume with another batch size", ["train", "--model", "lenet5", "--data", DATA, "--train-limit",
                                                          "512", "--batch", "32", "--epochs", "2", "--out", run,
                                                          "--resume", ck], ["--batch"])
+        expect_error("resume with another --cutout", ["train", "--model", "lenet5", "--data", DATA, "--train-limit",
+                                                       "512", "--batch", "64", "--epochs", "2", "--out", run,
+                                                       "--cutout", "8", "--resume", ck],
+                     ["checkpoint.safetensors", "--cutout 0", "--cutout 8", "HINT"])
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return 0
