@@ -24,6 +24,13 @@ int cmd_train(int argc, char **argv) {
         {"no-augment", XF_BOOL, NULL, NULL, "no random crop and flip"},
         {"cutout", XF_INT, "0", "0..1024", "cutout: zero an NxN square at a random centre of each training image, "
                                           "clipped at the border (0: off; 16 is the paper's CIFAR-10 size)"},
+        {"swa-epochs", XF_INT, "0", "0..100000", "stochastic weight averaging (Izmailov et al. 2018): after the "
+                                                "--epochs of the schedule, this many epochs at the constant rate "
+                                                "--swa-lr, the weights averaged at the end of each; the average, with "
+                                                "batchnorm statistics from a pass over the training images, is tested "
+                                                "each epoch and written to swa-weights.safetensors (0: off). A "
+                                                "finished run takes it on --resume"},
+        {"swa-lr", XF_DOUBLE, "0.01", "0..10", "learning rate of the SWA epochs"},
         {"train-limit", XF_INT, "0", "0..", "train on the first N training images only (0: all)"},
         {"eval-limit", XF_INT, "0", "0..", "evaluate on the first N test images each epoch (0: all)"},
         {"threads", XF_INT, NULL, "1..1024", "threads (default: all cores)"},
@@ -53,6 +60,8 @@ int cmd_train(int argc, char **argv) {
     o.label_smoothing = xf_get(f, n, "label-smoothing")->d;
     o.augment = !xf_get(f, n, "no-augment")->i;
     o.cutout = (int)xf_get(f, n, "cutout")->i;
+    o.swa_epochs = (int)xf_get(f, n, "swa-epochs")->i;
+    o.swa_lr = xf_get(f, n, "swa-lr")->d;
     o.eval_limit = xf_get(f, n, "eval-limit")->i;
     xf_flag *th = xf_get(f, n, "threads");
     o.threads = th->set ? (int)th->i : cli_default_threads();
@@ -99,31 +108,45 @@ int cmd_train(int argc, char **argv) {
         xb_model_free(m); xb_dataset_free(&train); xb_dataset_free(&test);
         return cli_fail("train");
     }
-    if (o.progress)
-        fprintf(stderr, "xbar train: %s on %s (%lld train / %lld test images), %d epochs, batch %d, %s lr %g %s, "
+    if (o.progress) {
+        char swa[64] = "";
+        if (o.swa_epochs) snprintf(swa, sizeof swa, " + %d SWA epochs at lr %g", o.swa_epochs, o.swa_lr);
+        fprintf(stderr, "xbar train: %s on %s (%lld train / %lld test images), %d epochs%s, batch %d, %s lr %g %s, "
                         "%d threads, out %s\n", xb_model_name(m), dir, (long long)train.n, (long long)test.n,
-                o.epochs, o.batch, xf_get(f, n, "optimizer")->s, o.lr, xf_get(f, n, "schedule")->s, o.threads, out);
+                o.epochs, swa, o.batch, xf_get(f, n, "optimizer")->s, o.lr, xf_get(f, n, "schedule")->s, o.threads,
+                out);
+    }
     xb_train_result r;
     xb_status s = xb_train(m, &train, &test, &o, &r);
     xb_model_free(m);
     xb_dataset_free(&train);
     xb_dataset_free(&test);
     if (s) return cli_fail("train");
-    char tacc[32] = "null";
+    char tacc[32] = "null", sacc[32] = "null";
     if (r.epochs_done > 0) snprintf(tacc, sizeof tacc, "%.6f", r.test_acc);
-    if (o.json)
+    if (r.swa_test_acc >= 0) snprintf(sacc, sizeof sacc, "%.6f", r.swa_test_acc);
+    if (o.json) {
         printf("{\"model\":\"%s\",\"epochs\":%lld,\"steps\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,"
                "\"test_acc\":%s,\"seconds\":%.3f,\"run_epochs\":%d,\"run_seconds\":%.3f,"
-               "\"train_images_per_s\":%.2f,\"weights\":\"%s/weights.safetensors\"}\n",
+               "\"train_images_per_s\":%.2f,\"weights\":\"%s/weights.safetensors\"",
                model, (long long)r.epochs_total, (long long)r.steps_done, r.train_loss, r.train_acc, tacc,
                r.seconds_total, r.epochs_done, r.seconds, r.images_per_s, out);
-    else
-    {
+        if (r.swa_n)
+            printf(",\"swa_snapshots\":%lld,\"swa_test_acc\":%s,\"swa_weights\":\"%s/swa-weights.safetensors\"",
+                   (long long)r.swa_n, sacc, out);
+        printf("}\n");
+    } else {
         char acc[48] = "not evaluated (no epoch completed)";
         if (r.epochs_done > 0) snprintf(acc, sizeof acc, "%.2f%%", 100 * r.test_acc);
         printf("trained %s: %lld steps, train loss %.4f, train acc %.2f%%, test acc %s, %.1f s (%.1f img/s); "
                "weights in %s/weights.safetensors\n", model, (long long)r.steps_done, r.train_loss,
                100 * r.train_acc, acc, r.seconds, r.images_per_s, out);
+        if (r.swa_n) {
+            char sa[48] = "not evaluated in this call";
+            if (r.swa_test_acc >= 0) snprintf(sa, sizeof sa, "%.2f%%", 100 * r.swa_test_acc);
+            printf("SWA of %lld epochs' weights: test acc %s; weights in %s/swa-weights.safetensors\n",
+                   (long long)r.swa_n, sa, out);
+        }
     }
     return 0;
 }

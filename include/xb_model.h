@@ -93,6 +93,12 @@ xb_status xb_model_weights_from_st(xb_model *m, const xb_safetensors *st, const 
 /* Mode and batch.  Activation memory is planned by xb_model_set_batch (max batch); forward and
  * backward then allocate nothing. */
 void xb_model_train_mode(xb_model *m, int training);
+/* Batchnorm running statistics: reset to mean 0, variance 1, num_batches_tracked 0; and the cumulative
+ * mode, in which each training-mode forward adds its batch statistics with weight 1/k (k-th batch since
+ * the reset), so the running statistics are the plain mean over the batches (torch's momentum=None,
+ * used by torch.optim.swa_utils.update_bn).  Off: the layers' own momentum. */
+void xb_model_reset_bn_stats(xb_model *m);
+void xb_model_bn_cumulative(xb_model *m, int on);
 xb_status xb_model_set_batch(xb_model *m, int max_batch);
 /* x: NCHW float32 (n, c, h, w); logits_out (n, classes) row-major (may be NULL); returns XB_OK.
  * dropout draws from rng (may be NULL in eval mode). */
@@ -150,6 +156,10 @@ typedef struct xb_train_opts {
     int decay_all;            /* 1: weight decay on every parameter (torch default); 0: weights only */
     int augment;              /* random crop (4-pixel padding) and horizontal flip */
     int cutout;               /* side of the cutout square (0: none; DeVries & Taylor 2017) */
+    int swa_epochs;           /* stochastic weight averaging (Izmailov et al. 2018): this many epochs at the
+                                 constant rate swa_lr after the `epochs` of the schedule, the weights
+                                 averaged at the end of each (0: none) */
+    double swa_lr;
     uint64_t seed;
     int threads;
     int64_t eval_limit;       /* test images evaluated each epoch (0: all) */
@@ -167,10 +177,16 @@ typedef struct xb_train_result {
     double seconds;           /* this call's wall time */
     double seconds_total;     /* the whole run's wall time (the per-epoch JSON lines' "seconds") */
     double train_loss, train_acc, test_acc, images_per_s;
+    int64_t swa_n;            /* weight snapshots in the SWA average (0: no SWA yet) */
+    double swa_test_acc;      /* test accuracy of the SWA weights after their batchnorm pass (-1: none) */
 } xb_train_result;
 xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test, const xb_train_opts *o,
                    xb_train_result *res);
 
+/* Recomputes the batchnorm running statistics of the current weights as the plain mean over one pass of
+ * d's images in order, unaugmented, in training mode (torch.optim.swa_utils.update_bn over such a
+ * loader); dropout, if any, draws from rng.  Leaves the model in eval mode. */
+xb_status xb_update_bn(xb_model *m, const xb_dataset *d, int batch, int progress, xb_rng *rng);
 typedef struct xb_eval_result { int64_t n, correct; double loss, accuracy, seconds; } xb_eval_result;
 /* Evaluates the first `limit` images (0: all) in eval mode. */
 xb_status xb_evaluate(xb_model *m, const xb_dataset *d, int64_t limit, int batch, int progress,

@@ -8,6 +8,8 @@
 # RECIPE=cosine: SGD with Nesterov momentum 0.9, learning rate 0.1 on a cosine down to 0 over all
 #   epochs, weight decay 5e-4 (default 200 epochs).
 # RECIPE=cutout: cosine plus Cutout 16 (DeVries & Taylor 2017) and label smoothing 0.1 (200 epochs).
+# SWA=K adds K epochs of stochastic weight averaging at the constant rate SWA_LR (default 0.01) after
+#   the schedule (swa-weights.safetensors); SWA=K RESUME=1 extends a finished run that had none.
 # Resume an interrupted run with the same command plus RESUME=1; THREADS=N picks the thread count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,7 @@ esac
 extra=()
 [ "${RESUME:-0}" = 1 ] && extra+=(--resume "$OUT/checkpoint.safetensors")
 [ -n "${THREADS:-}" ] && extra+=(--threads "$THREADS")
+[ -n "${SWA:-}" ] && extra+=(--swa-epochs "$SWA" --swa-lr "${SWA_LR:-0.01}")
 mkdir -p "$OUT"
 build/xbar train --model resnet20 --epochs "$EPOCHS" --batch 128 "${recipe[@]}" --out "$OUT" --json \
   "${extra[@]}" | tee -a "$OUT/log.jsonl"

@@ -217,6 +217,39 @@ def main():
                                                        "512", "--batch", "64", "--epochs", "2", "--out", run,
                                                        "--cutout", "8", "--resume", ck],
                      ["checkpoint.safetensors", "--cutout 0", "--cutout 8", "HINT"])
+        # SWA: the average's reported accuracy is what `xbar eval` gives its weights file
+        srun = os.path.join(d, "swa")
+        common = ["train", "--model", "resnet20", "--data", DATA, "--train-limit", "256", "--batch", "64", "--epochs",
+                  "1", "--eval-limit", "256", "--out", srun, "--quiet", "--swa-lr", "0.02"]
+        rc, out, err = xbar(*common, "--swa-epochs", "2", "--steps", "6", "--json")
+        rc2, out2, err2 = xbar(*common, "--swa-epochs", "2", "--json", "--resume",
+                               os.path.join(srun, "checkpoint.safetensors"))
+        first = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+        lines = [json.loads(l) for l in out2.splitlines() if l.startswith("{")]
+        res = lines[-1] if lines else {}
+        sw = os.path.join(srun, "swa-weights.safetensors")
+        # epochs 1 and (half of) 2, then the rest of 2 and 3: the SWA epochs 2 and 3 each report the average
+        has = lambda ls: [l.get("swa_test_acc") is not None for l in ls[:-1]]  # noqa: E731
+        ok = (rc == 0 and rc2 == 0 and res.get("swa_snapshots") == 2 and res.get("swa_weights") == sw and
+              os.path.isfile(sw) and has(first) == [False, False] and has(lines) == [True, True])
+        if check("train --swa-epochs, interrupted and resumed, reports and writes the SWA weights", ok,
+                 (out2 + err + err2).strip()[-300:]):
+            rc, out, err = xbar("eval", "--model", "resnet20", "--weights", sw, "--data", DATA, "--limit", "256",
+                                "--json", "--quiet")
+            acc = json.loads(out)["accuracy"] if rc == 0 else None
+            check("xbar eval of swa-weights.safetensors gives the SWA accuracy train reported",
+                  acc is not None and abs(acc - res["swa_test_acc"]) < 1e-6, f"{acc} vs {res['swa_test_acc']}")
+        slog = os.path.join(srun, "log.jsonl")
+        open(slog, "w").write(out + out2)
+        r = subprocess.run(plot + ["--markdown", slog, os.path.join(srun, "t.svg")], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        check("plot_training.py tables and draws the SWA accuracy", r.returncode == 0 and "SWA test acc |" in r.stdout
+              and f"SWA: epoch 3, {100 * res.get('swa_test_acc', -1):.2f}%" in r.stdout and "SWA test accuracy" in
+              open(os.path.join(srun, "t.svg")).read(), r.stdout.strip()[-300:] + r.stderr.strip()[-200:])
+        expect_error("resume inside the SWA epochs with another --swa-lr",
+                     common[:-1] + ["0.05", "--swa-epochs", "2", "--resume",
+                                    os.path.join(srun, "checkpoint.safetensors")],
+                     ["checkpoint.safetensors", "--swa-lr", "HINT"])
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return 0

@@ -294,6 +294,138 @@ static void test_determinism_and_resume(void **state) {
     free(p1); free(p2); free(p3); free(b1); free(b2); free(b3);
 }
 
+/* xb_update_bn: the running statistics become the plain mean over the pass's batches (torch's
+ * momentum=None), so a pass over two halves in two batches gives the mean of the two halves' passes */
+static void test_update_bn(void **state) {
+    (void)state;
+    const char *cfg = write_cfg("small.cfg", small_cfg);
+    xb_dataset d;
+    fake_data(&d, 64, 3, 8, 8, 4, 3);
+    xb_dataset half[2] = {d, d};
+    half[0].n = half[1].n = 32;
+    half[1].images += (size_t)32 * 3 * 8 * 8;
+    half[1].labels += 32;
+    xb_model *m;
+    assert_int_equal(xb_model_load(cfg, 1, &m), XB_OK);
+    int64_t nb = xb_model_n_buffer(m);
+    float *bh[2], *bf = malloc((size_t)nb * sizeof(float));
+    xb_rng r;
+    xb_rng_seed(&r, 3, "bn");          /* the dropout before b3 draws its masks from r, in this order */
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(xb_update_bn(m, &half[k], 32, 0, &r), XB_OK);
+        bh[k] = malloc((size_t)nb * sizeof(float));
+        memcpy(bh[k], xb_model_buffers(m), (size_t)nb * sizeof(float));
+    }
+    xb_rng_seed(&r, 3, "bn");
+    xb_model_buffers(m)[0] = 123.0f;   /* whatever was there is reset */
+    assert_int_equal(xb_update_bn(m, &d, 32, 0, &r), XB_OK);
+    memcpy(bf, xb_model_buffers(m), (size_t)nb * sizeof(float));
+    int checked = 0;
+    for (int i = 0; i < xb_model_n_params(m); i++) {
+        const xb_param *p = xb_model_param(m, i);
+        if (p->trainable) continue;
+        for (int64_t j = 0; j < p->numel; j++) {
+            float a = bh[0][p->offset + j], b = bh[1][p->offset + j], f = bf[p->offset + j];
+            if (p->is_int64) { assert_float_equal(f, 2.0f, 0); assert_float_equal(a, 1.0f, 0); continue; }
+            if (fabsf(f - 0.5f * (a + b)) > 1e-5f * (1 + fabsf(f)))
+                fail_msg("%s[%lld]: %g, halves %g and %g", p->name, (long long)j, f, a, b);
+            checked++;
+        }
+    }
+    assert_int_equal(checked, 2 * (8 + 8 + 12));
+    /* the model is left in eval mode: a forward leaves the statistics alone */
+    float x[3 * 8 * 8] = {0};
+    assert_int_equal(xb_model_forward(m, 1, x, NULL, NULL), XB_OK);
+    assert_memory_equal(bf, xb_model_buffers(m), (size_t)nb * sizeof(float));
+    free(bh[0]); free(bh[1]); free(bf);
+    xb_model_free(m);
+    xb_dataset_free(&d);
+}
+
+/* SWA: the same bits uninterrupted, extended from a finished run, and resumed inside the SWA epochs */
+static void test_swa_resume(void **state) {
+    (void)state;
+    const char *cfg = write_cfg("small.cfg", small_cfg);
+    char out1[512], out2[512], out3[512], ck[600], sw[3][600];
+    xbt_path(out1, sizeof out1, "swa1");
+    xbt_path(out2, sizeof out2, "swa2");
+    xbt_path(out3, sizeof out3, "swa3");
+    float *p1, *p2, *p3, *b1, *b2, *b3;
+    int64_t n, nb;
+    xb_train_result r;
+    xb_train_opts o = small_opts();
+    o.swa_epochs = 2; o.swa_lr = 0.02; o.out_dir = out1;
+    train_small(cfg, &o, &p1, &n, &b1, &nb, &r);       /* 2 scheduled + 2 SWA epochs of 7 steps */
+    assert_int_equal(r.epochs_total, 4);
+    assert_int_equal(r.steps_done, 28);
+    assert_int_equal(r.swa_n, 2);
+    assert_true(r.swa_test_acc >= 0 && r.swa_test_acc <= 1);
+    o.swa_epochs = 0; o.out_dir = out2;                /* the schedule alone ... */
+    train_small(cfg, &o, &p2, &n, &b2, &nb, &r);
+    assert_int_equal(r.swa_n, 0);
+    assert_true(r.swa_test_acc < 0);
+    free(p2); free(b2);
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out2);
+    o.swa_epochs = 2; o.resume = ck;                   /* ... extended by SWA on resume */
+    train_small(cfg, &o, &p2, &n, &b2, &nb, &r);
+    assert_int_equal(r.swa_n, 2);
+    assert_memory_equal(p1, p2, (size_t)n * sizeof(float));
+    assert_memory_equal(b1, b2, (size_t)nb * sizeof(float));
+    o.resume = NULL; o.out_dir = out3; o.steps = 24;   /* stop inside the second SWA epoch ... */
+    train_small(cfg, &o, &p3, &n, &b3, &nb, &r);
+    assert_int_equal(r.swa_n, 1);
+    free(p3); free(b3);
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out3);
+    xb_dataset tr;                                     /* (another --swa-lr is refused there) */
+    fake_data(&tr, 100, 3, 8, 8, 4, 1);
+    xb_model *m;
+    assert_int_equal(xb_model_load(cfg, 7, &m), XB_OK);
+    o.steps = 0; o.resume = ck; o.swa_lr = 0.03;
+    assert_int_equal(xb_train(m, &tr, NULL, &o, NULL), XB_ERR_ARG);
+    assert_non_null(strstr(xb_last_error(), "--swa-lr"));
+    o.swa_lr = 0.02; o.swa_epochs = 0;
+    assert_int_equal(xb_train(m, &tr, NULL, &o, NULL), XB_ERR_ARG);
+    assert_non_null(strstr(xb_last_error(), "--swa-epochs"));
+    xb_model_free(m);
+    xb_dataset_free(&tr);
+    o.swa_epochs = 2;                                  /* ... and resume: the same bits */
+    train_small(cfg, &o, &p3, &n, &b3, &nb, &r);
+    assert_int_equal(r.swa_n, 2);
+    assert_memory_equal(p1, p3, (size_t)n * sizeof(float));
+    assert_memory_equal(b1, b3, (size_t)nb * sizeof(float));
+    /* the three SWA weight files are the same bytes */
+    const char *dirs[3] = {out1, out2, out3};
+    size_t len[3];
+    char *data[3];
+    for (int k = 0; k < 3; k++) {
+        snprintf(sw[k], sizeof sw[k], "%s/swa-weights.safetensors", dirs[k]);
+        FILE *f = fopen(sw[k], "rb");
+        assert_non_null(f);
+        fseek(f, 0, SEEK_END);
+        len[k] = (size_t)ftell(f);
+        rewind(f);
+        data[k] = malloc(len[k]);
+        assert_int_equal(fread(data[k], 1, len[k], f), len[k]);
+        fclose(f);
+    }
+    for (int k = 1; k < 3; k++) {
+        assert_int_equal(len[k], len[0]);
+        assert_memory_equal(data[k], data[0], len[0]);
+    }
+    /* SWA needs a rate and scheduled epochs */
+    o.resume = NULL; o.swa_lr = 0;
+    assert_int_equal(xb_model_load(cfg, 7, &m), XB_OK);
+    fake_data(&tr, 100, 3, 8, 8, 4, 1);
+    assert_int_equal(xb_train(m, &tr, NULL, &o, NULL), XB_ERR_ARG);
+    o.swa_lr = 0.02; o.epochs = 0; o.steps = 10;
+    assert_int_equal(xb_train(m, &tr, NULL, &o, NULL), XB_ERR_ARG);
+    assert_non_null(strstr(xb_last_error(), "--epochs"));
+    xb_model_free(m);
+    xb_dataset_free(&tr);
+    for (int k = 0; k < 3; k++) free(data[k]);
+    free(p1); free(p2); free(p3); free(b1); free(b2); free(b3);
+}
+
 static void test_learns_and_nan(void **state) {
     (void)state;
     const char *cfg = write_cfg("small.cfg", small_cfg);
@@ -322,6 +454,7 @@ int main(void) {
         cmocka_unit_test(test_bad_configs),      cmocka_unit_test(test_weights_roundtrip),
         cmocka_unit_test(test_matmul_hook),      cmocka_unit_test(test_optimizers),
         cmocka_unit_test(test_schedules),        cmocka_unit_test(test_determinism_and_resume),
+        cmocka_unit_test(test_update_bn),        cmocka_unit_test(test_swa_resume),
         cmocka_unit_test(test_learns_and_nan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,7 +9,10 @@ cutout centre row and column (0..31 each); each image is padded with 4 zero pixe
 scaled by 1/255, normalised per channel in float32, and has the N x N square from centre - N//2 (clipped
 at the border) set to 0 (src/data/cifar.c).  This module replays those streams in Python, so the twin (tools/torch_zoo.py)
 sees the same batches, learning rates (xb_schedule_lr of src/nn/optim.c) and optimizer (torch.optim,
-whose semantics xbar follows) as xbar.  From the same weights, the two then train alike up to float32
+whose semantics xbar follows) as xbar.  With --swa-epochs K, the K epochs after the schedule run at the
+constant --swa-lr, torch.optim.swa_utils.AveragedModel averages the weights at the end of each, and
+update_bn recomputes its batchnorm statistics over the training images in order, unaugmented, in
+batches of --batch (src/nn/train.c's swa_eval).  From the same weights, the two then train alike up to float32
 rounding, which the chaotic dynamics of training amplify over steps as they amplify torch's own float32
 vs float64 difference.  tests/ref_train.py holds xbar to this; docs/training.md uses it for a whole
 epoch.  Models with dropout are refused (xbar's dropout masks come from a third stream, not replayed).
@@ -25,7 +28,8 @@ CLI (flags and defaults as `xbar train`'s):
     /usr/bin/python3 tools/torch_train.py --model resnet20 --init W.safetensors --data DIR --steps K \\
         [--epochs E] [--batch B] [--optimizer sgd|adam|adamw] [--lr X] [--momentum M] [--nesterov] \\
         [--schedule cosine|step|onecycle|const] [--weight-decay X] [--label-smoothing E] [--seed S] \\
-        [--train-limit N] [--cutout N] [--double] [--threads T] [--every N] --out OUT.safetensors
+        [--train-limit N] [--cutout N] [--swa-epochs K --swa-lr X] [--double] [--threads T] [--every N] \\
+        --out OUT.safetensors [--swa-out SWA.safetensors]
 prints the loss every N steps and a JSON line {"steps", "epochs": [{"epoch", "train_loss", "images"}]}
 (per-epoch mean losses, as `xbar train --json` prints them), then writes the state_dict to OUT.
 """
@@ -195,6 +199,15 @@ def schedule_lr(kind, base, step, total, per_epoch):
     raise ValueError(f"unknown schedule '{kind}' (cosine|step|onecycle|const)")
 
 
+def plain_batches(images, batch, mean=CIFAR10_MEAN, std=CIFAR10_STD, dtype=torch.float32):
+    """The images in order, unaugmented and normalised as xbar does, in batches: xb_update_bn's pass."""
+    mean = np.array(mean, np.float32).reshape(1, -1, 1, 1)
+    std = np.array(std, np.float32).reshape(1, -1, 1, 1)
+    for i in range(0, len(images), batch):
+        x = (images[i:i + batch].astype(np.float32) / np.float32(255) - mean) / std
+        yield torch.from_numpy(x).to(dtype)
+
+
 def make_optimizer(model, kind, lr, momentum=0.9, nesterov=False, weight_decay=5e-4):
     """torch.optim with xbar's defaults; one group, weight decay on every parameter (xbar's default)."""
     if kind == "sgd":
@@ -208,9 +221,12 @@ def make_optimizer(model, kind, lr, momentum=0.9, nesterov=False, weight_decay=5
 
 
 def train(model, stream, steps, epochs=1, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=False,
-          weight_decay=5e-4, schedule="cosine", label_smoothing=0.0, dtype=torch.float32, every=0):
+          weight_decay=5e-4, schedule="cosine", label_smoothing=0.0, dtype=torch.float32, every=0, swa=None,
+          swa_lr=0.01):
     """`steps` optimizer steps as xbar train takes them; returns [(epoch, mean loss, images)] per epoch
-    segment (the last one may be partial), as `xbar train --json` reports them."""
+    segment (the last one may be partial), as `xbar train --json` reports them.  Steps past `epochs`
+    epochs run at swa_lr, and with swa (a torch.optim.swa_utils.AveragedModel of model) each epoch that
+    ends there adds the weights to it, as xbar train --swa-epochs does."""
     if any(isinstance(mod, torch.nn.Dropout) and mod.p > 0 for mod in model.modules()):
         raise ValueError("the model has dropout: xbar's dropout masks are not replayed here")
     spe = stream.steps_per_epoch()
@@ -220,7 +236,7 @@ def train(model, stream, steps, epochs=1, optimizer="sgd", lr=0.1, momentum=0.9,
     out, loss_sum, seen = [], 0.0, 0
     for step in range(steps):
         x, y, end = stream.next()
-        lr_k = schedule_lr(schedule, lr, step, total, spe)
+        lr_k = schedule_lr(schedule, lr, step, total, spe) if step < total else swa_lr
         for g in opt.param_groups:
             g["lr"] = lr_k
         loss = F.cross_entropy(model(x.to(dtype)), y, label_smoothing=label_smoothing)
@@ -232,6 +248,8 @@ def train(model, stream, steps, epochs=1, optimizer="sgd", lr=0.1, momentum=0.9,
         if every and (step % every == 0 or step == steps - 1):
             print(f"step {step + 1}: lr {lr_k:.6g} loss {loss.item():.6f} (epoch mean {loss_sum / seen:.6f})",
                   flush=True)
+        if end and stream.epoch > epochs and swa is not None:
+            swa.update_parameters(model)
         if end or step == steps - 1:
             out.append((stream.epoch if end else stream.epoch + 1, loss_sum / seen, seen))
             loss_sum, seen = 0.0, 0
@@ -258,6 +276,9 @@ def _main(argv):
     ap.add_argument("--train-limit", type=int, default=0)
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--cutout", type=int, default=0)
+    ap.add_argument("--swa-epochs", type=int, default=0, help="SWA epochs after the --epochs of the schedule")
+    ap.add_argument("--swa-lr", type=float, default=0.01)
+    ap.add_argument("--swa-out", help="where the SWA weights go (with --swa-epochs)")
     ap.add_argument("--double", action="store_true", help="train in float64 (the exact reference)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--every", type=int, default=0, help="print the loss every N steps")
@@ -272,12 +293,20 @@ def _main(argv):
     if 0 < a.train_limit < len(labels):
         images, labels = images[:a.train_limit], labels[:a.train_limit]
     stream = XbarStream(images, labels, a.seed, a.batch, augment=not a.no_augment, cutout=a.cutout)
+    swa = torch.optim.swa_utils.AveragedModel(model) if a.swa_epochs else None
     segs = train(model, stream, a.steps, a.epochs, a.optimizer, a.lr, a.momentum, a.nesterov, a.weight_decay,
-                 a.schedule, a.label_smoothing, dtype, a.every)
+                 a.schedule, a.label_smoothing, dtype, a.every, swa, a.swa_lr)
     print(json.dumps({"steps": a.steps, "epochs": [{"epoch": e, "train_loss": l, "images": n} for e, l, n in segs]}))
-    st_np.save(a.out, {k: v.detach().cpu().numpy() if v.dtype == torch.int64 else
-                       v.detach().cpu().to(torch.float32).numpy() for k, v in model.state_dict().items()})
+    save_state(model, a.out)
+    if swa is not None and swa.n_averaged.item() > 0 and a.swa_out:
+        torch.optim.swa_utils.update_bn(plain_batches(images, a.batch, dtype=dtype), swa)
+        save_state(swa.module, a.swa_out)
     return 0
+
+
+def save_state(model, path):
+    st_np.save(path, {k: v.detach().cpu().numpy() if v.dtype == torch.int64 else
+                      v.detach().cpu().to(torch.float32).numpy() for k, v in model.state_dict().items()})
 
 
 if __name__ == "__main__":

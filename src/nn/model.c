@@ -71,6 +71,8 @@ struct xb_model {
     int *mapped_nodes;
     xb_matmul_fn mm;
     void *mm_ctx;
+    int bn_cumulative;        /* batchnorm running statistics as the plain mean over the batches since
+                                 xb_model_reset_bn_stats (torch's momentum=None), not an exponential one */
     int profile;              /* XBAR_PROFILE=1: seconds per layer type, 2: also per node; printed by xb_model_free */
     double prof[2][L_COUNT];  /* [forward, backward][type] */
 };
@@ -525,6 +527,16 @@ int xb_model_classes(const xb_model *m) { return m->classes; }
 void xb_model_input_shape(const xb_model *m, int *c, int *h, int *w) { *c = m->in_c; *h = m->in_h; *w = m->in_w; }
 const char *xb_model_name(const xb_model *m) { return m->name; }
 void xb_model_train_mode(xb_model *m, int training) { m->training = training; }
+void xb_model_bn_cumulative(xb_model *m, int on) { m->bn_cumulative = on; }
+void xb_model_reset_bn_stats(xb_model *m) {
+    for (int i = 0; i < m->n_nodes; i++) {
+        const node *nd = &m->nodes[i];
+        if (nd->type != L_BN) continue;
+        float *rm = m->bv + m->params[nd->p_rm].offset, *rv = m->bv + m->params[nd->p_rv].offset;
+        for (int j = 0; j < nd->c; j++) { rm[j] = 0.0f; rv[j] = 1.0f; }
+        m->bv[m->params[nd->p_nbt].offset] = 0.0f;
+    }
+}
 void xb_model_set_matmul(xb_model *m, xb_matmul_fn fn, void *ctx) { m->mm = fn; m->mm_ctx = ctx; }
 int xb_model_n_mapped(const xb_model *m) { return m->n_mapped; }
 
@@ -708,15 +720,17 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
                 nd->folded = 0;
                 break;
             }
+            /* cumulative: the k-th batch since the reset weighs 1/k, as torch's momentum=None does */
+            const float bn_mom = m->bn_cumulative ? 1.0f / (bp(m, nd->p_nbt)[0] + 1.0f) : nd->momentum;
             if (nd->fuse_relu >= 0) { /* writes the relu's output; nd->y stays unused */
                 node *r = &m->nodes[nd->fuse_relu];
                 xb_batchnorm_relu_forward(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), pp(m, nd->p_b),
-                                          bp(m, nd->p_rm), bp(m, nd->p_rv), nd->momentum, nd->eps, m->training,
+                                          bp(m, nd->p_rm), bp(m, nd->p_rv), bn_mom, nd->eps, m->training,
                                           r->y, nd->save_mean, nd->save_invstd);
                 r->relu_fused = 1;
             } else {
                 xb_batchnorm_forward(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), pp(m, nd->p_b),
-                                     bp(m, nd->p_rm), bp(m, nd->p_rv), nd->momentum, nd->eps, m->training, nd->y,
+                                     bp(m, nd->p_rm), bp(m, nd->p_rv), bn_mom, nd->eps, m->training, nd->y,
                                      nd->save_mean, nd->save_invstd);
             }
             if (m->training) bp(m, nd->p_nbt)[0] += 1.0f;

@@ -1,8 +1,8 @@
 /*
  * train.c -- the training loop (shuffle, augment, forward, backward, schedule, optimizer step), the
- * per-epoch evaluation, and checkpoints that make --resume continue bit for bit: the checkpoint holds
- * the parameters and buffers, the optimizer moments, the epoch's permutation and position, the
- * random streams and the step counter.
+ * per-epoch evaluation, stochastic weight averaging, and checkpoints that make --resume continue bit
+ * for bit: the checkpoint holds the parameters and buffers, the optimizer moments, the epoch's
+ * permutation and position, the random streams, the step counter and the SWA average.
  */
 #include "nn_internal.h"
 
@@ -30,9 +30,8 @@ xb_train_opts xb_train_opts_default(void) {
     return o;
 }
 
-xb_status xb_evaluate(xb_model *m, const xb_dataset *d, int64_t limit, int batch, int progress,
-                      xb_eval_result *r) {
-    memset(r, 0, sizeof *r);
+/* The images and labels of d fit the model's input and outputs. */
+static xb_status data_fits(const xb_model *m, const xb_dataset *d) {
     int c, h, w;
     xb_model_input_shape(m, &c, &h, &w);
     if (d->c != c || d->h != h || d->w != w)
@@ -41,9 +40,18 @@ xb_status xb_evaluate(xb_model *m, const xb_dataset *d, int64_t limit, int batch
     if (d->classes > xb_model_classes(m))
         return xb_errorf(XB_ERR_SHAPE, "%s: %d classes but model '%s' has %d outputs. HINT: use a model with "
                          "classes = %d", d->path, d->classes, xb_model_name(m), xb_model_classes(m), d->classes);
-    int64_t n = limit > 0 && limit < d->n ? limit : d->n;
-    xb_status st = xb_model_set_batch(m, batch);
+    return XB_OK;
+}
+
+xb_status xb_evaluate(xb_model *m, const xb_dataset *d, int64_t limit, int batch, int progress,
+                      xb_eval_result *r) {
+    memset(r, 0, sizeof *r);
+    xb_status st = data_fits(m, d);
     if (st) return st;
+    int c, h, w;
+    xb_model_input_shape(m, &c, &h, &w);
+    int64_t n = limit > 0 && limit < d->n ? limit : d->n;
+    if ((st = xb_model_set_batch(m, batch))) return st;
     xb_model_train_mode(m, 0);
     float *x = xb_malloc((size_t)batch * c * h * w * sizeof(float));
     int64_t *idx = xb_malloc((size_t)batch * sizeof(int64_t));
@@ -74,6 +82,34 @@ xb_status xb_evaluate(xb_model *m, const xb_dataset *d, int64_t limit, int batch
     return XB_OK;
 }
 
+xb_status xb_update_bn(xb_model *m, const xb_dataset *d, int batch, int progress, xb_rng *rng) {
+    xb_status st = data_fits(m, d);
+    if (st) return st;
+    if ((st = xb_model_set_batch(m, batch))) return st;
+    int c, h, w;
+    xb_model_input_shape(m, &c, &h, &w);
+    float *x = xb_malloc((size_t)batch * c * h * w * sizeof(float));
+    int64_t *idx = xb_malloc((size_t)batch * sizeof(int64_t));
+    int32_t *lab = xb_malloc((size_t)batch * sizeof(int32_t));
+    xb_model_reset_bn_stats(m);
+    xb_model_bn_cumulative(m, 1);
+    xb_model_train_mode(m, 1);
+    xb_progress pb;
+    xb_progress_start(&pb, "bn stats", d->n, progress);
+    for (int64_t s = 0; s < d->n && !st; s += batch) {
+        int nb = (int)(d->n - s < batch ? d->n - s : batch);
+        for (int i = 0; i < nb; i++) idx[i] = s + i;
+        xb_dataset_batch(d, idx, nb, 0, 0, NULL, x, lab);
+        st = xb_model_forward(m, nb, x, NULL, rng);
+        xb_progress_update(&pb, s + nb, "");
+    }
+    xb_progress_end(&pb, "");
+    xb_model_bn_cumulative(m, 0);
+    xb_model_train_mode(m, 0);
+    xb_free(x); xb_free(idx); xb_free(lab);
+    return st;
+}
+
 /* ---- checkpoints -------------------------------------------------------------------------------- */
 
 typedef struct train_state {
@@ -82,6 +118,8 @@ typedef struct train_state {
     double t_start;           /* this process's start of training (xb_time_s) */
     int64_t *perm;
     xb_rng rng_shuffle, rng_aug, rng_drop;
+    float *swa;               /* SWA: running mean of the weights at the ends of the SWA epochs */
+    int64_t swa_n;            /* snapshots in it */
 } train_state;
 
 static void rng_pack(const xb_rng *r, int64_t out[6]) {
@@ -113,7 +151,13 @@ static xb_status save_checkpoint(xb_model *m, const xb_optim *o, const train_sta
     rng_pack(&ts->rng_shuffle, r[0]); rng_pack(&ts->rng_aug, r[1]); rng_pack(&ts->rng_drop, r[2]);
     xb_tensor tr = {.dtype = XB_I64, .ndim = 2, .shape = {3, 6, 1, 1}, .data = r};
     xb_st_add(&st, "__rng", tr);
-    char buf[8][32];
+    if (ts->swa_n) {
+        xb_tensor ta = {.dtype = XB_F32, .ndim = 1, .shape = {n, 1, 1, 1}, .data = ts->swa};
+        xb_st_add(&st, "__swa", ta);
+    }
+    char buf[10][32];
+    snprintf(buf[8], 32, "%lld", (long long)ts->swa_n);
+    snprintf(buf[9], 32, "%.17g", opt->swa_lr);
     snprintf(buf[7], 32, "%d", opt->cutout);
     snprintf(buf[6], 32, "%.3f", ts->elapsed0 + xb_time_s() - ts->t_start);
     snprintf(buf[0], 32, "%lld", (long long)ts->epoch);
@@ -133,6 +177,8 @@ static xb_status save_checkpoint(xb_model *m, const xb_optim *o, const train_sta
     xb_st_add_meta(&st, "optimizer", opt_names[o->kind]);
     xb_st_add_meta(&st, "elapsed_s", buf[6]);
     xb_st_add_meta(&st, "cutout", buf[7]);
+    xb_st_add_meta(&st, "swa_n", buf[8]);
+    if (opt->swa_epochs) xb_st_add_meta(&st, "swa_lr", buf[9]);
     xb_status s = xb_st_save(path, &st);
     xb_st_free(&st);
     xb_free(scratch);
@@ -179,6 +225,25 @@ static xb_status load_checkpoint(xb_model *m, xb_optim *o, train_state *ts, cons
     if (cut != opt->cutout)
         FAIL(XB_ERR_ARG, "%s: the checkpoint was made with --cutout %lld, this run has --cutout %d. HINT: resume "
              "with the same --cutout (it changes the random stream)", path, (long long)cut, opt->cutout);
+    /* SWA: a run whose schedule has ended can be extended by SWA epochs; once SWA steps were taken, they
+     * continue at the same rate */
+    int64_t spe = (n_train + opt->batch - 1) / opt->batch, swa_n = 0;
+    if (xb_st_meta(&st, "swa_n") && (s = meta_int(&st, path, "swa_n", &swa_n))) goto out;
+    if (v[2] > (int64_t)opt->epochs * spe) {
+        const char *sl = xb_st_meta(&st, "swa_lr");
+        char *end = NULL;
+        double lr = sl ? strtod(sl, &end) : -1;
+        if (!sl || *end || !(lr > 0))
+            FAIL(XB_ERR_FORMAT, "%s: the checkpoint is past its %lld scheduled epochs but has no valid 'swa_lr' "
+                 "metadata", path, (long long)opt->epochs);
+        if (!opt->swa_epochs || lr != opt->swa_lr)
+            FAIL(XB_ERR_ARG, "%s: the checkpoint is in its SWA epochs at --swa-lr %g; this run has --swa-epochs %d "
+                 "--swa-lr %g. HINT: resume with the same --swa-lr and --swa-epochs of at least %lld", path, lr,
+                 opt->swa_epochs, opt->swa_lr, (long long)(v[0] - opt->epochs));
+    }
+    const xb_tensor *ta = xb_st_get(&st, "__swa");
+    if (swa_n && (!ta || ta->dtype != XB_F32 || xb_tensor_numel(ta) != xb_model_n_trainable(m)))
+        FAIL(XB_ERR_FORMAT, "%s: the SWA average __swa is missing or has the wrong size", path);
     const xb_tensor *tm = xb_st_get(&st, "__optim.m"), *tv = xb_st_get(&st, "__optim.v");
     const xb_tensor *tp = xb_st_get(&st, "__perm"), *tr = xb_st_get(&st, "__rng");
     int64_t n = xb_model_n_trainable(m);
@@ -202,6 +267,8 @@ static xb_status load_checkpoint(xb_model *m, xb_optim *o, train_state *ts, cons
     const int64_t *r = tr->data;
     rng_unpack(r, &ts->rng_shuffle); rng_unpack(r + 6, &ts->rng_aug); rng_unpack(r + 12, &ts->rng_drop);
     ts->epoch = v[0]; ts->pos = v[1]; ts->step = v[2];
+    ts->swa_n = swa_n;
+    if (swa_n) memcpy(ts->swa, ta->data, (size_t)n * sizeof(float));
     o->step = v[3];
     const char *el = xb_st_meta(&st, "elapsed_s"); /* absent in older checkpoints: 0 */
     if (el) {
@@ -235,30 +302,58 @@ static xb_status ensure_dir(const char *dir) {
 
 /* ---- the loop ----------------------------------------------------------------------------------- */
 
+/* The SWA weights: the average in place of the weights, batchnorm statistics from a pass over the
+ * training images (its own random stream, so the run's streams are untouched), a test evaluation and
+ * swa-weights.safetensors; then the run's weights and buffers are put back. */
+static xb_status swa_eval(xb_model *m, const train_state *ts, const xb_dataset *train, const xb_dataset *test,
+                          const xb_train_opts *o, const char *path, double *acc) {
+    int64_t n = xb_model_n_trainable(m), nb = xb_model_n_buffer(m);
+    float *keep_p = xb_malloc((size_t)n * sizeof(float)), *keep_b = xb_malloc((size_t)(nb ? nb : 1) * sizeof(float));
+    memcpy(keep_p, xb_model_params(m), (size_t)n * sizeof(float));
+    memcpy(keep_b, xb_model_buffers(m), (size_t)nb * sizeof(float));
+    memcpy(xb_model_params(m), ts->swa, (size_t)n * sizeof(float));
+    xb_rng rng;
+    xb_rng_seed(&rng, o->seed, "swa-bn");
+    xb_status s = xb_update_bn(m, train, o->batch, o->progress, &rng);
+    *acc = -1;
+    if (!s && test) {
+        xb_eval_result er;
+        if (!(s = xb_evaluate(m, test, o->eval_limit, o->batch, o->progress, &er))) *acc = er.accuracy;
+    }
+    if (!s && path) s = xb_model_save_weights(m, path);
+    memcpy(xb_model_params(m), keep_p, (size_t)n * sizeof(float));
+    memcpy(xb_model_buffers(m), keep_b, (size_t)nb * sizeof(float));
+    xb_free(keep_p); xb_free(keep_b);
+    return s;
+}
+
 xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test, const xb_train_opts *o,
                    xb_train_result *res) {
     xb_train_result r;
     memset(&r, 0, sizeof r);
+    r.swa_test_acc = -1;
+    xb_status s = data_fits(m, train);
+    if (s) return s;
     int c, h, w;
     xb_model_input_shape(m, &c, &h, &w);
-    if (train->c != c || train->h != h || train->w != w)
-        return xb_errorf(XB_ERR_SHAPE, "%s: images are %dx%dx%d but model '%s' takes %dx%dx%d", train->path,
-                         train->c, train->h, train->w, xb_model_name(m), c, h, w);
-    if (train->classes > xb_model_classes(m))
-        return xb_errorf(XB_ERR_SHAPE, "%s: %d classes but model '%s' has %d outputs", train->path,
-                         train->classes, xb_model_name(m), xb_model_classes(m));
     if (o->batch < 1) return xb_errorf(XB_ERR_ARG, "batch size must be at least 1");
+    if (o->swa_epochs < 0 || (o->swa_epochs && !(o->swa_lr > 0)))
+        return xb_errorf(XB_ERR_ARG, "SWA needs --swa-epochs >= 1 and --swa-lr > 0 (got %d and %g)", o->swa_epochs,
+                         o->swa_lr);
+    if (o->swa_epochs && o->epochs <= 0)
+        return xb_errorf(XB_ERR_ARG, "--swa-epochs follows the scheduled epochs. HINT: give --epochs");
     int64_t spe = (train->n + o->batch - 1) / o->batch;
     int epochs = o->epochs;
     if (epochs <= 0) {
         if (o->steps <= 0) return xb_errorf(XB_ERR_ARG, "give --epochs or --steps");
         epochs = (int)((o->steps + spe - 1) / spe);
     }
-    int64_t total = (int64_t)epochs * spe;
-    int64_t stop = o->steps > 0 && o->steps < total ? o->steps : total;
+    int64_t total = (int64_t)epochs * spe;        /* the schedule's steps; then SWA at a constant rate */
+    int all_epochs = epochs + o->swa_epochs;
+    int64_t stop = (int64_t)all_epochs * spe;
+    if (o->steps > 0 && o->steps < stop) stop = o->steps;
     xb_set_threads(o->threads > 0 ? o->threads : 1);
-    xb_status s = xb_model_set_batch(m, o->batch);
-    if (s) return s;
+    if ((s = xb_model_set_batch(m, o->batch))) return s;
     xb_optim opt;
     if ((s = xb_optim_init(&opt, o->optimizer, xb_model_n_trainable(m)))) return s;
     opt.momentum = o->momentum;
@@ -267,17 +362,19 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
     train_state ts;
     memset(&ts, 0, sizeof ts);
     ts.perm = xb_malloc((size_t)train->n * sizeof(int64_t));
+    ts.swa = xb_malloc((size_t)xb_model_n_trainable(m) * sizeof(float));
     xb_rng_seed(&ts.rng_shuffle, o->seed, "shuffle");
     xb_rng_seed(&ts.rng_aug, o->seed, "augment");
     xb_rng_seed(&ts.rng_drop, o->seed, "dropout");
     xb_train_opts oo = *o;
     oo.epochs = epochs;
     if (o->resume && (s = load_checkpoint(m, &opt, &ts, &oo, train->n, o->resume))) goto done;
-    char wpath[1100], cpath[1100];
+    char wpath[1100], cpath[1100], spath[1100];
     if (o->out_dir) {
         if ((s = ensure_dir(o->out_dir))) goto done;
         snprintf(wpath, sizeof wpath, "%s/weights.safetensors", o->out_dir);
         snprintf(cpath, sizeof cpath, "%s/checkpoint.safetensors", o->out_dir);
+        snprintf(spath, sizeof spath, "%s/swa-weights.safetensors", o->out_dir);
     }
     const uint8_t *mask = o->decay_all ? NULL : xb_model_decay_mask(m);
     float *x = xb_malloc((size_t)o->batch * c * h * w * sizeof(float));
@@ -285,10 +382,10 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
     double t_start = xb_time_s(), t_train = 0;
     ts.t_start = t_start;
     int64_t imgs = 0;
-    while (ts.epoch < epochs && ts.step < stop) {
+    while (ts.epoch < all_epochs && ts.step < stop) {
         if (ts.pos == 0) shuffle(ts.perm, train->n, &ts.rng_shuffle);
         char label[32];
-        snprintf(label, sizeof label, "epoch %lld/%d", (long long)ts.epoch + 1, epochs);
+        snprintf(label, sizeof label, "epoch %lld/%d", (long long)ts.epoch + 1, all_epochs);
         xb_progress pb;
         int64_t ep_steps = spe - (ts.pos + o->batch - 1) / o->batch;
         if (stop - ts.step < ep_steps) ep_steps = stop - ts.step;
@@ -308,7 +405,7 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
                           xb_last_error());
                 goto done_loop;
             }
-            double lr = xb_schedule_lr(o->schedule, o->lr, ts.step, total, spe);
+            double lr = ts.step < total ? xb_schedule_lr(o->schedule, o->lr, ts.step, total, spe) : o->swa_lr;
             xb_optim_step(&opt, xb_model_params(m), xb_model_grads(m), mask, lr);
             ts.pos += nb;
             ts.step++;
@@ -333,22 +430,37 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
         xb_progress_end(&pb, extra);
         int epoch_done = ts.pos >= train->n;
         if (epoch_done) { ts.epoch++; ts.pos = 0; r.epochs_done++; }
-        double acc = -1;
+        double acc = -1, swa_acc = -1;
+        if (epoch_done && ts.epoch > epochs) { /* an SWA epoch: its end weights join the average */
+            float *wv = xb_model_params(m);
+            int64_t n = xb_model_n_trainable(m);
+            if (ts.swa_n == 0) memcpy(ts.swa, wv, (size_t)n * sizeof(float));
+            else for (int64_t i = 0; i < n; i++) ts.swa[i] += (wv[i] - ts.swa[i]) / (float)(ts.swa_n + 1);
+            ts.swa_n++;
+            if ((test || o->out_dir) &&
+                (s = swa_eval(m, &ts, train, test, o, o->out_dir ? spath : NULL, &swa_acc))) goto done_loop;
+            r.swa_test_acc = swa_acc;
+        }
         if (epoch_done && test) {
             xb_eval_result er;
             if ((s = xb_evaluate(m, test, o->eval_limit, o->batch, o->progress, &er))) goto done_loop;
             acc = er.accuracy;
             r.test_acc = acc;
-            if (o->progress)
-                fprintf(stderr, "epoch %lld/%d: train loss %.4f acc %.2f%%, test acc %.2f%% (%lld images), %.1f s\n",
-                        (long long)ts.epoch, epochs, r.train_loss, 100 * r.train_acc, 100 * acc, (long long)er.n,
-                        ts.elapsed0 + xb_time_s() - t_start);
+            if (o->progress) {
+                char sw[64] = "";
+                if (swa_acc >= 0)
+                    snprintf(sw, sizeof sw, ", SWA of %lld: %.2f%%", (long long)ts.swa_n, 100 * swa_acc);
+                fprintf(stderr, "epoch %lld/%d: train loss %.4f acc %.2f%%, test acc %.2f%%%s (%lld images), %.1f s\n",
+                        (long long)ts.epoch, all_epochs, r.train_loss, 100 * r.train_acc, 100 * acc, sw,
+                        (long long)er.n, ts.elapsed0 + xb_time_s() - t_start);
+            }
         }
         if (o->json) {
-            char a[32] = "null";
+            char a[32] = "null", sw[64] = "";
             if (acc >= 0) snprintf(a, sizeof a, "%.6f", acc);
-            printf("{\"epoch\":%lld,\"step\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,\"test_acc\":%s,"
-                   "\"seconds\":%.3f}\n", (long long)ts.epoch, (long long)ts.step, r.train_loss, r.train_acc, a,
+            if (swa_acc >= 0) snprintf(sw, sizeof sw, ",\"swa_test_acc\":%.6f", swa_acc);
+            printf("{\"epoch\":%lld,\"step\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,\"test_acc\":%s%s,"
+                   "\"seconds\":%.3f}\n", (long long)ts.epoch, (long long)ts.step, r.train_loss, r.train_acc, a, sw,
                    ts.elapsed0 + xb_time_s() - t_start);
             fflush(stdout);
         }
@@ -363,12 +475,14 @@ done_loop:
     xb_free(lab);
     r.steps_done = ts.step;
     r.epochs_total = ts.epoch;
+    r.swa_n = ts.swa_n;
     r.seconds = xb_time_s() - t_start;
     r.seconds_total = ts.elapsed0 + r.seconds;
     r.images_per_s = t_train > 0 ? (double)imgs / t_train : 0;
 done:
     xb_optim_free(&opt);
     xb_free(ts.perm);
+    xb_free(ts.swa);
     if (res) *res = r;
     return s;
 }
