@@ -31,6 +31,9 @@ xb_status xb_conv2d_desc_init(xb_conv2d_desc *d, int cin, int cout, int kh, int 
                               int ph, int pw, int groups, int h, int w);
 /* K = cin/groups*kh*kw: rows of the unrolled (im2col) matrix, i.e. the crossbar rows of this layer. */
 int xb_conv2d_k(const xb_conv2d_desc *d);
+/* The convolution kernels this build runs: "avx512", "avx2" (both: xbar's own implicit-GEMM and
+ * packed kernels; results do not depend on the thread count) or "cblas" (im2col + CBLAS sgemm). */
+const char *xb_conv2d_isa(void);
 /* Scratch floats needed by forward/backward for batch n. */
 size_t xb_conv2d_workspace(const xb_conv2d_desc *d, int n);
 /* col (K, n*ho*wo) for group g from x (cin, n, h, w). */

@@ -76,6 +76,60 @@ static inline __attribute__((always_inline)) void row_dot_g(int64_t m, const flo
     *sdy = s;
     *sdyx = q;
 }
+#elif defined(__AVX2__) && defined(__FMA__) && !defined(XB_BN_NO_SIMD)
+#include <immintrin.h>
+#define XB_BN_SIMD 1
+/* AVX2: 8 floats per step widened to two 4-lane double accumulators. */
+static inline double hsum4d(__m256d v) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+static void row_sums(int64_t m, const float *x, double *sum, double *sumsq) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;
+    int64_t i = 0;
+    for (; i + 8 <= m; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        s0 = _mm256_add_pd(s0, lo);
+        s1 = _mm256_add_pd(s1, hi);
+        q0 = _mm256_fmadd_pd(lo, lo, q0);
+        q1 = _mm256_fmadd_pd(hi, hi, q1);
+    }
+    double s = hsum4d(_mm256_add_pd(s0, s1)), q = hsum4d(_mm256_add_pd(q0, q1));
+    for (; i < m; i++) {
+        s += x[i];
+        q += (double)x[i] * x[i];
+    }
+    *sum = s;
+    *sumsq = q;
+}
+
+/* sum g and sum g*x with g = dy, or g = (yr > 0 ? dy : 0) when yr is given */
+static inline __attribute__((always_inline)) void row_dot_g(int64_t m, const float *dy, const float *yr,
+                                                            const float *x, double *sdy, double *sdyx) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;
+    const __m256 zero = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= m; i += 8) {
+        __m256 g = _mm256_loadu_ps(dy + i), v = _mm256_loadu_ps(x + i);
+        if (yr) g = _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(yr + i), zero, _CMP_GT_OQ), g);
+        __m256d glo = _mm256_cvtps_pd(_mm256_castps256_ps128(g)), ghi = _mm256_cvtps_pd(_mm256_extractf128_ps(g, 1));
+        __m256d vlo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), vhi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        s0 = _mm256_add_pd(s0, glo);
+        s1 = _mm256_add_pd(s1, ghi);
+        q0 = _mm256_fmadd_pd(glo, vlo, q0);
+        q1 = _mm256_fmadd_pd(ghi, vhi, q1);
+    }
+    double s = hsum4d(_mm256_add_pd(s0, s1)), q = hsum4d(_mm256_add_pd(q0, q1));
+    for (; i < m; i++) {
+        float g = yr && !(yr[i] > 0.0f) ? 0.0f : dy[i];
+        s += g;
+        q += (double)g * x[i];
+    }
+    *sdy = s;
+    *sdyx = q;
+}
 #else
 static void row_sums(int64_t m, const float *x, double *sum, double *sumsq) {
     double s[LANES] = {0}, q[LANES] = {0};

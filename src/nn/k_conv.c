@@ -37,6 +37,14 @@
 #include <omp.h>
 #endif
 
+#if defined(__AVX512F__) && !defined(XB_CONV_NO_SIMD)
+#define XB_CONV_SIMD 1
+#define XB_CONV_AVX512 1
+#elif defined(__AVX2__) && defined(__FMA__) && !defined(XB_CONV_NO_SIMD)
+#define XB_CONV_SIMD 1
+#define XB_CONV_AVX2 1
+#endif
+
 /* Target size of one column chunk in floats (1 MiB: half the L2 of the cores we tune for). */
 #ifndef XB_CONV_CHUNK_FLOATS
 #define XB_CONV_CHUNK_FLOATS (256 * 1024)
@@ -46,9 +54,14 @@
 #ifndef XB_CONV_KBLOCK
 #define XB_CONV_KBLOCK 64
 #endif
-/* Rows (output channels of dW) from which dW runs as the packed GEMM gemm_nt_packed. */
+/* Rows (output channels of dW) from which dW runs as the packed GEMM gemm_nt_packed (with AVX2 the
+ * dot-product kernels hold fewer accumulators, so packing pays from 32 rows on). */
 #ifndef XB_CONV_PACK_MIN_M
+#ifdef XB_CONV_AVX2
+#define XB_CONV_PACK_MIN_M 32
+#else
 #define XB_CONV_PACK_MIN_M 64
+#endif
 #endif
 /* Positions per block of the packed dW GEMM (a multiple of 64), and the least K it is used for. */
 #ifndef XB_CONV_DW_PBLOCK
@@ -82,23 +95,41 @@
  *    gemm_nt_packed (transposed operands, ukr_p) instead.
  * Each C element is owned by one tile and computed in a fixed order, so results do not depend on
  * the thread count. */
-#if defined(__AVX512F__) && !defined(XB_CONV_NO_SIMD)
-#define XB_CONV_SIMD 1
+
+const char *xb_conv2d_isa(void) {
+#if defined(XB_CONV_AVX512)
+    return "avx512";
+#elif defined(XB_CONV_AVX2)
+    return "avx2";
+#else
+    return "cblas";
+#endif
+}
+
+#ifdef XB_CONV_SIMD
 #include <immintrin.h>
 
 #define PK_MR 8
 
+/* Positions go in vectors of 16 on both instruction sets (tap masks are 16 bits; AVX2 splits each
+ * vector in two halves of 8).  Lanes i with a <= i < b: */
+static inline uint16_t range_mask(int a, int b) {
+    if (a < 0) a = 0;
+    if (b > 16) b = 16;
+    if (b <= a) return 0;
+    return (uint16_t)(((1u << b) - 1) & ~((1u << a) - 1));
+}
+#endif
+
+#ifdef XB_CONV_AVX512
 /* x < 0 ? 0 : x per lane, as xb_relu_forward (NaN and -0 pass through) */
 static inline __m512 relu_ps(__m512 v) {
     return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
 }
 
-/* lanes i with a <= i < b */
-static inline __mmask16 range_mask(int a, int b) {
-    if (a < 0) a = 0;
-    if (b > 16) b = 16;
-    if (b <= a) return 0;
-    return (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
+/* dst[0..15] (64-byte aligned) = the 16 floats at src, 0 in the lanes not in m */
+static inline void sliver16(float *dst, uint16_t m, const float *src) {
+    _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m, src));
 }
 
 /* Ap[ib][k][r] = A[(ib*8 + r)*lda + k], zero rows past M.  (A row-major M x K.)  Full blocks go
@@ -142,6 +173,64 @@ static void pack_rows(int M, int K, const float *A, int64_t lda, float *Ap) {
     }
 }
 
+#endif /* XB_CONV_AVX512 */
+
+#ifdef XB_CONV_AVX2
+/* AVX2 + FMA (e.g. AMD Zen 2/3, Intel Haswell to Alder Lake): the same algorithms and blockings on
+ * 8-float vectors and 16 registers.  Each vector of 16 positions is two halves of 8; masked loads
+ * use vmaskmovps, which (like AVX-512's masked loads) does not touch the lanes it skips. */
+
+/* the 8 lanes of m8's low byte as a vmaskmovps mask */
+static inline __m256i lanes8(unsigned m8) {
+    const __m256i bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)m8), bits), bits);
+}
+
+/* the 8 floats at p in the lanes of m8's low byte, 0 elsewhere */
+static inline __m256 maskz_load8(unsigned m8, const float *p) {
+    m8 &= 0xffu;
+    if (m8 == 0xffu) return _mm256_loadu_ps(p);
+    if (m8 == 0) return _mm256_setzero_ps();
+    return _mm256_maskload_ps(p, lanes8(m8));
+}
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* x < 0 ? 0 : x per lane, as xb_relu_forward (NaN and -0 pass through) */
+static inline __m256 relu8(__m256 v) {
+    return _mm256_blendv_ps(v, _mm256_setzero_ps(), _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+}
+
+/* dst[0..15] (32-byte aligned) = the 16 floats at src, 0 in the lanes not in m */
+static inline void sliver16(float *dst, uint16_t m, const float *src) {
+    if (m == 0xffffu) { /* the common case: no padding under these 16 positions */
+        _mm256_store_ps(dst, _mm256_loadu_ps(src));
+        _mm256_store_ps(dst + 8, _mm256_loadu_ps(src + 8));
+        return;
+    }
+    _mm256_store_ps(dst, maskz_load8(m, src));
+    _mm256_store_ps(dst + 8, maskz_load8((unsigned)m >> 8, src + 8));
+}
+
+/* Ap[ib][k][r] = A[(ib*8 + r)*lda + k], zero rows past M.  (A row-major M x K; weights only.) */
+static void pack_rows(int M, int K, const float *A, int64_t lda, float *Ap) {
+    const int nb = (M + PK_MR - 1) / PK_MR;
+    for (int ib = 0; ib < nb; ib++) {
+        float *dst = Ap + (int64_t)ib * K * PK_MR;
+        const float *src = A + (int64_t)ib * PK_MR * lda;
+        for (int k = 0; k < K; k++)
+            for (int r = 0; r < PK_MR; r++)
+                dst[(int64_t)k * PK_MR + r] = ib * PK_MR + r < M ? src[(int64_t)r * lda + k] : 0.0f;
+    }
+}
+#endif /* XB_CONV_AVX2 */
+
+#ifdef XB_CONV_SIMD
 /* Packs A = W^T where W is (K x M) row-major (ldw): Ap[ib][k][r] = W[k*ldw + ib*8 + r]. */
 static void pack_cols(int M, int K, const float *W, int64_t ldw, float *Ap) {
     const int nb = (M + PK_MR - 1) / PK_MR;
@@ -201,14 +290,14 @@ static void gemm_pk(int M, int64_t N, int K, const float *Ap, const float *B, in
                     for (int jj = 0; jj < ng; jj++) {
                         const int64_t j0 = (int64_t)(g0 + jj) * 48;
                         const int nc = N - j0 < 48 ? (int)(N - j0) : 48;
-                        const __mmask16 m0m = range_mask(0, nc), m1m = range_mask(0, nc - 16),
-                                        m2m = range_mask(0, nc - 32);
+                        const uint16_t m0m = range_mask(0, nc), m1m = range_mask(0, nc - 16),
+                                       m2m = range_mask(0, nc - 32);
                         float *bj = bp + (int64_t)jj * XB_CONV_KBLOCK * 48;
                         for (int kk = 0; kk < kc; kk++) {
                             const float *br = B + (int64_t)(k0 + kk) * ldb + j0;
-                            _mm512_store_ps(bj + kk * 48, _mm512_maskz_loadu_ps(m0m, br));
-                            _mm512_store_ps(bj + kk * 48 + 16, _mm512_maskz_loadu_ps(m1m, br + 16));
-                            _mm512_store_ps(bj + kk * 48 + 32, _mm512_maskz_loadu_ps(m2m, br + 32));
+                            sliver16(bj + kk * 48, m0m, br);
+                            sliver16(bj + kk * 48 + 16, m1m, br + 16);
+                            sliver16(bj + kk * 48 + 32, m2m, br + 32);
                         }
                     }
                     for (int jj = 0; jj < ng; jj++) {
@@ -229,6 +318,7 @@ static void gemm_pk(int M, int64_t N, int K, const float *Ap, const float *B, in
     }
 }
 
+#ifdef XB_CONV_AVX512
 #define NT_MR 8
 #define NT_NR 3
 
@@ -280,6 +370,54 @@ static void gemm_nt(int M, int N, int64_t P, const float *A, int64_t lda, const 
         }
     }
 }
+
+#elif defined(XB_CONV_AVX2)
+#define NT_MR 4
+#define NT_NR 3
+
+/* C (M x N, ldc) += A (M x P, lda) * B (N x P, ldb)^T: dot products over P, tile 4 x 3 in 12 ymm
+ * accumulators.  Rows past the edge are clamped to the last row and their results dropped. */
+static void gemm_nt(int M, int N, int64_t P, const float *A, int64_t lda, const float *B, int64_t ldb,
+                    float *C, int64_t ldc) {
+    const int nmb = (M + NT_MR - 1) / NT_MR, nnb = (N + NT_NR - 1) / NT_NR;
+    const int64_t pv = P / 8 * 8;
+    const unsigned tail = (1u << (P - pv)) - 1;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < nmb * nnb; t++) {
+        int ib = t / nnb, jb = t % nnb;
+        const float *ar[NT_MR], *br[NT_NR];
+        for (int r = 0; r < NT_MR; r++) {
+            int i = ib * NT_MR + r;
+            ar[r] = A + (int64_t)(i < M ? i : M - 1) * lda;
+        }
+        for (int s = 0; s < NT_NR; s++) {
+            int j = jb * NT_NR + s;
+            br[s] = B + (int64_t)(j < N ? j : N - 1) * ldb;
+        }
+        __m256 acc[NT_MR][NT_NR];
+        for (int r = 0; r < NT_MR; r++)
+            for (int s = 0; s < NT_NR; s++) acc[r][s] = _mm256_setzero_ps();
+        for (int64_t p = 0; p <= pv; p += 8) {
+            if (p == pv && !tail) break;
+            const unsigned m = p < pv ? 0xffu : tail;
+            __m256 bv[NT_NR];
+            for (int s = 0; s < NT_NR; s++) bv[s] = maskz_load8(m, br[s] + p);
+            for (int r = 0; r < NT_MR; r++) {
+                __m256 av = maskz_load8(m, ar[r] + p);
+                for (int s = 0; s < NT_NR; s++) acc[r][s] = _mm256_fmadd_ps(av, bv[s], acc[r][s]);
+            }
+        }
+        for (int r = 0; r < NT_MR; r++) {
+            int i = ib * NT_MR + r;
+            if (i >= M) break;
+            for (int s = 0; s < NT_NR; s++) {
+                int j = jb * NT_NR + s;
+                if (j < N) C[(int64_t)i * ldc + j] += hsum8(acc[r][s]);
+            }
+        }
+    }
+}
+#endif /* gemm_nt */
 
 /* ---- implicit GEMM ------------------------------------------------------------------------------
  * An implicit conv reads its B operand straight from the input planes: output position p of an
@@ -389,6 +527,7 @@ static int taps_build(tap_geom *gm, const xb_conv2d_desc *d, int n, int adj, int
 static void phase_split(int C, int n, int h, int w, int s, const float *x, float *xph) {
     const int hp = (h + s - 1) / s, wp = (w + s - 1) / s;
     const int64_t plane = (int64_t)hp * wp, pst = (int64_t)C * n * plane;
+#ifdef XB_CONV_AVX512
     if (s == 2 && h % 2 == 0 && w % 2 == 0) { /* de-interleave 32 floats into 16 even + 16 odd */
         const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
         const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
@@ -409,6 +548,7 @@ static void phase_split(int C, int n, int h, int w, int s, const float *x, float
         }
         return;
     }
+#endif
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++)
         for (int nn = 0; nn < n; nn++) {
@@ -429,6 +569,7 @@ static void phase_split(int C, int n, int h, int w, int s, const float *x, float
 static void phase_merge(int C, int n, int h, int w, int s, const float *dxph, float *dx, int acc) {
     const int hp = (h + s - 1) / s, wp = (w + s - 1) / s;
     const int64_t plane = (int64_t)hp * wp, pst = (int64_t)C * n * plane;
+#ifdef XB_CONV_AVX512
     if (s == 2 && h % 2 == 0 && w % 2 == 0) { /* interleave 16 even + 16 odd into 32 floats */
         const __m512i lo_idx = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
         const __m512i hi_idx = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
@@ -454,6 +595,7 @@ static void phase_merge(int C, int n, int h, int w, int s, const float *dxph, fl
         }
         return;
     }
+#endif
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++)
         for (int nn = 0; nn < n; nn++) {
@@ -466,6 +608,7 @@ static void phase_merge(int C, int n, int h, int w, int s, const float *dxph, fl
         }
 }
 
+#ifdef XB_CONV_AVX512
 /* The 8 x 48 register tile of ukr_p: accumulators p (vector 0), q (1), s (2) for rows 0-7
  * (named, not an array: GCC spills arrays of vectors in these loops), and one k step on it from a
  * (8 packed row values) and b0, b1, b2 (the step's three B vectors). */
@@ -536,6 +679,83 @@ static void ukr_p_edge(int kc, const float *a, const float *b, const float *cl, 
           range_mask(0, nc - 32), 0);
 }
 
+#elif defined(XB_CONV_AVX2)
+/* ukr_p on AVX2: the 8 x 48 tile as four 4 x 24 sub-tiles (12 ymm accumulators, 3 B vectors and a
+ * broadcast: all 16 registers), each a full pass over the L1 sliver. */
+#define U4_ROW(r, P, Q, S)                                                                           \
+    av = _mm256_broadcast_ss(a + (r));                                                               \
+    P = _mm256_fmadd_ps(av, b0, P);                                                                  \
+    Q = _mm256_fmadd_ps(av, b1, Q);                                                                  \
+    S = _mm256_fmadd_ps(av, b2, S);
+#define U4_STORE(r, P, Q, S)                                                                         \
+    {                                                                                                \
+        float *cr = c + (int64_t)(r) * ldc;                                                          \
+        if (bias) {                                                                                  \
+            const __m256 bv = _mm256_set1_ps(bias[r]);                                               \
+            P = _mm256_add_ps(P, bv);                                                                \
+            Q = _mm256_add_ps(Q, bv);                                                                \
+            S = _mm256_add_ps(S, bv);                                                                \
+        }                                                                                            \
+        if (load) {                                                                                  \
+            const float *lr = cl + (int64_t)(r) * ldl;                                               \
+            P = _mm256_add_ps(_mm256_loadu_ps(lr), P);                                               \
+            Q = _mm256_add_ps(_mm256_loadu_ps(lr + 8), Q);                                           \
+            S = _mm256_add_ps(_mm256_loadu_ps(lr + 16), S);                                          \
+        }                                                                                            \
+        if (relu) {                                                                                  \
+            P = relu8(P);                                                                            \
+            Q = relu8(Q);                                                                            \
+            S = relu8(S);                                                                            \
+        }                                                                                            \
+        _mm256_storeu_ps(cr, P);                                                                     \
+        _mm256_storeu_ps(cr + 8, Q);                                                                 \
+        _mm256_storeu_ps(cr + 16, S);                                                                \
+    }
+
+/* c (4 x 24, ldc) = [relu]([cl +] a (kc x 4 of the 8 packed rows) . b (kc x 24 of the sliver's 48)
+ * [+ bias]); the sums in the same order as ukr_p on AVX-512: products, + bias, then cl +. */
+static inline __attribute__((always_inline)) void ukr4x24(int kc, const float *a, const float *b, const float *cl,
+                                                          int64_t ldl, float *c, int64_t ldc, const float *bias,
+                                                          int load, int relu) {
+    __m256 p0 = _mm256_setzero_ps(), p1 = p0, p2 = p0, p3 = p0, q0 = p0, q1 = p0, q2 = p0, q3 = p0;
+    __m256 s0 = p0, s1 = p0, s2 = p0, s3 = p0;
+    for (int k = 0; k < kc; k++, a += PK_MR, b += 48) {
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), b2 = _mm256_load_ps(b + 16);
+        /* keep B in registers: GCC otherwise folds its loads into all 12 FMAs (16 loads per 12 FMAs,
+         * more than the two 256-bit loads per cycle that feed two FMAs per cycle) */
+        __asm__("" : "+x"(b0), "+x"(b1), "+x"(b2));
+        __m256 av;
+        U4_ROW(0, p0, q0, s0) U4_ROW(1, p1, q1, s1) U4_ROW(2, p2, q2, s2) U4_ROW(3, p3, q3, s3)
+    }
+    U4_STORE(0, p0, q0, s0) U4_STORE(1, p1, q1, s1) U4_STORE(2, p2, q2, s2) U4_STORE(3, p3, q3, s3)
+}
+#undef U4_ROW
+#undef U4_STORE
+
+static void ukr_p_full(int kc, const float *a, const float *b, const float *cl, int64_t ldl, float *c, int64_t ldc,
+                       const float *bias, int load, int relu) {
+    for (int rh = 0; rh < PK_MR; rh += 4)
+        for (int ch = 0; ch < 48; ch += 24)
+            ukr4x24(kc, a + rh, b + ch, load ? cl + (int64_t)rh * ldl + ch : NULL, ldl, c + (int64_t)rh * ldc + ch,
+                    ldc, bias ? bias + rh : NULL, load, relu);
+}
+
+/* rows < mr and columns < nc of the tile: the full tile into a buffer, then the same sums per element */
+static void ukr_p_edge(int kc, const float *a, const float *b, const float *cl, int64_t ldl, float *c, int64_t ldc,
+                       const float *bias, int load, int relu, int mr, int nc) {
+    float t[PK_MR * 48] __attribute__((aligned(32)));
+    ukr_p_full(kc, a, b, NULL, 0, t, 48, NULL, 0, 0);
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nc; j++) {
+            float v = t[r * 48 + j];
+            if (bias) v = v + bias[r];
+            if (load) v = cl[(int64_t)r * ldl + j] + v;
+            if (relu) v = v < 0.0f ? 0.0f : v;
+            c[(int64_t)r * ldc + j] = v;
+        }
+}
+#endif /* ukr_p */
+
 /* y (M, n*out_img) = [relu]([y +] implicit conv of x (C, n, in) with packed A (M x C*T, k = c*T + t)
  * [+ bias (M)]).  Parallel over tiles of 3 output vectors (48 positions).
  * B is not read in place by the GEMM: the rows of a tile lie one channel plane (n*h*w floats, at
@@ -572,9 +792,7 @@ static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x,
                 const int kc = K - k0 < XB_CONV_KBLOCK ? K - k0 : XB_CONV_KBLOCK;
                 for (int kk = 0; kk < kc; kk++) { /* k = ci*T + t: a channel's taps share their lines */
                     const int64_t off = gm->toff[t] + (int64_t)ci * gm->cst;
-                    for (int j = 0; j < 3; j++)
-                        _mm512_store_ps(bp + kk * 48 + 16 * j,
-                                        _mm512_maskz_loadu_ps(j < cnt ? mk[j][t] : 0, xb[j] + off));
+                    for (int j = 0; j < 3; j++) sliver16(bp + kk * 48 + 16 * j, j < cnt ? mk[j][t] : 0, xb[j] + off);
                     if (++t == T) {
                         t = 0;
                         ci++;
@@ -600,8 +818,10 @@ static void conv_s1_fwd(const tap_geom *gm, int n, int C, int M, const float *x,
     }
 }
 
+#ifdef XB_CONV_AVX512
 #define S1DW_MR 4
 #define S1DW_NR 6
+#define DW3_CPT 2 /* input channels per dw_tile3 tile */
 
 /* One dW tile (4 output channels x 6 consecutive k = (c, t)) over the output vectors [v0, v1):
  * dot products over positions, reduced at the end. */
@@ -764,6 +984,139 @@ static inline void transpose16(__m512 r[16], float *out, int64_t ldo) {
     for (int i = 0; i < 16; i++) _mm512_store_ps(out + i * ldo, t[i]);
 }
 
+/* out[i*ldo + q] = src[q][i] (i, q < 16): the 16 rows src[q] (masked by m[q]; NULL: zeros) transposed. */
+static inline void pack_bt16(float *out, int64_t ldo, const float *const *src, const uint16_t *m) {
+    __m512 rows[16];
+    for (int q = 0; q < 16; q++) rows[q] = src[q] ? _mm512_maskz_loadu_ps(m[q], src[q]) : _mm512_setzero_ps();
+    transpose16(rows, out, ldo);
+}
+
+#elif defined(XB_CONV_AVX2)
+#define S1DW_MR 4
+#define S1DW_NR 3
+#define DW3_CPT 1 /* input channels per dw_tile3 tile */
+
+/* One dW tile (4 output channels x 3 consecutive k = (c, t)) over the output vectors [v0, v1): dot
+ * products over positions in 12 ymm accumulators, each vector of 16 positions as two halves. */
+static void dw_tile(const tap_geom *gm, int C, int M, const float *x, const float *dy, int64_t ldy,
+                    int64_t v0, int64_t v1, int tile, float *dw, int64_t ldw) {
+    const int T = gm->T, K = C * T, nkb = (K + S1DW_NR - 1) / S1DW_NR;
+    const int ib = tile / nkb, kb = tile % nkb;
+    const float *ar[S1DW_MR];
+    int64_t xoff[S1DW_NR];
+    int tap[S1DW_NR];
+    for (int r = 0; r < S1DW_MR; r++) {
+        int i = ib * S1DW_MR + r;
+        ar[r] = dy + (int64_t)(i < M ? i : M - 1) * ldy;
+    }
+    for (int s = 0; s < S1DW_NR; s++) {
+        int k = kb * S1DW_NR + s;
+        if (k >= K) k = K - 1;
+        tap[s] = k % T;
+        xoff[s] = (int64_t)(k / T) * gm->cst + gm->toff[k % T];
+    }
+    __m256 e00 = _mm256_setzero_ps(), e01 = e00, e02 = e00, e10 = e00, e11 = e00, e12 = e00;
+    __m256 e20 = e00, e21 = e00, e22 = e00, e30 = e00, e31 = e00, e32 = e00;
+    int64_t v = v0;
+    while (v < v1) {
+        const int64_t nn = v / gm->vpi;
+        const int vi = (int)(v % gm->vpi);
+        const int64_t vend = (nn + 1) * gm->vpi < v1 ? (nn + 1) * gm->vpi : v1;
+        const float *xb = x + nn * gm->in_img + (int64_t)vi * 16;
+        const uint16_t *mk = gm->mtab + (int64_t)vi * T;
+        for (; v < vend; v++, xb += 16, mk += T)
+            for (int h = 0; h < 16; h += 8) {
+                const __m256 b0 = maskz_load8((unsigned)mk[tap[0]] >> h, xb + xoff[0] + h);
+                const __m256 b1 = maskz_load8((unsigned)mk[tap[1]] >> h, xb + xoff[1] + h);
+                const __m256 b2 = maskz_load8((unsigned)mk[tap[2]] >> h, xb + xoff[2] + h);
+                __m256 av;
+#define DW2_ROW(A, E0, E1, E2)                                                                        \
+    av = _mm256_loadu_ps(A + v * 16 + h);                                                            \
+    E0 = _mm256_fmadd_ps(av, b0, E0);                                                                \
+    E1 = _mm256_fmadd_ps(av, b1, E1);                                                                \
+    E2 = _mm256_fmadd_ps(av, b2, E2);
+                DW2_ROW(ar[0], e00, e01, e02) DW2_ROW(ar[1], e10, e11, e12)
+                DW2_ROW(ar[2], e20, e21, e22) DW2_ROW(ar[3], e30, e31, e32)
+            }
+    }
+    const __m256 acc[S1DW_MR][S1DW_NR] = {{e00, e01, e02}, {e10, e11, e12}, {e20, e21, e22}, {e30, e31, e32}};
+    for (int r = 0; r < S1DW_MR; r++) {
+        const int i = ib * S1DW_MR + r;
+        if (i >= M) break;
+        for (int s = 0; s < S1DW_NR; s++) {
+            const int k = kb * S1DW_NR + s;
+            if (k < K) dw[(int64_t)i * ldw + k] += hsum8(acc[r][s]);
+        }
+    }
+}
+
+/* The same for kw == 3 with k = the 3 taps of one kernel row of one input channel (they share their
+ * cache lines). */
+static void dw_tile3(const tap_geom *gm, int C, int M, const float *x, const float *dy, int64_t ldy,
+                     int64_t v0, int64_t v1, int tile, float *dw, int64_t ldw) {
+    const int T = gm->T, kh = T / 3;
+    const int ib = tile / (kh * C), ki = tile / C % kh, c0 = tile % C, tb = ki * 3;
+    const float *ar[S1DW_MR];
+    for (int r = 0; r < S1DW_MR; r++) {
+        int i = ib * S1DW_MR + r;
+        ar[r] = dy + (int64_t)(i < M ? i : M - 1) * ldy;
+    }
+    const int64_t o0 = gm->toff[tb], o1 = gm->toff[tb + 1], o2 = gm->toff[tb + 2];
+    __m256 e00 = _mm256_setzero_ps(), e01 = e00, e02 = e00, e10 = e00, e11 = e00, e12 = e00;
+    __m256 e20 = e00, e21 = e00, e22 = e00, e30 = e00, e31 = e00, e32 = e00;
+    int64_t v = v0;
+    while (v < v1) {
+        const int64_t nn = v / gm->vpi;
+        const int vi = (int)(v % gm->vpi);
+        const int64_t vend = (nn + 1) * gm->vpi < v1 ? (nn + 1) * gm->vpi : v1;
+        const float *xp = x + nn * gm->in_img + (int64_t)vi * 16 + (int64_t)c0 * gm->cst;
+        const uint16_t *mk = gm->mtab + (int64_t)vi * T + tb;
+        for (; v < vend; v++, xp += 16, mk += T)
+            for (int h = 0; h < 16; h += 8) {
+                const __m256 b0 = maskz_load8((unsigned)mk[0] >> h, xp + o0 + h);
+                const __m256 b1 = maskz_load8((unsigned)mk[1] >> h, xp + o1 + h);
+                const __m256 b2 = maskz_load8((unsigned)mk[2] >> h, xp + o2 + h);
+                __m256 av;
+                DW2_ROW(ar[0], e00, e01, e02) DW2_ROW(ar[1], e10, e11, e12)
+                DW2_ROW(ar[2], e20, e21, e22) DW2_ROW(ar[3], e30, e31, e32)
+#undef DW2_ROW
+            }
+    }
+    const __m256 acc[S1DW_MR][3] = {{e00, e01, e02}, {e10, e11, e12}, {e20, e21, e22}, {e30, e31, e32}};
+    for (int r = 0; r < S1DW_MR; r++) {
+        const int i = ib * S1DW_MR + r;
+        if (i >= M) break;
+        for (int j = 0; j < 3; j++) dw[(int64_t)i * ldw + (int64_t)c0 * T + tb + j] += hsum8(acc[r][j]);
+    }
+}
+
+/* out[i*ldo + q] = src[q][i] (i, q < 16): the 16 rows src[q] (masked by m[q]; NULL: zeros) transposed,
+ * as four 8 x 8 transposes. */
+static inline void pack_bt16(float *out, int64_t ldo, const float *const *src, const uint16_t *m) {
+    for (int rh = 0; rh < 16; rh += 8)
+        for (int ch = 0; ch < 16; ch += 8) {
+            __m256 r[8], t[8];
+            for (int q = 0; q < 8; q++)
+                r[q] = src[rh + q] ? maskz_load8((unsigned)m[rh + q] >> ch, src[rh + q] + ch) : _mm256_setzero_ps();
+            for (int q = 0; q < 8; q += 2) {
+                t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
+                t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+            }
+            for (int q = 0; q < 8; q += 4) {
+                r[q] = _mm256_shuffle_ps(t[q], t[q + 2], 0x44);
+                r[q + 1] = _mm256_shuffle_ps(t[q], t[q + 2], 0xee);
+                r[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0x44);
+                r[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0xee);
+            }
+            /* r[j] (j < 4) holds, in 128-bit lane L, column 4L + j of rows 0..3; r[4 + j] of rows 4..7 */
+            for (int j = 0; j < 4; j++) {
+                _mm256_storeu_ps(out + (int64_t)(ch + j) * ldo + rh, _mm256_permute2f128_ps(r[j], r[4 + j], 0x20));
+                _mm256_storeu_ps(out + (int64_t)(ch + 4 + j) * ldo + rh, _mm256_permute2f128_ps(r[j], r[4 + j], 0x31));
+            }
+        }
+}
+#endif /* dw tiles */
+
 /* C (M x K, ldc) += A (M x P, lda) . B (K x P)^T for many rows (M >= XB_CONV_PACK_MIN_M): the dW
  * of a conv, dY col^T, as a GEMM over positions on ukr_p.  Row k of B (= col) is read from x through
  * the implicit geometry gm (k = c*T + t, P = 16 * vectors) or, with gm NULL, from B (ldb).
@@ -809,7 +1162,8 @@ static void gemm_nt_packed(int M, int K, int64_t P, const float *dy, int64_t ldy
                 if (kb != kb_packed) { /* B: bt[p][kk] = x shifted for k = k0 + kk at position p */
                     for (int g = 0; g < 3; g++)
                         for (int j = 0; j < nvb; j++) {
-                            __m512 rows[16];
+                            const float *src[16];
+                            uint16_t msk[16];
                             if (gm) {
                                 const int64_t v = p0 / 16 + j, nn = v / gm->vpi;
                                 const int vi = (int)(v % gm->vpi);
@@ -817,18 +1171,18 @@ static void gemm_nt_packed(int M, int K, int64_t P, const float *dy, int64_t ldy
                                 const uint16_t *mk = gm->mtab + (int64_t)vi * T;
                                 for (int q = 0; q < 16; q++) {
                                     const int k = k0 + 16 * g + q;
-                                    rows[q] = k < K ? _mm512_maskz_loadu_ps(mk[k % T], xv + (int64_t)(k / T) * gm->cst + gm->toff[k % T])
-                                                    : _mm512_setzero_ps();
+                                    src[q] = k < K ? xv + (int64_t)(k / T) * gm->cst + gm->toff[k % T] : NULL;
+                                    msk[q] = k < K ? mk[k % T] : 0;
                                 }
                             } else {
-                                const __mmask16 m = range_mask(0, np - 16 * j);
+                                const uint16_t m = range_mask(0, np - 16 * j);
                                 for (int q = 0; q < 16; q++) {
                                     const int k = k0 + 16 * g + q;
-                                    rows[q] = k < K ? _mm512_maskz_loadu_ps(m, x + (int64_t)k * ldb + p0 + 16 * j)
-                                                    : _mm512_setzero_ps();
+                                    src[q] = k < K ? x + (int64_t)k * ldb + p0 + 16 * j : NULL;
+                                    msk[q] = m;
                                 }
                             }
-                            transpose16(rows, bt + (int64_t)16 * j * 48 + 16 * g, 48);
+                            pack_bt16(bt + (int64_t)16 * j * 48 + 16 * g, 48, src, msk);
                         }
                     kb_packed = kb;
                 }
@@ -860,7 +1214,7 @@ static void gemm_nt_any(int M, int N, int64_t P, const float *A, int64_t lda, co
 static void conv_s1_dw(const tap_geom *gm, int C, int M, const float *x, const float *dy, int64_t ldy,
                        int64_t nv, float *dw, int64_t ldw) {
     const int K = C * gm->T, nmb = (M + S1DW_MR - 1) / S1DW_MR, row3 = gm->kw == 3 && gm->T % 3 == 0;
-    const int ntile = row3 ? nmb * (gm->T / 3) * ((C + 1) / 2) : nmb * ((K + S1DW_NR - 1) / S1DW_NR);
+    const int ntile = row3 ? nmb * (gm->T / 3) * ((C + DW3_CPT - 1) / DW3_CPT) : nmb * ((K + S1DW_NR - 1) / S1DW_NR);
     if (M >= XB_CONV_PACK_MIN_M && K >= XB_CONV_DW_PACK_MIN_K) {
         gemm_nt_packed(M, K, 16 * nv, dy, ldy, gm, x, 0, dw, ldw);
         return;
@@ -992,7 +1346,7 @@ size_t xb_conv2d_workspace(const xb_conv2d_desc *d, int n) {
 /* One output row of one col row: dst[ow] = xr[ow*sw + off] where 0 <= ow*sw + off < w, else 0
  * (ow < wo).  xr is the input row. */
 static inline void gather_row(float *dst, const float *xr, int wo, int w, int sw, int off) {
-#ifdef XB_CONV_SIMD
+#ifdef XB_CONV_AVX512
     if (sw == 1) {
         for (int ow = 0; ow < wo; ow += 16) {
             __m512 v = _mm512_maskz_loadu_ps(range_mask(-off - ow, w - off - ow), xr + off + ow);
@@ -1019,7 +1373,7 @@ static inline void gather_row(float *dst, const float *xr, int wo, int w, int sw
 
 /* The adjoint of gather_row: xr[ow*sw + off] += src[ow] where the input column is inside [0, w). */
 static inline void scatter_add_row(float *xr, const float *src, int wo, int w, int sw, int off) {
-#ifdef XB_CONV_SIMD
+#ifdef XB_CONV_AVX512
     if (sw == 1) {
         for (int ow = 0; ow < wo; ow += 16) {
             __mmask16 m = range_mask(-off - ow, w - off - ow) & range_mask(0, wo - ow);
@@ -1036,7 +1390,7 @@ static inline void scatter_add_row(float *xr, const float *src, int wo, int w, i
 }
 
 /* col (K, (q1-q0)*wo) for output rows q = nn*ho + oh in [q0, q1) of group g. */
-#ifdef XB_CONV_SIMD
+#ifdef XB_CONV_AVX512
 /* Tiny maps (vgg's 2x2 stage on CIFAR): stride 1, output size = input size, P = h*w positions per
  * image dividing 16, chunk [q0, q1) of whole images.  Then a column index is also x's position
  * index, a vector of 16 holds 16/P whole images, and every col row is a lane permutation of the
@@ -1117,7 +1471,7 @@ static void im2col_rows(const xb_conv2d_desc *d, int n, int g, const float *x, i
     const int cing = d->cin / d->groups, K = cing * kh * kw;
     const int64_t cols = (q1 - q0) * wo, hw = (int64_t)h * w;
     const float *xg = x + (int64_t)g * cing * n * hw; /* (cing, n, h, w) */
-#ifdef XB_CONV_SIMD
+#ifdef XB_CONV_AVX512
     if (tiny_map(d, q0, q1)) {
         im2col_tiny(d, xg, n, q0, q1, col);
         return;
@@ -1147,7 +1501,7 @@ static void col2im_rows(const xb_conv2d_desc *d, int n, int g, const float *dcol
     const int cing = d->cin / d->groups;
     const int64_t cols = (q1 - q0) * wo, hw = (int64_t)h * w;
     float *dxg = dx + (int64_t)g * cing * n * hw;
-#ifdef XB_CONV_SIMD
+#ifdef XB_CONV_AVX512
     if (tiny_map(d, q0, q1)) {
         col2im_tiny(d, dxg, n, q0, q1, dcol);
         return;
