@@ -7,6 +7,8 @@
 2. End to end: weights exported from the PyTorch twin (tools/torch_zoo.py) load unchanged and
    `xbar infer` gives PyTorch's eval-mode logits (max relative error <= 1e-4); `info`/`eval --json`
    print valid JSON; a tiny `train` run writes weights and a checkpoint, and `--resume` continues it.
+3. scripts/jpeg_quality.py finds the quality and the colour subsampling of JPEG-quantised images, and
+   no JPEG lattice in images that never were.
 
 Binary: $XBAR_BIN (default build/xbar).  Data: $XBAR_DATA or ../shared/data/cifar10 (the data-dependent
 checks are reported as failures if it is missing: CI always has it).
@@ -250,9 +252,62 @@ def main():
                      common[:-1] + ["0.05", "--swa-epochs", "2", "--resume",
                                     os.path.join(srun, "checkpoint.safetensors")],
                      ["checkpoint.safetensors", "--swa-lr", "HINT"])
+        check_jpeg_quality(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return 0
+
+
+def check_jpeg_quality(d):
+    """scripts/jpeg_quality.py finds the quality of images quantised as JPEG does (YCbCr, 8x8 DCT,
+    libjpeg's scaled table), and no lattice in images that never were."""
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import jpeg_quality as jq
+    rng = np.random.default_rng(5)
+    noise = rng.normal(size=(300, 3, 40, 40))
+    k = np.ones(9) / 9  # smooth fields, like downscaled photographs
+    for ax in (2, 3):
+        noise = np.apply_along_axis(lambda v: np.convolve(v, k, mode="valid"), ax, noise)
+    x = np.clip(128 + 60 * noise / noise.std(), 0, 255)
+
+    def idct(coef):
+        blk = np.einsum("ui,buv,vj->bij", jq.DCT, coef, jq.DCT) + 128.0
+        return blk.reshape(-1, 4, 4, 8, 8).transpose(0, 1, 3, 2, 4).reshape(-1, 32, 32)
+
+    def write(img, name):
+        rec = np.concatenate([np.zeros((img.shape[0], 1), np.uint8),
+                              np.clip(np.round(img), 0, 255).astype(np.uint8).reshape(img.shape[0], -1)], 1)
+        path = os.path.join(d, name)
+        rec.tofile(path)
+        return path
+
+    def run(path):
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "jpeg_quality.py"), path, "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return r, (json.loads(r.stdout) if r.returncode == 0 else {})
+
+    for q in (50, 90):
+        planes = []
+        for i, c in enumerate(jq.ycbcr(x)):
+            if i and q == 50:  # 4:2:0: chroma averaged over 2x2 pixels and repeated
+                c = np.repeat(np.repeat(c.reshape(-1, 16, 2, 16, 2).mean((2, 4)), 2, 1), 2, 2)
+            t = jq.luma_table(q)
+            planes.append(idct(np.round(jq.block_dct(c) / t) * t))
+        y, cb, cr = planes
+        rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)
+        r, res = run(write(rgb, f"q{q}.bin"))
+        check(f"jpeg_quality.py finds quality {q} ({'4:2:0' if q == 50 else 'full colour'}) in JPEG-quantised images",
+              r.returncode == 0 and res["jpeg"] and res["quality_lo"] <= q <= res["quality_hi"] and
+              (res["chroma_pair_ratio"] < 0.9) == (q == 50), r.stdout.strip() + r.stderr.strip()[-200:])
+    r, res = run(write(x, "plain.bin"))
+    check("jpeg_quality.py finds no JPEG lattice in images never quantised",
+          r.returncode == 0 and not res["jpeg"] and res["quality_lo"] is None,
+          r.stdout.strip() + r.stderr.strip()[-200:])
+    bad = os.path.join(d, "short.bin")
+    open(bad, "wb").write(b"\0" * 3000)
+    r, _ = run(bad)
+    check("jpeg_quality.py on a file of no whole CIFAR record fails naming it",
+          r.returncode != 0 and "short.bin" in r.stderr and "HINT" in r.stderr, r.stderr.strip()[-200:])
 
 
 if __name__ == "__main__":

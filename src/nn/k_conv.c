@@ -6,7 +6,7 @@
  *     forward   Y_g (cout/G, P) = W_g (cout/G, K) x col_g (K, P)
  *     backward  dW_g += dY_g col_g^T,   dx_g += col2im(W_g^T dY_g)
  * Three ways to run them, chosen per layer:
- *  1. Implicit GEMM (AVX-512; equal strides s, wo == ceil(w/s), 16 | Ho*Wo; every resnet conv):
+ *  1. Implicit GEMM (AVX-512 or AVX2+FMA; equal strides s, wo == ceil(w/s), 16 | Ho*Wo; every resnet conv):
  *     col is never written.  Each k = (c, ki, kj) row of col is x (stride 1) or one of its s*s
  *     phase planes (stride s) shifted by a fixed offset, read with masked loads that zero the
  *     padding.  Forward: per tile of 48 positions, blocks of 64 such rows are copied into an
@@ -16,13 +16,19 @@
  *     positions (conv_s1_dw), or with many rows a packed GEMM over positions (gemm_nt_packed).
  *  2. Explicit im2col in L2-sized chunks of output rows + the packed GEMMs below (any other
  *     shape, e.g. vgg's 2x2 maps).  1x1 stride-1 unpadded convolutions use x as col.
- *  3. Without AVX-512 (or with -DXB_CONV_NO_SIMD): explicit im2col + CBLAS sgemm.
+ *  3. Without AVX-512 and AVX2+FMA (or with -DXB_CONV_NO_SIMD): explicit im2col + CBLAS sgemm.
+ * Paths 1 and 2 exist twice, for AVX-512 (16-float vectors, 32 registers) and for AVX2+FMA (8-float
+ * vectors, 16 registers: the 8 x 48 tile runs as four 4 x 24 sub-tiles, the dW tiles hold 4 x 3
+ * accumulators, 16x16 transposes are four 8x8 ones).  The drivers (blocking, slivers, threads, tap
+ * tables) are shared; the positions still go in vectors of 16 with 16-bit tap masks, which AVX2
+ * splits into two halves.  xb_conv2d_isa() says which one a build runs.
  * Every product sums at most XB_CONV_KBLOCK terms in a register before adding them to a running
  * sum (accuracy: see conv_s1_fwd).
- * Measured with bench/bench_kernels.c (1 core, batch 128; docs/performance.md): resnet20 and
- * vgg11 convs at about 35-80% of the FMA peak measured in the same run (3-channel first layers
- * and stride-2 layers lowest); OpenBLAS 0.3.21 (which on this CPU falls back to its Haswell
- * kernels) reached 25-50% on the same GEMMs.
+ * Measured with bench/bench_kernels.c (1 core, batch 128; docs/performance.md): on AVX-512 (Sapphire
+ * Rapids) resnet20 and vgg11 convs at about 35-80% of the FMA peak measured in the same run
+ * (3-channel first layers and stride-2 layers lowest); OpenBLAS 0.3.21 (which on that CPU falls back
+ * to its Haswell kernels) reached 25-50% on the same GEMMs.  On AVX2 (Zen 3) resnet20's forward
+ * convs at about 40-60%, where im2col + OpenBLAS reached 15-45%.
  *
  * Threads: every output element (y, dx, dW, or a col/col2im element) is owned by one OpenMP
  * iteration and accumulated in a fixed order, so results do not depend on the thread count (path 3
@@ -84,7 +90,7 @@
 #define XB_CONV_DW_CHUNK_VECS 128
 #endif
 
-/* ---- register-blocked SGEMM kernels for the explicit path (AVX-512) ---------------------------
+/* ---- register-blocked SGEMM kernels for the explicit path (AVX-512; AVX2 below) ----------------
  * OpenBLAS is slow on the conv shapes (few rows: cout = 16..64) and, in the Debian build, may not
  * even pick its AVX-512 kernels for newer CPUs.  Three small GEMMs cover the explicit path:
  *  - gemm_pk: C (M x N) [+]= A (M x K) B (K x N), A pre-packed in blocks of 8 rows (k-major, so one
