@@ -1003,18 +1003,16 @@ static inline void pack_bt16(float *out, int64_t ldo, const float *const *src, c
 #define DW3_CPT 1 /* input channels per dw_tile3 tile */
 
 /* One dW tile (4 output channels x 3 consecutive k = (c, t)) over the output vectors [v0, v1): dot
- * products over positions in 12 ymm accumulators, each vector of 16 positions as two halves. */
-static void dw_tile(const tap_geom *gm, int C, int M, const float *x, const float *dy, int64_t ldy,
+ * products over positions in 12 ymm accumulators, each vector of 16 positions as two halves.  dyc:
+ * the tile's 4 rows of dY over [v0, v1), row r at dyc + r*ldc (conv_s1_dw copies them there). */
+static void dw_tile(const tap_geom *gm, int C, int M, const float *x, const float *dyc, int64_t ldc,
                     int64_t v0, int64_t v1, int tile, float *dw, int64_t ldw) {
     const int T = gm->T, K = C * T, nkb = (K + S1DW_NR - 1) / S1DW_NR;
     const int ib = tile / nkb, kb = tile % nkb;
     const float *ar[S1DW_MR];
     int64_t xoff[S1DW_NR];
     int tap[S1DW_NR];
-    for (int r = 0; r < S1DW_MR; r++) {
-        int i = ib * S1DW_MR + r;
-        ar[r] = dy + (int64_t)(i < M ? i : M - 1) * ldy;
-    }
+    for (int r = 0; r < S1DW_MR; r++) ar[r] = dyc + r * ldc;
     for (int s = 0; s < S1DW_NR; s++) {
         int k = kb * S1DW_NR + s;
         if (k >= K) k = K - 1;
@@ -1037,7 +1035,7 @@ static void dw_tile(const tap_geom *gm, int C, int M, const float *x, const floa
                 const __m256 b2 = maskz_load8((unsigned)mk[tap[2]] >> h, xb + xoff[2] + h);
                 __m256 av;
 #define DW2_ROW(A, E0, E1, E2)                                                                        \
-    av = _mm256_loadu_ps(A + v * 16 + h);                                                            \
+    av = _mm256_loadu_ps(A + (v - v0) * 16 + h);                                                     \
     E0 = _mm256_fmadd_ps(av, b0, E0);                                                                \
     E1 = _mm256_fmadd_ps(av, b1, E1);                                                                \
     E2 = _mm256_fmadd_ps(av, b2, E2);
@@ -1058,15 +1056,12 @@ static void dw_tile(const tap_geom *gm, int C, int M, const float *x, const floa
 
 /* The same for kw == 3 with k = the 3 taps of one kernel row of one input channel (they share their
  * cache lines). */
-static void dw_tile3(const tap_geom *gm, int C, int M, const float *x, const float *dy, int64_t ldy,
+static void dw_tile3(const tap_geom *gm, int C, int M, const float *x, const float *dyc, int64_t ldc,
                      int64_t v0, int64_t v1, int tile, float *dw, int64_t ldw) {
     const int T = gm->T, kh = T / 3;
     const int ib = tile / (kh * C), ki = tile / C % kh, c0 = tile % C, tb = ki * 3;
     const float *ar[S1DW_MR];
-    for (int r = 0; r < S1DW_MR; r++) {
-        int i = ib * S1DW_MR + r;
-        ar[r] = dy + (int64_t)(i < M ? i : M - 1) * ldy;
-    }
+    for (int r = 0; r < S1DW_MR; r++) ar[r] = dyc + r * ldc;
     const int64_t o0 = gm->toff[tb], o1 = gm->toff[tb + 1], o2 = gm->toff[tb + 2];
     __m256 e00 = _mm256_setzero_ps(), e01 = e00, e02 = e00, e10 = e00, e11 = e00, e12 = e00;
     __m256 e20 = e00, e21 = e00, e22 = e00, e30 = e00, e31 = e00, e32 = e00;
@@ -1229,13 +1224,38 @@ static void conv_s1_dw(const tap_geom *gm, int C, int M, const float *x, const f
     {
         int lo, hi;
         thread_range(ntile, &lo, &hi);
+#ifdef XB_CONV_AVX2
+        /* The AVX2 tiles read their 4 rows of dY from a copy side by side: in place they lie a plane
+         * apart and share cache sets, and the 16x16 dW at 32x32 then took 13 or 21 ms by process. */
+        float *dyc = hi > lo ? xb_malloc(sizeof(float) * S1DW_MR * 16 * XB_CONV_DW_CHUNK_VECS) : NULL;
+#endif
         for (int64_t v0 = 0; v0 < nv; v0 += XB_CONV_DW_CHUNK_VECS) {
             const int64_t v1 = v0 + XB_CONV_DW_CHUNK_VECS < nv ? v0 + XB_CONV_DW_CHUNK_VECS : nv;
+#ifdef XB_CONV_AVX2
+            const int64_t len = (v1 - v0) * 16, tiles_per_ib = ntile / nmb;
+            int copied = -1;
+            for (int tile = lo; tile < hi; tile++) {
+                const int ib = (int)(tile / tiles_per_ib);
+                if (ib != copied) { /* rows past M repeat the last row; their results are dropped */
+                    for (int r = 0; r < S1DW_MR; r++) {
+                        const int i = ib * S1DW_MR + r < M ? ib * S1DW_MR + r : M - 1;
+                        memcpy(dyc + r * len, dy + (int64_t)i * ldy + v0 * 16, sizeof(float) * (size_t)len);
+                    }
+                    copied = ib;
+                }
+                if (row3) dw_tile3(gm, C, M, x, dyc, len, v0, v1, tile, dw, ldw);
+                else dw_tile(gm, C, M, x, dyc, len, v0, v1, tile, dw, ldw);
+            }
+#else
             for (int tile = lo; tile < hi; tile++) {
                 if (row3) dw_tile3(gm, C, M, x, dy, ldy, v0, v1, tile, dw, ldw);
                 else dw_tile(gm, C, M, x, dy, ldy, v0, v1, tile, dw, ldw);
             }
+#endif
         }
+#ifdef XB_CONV_AVX2
+        xb_free(dyc);
+#endif
     }
 }
 
