@@ -7,8 +7,9 @@ each, and reports the median images/s, the ratio xbar/PyTorch and the peak resid
 whole process, as the kernel counts it).  Batch 128.  The machine is noisy: read the ratios, not one
 absolute figure.
 
-  xbar train: `xbar train --steps S` with its usual augmentation on CIFAR-10, timing the training loop
-              only (train_images_per_s in its JSON; the first step's warm-up included).
+  xbar train: `xbar train --steps S+2` with its usual augmentation on CIFAR-10, timing the training loop
+              only, without its first two steps (steady_images_per_s in its JSON), as bench/torch_bench.py
+              times S steps of PyTorch after two untimed warm-up steps.
   xbar infer: `xbar eval --limit N` (eval mode; images/s of the evaluation loop incl. batch assembly).
 
 Usage: /usr/bin/python3 bench/run.py [--models resnet20,vgg11] [--threads 1,2] [--repeat 3]
@@ -60,10 +61,10 @@ def main():
                 xs, ts, xm, tm = [], [], [], []
                 for _ in range(a.repeat):
                     if mode == "train":
-                        cmd = [XBAR, "train", "--model", model, "--steps", str(a.train_steps), "--batch", str(a.batch),
+                        cmd = [XBAR, "train", "--model", model, "--steps", str(a.train_steps + 2), "--batch", str(a.batch),
                                "--threads", str(th), "--out", out, "--quiet", "--json"]
                         j, m = run(cmd, env)
-                        xs.append(j["train_images_per_s"])
+                        xs.append(j["steady_images_per_s"])
                     else:
                         w = os.path.join(out, "weights.safetensors")
                         if not os.path.exists(w):  # any weights do for timing

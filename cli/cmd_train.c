@@ -128,9 +128,9 @@ int cmd_train(int argc, char **argv) {
     if (o.json) {
         printf("{\"model\":\"%s\",\"epochs\":%lld,\"steps\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,"
                "\"test_acc\":%s,\"seconds\":%.3f,\"run_epochs\":%d,\"run_seconds\":%.3f,"
-               "\"train_images_per_s\":%.2f,\"weights\":\"%s/weights.safetensors\"",
+               "\"train_images_per_s\":%.2f,\"steady_images_per_s\":%.2f,\"weights\":\"%s/weights.safetensors\"",
                model, (long long)r.epochs_total, (long long)r.steps_done, r.train_loss, r.train_acc, tacc,
-               r.seconds_total, r.epochs_done, r.seconds, r.images_per_s, out);
+               r.seconds_total, r.epochs_done, r.seconds, r.images_per_s, r.steady_images_per_s, out);
         if (r.swa_n)
             printf(",\"swa_snapshots\":%lld,\"swa_test_acc\":%s,\"swa_weights\":\"%s/swa-weights.safetensors\"",
                    (long long)r.swa_n, sacc, out);

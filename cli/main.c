@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
-        printf("xbar %s\n", XB_VERSION);
+        printf("xbar %s (convolution kernels: %s)\n", XB_VERSION, xb_conv2d_isa());
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)

@@ -170,6 +170,7 @@ typedef struct xb_train_opts {
 } xb_train_opts;
 xb_train_opts xb_train_opts_default(void);
 
+#define XB_WARMUP_STEPS 2
 typedef struct xb_train_result {
     int epochs_done;          /* epochs completed by this call */
     int64_t epochs_total;     /* epochs completed by the whole run, resumed parts included */
@@ -177,6 +178,9 @@ typedef struct xb_train_result {
     double seconds;           /* this call's wall time */
     double seconds_total;     /* the whole run's wall time (the per-epoch JSON lines' "seconds") */
     double train_loss, train_acc, test_acc, images_per_s;
+    double steady_images_per_s; /* the same without this call's first XB_WARMUP_STEPS steps (their page
+                                   faults and cold caches), as bench/torch_bench.py times PyTorch;
+                                   images_per_s when the call ran no more steps than that */
     int64_t swa_n;            /* weight snapshots in the SWA average (0: no SWA yet) */
     double swa_test_acc;      /* test accuracy of the SWA weights after their batchnorm pass (-1: none) */
 } xb_train_result;

@@ -183,6 +183,9 @@ def main():
         check("train --resume finishes the run", rc == 0 and lines and lines[-1]["steps"] == 16 and
               lines[-1]["epochs"] == 2 and lines[-1]["run_epochs"] == 2 and
               lines[-1]["seconds"] > lines[-1]["run_seconds"], out.strip()[-200:] + err.strip()[-200:])
+        check("train's result gives the throughput with and without the first two steps",
+              rc == 0 and lines and lines[-1]["train_images_per_s"] > 0 and lines[-1]["steady_images_per_s"] > 0,
+              out.strip()[-300:])
         # the log feeds scripts/plot_training.py: the docs' markdown table and the SVG figure
         log = os.path.join(run, "log.jsonl")
         open(log, "w").write(out)
@@ -252,6 +255,9 @@ def main():
                      common[:-1] + ["0.05", "--swa-epochs", "2", "--resume",
                                     os.path.join(srun, "checkpoint.safetensors")],
                      ["checkpoint.safetensors", "--swa-lr", "HINT"])
+        r = subprocess.run([XBAR, "version"], stdout=subprocess.PIPE, text=True)
+        check("xbar version names the convolution kernels of the build", r.returncode == 0 and any(
+            f"(convolution kernels: {k})" in r.stdout for k in ("avx512", "avx2", "cblas")), r.stdout.strip())
         check_jpeg_quality(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -381,7 +381,8 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
     int32_t *lab = xb_malloc((size_t)o->batch * sizeof(int32_t));
     double t_start = xb_time_s(), t_train = 0;
     ts.t_start = t_start;
-    int64_t imgs = 0;
+    int64_t imgs = 0, run_steps = 0, warm_imgs = 0;
+    double warm_t = -1; /* training seconds when this call's first XB_WARMUP_STEPS steps were done */
     while (ts.epoch < all_epochs && ts.step < stop) {
         if (ts.pos == 0) shuffle(ts.perm, train->n, &ts.rng_shuffle);
         char label[32];
@@ -412,6 +413,10 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
             k++;
             seen += nb;
             imgs += nb;
+            if (++run_steps == XB_WARMUP_STEPS) {
+                warm_t = t_train + (xb_time_s() - t0);
+                warm_imgs = imgs;
+            }
             correct_sum += correct;
             loss_sum += loss * nb;
             char extra[96];
@@ -479,6 +484,8 @@ done_loop:
     r.seconds = xb_time_s() - t_start;
     r.seconds_total = ts.elapsed0 + r.seconds;
     r.images_per_s = t_train > 0 ? (double)imgs / t_train : 0;
+    r.steady_images_per_s = warm_t >= 0 && imgs > warm_imgs && t_train > warm_t
+                                ? (double)(imgs - warm_imgs) / (t_train - warm_t) : r.images_per_s;
 done:
     xb_optim_free(&opt);
     xb_free(ts.perm);
