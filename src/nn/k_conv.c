@@ -554,6 +554,21 @@ static void phase_split(int C, int n, int h, int w, int s, const float *x, float
         }
         return;
     }
+#else
+    if (s == 2 && h % 2 == 0 && w % 2 == 0) { /* one input row at a time, into its even and odd planes */
+#pragma omp parallel for schedule(static)
+        for (int64_t row = 0; row < (int64_t)C * n * h; row++) {
+            const int64_t img = row / h;
+            const int r = (int)(row % h);
+            const float *src = x + row * w;
+            float *de = xph + ((r & 1) * 2) * pst + img * plane + (int64_t)(r >> 1) * wp, *dod = de + pst;
+            for (int j = 0; j < wp; j++) {
+                de[j] = src[2 * j];
+                dod[j] = src[2 * j + 1];
+            }
+        }
+        return;
+    }
 #endif
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++)
@@ -598,6 +613,27 @@ static void phase_merge(int C, int n, int h, int w, int s, const float *dxph, fl
                 _mm512_mask_storeu_ps(dst + 2 * j, m0, a0);
                 _mm512_mask_storeu_ps(dst + 2 * j + 16, m1, a1);
             }
+        }
+        return;
+    }
+#else
+    if (s == 2 && h % 2 == 0 && w % 2 == 0) { /* one output row at a time, from its even and odd planes */
+#pragma omp parallel for schedule(static)
+        for (int64_t row = 0; row < (int64_t)C * n * h; row++) {
+            const int64_t img = row / h;
+            const int r = (int)(row % h);
+            float *dst = dx + row * w;
+            const float *se = dxph + ((r & 1) * 2) * pst + img * plane + (int64_t)(r >> 1) * wp, *so = se + pst;
+            if (acc)
+                for (int j = 0; j < wp; j++) {
+                    dst[2 * j] += se[j];
+                    dst[2 * j + 1] += so[j];
+                }
+            else
+                for (int j = 0; j < wp; j++) {
+                    dst[2 * j] = se[j];
+                    dst[2 * j + 1] = so[j];
+                }
         }
         return;
     }
