@@ -117,6 +117,12 @@ const char *xb_conv2d_isa(void) {
 
 #define PK_MR 8
 
+/* out[r] = row i0 + r of A (r < n), rows past the last (M - 1) clamped to it: valid memory whose
+ * results the caller drops */
+static inline void rows_clamped(const float **out, int n, const float *A, int64_t lda, int i0, int M) {
+    for (int r = 0; r < n; r++) out[r] = A + (int64_t)(i0 + r < M ? i0 + r : M - 1) * lda;
+}
+
 /* Positions go in vectors of 16 on both instruction sets (tap masks are 16 bits; AVX2 splits each
  * vector in two halves of 8).  Lanes i with a <= i < b: */
 static inline uint16_t range_mask(int a, int b) {
@@ -339,14 +345,8 @@ static void gemm_nt(int M, int N, int64_t P, const float *A, int64_t lda, const 
     for (int t = 0; t < nmb * nnb; t++) {
         int ib = t / nnb, jb = t % nnb;
         const float *ar[NT_MR], *br[NT_NR];
-        for (int r = 0; r < NT_MR; r++) {
-            int i = ib * NT_MR + r;
-            ar[r] = A + (int64_t)(i < M ? i : M - 1) * lda;
-        }
-        for (int s = 0; s < NT_NR; s++) {
-            int j = jb * NT_NR + s;
-            br[s] = B + (int64_t)(j < N ? j : N - 1) * ldb;
-        }
+        rows_clamped(ar, NT_MR, A, lda, ib * NT_MR, M);
+        rows_clamped(br, NT_NR, B, ldb, jb * NT_NR, N);
         __m512 acc[NT_MR][NT_NR];
         for (int r = 0; r < NT_MR; r++)
             for (int s = 0; s < NT_NR; s++) acc[r][s] = _mm512_setzero_ps();
@@ -392,14 +392,8 @@ static void gemm_nt(int M, int N, int64_t P, const float *A, int64_t lda, const 
     for (int t = 0; t < nmb * nnb; t++) {
         int ib = t / nnb, jb = t % nnb;
         const float *ar[NT_MR], *br[NT_NR];
-        for (int r = 0; r < NT_MR; r++) {
-            int i = ib * NT_MR + r;
-            ar[r] = A + (int64_t)(i < M ? i : M - 1) * lda;
-        }
-        for (int s = 0; s < NT_NR; s++) {
-            int j = jb * NT_NR + s;
-            br[s] = B + (int64_t)(j < N ? j : N - 1) * ldb;
-        }
+        rows_clamped(ar, NT_MR, A, lda, ib * NT_MR, M);
+        rows_clamped(br, NT_NR, B, ldb, jb * NT_NR, N);
         __m256 acc[NT_MR][NT_NR];
         for (int r = 0; r < NT_MR; r++)
             for (int s = 0; s < NT_NR; s++) acc[r][s] = _mm256_setzero_ps();
