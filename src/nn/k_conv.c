@@ -479,6 +479,16 @@ static inline int tile_begin(const tap_geom *gm, const float *x, int64_t nv, int
     return cnt;
 }
 
+/* The tap (of the T) and the input offset of the n consecutive k = c*T + t from k0 (k past K - 1
+ * clamped to it: valid memory whose results the dW tiles drop). */
+static inline void dw_taps(const tap_geom *gm, int K, int k0, int n, int *tap, int64_t *xoff) {
+    for (int s = 0; s < n; s++) {
+        const int k = k0 + s < K ? k0 + s : K - 1;
+        tap[s] = k % gm->T;
+        xoff[s] = (int64_t)(k / gm->T) * gm->cst + gm->toff[k % gm->T];
+    }
+}
+
 static int floordiv(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 /* Tap table of the forward (adj = 0: input x or its phase planes) or of the adjoint for phase
@@ -868,16 +878,8 @@ static void dw_tile(const tap_geom *gm, int C, int M, const float *x, const floa
     const float *ar[S1DW_MR];
     int64_t xoff[S1DW_NR];
     int tap[S1DW_NR];
-    for (int r = 0; r < S1DW_MR; r++) {
-        int i = ib * S1DW_MR + r;
-        ar[r] = dy + (int64_t)(i < M ? i : M - 1) * ldy;
-    }
-    for (int s = 0; s < S1DW_NR; s++) {
-        int k = kb * S1DW_NR + s;
-        if (k >= K) k = K - 1;
-        tap[s] = k % T;
-        xoff[s] = (int64_t)(k / T) * gm->cst + gm->toff[k % T];
-    }
+    rows_clamped(ar, S1DW_MR, dy, ldy, ib * S1DW_MR, M);
+    dw_taps(gm, K, kb * S1DW_NR, S1DW_NR, tap, xoff);
     const uint16_t t0 = (uint16_t)tap[0], t1 = (uint16_t)tap[1], t2 = (uint16_t)tap[2];
     const uint16_t t3 = (uint16_t)tap[3], t4 = (uint16_t)tap[4], t5 = (uint16_t)tap[5];
     const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3];
@@ -1043,12 +1045,7 @@ static void dw_tile(const tap_geom *gm, int C, int M, const float *x, const floa
     int64_t xoff[S1DW_NR];
     int tap[S1DW_NR];
     for (int r = 0; r < S1DW_MR; r++) ar[r] = dyc + r * ldc;
-    for (int s = 0; s < S1DW_NR; s++) {
-        int k = kb * S1DW_NR + s;
-        if (k >= K) k = K - 1;
-        tap[s] = k % T;
-        xoff[s] = (int64_t)(k / T) * gm->cst + gm->toff[k % T];
-    }
+    dw_taps(gm, K, kb * S1DW_NR, S1DW_NR, tap, xoff);
     __m256 e00 = _mm256_setzero_ps(), e01 = e00, e02 = e00, e10 = e00, e11 = e00, e12 = e00;
     __m256 e20 = e00, e21 = e00, e22 = e00, e30 = e00, e31 = e00, e32 = e00;
     int64_t v = v0;
