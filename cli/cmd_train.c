@@ -1,9 +1,7 @@
 /* cmd_train.c -- `xbar train`: flags -> xb_train_opts, data, model, xb_train, a result line/JSON. */
 #include "cli.h"
 
-#include <errno.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <string.h>
 
 int cmd_train(int argc, char **argv) {
@@ -35,7 +33,7 @@ int cmd_train(int argc, char **argv) {
         {"eval-limit", XF_INT, "0", "0..", "evaluate on the first N test images each epoch (0: all)"},
         {"threads", XF_INT, NULL, "1..1024", "threads (default: all cores)"},
         {"seed", XF_INT, "1", "0..", "seed of every random stream (init, shuffle, augment, dropout)"},
-        {"out", XF_STR, NULL, NULL, "directory for weights.safetensors and checkpoint.safetensors (default runs/MODEL)"},
+        {"out", XF_STR, NULL, NULL, "directory for weights.safetensors and checkpoint.safetensors, created with its parents (default runs/MODEL)"},
         {"weights", XF_STR, NULL, NULL, "start from these weights (safetensors, e.g. PyTorch-trained) instead of the "
                                         "random init; batchnorm running statistics too"},
         {"resume", XF_STR, NULL, NULL, "continue bit-exactly from a checkpoint.safetensors"},
@@ -77,10 +75,6 @@ int cmd_train(int argc, char **argv) {
         snprintf(out_default, sizeof out_default, "runs/%s", b ? b + 1 : model);
         char *dot = strstr(out_default, ".cfg");
         if (dot) *dot = 0;
-        if (mkdir("runs", 0777) != 0 && errno != EEXIST) {
-            fprintf(stderr, "xbar train: error: cannot create ./runs: %s\nHINT: pass --out DIR\n", strerror(errno));
-            return 1;
-        }
         out = out_default;
     }
     o.out_dir = out;

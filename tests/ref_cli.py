@@ -202,6 +202,16 @@ def main():
         r = subprocess.run(plot + [empty], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         check("plot_training.py on a log without epochs fails naming it", r.returncode != 0 and "empty.jsonl" in
               r.stderr, r.stderr.strip()[-200:])
+        nested = os.path.join(d, "new", "runs", "demo/")
+        rc, out, err = xbar("train", "--model", "lenet5", "--data", DATA, "--train-limit", "128", "--batch", "64",
+                            "--steps", "1", "--out", nested, "--quiet")
+        check("train --out creates missing parents (mkdir -p)",
+              rc == 0 and os.path.isfile(os.path.join(nested, "weights.safetensors")), err.strip()[-200:])
+        blocker = os.path.join(d, "afile")
+        open(blocker, "w").write("x")
+        expect_error("train --out through a file", ["train", "--model", "lenet5", "--data", DATA, "--steps", "1",
+                                                    "--out", os.path.join(blocker, "run")],
+                     ["afile/run", "afile is not a directory", "HINT"])
         expect_error("weights given as a checkpoint", ["train", "--model", "lenet5", "--data", DATA, "--train-limit",
                                                         "512", "--batch", "64", "--epochs", "2", "--out", run,
                                                         "--resume", os.path.join(run, "weights.safetensors")],

@@ -293,10 +293,28 @@ static void shuffle(int64_t *perm, int64_t n, xb_rng *r) {
     }
 }
 
+/* mkdir -p: the output directory and any missing parents (`--out runs/demo` in a fresh clone). */
 static xb_status ensure_dir(const char *dir) {
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return xb_errorf(XB_ERR_IO, "%s: cannot create the output directory: %s. HINT: pick a writable --out",
-                         dir, strerror(errno));
+    char path[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof path)
+        return xb_errorf(XB_ERR_ARG, "--out '%s': %s. HINT: pick a shorter output directory", dir,
+                         n ? "path too long" : "empty path");
+    memcpy(path, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != 0) continue;
+        if (path[i - 1] == '/') continue; /* "a//b", trailing "/" */
+        char c = path[i];
+        path[i] = 0;
+        struct stat st;
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            return xb_errorf(XB_ERR_IO, "%s: cannot create the output directory (at %s: %s). HINT: pick a writable --out",
+                             dir, path, strerror(errno));
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            return xb_errorf(XB_ERR_IO, "%s: cannot create the output directory (%s is not a directory). "
+                             "HINT: pick another --out", dir, path);
+        path[i] = c;
+    }
     return XB_OK;
 }
 
