@@ -27,6 +27,7 @@ extra=()
 [ "${RESUME:-0}" = 1 ] && extra+=(--resume "$OUT/checkpoint.safetensors")
 [ -n "${THREADS:-}" ] && extra+=(--threads "$THREADS")
 [ -n "${SWA:-}" ] && extra+=(--swa-epochs "$SWA" --swa-lr "${SWA_LR:-0.01}")
+make --no-print-directory -s deps all   # a fresh clone: install what is missing and build (no-op otherwise)
 mkdir -p "$OUT"
 build/xbar train --model resnet20 --epochs "$EPOCHS" --batch 128 "${recipe[@]}" --out "$OUT" --json \
   "${extra[@]}" | tee -a "$OUT/log.jsonl"
