@@ -298,8 +298,8 @@ static xb_status ensure_dir(const char *dir) {
     char path[4096];
     size_t n = strlen(dir);
     if (n == 0 || n >= sizeof path)
-        return xb_errorf(XB_ERR_ARG, "--out '%s': %s. HINT: pick a shorter output directory", dir,
-                         n ? "path too long" : "empty path");
+        return xb_errorf(XB_ERR_ARG, "--out '%s': %s. HINT: pass a directory path of 1 to %zu characters", dir,
+                         n ? "path too long" : "empty path", sizeof path - 1);
     memcpy(path, dir, n + 1);
     for (size_t i = 1; i <= n; i++) {
         if (path[i] != '/' && path[i] != 0) continue;
