@@ -1,8 +1,11 @@
-/* io_util.c -- helpers shared by the file-format readers (npy.c, safetensors.c). */
+/* io_util.c -- helpers shared by the file-format readers and writers (npy.c, safetensors.c). */
 #include "core/io_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -27,4 +30,37 @@ const char *xb_excerpt(const char *s, size_t len, size_t max, char *buf, size_t 
     if (len > max && o + 4 < n) { memcpy(buf + o, "...", 3); o += 3; }
     buf[o < n ? o : n - 1] = 0;
     return buf;
+}
+
+xb_status xb_write_atomic(const char *path, int n, const void *const *bufs, const size_t *lens) {
+    size_t plen = strlen(path);
+    char *tmp = xb_malloc(plen + 5);
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        xb_status st = xb_errorf(XB_ERR_IO, "%s: cannot create %s: %s. HINT: check that the directory exists "
+                                 "and is writable", path, tmp, strerror(errno));
+        xb_free(tmp);
+        return st;
+    }
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++) ok = lens[i] == 0 || fwrite(bufs[i], 1, lens[i], f) == lens[i];
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int err = errno;
+    if (fclose(f) != 0 && ok) { ok = 0; err = errno; }
+    if (ok && rename(tmp, path) != 0) { ok = 0; err = errno; }
+    xb_status st = XB_OK;
+    if (!ok) {
+        unlink(tmp);
+        st = xb_errorf(XB_ERR_IO, "%s: write failed: %s. HINT: check free disk space and permissions", path,
+                       strerror(err));
+    } else {
+        /* make the rename itself durable (dirname may modify its argument: give it the temp copy) */
+        memcpy(tmp, path, plen + 1);
+        int dfd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) { (void)fsync(dfd); close(dfd); }
+    }
+    xb_free(tmp);
+    return st;
 }

@@ -420,28 +420,7 @@ xb_status xb_npy_save(const char *path, const xb_tensor *t) {
     hdr[8] = (char)(len & 0xff);
     hdr[9] = (char)(len >> 8);
 
-    size_t plen = strlen(path);
-    char *tmp = xb_malloc(plen + 5);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    xb_status st = XB_OK;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        st = xb_errorf(XB_ERR_IO, "%s: cannot create %s: %s. HINT: check that the directory exists and is "
-                       "writable", path, tmp, strerror(errno));
-        xb_free(tmp);
-        return st;
-    }
-    int ok = fwrite(hdr, 1, 10 + len, f) == 10 + len && (nbytes == 0 || fwrite(t->data, 1, nbytes, f) == nbytes);
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int err = errno;
-    if (fclose(f) != 0 && ok) { ok = 0; err = errno; }
-    if (ok && rename(tmp, path) != 0) { ok = 0; err = errno; }
-    if (!ok) {
-        unlink(tmp);
-        st = xb_errorf(XB_ERR_IO, "%s: write failed: %s. HINT: check free disk space and permissions", path,
-                       strerror(err));
-    }
-    xb_free(tmp);
-    return st;
+    const void *bufs[2] = {hdr, t->data};
+    const size_t lens[2] = {10 + len, nbytes};
+    return xb_write_atomic(path, 2, bufs, lens);
 }

@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -530,39 +529,18 @@ xb_status xb_st_save(const char *path, const xb_safetensors *st) {
     unsigned char lenb[8];
     for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
 
-    size_t plen = strlen(path);
-    char *tmp = st_realloc_(NULL, plen + 5);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        res = xb_errorf(XB_ERR_IO, "%s: cannot create %s: %s. HINT: check that the directory exists and is "
-                        "writable", path, tmp, strerror(errno));
-        free(tmp);
-        free(h.p);
-        return res;
+    int np = st->n + 2;
+    const void **bufs = st_realloc_(NULL, (size_t)np * sizeof *bufs);
+    size_t *lens = st_realloc_(NULL, (size_t)np * sizeof *lens);
+    bufs[0] = lenb; lens[0] = 8;
+    bufs[1] = h.p;  lens[1] = h.n;
+    for (int i = 0; i < st->n; i++) {
+        bufs[2 + i] = st->e[i].t.data;
+        lens[2 + i] = xb_tensor_nbytes(&st->e[i].t);
     }
-    int ok = fwrite(lenb, 1, 8, f) == 8 && fwrite(h.p, 1, h.n, f) == h.n;
-    for (int i = 0; i < st->n && ok; i++) {
-        size_t nb = xb_tensor_nbytes(&st->e[i].t);
-        ok = nb == 0 || fwrite(st->e[i].t.data, 1, nb, f) == nb;
-    }
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int err = errno;
-    if (fclose(f) != 0 && ok) { ok = 0; err = errno; }
-    if (ok && rename(tmp, path) != 0) { ok = 0; err = errno; }
-    if (!ok) {
-        unlink(tmp);
-        res = xb_errorf(XB_ERR_IO, "%s: write failed: %s. HINT: check free disk space and permissions", path,
-                        strerror(err));
-    } else {
-        /* make the rename itself durable */
-        char *dir = st_strdup_(path);
-        int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) { (void)fsync(dfd); close(dfd); }
-        free(dir);
-    }
-    free(tmp);
+    res = xb_write_atomic(path, np, bufs, lens);
+    free(bufs);
+    free(lens);
     free(h.p);
     return res;
 }
