@@ -72,14 +72,6 @@ static void patch_file(const char *path, int64_t off, const void *data, size_t n
     close(fd);
 }
 
-static void assert_error(xb_status got, xb_status want, const char *path, const char *what) {
-    const char *msg = xb_last_error();
-    if (got != want || !strstr(msg, path) || !strstr(msg, what))
-        fail_msg("status %s (want %s), message \"%s\" should name %s and contain \"%s\"", xb_status_str(got),
-                 xb_status_str(want), msg, path, what);
-    if (getenv("XBT_VERBOSE")) fprintf(stderr, "  ok: %s\n", msg);
-}
-
 /* ------------------------------------------------------------------------------------------------ */
 /* Loading                                                                                           */
 /* ------------------------------------------------------------------------------------------------ */
@@ -147,7 +139,7 @@ static void test_cifar10_corrupt(void **state) {
     snprintf(path, sizeof path, "%s/data_batch_3.bin", dir);
     uint8_t eleven = 11, ok = 1;
     patch_file(path, 4321LL * REC10, &eleven, 1);
-    assert_error(xb_cifar10_load(dir, XB_SPLIT_TRAIN, &d), XB_ERR_FORMAT, path, "record 4321");
+    xbt_assert_error(xb_cifar10_load(dir, XB_SPLIT_TRAIN, &d), XB_ERR_FORMAT, path, "record 4321");
     assert_true(strstr(xb_last_error(), "label 11 is out of range 0..9") != NULL);
     assert_null(d.images); /* nothing kept, nothing leaked */
     /* the test split is unaffected */
@@ -159,21 +151,21 @@ static void test_cifar10_corrupt(void **state) {
     snprintf(path, sizeof path, "%s/test_batch.bin", dir);
     uint8_t bad = 10;
     patch_file(path, 9999LL * REC10, &bad, 1);
-    assert_error(xb_cifar10_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "record 9999");
+    xbt_assert_error(xb_cifar10_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "record 9999");
 
     /* one byte short, one byte long */
     assert_int_equal(truncate(path, (off_t)PER_FILE * REC10 - 1), 0);
-    assert_error(xb_cifar10_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "expected 30730000");
+    xbt_assert_error(xb_cifar10_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "expected 30730000");
     assert_int_equal(truncate(path, (off_t)PER_FILE * REC10 + 1), 0);
-    assert_error(xb_cifar10_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "expected 30730000");
+    xbt_assert_error(xb_cifar10_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "expected 30730000");
     /* a whole number of records but not 10000 of them */
     assert_int_equal(truncate(path, (off_t)5000 * REC10), 0);
-    assert_error(xb_cifar_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "size 15365000 bytes");
+    xbt_assert_error(xb_cifar_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "size 15365000 bytes");
 
     /* a missing training file */
     snprintf(path, sizeof path, "%s/data_batch_4.bin", dir);
     unlink(path);
-    assert_error(xb_cifar10_load(dir, XB_SPLIT_TRAIN, &d), XB_ERR_IO, path, "No such file");
+    xbt_assert_error(xb_cifar10_load(dir, XB_SPLIT_TRAIN, &d), XB_ERR_IO, path, "No such file");
     remove_cifar10_dir(dir);
 }
 
@@ -220,18 +212,18 @@ static void test_cifar100_fake(void **state) {
     /* corrupt: partial record, empty file, fine label 100, coarse label 20 */
     snprintf(path, sizeof path, "%s/test.bin", dir);
     write_cifar100(path, 3, 100);
-    assert_error(xb_cifar100_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "not a whole");
+    xbt_assert_error(xb_cifar100_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "not a whole");
     write_cifar100(path, 0, 0);
-    assert_error(xb_cifar100_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "non-zero");
+    xbt_assert_error(xb_cifar100_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "non-zero");
     write_cifar100(path, 3, 0);
     uint8_t v = 100;
     patch_file(path, 2LL * REC100 + 1, &v, 1);
-    assert_error(xb_cifar_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "record 2");
+    xbt_assert_error(xb_cifar_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "record 2");
     assert_true(strstr(xb_last_error(), "fine label 100 is out of range 0..99") != NULL);
     write_cifar100(path, 3, 0);
     v = 20;
     patch_file(path, 1LL * REC100, &v, 1);
-    assert_error(xb_cifar_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "coarse label 20");
+    xbt_assert_error(xb_cifar_load(dir, XB_SPLIT_TEST, &d), XB_ERR_FORMAT, path, "coarse label 20");
     assert_null(d.images);
 }
 
@@ -244,7 +236,7 @@ static void test_data_find(void **state) {
     /* an explicit directory that does not exist: error, with how to get CIFAR-10 */
     xbt_path(dir, sizeof dir, "nowhere");
     xb_status st = xb_data_find(dir, got, sizeof got);
-    assert_error(st, XB_ERR_IO, dir, "no such directory");
+    xbt_assert_error(st, XB_ERR_IO, dir, "no such directory");
     const char *msg = xb_last_error();
     assert_non_null(strstr(msg, "cifar-10-binary.tar.gz"));
     assert_non_null(strstr(msg, "University of Toronto"));
@@ -254,10 +246,10 @@ static void test_data_find(void **state) {
 
     /* exists but holds no CIFAR file; a file instead of a directory */
     make_dir(dir, sizeof dir, "emptydata");
-    assert_error(xb_data_find(dir, got, sizeof got), XB_ERR_IO, dir, "holds none of");
+    xbt_assert_error(xb_data_find(dir, got, sizeof got), XB_ERR_IO, dir, "holds none of");
     snprintf(path, sizeof path, "%s/readme.txt", dir);
     xbt_write_file(path, "x", 1);
-    assert_error(xb_data_find(path, got, sizeof got), XB_ERR_IO, path, "not a directory");
+    xbt_assert_error(xb_data_find(path, got, sizeof got), XB_ERR_IO, path, "not a directory");
 
     /* a directory with CIFAR-100 files; the extracted-tarball subdirectory is found inside its parent */
     char c100[512];
@@ -282,7 +274,7 @@ static void test_data_find(void **state) {
 
     /* a too-small output buffer */
     char tiny[8];
-    assert_error(xb_data_find(c100, tiny, sizeof tiny), XB_ERR_ARG, c100, "too long");
+    xbt_assert_error(xb_data_find(c100, tiny, sizeof tiny), XB_ERR_ARG, c100, "too long");
 
     /* XBAR_DATA is used when no directory is given, and an explicit directory wins over it */
     setenv("XBAR_DATA", c100, 1);
@@ -293,7 +285,7 @@ static void test_data_find(void **state) {
     assert_int_equal(xb_data_find(sub, got, sizeof got), XB_OK);
     assert_string_equal(got, sub);
     setenv("XBAR_DATA", dir, 1); /* the empty directory */
-    assert_error(xb_data_find(NULL, got, sizeof got), XB_ERR_IO, dir, "$XBAR_DATA");
+    xbt_assert_error(xb_data_find(NULL, got, sizeof got), XB_ERR_IO, dir, "$XBAR_DATA");
 
     /* neither: ../shared/data/cifar10 relative to the current directory */
     unsetenv("XBAR_DATA");
@@ -308,7 +300,7 @@ static void test_data_find(void **state) {
     mkdir(shared, 0755);
     assert_int_equal(chdir(work), 0);
     st = xb_data_find(NULL, got, sizeof got);
-    assert_error(st, XB_ERR_IO, "../shared/data/cifar10", "XBAR_DATA is not set");
+    xbt_assert_error(st, XB_ERR_IO, "../shared/data/cifar10", "XBAR_DATA is not set");
     assert_non_null(strstr(xb_last_error(), "cifar-10-binary.tar.gz"));
     snprintf(path, sizeof path, "%s/test_batch.bin", shared);
     xbt_write_file(path, "", 0);

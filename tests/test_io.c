@@ -57,15 +57,6 @@ static size_t read_file(const char *path, uint8_t *buf, size_t cap) {
     return n;
 }
 
-/* The last error names the file and mentions `what`. */
-static void assert_error(xb_status got, xb_status want, const char *path, const char *what) {
-    const char *msg = xb_last_error();
-    if (got != want || !strstr(msg, path) || !strstr(msg, what))
-        fail_msg("status %s (want %s), message \"%s\" should name %s and contain \"%s\"", xb_status_str(got),
-                 xb_status_str(want), msg, path, what);
-    if (getenv("XBT_VERBOSE")) fprintf(stderr, "  ok: %s\n", msg);
-}
-
 /* ------------------------------------------------------------------------------------------------ */
 /* .npy                                                                                              */
 /* ------------------------------------------------------------------------------------------------ */
@@ -284,7 +275,7 @@ static void test_npy_bad_inputs(void **state) {
         xb_tensor t = {.data = (void *)1};
         xb_status st = xb_npy_load(path, &t);
         if (getenv("XBT_VERBOSE")) fprintf(stderr, "  [%s]", b->name);
-        assert_error(st, b->want, path, b->what);
+        xbt_assert_error(st, b->want, path, b->what);
         assert_null(t.data); /* out is cleared on failure */
     }
 }
@@ -295,29 +286,29 @@ static void test_npy_bad_preamble(void **state) {
     xb_tensor t;
     xbt_path(path, sizeof path, "pre.npy");
     WRITE_LIT(path, "");
-    assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "not a .npy file");
+    xbt_assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "not a .npy file");
     WRITE_LIT(path, "PK\x03\x04 this is a zip");
-    assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "not a .npy file");
+    xbt_assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "not a .npy file");
     WRITE_LIT(path, "\x93NUMPY\x01");
-    assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "truncated");
+    xbt_assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "truncated");
     WRITE_LIT(path, "\x93NUMPY\x01\x00\x10");
-    assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "truncated");
+    xbt_assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "truncated");
     WRITE_LIT(path, "\x93NUMPY\x02\x00\x10\x00\x00");
-    assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "truncated");
+    xbt_assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "truncated");
     /* header length beyond the end of the file, 2- and 4-byte forms */
     WRITE_LIT(path, "\x93NUMPY\x01\x00\xff\xff{}");
-    assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "runs past the end");
+    xbt_assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "runs past the end");
     WRITE_LIT(path, "\x93NUMPY\x02\x00\xff\xff\xff\xff{}");
-    assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "runs past the end");
+    xbt_assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "runs past the end");
     /* a 2 MiB header inside a (sparse) file that is large enough: refused before it is read */
     WRITE_LIT(path, "\x93NUMPY\x02\x00\x00\x00\x20\x00{");
     assert_int_equal(truncate(path, 4 << 20), 0);
-    assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "implausibly large");
+    xbt_assert_error(xb_npy_load(path, &t), XB_ERR_FORMAT, path, "implausibly large");
     unlink(path);
     /* not a file, no file */
-    assert_error(xb_npy_load(xbt_tmpdir(), &t), XB_ERR_IO, xbt_tmpdir(), "not a regular file");
+    xbt_assert_error(xb_npy_load(xbt_tmpdir(), &t), XB_ERR_IO, xbt_tmpdir(), "not a regular file");
     xbt_path(path, sizeof path, "does-not-exist.npy");
-    assert_error(xb_npy_load(path, &t), XB_ERR_IO, path, "No such file");
+    xbt_assert_error(xb_npy_load(path, &t), XB_ERR_IO, path, "No such file");
 }
 
 static void test_npy_save_errors(void **state) {
@@ -326,20 +317,20 @@ static void test_npy_save_errors(void **state) {
     float v[3] = {1, 2, 3};
     xb_tensor t = {.dtype = XB_F32, .ndim = 1, .shape = {3, 1, 1, 1}, .data = v};
     xbt_path(path, sizeof path, "no-such-dir/x.npy");
-    assert_error(xb_npy_save(path, &t), XB_ERR_IO, path, "directory");
+    xbt_assert_error(xb_npy_save(path, &t), XB_ERR_IO, path, "directory");
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     assert_false(file_exists(tmp));
 
     xbt_path(path, sizeof path, "arg.npy");
     xb_tensor bad = t;
     bad.ndim = 5;
-    assert_error(xb_npy_save(path, &bad), XB_ERR_ARG, path, "invalid tensor");
+    xbt_assert_error(xb_npy_save(path, &bad), XB_ERR_ARG, path, "invalid tensor");
     bad = t;
     bad.shape[0] = -1;
-    assert_error(xb_npy_save(path, &bad), XB_ERR_ARG, path, "invalid shape");
+    xbt_assert_error(xb_npy_save(path, &bad), XB_ERR_ARG, path, "invalid shape");
     bad = t;
     bad.data = NULL;
-    assert_error(xb_npy_save(path, &bad), XB_ERR_ARG, path, "no data");
+    xbt_assert_error(xb_npy_save(path, &bad), XB_ERR_ARG, path, "no data");
     assert_false(file_exists(path));
 
     /* saving over an existing file replaces it whole */
@@ -591,7 +582,7 @@ static void test_st_bad_inputs(void **state) {
         xb_safetensors st;
         st.n = 99;
         if (getenv("XBT_VERBOSE")) fprintf(stderr, "  [%s]", b->name);
-        assert_error(xb_st_load(path, &st), b->want, path, b->what);
+        xbt_assert_error(xb_st_load(path, &st), b->want, path, b->what);
         assert_int_equal(st.n, 0); /* cleared, nothing leaked (ASan) */
         assert_null(st.e);
         assert_int_equal(st.n_meta, 0);
@@ -600,17 +591,17 @@ static void test_st_bad_inputs(void **state) {
     xb_safetensors st;
     xbt_path(path, sizeof path, "short.safetensors");
     WRITE_LIT(path, "\x02\0\0\0");
-    assert_error(xb_st_load(path, &st), XB_ERR_FORMAT, path, "fewer than the 8-byte");
+    xbt_assert_error(xb_st_load(path, &st), XB_ERR_FORMAT, path, "fewer than the 8-byte");
     WRITE_LIT(path, "");
-    assert_error(xb_st_load(path, &st), XB_ERR_FORMAT, path, "fewer than the 8-byte");
+    xbt_assert_error(xb_st_load(path, &st), XB_ERR_FORMAT, path, "fewer than the 8-byte");
     /* a 200 MB header in a (sparse) file that holds it: over the format's 100 MB limit */
     WRITE_LIT(path, "\x00\xc2\xeb\x0b\x00\x00\x00\x00{");
     assert_int_equal(truncate(path, 200000100), 0);
-    assert_error(xb_st_load(path, &st), XB_ERR_FORMAT, path, "not a plausible JSON header size");
+    xbt_assert_error(xb_st_load(path, &st), XB_ERR_FORMAT, path, "not a plausible JSON header size");
     unlink(path);
     xbt_path(path, sizeof path, "does-not-exist.safetensors");
-    assert_error(xb_st_load(path, &st), XB_ERR_IO, path, "No such file");
-    assert_error(xb_st_load(xbt_tmpdir(), &st), XB_ERR_IO, xbt_tmpdir(), "not a regular file");
+    xbt_assert_error(xb_st_load(path, &st), XB_ERR_IO, path, "No such file");
+    xbt_assert_error(xb_st_load(xbt_tmpdir(), &st), XB_ERR_IO, xbt_tmpdir(), "not a regular file");
     /* a NUL inside the header is not JSON whitespace */
     xbt_path(path, sizeof path, "nul.safetensors");
     write_st(path, "{}      ", 0, -1);
@@ -618,7 +609,7 @@ static void test_st_bad_inputs(void **state) {
     fseek(f, 12, SEEK_SET);
     fputc(0, f);
     fclose(f);
-    assert_error(xb_st_load(path, &st), XB_ERR_FORMAT, path, "unexpected bytes after");
+    xbt_assert_error(xb_st_load(path, &st), XB_ERR_FORMAT, path, "unexpected bytes after");
 }
 
 static void test_st_save_errors(void **state) {
@@ -632,33 +623,33 @@ static void test_st_save_errors(void **state) {
     xb_st_add(&st, "a", t);
     xb_st_add(&st, "b", t);
     xbt_path(path, sizeof path, "no-such-dir/x.safetensors");
-    assert_error(xb_st_save(path, &st), XB_ERR_IO, path, "directory");
+    xbt_assert_error(xb_st_save(path, &st), XB_ERR_IO, path, "directory");
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     assert_false(file_exists(tmp));
 
     xbt_path(path, sizeof path, "dup.safetensors");
     xb_st_add(&st, "a", t);
-    assert_error(xb_st_save(path, &st), XB_ERR_ARG, path, "tensor 'a' appears twice");
+    xbt_assert_error(xb_st_save(path, &st), XB_ERR_ARG, path, "tensor 'a' appears twice");
     assert_false(file_exists(path));
     xb_st_free(&st);
 
     xb_st_init(&st);
     xb_st_add(&st, "__metadata__", t);
-    assert_error(xb_st_save(path, &st), XB_ERR_ARG, path, "__metadata__");
+    xbt_assert_error(xb_st_save(path, &st), XB_ERR_ARG, path, "__metadata__");
     xb_st_free(&st);
 
     xb_st_init(&st);
     xb_tensor nodata = t;
     nodata.data = NULL;
     xb_st_add(&st, "x", nodata);
-    assert_error(xb_st_save(path, &st), XB_ERR_ARG, path, "no data");
+    xbt_assert_error(xb_st_save(path, &st), XB_ERR_ARG, path, "no data");
     xb_st_free(&st);
 
     xb_st_init(&st);
     xb_tensor neg = t;
     neg.shape[0] = -3;
     xb_st_add(&st, "x", neg);
-    assert_error(xb_st_save(path, &st), XB_ERR_ARG, path, "invalid shape");
+    xbt_assert_error(xb_st_save(path, &st), XB_ERR_ARG, path, "invalid shape");
     xb_st_free(&st);
     assert_false(file_exists(path));
 }

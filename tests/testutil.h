@@ -38,6 +38,15 @@ static inline double xbt_max_rel(const char *what, const float *got, const doubl
         if (!(rel_ <= (tol))) fail_msg("%s: relative error %.3e > %.1e", what, rel_, (double)(tol)); \
     } while (0)
 
+/* The call returned `want`, and the last error names `path` and contains `what`. */
+static inline void xbt_assert_error(xb_status got, xb_status want, const char *path, const char *what) {
+    const char *msg = xb_last_error();
+    if (got != want || !strstr(msg, path) || !strstr(msg, what))
+        fail_msg("status %s (want %s), message \"%s\" should name %s and contain \"%s\"", xb_status_str(got),
+                 xb_status_str(want), msg, path, what);
+    if (getenv("XBT_VERBOSE")) fprintf(stderr, "  ok: %s\n", msg);
+}
+
 /* A fresh temporary directory for a test (removed by the OS's tmp cleaning; tests keep it small). */
 static inline const char *xbt_tmpdir(void) {
     static char dir[256];
