@@ -8,7 +8,8 @@
  * evaluated.  Every size read from the file is checked against the file's real size before anything
  * is allocated from it, and the data must fill the rest of the file exactly (no truncation, no
  * trailing bytes).  Writing reproduces numpy's own header byte for byte (version 1.0, 64-byte aligned,
- * with numpy's spare room for the growth axis) and is atomic: path.tmp, fsync, rename.
+ * with numpy's spare room for the growth axis) and is atomic and durable (xb_write_atomic: path.tmp,
+ * fsync, rename, fsync of the directory).
  */
 #include "xbar.h"
 #include "core/io_util.h"
