@@ -103,23 +103,76 @@ xb_status xb_model_set_batch(xb_model *m, int max_batch);
 /* x: NCHW float32 (n, c, h, w); logits_out (n, classes) row-major (may be NULL); returns XB_OK.
  * dropout draws from rng (may be NULL in eval mode). */
 xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out, xb_rng *rng);
-/* Loss and backward after forward: zeroes and fills grads; returns mean loss in *loss and the
- * number of correct predictions in *correct (either may be NULL).  Non-finite loss -> XB_ERR_NUMERIC. */
+/* ---- mapped-matmul operators --------------------------------------------------------------------
+ * Every conv2d and linear layer is a matrix product Y (rows_out, ncols) = W (rows_out, k) X (k, ncols)
+ * (X: the im2col matrix of one convolution group, or the (k, n) features of a linear layer; Y without
+ * the bias).  An operator replaces that product in forward and backward: a crossbar, a fake quantizer,
+ * a pruning mask or noise injection is an operator, not an edit of the model.  With no operator set
+ * the model runs its own fused kernels (the fast path).  Every callback returns a status; a failure
+ * stops the forward or backward and is returned by it.  NULL callbacks take the float default. */
+typedef struct xb_mm_call {
+    int layer, group;          /* mapped layer (index among the conv/linear layers), convolution group */
+    int rows_out, k, ncols;
+    const float *w;            /* the layer's float weights of this group, (rows_out, k) row-major */
+    int training;              /* the model's mode */
+    uint64_t pass;             /* forwards of the model so far, this one included */
+} xb_mm_call;
+typedef struct xb_mm_op {
+    void *ctx;
+    /* y (rows_out, ncols) = the operator's product of x (k, ncols).  Default: W x (SGEMM). */
+    xb_status (*forward)(void *ctx, const xb_mm_call *c, const float *x, float *y);
+    /* dx (k, ncols) = the gradient with respect to x of sum(dy . y), given the forward's x (written, not
+     * added).  Default: W^T dy. */
+    xb_status (*backward_input)(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dx);
+    /* dw (rows_out, k) += the gradient with respect to W.  Default: dy x^T. */
+    xb_status (*backward_weight)(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dw);
+    /* Called by the trainer after every optimizer step (the weights changed).  May be NULL. */
+    xb_status (*after_update)(void *ctx, xb_model *m);
+} xb_mm_op;
+/* Installs op (copied; NULL removes it and restores the native kernels). */
+void xb_model_set_op(xb_model *m, const xb_mm_op *op);
+/* The installed operator, or NULL. */
+const xb_mm_op *xb_model_op(const xb_model *m);
+/* The float default product, for operators that wrap it: y = w x, dx = w^T dy, dw += dy x^T. */
+void xb_mm_float_forward(const xb_mm_call *c, const float *x, float *y);
+void xb_mm_float_backward_input(const xb_mm_call *c, const float *dy, float *dx);
+void xb_mm_float_backward_weight(const xb_mm_call *c, const float *x, const float *dy, float *dw);
+
+/* ---- the step API ---------------------------------------------------------------------------------
+ * A training step is  zero_grad -> forward -> loss_grad -> backward_from -> optimizer step;
+ * xb_model_backward() does the middle part for a labelled batch. */
+void xb_model_zero_grad(xb_model *m);
+/* Softmax cross-entropy of the last forward (n images) against labels (0..classes-1): the mean loss,
+ * the number of correct predictions (either may be NULL) and, if dlogits != NULL, the gradient of the
+ * mean loss, (n, classes) row-major.  Labels out of range: XB_ERR_ARG; a non-finite loss: XB_ERR_NUMERIC. */
+xb_status xb_model_loss_grad(xb_model *m, int n, const int32_t *labels, float label_smoothing, double *loss,
+                             int *correct, float *dlogits);
+/* Backward of the last forward from given dlogits (n, classes) row-major.  params != 0 adds the
+ * parameter gradients into xb_model_grads(); dx != NULL receives the gradient with respect to the
+ * model's input, (n, c, h, w) NCHW (xb_dataset_input_grad takes it through the normalization to the
+ * image).  Training mode, or eval mode, where batchnorm is the per-channel affine of its running
+ * statistics (left untouched).  An eval-mode forward that folded batchnorm into its convolution (the
+ * inference fast path) cannot be differentiated: XB_ERR_STATE; call xb_model_keep_graph(m, 1) first. */
+xb_status xb_model_backward_from(xb_model *m, int n, const float *dlogits, int params, float *dx);
+/* 1: eval-mode forwards keep every layer's output (no conv+batchnorm folding), so that they can be
+ * differentiated; 0 (default): the inference fast path. */
+void xb_model_keep_graph(xb_model *m, int on);
+/* zero_grad + loss_grad + backward_from(params = 1) in one call: the loss in *loss and the correct
+ * predictions in *correct (either may be NULL). */
 xb_status xb_model_backward(xb_model *m, int n, const int32_t *labels, float label_smoothing,
                             double *loss, int *correct);
 /* Loss and accuracy of the current forward without backward */
 double xb_model_loss(xb_model *m, int n, const int32_t *labels, float label_smoothing, int *correct);
 /* (classes, n) logits of the last forward, CNHW layout */
 const float *xb_model_logits(const xb_model *m);
+/* Nodes (layers) in graph order: count, name, output shape per image (c, h, w), and the output of the
+ * last forward, (c, n, h, w) CNHW.  A batchnorm or add whose relu was fused into it has no output of
+ * its own there (NULL); the relu's holds it. */
+int xb_model_n_nodes(const xb_model *m);
+const char *xb_model_node_name(const xb_model *m, int i);
+void xb_model_node_shape(const xb_model *m, int i, int *c, int *h, int *w);
+const float *xb_model_node_output(const xb_model *m, int i);
 
-/* Matrix-product hook: a crossbar-backed layer replaces the GEMM of a conv/linear layer.  The hook
- * computes Y (rows_out, ncols) = W (rows_out, k) X (k, ncols) for mapped layer `layer` (index among
- * the model's conv/linear layers) and convolution group `group` (0 for linear); X is the im2col matrix
- * (or the (k, n) features of a linear layer), Y excludes the bias.  The default is cblas_sgemm.
- * Backward passes use the float weights (a straight-through estimate of the hardware's gradient). */
-typedef void (*xb_matmul_fn)(void *ctx, int layer, int group, int rows_out, int k, int ncols,
-                             const float *w, const float *x, float *y);
-void xb_model_set_matmul(xb_model *m, xb_matmul_fn fn, void *ctx);
 /* Mapped layers (conv2d and linear, in graph order) */
 int xb_model_n_mapped(const xb_model *m);
 /* name, weight param index and matrix size (rows_out = out channels, k = unrolled inputs) */

@@ -85,6 +85,12 @@ void xb_batchnorm_relu_backward(int c, int64_t m, const float *x, const float *g
 void xb_batchnorm_backward_ex(int c, int64_t m, const float *x, const float *gamma, const float *save_mean,
                               const float *save_invstd, const float *y, const float *dy, float *dx, int dx_acc,
                               float *dgamma, float *dbeta);
+/* eval mode: batchnorm is the per-channel affine y = (x - rm) sc + beta, sc = gamma / sqrt(rv + eps), of
+ * the running statistics; y_relu (the ReLU's output, or NULL) masks dy.  dx written (dx_acc = 0) or
+ * added (1); dgamma, dbeta (may be NULL; x is only read for dgamma) added. */
+void xb_batchnorm_eval_backward(int c, int64_t m, const float *x, const float *gamma, const float *rm,
+                                const float *rv, float eps, const float *y_relu, const float *dy, float *dx,
+                                int dx_acc, float *dgamma, float *dbeta);
 
 /* ---- elementwise ------------------------------------------------------------------------------- */
 void xb_relu_forward(int64_t n, const float *x, float *y);

@@ -280,12 +280,30 @@ void xb_xnet_reset_stats(xb_xnet *xn);
 /* Per mapped model layer (groups merged), in model order. */
 int xb_xnet_n_layers(const xb_xnet *xn);
 void xb_xnet_layer_stats(const xb_xnet *xn, int i, xb_xlayer_stats *out);
-/* The programmed effective weights of mapped layer i, group g (rows_out x k floats, weight units), or
- * NULL if the layer is digital or runs per tile (ADC) without a folded matrix. */
+/* The programmed effective weights of mapped layer i, group g (rows_out x k floats, weight units): the
+ * linear part of the layer (without DAC, ADC and read noise), or NULL if the layer is digital. */
 const float *xb_xnet_effective_weights(const xb_xnet *xn, int i, int g);
-/* The hook itself (ctx = xnet), for callers that chain hooks. */
-void xb_xnet_matmul(void *ctx, int layer, int group, int rows_out, int k, int ncols, const float *w,
-                    const float *x, float *y);
+/* The network as a mapped-matmul operator (what xb_xnet_attach installs), for callers that wrap it.
+ * Forward: the crossbar product of the layer (digital layers: the float product).  Backward to the
+ * input: through the programmed effective weights (or the float ones, xb_xnet_set_backward), then the
+ * DAC's straight-through mask (zero where |x| > the input range).  Backward to the weights: dy times
+ * the input the tiles saw (after the DAC).  ADC clipping is not masked in the backward (a straight-
+ * through estimate through the converters).  Every call checks that the tiles were programmed from
+ * the weights the model holds now: XB_ERR_STATE otherwise (never a silent product with old weights). */
+xb_mm_op xb_xnet_op(xb_xnet *xn);
+typedef enum xb_xnet_backward {
+    XB_XBWD_HARDWARE = 0, /* dx = E^T dy with the effective weights E of the programmed tiles */
+    XB_XBWD_FLOAT,        /* dx = W^T dy, dW = dy x^T: the float layer's gradient (straight through) */
+    XB_XBWD_COUNT
+} xb_xnet_backward;
+void xb_xnet_set_backward(xb_xnet *xn, xb_xnet_backward b);
+/* on = 1: programming keeps the calibrated input ranges, ADC full scales and gains that are set (for
+ * training, which reprograms after every update); xb_xnet_clear_ranges forgets them, to be calibrated
+ * again after the next programming. */
+void xb_xnet_keep_ranges(xb_xnet *xn, int on);
+void xb_xnet_clear_ranges(xb_xnet *xn);
+/* Forwards refused because the weights had changed since programming. */
+uint64_t xb_xnet_stale_refusals(const xb_xnet *xn);
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Monte-Carlo evaluation (src/xbar/xeval.c)                                                          */

@@ -54,6 +54,7 @@ typedef enum xb_status {
     XB_ERR_NOMEM,       /* out of memory */
     XB_ERR_NUMERIC,     /* non-finite values (NaN loss, singular circuit) */
     XB_ERR_UNSUPPORTED, /* valid request that this build cannot do */
+    XB_ERR_STATE,       /* calls in the wrong order or on stale state (weights changed since programming) */
     XB_STATUS_COUNT
 } xb_status;
 
@@ -72,6 +73,8 @@ void xb_abort(const char *file, int line, const char *expr) __attribute__((noret
  * from files are validated against the file first).  Memory is 64-byte aligned; free with xb_free. */
 void *xb_malloc(size_t n);
 void *xb_calloc(size_t n);
+/* The same, returning NULL on failure (for sizes that follow from the caller's input). */
+void *xb_try_malloc(size_t n);
 void xb_free(void *p);
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -142,35 +142,172 @@ static void test_weights_roundtrip(void **state) {
     xb_model_free(a); xb_model_free(b); xb_model_free(r20);
 }
 
-/* the matmul hook must reproduce the built-in path: a plain sgemm hook */
-static int hook_calls;
-static void sgemm_hook(void *ctx, int layer, int group, int rows, int k, int ncols, const float *w, const float *x,
-                       float *y) {
-    (void)ctx; (void)layer; (void)group;
-    hook_calls++;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, ncols, k, 1.0f, w, k, x, ncols, 0.0f, y, ncols);
+/* An operator that records its calls and computes the float default: the model must hand it every
+ * mapped layer and group with the right shapes and weights, and reproduce the native kernels in forward
+ * and backward (parameters and input). */
+typedef struct rec_op_ { xb_model *m; int fwd, bin, bwt, bad; int fail_layer; } rec_op_;
+static void rec_check_(rec_op_ *r, const xb_mm_call *c) {
+    int p, ro, k;
+    xb_model_mapped_info(r->m, c->layer, NULL, &p, &ro, &k);
+    const float *w = xb_model_params(r->m) + xb_model_param(r->m, p)->offset + (size_t)c->group * ro * k;
+    int groups = (int)(xb_model_param(r->m, p)->shape[0] / ro);
+    if (c->rows_out != ro || c->k != k || c->w != w || c->group < 0 || c->group >= groups) r->bad++;
+}
+static xb_status rec_fwd_(void *ctx, const xb_mm_call *c, const float *x, float *y) {
+    rec_op_ *r = ctx;
+    rec_check_(r, c);
+    r->fwd++;
+    if (c->layer == r->fail_layer) return xb_errorf(XB_ERR_NUMERIC, "injected failure");
+    xb_mm_float_forward(c, x, y);
+    return XB_OK;
+}
+static xb_status rec_bin_(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dx) {
+    rec_op_ *r = ctx;
+    rec_check_(r, c);
+    r->bin++;
+    xb_mm_float_backward_input(c, dy, dx);
+    return XB_OK;
+}
+static xb_status rec_bwt_(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dw) {
+    rec_op_ *r = ctx;
+    rec_check_(r, c);
+    r->bwt++;
+    xb_mm_float_backward_weight(c, x, dy, dw);
+    return XB_OK;
 }
 
-static void test_matmul_hook(void **state) {
+/* forward + backward (training mode, dropout from a fixed stream): logits, gradients, input gradient */
+static void fwd_bwd_(xb_model *m, int n, const float *x, const int32_t *lab, float *logits, float *grads, float *dx) {
+    xb_rng r;
+    xb_rng_seed(&r, 5, "dropout");
+    xb_model_train_mode(m, 1);
+    assert_int_equal(xb_model_forward(m, n, x, logits, &r), XB_OK);
+    float dl[64];
+    double loss;
+    assert_int_equal(xb_model_loss_grad(m, n, lab, 0.0f, &loss, NULL, dl), XB_OK);
+    xb_model_zero_grad(m);
+    assert_int_equal(xb_model_backward_from(m, n, dl, 1, dx), XB_OK);
+    memcpy(grads, xb_model_grads(m), (size_t)xb_model_n_trainable(m) * sizeof(float));
+}
+
+static void test_mm_operator(void **state) {
     (void)state;
     const char *cfg = write_cfg("small.cfg", small_cfg);
     xb_model *m;
     assert_int_equal(xb_model_load(cfg, 3, &m), XB_OK);
-    int n = 5;
-    float *x = malloc(sizeof(float) * n * 3 * 64), *l1 = malloc(sizeof(float) * n * 4), *l2 = malloc(sizeof(float) * n * 4);
+    const int n = 5, nx = n * 3 * 64;
+    const int64_t np = xb_model_n_trainable(m);
+    float *x = malloc(sizeof(float) * nx), *dx1 = malloc(sizeof(float) * nx), *dx2 = malloc(sizeof(float) * nx);
+    float *g1 = malloc(sizeof(float) * np), *g2 = malloc(sizeof(float) * np), l1[20], l2[20];
+    int32_t lab[5] = {0, 3, 1, 2, 3};
     xb_rng r;
     xb_rng_seed(&r, 9, "x");
-    for (int i = 0; i < n * 3 * 64; i++) x[i] = (float)xb_rng_normal(&r);
+    for (int i = 0; i < nx; i++) x[i] = (float)xb_rng_normal(&r);
     assert_int_equal(xb_model_set_batch(m, 8), XB_OK);
-    xb_model_train_mode(m, 0);
-    assert_int_equal(xb_model_forward(m, n, x, l1, NULL), XB_OK);
-    xb_model_set_matmul(m, sgemm_hook, NULL);
-    assert_int_equal(xb_model_forward(m, n, x, l2, NULL), XB_OK);
-    assert_int_equal(hook_calls, 1 + 2 + 1 + 2); /* c1, c2 (2 groups), c3, fc1, fc2 */
-    double *ref = malloc(sizeof(double) * n * 4);
+    float *keep = malloc(sizeof(float) * (xb_model_n_buffer(m) + 1));
+    memcpy(keep, xb_model_buffers(m), sizeof(float) * xb_model_n_buffer(m));
+    fwd_bwd_(m, n, x, lab, l1, g1, dx1);
+    memcpy(xb_model_buffers(m), keep, sizeof(float) * xb_model_n_buffer(m)); /* same running stats again */
+    rec_op_ rec = {m, 0, 0, 0, 0, -1};
+    xb_mm_op op = {&rec, rec_fwd_, rec_bin_, rec_bwt_, NULL};
+    xb_model_set_op(m, &op);
+    assert_non_null(xb_model_op(m));
+    fwd_bwd_(m, n, x, lab, l2, g2, dx2);
+    assert_int_equal(rec.bad, 0);
+    assert_int_equal(rec.fwd, 1 + 2 + 1 + 2); /* c1, c2 (2 groups), c3, fc1, fc2 */
+    assert_int_equal(rec.bwt, 6);
+    assert_int_equal(rec.bin, 6);            /* c1's input gradient is the image's, asked for here */
+    double *ref = malloc(sizeof(double) * (np > nx ? np : nx));
     for (int i = 0; i < n * 4; i++) ref[i] = l1[i];
-    XBT_CHECK_REL("hooked logits", l2, ref, n * 4, 1e-5);
-    free(x); free(l1); free(l2); free(ref);
+    XBT_CHECK_REL("operator logits", l2, ref, n * 4, 1e-5);
+    for (int64_t i = 0; i < np; i++) ref[i] = g1[i];
+    XBT_CHECK_REL("operator gradients", g2, ref, np, 1e-5);
+    for (int i = 0; i < nx; i++) ref[i] = dx1[i];
+    XBT_CHECK_REL("operator input gradient", dx2, ref, nx, 1e-5);
+    /* a failing operator: the forward returns its status and names the layer */
+    rec.fail_layer = 2;
+    xb_model_train_mode(m, 0);
+    assert_int_equal(xb_model_forward(m, n, x, l2, NULL), XB_ERR_NUMERIC);
+    assert_non_null(strstr(xb_last_error(), "c3"));
+    assert_non_null(strstr(xb_last_error(), "injected failure"));
+    xb_model_set_op(m, NULL);
+    assert_null(xb_model_op(m));
+    /* labels out of range and a backward of another batch size are errors, not aborts */
+    assert_int_equal(xb_model_forward(m, n, x, l2, NULL), XB_OK);
+    int32_t badlab[5] = {0, 1, 4, 0, 0};
+    assert_int_equal(xb_model_loss_grad(m, n, badlab, 0.0f, NULL, NULL, NULL), XB_ERR_ARG);
+    assert_int_equal(xb_model_backward(m, n, badlab, 0.0f, NULL, NULL), XB_ERR_ARG);
+    assert_int_equal(xb_model_loss_grad(m, n - 1, lab, 0.0f, NULL, NULL, NULL), XB_ERR_ARG);
+    free(x); free(dx1); free(dx2); free(g1); free(g2); free(ref); free(keep);
+    xb_model_free(m);
+}
+
+/* Eval mode: the network is piecewise linear in its input and in each weight (batchnorm is an affine
+ * of its running statistics), so the gradient of F = sum(c . logits) equals a central difference
+ * taken in double away from the kinks.  The running statistics stay untouched. */
+static double eval_f_(xb_model *m, int n, const float *x, const float *cw) {
+    float lg[40];
+    assert_int_equal(xb_model_forward(m, n, x, lg, NULL), XB_OK);
+    double f = 0;
+    for (int i = 0; i < n * 4; i++) f += (double)cw[i] * lg[i];
+    return f;
+}
+
+static void test_eval_backward(void **state) {
+    (void)state;
+    const char *cfg = write_cfg("small.cfg", small_cfg);
+    xb_model *m;
+    assert_int_equal(xb_model_load(cfg, 4, &m), XB_OK);
+    const int n = 3, nx = n * 3 * 64;
+    xb_rng r;
+    xb_rng_seed(&r, 11, "x");
+    float *x = malloc(sizeof(float) * nx), *dx = malloc(sizeof(float) * nx), cw[12];
+    for (int i = 0; i < nx; i++) x[i] = (float)xb_rng_normal(&r);
+    for (int i = 0; i < 12; i++) cw[i] = (float)xb_rng_normal(&r);
+    float *bv = xb_model_buffers(m);
+    for (int64_t i = 0; i < xb_model_n_buffer(m); i++) bv[i] = 0.5f + 0.25f * (float)(i % 5); /* non-trivial stats */
+    float *keep = malloc(sizeof(float) * xb_model_n_buffer(m));
+    memcpy(keep, bv, sizeof(float) * xb_model_n_buffer(m));
+    assert_int_equal(xb_model_set_batch(m, n), XB_OK);
+    xb_model_train_mode(m, 0);
+    /* the folded inference path cannot be differentiated: an error that says what to do */
+    float lg[12];
+    assert_int_equal(xb_model_forward(m, n, x, lg, NULL), XB_OK);
+    assert_int_equal(xb_model_backward_from(m, n, cw, 1, dx), XB_ERR_STATE);
+    assert_non_null(strstr(xb_last_error(), "xb_model_keep_graph"));
+    xb_model_keep_graph(m, 1);
+    assert_int_equal(xb_model_forward(m, n, x, lg, NULL), XB_OK);
+    xb_model_zero_grad(m);
+    assert_int_equal(xb_model_backward_from(m, n, cw, 1, dx), XB_OK);
+    assert_memory_equal(keep, bv, sizeof(float) * xb_model_n_buffer(m));
+    const double h = 1e-3;
+    double maxerr = 0, maxg = 0;
+    for (int t = 0; t < 40; t++) {
+        int i = (int)xb_rng_below(&r, (uint64_t)nx);
+        float x0 = x[i];
+        x[i] = (float)(x0 + h); double fp = eval_f_(m, n, x, cw);
+        x[i] = (float)(x0 - h); double fm = eval_f_(m, n, x, cw);
+        x[i] = x0;
+        double fd = (fp - fm) / (2 * h);
+        maxerr = fmax(maxerr, fabs(fd - dx[i]));
+        maxg = fmax(maxg, fabs(fd));
+    }
+    if (!(maxerr <= 2e-3 * maxg)) fail_msg("input gradient vs central difference: %g (scale %g)", maxerr, maxg);
+    /* parameters: a conv weight, a batchnorm gamma and beta, a linear weight */
+    const char *names[] = {"c2.weight", "b1.weight", "b2.bias", "fc1.weight"};
+    float *pv = xb_model_params(m), *gv = xb_model_grads(m);
+    for (int q = 0; q < 4; q++) {
+        const xb_param *pr = xb_model_find_param(m, names[q]);
+        assert_non_null(pr);
+        int64_t i = pr->offset + 1;
+        float p0 = pv[i];
+        pv[i] = (float)(p0 + h); double fp = eval_f_(m, n, x, cw);
+        pv[i] = (float)(p0 - h); double fm = eval_f_(m, n, x, cw);
+        pv[i] = p0;
+        double fd = (fp - fm) / (2 * h);
+        if (!(fabs(fd - gv[i]) <= 2e-3 * fmax(1.0, fabs(fd)))) fail_msg("%s: gradient %g, central difference %g", names[q], gv[i], fd);
+    }
+    free(x); free(dx); free(keep);
     xb_model_free(m);
 }
 
@@ -452,7 +589,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_zoo_loads),        cmocka_unit_test(test_resnet20_names),
         cmocka_unit_test(test_bad_configs),      cmocka_unit_test(test_weights_roundtrip),
-        cmocka_unit_test(test_matmul_hook),      cmocka_unit_test(test_optimizers),
+        cmocka_unit_test(test_mm_operator),
+        cmocka_unit_test(test_eval_backward),      cmocka_unit_test(test_optimizers),
         cmocka_unit_test(test_schedules),        cmocka_unit_test(test_determinism_and_resume),
         cmocka_unit_test(test_update_bn),        cmocka_unit_test(test_swa_resume),
         cmocka_unit_test(test_learns_and_nan),

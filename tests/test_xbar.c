@@ -56,7 +56,7 @@ static float *images_(const xb_model *m, int n, uint64_t seed) {
 /* logits (n, classes) of the float network */
 static float *forward_sw_(xb_model *m, int n, const float *x) {
     float *y = malloc((size_t)n * xb_model_classes(m) * sizeof(float));
-    xb_model_set_matmul(m, NULL, NULL);
+    xb_model_set_op(m, NULL);
     assert_int_equal(xb_model_set_batch(m, n), XB_OK);
     xb_model_train_mode(m, 0);
     assert_int_equal(xb_model_forward(m, n, x, y, NULL), XB_OK);

@@ -7,7 +7,7 @@
 
 static const char *const status_names[] = {
     "ok", "I/O error", "format error", "config error", "shape error", "bad argument",
-    "out of memory", "numeric error", "unsupported",
+    "out of memory", "numeric error", "unsupported", "wrong state",
 };
 _Static_assert(sizeof status_names / sizeof *status_names == XB_STATUS_COUNT, "status table");
 
@@ -36,11 +36,17 @@ void xb_abort(const char *file, int line, const char *expr) {
     abort();
 }
 
-void *xb_malloc(size_t n) {
+void *xb_try_malloc(size_t n) {
     void *p = NULL;
     if (n == 0) n = 1;
     size_t rounded = (n + 63) & ~(size_t)63;
-    if (rounded < n || posix_memalign(&p, 64, rounded) != 0 || !p) {
+    if (rounded < n || posix_memalign(&p, 64, rounded) != 0) return NULL;
+    return p;
+}
+
+void *xb_malloc(size_t n) {
+    void *p = xb_try_malloc(n);
+    if (!p) {
         fprintf(stderr, "xbar: out of memory allocating %zu bytes.\n"
                         "HINT: use a smaller --batch or model, or free memory on this machine.\n", n);
         exit(3);

@@ -265,3 +265,25 @@ void xb_batchnorm_relu_backward(int c, int64_t m, const float *x, const float *g
                                 const float *dy, float *dx, float *dgamma, float *dbeta) {
     xb_batchnorm_backward_ex(c, m, x, gamma, save_mean, save_invstd, y, dy, dx, 1, dgamma, dbeta);
 }
+
+void xb_batchnorm_eval_backward(int c, int64_t m, const float *x, const float *gamma, const float *rm,
+                                const float *rv, float eps, const float *y_relu, const float *dy, float *dx,
+                                int dx_acc, float *dgamma, float *dbeta) {
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < c; ch++) {
+        const double inv = 1.0 / sqrt((double)rv[ch] + (double)eps);
+        const float sc = (float)(gamma[ch] * inv), mu = rm[ch];
+        const float *xr = x ? x + (int64_t)ch * m : NULL, *gr = dy + (int64_t)ch * m;
+        const float *yr = y_relu ? y_relu + (int64_t)ch * m : NULL;
+        float *dr = dx ? dx + (int64_t)ch * m : NULL;
+        double sg = 0, sb = 0;
+        for (int64_t i = 0; i < m; i++) {
+            float g = yr && !(yr[i] > 0) ? 0.0f : gr[i];
+            if (dr) dr[i] = dx_acc ? dr[i] + g * sc : g * sc;
+            sb += g;
+            if (dgamma) sg += (double)g * ((double)xr[i] - mu);
+        }
+        if (dgamma) dgamma[ch] += (float)(sg * inv);
+        if (dbeta) dbeta[ch] += (float)sb;
+    }
+}

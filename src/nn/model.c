@@ -5,7 +5,7 @@
  * this file only wires them.  Not here: optimizers (optim.c), training loops (train.c), I/O of
  * weights (weights.c).
  */
-#include "nn_internal.h"
+#include "model_internal.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -16,66 +16,8 @@
 /* Layer types                                                                                       */
 /* ------------------------------------------------------------------------------------------------ */
 
-typedef enum {
-    L_CONV = 0, L_LINEAR, L_BN, L_RELU, L_MAXPOOL, L_AVGPOOL, L_GAP, L_FLATTEN, L_DROPOUT, L_ADD,
-    L_SHORTCUT, L_COUNT
-} ltype;
-
-static const char *const ltype_names[] = {"conv2d", "linear", "batchnorm", "relu", "maxpool", "avgpool",
-                                          "gap", "flatten", "dropout", "add", "shortcut"};
-_Static_assert(sizeof ltype_names / sizeof *ltype_names == L_COUNT, "layer type table");
-
-typedef struct node {
-    ltype type;
-    char name[96];
-    int line;
-    int in[2], n_in;          /* producer node indices; -1 is the image */
-    int c, h, w;              /* output per image: (c, h, w); features are (c, 1, 1) */
-    int p_w, p_b, p_rm, p_rv, p_nbt; /* param indices, -1 when absent */
-    int mapped;               /* index among conv/linear layers, -1 otherwise */
-    xb_conv2d_desc conv;
-    xb_pool_desc pool;
-    float eps, momentum, p_drop;
-    int sc_pad_lo, sc_stride;
-    int fold_bn;              /* conv: index of the batchnorm it feeds alone (folded at inference), else -1 */
-    int folded;               /* batchnorm: filled by its convolution in this forward (2: with its relu) */
-    int fuse_relu;            /* batchnorm, add: index of the relu that alone consumes it, else -1 */
-    int relu_fused;           /* relu: its producer (batchnorm or add) wrote this node's output in this forward */
-    float *wfold;             /* conv with fold_bn: folded weights (cout*K) and bias (cout) */
-    int64_t macs;
-    /* runtime, (c, nmax, h, w) */
-    float *y, *dy;
-    int dy_live;              /* dy holds accumulated gradient this backward pass */
-    float *save_mean, *save_invstd;
-    int32_t *argmax;
-    uint8_t *mask;
-    double prof[2];           /* XBAR_PROFILE=2: seconds in this node, forward / backward */
-} node;
-
-struct xb_model {
-    char name[64];
-    int in_c, in_h, in_w, classes;
-    int n_nodes;
-    node *nodes;
-    int n_params;
-    xb_param *params;
-    int64_t n_train, n_buf;
-    float *pv, *gv, *bv;      /* params, grads, buffers */
-    uint8_t *decay_mask;      /* per trainable element */
-    int training;
-    int nmax, n_cur;
-    float *xin;               /* (c, nmax, h, w) image batch in CNHW */
-    float *ws;
-    size_t ws_floats;
-    int n_mapped;
-    int *mapped_nodes;
-    xb_matmul_fn mm;
-    void *mm_ctx;
-    int bn_cumulative;        /* batchnorm running statistics as the plain mean over the batches since
-                                 xb_model_reset_bn_stats (torch's momentum=None), not an exponential one */
-    int profile;              /* XBAR_PROFILE=1: seconds per layer type, 2: also per node; printed by xb_model_free */
-    double prof[2][L_COUNT];  /* [forward, backward][type] */
-};
+const char *const xb_ltype_names[L_COUNT] = {"conv2d", "linear", "batchnorm", "relu", "maxpool", "avgpool",
+                                             "gap", "flatten", "dropout", "add", "shortcut"};
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Building                                                                                          */
@@ -122,15 +64,11 @@ static xb_status resolve_input(const xb_ini *ini, const xb_model *m, int self, c
     if (j < 0)
         return xb_errorf(XB_ERR_CONFIG, "%s:%d: input '%s' of [%s %s] is not a layer defined above it. "
                          "HINT: layers may only use layers defined earlier in the file (or 'image')",
-                         ini->path, line, nm, ltype_names[m->nodes[self].type], m->nodes[self].name);
+                         ini->path, line, nm, xb_ltype_names[m->nodes[self].type], m->nodes[self].name);
     *out = j;
     return XB_OK;
 }
 
-static void in_shape(const xb_model *m, int idx, int *c, int *h, int *w) {
-    if (idx < 0) { *c = m->in_c; *h = m->in_h; *w = m->in_w; return; }
-    *c = m->nodes[idx].c; *h = m->nodes[idx].h; *w = m->nodes[idx].w;
-}
 
 #define TRY(x) do { xb_status st_ = (x); if (st_ != XB_OK) return st_; } while (0)
 
@@ -238,7 +176,7 @@ static xb_status build_node(xb_model *m, const xb_ini *ini, xb_ini_section *s, i
         TRY(xb_ini_int(ini, s, "padding", 0, 0, 0, 32, &pad));
         if (xb_pool_desc_init(&nd->pool, (int)k, (int)st, (int)pad, h, w) != XB_OK)
             return xb_errorf(XB_ERR_CONFIG, "%s:%d: [%s %s] does not fit its input %dx%dx%d: %s", ini->path,
-                             s->line, ltype_names[nd->type], s->name, c, h, w, xb_last_error());
+                             s->line, xb_ltype_names[nd->type], s->name, c, h, w, xb_last_error());
         nd->h = nd->pool.ho; nd->w = nd->pool.wo;
         break;
     }
@@ -348,7 +286,7 @@ static xb_status build_model(xb_model *m, xb_ini *ini, uint64_t seed) {
         node *nd = &m->nodes[i];
         int t = -1;
         for (int k = 0; k < L_COUNT; k++)
-            if (!strcmp(s->type, ltype_names[k])) t = k;
+            if (!strcmp(s->type, xb_ltype_names[k])) t = k;
         if (t < 0)
             return xb_errorf(XB_ERR_CONFIG, "%s:%d: unknown layer type [%s]. HINT: known types are conv2d, linear, "
                              "batchnorm, relu, maxpool, avgpool, gap, flatten, dropout, add, shortcut",
@@ -372,7 +310,7 @@ static xb_status build_model(xb_model *m, xb_ini *ini, uint64_t seed) {
     if (last->h != 1 || last->w != 1 || last->c != m->classes)
         return xb_errorf(XB_ERR_CONFIG, "%s:%d: the last layer [%s %s] gives %dx%dx%d, not the %d class scores "
                          "of [net] classes. HINT: end the model with a [linear] of out_features = %d",
-                         ini->path, last->line, ltype_names[last->type], last->name, last->c, last->h, last->w,
+                         ini->path, last->line, xb_ltype_names[last->type], last->name, last->c, last->h, last->w,
                          m->classes, m->classes);
     /* batchnorms that are their convolution's only consumer fold into it at inference */
     for (int i = 0; i < m->n_nodes; i++) m->nodes[i].fold_bn = -1;
@@ -471,8 +409,8 @@ static void free_runtime(xb_model *m) {
         nd->y = nd->dy = nd->save_mean = nd->save_invstd = NULL;
         nd->argmax = NULL; nd->mask = NULL; nd->wfold = NULL;
     }
-    xb_free(m->xin); xb_free(m->ws);
-    m->xin = m->ws = NULL;
+    xb_free(m->xin); xb_free(m->dxin); xb_free(m->ws);
+    m->xin = m->dxin = m->ws = NULL;
     m->nmax = 0;
 }
 
@@ -484,7 +422,7 @@ static void print_profile(const xb_model *m) {
     fprintf(stderr, "xbar profile (%s): seconds per layer type, forward / backward\n", m->name);
     for (int t = 0; t < L_COUNT; t++)
         if (m->prof[0][t] + m->prof[1][t] > 0)
-            fprintf(stderr, "  %-10s %8.3f %8.3f  %5.1f%%\n", ltype_names[t], m->prof[0][t], m->prof[1][t],
+            fprintf(stderr, "  %-10s %8.3f %8.3f  %5.1f%%\n", xb_ltype_names[t], m->prof[0][t], m->prof[1][t],
                     100 * (m->prof[0][t] + m->prof[1][t]) / tot);
     if (m->profile < 2) return;
     fprintf(stderr, "xbar profile (%s): seconds per node, forward / backward (a fused relu counts in its producer)\n",
@@ -492,7 +430,7 @@ static void print_profile(const xb_model *m) {
     for (int i = 0; i < m->n_nodes; i++) {
         const node *nd = &m->nodes[i];
         if (nd->prof[0] + nd->prof[1] > 0)
-            fprintf(stderr, "  %-22s %-10s %8.3f %8.3f  %5.1f%%\n", nd->name, ltype_names[nd->type], nd->prof[0],
+            fprintf(stderr, "  %-22s %-10s %8.3f %8.3f  %5.1f%%\n", nd->name, xb_ltype_names[nd->type], nd->prof[0],
                     nd->prof[1], 100 * (nd->prof[0] + nd->prof[1]) / tot);
     }
 }
@@ -537,7 +475,25 @@ void xb_model_reset_bn_stats(xb_model *m) {
         m->bv[m->params[nd->p_nbt].offset] = 0.0f;
     }
 }
-void xb_model_set_matmul(xb_model *m, xb_matmul_fn fn, void *ctx) { m->mm = fn; m->mm_ctx = ctx; }
+void xb_model_set_op(xb_model *m, const xb_mm_op *op) {
+    m->has_op = op != NULL;
+    if (op) m->op = *op;
+    else memset(&m->op, 0, sizeof m->op);
+}
+const xb_mm_op *xb_model_op(const xb_model *m) { return m->has_op ? &m->op : NULL; }
+void xb_model_keep_graph(xb_model *m, int on) { m->keep_graph = on; }
+int xb_model_n_nodes(const xb_model *m) { return m->n_nodes; }
+const char *xb_model_node_name(const xb_model *m, int i) { XB_ASSERT(i >= 0 && i < m->n_nodes); return m->nodes[i].name; }
+void xb_model_node_shape(const xb_model *m, int i, int *c, int *h, int *w) {
+    XB_ASSERT(i >= 0 && i < m->n_nodes);
+    *c = m->nodes[i].c; *h = m->nodes[i].h; *w = m->nodes[i].w;
+}
+const float *xb_model_node_output(const xb_model *m, int i) {
+    XB_ASSERT(i >= 0 && i < m->n_nodes);
+    const node *nd = &m->nodes[i];
+    if (nd->fuse_relu >= 0 && m->nodes[nd->fuse_relu].relu_fused) return NULL;
+    return nd->y;
+}
 int xb_model_n_mapped(const xb_model *m) { return m->n_mapped; }
 
 void xb_model_mapped_info(const xb_model *m, int i, const char **name, int *param, int *rows_out, int *k) {
@@ -578,13 +534,13 @@ void xb_model_print_info(const xb_model *m, FILE *f, int json) {
         else snprintf(in, sizeof in, "%s", nd->in[0] < 0 ? "image" : m->nodes[nd->in[0]].name);
         if (json)
             fprintf(f, "%s{\"name\":\"%s\",\"type\":\"%s\",\"input\":\"%s\",\"output\":[%d,%d,%d],\"params\":%lld,"
-                       "\"macs\":%lld}", i ? "," : "", nd->name, ltype_names[nd->type], in, nd->c, nd->h, nd->w,
+                       "\"macs\":%lld}", i ? "," : "", nd->name, xb_ltype_names[nd->type], in, nd->c, nd->h, nd->w,
                     (long long)np, (long long)nd->macs);
         else {
             char shp[32];
             snprintf(shp, sizeof shp, "%dx%dx%d", nd->c, nd->h, nd->w);
             if (strlen(in) > 18) { in[15] = '.'; in[16] = '.'; in[17] = 0; }
-            fprintf(f, "%-22s %-10s %-18s %-14s %10lld %14lld\n", nd->name, ltype_names[nd->type], in, shp,
+            fprintf(f, "%-22s %-10s %-18s %-14s %10lld %14lld\n", nd->name, xb_ltype_names[nd->type], in, shp,
                     (long long)np, (long long)nd->macs);
         }
     }
@@ -600,7 +556,6 @@ void xb_model_print_info(const xb_model *m, FILE *f, int json) {
 /* Planning                                                                                          */
 /* ------------------------------------------------------------------------------------------------ */
 
-static size_t node_size(const node *nd, int n) { return (size_t)nd->c * (size_t)n * (size_t)nd->h * (size_t)nd->w; }
 
 xb_status xb_model_set_batch(xb_model *m, int max_batch) {
     if (max_batch < 1 || max_batch > (1 << 20))
@@ -609,6 +564,7 @@ xb_status xb_model_set_batch(xb_model *m, int max_batch) {
     free_runtime(m);
     m->nmax = max_batch;
     m->xin = xb_malloc((size_t)m->in_c * max_batch * m->in_h * m->in_w * sizeof(float));
+    m->dxin = xb_malloc((size_t)m->in_c * max_batch * m->in_h * m->in_w * sizeof(float));
     size_t ws = 0;
     for (int i = 0; i < m->n_nodes; i++) {
         node *nd = &m->nodes[i];
@@ -624,10 +580,15 @@ xb_status xb_model_set_batch(xb_model *m, int max_batch) {
             nd->wfold = xb_malloc((size_t)(m->params[nd->p_w].numel + nd->c) * sizeof(float));
         if (nd->type == L_CONV) {
             size_t w = xb_conv2d_workspace(&nd->conv, max_batch);
-            /* the matmul-hook path needs one group's im2col matrix */
-            size_t col = (size_t)xb_conv2d_k(&nd->conv) * (size_t)max_batch * nd->conv.ho * nd->conv.wo;
+            /* the operator path needs one group's im2col matrix, and its backward that matrix's gradient too */
+            size_t col = 2 * (size_t)xb_conv2d_k(&nd->conv) * (size_t)max_batch * nd->conv.ho * nd->conv.wo;
             if (col > w) w = col;
             if (w > ws) ws = w;
+        }
+        if (nd->type == L_LINEAR) { /* the operator path's input gradient */
+            int c0, h0, w0;
+            in_shape(m, nd->in[0], &c0, &h0, &w0);
+            if ((size_t)c0 * max_batch > ws) ws = (size_t)c0 * max_batch;
         }
     }
     m->ws_floats = ws;
@@ -639,26 +600,49 @@ xb_status xb_model_set_batch(xb_model *m, int max_batch) {
 /* Forward                                                                                           */
 /* ------------------------------------------------------------------------------------------------ */
 
-static const float *node_in(const xb_model *m, const node *nd, int k) {
-    return nd->in[k] < 0 ? m->xin : m->nodes[nd->in[k]].y;
+
+xb_mm_call xb_node_mm_call(const xb_model *m, const node *nd, int g, int ncols) {
+    const xb_param *pw = &m->params[nd->p_w];
+    int groups = nd->type == L_CONV ? nd->conv.groups : 1;
+    int ro = (int)(pw->shape[0] / groups), k = (int)(pw->numel / pw->shape[0]);
+    xb_mm_call c = {nd->mapped, g, ro, k, ncols, m->pv + pw->offset + (size_t)g * ro * k, m->training, m->passes};
+    return c;
 }
 
-static const float *pp(const xb_model *m, int p) { return p < 0 ? NULL : m->pv + m->params[p].offset; }
-static float *bp(xb_model *m, int p) { return m->bv + m->params[p].offset; }
+void xb_mm_float_forward(const xb_mm_call *c, const float *x, float *y) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->rows_out, c->ncols, c->k, 1.0f, c->w, c->k, x,
+                c->ncols, 0.0f, y, c->ncols);
+}
 
-static void conv_forward_hooked(xb_model *m, node *nd, int n, const float *x) {
+static xb_status op_forward(xb_model *m, const xb_mm_call *c, const float *x, float *y) {
+    if (!m->op.forward) {
+        xb_mm_float_forward(c, x, y);
+        return XB_OK;
+    }
+    return m->op.forward(m->op.ctx, c, x, y);
+}
+
+static void add_bias(const float *b, int cout, int64_t cols, float *y) {
+    if (!b) return;
+    for (int o = 0; o < cout; o++)
+        for (int64_t j = 0; j < cols; j++) y[o * cols + j] += b[o];
+}
+
+/* A convolution through the operator: per group, im2col then the operator's product. */
+static xb_status conv_forward_op(xb_model *m, node *nd, int n, const float *x) {
     const xb_conv2d_desc *d = &nd->conv;
-    int g = d->groups, cog = d->cout / g, K = xb_conv2d_k(d);
+    int g = d->groups, cog = d->cout / g;
     int64_t cols = (int64_t)n * d->ho * d->wo;
-    const float *w = pp(m, nd->p_w), *b = pp(m, nd->p_b);
+    if (cols > INT32_MAX) return xb_errorf(XB_ERR_ARG, "layer %s: %lld columns is too many for one product", nd->name,
+                                           (long long)cols);
     for (int gi = 0; gi < g; gi++) {
         xb_im2col(d, n, gi, x, m->ws);
-        m->mm(m->mm_ctx, nd->mapped, gi, cog, K, (int)cols, w + (size_t)gi * cog * K, m->ws,
-              nd->y + (size_t)gi * cog * cols);
+        xb_mm_call c = xb_node_mm_call(m, nd, gi, (int)cols);
+        xb_status st = op_forward(m, &c, m->ws, nd->y + (size_t)gi * cog * cols);
+        if (st) return st;
     }
-    if (b)
-        for (int o = 0; o < d->cout; o++)
-            for (int64_t j = 0; j < cols; j++) nd->y[o * cols + j] += b[o];
+    add_bias(pp(m, nd->p_b), d->cout, cols, nd->y);
+    return XB_OK;
 }
 
 /* Inference: conv followed by its own batchnorm as one convolution with W' = W s and
@@ -688,6 +672,8 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
     if (n < 1 || n > m->nmax)
         return xb_errorf(XB_ERR_ARG, "batch of %d images but the model was planned for at most %d", n, m->nmax);
     m->n_cur = n;
+    m->passes++;
+    m->folded_fwd = 0;
     int hw = m->in_h * m->in_w;
     xb_nchw_to_cnhw(n, m->in_c, hw, x, m->xin);
     for (int i = 0; i < m->n_nodes; i++) {
@@ -696,19 +682,19 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
         int c0, h0, w0;
         in_shape(m, nd->in[0], &c0, &h0, &w0);
         double t0 = m->profile ? xb_time_s() : 0;
+        xb_status st = XB_OK;
         switch (nd->type) {
         case L_CONV:
-            if (m->mm) conv_forward_hooked(m, nd, n, a);
-            else if (!m->training && nd->fold_bn >= 0) conv_bn_folded(m, nd, n, a);
-            else xb_conv2d_forward(&nd->conv, n, a, pp(m, nd->p_w), pp(m, nd->p_b), nd->y, m->ws);
+            if (m->has_op) st = conv_forward_op(m, nd, n, a);
+            else if (!m->training && !m->keep_graph && nd->fold_bn >= 0) {
+                conv_bn_folded(m, nd, n, a);
+                m->folded_fwd = 1;
+            } else xb_conv2d_forward(&nd->conv, n, a, pp(m, nd->p_w), pp(m, nd->p_b), nd->y, m->ws);
             break;
         case L_LINEAR:
-            if (m->mm) {
-                m->mm(m->mm_ctx, nd->mapped, 0, nd->c, c0, n, pp(m, nd->p_w), a, nd->y);
-                const float *b = pp(m, nd->p_b);
-                if (b)
-                    for (int o = 0; o < nd->c; o++)
-                        for (int j = 0; j < n; j++) nd->y[(size_t)o * n + j] += b[o];
+            if (m->has_op) {
+                xb_mm_call c = xb_node_mm_call(m, nd, 0, n);
+                if (!(st = op_forward(m, &c, a, nd->y))) add_bias(pp(m, nd->p_b), nd->c, n, nd->y);
             } else {
                 xb_linear_forward(c0, nd->c, n, a, pp(m, nd->p_w), pp(m, nd->p_b), nd->y);
             }
@@ -764,6 +750,11 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
             break;
         case L_COUNT: XB_ASSERT(0);
         }
+        if (st) {
+            char why[1536];
+            snprintf(why, sizeof why, "%s", xb_last_error());
+            return xb_errorf(st, "forward of layer %s: %s", nd->name, why);
+        }
         if (m->profile) {
             double dt = xb_time_s() - t0;
             m->prof[0][nd->type] += dt;
@@ -780,108 +771,3 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
 
 const float *xb_model_logits(const xb_model *m) { return m->nodes[m->n_nodes - 1].y; }
 
-/* ------------------------------------------------------------------------------------------------ */
-/* Backward                                                                                          */
-/* ------------------------------------------------------------------------------------------------ */
-
-/* gradient buffer of producer `idx` for a kernel that can either write or add into it: *acc = 0 on
- * the first contribution in this backward pass (the kernel writes every element: no memset, no read
- * of zeros), 1 after it; NULL for the image */
-static float *grad_out(xb_model *m, int idx, int *acc) {
-    *acc = 1;
-    if (idx < 0) return NULL;
-    node *p = &m->nodes[idx];
-    if (!p->dy_live) {
-        p->dy_live = 1;
-        *acc = 0;
-    }
-    return p->dy;
-}
-
-/* the same for a kernel that only adds: zeroed on first use */
-static float *grad_of(xb_model *m, int idx, int n) {
-    int acc;
-    float *g = grad_out(m, idx, &acc);
-    if (g && !acc) memset(g, 0, node_size(&m->nodes[idx], n) * sizeof(float));
-    return g;
-}
-
-static float *gp(xb_model *m, int p) { return p < 0 ? NULL : m->gv + m->params[p].offset; }
-
-double xb_model_loss(xb_model *m, int n, const int32_t *labels, float label_smoothing, int *correct) {
-    return xb_softmax_ce(m->classes, n, xb_model_logits(m), labels, label_smoothing, NULL, correct);
-}
-
-xb_status xb_model_backward(xb_model *m, int n, const int32_t *labels, float label_smoothing, double *loss,
-                            int *correct) {
-    XB_ASSERT(n == m->n_cur);
-    for (int i = 0; i < m->n_nodes; i++) m->nodes[i].dy_live = 0;
-    memset(m->gv, 0, (size_t)m->n_train * sizeof(float));
-    node *last = &m->nodes[m->n_nodes - 1];
-    double l = xb_softmax_ce(m->classes, n, last->y, labels, label_smoothing, last->dy, correct);
-    last->dy_live = 1;
-    if (loss) *loss = l;
-    if (!isfinite(l))
-        return xb_errorf(XB_ERR_NUMERIC, "the loss is %g (not finite). HINT: lower --lr, check the input data, or "
-                         "use --schedule cosine with a warm start", l);
-    for (int i = m->n_nodes - 1; i >= 0; i--) {
-        node *nd = &m->nodes[i];
-        /* a relu run by its producer: the producer's backward takes the relu's gradient (fr) */
-        if (nd->type == L_RELU && nd->relu_fused) continue;
-        const node *fr = nd->fuse_relu >= 0 && m->nodes[nd->fuse_relu].relu_fused ? &m->nodes[nd->fuse_relu] : NULL;
-        if (fr ? !fr->dy_live : !nd->dy_live) continue; /* output unused (not in a connected graph) */
-        const float *a = node_in(m, nd, 0);
-        int c0, h0, w0;
-        in_shape(m, nd->in[0], &c0, &h0, &w0);
-        double t0 = m->profile ? xb_time_s() : 0;
-        const int writes = nd->type == L_CONV || nd->type == L_BN || nd->type == L_ADD || nd->type == L_SHORTCUT;
-        int acc = 1;
-        float *da = writes ? grad_out(m, nd->in[0], &acc) : grad_of(m, nd->in[0], n);
-        switch (nd->type) {
-        case L_CONV:
-            xb_conv2d_backward_ex(&nd->conv, n, a, pp(m, nd->p_w), nd->dy, da, acc, gp(m, nd->p_w), gp(m, nd->p_b),
-                                  m->ws);
-            break;
-        case L_LINEAR:
-            xb_linear_backward(c0, nd->c, n, a, pp(m, nd->p_w), nd->dy, da, gp(m, nd->p_w), gp(m, nd->p_b));
-            break;
-        case L_BN:
-            if (m->training)
-                xb_batchnorm_backward_ex(nd->c, (int64_t)n * nd->h * nd->w, a, pp(m, nd->p_w), nd->save_mean,
-                                         nd->save_invstd, fr ? fr->y : NULL, fr ? fr->dy : nd->dy, da, acc,
-                                         gp(m, nd->p_w), gp(m, nd->p_b));
-            else
-                return xb_errorf(XB_ERR_UNSUPPORTED, "backward through batchnorm '%s' in eval mode is not "
-                                 "supported. HINT: call xb_model_train_mode(m, 1) before training", nd->name);
-            break;
-        case L_RELU: if (da) xb_relu_backward((int64_t)node_size(nd, n), nd->y, nd->dy, da); break;
-        case L_MAXPOOL: if (da) xb_maxpool_backward(&nd->pool, nd->c, n, nd->argmax, nd->dy, da); break;
-        case L_AVGPOOL: if (da) xb_avgpool_backward(&nd->pool, nd->c, n, nd->dy, da); break;
-        case L_GAP: if (da) xb_gap_backward(nd->c, n, h0 * w0, nd->dy, da); break;
-        case L_FLATTEN: if (da) xb_flatten_backward(c0, n, h0 * w0, nd->dy, da); break;
-        case L_DROPOUT:
-            if (da) {
-                if (m->training && nd->p_drop > 0) xb_dropout_backward((int64_t)node_size(nd, n), nd->p_drop, nd->mask, nd->dy, da);
-                else for (size_t j = 0; j < node_size(nd, n); j++) da[j] += nd->dy[j];
-            }
-            break;
-        case L_ADD: {
-            int acc_b;
-            float *db = grad_out(m, nd->in[1], &acc_b);
-            xb_add_relu_backward_ex((int64_t)node_size(nd, n), fr ? fr->y : NULL, fr ? fr->dy : nd->dy, da, acc, db,
-                                    acc_b);
-            break;
-        }
-        case L_SHORTCUT:
-            if (da) xb_shortcut_pad_backward_ex(c0, nd->c, nd->sc_pad_lo, nd->sc_stride, n, h0, w0, nd->dy, da, acc);
-            break;
-        case L_COUNT: XB_ASSERT(0);
-        }
-        if (m->profile) {
-            double dt = xb_time_s() - t0;
-            m->prof[1][nd->type] += dt;
-            nd->prof[1] += dt;
-        }
-    }
-    return XB_OK;
-}

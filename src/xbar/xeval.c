@@ -117,7 +117,10 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
     r->accuracy = xb_calloc((size_t)K * sizeof(double));
     r->loss = xb_calloc((size_t)K * sizeof(double));
     xb_status st = XB_OK;
-    xb_model_set_matmul(m, NULL, NULL);
+    const xb_mm_op *had = xb_model_op(m);
+    xb_mm_op saved;
+    if (had) saved = *had;
+    xb_model_set_op(m, NULL);
     if (o->software) {
         /* warm-up (untimed): thread pools, first touch of the activations */
         double a_, l_;
@@ -196,7 +199,7 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
         r->acc_std = K > 1 ? sqrt(s2 / (K - 1)) : 0;
     }
 out:
-    xb_model_set_matmul(m, NULL, NULL);
+    xb_model_set_op(m, had ? &saved : NULL);
     if (st) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", xb_last_error());

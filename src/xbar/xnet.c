@@ -1,0 +1,542 @@
+/* xnet.c -- the crossbar network: tiles and geometry of every mapped layer, programming them (OpenMP
+ * over tiles and seeds), folding, statistics.  The products through the tiles (forward, backward, the
+ * mapped-matmul operator) are in xforward.c.
+ *
+ * Units.  Inside a layer, signals are in "code units": a read current divided by v_read * g_unit, so
+ * that an ideal cell of code c driven by a full-scale input contributes c.  A layer output is
+ *     y_j = x_max * sum_t coef_t * sum_p omega_p * sign_pass * ADC(signal_{t,p,j})
+ * with coef_t = s/qmax * 2^(b t) (* the drift compensation), omega_p the weight of input plane p and
+ * x_max the input range (map.c has the codes; docs/hardware.md the whole chain).
+ *
+ * Two paths.
+ *   fast (no ADC): every stage is linear, so each layer is one float matrix W_eff (rows_out x k) in
+ *     weight units, assembled from all its tiles (E from the solver, differential subtraction or
+ *     reference column, slices recombined).  DAC quantization is applied to the inputs, read noise as
+ *     an additive Gaussian per output with the variance the per-cell noise implies
+ *     (var y_j = sum_i x_i^2 sum_cells coef^2 sigma_cell^2; exact in distribution for independent cell
+ *     noise, first order in the wire resistance), shared reference-column noise drawn once per tile.
+ *   tiled (ADC): per row tile, per slice, per input pass (sign) and plane: signal = D x (+ noise),
+ *     ADC, shift-add, digital accumulation over row tiles.  All column tiles of a row tile run in one
+ *     GEMM (each output element is still its own ADC conversion).
+ * Columns are processed in chunks of a fixed width per layer (OpenMP over chunks, single-threaded
+ * BLAS inside), so results do not depend on the thread count. */
+#include "xnet_internal.h"
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Construction                                                                                      */
+/* ------------------------------------------------------------------------------------------------ */
+
+uint64_t xb_xnet_hash_(const float *w, int64_t n) {
+    uint64_t h = 1469598103934665603ull;
+    const uint32_t *u = (const uint32_t *)(const void *)w;
+    for (int64_t i = 0; i < n; i++) h = (h ^ u[i]) * 1099511628211ull;
+    return h;
+}
+
+const float *xb_xnet_wptr_(const xb_xnet *xn, const xlayer *l) {
+    return xb_model_params(xn->m) + xb_model_param(xn->m, l->param)->offset + (size_t)l->group * l->rows_out * l->k;
+}
+
+void xb_xnet_keep_ranges(xb_xnet *xn, int on) { xn->keep_ranges = on; }
+void xb_xnet_clear_ranges(xb_xnet *xn) {
+    for (int i = 0; i < xn->n_xl; i++) {
+        xlayer *l = &xn->xl[i];
+        if (xn->need_x) l->x_set = 0;
+        if (xn->need_fs) l->fs_set = 0;
+        l->gain = 1;
+    }
+}
+void xb_xnet_set_backward(xb_xnet *xn, xb_xnet_backward b) { xn->bwd = b; }
+uint64_t xb_xnet_stale_refusals(const xb_xnet *xn) { return xn->stale; }
+
+static int pow2_floor_(int64_t v) {
+    int p = 1;
+    while ((int64_t)p * 2 <= v) p *= 2;
+    return p;
+}
+
+/* floats of the per-thread chunk buffer a layer needs */
+static size_t layer_tbuf_(const xb_xnet *xn, const xlayer *l) {
+    size_t ch = (size_t)l->ch, P = (size_t)xn->planes, S = (size_t)l->g.slices;
+    size_t ro = (size_t)l->rows_out, R = (size_t)l->g.R, N = (size_t)(l->nN > l->rows_out ? l->nN : l->rows_out);
+    /* xq, x2, var, var_ref, z */
+    if (!l->tiled) return 2 * (size_t)l->k * ch + ro * ch + (size_t)l->g.ct * ch + ch;
+    /* Xp, Xp2, sig, sigN, var, acc, colsum, z */
+    return 2 * R * P * ch + S * ro * P * ch + 2 * S * N * P * ch + ro * ch + 2 * P * ch;
+}
+
+xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
+    *out = NULL;
+    xb_status st = xb_hw_validate(hw);
+    if (st) return st;
+    int nm = xb_model_n_mapped(m);
+    for (int d = 0; d < hw->n_digital; d++) {
+        int found = 0;
+        for (int i = 0; i < nm && !found; i++) {
+            const char *name;
+            xb_model_mapped_info(m, i, &name, NULL, NULL, NULL);
+            found = strcmp(name, hw->digital[d]) == 0;
+        }
+        if (!found) {
+            char list[1024] = "";
+            size_t u = 0;
+            for (int i = 0; i < nm && u < sizeof list - 1; i++) {
+                const char *name;
+                xb_model_mapped_info(m, i, &name, NULL, NULL, NULL);
+                u += (size_t)snprintf(list + u, sizeof list - u, "%s%s", i ? ", " : "", name);
+            }
+            return xb_errorf(XB_ERR_CONFIG, "%s: [tile] digital_layers names '%s', which is not a conv/linear layer of "
+                             "model '%s'. HINT: the mapped layers are: %s", hw->path[0] ? hw->path : "hw config",
+                             hw->digital[d], xb_model_name(m), list);
+        }
+    }
+    xb_xnet *xn = xb_calloc(sizeof *xn);
+    xn->hw = *hw;
+    xn->m = m;
+    xn->n_mapped = nm;
+    xn->first_xl = xb_calloc((size_t)(nm + 1) * sizeof(int));
+    xn->planes = hw->bit_serial ? (hw->input_bits + hw->dac_bits - 1) / hw->dac_bits : 1;
+    xn->in_bits = hw->bit_serial ? hw->input_bits : hw->dac_bits;
+    int quant_in = hw->dac_bits > 0, adc = hw->adc_bits > 0;
+    xn->need_x = (quant_in || adc) && hw->input_range == XB_RANGE_CALIBRATED;
+    xn->need_fs = adc && hw->adc_range == XB_RANGE_CALIBRATED;
+    xn->need_gain = hw->gain_calibration;
+    xn->parasitic = hw->solver != XB_SOLVER_NONE &&
+                    (hw->circuit.r_wire_ohm > 0 || hw->circuit.r_driver_ohm > 0 || hw->circuit.r_sense_ohm > 0);
+    /* count xlayers (one per mapped layer and convolution group) */
+    int total = 0;
+    for (int i = 0; i < nm; i++) {
+        int p, ro, k;
+        xb_model_mapped_info(m, i, NULL, &p, &ro, &k);
+        xn->first_xl[i] = total;
+        total += (int)(xb_model_param(m, p)->shape[0] / ro);
+    }
+    xn->first_xl[nm] = total;
+    xn->n_xl = total;
+    xn->xl = xb_calloc((size_t)total * sizeof(xlayer));
+    size_t tb = 0, arr = 0;
+    int ro_max = 1;
+    for (int i = 0; i < nm; i++) {
+        const char *name;
+        int p, ro, k;
+        xb_model_mapped_info(m, i, &name, &p, &ro, &k);
+        int groups = (int)(xb_model_param(m, p)->shape[0] / ro);
+        int digital = (!hw->map_first && i == 0) || (!hw->map_last && i == nm - 1);
+        for (int d = 0; d < hw->n_digital; d++) digital |= strcmp(name, hw->digital[d]) == 0;
+        for (int gi = 0; gi < groups; gi++) {
+            xlayer *l = &xn->xl[xn->first_xl[i] + gi];
+            l->li = i;
+            l->group = gi;
+            l->groups = groups;
+            l->param = p;
+            l->digital = digital;
+            l->rows_out = ro;
+            l->k = k;
+            snprintf(l->st.name, sizeof l->st.name, "%s", name);
+            l->st.rows_out = ro;
+            l->st.k = k;
+            l->st.groups = groups;
+            l->st.mapped = !digital;
+            if (ro > ro_max) ro_max = ro;
+            if (digital) continue;
+            if ((st = xb_map_geom_init(hw, ro, k, &l->g))) goto fail;
+            const xb_map_geom *g = &l->g;
+            l->ntype = hw->scheme == XB_SCHEME_DIFFERENTIAL ? NT_PAIR
+                     : hw->reference == XB_REF_COLUMN ? NT_REFCOL : NT_DIGITAL;
+            l->tiled = adc;
+            l->noise = hw->read_noise_sigma > 0;
+            l->nN = l->ntype == NT_PAIR ? ro : l->ntype == NT_REFCOL ? g->ct : 0;
+            size_t wk = (size_t)ro * k;
+            l->weff = xb_calloc(wk * sizeof(float)); /* the backward reads it on every path */
+            if (!l->tiled) {
+                if (l->noise) {
+                    l->vnoise = xb_calloc(wk * sizeof(float));
+                    if (l->ntype == NT_REFCOL) l->vref = xb_calloc((size_t)g->ct * k * sizeof(float));
+                }
+            } else {
+                size_t S = (size_t)g->slices, nk = (size_t)l->nN * k;
+                l->D = xb_calloc(S * wk * sizeof(float));
+                if (hw->adc_signal == XB_ADC_COLUMN && l->nN) l->Nm = xb_calloc(S * nk * sizeof(float));
+                if (l->noise) {
+                    l->VP = xb_calloc(S * wk * sizeof(float));
+                    if (l->nN && (hw->adc_signal == XB_ADC_COLUMN || l->ntype == NT_REFCOL))
+                        l->VN = xb_calloc(S * nk * sizeof(float));
+                }
+            }
+            int64_t widest = l->tiled ? (int64_t)g->slices * (ro > l->nN ? ro : l->nN) : (ro > k ? ro : k);
+            if (g->R > widest) widest = g->R;
+            if (k > widest) widest = k;
+            int64_t ch = pow2_floor_(XL_CHUNK_FLOATS / (widest * (l->tiled ? xn->planes : 1)));
+            l->ch = (int)(ch < 16 ? 16 : ch > 4096 ? 4096 : ch);
+            size_t need = layer_tbuf_(xn, l);
+            if (need > tb) tb = need;
+            size_t a = (size_t)g->arrays * g->R * g->C;
+            if (a > arr) arr = a;
+            l->st.tiles = g->tiles;
+            l->st.arrays = g->arrays_total;
+            l->st.cells_used = g->cells_used;
+            l->st.cells_alloc = g->cells_alloc;
+        }
+    }
+    xn->foldable = !adc && !quant_in && hw->read_noise_sigma == 0;
+    xn->nthreads = max_threads_();
+    xn->tbuf_floats = tb;
+    if (tb) xn->tbuf = xb_malloc((size_t)xn->nthreads * tb * sizeof(float));
+    xn->refbuf = xb_malloc((size_t)ro_max * XL_STATS_COLS * sizeof(float));
+    xn->arr_doubles = arr;
+    if (xn->need_x || xn->need_fs) xn->cal = xb_malloc((size_t)XL_CAL_SAMPLES * sizeof(float));
+    if (xn->parasitic && arr) {
+        static const xb_solve_method meth[] = {XB_SOLVE_EXACT, XB_SOLVE_DECOUPLED, XB_SOLVE_CHOLMOD};
+        if ((st = xb_solve_plan_init(hw->rows, hw->cols, meth[hw->solver], &xn->plan))) goto fail;
+        xn->ws_bytes = xb_solve_plan_workspace(xn->plan);
+    }
+    *out = xn;
+    return XB_OK;
+fail:
+    xb_xnet_free(xn);
+    return st;
+}
+
+void xb_xnet_free(xb_xnet *xn) {
+    if (!xn) return;
+    if (xn->folded) xb_xnet_fold(xn, 0);
+    if (xn->attached) xb_xnet_detach(xn);
+    for (int i = 0; i < xn->n_xl; i++) {
+        xlayer *l = &xn->xl[i];
+        xb_free(l->weff); xb_free(l->vnoise); xb_free(l->vref);
+        xb_free(l->D); xb_free(l->Nm); xb_free(l->VP); xb_free(l->VN);
+    }
+    if (xn->plan) xb_solve_plan_free(xn->plan);
+    xb_free(xn->wsave);
+    xb_free(xn->xl); xb_free(xn->first_xl); xb_free(xn->tbuf); xb_free(xn->refbuf); xb_free(xn->cal);
+    xb_free(xn);
+}
+
+/* bytes of programmed state (for grouping Monte-Carlo seeds) */
+size_t xb_xnet_state_bytes_(const xb_xnet *xn);
+size_t xb_xnet_state_bytes_(const xb_xnet *xn) {
+    size_t b = sizeof *xn + xn->tbuf_floats * (size_t)xn->nthreads * sizeof(float);
+    for (int i = 0; i < xn->n_xl; i++) {
+        const xlayer *l = &xn->xl[i];
+        if (l->digital) continue;
+        size_t wk = (size_t)l->rows_out * l->k * sizeof(float);
+        if (!l->tiled) b += wk * (l->noise ? 2 : 1);
+        else b += (size_t)l->g.slices * wk * (1 + (l->noise ? 1 : 0) + (l->Nm ? 1 : 0) + (l->VN ? 1 : 0));
+    }
+    return b;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Programming                                                                                       */
+/* ------------------------------------------------------------------------------------------------ */
+
+static double cell_var_(const xb_hw *hw, double g, double gu) {
+    double sd = hw->read_noise_mode == XB_NOISE_RELATIVE ? hw->read_noise_sigma * g : hw->read_noise_sigma;
+    return (sd / gu) * (sd / gu);
+}
+
+/* Per-layer set-up before its tiles are programmed: clip scale, coefficients, ranges, stats. */
+static void layer_begin_(xb_xnet *xn, xlayer *l) {
+    const xb_hw *hw = &xn->hw;
+    xb_xlayer_stats keep = l->st;
+    memset(&l->st, 0, sizeof l->st);
+    memcpy(l->st.name, keep.name, sizeof keep.name);
+    l->st.mapped = keep.mapped; l->st.rows_out = keep.rows_out; l->st.k = keep.k; l->st.groups = keep.groups;
+    l->st.tiles = keep.tiles; l->st.arrays = keep.arrays; l->st.cells_used = keep.cells_used;
+    l->st.cells_alloc = keep.cells_alloc;
+    l->calls = 0;
+    if (l->digital) return;
+    const float *w = xb_xnet_wptr_(xn, l);
+    /* calibrated ranges and gains kept across programming (xb_xnet_keep_ranges) */
+    const int keep_x = xn->keep_ranges && l->x_set, keep_fs = xn->keep_ranges && l->fs_set;
+    const double kx = l->x_max, kfs = l->fs, kg = xn->keep_ranges ? l->gain : 1;
+    l->s = xb_map_scale(hw, (int64_t)l->rows_out * l->k, w);
+    l->comp = hw->drift_compensation ? 1.0 / xb_drift_factor(hw->drift_nu, hw->drift_t_s, hw->drift_t0_s) : 1.0;
+    l->gain = kg > 0 ? kg : 1;
+    l->st.gain = l->gain;
+    for (int t = 0; t < l->g.slices; t++) {
+        l->coef[t] = l->s / l->g.qmax * l->comp * ldexp(1.0, l->g.slice_bits * t) * l->gain;
+        l->ncode[t] = hw->g_min_s / l->g.g_unit_s + l->g.ref_code[t];
+    }
+    l->st.w_scale = l->s;
+    /* ranges: fixed and worst-case now, calibrated ones by xb_xnet_calibrate */
+    l->x_set = hw->input_range == XB_RANGE_FIXED;
+    l->x_max = l->x_set ? hw->input_full_scale : 0;
+    l->fs_set = 1;
+    l->fs = 0;
+    if (hw->adc_bits > 0) {
+        const double gu = l->g.g_unit_s;
+        if (hw->adc_range == XB_RANGE_FIXED) l->fs = hw->adc_full_scale_a / (hw->v_read_v * gu);
+        else if (hw->adc_range == XB_RANGE_WORST_CASE)
+            l->fs = hw->adc_signal == XB_ADC_DIFFERENCE ? l->g.R * l->g.kmax : l->g.R * hw->g_max_s / gu;
+        else l->fs_set = 0;
+    }
+    if (keep_x) { l->x_set = 1; l->x_max = kx; }
+    if (keep_fs && hw->adc_bits > 0 && hw->adc_range == XB_RANGE_CALIBRATED) { l->fs_set = 1; l->fs = kfs; }
+    l->st.input_full_scale = l->x_max;
+    l->st.adc_full_scale_a = l->fs * hw->v_read_v * l->g.g_unit_s;
+}
+
+/* One logical tile: targets -> devices -> effective matrices -> the layer's matrices. */
+static xb_status program_tile_(xb_xnet *xn, xlayer *l, int r, int c, double *gt, double *e, void *ws,
+                               xb_device_counts *cnt) {
+    const xb_hw *hw = &xn->hw;
+    const xb_map_geom *g = &l->g;
+    const int R = g->R, C = g->C, S = g->slices, k = l->k;
+    const int64_t RC = (int64_t)R * C;
+    const float *w = xb_xnet_wptr_(xn, l);
+    xb_map_tile_targets(hw, g, w, l->s, r, c, gt);
+    xb_rng base, lr, tr, ar;
+    xb_rng_seed(&base, xn->seed, "device");
+    xb_rng_fork(&base, (uint64_t)l->li * 65536u + (uint64_t)l->group, &lr);
+    xb_rng_fork(&lr, (uint64_t)r * (uint64_t)g->ct + (uint64_t)c, &tr);
+    for (int a = 0; a < g->arrays; a++) {
+        xb_rng_fork(&tr, (uint64_t)a, &ar);
+        xb_device_program(hw, RC, gt + a * RC, &ar, cnt);
+        if (xn->parasitic) {
+            xb_status st = xb_solve_plan_effective(xn->plan, &hw->circuit, gt + a * RC, e + a * RC, ws, NULL);
+            if (st) {
+                char why[768];
+                snprintf(why, sizeof why, "%s", xb_last_error());
+                return xb_errorf(st, "layer %s, tile (%d, %d), array %d: %s", l->st.name, r, c, a, why);
+            }
+        } else {
+            memcpy(e + a * RC, gt + a * RC, (size_t)RC * sizeof(double));
+        }
+    }
+    const double gu = g->g_unit_s;
+    const int i0 = r * R, m = k - i0 < R ? k - i0 : R;
+    const int j0 = c * g->wcols, nj = l->rows_out - j0 < g->wcols ? l->rows_out - j0 : g->wcols;
+    const int diffadc = hw->adc_signal == XB_ADC_DIFFERENCE;
+    int ra[XB_MAX_SLICES], rp[XB_MAX_SLICES];
+    if (l->ntype == NT_REFCOL)
+        for (int t = 0; t < S; t++) xb_map_ref(g, t, &ra[t], &rp[t]);
+    /* reference columns: one row of Nm / VN per column tile */
+    if (l->ntype == NT_REFCOL) {
+        for (int i = 0; i < m; i++) {
+            double vr = 0;
+            for (int t = 0; t < S; t++) {
+                int64_t idx = ra[t] * RC + (int64_t)i * C + rp[t];
+                double n = e[idx] / gu, v = l->noise ? cell_var_(hw, gt[idx], gu) : 0;
+                vr += l->coef[t] * l->coef[t] * v;
+                if (l->tiled) {
+                    size_t o = ((size_t)t * l->nN + c) * k + i0 + i;
+                    if (l->Nm) l->Nm[o] = (float)n;
+                    if (l->VN) l->VN[o] = (float)v;
+                }
+            }
+            if (!l->tiled && l->vref) l->vref[(size_t)c * k + i0 + i] = (float)vr;
+        }
+    }
+    for (int jj = 0; jj < nj; jj++) {
+        const int j = j0 + jj;
+        int pa[XB_MAX_SLICES], pp[XB_MAX_SLICES], na[XB_MAX_SLICES], np[XB_MAX_SLICES];
+        for (int t = 0; t < S; t++) {
+            xb_map_cell(g, 0, t, jj, &pa[t], &pp[t]);
+            if (l->ntype == NT_PAIR) xb_map_cell(g, 1, t, jj, &na[t], &np[t]);
+        }
+        for (int i = 0; i < m; i++) {
+            double wsum = 0, vsum = 0;
+            for (int t = 0; t < S; t++) {
+                int64_t ip = pa[t] * RC + (int64_t)i * C + pp[t];
+                double P = e[ip] / gu, vp = l->noise ? cell_var_(hw, gt[ip], gu) : 0, N, vn = 0;
+                if (l->ntype == NT_PAIR) {
+                    int64_t in = na[t] * RC + (int64_t)i * C + np[t];
+                    N = e[in] / gu;
+                    vn = l->noise ? cell_var_(hw, gt[in], gu) : 0;
+                } else if (l->ntype == NT_REFCOL) {
+                    N = e[ra[t] * RC + (int64_t)i * C + rp[t]] / gu;
+                } else {
+                    N = l->ncode[t];
+                }
+                wsum += l->coef[t] * (P - N);
+                vsum += l->coef[t] * l->coef[t] * (vp + vn);
+                if (l->tiled) {
+                    size_t o = ((size_t)t * l->rows_out + j) * k + i0 + i;
+                    l->D[o] = (float)(diffadc ? P - N : P);
+                    if (l->VP) l->VP[o] = (float)(diffadc ? vp + vn : vp);
+                    if (l->ntype == NT_PAIR) { /* nN == rows_out */
+                        if (l->Nm) l->Nm[o] = (float)N;
+                        if (l->VN) l->VN[o] = (float)vn;
+                    }
+                }
+            }
+            l->weff[(size_t)j * k + i0 + i] = (float)wsum;
+            if (!l->tiled) {
+                if (l->vnoise) l->vnoise[(size_t)j * k + i0 + i] = (float)vsum;
+            }
+        }
+    }
+    return XB_OK;
+}
+
+typedef struct work_ { int net, xl, r, c; } work_;
+
+xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n) {
+    XB_ASSERT(n >= 1);
+    int64_t nw = 0;
+    size_t arr = 0, wsb = 0;
+    for (int q = 0; q < n; q++) {
+        xb_xnet *xn = xns[q];
+        XB_ASSERT(!xn->folded && "unfold (xb_xnet_fold(xn, 0)) before programming: it reads the float weights");
+        xn->seed = seeds[q];
+        xn->programmed = 0;
+        for (int i = 0; i < xn->n_xl; i++) {
+            layer_begin_(xn, &xn->xl[i]);
+            if (!xn->xl[i].digital) nw += xn->xl[i].g.tiles;
+        }
+        if (xn->arr_doubles > arr) arr = xn->arr_doubles;
+        if (xn->ws_bytes > wsb) wsb = xn->ws_bytes;
+    }
+    work_ *wl = xb_malloc((size_t)(nw + 1) * sizeof(work_));
+    int64_t u = 0;
+    for (int q = 0; q < n; q++)
+        for (int i = 0; i < xns[q]->n_xl; i++) {
+            const xlayer *l = &xns[q]->xl[i];
+            if (l->digital) continue;
+            for (int r = 0; r < l->g.rt; r++)
+                for (int c = 0; c < l->g.ct; c++) wl[u++] = (work_){q, i, r, c};
+        }
+    xb_status err = XB_OK;
+    char msg[1024] = "";
+#pragma omp parallel
+    {
+        double *gt = xb_malloc((arr + 1) * sizeof(double)), *e = xb_malloc((arr + 1) * sizeof(double));
+        void *ws = wsb ? xb_malloc(wsb) : NULL;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < nw; it++) {
+            if (err) continue;
+            xb_xnet *xn = xns[wl[it].net];
+            xlayer *l = &xn->xl[wl[it].xl];
+            xb_device_counts cnt = {0};
+            double ts = xb_time_s();
+            xb_status st = program_tile_(xn, l, wl[it].r, wl[it].c, gt, e, ws, &cnt);
+            double dt = xb_time_s() - ts;
+#pragma omp critical(xb_xnet_program)
+            {
+                if (st && !err) {
+                    err = st;
+                    snprintf(msg, sizeof msg, "%s", xb_last_error());
+                }
+                l->st.stuck_gmin += cnt.stuck_gmin;
+                l->st.stuck_gmax += cnt.stuck_gmax;
+                l->st.g_clipped += cnt.clipped;
+                l->st.program_s += dt;
+            }
+        }
+        xb_free(gt);
+        xb_free(e);
+        xb_free(ws);
+    }
+    xb_free(wl);
+    if (err) return xb_errorf(err, "%s", msg);
+    for (int q = 0; q < n; q++) {
+        for (int i = 0; i < xns[q]->n_xl; i++) {
+            xlayer *l = &xns[q]->xl[i];
+            if (!l->digital) l->whash = xb_xnet_hash_(xb_xnet_wptr_(xns[q], l), (int64_t)l->rows_out * l->k);
+        }
+        xns[q]->programmed = 1;
+    }
+    return XB_OK;
+}
+
+xb_status xb_xnet_program(xb_xnet *xn, uint64_t seed) { return xb_xnet_program_many(&xn, &seed, 1); }
+
+void xb_xnet_attach(xb_xnet *xn) {
+    if (xn->folded) xb_xnet_fold(xn, 0);
+    xb_xnet_install_op_(xn);
+    xn->attached = 1;
+}
+void xb_xnet_detach(xb_xnet *xn) { xb_model_set_op(xn->m, NULL); xn->attached = 0; }
+int xb_xnet_needs_calibration(const xb_xnet *xn) { return xn->need_x || xn->need_fs || xn->need_gain; }
+int xb_xnet_foldable(const xb_xnet *xn) { return xn->foldable; }
+
+xb_status xb_xnet_fold(xb_xnet *xn, int on) {
+    if (!on) {
+        if (!xn->folded) return XB_OK;
+        int64_t u = 0;
+        for (int i = 0; i < xn->n_xl; i++) {
+            const xlayer *l = &xn->xl[i];
+            if (l->digital) continue;
+            size_t wk = (size_t)l->rows_out * l->k;
+            float *w = xb_model_params(xn->m) + xb_model_param(xn->m, l->param)->offset + (size_t)l->group * wk;
+            memcpy(w, xn->wsave + u, wk * sizeof(float));
+            u += (int64_t)wk;
+        }
+        xn->folded = 0;
+        return XB_OK;
+    }
+    if (!xn->foldable)
+        return xb_errorf(XB_ERR_UNSUPPORTED, "crossbar network: cannot fold into the model's weights, the config has "
+                         "a DAC, an ADC or read noise (per-MVM stages). HINT: run it through the hook (xb_xnet_attach)");
+    XB_ASSERT(xn->programmed && "xb_xnet_program before folding");
+    if (xn->folded) return XB_OK;
+    int64_t total = 0;
+    for (int i = 0; i < xn->n_xl; i++)
+        if (!xn->xl[i].digital) total += (int64_t)xn->xl[i].rows_out * xn->xl[i].k;
+    if (!xn->wsave) xn->wsave = xb_malloc((size_t)(total + 1) * sizeof(float));
+    if (xn->attached) xb_xnet_detach(xn);
+    int64_t u = 0;
+    for (int i = 0; i < xn->n_xl; i++) {
+        const xlayer *l = &xn->xl[i];
+        if (l->digital) continue;
+        size_t wk = (size_t)l->rows_out * l->k;
+        float *w = xb_model_params(xn->m) + xb_model_param(xn->m, l->param)->offset + (size_t)l->group * wk;
+        memcpy(xn->wsave + u, w, wk * sizeof(float));
+        memcpy(w, l->weff, wk * sizeof(float));
+        u += (int64_t)wk;
+    }
+    xn->folded = 1;
+    return XB_OK;
+}
+
+void xb_xnet_reset_stats(xb_xnet *xn) {
+    for (int i = 0; i < xn->n_xl; i++) {
+        xb_xlayer_stats *s = &xn->xl[i].st;
+        s->adc_conversions = s->adc_clipped = s->dac_conversions = s->dac_clipped = 0;
+        s->err_sq = s->ref_sq = 0;
+        s->forward_s = 0;
+    }
+}
+
+xb_status xb_xnet_calibrate(xb_xnet *xn, int n, const float *x) {
+    XB_ASSERT(xn->programmed && "xb_xnet_program before xb_xnet_calibrate");
+    if (n < 1) return xb_errorf(XB_ERR_ARG, "calibration needs at least one image");
+    xb_status st = xb_model_set_batch(xn->m, n);
+    if (st) return st;
+    int was = xn->attached;
+    xb_xnet_attach(xn);
+    xb_model_train_mode(xn->m, 0);
+    xn->calibrating = 1;
+    st = xb_model_forward(xn->m, n, x, NULL, NULL);
+    xn->calibrating = 0;
+    if (!was) xb_xnet_detach(xn);
+    xb_xnet_reset_stats(xn);
+    return st;
+}
+
+int xb_xnet_n_layers(const xb_xnet *xn) { return xn->n_mapped; }
+
+void xb_xnet_layer_stats(const xb_xnet *xn, int i, xb_xlayer_stats *out) {
+    XB_ASSERT(i >= 0 && i < xn->n_mapped);
+    *out = xn->xl[xn->first_xl[i]].st;
+    for (int q = xn->first_xl[i] + 1; q < xn->first_xl[i + 1]; q++) {
+        const xb_xlayer_stats *s = &xn->xl[q].st;
+        out->tiles += s->tiles; out->arrays += s->arrays; out->cells_used += s->cells_used;
+        out->cells_alloc += s->cells_alloc; out->stuck_gmin += s->stuck_gmin; out->stuck_gmax += s->stuck_gmax;
+        out->g_clipped += s->g_clipped; out->adc_conversions += s->adc_conversions;
+        out->adc_clipped += s->adc_clipped; out->dac_conversions += s->dac_conversions;
+        out->dac_clipped += s->dac_clipped; out->err_sq += s->err_sq; out->ref_sq += s->ref_sq;
+        out->program_s += s->program_s; out->forward_s += s->forward_s;
+        if (s->w_scale > out->w_scale) out->w_scale = s->w_scale;
+        if (s->input_full_scale > out->input_full_scale) out->input_full_scale = s->input_full_scale;
+        if (s->adc_full_scale_a > out->adc_full_scale_a) out->adc_full_scale_a = s->adc_full_scale_a;
+    }
+}
+
+const float *xb_xnet_effective_weights(const xb_xnet *xn, int i, int g) {
+    XB_ASSERT(i >= 0 && i < xn->n_mapped && g >= 0 && xn->first_xl[i] + g < xn->first_xl[i + 1]);
+    const xlayer *l = &xn->xl[xn->first_xl[i] + g];
+    return l->digital ? NULL : l->weff;
+}
+

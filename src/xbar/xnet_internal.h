@@ -1,0 +1,84 @@
+/* xnet_internal.h -- the crossbar network's types, shared by the files of src/xbar/ that build,
+ * program and run it (xnet.c: construction and programming; xforward.c: the forward product and the
+ * mapped-matmul operator).  Private to src/xbar/. */
+#ifndef XB_XNET_INTERNAL_H
+#define XB_XNET_INTERNAL_H
+#include "xb_xbar.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define XL_STATS_COLS 1024          /* columns per call compared against the float product */
+#define XL_CHUNK_FLOATS (1 << 19)   /* target size of one chunk buffer */
+#define XL_CAL_SAMPLES (1 << 21)    /* values kept for a calibration percentile */
+
+enum { NT_PAIR = 0, NT_REFCOL, NT_DIGITAL };
+
+typedef struct xlayer {
+    int li, group, groups, param, digital;
+    int rows_out, k;
+    xb_map_geom g;
+    int ntype, tiled, noise;
+    double s, comp, gain, coef[XB_MAX_SLICES];
+    /* fast path (weight units) */
+    float *weff, *vnoise, *vref;
+    /* tiled path (code units), slices stacked: row t*rows_out + j of D is slice t of output j.
+     * D = P (column ADC) or P - N (difference ADC); Nm (slices*nN x k) the N side for column ADCs;
+     * VP / VN the read-noise variances of the P (and, for difference ADCs, pair N) and N sides. */
+    float *D, *Nm, *VP, *VN;
+    int nN;                       /* rows of Nm / VN per slice: rows_out (pair), ct (reference column), 0 */
+    double ncode[XB_MAX_SLICES];  /* digital reference in code units */
+    double x_max, fs;             /* input range (activation units); ADC full scale (code units) */
+    int x_set, fs_set;
+    int ch;                       /* chunk width (columns) */
+    uint64_t whash;               /* hash of the float weights the tiles were programmed from */
+    uint64_t calls;
+    xb_xlayer_stats st;
+} xlayer;
+
+struct xb_xnet {
+    xb_hw hw;
+    xb_model *m;
+    int n_xl, n_mapped;
+    xlayer *xl;
+    int *first_xl;                /* per mapped layer: its group-0 xlayer */
+    xb_solve_plan *plan;
+    int parasitic, nthreads, attached, calibrating, programmed, foldable, folded;
+    float *wsave;                 /* float weights of the mapped layers while folded */
+    int planes, in_bits, need_x, need_fs, need_gain;
+    size_t tbuf_floats;
+    float *tbuf, *refbuf, *cal;
+    size_t ws_bytes, arr_doubles;
+    uint64_t seed;
+    int keep_ranges;              /* programming keeps calibrated ranges and gains that are set */
+    xb_xnet_backward bwd;         /* what the backward reads (xb_xnet_set_backward) */
+    uint64_t stale;               /* forwards refused because the weights changed since programming */
+};
+
+/* FNV-1a over the bytes of n floats: the identity of the weights a layer was programmed from. */
+uint64_t xb_xnet_hash_(const float *w, int64_t n);
+/* The float weights of xlayer l (rows_out x k). */
+const float *xb_xnet_wptr_(const xb_xnet *xn, const xlayer *l);
+/* The im2col workspace etc. come from the model; the forward and the operator live in xforward.c. */
+void xb_xnet_install_op_(xb_xnet *xn);
+
+static inline int max_threads_(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static inline int thread_id_(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+#endif
