@@ -5,6 +5,8 @@
  *                                             against CHOLMOD first (or the r=1e-9 limit), then timed
  *   bench_solver tiles  SIZE NTILES           NTILES tiles through xb_xbar_effective_tiles (all threads)
  *   bench_solver approx SIZES                 decoupled vs exact over the regimes of docs/solver.md
+ *   bench_solver dirs   SIZES [MIN_SECONDS]   forward vs backward read (xb_solve_plan_effective_dir), one
+ *                                             square plan and workspace, the two interleaved per repeat
  * SIZES: comma-separated n for n x n tiles.  Output: one CSV line per measurement (header first).
  * G is uniform in [g_min, g_max] (seeded), V uniform in [0, 0.3] V, as xbar_spice.py makes them. */
 #include "xb_solve.h"
@@ -136,6 +138,42 @@ static void cmd_tiles(int n, int ntiles) {
     xb_free(g); xb_free(e);
 }
 
+/* Forward and backward read of the same n x n tile through one plan, alternating, so that both see
+ * the same machine load; min and median per direction (exact and decoupled). */
+static void cmd_dirs(int ns, const int *sizes, double min_s) {
+    xb_circuit c = xb_circuit_default();
+    printf("mode,size,method,fwd_ms_min,bwd_ms_min,fwd_ms_median,bwd_ms_median,reps\n");
+    for (int s = 0; s < ns; s++) {
+        const int n = sizes[s];
+        double *g = random_g(n, n, 1e-6, 1e-4, 100 + n), *e = xb_malloc(8 * (size_t)n * n);
+        for (xb_solve_method meth = XB_SOLVE_EXACT; meth <= XB_SOLVE_DECOUPLED; meth += 2) {
+            xb_solve_plan *p;
+            if (xb_solve_plan_init(n, n, meth, &p)) die("plan");
+            void *w = xb_malloc(xb_solve_plan_workspace_dir(p, XB_READ_BACKWARD));
+            enum { MAXR = 2000 };
+            double *ts[2] = {xb_malloc(8 * MAXR), xb_malloc(8 * MAXR)}, t0 = xb_time_s();
+            int k = 0;
+            for (int d = 0; d < 2; d++)   /* warm-up */
+                if (xb_solve_plan_effective_dir(p, &c, (xb_read_dir)d, g, e, w, NULL)) die("solve");
+            while (k < MAXR && (k < 5 || xb_time_s() - t0 < min_s)) {
+                for (int d = 0; d < 2; d++) {
+                    double a = xb_time_s();
+                    if (xb_solve_plan_effective_dir(p, &c, (xb_read_dir)d, g, e, w, NULL)) die("solve");
+                    ts[d][k] = xb_time_s() - a;
+                }
+                k++;
+            }
+            for (int d = 0; d < 2; d++) qsort(ts[d], (size_t)k, sizeof(double), cmp_d);
+            printf("dirs,%d,%s,%.4f,%.4f,%.4f,%.4f,%d\n", n, xb_solve_method_name(meth), ts[0][0] * 1e3,
+                   ts[1][0] * 1e3, ts[0][k / 2] * 1e3, ts[1][k / 2] * 1e3, k);
+            fflush(stdout);
+            xb_free(ts[0]); xb_free(ts[1]); xb_free(w);
+            xb_solve_plan_free(p);
+        }
+        xb_free(g); xb_free(e);
+    }
+}
+
 typedef struct regime { const char *name; double r_wire, r_driver, r_sense, g_min, g_max; } regime;
 
 static void cmd_approx(int ns, const int *sizes) {
@@ -177,11 +215,15 @@ int main(int argc, char **argv) {
         cmd_time(ns, sizes, argc > 3 ? atof(argv[3]) : 1.0);
     } else if (argc >= 4 && !strcmp(argv[1], "tiles")) {
         cmd_tiles(atoi(argv[2]), atoi(argv[3]));
+    } else if (argc >= 3 && !strcmp(argv[1], "dirs")) {
+        ns = parse_sizes(argv[2], sizes, 16);
+        cmd_dirs(ns, sizes, argc > 3 ? atof(argv[3]) : 1.0);
     } else if (argc >= 3 && !strcmp(argv[1], "approx")) {
         ns = parse_sizes(argv[2], sizes, 16);
         cmd_approx(ns, sizes);
     } else {
-        fprintf(stderr, "usage: bench_solver time SIZES [MIN_SECONDS] | tiles SIZE NTILES | approx SIZES\n");
+        fprintf(stderr, "usage: bench_solver time SIZES [MIN_SECONDS] | tiles SIZE NTILES | approx SIZES | "
+                        "dirs SIZES [MIN_SECONDS]\n");
         return 2;
     }
     return 0;

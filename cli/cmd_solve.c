@@ -1,5 +1,7 @@
 /* cmd_solve.c -- `xbar solve`: a crossbar tile's output currents (and effective matrix) from its
- * conductances, input voltages and wire/driver/sense resistances.  The circuit: include/xb_solve.h. */
+ * conductances, input voltages and wire/driver/sense resistances.  The circuit: include/xb_solve.h.
+ * --backward reads the tile transposed (columns driven, rows sensed): E is then Eb (cols, rows) and
+ * V is (batch, cols). */
 #include "cli.h"
 #include "xb_solve.h"
 
@@ -42,6 +44,8 @@ int cmd_solve(int argc, char **argv) {
         {"r-sense", XF_DOUBLE, "100", "0..", "ohms from each column to ground (0: virtual ground)"},
         {"method", XF_CHOICE, "exact", "exact|cholmod|decoupled",
          "exact (structured Schur), cholmod (sparse Cholesky reference) or decoupled (approximate)"},
+        {"backward", XF_BOOL, NULL, NULL, "backward read: drive the columns (V is (batch, cols)), sense the rows "
+         "(I is (batch, rows)); --effective writes Eb (cols, rows), I = V Eb"},
         {"json", XF_BOOL, NULL, NULL, "print one JSON object with shapes and timings"},
     };
     const int nf = sizeof f / sizeof *f;
@@ -63,10 +67,10 @@ int cmd_solve(int argc, char **argv) {
     xb_circuit c = {.r_wire_ohm = xf_get(f, nf, "r-wire")->d, .r_driver_ohm = xf_get(f, nf, "r-driver")->d,
                     .r_sense_ohm = xf_get(f, nf, "r-sense")->d};
     xb_solve_method method = (xb_solve_method)xf_get(f, nf, "method")->i;
-    int json = (int)xf_get(f, nf, "json")->i;
+    int json = (int)xf_get(f, nf, "json")->i, bwd = (int)xf_get(f, nf, "backward")->i;
 
     xb_tensor g = {0}, v = {0}, e = {0}, i = {0};
-    int64_t rows, cols, batch = 0, vrows = 0;
+    int64_t rows, cols, batch = 0, vrows = 0, nin, nout;
     xb_solve_stats st = {0};
     double t0 = xb_time_s();
     int ret = 1;
@@ -76,38 +80,44 @@ int cmd_solve(int argc, char **argv) {
                   "e.g. g.reshape(1, -1) for one row", gpath);
         goto fail;
     }
+    nin = bwd ? cols : rows;    /* driven lines: rows, or columns for the backward read */
+    nout = bwd ? rows : cols;
     if (vpath) {
         if (load_matrix("v", vpath, &v, &batch, &vrows)) goto fail;
-        if (vrows != rows) {
-            xb_errorf(XB_ERR_SHAPE, "%s: V has %lld entries per input but G has %lld rows. HINT: V is (batch, "
-                      "rows) with one voltage per crossbar row", vpath, (long long)vrows, (long long)rows);
+        if (vrows != nin) {
+            xb_errorf(XB_ERR_SHAPE, "%s: V has %lld entries per input but G has %lld %s. HINT: V is (batch, %s) "
+                      "with one voltage per crossbar %s", vpath, (long long)vrows, (long long)nin,
+                      bwd ? "columns" : "rows", bwd ? "cols" : "rows", bwd ? "column (--backward)" : "row");
             goto fail;
         }
         if (batch > INT32_MAX) { xb_errorf(XB_ERR_SHAPE, "%s: batch too large", vpath); goto fail; }
     }
     if (rows > INT32_MAX || cols > INT32_MAX) { xb_errorf(XB_ERR_SHAPE, "%s: G is too large", gpath); goto fail; }
     {
-        int64_t es[2] = {rows, cols};
+        int64_t es[2] = {nin, nout};
         e = xb_tensor_alloc(XB_F64, 2, es);
     }
     if (vpath) {
-        int64_t is[2] = {batch, cols};
+        int64_t is[2] = {batch, nout};
         i = v.ndim == 2 ? xb_tensor_alloc(XB_F64, 2, is) : xb_tensor_alloc(XB_F64, 1, is + 1);
-        if (xb_xbar_currents(method, &c, (int)rows, (int)cols, g.data, (int)batch, v.data, i.data, e.data, &st))
-            goto fail;
-        if (xb_npy_save(opath, &i)) goto fail;
-    } else if (xb_xbar_effective_method(method, &c, (int)rows, (int)cols, g.data, e.data, &st)) {
+        xb_status s = bwd ? xb_xbar_currents_backward(method, &c, (int)rows, (int)cols, g.data, (int)batch, v.data,
+                                                      i.data, e.data, &st)
+                          : xb_xbar_currents(method, &c, (int)rows, (int)cols, g.data, (int)batch, v.data, i.data,
+                                             e.data, &st);
+        if (s || xb_npy_save(opath, &i)) goto fail;
+    } else if (bwd ? xb_xbar_effective_backward(method, &c, (int)rows, (int)cols, g.data, e.data, &st)
+                   : xb_xbar_effective_method(method, &c, (int)rows, (int)cols, g.data, e.data, &st)) {
         goto fail;
     }
     if (epath && xb_npy_save(epath, &e)) goto fail;
     if (json)
         printf("{\"rows\":%lld,\"cols\":%lld,\"batch\":%lld,\"method\":\"%s\",\"r_wire\":%.17g,\"r_driver\":%.17g,"
-               "\"r_sense\":%.17g,\"solve_ms\":%.4f,\"total_ms\":%.4f,\"pivot_min\":%.3e}\n",
+               "\"r_sense\":%.17g,\"read\":\"%s\",\"solve_ms\":%.4f,\"total_ms\":%.4f,\"pivot_min\":%.3e}\n",
                (long long)rows, (long long)cols, (long long)batch, xb_solve_method_name(method), c.r_wire_ohm,
-               c.r_driver_ohm, c.r_sense_ohm, st.time_s * 1e3, (xb_time_s() - t0) * 1e3, st.pivot_min);
+               c.r_driver_ohm, c.r_sense_ohm, bwd ? "backward" : "forward", st.time_s * 1e3, (xb_time_s() - t0) * 1e3, st.pivot_min);
     else
-        printf("solve: %lld x %lld tile, %s, %.3f ms%s%s%s%s\n", (long long)rows, (long long)cols,
-               xb_solve_method_name(method), st.time_s * 1e3, opath ? "; wrote " : "", opath ? opath : "",
+        printf("solve: %lld x %lld tile, %s%s, %.3f ms%s%s%s%s\n", (long long)rows, (long long)cols,
+               xb_solve_method_name(method), bwd ? ", backward read" : "", st.time_s * 1e3, opath ? "; wrote " : "", opath ? opath : "",
                epath ? "; wrote " : "", epath ? epath : "");
     ret = 0;
 fail:

@@ -34,6 +34,14 @@
  *     xb_solve_plan_free(p);
  *
  * Layouts: G and E are (rows, cols) row-major; V is (batch, rows); I is (batch, cols).
+ *
+ * The backward (transposed) read, used by training: the same grid of cells and wire segments, but
+ * column j is driven at its bottom end (column node (rows-1,j), where the forward sense resistor sits)
+ * by a source through r_driver, and row i is sensed at its left end (row node (i,0)) through r_sense
+ * into a virtual ground.  I_row (batch, rows) = V_col (batch, cols) Eb with Eb (cols, rows).  It is
+ * solved as the forward read of the reversed, transposed tile G'[a][b] = G[rows-1-b][cols-1-a]
+ * (cols x rows), whose E' read backwards (Eb[j][i] = E'[cols-1-j][rows-1-i]) is Eb.  Reciprocity:
+ * Eb == E^T exactly when r_driver == r_sense, not otherwise.  docs/solver.md section 9.
  * Errors: bad shapes, negative or non-finite resistances or conductances return XB_ERR_ARG or
  * XB_ERR_SHAPE; a factorization that is not positive definite or a non-finite result returns
  * XB_ERR_NUMERIC.  The message (xb_last_error) names the place, the value and a HINT.  Nothing is
@@ -106,6 +114,29 @@ size_t xb_solve_plan_workspace(const xb_solve_plan *p);
 xb_status xb_solve_plan_effective(const xb_solve_plan *p, const xb_circuit *c, const double *g,
                                   double *e, void *work, xb_solve_stats *st);
 
+/* ---- the read direction -------------------------------------------------------------------------- */
+
+typedef enum xb_read_dir {
+    XB_READ_FORWARD = 0,   /* rows driven, columns sensed: I (batch, cols) = V (batch, rows) E */
+    XB_READ_BACKWARD       /* columns driven, rows sensed: I (batch, rows) = V (batch, cols) Eb */
+} xb_read_dir;
+
+/* A plan is made for (driven lines, sensed lines): a plan from xb_solve_plan_init(R, C, ...) reads
+ * forward a tile g of (R, C) and backward a tile g of (C, R) -- so for the backward read of a
+ * (rows, cols) tile, make the plan with xb_solve_plan_init(cols, rows, ...); a square plan does both.
+ * Either way e is (R, C).  The shape of the plan: */
+void xb_solve_plan_size(const xb_solve_plan *p, int *rows, int *cols);
+/* Bytes of scratch one xb_solve_plan_effective_dir call in direction dir needs: for FORWARD
+ * xb_solve_plan_workspace(p); BACKWARD adds room for the transposed copy of g (never allocated per
+ * call).  0 for a bad dir. */
+size_t xb_solve_plan_workspace_dir(const xb_solve_plan *p, xb_read_dir dir);
+/* FORWARD: exactly xb_solve_plan_effective.  BACKWARD: for a plan of (R, C), g is the tile's (C, R)
+ * conductances and e (R, C) its backward effective matrix Eb, I_row = V_col Eb (the tile's columns
+ * are the plan's rows).  work: xb_solve_plan_workspace_dir(p, dir) bytes, this call's own.  Every
+ * method works.  Bad G entries are named in the tile's coordinates (G[i,j] of the (C, R) g). */
+xb_status xb_solve_plan_effective_dir(const xb_solve_plan *p, const xb_circuit *c, xb_read_dir dir,
+                                      const double *g, double *e, void *work, xb_solve_stats *st);
+
 /* ---- one-shot conveniences (allocate a plan and workspace per call) ----------------------------- */
 
 /* Exact effective matrix: e (rows, cols) of g (rows, cols). */
@@ -124,6 +155,15 @@ void xb_xbar_apply(int rows, int cols, const double *e, int batch, const double 
 xb_status xb_xbar_currents(xb_solve_method method, const xb_circuit *c, int rows, int cols,
                            const double *g, int batch, const double *v, double *i, double *e_out,
                            xb_solve_stats *st);
+/* The backward read of a (rows, cols) tile g: eb (cols, rows), I_row = V_col eb (a plan of
+ * (cols, rows) and a workspace per call). */
+xb_status xb_xbar_effective_backward(xb_solve_method method, const xb_circuit *c, int rows, int cols,
+                                     const double *g, double *eb, xb_solve_stats *st);
+/* Row currents of the backward read: i (batch, rows) for column inputs v (batch, cols), i = v eb;
+ * eb_out (cols, rows) receives eb when not NULL. */
+xb_status xb_xbar_currents_backward(xb_solve_method method, const xb_circuit *c, int rows, int cols,
+                                    const double *g, int batch, const double *v, double *i,
+                                    double *eb_out, xb_solve_stats *st);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,16 @@ severe IR drop and large drivers.  For each case:
   * the --effective matrix E written alongside satisfies I = V E (numpy, rtol 1e-12);
 some cases also run --method cholmod (exact reference) and --method decoupled (approximate, a loose
 bound), and the command's error handling is checked on bad input.
+
+The backward (column-driven) read, `xbar solve --backward`, is checked against ngspice too.
+xbar_spice.py only writes the row-driven circuit, so the column-driven netlist is written here
+(spice_backward: each column's source -> r_driver -> its bottom column node; each row's left node ->
+r_sense -> ground, the current measured by a 0 V source).  Per case (non-square, r_driver != r_sense):
+  * Eb from ngspice, one column driven at 1 V at a time (the others at 0 V), against --effective
+    (rtol BWD_RTOL, relative to max |Eb|);
+  * random column inputs V through ngspice against the --out currents (same tolerance);
+  * Eb is not E^T there (the forward E of the same tile differs from Eb^T by > 1e-3), so a mapping that
+    swapped the peripherals back would fail.
 Runs with /usr/bin/python3 (numpy) from tests/run_all.sh; XBAR_BIN names the binary (default
 build/xbar).  Prints "ref_solver: N passed, M failed" last; exits non-zero on any failure.
 """
@@ -45,6 +55,14 @@ CASES = [
     ("20x20-small-drivers", 20, 20, 3, ["--r-driver", "1", "--r-sense", "1", "--r-wire", "1"], []),
 ]
 DECOUPLED_BOUND = 0.05   # loose (mild regimes, single lines): the per-regime table is in docs/solver.md
+
+# backward read: name, rows, cols, batch, r_wire, r_driver, r_sense, g_max, extra methods
+BWD_CASES = [
+    ("bwd-6x9", 6, 9, 2, 2.5, 150.0, 40.0, 1e-4, ["cholmod"]),
+    ("bwd-16x10-severe", 16, 10, 2, 10.0, 30.0, 300.0, 1e-3, ["decoupled"]),
+    ("bwd-12x20-large-driver", 12, 20, 2, 5.0, 1e3, 10.0, 5e-4, []),
+]
+BWD_RTOL = 1e-9
 
 results = []
 
@@ -98,6 +116,97 @@ def check_case(case_dir, case):
         report(err <= tol, f"{name} {m} vs ngspice", f"max rel {err:.3e} (tolerance {tol:.0e})")
 
 
+def spice_backward(G, v, r_wire, r_drv, r_sense):
+    """ngspice DC operating point of the column-driven circuit: v (cols,) -> row currents (rows,)."""
+    n, m = G.shape
+    L = ["* crossbar, backward read: columns driven at the bottom, rows sensed at the left"]
+    for j in range(m):
+        L.append(f"VIN{j} in{j} 0 DC {v[j]:.15e}")
+        L.append(f"RD{j} in{j} c{n-1}_{j} {r_drv:.15e}")
+    for i in range(n):
+        for j in range(m):
+            if j > 0:
+                L.append(f"RR{i}_{j} r{i}_{j-1} r{i}_{j} {r_wire:.15e}")
+            L.append(f"RG{i}_{j} r{i}_{j} c{i}_{j} {1.0 / G[i, j]:.15e}")
+            if i > 0:
+                L.append(f"RC{i}_{j} c{i-1}_{j} c{i}_{j} {r_wire:.15e}")
+        L.append(f"VS{i} r{i}_0 s{i} DC 0")
+        L.append(f"RS{i} s{i} 0 {r_sense:.15e}")
+    L += [".options reltol=1e-10 abstol=1e-18 vntol=1e-12", ".op", ".control", "set numdgt=15", "run",
+          "print " + " ".join(f"i(VS{i})" for i in range(n)), ".endc", ".end"]
+    with tempfile.TemporaryDirectory() as d:
+        f = os.path.join(d, "x.cir")
+        with open(f, "w") as fh:
+            fh.write("\n".join(L) + "\n")
+        r = subprocess.run(["ngspice", "-b", f], capture_output=True, text=True)
+    got = {}
+    for line in r.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("i(vs") and "=" in line:
+            k, val = line.split("=")
+            got[int(k.strip()[4:-1])] = float(val)
+    if r.returncode != 0 or len(got) != n:
+        raise RuntimeError("ngspice gave no operating point:\n" + "\n".join((r.stdout + r.stderr).splitlines()[-10:]))
+    return np.array([got[i] for i in range(n)])
+
+
+def check_backward(tmp, case, ex):
+    name, rows, cols, batch, r_wire, r_drv, r_sense, g_max, methods = case
+    rng = np.random.default_rng(zlib.crc32(name.encode()) % 1000)
+    G = rng.uniform(1e-6, g_max, size=(rows, cols))
+    V = rng.uniform(0.0, 0.3, size=(batch, cols))
+    d = os.path.join(tmp, name)
+    os.makedirs(d)
+    np.save(os.path.join(d, "G.npy"), G)
+    np.save(os.path.join(d, "V.npy"), V)
+    t = time.time()
+    inputs = list(np.eye(cols)) + list(V)
+    try:
+        outs = list(ex.map(lambda v: spice_backward(G, v, r_wire, r_drv, r_sense), inputs))
+    except RuntimeError as e:
+        report(False, f"{name} ngspice", str(e))
+        return
+    eb_ref, i_ref = np.array(outs[:cols]), np.array(outs[cols:])
+    t_spice = time.time() - t
+
+    def run(method, backward=True):
+        out, eff = os.path.join(d, f"I_{method}_{backward}.npy"), os.path.join(d, f"E_{method}_{backward}.npy")
+        cmd = [XBAR, "solve", "--g", os.path.join(d, "G.npy"), "--effective", eff, "--r-wire", repr(r_wire),
+               "--r-driver", repr(r_drv), "--r-sense", repr(r_sense), "--method", method, "--json"]
+        if backward:
+            cmd += ["--backward", "--v", os.path.join(d, "V.npy"), "--out", out]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            return None, None, r.stderr.strip()
+        return np.load(eff), np.load(out) if backward else None, json.loads(r.stdout)
+
+    eb, i, js = run("exact")
+    if eb is None:
+        report(False, f"{name} backward", f"xbar solve --backward failed: {js}")
+        return
+    ok = eb.shape == (cols, rows) and i.shape == (batch, rows)
+    err_e = float(np.max(np.abs(eb - eb_ref)) / np.max(np.abs(eb_ref))) if ok else float("inf")
+    err_i = float(np.max(np.abs(i - i_ref)) / np.max(np.abs(i_ref))) if ok else float("inf")
+    report(ok and err_e <= BWD_RTOL, f"{name} backward Eb vs ngspice",
+           f"max rel {err_e:.2e} (tolerance {BWD_RTOL:.0e}; ngspice {cols} + {batch} runs, {t_spice:.1f} s; "
+           f"solve {js['solve_ms']:.2f} ms)")
+    report(ok and err_i <= BWD_RTOL, f"{name} backward I = V Eb vs ngspice", f"max rel {err_i:.2e}")
+    e_fwd, _, js = run("exact", backward=False)
+    if e_fwd is None:
+        report(False, f"{name} forward", js)
+        return
+    diff = float(np.max(np.abs(e_fwd.T - eb_ref)) / np.max(np.abs(eb_ref)))
+    report(diff > 1e-3, f"{name} Eb is not E^T (r_driver != r_sense)", f"max |E^T - Eb| / max Eb = {diff:.2e}")
+    for m in methods:
+        eb_m, i_m, js = run(m)
+        if eb_m is None:
+            report(False, f"{name} backward {m}", js)
+            continue
+        err = float(np.max(np.abs(i_m - i_ref)) / np.max(np.abs(i_ref)))
+        tol = {"cholmod": 1e-6, "decoupled": DECOUPLED_BOUND}[m]
+        report(err <= tol, f"{name} backward {m} vs ngspice", f"max rel {err:.3e} (tolerance {tol:.0e})")
+
+
 def check_errors(tmp):
     """The command fails loudly (exit 1, message with a HINT) on bad input."""
     g = np.full((3, 4), 1e-5)
@@ -113,6 +222,9 @@ def check_errors(tmp):
         ("negative r-wire", ["--g", "ok_G.npy", "--v", "V3.npy", "--out", out, "--r-wire", "-1"], 2, "range"),
         ("--v without --out", ["--g", "ok_G.npy", "--v", "V3.npy"], 2, "--out"),
         ("missing file", ["--g", "nope.npy", "--effective", out], 1, "nope.npy"),
+        ("--backward V rows mismatch", ["--g", "ok_G.npy", "--v", "V3.npy", "--out", out, "--backward"], 1,
+         "column (--backward)"),
+        ("--backward negative conductance", ["--g", "bad_G.npy", "--effective", out, "--backward"], 1, "G[1,2]"),
     ]
     for name, args, want_rc, needle in trials:
         r = subprocess.run([XBAR, "solve", *args], capture_output=True, text=True, cwd=tmp)
@@ -143,6 +255,9 @@ def main():
                     made.append((CASES.index(case), out, case))
         for _, out, case in sorted(made):
             check_case(out, case)
+        with cf.ThreadPoolExecutor(workers) as ex:
+            for case in BWD_CASES:
+                check_backward(tmp, case, ex)
         check_errors(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

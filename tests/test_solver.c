@@ -7,6 +7,11 @@
 /* Documented bound (docs/solver.md): the decoupled model's max error relative to max|E| on the
  * default ("mild") 32 x 32 regime. */
 #define DECOUPLED_MILD_32_BOUND 1.5e-2
+/* The decoupled model is not exactly reciprocal (rows and columns enter its ladders differently, the
+ * driven line's ladder with the crossing lines as common-mode shunts): its Eb and E^T with r_driver ==
+ * r_sense differ by up to this, relative to max E (test_backward_reciprocity: measured 1.8e-2, at
+ * 64 x 64; it is exact, so reciprocal, with ideal wires). */
+#define DECOUPLED_RECIPROCITY 5e-2
 
 static double *random_g(int n, int m, double gmin, double gmax, uint64_t seed) {
     xb_rng r;
@@ -70,6 +75,56 @@ static void dense_reference(xb_circuit c, int n, int m, const double *g, double 
         for (int j = 0; j < m; j++) e[in * m + j] = (double)(gs * b[nm + (n - 1) * m + j]);
     }
     free(A); free(M); free(b);
+}
+
+/* Direct nodal solve of the circuit for given inputs, in either read direction, written out node by
+ * node (no effective matrix, no relabelling of the grid): the 2nm nodal matrix in double, dense
+ * Gaussian elimination (SPD: no pivoting), one factorization for nrhs inputs.  Finite resistances.
+ *   FORWARD:  source v[b][i] -> r_driver -> row node (i,0); out[b][j] = current through r_sense from
+ *             column node (n-1,j) to ground.  v (nrhs, n), out (nrhs, m).
+ *   BACKWARD: source v[b][j] -> r_driver -> column node (n-1,j); out[b][i] = current through r_sense
+ *             from row node (i,0) to ground.  v (nrhs, m), out (nrhs, n).
+ * Row node (i,j) = i*m + j, column node = n*m + i*m + j. */
+static void nodal_direct(xb_circuit c, int n, int m, const double *g, xb_read_dir dir, int nrhs, const double *v,
+                         double *out) {
+    const int nm = n * m, N = 2 * nm, bwd = dir == XB_READ_BACKWARD;
+    const int nin = bwd ? m : n, nout = bwd ? n : m;
+    const double gw = 1 / c.r_wire_ohm, gd = 1 / c.r_driver_ohm, gs = 1 / c.r_sense_ohm;
+    double *A = calloc((size_t)N * N, sizeof(double)), *x = calloc((size_t)N, sizeof(double));
+    int *drive = calloc((size_t)nin, sizeof(int)), *sense = calloc((size_t)nout, sizeof(int));
+    for (int i = 0; i < n; i++) (bwd ? sense : drive)[i] = i * m;                  /* left end of row i */
+    for (int j = 0; j < m; j++) (bwd ? drive : sense)[j] = nm + (n - 1) * m + j;   /* bottom of column j */
+#define LINK(a, c_, y) do { A[(size_t)(a) * N + (a)] += (y); A[(size_t)(c_) * N + (c_)] += (y); \
+                            A[(size_t)(a) * N + (c_)] -= (y); A[(size_t)(c_) * N + (a)] -= (y); } while (0)
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < m; j++) {
+            int u = i * m + j, w = nm + u;
+            LINK(u, w, g[u]);
+            if (j > 0) LINK(u - 1, u, gw);
+            if (i > 0) LINK(w - m, w, gw);
+        }
+#undef LINK
+    for (int k = 0; k < nin; k++) A[(size_t)drive[k] * N + drive[k]] += gd;
+    for (int k = 0; k < nout; k++) A[(size_t)sense[k] * N + sense[k]] += gs;
+    for (int k = 0; k < N; k++)            /* LU in place: multipliers below the diagonal */
+        for (int r = k + 1; r < N; r++) {
+            double f = A[(size_t)r * N + k] / A[(size_t)k * N + k];
+            A[(size_t)r * N + k] = f;
+            if (f != 0)
+                for (int cc = k + 1; cc < N; cc++) A[(size_t)r * N + cc] -= f * A[(size_t)k * N + cc];
+        }
+    for (int b = 0; b < nrhs; b++) {
+        memset(x, 0, (size_t)N * sizeof(double));
+        for (int k = 0; k < nin; k++) x[drive[k]] = gd * v[(size_t)b * nin + k];
+        for (int r = 1; r < N; r++)
+            for (int k = 0; k < r; k++) x[r] -= A[(size_t)r * N + k] * x[k];
+        for (int r = N - 1; r >= 0; r--) {
+            for (int cc = r + 1; cc < N; cc++) x[r] -= A[(size_t)r * N + cc] * x[cc];
+            x[r] /= A[(size_t)r * N + r];
+        }
+        for (int k = 0; k < nout; k++) out[(size_t)b * nout + k] = gs * x[sense[k]];
+    }
+    free(A); free(x); free(drive); free(sense);
 }
 
 /* ---- closed forms -------------------------------------------------------------------------------- */
@@ -213,10 +268,13 @@ static void test_reciprocity(void **state) {
 }
 
 /* E >= 0 (the nodal matrix is an M-matrix); a column's current is at most gs times the largest input,
- * so every column sum of E is <= 1/r_sense; E == 0 for G == 0; linearity of the currents. */
+ * so every column sum of E is <= 1/r_sense; E == 0 for G == 0.  Linearity, against the circuit itself:
+ * the currents V E equal a direct nodal solve of the circuit for the same V (nodal_direct, no effective
+ * matrix), and the direct solves superpose (a V1 + b V2 gives a I1 + b I2); the same for the backward
+ * read. */
 static void test_bounds_and_linearity(void **state) {
     (void)state;
-    const int n = 30, m = 20, batch = 3;
+    const int n = 30, m = 20;
     xb_circuit c = {6, 40, 70};
     double *g = random_g(n, m, 1e-6, 1e-3, 8), *e = xb_malloc(8 * n * m);
     effective(XB_SOLVE_EXACT, c, n, m, g, e);
@@ -225,27 +283,35 @@ static void test_bounds_and_linearity(void **state) {
         for (int i = 0; i < n; i++) { assert_true(e[i * m + j] >= 0); s += e[i * m + j]; }
         assert_true(s <= 1 / c.r_sense_ohm);
     }
-    double *v = random_g(batch, n, -0.3, 0.3, 9), *v2 = random_g(batch, n, -0.3, 0.3, 10);
-    double *i1 = xb_malloc(8 * batch * m), *i2 = xb_malloc(8 * batch * m), *i3 = xb_malloc(8 * batch * m);
-    double *vs = xb_malloc(8 * batch * n);
-    for (int k = 0; k < batch * n; k++) vs[k] = 2.5 * v[k] - 1.25 * v2[k];
-    assert_int_equal(xb_xbar_currents(XB_SOLVE_EXACT, &c, n, m, g, batch, v, i1, NULL, NULL), XB_OK);
-    assert_int_equal(xb_xbar_currents(XB_SOLVE_EXACT, &c, n, m, g, batch, v2, i2, NULL, NULL), XB_OK);
-    assert_int_equal(xb_xbar_currents(XB_SOLVE_EXACT, &c, n, m, g, batch, vs, i3, NULL, NULL), XB_OK);
-    for (int k = 0; k < batch * m; k++) i2[k] = 2.5 * i1[k] - 1.25 * i2[k];
-    assert_true(max_rel(i3, i2, (size_t)batch * m) < 1e-12);
-    /* currents == V E by hand */
-    for (int b = 0; b < batch; b++)
-        for (int j = 0; j < m; j++) {
-            double s = 0;
-            for (int i = 0; i < n; i++) s += v[b * n + i] * e[i * m + j];
-            i2[b * m + j] = s;
-        }
-    assert_true(max_rel(i1, i2, (size_t)batch * m) < 1e-13);
     for (int k = 0; k < n * m; k++) g[k] = 0;
     effective(XB_SOLVE_EXACT, c, n, m, g, e);
     for (int k = 0; k < n * m; k++) assert_true(e[k] == 0);
-    xb_free(g); xb_free(e); xb_free(v); xb_free(v2); xb_free(vs); xb_free(i1); xb_free(i2); xb_free(i3);
+    xb_free(g); xb_free(e);
+
+    const int rn = 6, rm = 5, batch = 3;   /* small enough for the dense direct solve */
+    const double a = 2.5, b = -1.25;
+    double *gs = random_g(rn, rm, 1e-6, 1e-3, 8);
+    for (xb_read_dir dir = XB_READ_FORWARD; dir <= XB_READ_BACKWARD; dir++) {
+        const int nin = dir ? rm : rn, nout = dir ? rn : rm;
+        double *v1 = random_g(batch, nin, -0.3, 0.3, 9), *v2 = random_g(batch, nin, -0.3, 0.3, 10),
+               *vs = xb_malloc(8 * batch * nin), *i1 = xb_malloc(8 * batch * nout), *i2 = xb_malloc(8 * batch * nout),
+               *is = xb_malloc(8 * batch * nout), *ie = xb_malloc(8 * batch * nout);
+        for (int k = 0; k < batch * nin; k++) vs[k] = a * v1[k] + b * v2[k];
+        assert_int_equal(dir ? xb_xbar_currents_backward(XB_SOLVE_EXACT, &c, rn, rm, gs, batch, v1, ie, NULL, NULL)
+                             : xb_xbar_currents(XB_SOLVE_EXACT, &c, rn, rm, gs, batch, v1, ie, NULL, NULL), XB_OK);
+        nodal_direct(c, rn, rm, gs, dir, batch, v1, i1);
+        nodal_direct(c, rn, rm, gs, dir, batch, v2, i2);
+        nodal_direct(c, rn, rm, gs, dir, batch, vs, is);
+        double err = max_rel(ie, i1, (size_t)batch * nout);
+        if (!(err < 1e-12)) fail_msg("%s: V E vs direct nodal solve %.3e", dir ? "backward" : "forward", err);
+        double e1 = err;
+        for (int k = 0; k < batch * nout; k++) i2[k] = a * i1[k] + b * i2[k];
+        err = max_rel(i2, is, (size_t)batch * nout);
+        if (!(err < 1e-12)) fail_msg("%s: superposition of direct solves %.3e", dir ? "backward" : "forward", err);
+        print_message("%s 6x5: V E vs direct nodal solve %.1e, superposition %.1e\n", dir ? "backward" : "forward", e1, err);
+        xb_free(v1); xb_free(v2); xb_free(vs); xb_free(i1); xb_free(i2); xb_free(is); xb_free(ie);
+    }
+    xb_free(gs);
 }
 
 /* Scaling every conductance by a and every resistance by 1/a scales E by a. */
@@ -408,6 +474,172 @@ static void test_decoupled_error_bound(void **state) {
     xb_free(g); xb_free(e); xb_free(a);
 }
 
+/* ---- the backward (column-driven) read ------------------------------------------------------------ */
+
+static void effective_bwd(xb_solve_method meth, xb_circuit c, int n, int m, const double *g, double *eb) {
+    xb_status st = xb_xbar_effective_backward(meth, &c, n, m, g, eb, NULL);
+    if (st) fail_msg("backward %s %dx%d: %s", xb_solve_method_name(meth), n, m, xb_last_error());
+}
+
+/* max |Eb - E^T| / max |E| for E (n, m), Eb (m, n) */
+static double transpose_err(const double *eb, const double *e, int n, int m) {
+    double *et = xb_malloc(8 * (size_t)n * m);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < m; j++) et[(size_t)j * n + i] = e[(size_t)i * m + j];
+    double err = max_rel(eb, et, (size_t)n * m);
+    xb_free(et);
+    return err;
+}
+
+/* Reciprocity: with r_driver == r_sense the backward read is the transposed forward read, Eb == E^T,
+ * for every method whose model is reciprocal; with r_driver != r_sense it is not (so the check sees
+ * the peripherals swap places). */
+static void test_backward_reciprocity(void **state) {
+    (void)state;
+    const int shapes[][2] = {{5, 7}, {16, 9}, {9, 16}, {1, 6}, {6, 1}, {64, 64}};
+    double worst[XB_SOLVE_METHOD_COUNT] = {0};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        const int n = shapes[s][0], m = shapes[s][1];
+        double *g = random_g(n, m, 1e-6, 2e-4, 50 + s), *e = xb_malloc(8 * n * m), *eb = xb_malloc(8 * n * m);
+        for (xb_solve_method meth = 0; meth < XB_SOLVE_METHOD_COUNT; meth++) {
+            xb_circuit c = {3, 80, 80};
+            effective(meth, c, n, m, g, e);
+            effective_bwd(meth, c, n, m, g, eb);
+            double err = transpose_err(eb, e, n, m), tol = meth == XB_SOLVE_DECOUPLED ? DECOUPLED_RECIPROCITY : 1e-12;
+            if (!(err < tol)) fail_msg("%dx%d %s: Eb vs E^T %.3e (tolerance %.0e)", n, m, xb_solve_method_name(meth), err, tol);
+            if (err > worst[meth]) worst[meth] = err;
+            c.r_sense_ohm = 20;
+            effective(meth, c, n, m, g, e);
+            effective_bwd(meth, c, n, m, g, eb);
+            err = transpose_err(eb, e, n, m);
+            if (!(err > 1e-3)) fail_msg("%dx%d %s: r_driver != r_sense, yet Eb == E^T (%.3e)", n, m,
+                                        xb_solve_method_name(meth), err);
+            if (meth == XB_SOLVE_DECOUPLED) {   /* ideal wires: the decoupled model is exact, so reciprocal */
+                c = (xb_circuit){0, 80, 80};
+                effective(meth, c, n, m, g, e);
+                effective_bwd(meth, c, n, m, g, eb);
+                err = transpose_err(eb, e, n, m);
+                if (!(err < 1e-13)) fail_msg("%dx%d decoupled, ideal wires: Eb vs E^T %.3e", n, m, err);
+            }
+        }
+        xb_free(g); xb_free(e); xb_free(eb);
+    }
+    print_message("backward reciprocity, max |Eb - E^T| / max E: exact %.1e, cholmod %.1e, decoupled %.1e\n",
+                  worst[XB_SOLVE_EXACT], worst[XB_SOLVE_CHOLMOD], worst[XB_SOLVE_DECOUPLED]);
+}
+
+/* With r_driver != r_sense: Eb against the column-driven circuit solved directly (nodal_direct with
+ * unit inputs on one column at a time: no relabelling of the grid). */
+static void test_backward_vs_direct(void **state) {
+    (void)state;
+    const int shapes[][2] = {{4, 6}, {7, 3}, {1, 5}, {5, 1}, {9, 8}};
+    const double regimes[][3] = {{2.5, 150, 60}, {10, 30, 500}, {0.5, 1e3, 1}, {4, 1, 2e3}};
+    double worst[XB_SOLVE_METHOD_COUNT] = {0};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (size_t r = 0; r < sizeof regimes / sizeof *regimes; r++) {
+            const int n = shapes[s][0], m = shapes[s][1];
+            xb_circuit c = {regimes[r][0], regimes[r][1], regimes[r][2]};
+            double *g = random_g(n, m, 1e-6, r == 1 ? 1e-3 : 1e-4, 60 + s), *eye = xb_calloc(8 * m * m),
+                   *want = xb_malloc(8 * n * m), *eb = xb_malloc(8 * n * m);
+            for (int j = 0; j < m; j++) eye[j * m + j] = 1;
+            nodal_direct(c, n, m, g, XB_READ_BACKWARD, m, eye, want);   /* row j: column j at 1 V */
+            for (xb_solve_method meth = XB_SOLVE_EXACT; meth <= XB_SOLVE_CHOLMOD; meth++) {
+                effective_bwd(meth, c, n, m, g, eb);
+                double err = max_rel(eb, want, (size_t)n * m);
+                if (!(err < 1e-10)) fail_msg("%dx%d regime %zu %s: Eb vs direct %.3e", n, m, r,
+                                            xb_solve_method_name(meth), err);
+                if (err > worst[meth]) worst[meth] = err;
+            }
+            effective_bwd(XB_SOLVE_DECOUPLED, c, n, m, g, eb);   /* an approximation: loosely */
+            double err = max_rel(eb, want, (size_t)n * m);
+            if (!(err < 0.2)) fail_msg("%dx%d regime %zu decoupled: Eb vs direct %.3e", n, m, r, err);
+            if (err > worst[XB_SOLVE_DECOUPLED]) worst[XB_SOLVE_DECOUPLED] = err;
+            xb_free(g); xb_free(eye); xb_free(want); xb_free(eb);
+        }
+    print_message("backward vs direct column-driven solve, max rel: exact %.1e, cholmod %.1e, decoupled %.1e\n",
+                  worst[XB_SOLVE_EXACT], worst[XB_SOLVE_CHOLMOD], worst[XB_SOLVE_DECOUPLED]);
+}
+
+/* All resistances zero: Eb == G^T bit for bit (exact and decoupled; CHOLMOD needs r > 0). */
+static void test_backward_ideal(void **state) {
+    (void)state;
+    const int n = 13, m = 21;
+    double *g = random_g(n, m, 1e-6, 1e-4, 70), *gt = xb_malloc(8 * n * m), *eb = xb_malloc(8 * n * m);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < m; j++) gt[j * n + i] = g[i * m + j];
+    xb_circuit c = {0, 0, 0};
+    effective_bwd(XB_SOLVE_EXACT, c, n, m, g, eb);
+    assert_memory_equal(eb, gt, 8 * n * m);
+    effective_bwd(XB_SOLVE_DECOUPLED, c, n, m, g, eb);
+    assert_true(max_rel(eb, gt, (size_t)n * m) < 1e-15);
+    xb_free(g); xb_free(gt); xb_free(eb);
+}
+
+/* Plans: one square plan reads both ways with one workspace of the larger size; a (cols, rows) plan
+ * reads a (rows, cols) tile backward; threads share a plan; bad input is named in tile coordinates. */
+static void test_backward_plans(void **state) {
+    (void)state;
+    const int n = 24, m = 24, nr = 10, nc = 17, nt = 5;
+    xb_circuit c = {2.5, 150, 60};
+    double *g = random_g(n, m, 1e-6, 1e-4, 80), *e = xb_malloc(8 * n * m), *want = xb_malloc(8 * n * m);
+    xb_solve_plan *p;
+    assert_int_equal(xb_solve_plan_init(n, m, XB_SOLVE_EXACT, &p), XB_OK);
+    assert_int_equal(xb_solve_plan_workspace_dir(p, XB_READ_FORWARD), xb_solve_plan_workspace(p));
+    assert_true(xb_solve_plan_workspace_dir(p, XB_READ_BACKWARD) >= xb_solve_plan_workspace(p) + 8 * n * m);
+    void *w = xb_malloc(xb_solve_plan_workspace_dir(p, XB_READ_BACKWARD));
+    xb_solve_stats st;
+    assert_int_equal(xb_solve_plan_effective_dir(p, &c, XB_READ_FORWARD, g, e, w, &st), XB_OK);
+    effective(XB_SOLVE_EXACT, c, n, m, g, want);
+    assert_memory_equal(e, want, 8 * n * m);
+    assert_int_equal(xb_solve_plan_effective_dir(p, &c, XB_READ_BACKWARD, g, e, w, &st), XB_OK);
+    effective_bwd(XB_SOLVE_EXACT, c, n, m, g, want);
+    assert_memory_equal(e, want, 8 * n * m);
+    assert_true(st.method == XB_SOLVE_EXACT && st.flops > 0 && st.time_s >= 0);
+    expect_error(xb_solve_plan_effective_dir(p, &c, (xb_read_dir)7, g, e, w, &st), XB_ERR_ARG, "direction 7");
+    assert_int_equal(xb_solve_plan_workspace_dir(p, (xb_read_dir)7), 0);
+    xb_free(w);
+    xb_solve_plan_free(p);
+
+    /* a non-square tile through a shared (nc, nr) plan, one workspace per thread */
+    double *gt[5], *et[5], *ref = xb_malloc(8 * nr * nc);
+    for (int t = 0; t < nt; t++) { gt[t] = random_g(nr, nc, 1e-6, 1e-4, 90 + t); et[t] = xb_malloc(8 * nr * nc); }
+    assert_int_equal(xb_solve_plan_init(nc, nr, XB_SOLVE_EXACT, &p), XB_OK);
+    int pr, pc, bad = 0;
+    xb_solve_plan_size(p, &pr, &pc);
+    assert_true(pr == nc && pc == nr);
+#pragma omp parallel reduction(+ : bad)
+    {
+        void *tw = xb_malloc(xb_solve_plan_workspace_dir(p, XB_READ_BACKWARD));
+#pragma omp for
+        for (int t = 0; t < nt; t++) bad += xb_solve_plan_effective_dir(p, &c, XB_READ_BACKWARD, gt[t], et[t], tw, NULL) != XB_OK;
+        xb_free(tw);
+    }
+    assert_int_equal(bad, 0);
+    for (int t = 0; t < nt; t++) {
+        effective_bwd(XB_SOLVE_EXACT, c, nr, nc, gt[t], ref);
+        assert_memory_equal(et[t], ref, 8 * nr * nc);
+    }
+    xb_solve_plan_free(p);
+    /* bad input: G[3,11] of the (10, 17) tile, not its place in the relabelled grid */
+    gt[0][3 * nc + 11] = -1e-6;
+    expect_error(xb_xbar_effective_backward(XB_SOLVE_EXACT, &c, nr, nc, gt[0], ref, NULL), XB_ERR_ARG, "G[3,11]");
+    gt[0][3 * nc + 11] = NAN;
+    expect_error(xb_xbar_effective_backward(XB_SOLVE_DECOUPLED, &c, nr, nc, gt[0], ref, NULL), XB_ERR_ARG, "not finite");
+    gt[0][3 * nc + 11] = 1e-5;
+    c.r_driver_ohm = -5;
+    expect_error(xb_xbar_effective_backward(XB_SOLVE_EXACT, &c, nr, nc, gt[0], ref, NULL), XB_ERR_ARG, "r_driver");
+    c.r_driver_ohm = 100;
+    c.r_wire_ohm = 0;
+    expect_error(xb_xbar_effective_backward(XB_SOLVE_CHOLMOD, &c, nr, nc, gt[0], ref, NULL), XB_ERR_UNSUPPORTED, "exact");
+    expect_error(xb_xbar_effective_backward(XB_SOLVE_EXACT, &c, 0, nc, gt[0], ref, NULL), XB_ERR_SHAPE, "x 0");
+    double v[2 * 17], i[2 * 10];
+    for (int k = 0; k < 2 * nc; k++) v[k] = 0.1;
+    v[nc + 4] = INFINITY;
+    expect_error(xb_xbar_currents_backward(XB_SOLVE_EXACT, &c, nr, nc, gt[0], 2, v, i, NULL, NULL), XB_ERR_ARG, "V[1,4]");
+    for (int t = 0; t < nt; t++) { xb_free(gt[t]); xb_free(et[t]); }
+    xb_free(g); xb_free(e); xb_free(want); xb_free(ref);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_cell),
@@ -424,6 +656,10 @@ int main(void) {
         cmocka_unit_test(test_non_finite_result_reported),
         cmocka_unit_test(test_plan_shared_by_threads),
         cmocka_unit_test(test_decoupled_error_bound),
+        cmocka_unit_test(test_backward_reciprocity),
+        cmocka_unit_test(test_backward_vs_direct),
+        cmocka_unit_test(test_backward_ideal),
+        cmocka_unit_test(test_backward_plans),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

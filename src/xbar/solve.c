@@ -437,6 +437,12 @@ void xb_solve_plan_free(xb_solve_plan *p) {
 
 size_t xb_solve_plan_workspace(const xb_solve_plan *p) { XB_ASSERT(p); return p->work_bytes; }
 
+void xb_solve_plan_size(const xb_solve_plan *p, int *rows, int *cols) {
+    XB_ASSERT(p && rows && cols);
+    *rows = p->rows;
+    *cols = p->cols;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Numeric phase of the exact method                                                                 */
 /* ------------------------------------------------------------------------------------------------ */
