@@ -1,8 +1,33 @@
-/* cmd_train.c -- `xbar train`: flags -> xb_train_opts, data, model, xb_train, a result line/JSON. */
+/* cmd_train.c -- `xbar train`: flags -> xb_train_opts, data, model, xb_train (or xb_xtrain through the
+ * crossbars of --hw), a line or JSON per epoch, a result line/JSON. */
 #include "cli.h"
+#include "xb_xbar.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+typedef struct reporter_ { int json, progress; const char *hw, *mode; } reporter_;
+
+/* After every epoch: a line on stderr (with the progress bar) and a JSON line on stdout (--json). */
+static void report_(void *ctx, const xb_epoch_report *r) {
+    const reporter_ *rp = ctx;
+    if (rp->progress && r->test_acc >= 0) {
+        char sw[64] = "";
+        if (r->swa_test_acc >= 0) snprintf(sw, sizeof sw, ", SWA of %lld: %.2f%%", (long long)r->swa_n, 100 * r->swa_test_acc);
+        fprintf(stderr, "epoch %lld/%lld: train loss %.4f acc %.2f%%, test acc %.2f%%%s (%lld images%s%s), %.1f s\n",
+                (long long)r->epoch, (long long)r->epochs, r->train_loss, 100 * r->train_acc, 100 * r->test_acc, sw,
+                (long long)r->test_images, rp->hw ? ", on " : "", rp->hw ? rp->hw : "", r->seconds);
+    }
+    if (!rp->json) return;
+    char a[32] = "null", sw[64] = "", hw[700] = "";
+    if (r->test_acc >= 0) snprintf(a, sizeof a, "%.6f", r->test_acc);
+    if (r->swa_test_acc >= 0) snprintf(sw, sizeof sw, ",\"swa_test_acc\":%.6f", r->swa_test_acc);
+    if (rp->hw) snprintf(hw, sizeof hw, ",\"hw\":\"%s\",\"hw_mode\":\"%s\"", rp->hw, rp->mode);
+    printf("{\"epoch\":%lld,\"step\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,\"test_acc\":%s%s,"
+           "\"seconds\":%.3f%s}\n", (long long)r->epoch, (long long)r->step, r->train_loss, r->train_acc, a, sw,
+           r->seconds, hw);
+    fflush(stdout);
+}
 
 int cmd_train(int argc, char **argv) {
     xf_flag f[] = {
@@ -37,6 +62,20 @@ int cmd_train(int argc, char **argv) {
         {"weights", XF_STR, NULL, NULL, "start from these weights (safetensors, e.g. PyTorch-trained) instead of the "
                                         "random init; batchnorm running statistics too"},
         {"resume", XF_STR, NULL, NULL, "continue bit-exactly from a checkpoint.safetensors"},
+        {"hw", XF_STR, NULL, NULL, "train through the crossbars of this hardware .cfg (configs/hw/; docs/training-hw.md)"},
+        {"hw-mode", XF_CHOICE, "aware", "aware", "with --hw: aware = every mapped layer's forward through the crossbar "
+                                                 "model of the current weights, backward through the same hardware, "
+                                                 "float weights updated and programmed again after every step"},
+        {"hw-resample", XF_CHOICE, "step", "step|epoch|never", "with --hw: a new device sample (variation, faults, "
+                                                              "read noise) every step, every epoch, or one for the run"},
+        {"hw-backward", XF_CHOICE, "hardware", "hardware|float", "with --hw: the backward reads the programmed "
+                                                                "effective weights (with the DAC's clip mask) or the "
+                                                                "float weights"},
+        {"device-seed", XF_INT, "1000000000", "0..", "with --hw: device sample i of the run uses seed device-seed + i"},
+        {"calibration-images", XF_INT, "0", "0..65536", "with --hw: training images that set calibrated ranges at "
+                                                        "each epoch's start (0: the config's calibration_images)"},
+        {"trainable", XF_CHOICE, "all", "all|bn", "parameters trained: all, or only batchnorm gamma and beta (the "
+                                                "others stay bit for bit as loaded)"},
         {"json", XF_BOOL, NULL, NULL, "print a JSON line per epoch and a JSON result on stdout"},
         {"quiet", XF_BOOL, NULL, NULL, "no progress bar"},
     };
@@ -64,7 +103,7 @@ int cmd_train(int argc, char **argv) {
     xf_flag *th = xf_get(f, n, "threads");
     o.threads = th->set ? (int)th->i : cli_default_threads();
     o.seed = (uint64_t)xf_get(f, n, "seed")->i;
-    o.json = (int)xf_get(f, n, "json")->i;
+    const int json = (int)xf_get(f, n, "json")->i;
     o.progress = !xf_get(f, n, "quiet")->i;
     o.resume = xf_get(f, n, "resume")->s;
     const char *model = xf_get(f, n, "model")->s;
@@ -110,8 +149,37 @@ int cmd_train(int argc, char **argv) {
                 o.epochs, swa, o.batch, xf_get(f, n, "optimizer")->s, o.lr, xf_get(f, n, "schedule")->s, o.threads,
                 out);
     }
+    const char *hwpath = xf_get(f, n, "hw")->s, *trainable = xf_get(f, n, "trainable")->s;
+    uint8_t *frozen = NULL;
+    xb_status s = XB_OK;
+    if (strcmp(trainable, "all") != 0) {
+        frozen = malloc((size_t)xb_model_n_trainable(m) + 1);
+        if (!frozen) s = xb_errorf(XB_ERR_NOMEM, "no memory for the trainable mask");
+        if (!s) s = xb_model_freeze_mask(m, trainable, frozen);
+        o.frozen = frozen;
+    }
+    xb_hw hw;
+    if (!s && hwpath) s = xb_hw_load(hwpath, &hw);
+    reporter_ rep = {json, o.progress, hwpath ? hw.name : NULL, xf_get(f, n, "hw-mode")->s};
+    xb_train_hooks hk = {&rep, NULL, NULL, NULL, NULL, report_};
+    o.hooks = &hk;
     xb_train_result r;
-    xb_status s = xb_train(m, &train, &test, &o, &r);
+    if (!s && hwpath) {
+        xb_xtrain_opts xo = xb_xtrain_opts_default();
+        xo.mode = (xb_hw_mode)xf_get(f, n, "hw-mode")->i;
+        xo.resample = (xb_resample)xf_get(f, n, "hw-resample")->i;
+        xo.backward = (xb_xnet_backward)xf_get(f, n, "hw-backward")->i;
+        xo.device_seed = (uint64_t)xf_get(f, n, "device-seed")->i;
+        xo.calibration_images = (int)xf_get(f, n, "calibration-images")->i;
+        if (o.progress)
+            fprintf(stderr, "xbar train: through the crossbars of %s (%s), mode %s, a device sample per %s, backward "
+                            "through the %s weights\n", hw.name, hwpath, xb_hw_mode_name(xo.mode),
+                    xb_resample_name(xo.resample), xo.backward == XB_XBWD_FLOAT ? "float" : "effective");
+        s = xb_xtrain(m, &hw, &train, &test, &o, &xo, &r);
+    } else if (!s) {
+        s = xb_train(m, &train, &test, &o, &r);
+    }
+    free(frozen);
     xb_model_free(m);
     xb_dataset_free(&train);
     xb_dataset_free(&test);
@@ -119,12 +187,16 @@ int cmd_train(int argc, char **argv) {
     char tacc[32] = "null", sacc[32] = "null";
     if (r.epochs_done > 0) snprintf(tacc, sizeof tacc, "%.6f", r.test_acc);
     if (r.swa_test_acc >= 0) snprintf(sacc, sizeof sacc, "%.6f", r.swa_test_acc);
-    if (o.json) {
+    if (json) {
         printf("{\"model\":\"%s\",\"epochs\":%lld,\"steps\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,"
                "\"test_acc\":%s,\"seconds\":%.3f,\"run_epochs\":%d,\"run_seconds\":%.3f,"
                "\"train_images_per_s\":%.2f,\"steady_images_per_s\":%.2f,\"weights\":\"%s/weights.safetensors\"",
                model, (long long)r.epochs_total, (long long)r.steps_done, r.train_loss, r.train_acc, tacc,
                r.seconds_total, r.epochs_done, r.seconds, r.images_per_s, r.steady_images_per_s, out);
+        if (hwpath) printf(",\"hw\":\"%s\",\"hw_mode\":\"%s\",\"hw_resample\":\"%s\",\"hw_backward\":\"%s\"",
+                           hw.name, xf_get(f, n, "hw-mode")->s, xf_get(f, n, "hw-resample")->s,
+                           xf_get(f, n, "hw-backward")->s);
+        printf(",\"trainable\":\"%s\"", trainable);
         if (r.swa_n)
             printf(",\"swa_snapshots\":%lld,\"swa_test_acc\":%s,\"swa_weights\":\"%s/swa-weights.safetensors\"",
                    (long long)r.swa_n, sacc, out);

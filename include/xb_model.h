@@ -172,6 +172,10 @@ int xb_model_n_nodes(const xb_model *m);
 const char *xb_model_node_name(const xb_model *m, int i);
 void xb_model_node_shape(const xb_model *m, int i, int *c, int *h, int *w);
 const float *xb_model_node_output(const xb_model *m, int i);
+/* frozen (xb_model_n_trainable bytes) = 1 for the trainable elements that `which` leaves untouched:
+ * "all" freezes nothing, "bn" everything but the batchnorm layers' gamma and beta.  XB_ERR_ARG for
+ * another word, or for "bn" on a model without batchnorm. */
+xb_status xb_model_freeze_mask(const xb_model *m, const char *which, uint8_t *frozen);
 
 /* Mapped layers (conv2d and linear, in graph order) */
 int xb_model_n_mapped(const xb_model *m);
@@ -194,10 +198,39 @@ void xb_optim_free(xb_optim *o);
 /* One update of params from grads with learning rate lr; weight decay applies where decay_mask[i]
  * (NULL: everywhere, as torch does when one param group holds everything). */
 void xb_optim_step(xb_optim *o, float *params, const float *grads, const uint8_t *decay_mask, double lr);
+/* The same, leaving the elements with frozen[i] != 0 (and their moments) exactly as they are. */
+void xb_optim_step_masked(xb_optim *o, float *params, const float *grads, const uint8_t *decay_mask,
+                          const uint8_t *frozen, double lr);
 double xb_schedule_lr(xb_sched_kind k, double base_lr, int64_t step, int64_t total_steps,
                       int64_t steps_per_epoch);
 
 /* ---- training and evaluation -------------------------------------------------------------------- */
+/* What the trainer reports at the end of every epoch (or of a run stopped by --steps). */
+typedef struct xb_epoch_report {
+    int64_t epoch, epochs;    /* completed epochs of the run (resumed parts included), planned epochs */
+    int64_t step;             /* optimizer steps of the run */
+    int epoch_done;           /* 0: the run stopped inside the epoch (--steps) */
+    double train_loss, train_acc, images_per_s;
+    double test_acc;          /* -1: not evaluated */
+    int64_t test_images;
+    double swa_test_acc;      /* -1: none */
+    int64_t swa_n;
+    double seconds;           /* of the whole run */
+} xb_epoch_report;
+
+/* Trainer hooks (any may be NULL).  A hook that returns an error stops training with that status.
+ * Per step:  before_forward -> forward -> backward -> after_backward (the gradients may be edited) ->
+ * optimizer step -> the model operator's after_update -> after_update.  epoch_begin runs before an
+ * epoch's first step (also when a run resumes at an epoch boundary); report after every epoch. */
+typedef struct xb_train_hooks {
+    void *ctx;
+    xb_status (*epoch_begin)(void *ctx, xb_model *m, int64_t epoch);
+    xb_status (*before_forward)(void *ctx, xb_model *m, int64_t step, int64_t epoch);
+    xb_status (*after_backward)(void *ctx, xb_model *m, int64_t step);
+    xb_status (*after_update)(void *ctx, xb_model *m, int64_t step);
+    void (*report)(void *ctx, const xb_epoch_report *r);
+} xb_train_hooks;
+
 typedef struct xb_train_opts {
     int epochs;               /* 0: as many as --steps needs */
     int64_t steps;            /* stop after this many optimizer steps (0: no limit) */
@@ -218,8 +251,10 @@ typedef struct xb_train_opts {
     int64_t eval_limit;       /* test images evaluated each epoch (0: all) */
     const char *out_dir;      /* weights.safetensors and checkpoint.safetensors go here (NULL: none) */
     const char *resume;       /* checkpoint to continue from */
-    int progress;             /* progress bar on stderr */
-    int json;                 /* print per-epoch JSON lines on stdout */
+    int progress;             /* progress bar on stderr (the library prints nothing else: results go to
+                                 hooks->report and the result struct) */
+    const xb_train_hooks *hooks;
+    const uint8_t *frozen;    /* per trainable element: 1 = never updated (bit for bit), NULL: none */
 } xb_train_opts;
 xb_train_opts xb_train_opts_default(void);
 
@@ -244,6 +279,8 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
  * d's images in order, unaugmented, in training mode (torch.optim.swa_utils.update_bn over such a
  * loader); dropout, if any, draws from rng.  Leaves the model in eval mode. */
 xb_status xb_update_bn(xb_model *m, const xb_dataset *d, int batch, int progress, xb_rng *rng);
+/* The same over the first `limit` images of d (0: all). */
+xb_status xb_update_bn_n(xb_model *m, const xb_dataset *d, int64_t limit, int batch, int progress, xb_rng *rng);
 typedef struct xb_eval_result { int64_t n, correct; double loss, accuracy, seconds; } xb_eval_result;
 /* Evaluates the first `limit` images (0: all) in eval mode. */
 xb_status xb_evaluate(xb_model *m, const xb_dataset *d, int64_t limit, int batch, int progress,

@@ -302,8 +302,46 @@ void xb_xnet_set_backward(xb_xnet *xn, xb_xnet_backward b);
  * again after the next programming. */
 void xb_xnet_keep_ranges(xb_xnet *xn, int on);
 void xb_xnet_clear_ranges(xb_xnet *xn);
+/* 1 when the tiles were programmed with device seed `seed` from the weights the model holds now. */
+int xb_xnet_current(const xb_xnet *xn, uint64_t seed);
 /* Forwards refused because the weights had changed since programming. */
 uint64_t xb_xnet_stale_refusals(const xb_xnet *xn);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Training through the crossbars (src/xbar/xtrain.c)                                                 */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef enum xb_hw_mode {
+    XB_HWMODE_AWARE = 0,       /* hardware-aware training: every mapped layer's forward through the crossbar
+                                  model of the current weights, backward through the same hardware (or the
+                                  float weights), float weights updated and the tiles programmed again */
+    XB_HWMODE_COUNT
+} xb_hw_mode;
+typedef enum xb_resample {
+    XB_RESAMPLE_STEP = 0,      /* a new device sample (variation, faults, read-noise stream) every step */
+    XB_RESAMPLE_EPOCH,         /* one per epoch */
+    XB_RESAMPLE_NEVER,         /* one for the whole run (the device seed itself) */
+    XB_RESAMPLE_COUNT
+} xb_resample;
+typedef struct xb_xtrain_opts {
+    xb_hw_mode mode;
+    xb_resample resample;
+    xb_xnet_backward backward;
+    uint64_t device_seed;      /* sample i of the run uses device seed device_seed + i (i = step or epoch) */
+    int calibration_images;    /* calibrated ranges: training images they are set from at each epoch's start
+                                  (0: the config's calibration_images) */
+} xb_xtrain_opts;
+xb_xtrain_opts xb_xtrain_opts_default(void);
+const char *xb_hw_mode_name(xb_hw_mode m);
+const char *xb_resample_name(xb_resample r);
+/* xb_train through the crossbars of hw: the network is programmed from the current weights before the
+ * first step and again after every update (with the device sample the resampling policy gives), the
+ * per-epoch test accuracy is measured on the hardware of that moment, and o->hooks (if any) are called
+ * after the crossbar's own.  Calibrated ranges are set at the start of every epoch from the first
+ * calibration images of `train` (unaugmented) and kept while the weights change.  Same seeds, same
+ * bits; --resume continues bit for bit at epoch boundaries. */
+xb_status xb_xtrain(xb_model *m, const xb_hw *hw, const xb_dataset *train, const xb_dataset *test,
+                    const xb_train_opts *o, const xb_xtrain_opts *xo, xb_train_result *res);
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Monte-Carlo evaluation (src/xbar/xeval.c)                                                          */

@@ -483,6 +483,26 @@ void xb_model_set_op(xb_model *m, const xb_mm_op *op) {
 const xb_mm_op *xb_model_op(const xb_model *m) { return m->has_op ? &m->op : NULL; }
 void xb_model_keep_graph(xb_model *m, int on) { m->keep_graph = on; }
 int xb_model_n_nodes(const xb_model *m) { return m->n_nodes; }
+
+xb_status xb_model_freeze_mask(const xb_model *m, const char *which, uint8_t *frozen) {
+    int bn_only = strcmp(which, "bn") == 0;
+    if (!bn_only && strcmp(which, "all") != 0)
+        return xb_errorf(XB_ERR_ARG, "trainable parameters '%s': unknown. HINT: all or bn", which);
+    memset(frozen, bn_only, (size_t)m->n_train);
+    int found = 0;
+    for (int i = 0; bn_only && i < m->n_nodes; i++) {
+        const node *nd = &m->nodes[i];
+        if (nd->type != L_BN) continue;
+        for (int q = 0; q < 2; q++) {
+            const xb_param *p = &m->params[q ? nd->p_b : nd->p_w];
+            memset(frozen + p->offset, 0, (size_t)p->numel);
+            found = 1;
+        }
+    }
+    if (bn_only && !found)
+        return xb_errorf(XB_ERR_ARG, "model '%s' has no batchnorm layer to train. HINT: --trainable all", m->name);
+    return XB_OK;
+}
 const char *xb_model_node_name(const xb_model *m, int i) { XB_ASSERT(i >= 0 && i < m->n_nodes); return m->nodes[i].name; }
 void xb_model_node_shape(const xb_model *m, int i, int *c, int *h, int *w) {
     XB_ASSERT(i >= 0 && i < m->n_nodes);

@@ -31,6 +31,11 @@ void xb_optim_free(xb_optim *o) {
 }
 
 void xb_optim_step(xb_optim *o, float *p, const float *g, const uint8_t *decay_mask, double lr) {
+    xb_optim_step_masked(o, p, g, decay_mask, NULL, lr);
+}
+
+void xb_optim_step_masked(xb_optim *o, float *p, const float *g, const uint8_t *decay_mask, const uint8_t *frozen,
+                          double lr) {
     const int64_t n = o->n;
     const float wd = (float)o->weight_decay, flr = (float)lr;
     o->step++;
@@ -39,6 +44,7 @@ void xb_optim_step(xb_optim *o, float *p, const float *g, const uint8_t *decay_m
         const int first = o->step == 1;
         #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < n; i++) {
+            if (frozen && frozen[i]) continue;
             float gi = g[i];
             if (wd != 0 && (!decay_mask || decay_mask[i])) gi += wd * p[i];
             if (mu != 0) {
@@ -57,6 +63,7 @@ void xb_optim_step(xb_optim *o, float *p, const float *g, const uint8_t *decay_m
     const int adamw = o->kind == XB_OPT_ADAMW;
     #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
+        if (frozen && frozen[i]) continue;
         float gi = g[i];
         int dec = wd != 0 && (!decay_mask || decay_mask[i]);
         if (adamw) { if (dec) p[i] *= 1.0f - flr * wd; }

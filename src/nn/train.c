@@ -63,7 +63,11 @@ xb_status xb_evaluate(xb_model *m, const xb_dataset *d, int64_t limit, int batch
         int nb = (int)(n - s < batch ? n - s : batch);
         for (int i = 0; i < nb; i++) idx[i] = s + i;
         xb_dataset_batch(d, idx, nb, 0, 0, NULL, x, lab);
-        xb_model_forward(m, nb, x, NULL, NULL);
+        if ((st = xb_model_forward(m, nb, x, NULL, NULL))) {
+            xb_progress_end(&pb, "failed");
+            xb_free(x); xb_free(idx); xb_free(lab);
+            return st;
+        }
         int correct = 0;
         loss_sum += xb_model_loss(m, nb, lab, 0.0f, &correct) * nb;
         r->correct += correct;
@@ -83,6 +87,10 @@ xb_status xb_evaluate(xb_model *m, const xb_dataset *d, int64_t limit, int batch
 }
 
 xb_status xb_update_bn(xb_model *m, const xb_dataset *d, int batch, int progress, xb_rng *rng) {
+    return xb_update_bn_n(m, d, 0, batch, progress, rng);
+}
+
+xb_status xb_update_bn_n(xb_model *m, const xb_dataset *d, int64_t limit, int batch, int progress, xb_rng *rng) {
     xb_status st = data_fits(m, d);
     if (st) return st;
     if ((st = xb_model_set_batch(m, batch))) return st;
@@ -95,9 +103,10 @@ xb_status xb_update_bn(xb_model *m, const xb_dataset *d, int batch, int progress
     xb_model_bn_cumulative(m, 1);
     xb_model_train_mode(m, 1);
     xb_progress pb;
-    xb_progress_start(&pb, "bn stats", d->n, progress);
-    for (int64_t s = 0; s < d->n && !st; s += batch) {
-        int nb = (int)(d->n - s < batch ? d->n - s : batch);
+    const int64_t total = limit > 0 && limit < d->n ? limit : d->n;
+    xb_progress_start(&pb, "bn stats", total, progress);
+    for (int64_t s = 0; s < total && !st; s += batch) {
+        int nb = (int)(total - s < batch ? total - s : batch);
         for (int i = 0; i < nb; i++) idx[i] = s + i;
         xb_dataset_batch(d, idx, nb, 0, 0, NULL, x, lab);
         st = xb_model_forward(m, nb, x, NULL, rng);
@@ -320,6 +329,23 @@ static xb_status ensure_dir(const char *dir) {
 
 /* ---- the loop ----------------------------------------------------------------------------------- */
 
+/* One step: hooks around forward, backward and the optimizer (the model's operator hears of the update
+ * before the after_update hook). */
+static xb_status train_step(xb_model *m, xb_optim *opt, const xb_train_hooks *hk, const xb_train_opts *o,
+                            const uint8_t *mask, int nb, const float *x, const int32_t *lab, double lr,
+                            train_state *ts, double *loss, int *correct) {
+    xb_status s;
+    if (hk && hk->before_forward && (s = hk->before_forward(hk->ctx, m, ts->step, ts->epoch))) return s;
+    if ((s = xb_model_forward(m, nb, x, NULL, &ts->rng_drop))) return s;
+    if ((s = xb_model_backward(m, nb, lab, (float)o->label_smoothing, loss, correct))) return s;
+    if (hk && hk->after_backward && (s = hk->after_backward(hk->ctx, m, ts->step))) return s;
+    xb_optim_step_masked(opt, xb_model_params(m), xb_model_grads(m), mask, o->frozen, lr);
+    const xb_mm_op *op = xb_model_op(m);
+    if (op && op->after_update && (s = op->after_update(op->ctx, m))) return s;
+    if (hk && hk->after_update && (s = hk->after_update(hk->ctx, m, ts->step))) return s;
+    return XB_OK;
+}
+
 /* The SWA weights: the average in place of the weights, batchnorm statistics from a pass over the
  * training images (its own random stream, so the run's streams are untouched), a test evaluation and
  * swa-weights.safetensors; then the run's weights and buffers are put back. */
@@ -401,8 +427,10 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
     ts.t_start = t_start;
     int64_t imgs = 0, run_steps = 0, warm_imgs = 0;
     double warm_t = -1; /* training seconds when this call's first XB_WARMUP_STEPS steps were done */
+    const xb_train_hooks *hk = o->hooks;
     while (ts.epoch < all_epochs && ts.step < stop) {
         if (ts.pos == 0) shuffle(ts.perm, train->n, &ts.rng_shuffle);
+        if (ts.pos == 0 && hk && hk->epoch_begin && (s = hk->epoch_begin(hk->ctx, m, ts.epoch))) goto done_loop;
         char label[32];
         snprintf(label, sizeof label, "epoch %lld/%d", (long long)ts.epoch + 1, all_epochs);
         xb_progress pb;
@@ -415,17 +443,16 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
         while (ts.pos < train->n && ts.step < stop) {
             int nb = (int)(train->n - ts.pos < o->batch ? train->n - ts.pos : o->batch);
             xb_dataset_batch(train, ts.perm + ts.pos, nb, o->augment, o->cutout, &ts.rng_aug, x, lab);
-            xb_model_forward(m, nb, x, NULL, &ts.rng_drop);
-            double loss;
-            int correct;
-            s = xb_model_backward(m, nb, lab, (float)o->label_smoothing, &loss, &correct);
-            if (s) {
-                xb_errorf(s, "epoch %lld, step %lld: %s", (long long)ts.epoch + 1, (long long)ts.step + 1,
-                          xb_last_error());
+            double loss = 0;
+            int correct = 0;
+            const double lr = ts.step < total ? xb_schedule_lr(o->schedule, o->lr, ts.step, total, spe) : o->swa_lr;
+            if ((s = train_step(m, &opt, hk, o, mask, nb, x, lab, lr, &ts, &loss, &correct))) {
+                char why[1536];
+                snprintf(why, sizeof why, "%s", xb_last_error());
+                xb_errorf(s, "epoch %lld, step %lld: %s", (long long)ts.epoch + 1, (long long)ts.step + 1, why);
+                xb_progress_end(&pb, "failed");
                 goto done_loop;
             }
-            double lr = ts.step < total ? xb_schedule_lr(o->schedule, o->lr, ts.step, total, spe) : o->swa_lr;
-            xb_optim_step(&opt, xb_model_params(m), xb_model_grads(m), mask, lr);
             ts.pos += nb;
             ts.step++;
             k++;
@@ -464,28 +491,19 @@ xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test,
                 (s = swa_eval(m, &ts, train, test, o, o->out_dir ? spath : NULL, &swa_acc))) goto done_loop;
             r.swa_test_acc = swa_acc;
         }
+        int64_t tn = 0;
         if (epoch_done && test) {
             xb_eval_result er;
             if ((s = xb_evaluate(m, test, o->eval_limit, o->batch, o->progress, &er))) goto done_loop;
             acc = er.accuracy;
             r.test_acc = acc;
-            if (o->progress) {
-                char sw[64] = "";
-                if (swa_acc >= 0)
-                    snprintf(sw, sizeof sw, ", SWA of %lld: %.2f%%", (long long)ts.swa_n, 100 * swa_acc);
-                fprintf(stderr, "epoch %lld/%d: train loss %.4f acc %.2f%%, test acc %.2f%%%s (%lld images), %.1f s\n",
-                        (long long)ts.epoch, all_epochs, r.train_loss, 100 * r.train_acc, 100 * acc, sw,
-                        (long long)er.n, ts.elapsed0 + xb_time_s() - t_start);
-            }
+            tn = er.n;
         }
-        if (o->json) {
-            char a[32] = "null", sw[64] = "";
-            if (acc >= 0) snprintf(a, sizeof a, "%.6f", acc);
-            if (swa_acc >= 0) snprintf(sw, sizeof sw, ",\"swa_test_acc\":%.6f", swa_acc);
-            printf("{\"epoch\":%lld,\"step\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,\"test_acc\":%s%s,"
-                   "\"seconds\":%.3f}\n", (long long)ts.epoch, (long long)ts.step, r.train_loss, r.train_acc, a, sw,
-                   ts.elapsed0 + xb_time_s() - t_start);
-            fflush(stdout);
+        if (hk && hk->report) {
+            xb_epoch_report rep = {ts.epoch, all_epochs, ts.step, epoch_done, r.train_loss, r.train_acc,
+                                   (double)seen / (el > 0 ? el : 1e-9), acc, tn, swa_acc, ts.swa_n,
+                                   ts.elapsed0 + xb_time_s() - t_start};
+            hk->report(hk->ctx, &rep);
         }
         if (o->out_dir) {
             if ((s = xb_model_save_weights(m, wpath))) goto done_loop;

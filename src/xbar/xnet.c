@@ -48,6 +48,14 @@ void xb_xnet_clear_ranges(xb_xnet *xn) {
 }
 void xb_xnet_set_backward(xb_xnet *xn, xb_xnet_backward b) { xn->bwd = b; }
 uint64_t xb_xnet_stale_refusals(const xb_xnet *xn) { return xn->stale; }
+int xb_xnet_current(const xb_xnet *xn, uint64_t seed) {
+    if (!xn->programmed || xn->seed != seed) return 0;
+    for (int i = 0; i < xn->n_xl; i++) {
+        const xlayer *l = &xn->xl[i];
+        if (!l->digital && xb_xnet_hash_(xb_xnet_wptr_(xn, l), (int64_t)l->rows_out * l->k) != l->whash) return 0;
+    }
+    return 1;
+}
 
 static int pow2_floor_(int64_t v) {
     int p = 1;

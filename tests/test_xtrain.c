@@ -1,0 +1,268 @@
+/* test_xtrain.c -- the crossbar as a differentiable operator: the ideal crossbar equals the float layer
+ * in forward, backward (dX and dW) and after updates (lenet5, resnet20, several batch sizes); a
+ * changed weight never runs silently on old tiles; the DAC's straight-through mask; training only the
+ * batchnorm affine leaves every other parameter bit for bit. */
+#include "testutil.h"
+#include "xb_xbar.h"
+
+static int sanitized_(void) {
+    const char *e = getenv("XB_SANITIZE");
+    return e && strcmp(e, "1") == 0;
+}
+
+static xb_hw hw_(const char *text) {
+    xb_hw h;
+    if (xb_hw_parse_string(text, strlen(text), "test.cfg", &h) != XB_OK) fail_msg("config: %s", xb_last_error());
+    return h;
+}
+
+static xb_dataset synthetic_(int n) {
+    xb_dataset d;
+    memset(&d, 0, sizeof d);
+    d.n = n; d.c = 3; d.h = 32; d.w = 32; d.classes = 10;
+    d.images = malloc((size_t)n * 3 * 32 * 32);
+    d.labels = malloc((size_t)n * sizeof(int32_t));
+    xb_rng r;
+    xb_rng_seed(&r, 99, "test");
+    for (int64_t i = 0; i < (int64_t)n * 3 * 32 * 32; i++) d.images[i] = (uint8_t)xb_rng_below(&r, 256);
+    for (int i = 0; i < n; i++) d.labels[i] = (int32_t)xb_rng_below(&r, 10);
+    for (int c = 0; c < 3; c++) { d.mean[c] = 0.5f; d.std[c] = 0.25f; }
+    snprintf(d.path, sizeof d.path, "synthetic");
+    return d;
+}
+
+static const char ideal_text[] = "[tile]\nrows = 64\ncols = 64\n[circuit]\nsolver = none\n";
+
+/* ||a - b|| / ||b|| over n floats */
+static double rel_norm_(const float *a, const float *b, int64_t n) {
+    double d = 0, r = 0;
+    for (int64_t i = 0; i < n; i++) {
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return r > 0 ? sqrt(d / r) : sqrt(d);
+}
+
+/* worst relative norm error over the parameter tensors of gradients or parameters */
+static double worst_param_(const xb_model *m, const float *a, const float *b, const char **which) {
+    double w = 0;
+    for (int i = 0; i < xb_model_n_params(m); i++) {
+        const xb_param *p = xb_model_param(m, i);
+        if (!p->trainable) continue;
+        double e = rel_norm_(a + p->offset, b + p->offset, p->numel);
+        if (e > w) { w = e; *which = p->name; }
+    }
+    return w;
+}
+
+/* One forward + backward (training mode) of the float model and of the same model through the ideal
+ * crossbar (hardware backward): logits, every gradient and the input gradient agree to float rounding. */
+static void ideal_step_(const char *model, int n, double tol) {
+    xb_model *m;
+    assert_int_equal(xb_model_load(model, 7, &m), XB_OK);
+    const int nx = n * 3 * 32 * 32, cl = xb_model_classes(m);
+    const int64_t np = xb_model_n_trainable(m);
+    float *x = malloc(sizeof(float) * nx), *dx[2], *g[2], *lg[2], *dl = malloc(sizeof(float) * n * cl);
+    for (int q = 0; q < 2; q++) {
+        dx[q] = malloc(sizeof(float) * nx);
+        g[q] = malloc(sizeof(float) * np);
+        lg[q] = malloc(sizeof(float) * n * cl);
+    }
+    int32_t *lab = malloc(sizeof(int32_t) * n);
+    xb_rng r;
+    xb_rng_seed(&r, 3, "x");
+    for (int i = 0; i < nx; i++) x[i] = (float)xb_rng_normal(&r);
+    for (int i = 0; i < n; i++) lab[i] = (int32_t)xb_rng_below(&r, (uint64_t)cl);
+    float *buf = malloc(sizeof(float) * (xb_model_n_buffer(m) + 1));
+    memcpy(buf, xb_model_buffers(m), sizeof(float) * xb_model_n_buffer(m));
+    xb_hw hw = hw_(ideal_text);
+    xb_xnet *xn;
+    assert_int_equal(xb_model_set_batch(m, n), XB_OK);
+    for (int q = 0; q < 2; q++) {
+        memcpy(xb_model_buffers(m), buf, sizeof(float) * xb_model_n_buffer(m));
+        if (q == 1) {
+            assert_int_equal(xb_xnet_init(&hw, m, &xn), XB_OK);
+            assert_int_equal(xb_xnet_program(xn, 1), XB_OK);
+            xb_xnet_attach(xn);
+        }
+        xb_model_train_mode(m, 1);
+        assert_int_equal(xb_model_forward(m, n, x, lg[q], NULL), XB_OK);
+        assert_int_equal(xb_model_loss_grad(m, n, lab, 0.0f, NULL, NULL, dl), XB_OK);
+        xb_model_zero_grad(m);
+        assert_int_equal(xb_model_backward_from(m, n, dl, 1, dx[q]), XB_OK);
+        memcpy(g[q], xb_model_grads(m), sizeof(float) * np);
+    }
+    const char *which = "";
+    double el = rel_norm_(lg[1], lg[0], (int64_t)n * cl), ex = rel_norm_(dx[1], dx[0], nx);
+    double eg = worst_param_(m, g[1], g[0], &which);
+    if (getenv("XBT_VERBOSE"))
+        fprintf(stderr, "  %s batch %d: logits %.2e, dx %.2e, worst gradient %.2e (%s)\n", model, n, el, ex, eg, which);
+    if (!(el < tol && ex < tol && eg < tol))
+        fail_msg("%s batch %d: ideal crossbar vs float: logits %.2e, dx %.2e, gradient %.2e (%s) > %.0e", model, n, el,
+                 ex, eg, which, tol);
+    xb_xnet_free(xn);
+    for (int q = 0; q < 2; q++) { free(dx[q]); free(g[q]); free(lg[q]); }
+    free(x); free(dl); free(lab); free(buf);
+    xb_model_free(m);
+}
+
+static void test_ideal_forward_backward(void **state) {
+    (void)state;
+    ideal_step_("lenet5", 1, 1e-5);
+    ideal_step_("lenet5", 16, 1e-5);
+    ideal_step_("resnet20", 2, 1e-4);
+    if (!sanitized_()) ideal_step_("resnet20", 24, 1e-4);
+}
+
+/* Training: xbar train --hw ideal --hw-mode aware gives the float run's weights to float rounding. */
+static void ideal_train_(const char *model, int batch, int steps, double tol, double tol_tensor) {
+    xb_dataset d = synthetic_(batch * steps);
+    xb_train_opts o = xb_train_opts_default();
+    o.batch = batch;
+    o.steps = steps;
+    o.epochs = 0;
+    o.progress = 0;
+    o.lr = 0.05;
+    xb_model *mf, *mh;
+    assert_int_equal(xb_model_load(model, 5, &mf), XB_OK);
+    assert_int_equal(xb_model_load(model, 5, &mh), XB_OK);
+    xb_train_result rf, rh;
+    assert_int_equal(xb_train(mf, &d, NULL, &o, &rf), XB_OK);
+    xb_hw hw = hw_(ideal_text);
+    xb_xtrain_opts xo = xb_xtrain_opts_default();
+    if (xb_xtrain(mh, &hw, &d, NULL, &o, &xo, &rh) != XB_OK) fail_msg("xtrain: %s", xb_last_error());
+    assert_int_equal(rh.steps_done, steps);
+    const char *which = "";
+    double e = worst_param_(mf, xb_model_params(mh), xb_model_params(mf), &which);
+    double eb = rel_norm_(xb_model_buffers(mh), xb_model_buffers(mf), xb_model_n_buffer(mf));
+    double ea = rel_norm_(xb_model_params(mh), xb_model_params(mf), xb_model_n_trainable(mf));
+    if (getenv("XBT_VERBOSE"))
+        fprintf(stderr, "  %s batch %d, %d steps: all weights %.2e, worst tensor %.2e (%s), buffers %.2e\n", model, batch,
+                steps, ea, e, which, eb);
+    /* a tensor that starts at zero (batchnorm beta) holds only the steps' updates, whose sums cancel: its
+     * own relative error may exceed the whole vector's by orders of magnitude */
+    if (!(ea < tol && eb < tol && e < tol_tensor))
+        fail_msg("%s: weights after %d steps through the ideal crossbar differ from float by %.2e (worst tensor %.2e, "
+                 "%s), buffers %.2e", model, steps, ea, e, which, eb);
+    xb_model_free(mf);
+    xb_model_free(mh);
+    xb_dataset_free(&d);
+}
+
+static void test_ideal_training(void **state) {
+    (void)state;
+    ideal_train_("lenet5", 8, 4, 1e-5, 1e-4);
+    ideal_train_("resnet20", sanitized_() ? 4 : 16, 3, 2e-5, 5e-3);
+}
+
+/* Changing a weight after programming: the crossbar refuses the forward (XB_ERR_STATE naming the
+ * layer) instead of computing with the old tiles; programming again makes it run and changes it. */
+static void test_stale_weights(void **state) {
+    (void)state;
+    xb_model *m;
+    assert_int_equal(xb_model_load("lenet5", 2, &m), XB_OK);
+    xb_hw hw = hw_(ideal_text);
+    xb_xnet *xn;
+    assert_int_equal(xb_xnet_init(&hw, m, &xn), XB_OK);
+    assert_int_equal(xb_xnet_program(xn, 1), XB_OK);
+    xb_xnet_attach(xn);
+    const int n = 2;
+    float x[2 * 3 * 32 * 32], y1[20], y2[20];
+    xb_rng r;
+    xb_rng_seed(&r, 1, "x");
+    for (int i = 0; i < n * 3 * 32 * 32; i++) x[i] = (float)xb_rng_normal(&r);
+    assert_int_equal(xb_model_set_batch(m, n), XB_OK);
+    xb_model_train_mode(m, 0);
+    assert_int_equal(xb_model_forward(m, n, x, y1, NULL), XB_OK);
+    assert_true(xb_xnet_current(xn, 1));
+    const xb_param *p = xb_model_find_param(m, "conv2.weight");
+    xb_model_params(m)[p->offset + 3] += 0.5f;
+    assert_false(xb_xnet_current(xn, 1));
+    assert_int_equal(xb_model_forward(m, n, x, y2, NULL), XB_ERR_STATE);
+    assert_non_null(strstr(xb_last_error(), "conv2"));
+    assert_true(xb_xnet_stale_refusals(xn) == 1);
+    assert_int_equal(xb_xnet_program(xn, 1), XB_OK);
+    assert_int_equal(xb_model_forward(m, n, x, y2, NULL), XB_OK);
+    assert_true(memcmp(y1, y2, sizeof y1) != 0);
+    xb_xnet_free(xn);
+    xb_model_free(m);
+}
+
+/* The DAC's straight-through gradient: zero exactly where |x| exceeded the input range, W_eff^T dy
+ * elsewhere; the weight gradient uses the quantized input the tiles saw. */
+static void test_dac_ste(void **state) {
+    (void)state;
+    static const char cfg[] = "[net]\nname = one\ninput = 1x1x6\nclasses = 3\n[flatten f]\n[linear fc]\n"
+                              "out_features = 3\nbias = false\n";
+    char path[512];
+    xbt_write_file(xbt_path(path, sizeof path, "one.cfg"), cfg, sizeof cfg - 1);
+    xb_model *m;
+    assert_int_equal(xb_model_load(path, 1, &m), XB_OK);
+    xb_hw hw = hw_("[tile]\nrows = 8\ncols = 8\nmap_first = 1\nmap_last = 1\n[circuit]\nsolver = none\n"
+                   "[input]\ndac_bits = 3\ninput_range = fixed\ninput_full_scale = 1.0\n");
+    xb_xnet *xn;
+    assert_int_equal(xb_xnet_init(&hw, m, &xn), XB_OK);
+    assert_int_equal(xb_xnet_program(xn, 1), XB_OK);
+    xb_mm_op op = xb_xnet_op(xn);
+    const float *w = xb_model_params(m) + xb_model_find_param(m, "fc.weight")->offset;
+    float x[6] = {0.3f, -1.5f, 0.99f, 2.0f, -0.2f, 0.0f}, dy[3] = {1.0f, -2.0f, 0.5f}, dx[6], dw[18] = {0};
+    xb_mm_call c = {0, 0, 3, 6, 1, w, 1, 1};
+    assert_int_equal(op.backward_input(op.ctx, &c, x, dy, dx), XB_OK);
+    const float *we = xb_xnet_effective_weights(xn, 0, 0);
+    for (int i = 0; i < 6; i++) {
+        double want = fabsf(x[i]) > 1.0f ? 0.0 : (double)we[i] * dy[0] + (double)we[6 + i] * dy[1] + (double)we[12 + i] * dy[2];
+        if (fabs(dx[i] - want) > 1e-6) fail_msg("dx[%d] = %g, want %g", i, dx[i], want);
+    }
+    assert_int_equal(op.backward_weight(op.ctx, &c, x, dy, dw), XB_OK);
+    for (int j = 0; j < 3; j++)
+        for (int i = 0; i < 6; i++) {
+            float q = fminf(rintf(fabsf(x[i]) * 7) / 7, 1.0f);
+            double want = (double)dy[j] * copysignf(q, x[i]);
+            if (fabs(dw[j * 6 + i] - want) > 1e-6) fail_msg("dw[%d][%d] = %g, want %g", j, i, dw[j * 6 + i], want);
+        }
+    xb_xnet_free(xn);
+    xb_model_free(m);
+}
+
+/* --trainable bn: every parameter but batchnorm gamma and beta stays bit for bit; those move. */
+static void test_trainable_bn(void **state) {
+    (void)state;
+    xb_dataset d = synthetic_(32);
+    xb_model *m;
+    assert_int_equal(xb_model_load("vgg8", 3, &m), XB_OK);
+    const int64_t np = xb_model_n_trainable(m);
+    float *p0 = malloc(sizeof(float) * np);
+    memcpy(p0, xb_model_params(m), sizeof(float) * np);
+    uint8_t *fz = malloc((size_t)np);
+    assert_int_equal(xb_model_freeze_mask(m, "bn", fz), XB_OK);
+    assert_int_equal(xb_model_freeze_mask(m, "convs", fz), XB_ERR_ARG);
+    assert_int_equal(xb_model_freeze_mask(m, "bn", fz), XB_OK);
+    xb_train_opts o = xb_train_opts_default();
+    o.batch = 16; o.steps = 2; o.epochs = 0; o.progress = 0; o.frozen = fz;
+    xb_hw hw = hw_("[tile]\nrows = 64\ncols = 64\n[device]\nvariation = gaussian\nvariation_sigma = 0.1\n");
+    xb_xtrain_opts xo = xb_xtrain_opts_default();
+    xb_train_result res;
+    if (xb_xtrain(m, &hw, &d, NULL, &o, &xo, &res) != XB_OK) fail_msg("xtrain: %s", xb_last_error());
+    int64_t moved = 0, frozen_moved = 0;
+    for (int64_t i = 0; i < np; i++) {
+        int changed = memcmp(&p0[i], &xb_model_params(m)[i], sizeof(float)) != 0;
+        if (fz[i]) frozen_moved += changed;
+        else moved += changed;
+    }
+    assert_int_equal(frozen_moved, 0);
+    assert_true(moved > 0);
+    free(p0); free(fz);
+    xb_model_free(m);
+    xb_dataset_free(&d);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ideal_forward_backward),
+        cmocka_unit_test(test_ideal_training),
+        cmocka_unit_test(test_stale_weights),
+        cmocka_unit_test(test_dac_ste),
+        cmocka_unit_test(test_trainable_bn),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
