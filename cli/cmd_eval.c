@@ -60,7 +60,15 @@ static int eval_hw(xb_model *m, const xb_hw *hw, const char *dir, xf_flag *f, in
     o.progress = !xf_get(f, n, "quiet")->i;
     o.software = !xf_get(f, n, "no-software")->i;
     o.calibration_images = (int)xf_get(f, n, "calibrate-limit")->i;
-    if (xb_hw_needs_calibration(hw)) {
+    o.adapt_bn = xf_get(f, n, "adapt-bn")->i;
+    if (o.adapt_bn > 0) { /* batchnorm statistics come from training images, never from the images scored */
+        if (xb_cifar_load(dir, XB_SPLIT_TRAIN, &train) != XB_OK) {
+            xb_dataset_free(&test);
+            return cli_fail("eval --adapt-bn");
+        }
+        have_train = 1;
+        o.adapt_data = &train;
+    } else if (xb_hw_needs_calibration(hw)) {
         /* ranges are calibrated on training images (never on the images being scored) */
         if (xb_cifar_load(dir, XB_SPLIT_TRAIN, &train) == XB_OK) have_train = 1;
         else fprintf(stderr, "xbar eval: note: no training split in %s (%s); calibrating on the first test images\n",
@@ -92,6 +100,9 @@ int cmd_eval(int argc, char **argv) {
         {"calibrate-limit", XF_INT, "0", "0..100000",
          "--hw: images that calibrate input/ADC ranges (0: the config's calibration_images)"},
         {"no-software", XF_BOOL, NULL, NULL, "--hw: skip the float evaluation"},
+        {"adapt-bn", XF_INT, "0", "0..", "--hw: batchnorm adaptation: before testing each device sample, recompute "
+                                        "the batchnorm running statistics through the hardware on the first N "
+                                        "training images (0: off)"},
         {"hw-report", XF_BOOL, NULL, NULL, "--hw: print the resolved config and the tile mapping, then stop"},
     };
     int n = sizeof f / sizeof *f;
@@ -101,8 +112,9 @@ int cmd_eval(int argc, char **argv) {
     xb_set_threads(th->set ? (int)th->i : cli_default_threads());
     const char *hwpath = xf_get(f, n, "hw")->s;
     if (!hwpath && (xf_get(f, n, "seeds")->set || xf_get(f, n, "seed")->set || xf_get(f, n, "calibrate-limit")->set ||
-                    xf_get(f, n, "no-software")->i || xf_get(f, n, "hw-report")->i)) {
-        fprintf(stderr, "xbar eval: error: --seeds, --seed, --calibrate-limit, --no-software and --hw-report need --hw\n"
+                    xf_get(f, n, "adapt-bn")->i || xf_get(f, n, "no-software")->i || xf_get(f, n, "hw-report")->i)) {
+        fprintf(stderr, "xbar eval: error: --seeds, --seed, --calibrate-limit, --adapt-bn, --no-software and --hw-report "
+                        "need --hw\n"
                         "HINT: add --hw configs/hw/ideal.cfg (or another preset)\n");
         return 2;
     }

@@ -355,6 +355,10 @@ typedef struct xb_xeval_opts {
     int progress;
     int software;              /* also evaluate the float network in the same run */
     int calibration_images;    /* 0: the config's value */
+    int64_t adapt_bn;          /* batchnorm adaptation (the 2023 batchnorm paper): before testing each device
+                                  sample, its running statistics are recomputed through the hardware on the
+                                  first adapt_bn images of adapt_data (unaugmented); restored afterwards (0: off) */
+    const xb_dataset *adapt_data;
 } xb_xeval_opts;
 xb_xeval_opts xb_xeval_opts_default(void);
 

@@ -85,6 +85,17 @@ static xb_status eval_loop_(xb_model *m, xb_xnet *xn, const xb_dataset *d, int64
     return st;
 }
 
+/* Batchnorm running statistics of the programmed network xn recomputed through it on the first
+ * o->adapt_bn images of o->adapt_data (the plain mean over the batches, torch's update_bn). */
+static xb_status adapt_bn_(xb_model *m, xb_xnet *xn, const xb_xeval_opts *o) {
+    xb_xnet_attach(xn);
+    xb_rng rng;
+    xb_rng_seed(&rng, o->seed, "adapt-bn");
+    xb_status st = xb_update_bn_n(m, o->adapt_data, o->adapt_bn, o->batch, o->progress, &rng);
+    xb_xnet_detach(xn);
+    return st;
+}
+
 static void stats_add_(xb_xlayer_stats *a, const xb_xlayer_stats *s, int first) {
     if (first) { *a = *s; return; }
     a->stuck_gmin += s->stuck_gmin; a->stuck_gmax += s->stuck_gmax; a->g_clipped += s->g_clipped;
@@ -156,6 +167,14 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
             xb_dataset_batch(cd, idx, ncal, 0, 0, NULL, xc, NULL);
             xb_free(idx);
         }
+        float *bn_keep = NULL;
+        if (!st && o->adapt_bn > 0) {
+            if (!o->adapt_data) st = xb_errorf(XB_ERR_ARG, "batchnorm adaptation needs images (adapt_data)");
+            else {
+                bn_keep = xb_malloc(((size_t)xb_model_n_buffer(m) + 1) * sizeof(float));
+                memcpy(bn_keep, xb_model_buffers(m), (size_t)xb_model_n_buffer(m) * sizeof(float));
+            }
+        }
         for (int s0 = 0; s0 < K && !st; s0 += G) {
             int g = K - s0 < G ? K - s0 : G;
             for (int q = 0; q < g; q++) seeds[q] = o->seed + (uint64_t)(s0 + q);
@@ -171,6 +190,7 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
                     r->calibrate_s += xb_time_s() - t0;
                     r->calibrate_cpu_s += cpu_s_() - c0;
                 }
+                if (o->adapt_bn > 0 && (st = adapt_bn_(m, xns[q], o))) break;
                 char label[32];
                 snprintf(label, sizeof label, "hw %d/%d  ", s0 + q + 1, K);
                 t0 = xb_time_s();
@@ -179,6 +199,7 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
                                 &r->loss[s0 + q]);
                 r->eval_s += xb_time_s() - t0;
                 r->eval_cpu_s += cpu_s_() - c0;
+                if (bn_keep) memcpy(xb_model_buffers(m), bn_keep, (size_t)xb_model_n_buffer(m) * sizeof(float));
                 for (int i = 0; i < r->n_layers; i++) {
                     xb_xlayer_stats s;
                     xb_xnet_layer_stats(xns[q], i, &s);
@@ -187,6 +208,7 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
             }
         }
         xb_free(xc);
+        xb_free(bn_keep);
         for (int q = 0; q < G; q++) xb_xnet_free(xns[q]);
         xb_free(xns);
         xb_free(seeds);
