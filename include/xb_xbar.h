@@ -42,6 +42,7 @@
  * Randomness: stream "device" (programming variation, faults, drift spread) forked per seed value,
  * layer, tile and array; stream "read" (read noise) forked per layer, forward call and column chunk.
  * Results therefore do not depend on the thread count or on the order tiles are programmed in.
+ * On-chip updates (xb_device_update) draw from the stream the caller passes, forked per element index.
  */
 #ifndef XB_XBAR_H
 #define XB_XBAR_H
