@@ -42,6 +42,7 @@
  * Randomness: stream "device" (programming variation, faults, drift spread) forked per seed value,
  * layer, tile and array; stream "read" (read noise) forked per layer, forward call and column chunk.
  * Results therefore do not depend on the thread count or on the order tiles are programmed in.
+ * On-chip updates (xb_device_update) draw from the stream the caller passes, forked per element index.
  */
 #ifndef XB_XBAR_H
 #define XB_XBAR_H
@@ -72,6 +73,32 @@ typedef enum xb_noise_mode { XB_NOISE_RELATIVE = 0, XB_NOISE_ABSOLUTE, XB_NOISE_
 typedef enum xb_gclip { XB_GCLIP_ZERO = 0, XB_GCLIP_RANGE, XB_GCLIP_COUNT } xb_gclip;
 typedef enum xb_solver_kind { XB_SOLVER_EXACT = 0, XB_SOLVER_DECOUPLED, XB_SOLVER_CHOLMOD, XB_SOLVER_NONE,
                               XB_SOLVER_COUNT } xb_solver_kind;
+
+/* [update]: how requested conductance changes are written during on-chip training (methods.md item 6,
+ * TxSim; src/xbar/update.c).  The defaults are the ideal linear update.  Only training uses it: it has
+ * no effect on inference or on xb_hw_is_ideal. */
+typedef enum xb_update_model { XB_UPDATE_LINEAR = 0, XB_UPDATE_TXSIM, XB_UPDATE_SOFTBOUNDS,
+                               XB_UPDATE_MODEL_COUNT } xb_update_model;
+typedef enum xb_pulse_rounding { XB_PULSE_NEAREST = 0, XB_PULSE_STOCHASTIC, XB_PULSE_ROUNDING_COUNT } xb_pulse_rounding;
+typedef enum xb_pair_update { XB_PAIR_SPLIT = 0, XB_PAIR_SIGN, XB_PAIR_UPDATE_COUNT } xb_pair_update;
+typedef enum xb_slice_update { XB_SLICE_MSB = 0, XB_SLICE_LSB, XB_SLICE_UPDATE_COUNT } xb_slice_update;
+typedef enum xb_refresh_solver { XB_REFRESH_EXACT = 0, XB_REFRESH_DECOUPLED, XB_REFRESH_DISTORTION,
+                                 XB_REFRESH_SOLVER_COUNT } xb_refresh_solver;
+
+typedef struct xb_update_cfg {
+    xb_update_model model;          /* linear, txsim (non-linear + write noise) or softbounds (pulsed) */
+    xb_pulse_rounding pulse_rounding; /* requested change -> whole pulses of dg_min_s: nearest or stochastic */
+    double dg_min_s;                /* conductance step of one pulse (softbounds: at the range centre); 0: continuous */
+    double nonlinearity;            /* txsim v >= 0 */
+    double write_noise;             /* txsim gamma >= 0 */
+    double write_noise_sigma;       /* txsim sigma0: noise std = gamma sigma0 sqrt(|dG| (g_max - g_min)) */
+    double up_down;                 /* softbounds asymmetry: up step dg_min (1 + up_down), down dg_min (1 - up_down) */
+    double write_noise_ctoc;        /* softbounds cycle-to-cycle noise, relative std of every pulse's step */
+    xb_pair_update pair_update;     /* signed change -> differential pair: split over G+/G-, or by sign */
+    xb_slice_update slice_update;   /* bit-sliced weights: the slice that receives the change */
+    int refresh_steps;              /* I-FCM period L: effective matrices re-solved every L steps; 0: every step */
+    xb_refresh_solver refresh_solver; /* how the training loop rebuilds effective matrices (stored only) */
+} xb_update_cfg;
 
 typedef struct xb_hw {
     /* [meta] */
@@ -123,6 +150,8 @@ typedef struct xb_hw {
     double stuck_at_gmin_rate, stuck_at_gmax_rate;
     double drift_nu, drift_nu_sigma, drift_t_s, drift_t0_s;
     int drift_compensation;     /* 1: outputs rescaled by (t/t0)^nu (global drift compensation) */
+    /* [update] */
+    xb_update_cfg update;
 } xb_hw;
 
 /* The ideal crossbar: 64x64 tiles, differential, continuous conductances 1 uS..10 uS, no DAC/ADC,
@@ -226,6 +255,61 @@ void xb_map_codes(const xb_hw *hw, const xb_map_geom *g, double w, double s, dou
  * doubles, array-major; unused cells at g_min, reference columns at their reference code. */
 void xb_map_tile_targets(const xb_hw *hw, const xb_map_geom *g, const float *w, double s, int r, int c,
                          double *gt);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* On-chip update (src/xbar/update.c): writing conductance changes during training (TxSim, item 6)    */
+/*                                                                                                    */
+/* The training loop keeps the conductances as its state.  Per step it turns each weight's change    */
+/* into per-cell conductance changes (xb_update_weight_cells) and writes them with the device model  */
+/* of hw->update (xb_device_update).  docs/hardware.md ([update]) has the formulas and their sources. */
+/* Both functions are reentrant (no globals, no allocation) and never abort on their inputs.         */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef struct xb_update_counts {
+    int64_t updates;           /* elements with a finite, non-zero requested change */
+    int64_t pulses;            /* pulses applied (dg_min_s > 0 only; 0 for continuous updates) */
+    int64_t clamped_gmin;      /* elements left at g_min by the clamp (an update or a start below the range) */
+    int64_t clamped_gmax;      /* elements left at g_max by the clamp */
+    int64_t skipped;           /* elements with a non-finite dg or g, left unchanged */
+} xb_update_counts;
+
+/* Largest number of pulses one element receives in one call (larger requests are cut to it and the
+ * cut is not counted separately; a full-range sweep takes (g_max - g_min)/dg_min_s pulses). */
+#define XB_UPDATE_MAX_PULSES 1000000
+
+/* 1 when hw->update writes every requested change exactly (linear, continuous). */
+int xb_update_is_ideal(const xb_hw *hw);
+/* Applies the requested changes dg[i] (siemens) to the conductances g[i] in place under hw->update:
+ *   linear      G <- clamp(G + dG_q)
+ *   txsim       G <- clamp(G + dG_q f(G) + gamma sigma0 sqrt(|dG_q| (g_max - g_min)) N(0,1)),
+ *               f = 1 - v (G - g_min)/(g_max - g_min) potentiating, 1 - v (g_max - G)/(g_max - g_min)
+ *               depressing (kept >= 0)
+ *   softbounds  n pulses, each G <- clamp(G + step), step up = dg_min (1 + up_down) 2 (g_max - G)/range,
+ *               down = -dg_min (1 - up_down) 2 (G - g_min)/range, times (1 + ctoc N(0,1)) per pulse
+ * where dG_q = dG, or sign(dG) n dg_min_s with n = round(|dG|/dg_min_s) pulses (nearest or stochastic),
+ * and clamp is to [g_min, g_max].  A g[i] outside the range is first moved to the nearest bound.
+ * Elements with dg[i] == 0 are untouched.  Randomness: element i draws only from xb_rng_fork(rng, i),
+ * so every element's result depends on (rng, i, g[i], dg[i]) alone: bit-reproducible and independent
+ * of the thread count.  cnt (required) is added to, not reset. */
+void xb_device_update(const xb_hw *hw, int64_t n, double *g, const double *dg, const xb_rng *rng,
+                      xb_update_counts *cnt);
+/* The same for elements i0 .. i0+n-1 of a larger array whose element i0 is g[0]: element i0+j draws
+ * from xb_rng_fork(rng, i0 + j).  Any split of an array into pieces (e.g. per OpenMP thread), each
+ * called with its offset, gives the bits of one xb_device_update call over the whole array. */
+void xb_device_update_at(const xb_hw *hw, int64_t i0, int64_t n, double *g, const double *dg, const xb_rng *rng,
+                         xb_update_counts *cnt);
+/* The per-cell conductance changes (siemens) for a change dw_code of one weight in integer-code units
+ * (w = s code / qmax, map.c), into dg_cells[sign*slices + t] (the layout of xb_map_codes;
+ * cells_per_weight entries, the ones not written to are 0).  The receiving slice t (slice_update:
+ * msb = slices - 1, lsb = 0) has significance 2^(slice_bits t), so its cells change by
+ * dc = dw_code / 2^(slice_bits t) codes, g_unit_s dc siemens:
+ *   differential, split:  G+ += g_unit dc/2, G- -= g_unit dc/2
+ *   differential, sign:   dc > 0: G+ += g_unit dc;  dc < 0: G- += g_unit |dc|  (potentiation only)
+ *   offset:               the cell gets g_unit dc (its reference column is never written).
+ * A non-finite dw_code gives all zeros. */
+void xb_update_weight_cells(const xb_hw *hw, const xb_map_geom *geom, double dw_code, double *dg_cells);
+/* Names of the enum values as written in configs. */
+const char *xb_update_model_name(xb_update_model m);
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Crossbar network (src/xbar/xlayer.c): programmed tiles of every mapped layer behind the hook       */

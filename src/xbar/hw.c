@@ -19,14 +19,24 @@ static const char *const mode_names[] = {"relative", "absolute", NULL};
 static const char *const gclip_names[] = {"zero", "range", NULL};
 static const char *const gain_names[] = {"none", "per_layer", NULL};
 static const char *const solver_names[] = {"exact", "decoupled", "cholmod", "none", NULL};
+static const char *const upd_model_names[] = {"linear", "txsim", "softbounds", NULL};
+static const char *const rounding_names[] = {"nearest", "stochastic", NULL};
+static const char *const pair_names[] = {"split", "sign", NULL};
+static const char *const slice_names[] = {"msb", "lsb", NULL};
+static const char *const refresh_names[] = {"exact", "decoupled", "distortion", NULL};
 
 _Static_assert(XB_SCHEME_COUNT == 2 && XB_LAYOUT_COUNT == 2 && XB_REF_COUNT == 2 && XB_WCLIP_COUNT == 2 &&
                XB_SIGNED_COUNT == 2 && XB_RANGE_COUNT == 3 && XB_ADC_SIGNAL_COUNT == 2 && XB_VAR_COUNT == 3 &&
-               XB_NOISE_MODE_COUNT == 2 && XB_GCLIP_COUNT == 2 && XB_SOLVER_COUNT == 4,
+               XB_NOISE_MODE_COUNT == 2 && XB_GCLIP_COUNT == 2 && XB_SOLVER_COUNT == 4 &&
+               XB_UPDATE_MODEL_COUNT == 3 && XB_PULSE_ROUNDING_COUNT == 2 && XB_PAIR_UPDATE_COUNT == 2 &&
+               XB_SLICE_UPDATE_COUNT == 2 && XB_REFRESH_SOLVER_COUNT == 3,
                "name tables follow the enums");
 
 const char *xb_scheme_name(xb_scheme s) { return (unsigned)s < XB_SCHEME_COUNT ? scheme_names[s] : "?"; }
 const char *xb_solver_kind_name(xb_solver_kind s) { return (unsigned)s < XB_SOLVER_COUNT ? solver_names[s] : "?"; }
+const char *xb_update_model_name(xb_update_model m) {
+    return (unsigned)m < XB_UPDATE_MODEL_COUNT ? upd_model_names[m] : "?";
+}
 
 xb_hw xb_hw_default(void) {
     xb_hw h;
@@ -53,6 +63,8 @@ xb_hw xb_hw_default(void) {
     h.variation_mode = XB_NOISE_RELATIVE;
     h.read_noise_mode = XB_NOISE_RELATIVE;
     h.drift_t_s = h.drift_t0_s = 1;
+    h.update.model = XB_UPDATE_LINEAR; /* the rest 0: continuous, split pairs, msb slice, solve every step */
+    h.update.write_noise_sigma = 0.01;
     return h;
 }
 
@@ -74,6 +86,57 @@ int xb_hw_needs_calibration(const xb_hw *h) {
 /* ------------------------------------------------------------------------------------------------ */
 
 #define BAD(...) return xb_errorf(XB_ERR_CONFIG, __VA_ARGS__)
+
+/* [update]: ranges (for configs built in code) and the keys that only one model reads. */
+static xb_status validate_update_(const xb_hw *h, const char *p) {
+    const xb_update_cfg *u = &h->update;
+    const double range = h->g_max_s - h->g_min_s;
+    if ((unsigned)u->model >= XB_UPDATE_MODEL_COUNT || (unsigned)u->pulse_rounding >= XB_PULSE_ROUNDING_COUNT ||
+        (unsigned)u->pair_update >= XB_PAIR_UPDATE_COUNT || (unsigned)u->slice_update >= XB_SLICE_UPDATE_COUNT ||
+        (unsigned)u->refresh_solver >= XB_REFRESH_SOLVER_COUNT)
+        BAD("%s: [update] an enum field is out of range. HINT: set it from the names in docs/hardware.md", p);
+    if (!(u->dg_min_s >= 0 && u->dg_min_s < range))
+        BAD("%s: [update] dg_min_s = %g S must be >= 0 and below the device range g_max_s - g_min_s = %g S. HINT: "
+            "0 means continuous updates; a pulse is typically 1/100 .. 1/1000 of the range", p, u->dg_min_s, range);
+    if (!(u->nonlinearity >= 0 && u->nonlinearity <= 10) || !(u->write_noise >= 0 && u->write_noise <= 1e3) ||
+        !(u->write_noise_sigma >= 0 && u->write_noise_sigma <= 10) || !(u->write_noise_ctoc >= 0 &&
+        u->write_noise_ctoc <= 10) || !(u->up_down > -1 && u->up_down < 1) || u->refresh_steps < 0)
+        BAD("%s: [update] out of range: nonlinearity %g (0..10), write_noise %g (0..1000), write_noise_sigma %g "
+            "(0..10), write_noise_ctoc %g (0..10), up_down %g (-1..1 exclusive), refresh_steps %d (>= 0)", p,
+            u->nonlinearity, u->write_noise, u->write_noise_sigma, u->write_noise_ctoc, u->up_down, u->refresh_steps);
+    if (u->model != XB_UPDATE_TXSIM && (u->nonlinearity > 0 || u->write_noise > 0))
+        BAD("%s: [update] nonlinearity = %g / write_noise = %g with model = %s; only the txsim model reads them. "
+            "HINT: set model = txsim, or drop them", p, u->nonlinearity, u->write_noise, upd_model_names[u->model]);
+    if (u->model != XB_UPDATE_SOFTBOUNDS && (u->up_down != 0 || u->write_noise_ctoc > 0))
+        BAD("%s: [update] up_down = %g / write_noise_ctoc = %g with model = %s; only the softbounds model reads "
+            "them. HINT: set model = softbounds, or drop them", p, u->up_down, u->write_noise_ctoc,
+            upd_model_names[u->model]);
+    if (u->write_noise > 0 && u->write_noise_sigma == 0)
+        BAD("%s: [update] write_noise = %g with write_noise_sigma = 0 adds no noise. HINT: the noise std is "
+            "write_noise x write_noise_sigma x sqrt(|dG| (g_max - g_min)); give write_noise_sigma > 0", p,
+            u->write_noise);
+    if (u->pulse_rounding == XB_PULSE_STOCHASTIC && u->dg_min_s == 0)
+        BAD("%s: [update] pulse_rounding = stochastic needs pulses (dg_min_s > 0). HINT: give dg_min_s, the "
+            "conductance step of one pulse", p);
+    if (u->model == XB_UPDATE_SOFTBOUNDS) {
+        if (u->write_noise_ctoc > 0 && u->dg_min_s == 0)
+            BAD("%s: [update] write_noise_ctoc is per pulse and needs dg_min_s > 0 (continuous soft bounds have no "
+                "pulses). HINT: give dg_min_s", p);
+        if (2 * u->dg_min_s * (1 + fabs(u->up_down)) > range)
+            BAD("%s: [update] softbounds: a pulse of 2 dg_min_s (1 + |up_down|) = %g S exceeds the range %g S and "
+                "would jump past the bound. HINT: dg_min_s is the step at the range centre; choose it well below "
+                "(g_max_s - g_min_s)/2", p, 2 * u->dg_min_s * (1 + fabs(u->up_down)), range);
+    }
+    if (h->solver == XB_SOLVER_NONE && (u->refresh_steps > 0 || u->refresh_solver != XB_REFRESH_EXACT))
+        BAD("%s: [update] refresh_steps = %d / refresh_solver = %s with [circuit] solver = none: there is no circuit "
+            "solve to refresh (E = G). HINT: drop them, or choose a [circuit] solver", p, u->refresh_steps,
+            refresh_names[u->refresh_solver]);
+    if (u->refresh_solver == XB_REFRESH_DISTORTION && u->refresh_steps < 2)
+        BAD("%s: [update] refresh_solver = distortion holds E/G between solves, but refresh_steps = %d solves "
+            "every step. HINT: give refresh_steps = L >= 2 (TxSim's I-FCM period), or refresh_solver = exact", p,
+            u->refresh_steps);
+    return XB_OK;
+}
 
 xb_status xb_hw_validate(const xb_hw *h) {
     const char *p = h->path[0] ? h->path : "hardware config";
@@ -173,6 +236,7 @@ xb_status xb_hw_validate(const xb_hw *h) {
         BAD("%s: [device] needs 0 < drift_t0_s <= drift_t_s (got t0 = %g s, t = %g s). HINT: t0 is the time of "
             "programming-verify, t the time of inference", p, h->drift_t0_s, h->drift_t_s);
     if (h->drift_nu < 0 || h->drift_nu_sigma < 0) BAD("%s: [device] drift_nu and drift_nu_sigma must be >= 0", p);
+    if (validate_update_(h, p) != XB_OK) return XB_ERR_CONFIG;
     /* geometry of the widest tile: a weight's cells and the reference columns must fit in one array */
     int slices = 1;
     if (h->weight_bits > 0) {
@@ -193,7 +257,8 @@ xb_status xb_hw_validate(const xb_hw *h) {
 /* Parsing                                                                                           */
 /* ------------------------------------------------------------------------------------------------ */
 
-static const char *const sections[] = {"meta", "tile", "mapping", "input", "output", "circuit", "device", NULL};
+static const char *const sections[] = {"meta", "tile", "mapping", "input", "output", "circuit", "device", "update",
+                                       NULL};
 
 static xb_ini_section *sec_(xb_ini *ini, const char *type) {
     for (int i = 0; i < ini->n; i++)
@@ -219,6 +284,25 @@ static xb_status get_int_(xb_ini *ini, xb_ini_section *s, const char *key, long 
     return XB_OK;
 }
 
+static xb_status parse_update_(xb_ini *ini, xb_ini_section *s, xb_update_cfg *u) {
+    int e;
+    TRY(get_enum_(ini, s, "model", upd_model_names, XB_UPDATE_LINEAR, &e)); u->model = (xb_update_model)e;
+    TRY(xb_ini_double(ini, s, "dg_min_s", 0, 0, 0, 1e3, &u->dg_min_s));
+    TRY(get_enum_(ini, s, "pulse_rounding", rounding_names, XB_PULSE_NEAREST, &e));
+    u->pulse_rounding = (xb_pulse_rounding)e;
+    TRY(xb_ini_double(ini, s, "nonlinearity", 0, 0, 0, 10, &u->nonlinearity));
+    TRY(xb_ini_double(ini, s, "write_noise", 0, 0, 0, 1e3, &u->write_noise));
+    TRY(xb_ini_double(ini, s, "write_noise_sigma", 0, 0.01, 0, 10, &u->write_noise_sigma));
+    TRY(xb_ini_double(ini, s, "up_down", 0, 0, -0.999, 0.999, &u->up_down));
+    TRY(xb_ini_double(ini, s, "write_noise_ctoc", 0, 0, 0, 10, &u->write_noise_ctoc));
+    TRY(get_enum_(ini, s, "pair_update", pair_names, XB_PAIR_SPLIT, &e)); u->pair_update = (xb_pair_update)e;
+    TRY(get_enum_(ini, s, "slice_update", slice_names, XB_SLICE_MSB, &e)); u->slice_update = (xb_slice_update)e;
+    TRY(get_int_(ini, s, "refresh_steps", 0, 0, 1000000000, &u->refresh_steps));
+    TRY(get_enum_(ini, s, "refresh_solver", refresh_names, XB_REFRESH_EXACT, &e));
+    u->refresh_solver = (xb_refresh_solver)e;
+    return XB_OK;
+}
+
 static xb_status parse_(xb_ini *ini, xb_hw *h) {
     const char *path = ini->path;
     for (int i = 0; i < ini->n; i++) {
@@ -227,7 +311,7 @@ static xb_status parse_(xb_ini *ini, xb_hw *h) {
         for (int k = 0; sections[k]; k++) known |= strcmp(s->type, sections[k]) == 0;
         if (!known)
             BAD("%s:%d: unknown section [%s]. HINT: a hardware config has the sections [meta] [tile] [mapping] "
-                "[input] [output] [circuit] [device] (docs/hardware.md)", path, s->line, s->type);
+                "[input] [output] [circuit] [device] [update] (docs/hardware.md)", path, s->line, s->type);
         if (s->name[0])
             BAD("%s:%d: section [%s %s] takes no name. HINT: write [%s]", path, s->line, s->type, s->name, s->type);
         for (int j = 0; j < i; j++)
@@ -339,6 +423,8 @@ static xb_status parse_(xb_ini *ini, xb_hw *h) {
     TRY(xb_ini_double(ini, s, "drift_t0_s", 0, 1, 1e-12, 1e12, &h->drift_t0_s));
     TRY(xb_ini_bool(ini, s, "drift_compensation", 0, 0, &h->drift_compensation));
 
+    TRY(parse_update_(ini, sec_(ini, "update"), &h->update));
+
     /* unknown keys: our own message (the INI module's hint points at the model docs) */
     for (int i = 0; i < ini->n; i++)
         for (int j = 0; j < ini->sec[i].n; j++)
@@ -387,6 +473,19 @@ static void json_str_(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+static void print_update_(const xb_update_cfg *u, FILE *f, int json) {
+    const char *fmt = json ? "\"update\":{\"model\":\"%s\",\"dg_min_s\":%.9g,\"pulse_rounding\":\"%s\","
+                             "\"nonlinearity\":%.9g,\"write_noise\":%.9g,\"write_noise_sigma\":%.9g,\"up_down\":%.9g,"
+                             "\"write_noise_ctoc\":%.9g,\"pair_update\":\"%s\",\"slice_update\":\"%s\","
+                             "\"refresh_steps\":%d,\"refresh_solver\":\"%s\"}"
+                           : "\n[update]\nmodel = %s\ndg_min_s = %.9g\npulse_rounding = %s\nnonlinearity = %.9g\n"
+                             "write_noise = %.9g\nwrite_noise_sigma = %.9g\nup_down = %.9g\nwrite_noise_ctoc = %.9g\n"
+                             "pair_update = %s\nslice_update = %s\nrefresh_steps = %d\nrefresh_solver = %s\n";
+    fprintf(f, fmt, upd_model_names[u->model], u->dg_min_s, rounding_names[u->pulse_rounding], u->nonlinearity,
+            u->write_noise, u->write_noise_sigma, u->up_down, u->write_noise_ctoc, pair_names[u->pair_update],
+            slice_names[u->slice_update], u->refresh_steps, refresh_names[u->refresh_solver]);
+}
+
 void xb_hw_print(const xb_hw *h, FILE *f, int json) {
     char dl[XB_HW_MAX_DIGITAL * 130] = "";
     size_t u = 0;
@@ -423,11 +522,13 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
         fprintf(f, "\"device\":{\"variation\":\"%s\",\"variation_sigma\":%.9g,\"variation_mode\":\"%s\","
                    "\"variation_clip\":\"%s\",\"read_noise_sigma\":%.9g,\"read_noise_mode\":\"%s\","
                    "\"stuck_at_gmin_rate\":%.9g,\"stuck_at_gmax_rate\":%.9g,\"drift_nu\":%.9g,\"drift_nu_sigma\":%.9g,"
-                   "\"drift_t_s\":%.9g,\"drift_t0_s\":%.9g,\"drift_compensation\":%s},\"ideal\":%s}",
+                   "\"drift_t_s\":%.9g,\"drift_t0_s\":%.9g,\"drift_compensation\":%s},",
                 var_names[h->variation], h->variation_sigma, mode_names[h->variation_mode],
                 gclip_names[h->variation_clip], h->read_noise_sigma, mode_names[h->read_noise_mode],
                 h->stuck_at_gmin_rate, h->stuck_at_gmax_rate, h->drift_nu, h->drift_nu_sigma, h->drift_t_s,
-                h->drift_t0_s, h->drift_compensation ? "true" : "false", xb_hw_is_ideal(h) ? "true" : "false");
+                h->drift_t0_s, h->drift_compensation ? "true" : "false");
+        print_update_(&h->update, f, 1);
+        fprintf(f, ",\"ideal\":%s}", xb_hw_is_ideal(h) ? "true" : "false");
         return;
     }
     fprintf(f, "# resolved hardware config%s%s\n[meta]\n", h->path[0] ? " from " : "", h->path);
@@ -458,4 +559,5 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
             var_names[h->variation], h->variation_sigma, mode_names[h->variation_mode], gclip_names[h->variation_clip],
             h->read_noise_sigma, mode_names[h->read_noise_mode], h->stuck_at_gmin_rate, h->stuck_at_gmax_rate,
             h->drift_nu, h->drift_nu_sigma, h->drift_t_s, h->drift_t0_s, h->drift_compensation ? "true" : "false");
+    print_update_(&h->update, f, 0);
 }
