@@ -12,12 +12,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------------- */
 
-/* Under AddressSanitizer (make asan sets XB_SANITIZE=1) the larger cases shrink. */
-static int sanitized_(void) {
-    const char *e = getenv("XB_SANITIZE");
-    return e && strcmp(e, "1") == 0;
-}
-
 static xb_hw hw_(const char *text) {
     xb_hw h;
     if (xb_hw_parse_string(text, strlen(text), "test.cfg", &h) != XB_OK) fail_msg("config: %s", xb_last_error());
@@ -141,7 +135,7 @@ static void test_ideal_equals_software(void **state) {
     xb_hw hw = hw_(ideal_text);
     if (access("configs/hw/ideal.cfg", R_OK) == 0 && xb_hw_load("configs/hw/ideal.cfg", &hw) != XB_OK)
         fail_msg("configs/hw/ideal.cfg: %s", xb_last_error());
-    for (size_t b = 0; b < (sanitized_() ? 2u : 3u); b++) {
+    for (size_t b = 0; b < (xbt_sanitized() ? 2u : 3u); b++) {
         int n = batches[b];
         float *x = images_(m, n, 20 + b), *ys = forward_sw_(m, n, x), *yh = forward_cfg_(&hw, m, n, x, 1);
         char what[64];
@@ -455,8 +449,8 @@ static void noise_check_(const char *text, int offset_ref) {
     xb_xnet_attach(xn);
     assert_int_equal(xb_model_set_batch(m, 1), XB_OK);
     xb_model_train_mode(m, 0);
-    const int M = sanitized_() ? 2000 : 6000;
-    const double ctol = sanitized_() ? 0.3 : 0.15;
+    const int M = xbt_sanitized() ? 2000 : 6000;
+    const double ctol = xbt_sanitized() ? 0.3 : 0.15;
     double s1[4] = {0}, s2[4] = {0}, s01 = 0;
     float y[4];
     for (int it = 0; it < M; it++) {
@@ -517,7 +511,7 @@ static void test_read_noise_statistics(void **state) {
     assert_int_equal(xb_model_set_batch(m, 1), XB_OK);
     float x[8] = {1, 0.5f, 0, 0, 0, 0, 0, 2}, y[4];
     double s2 = 0;
-    const int M = sanitized_() ? 2000 : 5000;
+    const int M = xbt_sanitized() ? 2000 : 5000;
     for (int it = 0; it < M; it++) {
         assert_int_equal(xb_model_forward(m, 1, x, y, NULL), XB_OK);
         s2 += (double)(y[3] * y[3]); /* weight row 3 is all zero: pure noise */
@@ -610,7 +604,7 @@ static void test_determinism(void **state) {
         "variation_sigma = 0.2\nread_noise_sigma = 0.05\n",
     };
     xb_model *m = model_("lenet5", 10);
-    const int n = sanitized_() ? 4 : 20;
+    const int n = xbt_sanitized() ? 4 : 20;
     float *x = images_(m, n, 50);
     const int saved = xb_get_threads();
     for (size_t c = 0; c < 2; c++) {
@@ -756,7 +750,7 @@ static void test_parasitics(void **state) {
 
 static void test_fold(void **state) {
     (void)state;
-    xb_model *m = model_(sanitized_() ? "lenet5" : "resnet20", 15);
+    xb_model *m = model_(xbt_sanitized() ? "lenet5" : "resnet20", 15);
     xb_hw hw = hw_("[tile]\nrows = 64\ncols = 64\n[mapping]\nweight_bits = 6\nbits_per_cell = 3\n[circuit]\n"
                    "r_wire_ohm = 2\nr_driver_ohm = 100\nr_sense_ohm = 100\n[device]\nvariation = gaussian\n"
                    "variation_sigma = 0.05\nstuck_at_gmax_rate = 0.001\n");
@@ -791,25 +785,11 @@ static void test_fold(void **state) {
 
 /* ---- the Monte-Carlo evaluation and its report ------------------------------------------------------ */
 
-static xb_dataset synthetic_(int n) {
-    xb_dataset d;
-    memset(&d, 0, sizeof d);
-    d.n = n; d.c = 3; d.h = 32; d.w = 32; d.classes = 10;
-    d.images = malloc((size_t)n * 3 * 32 * 32);
-    d.labels = malloc((size_t)n * sizeof(int32_t));
-    xb_rng r;
-    xb_rng_seed(&r, 99, "test");
-    for (int64_t i = 0; i < (int64_t)n * 3 * 32 * 32; i++) d.images[i] = (uint8_t)xb_rng_below(&r, 256);
-    for (int i = 0; i < n; i++) d.labels[i] = (int32_t)xb_rng_below(&r, 10);
-    for (int c = 0; c < 3; c++) { d.mean[c] = 0.5f; d.std[c] = 0.25f; }
-    snprintf(d.path, sizeof d.path, "synthetic");
-    return d;
-}
 
 static void test_xeval(void **state) {
     (void)state;
     xb_model *m = model_("lenet5", 14);
-    xb_dataset d = synthetic_(60);
+    xb_dataset d = xbt_synthetic_cifar(60);
     xb_xeval_opts o = xb_xeval_opts_default();
     o.seeds = 3;
     o.batch = 16;

@@ -5,10 +5,6 @@
 #include "testutil.h"
 #include "xb_xbar.h"
 
-static int sanitized_(void) {
-    const char *e = getenv("XB_SANITIZE");
-    return e && strcmp(e, "1") == 0;
-}
 
 static xb_hw hw_(const char *text) {
     xb_hw h;
@@ -16,20 +12,6 @@ static xb_hw hw_(const char *text) {
     return h;
 }
 
-static xb_dataset synthetic_(int n) {
-    xb_dataset d;
-    memset(&d, 0, sizeof d);
-    d.n = n; d.c = 3; d.h = 32; d.w = 32; d.classes = 10;
-    d.images = malloc((size_t)n * 3 * 32 * 32);
-    d.labels = malloc((size_t)n * sizeof(int32_t));
-    xb_rng r;
-    xb_rng_seed(&r, 99, "test");
-    for (int64_t i = 0; i < (int64_t)n * 3 * 32 * 32; i++) d.images[i] = (uint8_t)xb_rng_below(&r, 256);
-    for (int i = 0; i < n; i++) d.labels[i] = (int32_t)xb_rng_below(&r, 10);
-    for (int c = 0; c < 3; c++) { d.mean[c] = 0.5f; d.std[c] = 0.25f; }
-    snprintf(d.path, sizeof d.path, "synthetic");
-    return d;
-}
 
 static const char ideal_text[] = "[tile]\nrows = 64\ncols = 64\n[circuit]\nsolver = none\n";
 
@@ -111,12 +93,12 @@ static void test_ideal_forward_backward(void **state) {
     ideal_step_("lenet5", 1, 1e-5);
     ideal_step_("lenet5", 16, 1e-5);
     ideal_step_("resnet20", 2, 1e-4);
-    if (!sanitized_()) ideal_step_("resnet20", 24, 1e-4);
+    if (!xbt_sanitized()) ideal_step_("resnet20", 24, 1e-4);
 }
 
 /* Training: xbar train --hw ideal --hw-mode aware gives the float run's weights to float rounding. */
 static void ideal_train_(const char *model, int batch, int steps, double tol, double tol_tensor) {
-    xb_dataset d = synthetic_(batch * steps);
+    xb_dataset d = xbt_synthetic_cifar(batch * steps);
     xb_train_opts o = xb_train_opts_default();
     o.batch = batch;
     o.steps = steps;
@@ -152,7 +134,7 @@ static void ideal_train_(const char *model, int batch, int steps, double tol, do
 static void test_ideal_training(void **state) {
     (void)state;
     ideal_train_("lenet5", 8, 4, 1e-5, 1e-4);
-    ideal_train_("resnet20", sanitized_() ? 4 : 16, 3, 2e-5, 5e-3);
+    ideal_train_("resnet20", xbt_sanitized() ? 4 : 16, 3, 2e-5, 5e-3);
 }
 
 /* Changing a weight after programming: the crossbar refuses the forward (XB_ERR_STATE naming the
@@ -227,7 +209,7 @@ static void test_dac_ste(void **state) {
 /* --trainable bn: every parameter but batchnorm gamma and beta stays bit for bit; those move. */
 static void test_trainable_bn(void **state) {
     (void)state;
-    xb_dataset d = synthetic_(32);
+    xb_dataset d = xbt_synthetic_cifar(32);
     xb_model *m;
     assert_int_equal(xb_model_load("vgg8", 3, &m), XB_OK);
     const int64_t np = xb_model_n_trainable(m);

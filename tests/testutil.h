@@ -68,6 +68,28 @@ static inline void xbt_write_file(const char *path, const void *data, size_t n) 
     fclose(f);
 }
 
+/* Under AddressSanitizer (make asan sets XB_SANITIZE=1) the larger cases shrink. */
+static inline int xbt_sanitized(void) {
+    const char *e = getenv("XB_SANITIZE");
+    return e && strcmp(e, "1") == 0;
+}
+
+/* n random 3x32x32 images with random labels of 10 classes (free with xb_dataset_free). */
+static inline xb_dataset xbt_synthetic_cifar(int n) {
+    xb_dataset d;
+    memset(&d, 0, sizeof d);
+    d.n = n; d.c = 3; d.h = 32; d.w = 32; d.classes = 10;
+    d.images = malloc((size_t)n * 3 * 32 * 32);
+    d.labels = malloc((size_t)n * sizeof(int32_t));
+    xb_rng r;
+    xb_rng_seed(&r, 99, "test");
+    for (int64_t i = 0; i < (int64_t)n * 3 * 32 * 32; i++) d.images[i] = (uint8_t)xb_rng_below(&r, 256);
+    for (int i = 0; i < n; i++) d.labels[i] = (int32_t)xb_rng_below(&r, 10);
+    for (int c = 0; c < 3; c++) { d.mean[c] = 0.5f; d.std[c] = 0.25f; }
+    snprintf(d.path, sizeof d.path, "synthetic");
+    return d;
+}
+
 /* CIFAR-10 location for tests (XBAR_DATA or ../shared/data/cifar10); NULL if absent. */
 static inline const char *xbt_cifar_dir(void) {
     static char buf[600];
