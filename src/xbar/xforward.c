@@ -1,7 +1,7 @@
-/* xforward.c -- the products through a programmed crossbar network: the forward of one mapped layer
- * (fast path: one GEMM with the effective weights, DAC and read noise; tiled path: per row tile, slice
- * and input plane, ADC, shift-add), calibration of its ranges, and the mapped-matmul operator that
- * the model calls in forward and backward (xnet.c builds and programs the network). */
+/* xforward.c -- the forward product of one mapped layer through its programmed tiles (fast path: one
+ * GEMM with the effective weights, DAC and read noise; tiled path: per row tile, slice and input plane,
+ * ADC, shift-add).  xnet.c builds and programs the network, xcal.c calibrates it, xop.c is the
+ * mapped-matmul operator the model calls. */
 #include "xnet_internal.h"
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -20,10 +20,6 @@ static int64_t quant_(int64_t n, float *v, float step, float lo, float hi) {
     return c;
 }
 
-static void gemm_(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *Cm, int ldc) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, Cm, ldc);
-}
-
 /* sig[i] += sqrt(max(var[i], 0)) * N(0,1), row by row (z: n floats of scratch) */
 static void noise_add_(int64_t n, const float *var, float *sig, float *z, int zn, xb_rng *rng) {
     for (int64_t i0 = 0; i0 < n; i0 += zn) {
@@ -34,49 +30,6 @@ static void noise_add_(int64_t n, const float *var, float *sig, float *z, int zn
             sig[i0 + i] += sqrtf(v > 0 ? v : 0) * z[i];
         }
     }
-}
-
-/* Calibration samples of |value|: a chunk keeps every stride-th value in its own slot of the buffer
- * (so the sample does not depend on the thread count), and the exact maximum. */
-typedef struct cal_ { float *buf; int64_t n, cap, stride, cnt; float maxabs; } cal_;
-static void cal_add_(cal_ *c, const float *v, int64_t n) {
-    float m[16] = {0};
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) {
-            float a = fabsf(v[i + j]);
-            m[j] = a > m[j] ? a : m[j];
-        }
-    float mx = c->maxabs;
-    for (; i < n; i++) mx = fabsf(v[i]) > mx ? fabsf(v[i]) : mx;
-    for (int j = 0; j < 16; j++) mx = m[j] > mx ? m[j] : mx;
-    c->maxabs = mx;
-    /* every stride-th value, counting on from the previous call: positions with (cnt + i + 1) % stride == 0 */
-    for (i = c->stride - 1 - c->cnt; i < n && c->n < c->cap; i += c->stride) c->buf[c->n++] = fabsf(v[i]);
-    c->cnt = (c->cnt + n) % c->stride;
-}
-
-/* Merges the chunks' samples (slot ci at buf + ci*slot, n[ci] values) and takes the percentile. */
-static double cal_merge_(float *buf, int64_t slot, int64_t nch, const int64_t *n, const float *mx, double p) {
-    float m = 0;
-    int64_t u = 0;
-    for (int64_t ci = 0; ci < nch; ci++) {
-        if (mx[ci] > m) m = mx[ci];
-        memmove(buf + u, buf + ci * slot, (size_t)n[ci] * sizeof(float));
-        u += n[ci];
-    }
-    if (p >= 100 || u == 0) return m;
-    return xb_percentile_abs(buf, u, p);
-}
-
-/* Input range x_max of a layer from this call's inputs (k x ncols). */
-static void calibrate_input_(xb_xnet *xn, xlayer *l, int64_t n, const float *x) {
-    cal_ c = {xn->cal, 0, XL_CAL_SAMPLES, n / XL_CAL_SAMPLES + 1, 0, 0};
-    cal_add_(&c, x, n);
-    double v = xn->hw.input_percentile >= 100 ? c.maxabs : xb_percentile_abs(c.buf, c.n, xn->hw.input_percentile);
-    l->x_max = v > 0 ? v : 1.0;
-    l->x_set = 1;
-    l->st.input_full_scale = l->x_max;
 }
 
 /* fast path, chunk [c0, c0+nc): DAC on inputs, one GEMM, read noise */
@@ -224,7 +177,7 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
                         }
                     }
                 }
-                if (cal) { cal_add_(cal, sig, (int64_t)SR * PN); continue; }
+                if (cal) { xl_cal_add(cal, sig, (int64_t)SR * PN); continue; }
                 cs->adc_conv += (int64_t)SR * PN;
                 cs->adc_clip += quant_((int64_t)SR * PN, sig, astep, alo, atop);
             } else {
@@ -236,8 +189,8 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
                     }
                 }
                 if (cal) {
-                    cal_add_(cal, sig, (int64_t)SR * PN);
-                    if (nN) cal_add_(cal, sigN, (int64_t)SN * PN);
+                    xl_cal_add(cal, sig, (int64_t)SR * PN);
+                    if (nN) xl_cal_add(cal, sigN, (int64_t)SN * PN);
                     continue;
                 }
                 cs->adc_conv += (int64_t)(SR + SN) * PN;
@@ -311,7 +264,7 @@ static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
         adc_conv += cs.adc_conv; adc_clip += cs.adc_clip; dac_conv += cs.dac_conv; dac_clip += cs.dac_clip;
     }
     if (calib) {
-        double v = cal_merge_(xn->cal, slot, nch, cn, cm, xn->hw.adc_percentile);
+        double v = xl_cal_merge(xn->cal, slot, nch, cn, cm, xn->hw.adc_percentile);
         l->fs = v > 0 ? v : 1.0;
         l->fs_set = 1;
         l->st.adc_full_scale_a = l->fs * xn->hw.v_read_v * l->g.g_unit_s;
@@ -321,45 +274,13 @@ static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
     tot->adc_conv = adc_conv; tot->adc_clip = adc_clip; tot->dac_conv = dac_conv; tot->dac_clip = dac_clip;
 }
 
-/* Digital gain of a layer (calibration): g = <Y_float, Y_hw> / <Y_hw, Y_hw> over the calibration call,
- * the least-squares scalar that maps the hardware output onto the float product; applied to y now (so
- * later layers calibrate on corrected outputs) and to every later product through coef / W_eff. */
-static void calibrate_gain_(xb_xnet *xn, xlayer *l, int ncols, const float *w, const float *x, float *y) {
-    const int ro = l->rows_out, k = l->k;
-    double ry = 0, yy = 0;
-    for (int c0 = 0; c0 < ncols; c0 += XL_STATS_COLS) {
-        int nc = ncols - c0 < XL_STATS_COLS ? ncols - c0 : XL_STATS_COLS;
-        gemm_(ro, nc, k, w, k, x + c0, ncols, xn->refbuf, nc);
-        for (int j = 0; j < ro; j++)
-            for (int c = 0; c < nc; c++) {
-                double rf = xn->refbuf[(size_t)j * nc + c], hv = y[(size_t)j * ncols + c0 + c];
-                ry += rf * hv;
-                yy += hv * hv;
-            }
-    }
-    double g = yy > 0 ? ry / yy : 1.0;
-    if (!(g > 0 && isfinite(g))) g = 1.0; /* a hardware output uncorrelated with the float one: leave it */
-    l->gain *= g;
-    l->st.gain = l->gain;
-    for (int64_t i = 0; i < (int64_t)ro * ncols; i++) y[i] = (float)(g * y[i]);
-    if (!l->tiled) {
-        for (int64_t i = 0; i < (int64_t)ro * k; i++) l->weff[i] = (float)(g * l->weff[i]);
-        if (l->vnoise)
-            for (int64_t i = 0; i < (int64_t)ro * k; i++) l->vnoise[i] = (float)(g * g * l->vnoise[i]);
-        if (l->vref)
-            for (int64_t i = 0; i < (int64_t)l->g.ct * k; i++) l->vref[i] = (float)(g * g * l->vref[i]);
-    } else {
-        for (int t = 0; t < l->g.slices; t++) l->coef[t] *= g;
-    }
-}
-
-static xb_status layer_forward_(xb_xnet *xn, xlayer *l, int ncols, const float *w, const float *x, float *y) {
+xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, const float *x, float *y) {
     const xb_hw *hw = &xn->hw;
     const int ro = l->rows_out, k = l->k;
     const double t0 = xb_time_s();
     const int needs_x = hw->dac_bits > 0 || hw->adc_bits > 0;
     if (xn->calibrating && needs_x && hw->input_range == XB_RANGE_CALIBRATED)
-        calibrate_input_(xn, l, (int64_t)k * ncols, x);
+        xl_calibrate_input(xn, l, (int64_t)k * ncols, x);
     if (needs_x && !l->x_set)
         return xb_errorf(XB_ERR_STATE, "crossbar layer %s: its input range is calibrated from data and not set yet. "
                          "HINT: call xb_xnet_calibrate after xb_xnet_program", l->st.name);
@@ -380,7 +301,7 @@ static xb_status layer_forward_(xb_xnet *xn, xlayer *l, int ncols, const float *
         l->st.adc_conversions += cs.adc_conv; l->st.adc_clipped += cs.adc_clip;
         l->st.dac_conversions += cs.dac_conv; l->st.dac_clipped += cs.dac_clip;
     }
-    if (xn->calibrating && xn->need_gain) calibrate_gain_(xn, l, ncols, w, x, y);
+    if (xn->calibrating && xn->need_gain) xl_calibrate_gain(xn, l, ncols, w, x, y);
     if (!xn->calibrating) {
         /* relative error against the float product on the first columns */
         int ns = ncols < XL_STATS_COLS ? ncols : XL_STATS_COLS;
@@ -399,110 +320,3 @@ static xb_status layer_forward_(xb_xnet *xn, xlayer *l, int ncols, const float *
     return XB_OK;
 }
 
-/* ---- the mapped-matmul operator -------------------------------------------------------------------- */
-
-/* The xlayer of a call, checked against the network: programmed, same shape, and programmed from the
- * weights the model holds now (a crossbar never silently computes with weights that have changed). */
-static xb_status layer_of_(xb_xnet *xn, const xb_mm_call *c, xlayer **out) {
-    if (c->layer < 0 || c->layer >= xn->n_mapped || c->group < 0 ||
-        xn->first_xl[c->layer] + c->group >= xn->first_xl[c->layer + 1])
-        return xb_errorf(XB_ERR_ARG, "crossbar network: mapped layer %d, group %d does not exist (the network has %d "
-                         "mapped layers). HINT: build the network (xb_xnet_init) for this model", c->layer, c->group,
-                         xn->n_mapped);
-    xlayer *l = &xn->xl[xn->first_xl[c->layer] + c->group];
-    if (l->rows_out != c->rows_out || l->k != c->k)
-        return xb_errorf(XB_ERR_SHAPE, "crossbar layer %s: a %dx%d product, but its tiles hold %dx%d. HINT: build the "
-                         "network (xb_xnet_init) for this model", l->st.name, c->rows_out, c->k, l->rows_out, l->k);
-    *out = l;
-    if (l->digital) return XB_OK;
-    if (!xn->programmed)
-        return xb_errorf(XB_ERR_STATE, "crossbar layer %s: the tiles are not programmed. HINT: call xb_xnet_program "
-                         "before the forward", l->st.name);
-    if (xb_xnet_hash_(c->w, (int64_t)c->rows_out * c->k) != l->whash) {
-        xn->stale++;
-        return xb_errorf(XB_ERR_STATE, "crossbar layer %s: the weights changed after the tiles were programmed, so "
-                         "the crossbar would compute with the old ones. HINT: program again (xb_xnet_program) after "
-                         "changing weights, or train through xb_xtrain, which reprograms after every update",
-                         l->st.name);
-    }
-    return XB_OK;
-}
-
-static xb_status op_forward_(void *ctx, const xb_mm_call *c, const float *x, float *y) {
-    xb_xnet *xn = ctx;
-    xlayer *l = NULL;
-    xb_status st = layer_of_(xn, c, &l);
-    if (st) return st;
-    if (l->digital) {
-        xb_mm_float_forward(c, x, y);
-        return XB_OK;
-    }
-    return layer_forward_(xn, l, c->ncols, c->w, x, y);
-}
-
-/* The input as the DAC delivers it (k x ncols, in activation units): |x| rounded to the DAC's grid
- * and clipped at x_max (sign kept), as the forward's pipeline reads it; with no DAC, x itself. */
-static const float *dac_input_(const xb_xnet *xn, const xlayer *l, int64_t n, const float *x, float *buf) {
-    if (xn->hw.dac_bits <= 0) return x;
-    const float top = (float)((1L << xn->in_bits) - 1), xm = (float)l->x_max;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        float q = rintf(fabsf(x[i]) / xm * top);
-        q = q > top ? top : q;
-        buf[i] = copysignf(q / top * xm, x[i]);
-    }
-    return buf;
-}
-
-/* Straight-through mask of the DAC: the gradient passes where the input was inside the DAC's range
- * [-x_max, x_max] and is zero where it was clipped. */
-static void dac_mask_(const xb_xnet *xn, const xlayer *l, int64_t n, const float *x, float *dx) {
-    if (xn->hw.dac_bits <= 0) return;
-    const float xm = (float)l->x_max;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++)
-        if (fabsf(x[i]) > xm) dx[i] = 0;
-}
-
-/* dx = M^T dy through the weights the backward reads: the programmed effective weights (hardware) or
- * the float ones; then the DAC's clip mask. */
-static xb_status op_backward_input_(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dx) {
-    xb_xnet *xn = ctx;
-    xlayer *l = NULL;
-    xb_status st = layer_of_(xn, c, &l);
-    if (st) return st;
-    if (l->digital || xn->bwd == XB_XBWD_FLOAT) xb_mm_float_backward_input(c, dy, dx);
-    else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->k, c->ncols, c->rows_out, 1.0f, l->weff, c->k, dy,
-                     c->ncols, 0.0f, dx, c->ncols);
-    if (!l->digital) dac_mask_(xn, l, (int64_t)c->k * c->ncols, x, dx);
-    return XB_OK;
-}
-
-/* dW += dy xq^T with xq the input the tiles saw (after the DAC). */
-static xb_status op_backward_weight_(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dw) {
-    xb_xnet *xn = ctx;
-    xlayer *l = NULL;
-    xb_status st = layer_of_(xn, c, &l);
-    if (st) return st;
-    const int64_t n = (int64_t)c->k * c->ncols;
-    float *buf = NULL;
-    if (!l->digital && xn->hw.dac_bits > 0 && xn->bwd != XB_XBWD_FLOAT) {
-        buf = xb_try_malloc((size_t)n * sizeof(float));
-        if (!buf) return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for the backward's %lld inputs",
-                                   l->st.name, (long long)n);
-        x = dac_input_(xn, l, n, x, buf);
-    }
-    xb_mm_float_backward_weight(c, x, dy, dw);
-    xb_free(buf);
-    return XB_OK;
-}
-
-xb_mm_op xb_xnet_op(xb_xnet *xn) {
-    xb_mm_op op = {xn, op_forward_, op_backward_input_, op_backward_weight_, NULL};
-    return op;
-}
-
-void xb_xnet_install_op_(xb_xnet *xn) {
-    xb_mm_op op = xb_xnet_op(xn);
-    xb_model_set_op(xn->m, &op);
-}

@@ -507,21 +507,6 @@ void xb_xnet_reset_stats(xb_xnet *xn) {
     }
 }
 
-xb_status xb_xnet_calibrate(xb_xnet *xn, int n, const float *x) {
-    XB_ASSERT(xn->programmed && "xb_xnet_program before xb_xnet_calibrate");
-    if (n < 1) return xb_errorf(XB_ERR_ARG, "calibration needs at least one image");
-    xb_status st = xb_model_set_batch(xn->m, n);
-    if (st) return st;
-    int was = xn->attached;
-    xb_xnet_attach(xn);
-    xb_model_train_mode(xn->m, 0);
-    xn->calibrating = 1;
-    st = xb_model_forward(xn->m, n, x, NULL, NULL);
-    xn->calibrating = 0;
-    if (!was) xb_xnet_detach(xn);
-    xb_xnet_reset_stats(xn);
-    return st;
-}
 
 int xb_xnet_n_layers(const xb_xnet *xn) { return xn->n_mapped; }
 

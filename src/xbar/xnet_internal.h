@@ -59,6 +59,24 @@ struct xb_xnet {
     uint64_t stale;               /* forwards refused because the weights changed since programming */
 };
 
+static inline void gemm_(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *Cm,
+                         int ldc) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, Cm, ldc);
+}
+
+/* Calibration samples of |value| (xcal.c): a chunk keeps every stride-th value in its own slot of the
+ * buffer (so the sample does not depend on the thread count), and the exact maximum. */
+typedef struct cal_ { float *buf; int64_t n, cap, stride, cnt; float maxabs; } cal_;
+void xl_cal_add(cal_ *c, const float *v, int64_t n);
+/* Merges the chunks' samples (slot ci at buf + ci*slot, n[ci] values) and takes the percentile. */
+double xl_cal_merge(float *buf, int64_t slot, int64_t nch, const int64_t *n, const float *mx, double p);
+/* Input range x_max of a layer from this call's inputs (k x ncols). */
+void xl_calibrate_input(xb_xnet *xn, xlayer *l, int64_t n, const float *x);
+/* Digital gain of a layer from the calibration call's output y against the float product. */
+void xl_calibrate_gain(xb_xnet *xn, xlayer *l, int ncols, const float *w, const float *x, float *y);
+/* The forward of one mapped layer through its tiles (xforward.c). */
+xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, const float *x, float *y);
+
 /* FNV-1a over the bytes of n floats: the identity of the weights a layer was programmed from. */
 uint64_t xb_xnet_hash_(const float *w, int64_t n);
 /* The float weights of xlayer l (rows_out x k). */

@@ -1,0 +1,113 @@
+/* xop.c -- the crossbar network as the model's mapped-matmul operator: forward through the tiles,
+ * backward to the inputs through the programmed effective weights (or the float ones) with the DAC's
+ * straight-through mask, backward to the weights with the input the tiles saw; every call refuses
+ * weights that changed since programming. */
+#include "xnet_internal.h"
+
+/* ---- the mapped-matmul operator -------------------------------------------------------------------- */
+
+/* The xlayer of a call, checked against the network: programmed, same shape, and programmed from the
+ * weights the model holds now (a crossbar never silently computes with weights that have changed). */
+static xb_status layer_of_(xb_xnet *xn, const xb_mm_call *c, xlayer **out) {
+    if (c->layer < 0 || c->layer >= xn->n_mapped || c->group < 0 ||
+        xn->first_xl[c->layer] + c->group >= xn->first_xl[c->layer + 1])
+        return xb_errorf(XB_ERR_ARG, "crossbar network: mapped layer %d, group %d does not exist (the network has %d "
+                         "mapped layers). HINT: build the network (xb_xnet_init) for this model", c->layer, c->group,
+                         xn->n_mapped);
+    xlayer *l = &xn->xl[xn->first_xl[c->layer] + c->group];
+    if (l->rows_out != c->rows_out || l->k != c->k)
+        return xb_errorf(XB_ERR_SHAPE, "crossbar layer %s: a %dx%d product, but its tiles hold %dx%d. HINT: build the "
+                         "network (xb_xnet_init) for this model", l->st.name, c->rows_out, c->k, l->rows_out, l->k);
+    *out = l;
+    if (l->digital) return XB_OK;
+    if (!xn->programmed)
+        return xb_errorf(XB_ERR_STATE, "crossbar layer %s: the tiles are not programmed. HINT: call xb_xnet_program "
+                         "before the forward", l->st.name);
+    if (xb_xnet_hash_(c->w, (int64_t)c->rows_out * c->k) != l->whash) {
+        xn->stale++;
+        return xb_errorf(XB_ERR_STATE, "crossbar layer %s: the weights changed after the tiles were programmed, so "
+                         "the crossbar would compute with the old ones. HINT: program again (xb_xnet_program) after "
+                         "changing weights, or train through xb_xtrain, which reprograms after every update",
+                         l->st.name);
+    }
+    return XB_OK;
+}
+
+static xb_status op_forward_(void *ctx, const xb_mm_call *c, const float *x, float *y) {
+    xb_xnet *xn = ctx;
+    xlayer *l = NULL;
+    xb_status st = layer_of_(xn, c, &l);
+    if (st) return st;
+    if (l->digital) {
+        xb_mm_float_forward(c, x, y);
+        return XB_OK;
+    }
+    return xl_layer_forward(xn, l, c->ncols, c->w, x, y);
+}
+
+/* The input as the DAC delivers it (k x ncols, in activation units): |x| rounded to the DAC's grid
+ * and clipped at x_max (sign kept), as the forward's pipeline reads it; with no DAC, x itself. */
+static const float *dac_input_(const xb_xnet *xn, const xlayer *l, int64_t n, const float *x, float *buf) {
+    if (xn->hw.dac_bits <= 0) return x;
+    const float top = (float)((1L << xn->in_bits) - 1), xm = (float)l->x_max;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float q = rintf(fabsf(x[i]) / xm * top);
+        q = q > top ? top : q;
+        buf[i] = copysignf(q / top * xm, x[i]);
+    }
+    return buf;
+}
+
+/* Straight-through mask of the DAC: the gradient passes where the input was inside the DAC's range
+ * [-x_max, x_max] and is zero where it was clipped. */
+static void dac_mask_(const xb_xnet *xn, const xlayer *l, int64_t n, const float *x, float *dx) {
+    if (xn->hw.dac_bits <= 0) return;
+    const float xm = (float)l->x_max;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        if (fabsf(x[i]) > xm) dx[i] = 0;
+}
+
+/* dx = M^T dy through the weights the backward reads: the programmed effective weights (hardware) or
+ * the float ones; then the DAC's clip mask. */
+static xb_status op_backward_input_(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dx) {
+    xb_xnet *xn = ctx;
+    xlayer *l = NULL;
+    xb_status st = layer_of_(xn, c, &l);
+    if (st) return st;
+    if (l->digital || xn->bwd == XB_XBWD_FLOAT) xb_mm_float_backward_input(c, dy, dx);
+    else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->k, c->ncols, c->rows_out, 1.0f, l->weff, c->k, dy,
+                     c->ncols, 0.0f, dx, c->ncols);
+    if (!l->digital) dac_mask_(xn, l, (int64_t)c->k * c->ncols, x, dx);
+    return XB_OK;
+}
+
+/* dW += dy xq^T with xq the input the tiles saw (after the DAC). */
+static xb_status op_backward_weight_(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dw) {
+    xb_xnet *xn = ctx;
+    xlayer *l = NULL;
+    xb_status st = layer_of_(xn, c, &l);
+    if (st) return st;
+    const int64_t n = (int64_t)c->k * c->ncols;
+    float *buf = NULL;
+    if (!l->digital && xn->hw.dac_bits > 0 && xn->bwd != XB_XBWD_FLOAT) {
+        buf = xb_try_malloc((size_t)n * sizeof(float));
+        if (!buf) return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for the backward's %lld inputs",
+                                   l->st.name, (long long)n);
+        x = dac_input_(xn, l, n, x, buf);
+    }
+    xb_mm_float_backward_weight(c, x, dy, dw);
+    xb_free(buf);
+    return XB_OK;
+}
+
+xb_mm_op xb_xnet_op(xb_xnet *xn) {
+    xb_mm_op op = {xn, op_forward_, op_backward_input_, op_backward_weight_, NULL};
+    return op;
+}
+
+void xb_xnet_install_op_(xb_xnet *xn) {
+    xb_mm_op op = xb_xnet_op(xn);
+    xb_model_set_op(xn->m, &op);
+}
