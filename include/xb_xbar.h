@@ -366,6 +366,8 @@ int xb_xnet_n_layers(const xb_xnet *xn);
 void xb_xnet_layer_stats(const xb_xnet *xn, int i, xb_xlayer_stats *out);
 /* The programmed effective weights of mapped layer i, group g (rows_out x k floats, weight units): the
  * linear part of the layer (without DAC, ADC and read noise), or NULL if the layer is digital. */
+/* The same for the backward (column-driven) read; the forward's when the two reads agree. */
+const float *xb_xnet_effective_weights_bwd(const xb_xnet *xn, int i, int g);
 const float *xb_xnet_effective_weights(const xb_xnet *xn, int i, int g);
 /* The network as a mapped-matmul operator (what xb_xnet_attach installs), for callers that wrap it.
  * Forward: the crossbar product of the layer (digital layers: the float product).  Backward to the
@@ -376,7 +378,9 @@ const float *xb_xnet_effective_weights(const xb_xnet *xn, int i, int g);
  * the weights the model holds now: XB_ERR_STATE otherwise (never a silent product with old weights). */
 xb_mm_op xb_xnet_op(xb_xnet *xn);
 typedef enum xb_xnet_backward {
-    XB_XBWD_HARDWARE = 0, /* dx = E^T dy with the effective weights E of the programmed tiles */
+    XB_XBWD_HARDWARE = 0, /* dx = Eb^T dy with the effective weights Eb of the programmed tiles' backward
+                             read (columns driven through r_driver, rows sensed through r_sense; equal to
+                             the forward's E when r_driver == r_sense, by reciprocity) */
     XB_XBWD_FLOAT,        /* dx = W^T dy, dW = dy x^T: the float layer's gradient (straight through) */
     XB_XBWD_COUNT
 } xb_xnet_backward;

@@ -238,6 +238,75 @@ static void test_trainable_bn(void **state) {
     xb_dataset_free(&d);
 }
 
+/* The backward read: with r_driver != r_sense the operator's input gradient goes through the effective
+ * weights of the column-driven circuit, assembled here independently from the mapping's targets and
+ * the solver's backward read of each array; with r_driver == r_sense they are the forward's. */
+static void test_backward_read(void **state) {
+    (void)state;
+    static const char cfg[] = "[net]\nname = lin\ninput = 1x1x12\nclasses = 5\n[flatten f]\n[linear fc]\n"
+                              "out_features = 5\nbias = false\n";
+    char path[512];
+    xbt_write_file(xbt_path(path, sizeof path, "lin.cfg"), cfg, sizeof cfg - 1);
+    for (int same = 0; same < 2; same++) {
+        xb_model *m;
+        assert_int_equal(xb_model_load(path, 3, &m), XB_OK);
+        char text[512];
+        snprintf(text, sizeof text, "[tile]\nrows = 16\ncols = 16\nmap_first = 1\nmap_last = 1\n[mapping]\n"
+                 "r_on_ohm = 2e3\nr_off_ohm = 2e4\n[circuit]\nr_wire_ohm = 5\nr_driver_ohm = %s\n"
+                 "r_sense_ohm = 300\nsolver = exact\n", same ? "300" : "40");
+        xb_hw hw = hw_(text);
+        xb_xnet *xn;
+        assert_int_equal(xb_xnet_init(&hw, m, &xn), XB_OK);
+        assert_int_equal(xb_xnet_program(xn, 1), XB_OK);
+        const float *w = xb_model_params(m) + xb_model_find_param(m, "fc.weight")->offset;
+        const float *wf = xb_xnet_effective_weights(xn, 0, 0), *wb = xb_xnet_effective_weights_bwd(xn, 0, 0);
+        if (same) {
+            assert_ptr_equal(wf, wb);
+        } else {
+            xb_map_geom g;
+            assert_int_equal(xb_map_geom_init(&hw, 5, 12, &g), XB_OK);
+            double s = xb_map_scale(&hw, 60, w);
+            const int64_t RC = (int64_t)g.R * g.C;
+            double *gt = malloc(sizeof(double) * g.arrays * RC), *eb = malloc(sizeof(double) * g.arrays * RC);
+            xb_map_tile_targets(&hw, &g, w, s, 0, 0, gt);
+            for (int a = 0; a < g.arrays; a++)
+                assert_int_equal(xb_xbar_effective_backward(XB_SOLVE_EXACT, &hw.circuit, g.R, g.C, gt + a * RC,
+                                                            eb + a * RC, NULL), XB_OK);
+            double err = 0, ref = 0, dfb = 0;
+            for (int j = 0; j < 5; j++) {
+                int pa, pc, na, nc;
+                xb_map_cell(&g, 0, 0, j, &pa, &pc);
+                xb_map_cell(&g, 1, 0, j, &na, &nc);
+                for (int i = 0; i < 12; i++) {
+                    double want = s / g.qmax * (eb[pa * RC + (int64_t)pc * g.R + i] - eb[na * RC + (int64_t)nc * g.R + i]) /
+                                  g.g_unit_s;
+                    err = fmax(err, fabs(wb[j * 12 + i] - want));
+                    ref = fmax(ref, fabs(want));
+                    dfb = fmax(dfb, fabs(wb[j * 12 + i] - wf[j * 12 + i]));
+                }
+            }
+            if (getenv("XBT_VERBOSE")) fprintf(stderr, "  backward weights: error %.2e of %.2e; forward differs by %.2e\n",
+                                               err, ref, dfb);
+            if (!(err < 1e-6 * ref)) fail_msg("backward effective weights off by %g (scale %g)", err, ref);
+            if (!(dfb > 1e-3 * ref)) fail_msg("the backward read should differ from the forward here (%g)", dfb);
+            free(gt); free(eb);
+        }
+        /* the operator's input gradient reads them */
+        xb_mm_op op = xb_xnet_op(xn);
+        float x[12], dy[5] = {0.5f, -1.0f, 2.0f, 0.25f, -0.75f}, dx[12];
+        for (int i = 0; i < 12; i++) x[i] = 0.1f * (float)i;
+        xb_mm_call c = {0, 0, 5, 12, 1, w, 1, 1};
+        assert_int_equal(op.backward_input(op.ctx, &c, x, dy, dx), XB_OK);
+        for (int i = 0; i < 12; i++) {
+            double want = 0;
+            for (int j = 0; j < 5; j++) want += (double)wb[j * 12 + i] * dy[j];
+            if (fabs(dx[i] - want) > 1e-5 * (1 + fabs(want))) fail_msg("dx[%d] = %g, want %g", i, dx[i], want);
+        }
+        xb_xnet_free(xn);
+        xb_model_free(m);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ideal_forward_backward),
@@ -245,6 +314,7 @@ int main(void) {
         cmocka_unit_test(test_stale_weights),
         cmocka_unit_test(test_dac_ste),
         cmocka_unit_test(test_trainable_bn),
+        cmocka_unit_test(test_backward_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,6 +63,8 @@ void xl_calibrate_gain(xb_xnet *xn, xlayer *l, int ncols, const float *w, const 
     l->st.gain = l->gain;
     for (int64_t i = 0; i < (int64_t)ro * ncols; i++) y[i] = (float)(g * y[i]);
     for (int64_t i = 0; i < (int64_t)ro * k; i++) l->weff[i] = (float)(g * l->weff[i]); /* the backward reads it */
+    if (l->weff_bwd)
+        for (int64_t i = 0; i < (int64_t)ro * k; i++) l->weff_bwd[i] = (float)(g * l->weff_bwd[i]);
     if (!l->tiled) {
         if (l->vnoise)
             for (int64_t i = 0; i < (int64_t)ro * k; i++) l->vnoise[i] = (float)(g * g * l->vnoise[i]);

@@ -197,6 +197,18 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
         static const xb_solve_method meth[] = {XB_SOLVE_EXACT, XB_SOLVE_DECOUPLED, XB_SOLVE_CHOLMOD};
         if ((st = xb_solve_plan_init(hw->rows, hw->cols, meth[hw->solver], &xn->plan))) goto fail;
         xn->ws_bytes = xb_solve_plan_workspace(xn->plan);
+        /* The backward read (columns driven through r_driver, rows sensed through r_sense) is the forward
+         * one transposed when r_driver == r_sense, by reciprocity, for the exact solvers; else solve it. */
+        xn->bwd_read = hw->circuit.r_driver_ohm != hw->circuit.r_sense_ohm || hw->solver == XB_SOLVER_DECOUPLED;
+        if (xn->bwd_read) {
+            if (hw->rows == hw->cols) xn->plan_bwd = xn->plan;
+            else if ((st = xb_solve_plan_init(hw->cols, hw->rows, meth[hw->solver], &xn->plan_bwd))) goto fail;
+            size_t wb = xb_solve_plan_workspace_dir(xn->plan_bwd, XB_READ_BACKWARD);
+            if (wb > xn->ws_bytes) xn->ws_bytes = wb;
+            for (int i = 0; i < xn->n_xl; i++)
+                if (!xn->xl[i].digital)
+                    xn->xl[i].weff_bwd = xb_calloc((size_t)xn->xl[i].rows_out * xn->xl[i].k * sizeof(float));
+        }
     }
     *out = xn;
     return XB_OK;
@@ -211,9 +223,10 @@ void xb_xnet_free(xb_xnet *xn) {
     if (xn->attached) xb_xnet_detach(xn);
     for (int i = 0; i < xn->n_xl; i++) {
         xlayer *l = &xn->xl[i];
-        xb_free(l->weff); xb_free(l->vnoise); xb_free(l->vref);
+        xb_free(l->weff); xb_free(l->vnoise); xb_free(l->vref); xb_free(l->weff_bwd);
         xb_free(l->D); xb_free(l->Nm); xb_free(l->VP); xb_free(l->VN);
     }
+    if (xn->plan_bwd && xn->plan_bwd != xn->plan) xb_solve_plan_free(xn->plan_bwd);
     if (xn->plan) xb_solve_plan_free(xn->plan);
     xb_free(xn->wsave);
     xb_free(xn->xl); xb_free(xn->first_xl); xb_free(xn->tbuf); xb_free(xn->refbuf); xb_free(xn->cal);
@@ -286,6 +299,40 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
 }
 
 /* One logical tile: targets -> devices -> effective matrices -> the layer's matrices. */
+/* The backward effective weights of tile (r, c) from each array's backward read eb ((C, R) per array:
+ * eb[col * R + i] is the current out of row i per volt on column col): the forward's combination
+ * (pair difference, reference column or digital reference, slices) of the cells' backward reads. */
+static void assemble_bwd_(const xb_xnet *xn, xlayer *l, int r, int c, const double *eb) {
+    const xb_map_geom *g = &l->g;
+    const int R = g->R, S = g->slices, k = l->k;
+    const int64_t RC = (int64_t)R * g->C;
+    const double gu = g->g_unit_s;
+    const int i0 = r * R, m = k - i0 < R ? k - i0 : R;
+    const int j0 = c * g->wcols, nj = l->rows_out - j0 < g->wcols ? l->rows_out - j0 : g->wcols;
+    int ra[XB_MAX_SLICES], rp[XB_MAX_SLICES], pa[XB_MAX_SLICES], pc[XB_MAX_SLICES], na[XB_MAX_SLICES],
+        nc[XB_MAX_SLICES];
+    if (l->ntype == NT_REFCOL)
+        for (int t = 0; t < S; t++) xb_map_ref(g, t, &ra[t], &rp[t]);
+    for (int jj = 0; jj < nj; jj++) {
+        for (int t = 0; t < S; t++) {
+            xb_map_cell(g, 0, t, jj, &pa[t], &pc[t]);
+            if (l->ntype == NT_PAIR) xb_map_cell(g, 1, t, jj, &na[t], &nc[t]);
+        }
+        for (int i = 0; i < m; i++) {
+            double wsum = 0;
+            for (int t = 0; t < S; t++) {
+                double P = eb[pa[t] * RC + (int64_t)pc[t] * R + i] / gu, N;
+                if (l->ntype == NT_PAIR) N = eb[na[t] * RC + (int64_t)nc[t] * R + i] / gu;
+                else if (l->ntype == NT_REFCOL) N = eb[ra[t] * RC + (int64_t)rp[t] * R + i] / gu;
+                else N = l->ncode[t];
+                wsum += l->coef[t] * (P - N);
+            }
+            l->weff_bwd[(size_t)(j0 + jj) * k + i0 + i] = (float)wsum;
+        }
+    }
+    (void)xn;
+}
+
 static xb_status program_tile_(xb_xnet *xn, xlayer *l, int r, int c, double *gt, double *e, void *ws,
                                xb_device_counts *cnt) {
     const xb_hw *hw = &xn->hw;
@@ -311,6 +358,19 @@ static xb_status program_tile_(xb_xnet *xn, xlayer *l, int r, int c, double *gt,
         } else {
             memcpy(e + a * RC, gt + a * RC, (size_t)RC * sizeof(double));
         }
+    }
+    if (xn->bwd_read) { /* the backward read of every array (the programmed gt is (R, C): the plan's (C, R) tile) */
+        double *eb = e + (int64_t)g->arrays * RC;
+        for (int a = 0; a < g->arrays; a++) {
+            xb_status st = xb_solve_plan_effective_dir(xn->plan_bwd, &hw->circuit, XB_READ_BACKWARD, gt + a * RC,
+                                                       eb + a * RC, ws, NULL);
+            if (st) {
+                char why[768];
+                snprintf(why, sizeof why, "%s", xb_last_error());
+                return xb_errorf(st, "layer %s, tile (%d, %d), array %d, backward read: %s", l->st.name, r, c, a, why);
+            }
+        }
+        assemble_bwd_(xn, l, r, c, eb);
     }
     const double gu = g->g_unit_s;
     const int i0 = r * R, m = k - i0 < R ? k - i0 : R;
@@ -409,7 +469,7 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
     char msg[1024] = "";
 #pragma omp parallel
     {
-        double *gt = xb_malloc((arr + 1) * sizeof(double)), *e = xb_malloc((arr + 1) * sizeof(double));
+        double *gt = xb_malloc((arr + 1) * sizeof(double)), *e = xb_malloc((2 * arr + 1) * sizeof(double));
         void *ws = wsb ? xb_malloc(wsb) : NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < nw; it++) {
@@ -533,3 +593,8 @@ const float *xb_xnet_effective_weights(const xb_xnet *xn, int i, int g) {
     return l->digital ? NULL : l->weff;
 }
 
+const float *xb_xnet_effective_weights_bwd(const xb_xnet *xn, int i, int g) {
+    XB_ASSERT(i >= 0 && i < xn->n_mapped && g >= 0 && xn->first_xl[i] + g < xn->first_xl[i + 1]);
+    const xlayer *l = &xn->xl[xn->first_xl[i] + g];
+    return l->digital ? NULL : l->weff_bwd ? l->weff_bwd : l->weff;
+}

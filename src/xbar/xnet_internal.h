@@ -26,6 +26,7 @@ typedef struct xlayer {
     double s, comp, gain, coef[XB_MAX_SLICES];
     /* fast path (weight units) */
     float *weff, *vnoise, *vref;
+    float *weff_bwd;              /* the backward (column-driven) read's effective weights, when it differs */
     /* tiled path (code units), slices stacked: row t*rows_out + j of D is slice t of output j.
      * D = P (column ADC) or P - N (difference ADC); Nm (slices*nN x k) the N side for column ADCs;
      * VP / VN the read-noise variances of the P (and, for difference ADCs, pair N) and N sides. */
@@ -47,6 +48,8 @@ struct xb_xnet {
     xlayer *xl;
     int *first_xl;                /* per mapped layer: its group-0 xlayer */
     xb_solve_plan *plan;
+    xb_solve_plan *plan_bwd;      /* the backward read's plan (cols x rows); == plan for square tiles */
+    int bwd_read;                 /* the backward read differs from the forward's transpose: solve it too */
     int parasitic, nthreads, attached, calibrating, programmed, foldable, folded;
     float *wsave;                 /* float weights of the mapped layers while folded */
     int planes, in_bits, need_x, need_fs, need_gain;

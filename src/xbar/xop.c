@@ -69,16 +69,17 @@ static void dac_mask_(const xb_xnet *xn, const xlayer *l, int64_t n, const float
         if (fabsf(x[i]) > xm) dx[i] = 0;
 }
 
-/* dx = M^T dy through the weights the backward reads: the programmed effective weights (hardware) or
- * the float ones; then the DAC's clip mask. */
+/* dx = M^T dy through the weights the backward reads: the effective weights of the programmed tiles'
+ * backward (column-driven) read, which are the forward's when r_driver == r_sense (reciprocity), or the
+ * float ones; then the DAC's clip mask. */
 static xb_status op_backward_input_(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dx) {
     xb_xnet *xn = ctx;
     xlayer *l = NULL;
     xb_status st = layer_of_(xn, c, &l);
     if (st) return st;
     if (l->digital || xn->bwd == XB_XBWD_FLOAT) xb_mm_float_backward_input(c, dy, dx);
-    else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->k, c->ncols, c->rows_out, 1.0f, l->weff, c->k, dy,
-                     c->ncols, 0.0f, dx, c->ncols);
+    else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->k, c->ncols, c->rows_out, 1.0f,
+                     l->weff_bwd ? l->weff_bwd : l->weff, c->k, dy, c->ncols, 0.0f, dx, c->ncols);
     if (!l->digital) dac_mask_(xn, l, (int64_t)c->k * c->ncols, x, dx);
     return XB_OK;
 }
