@@ -63,9 +63,16 @@ int cmd_train(int argc, char **argv) {
                                         "random init; batchnorm running statistics too"},
         {"resume", XF_STR, NULL, NULL, "continue bit-exactly from a checkpoint.safetensors"},
         {"hw", XF_STR, NULL, NULL, "train through the crossbars of this hardware .cfg (configs/hw/; docs/training-hw.md)"},
-        {"hw-mode", XF_CHOICE, "aware", "aware", "with --hw: aware = every mapped layer's forward through the crossbar "
-                                                 "model of the current weights, backward through the same hardware, "
-                                                 "float weights updated and programmed again after every step"},
+        {"hw-mode", XF_CHOICE, "aware", "aware|onchip", "with --hw: aware = every mapped layer's forward through the "
+                                                        "crossbar model of the current weights, backward through the "
+                                                        "same hardware, float weights updated and programmed again "
+                                                        "after every step; onchip = TxSim's on-chip training: the "
+                                                        "conductances are the state, every update is written into them "
+                                                        "with the config's [update] device model, the weights are read "
+                                                        "back from them, the circuit re-solved every [update] "
+                                                        "refresh_steps (use --momentum 0 for plain SGD)"},
+        {"hw-state", XF_STR, NULL, NULL, "with --hw-mode onchip and --resume: the conductance state to continue from "
+                                         "(default: device-state.safetensors beside the checkpoint)"},
         {"hw-resample", XF_CHOICE, "step", "step|epoch|never", "with --hw: a new device sample (variation, faults, "
                                                               "read noise) every step, every epoch, or one for the run"},
         {"hw-backward", XF_CHOICE, "hardware", "hardware|float", "with --hw: the backward reads the programmed "
@@ -164,6 +171,9 @@ int cmd_train(int argc, char **argv) {
     xb_train_hooks hk = {&rep, NULL, NULL, NULL, NULL, report_};
     o.hooks = &hk;
     xb_train_result r;
+    xb_xtrain_stats xs;
+    memset(&xs, 0, sizeof xs);
+    char state_out[1100], state_in[1100];
     if (!s && hwpath) {
         xb_xtrain_opts xo = xb_xtrain_opts_default();
         xo.mode = (xb_hw_mode)xf_get(f, n, "hw-mode")->i;
@@ -171,11 +181,20 @@ int cmd_train(int argc, char **argv) {
         xo.backward = (xb_xnet_backward)xf_get(f, n, "hw-backward")->i;
         xo.device_seed = (uint64_t)xf_get(f, n, "device-seed")->i;
         xo.calibration_images = (int)xf_get(f, n, "calibration-images")->i;
+        snprintf(state_out, sizeof state_out, "%s/device-state.safetensors", out);
+        xo.state_out = state_out;
+        if (o.resume) {
+            const char *hs = xf_get(f, n, "hw-state")->s, *sl = strrchr(o.resume, '/');
+            if (hs) snprintf(state_in, sizeof state_in, "%s", hs);
+            else snprintf(state_in, sizeof state_in, "%.*sdevice-state.safetensors", sl ? (int)(sl - o.resume + 1) : 0,
+                          o.resume);
+            if (xo.mode == XB_HWMODE_ONCHIP) xo.state_in = state_in;
+        }
         if (o.progress)
             fprintf(stderr, "xbar train: through the crossbars of %s (%s), mode %s, a device sample per %s, backward "
                             "through the %s weights\n", hw.name, hwpath, xb_hw_mode_name(xo.mode),
                     xb_resample_name(xo.resample), xo.backward == XB_XBWD_FLOAT ? "float" : "effective");
-        s = xb_xtrain(m, &hw, &train, &test, &o, &xo, &r);
+        s = xb_xtrain(m, &hw, &train, &test, &o, &xo, &r, &xs);
     } else if (!s) {
         s = xb_train(m, &train, &test, &o, &r);
     }
@@ -196,6 +215,13 @@ int cmd_train(int argc, char **argv) {
         if (hwpath) printf(",\"hw\":\"%s\",\"hw_mode\":\"%s\",\"hw_resample\":\"%s\",\"hw_backward\":\"%s\"",
                            hw.name, xf_get(f, n, "hw-mode")->s, xf_get(f, n, "hw-resample")->s,
                            xf_get(f, n, "hw-backward")->s);
+        if (hwpath)
+            printf(",\"hw_seconds\":{\"program\":%.3f,\"calibrate\":%.3f,\"update\":%.3f,\"refresh\":%.3f},"
+                   "\"hw_counts\":{\"programs\":%lld,\"solves\":%lld,\"distortion_refreshes\":%lld,\"holds\":%lld,"
+                   "\"cell_updates\":%lld,\"pulses\":%lld,\"clamped_gmin\":%lld,\"clamped_gmax\":%lld}",
+                   xs.program_s, xs.calibrate_s, xs.update_s, xs.refresh_s, (long long)xs.programs, (long long)xs.solves,
+                   (long long)xs.distortion_refreshes, (long long)xs.holds, (long long)xs.updates.updates,
+                   (long long)xs.updates.pulses, (long long)xs.updates.clamped_gmin, (long long)xs.updates.clamped_gmax);
         printf(",\"trainable\":\"%s\"", trainable);
         if (r.swa_n)
             printf(",\"swa_snapshots\":%lld,\"swa_test_acc\":%s,\"swa_weights\":\"%s/swa-weights.safetensors\"",

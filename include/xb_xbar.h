@@ -396,6 +396,35 @@ int xb_xnet_current(const xb_xnet *xn, uint64_t seed);
 uint64_t xb_xnet_stale_refusals(const xb_xnet *xn);
 
 /* ------------------------------------------------------------------------------------------------ */
+/* On-chip training state (src/xbar/xonchip.c, TxSim)                                                 */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* Keeps every cell's conductance after the next programming as the network's state (call right after
+ * xb_xnet_init).  [update] refresh_solver = distortion also keeps E ./ G of each solve; = decoupled
+ * makes the approximate solver's plans. */
+xb_status xb_xnet_onchip_init(xb_xnet *xn);
+/* Rebuilds every tile's effective matrices (forward and, when it differs, backward read) from the
+ * state: solve = 1 by the circuit solver ([circuit] solver, or the decoupled one when refresh_solver =
+ * decoupled), solve = 0 by the distortion ratios of the last solve applied to the current conductances
+ * (refresh_solver = distortion; otherwise it solves), solve = -1 holds them as they are (I-FCM between
+ * solves with refresh_solver = exact or decoupled).  The tiles then stand for the model's current
+ * weights (which xb_xnet_onchip_update derived from the state). */
+xb_status xb_xnet_onchip_refresh(xb_xnet *xn, int solve);
+/* Writes the change of every mapped weight (the model's weights now minus w_old, a copy of the whole
+ * parameter block before the optimizer step) into the conductances through the device update model
+ * (xb_update_weight_cells, xb_device_update_at; random stream "update" of the device seed, forked per
+ * step, layer and cell), then sets the model's mapped weights to what the conductances hold (an ideal
+ * read).  The effective matrices are not rebuilt: call xb_xnet_onchip_refresh.  cnt may be NULL. */
+xb_status xb_xnet_onchip_update(xb_xnet *xn, const float *w_old, uint64_t step, xb_update_counts *cnt);
+/* The state as safetensors, and back: every mapped layer's conductances, those of the last circuit
+ * solve (refresh_steps > 0) and its periphery (clip scale, calibrated input range, ADC full scale and
+ * gain, the read-noise stream's position), float64.  Load into a network programmed first; the model's
+ * mapped weights are derived from the loaded state and the matrices of the last solve rebuilt: redo the
+ * last step's refresh (xb_xnet_onchip_refresh) to stand exactly where the saved run stood. */
+xb_status xb_xnet_onchip_save(const xb_xnet *xn, const char *path);
+xb_status xb_xnet_onchip_load(xb_xnet *xn, const char *path);
+
+/* ------------------------------------------------------------------------------------------------ */
 /* Training through the crossbars (src/xbar/xtrain.c)                                                 */
 /* ------------------------------------------------------------------------------------------------ */
 
@@ -403,6 +432,9 @@ typedef enum xb_hw_mode {
     XB_HWMODE_AWARE = 0,       /* hardware-aware training: every mapped layer's forward through the crossbar
                                   model of the current weights, backward through the same hardware (or the
                                   float weights), float weights updated and the tiles programmed again */
+    XB_HWMODE_ONCHIP,          /* on-chip training as TxSim models it: the conductances are the state, each
+                                  update is written into them with [update]'s device model, the weights are
+                                  read back from them, the circuit re-solved every [update] refresh_steps */
     XB_HWMODE_COUNT
 } xb_hw_mode;
 typedef enum xb_resample {
@@ -418,18 +450,30 @@ typedef struct xb_xtrain_opts {
     uint64_t device_seed;      /* sample i of the run uses device seed device_seed + i (i = step or epoch) */
     int calibration_images;    /* calibrated ranges: training images they are set from at each epoch's start
                                   (0: the config's calibration_images) */
+    const char *state_out;     /* onchip: the conductance state is written here after every epoch (NULL: not) */
+    const char *state_in;      /* onchip: resume from this state (with the trainer's --resume checkpoint) */
 } xb_xtrain_opts;
+/* What training through the crossbars spent and did (filled by xb_xtrain when not NULL). */
+typedef struct xb_xtrain_stats {
+    double program_s, refresh_s, update_s, calibrate_s; /* wall seconds */
+    int64_t programs, solves, distortion_refreshes, holds;
+    xb_update_counts updates;  /* onchip: the cell writes */
+} xb_xtrain_stats;
 xb_xtrain_opts xb_xtrain_opts_default(void);
 const char *xb_hw_mode_name(xb_hw_mode m);
 const char *xb_resample_name(xb_resample r);
-/* xb_train through the crossbars of hw: the network is programmed from the current weights before the
- * first step and again after every update (with the device sample the resampling policy gives), the
- * per-epoch test accuracy is measured on the hardware of that moment, and o->hooks (if any) are called
- * after the crossbar's own.  Calibrated ranges are set at the start of every epoch from the first
+/* xb_train through the crossbars of hw.  aware: the network is programmed from the current weights
+ * before the first step and again after every update (with the device sample the resampling policy
+ * gives).  onchip: programmed once (device seed), then every update is written into the conductances
+ * (xb_xnet_onchip_update), the weights read back from them, and the effective matrices rebuilt as
+ * [update] refresh_steps / refresh_solver say (solve every step, or every L steps with the matrices held
+ * or distorted in between); the optimizer's step on the mapped weights is the requested change (use
+ * --momentum 0 for TxSim's plain SGD).  The per-epoch test accuracy is measured on the hardware of that
+ * moment, and o->hooks (if any) are called after the crossbar's own.  Calibrated ranges are set at the start of every epoch from the first
  * calibration images of `train` (unaugmented) and kept while the weights change.  Same seeds, same
  * bits; --resume continues bit for bit at epoch boundaries. */
 xb_status xb_xtrain(xb_model *m, const xb_hw *hw, const xb_dataset *train, const xb_dataset *test,
-                    const xb_train_opts *o, const xb_xtrain_opts *xo, xb_train_result *res);
+                    const xb_train_opts *o, const xb_xtrain_opts *xo, xb_train_result *res, xb_xtrain_stats *stats);
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Monte-Carlo evaluation (src/xbar/xeval.c)                                                          */

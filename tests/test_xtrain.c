@@ -112,7 +112,7 @@ static void ideal_train_(const char *model, int batch, int steps, double tol, do
     assert_int_equal(xb_train(mf, &d, NULL, &o, &rf), XB_OK);
     xb_hw hw = hw_(ideal_text);
     xb_xtrain_opts xo = xb_xtrain_opts_default();
-    if (xb_xtrain(mh, &hw, &d, NULL, &o, &xo, &rh) != XB_OK) fail_msg("xtrain: %s", xb_last_error());
+    if (xb_xtrain(mh, &hw, &d, NULL, &o, &xo, &rh, NULL) != XB_OK) fail_msg("xtrain: %s", xb_last_error());
     assert_int_equal(rh.steps_done, steps);
     const char *which = "";
     double e = worst_param_(mf, xb_model_params(mh), xb_model_params(mf), &which);
@@ -224,7 +224,7 @@ static void test_trainable_bn(void **state) {
     xb_hw hw = hw_("[tile]\nrows = 64\ncols = 64\n[device]\nvariation = gaussian\nvariation_sigma = 0.1\n");
     xb_xtrain_opts xo = xb_xtrain_opts_default();
     xb_train_result res;
-    if (xb_xtrain(m, &hw, &d, NULL, &o, &xo, &res) != XB_OK) fail_msg("xtrain: %s", xb_last_error());
+    if (xb_xtrain(m, &hw, &d, NULL, &o, &xo, &res, NULL) != XB_OK) fail_msg("xtrain: %s", xb_last_error());
     int64_t moved = 0, frozen_moved = 0;
     for (int64_t i = 0; i < np; i++) {
         int changed = memcmp(&p0[i], &xb_model_params(m)[i], sizeof(float)) != 0;
@@ -307,6 +307,126 @@ static void test_backward_read(void **state) {
     }
 }
 
+/* On-chip training with an ideal device (linear, continuous, potentiation by sign) writes the
+ * optimizer's step into the conductances exactly, within what a pair can hold: after one SGD step from
+ * a fresh programming, every mapped weight read back is the float run's clamped to the layer's clip
+ * scale [-s, s] (a pair at g_max cannot grow), every other parameter is the float run's. */
+static void test_onchip_ideal(void **state) {
+    (void)state;
+    xb_dataset d = xbt_synthetic_cifar(32);
+    xb_train_opts o = xb_train_opts_default();
+    o.batch = 16; o.steps = 1; o.epochs = 0; o.progress = 0; o.lr = 0.05; o.momentum = 0;
+    xb_model *mf, *mh;
+    assert_int_equal(xb_model_load("lenet5", 5, &mf), XB_OK);
+    assert_int_equal(xb_model_load("lenet5", 5, &mh), XB_OK);
+    const int64_t np = xb_model_n_trainable(mf);
+    float *w0 = malloc(sizeof(float) * np), *want = malloc(sizeof(float) * np);
+    memcpy(w0, xb_model_params(mf), sizeof(float) * np);
+    xb_train_result r;
+    assert_int_equal(xb_train(mf, &d, NULL, &o, &r), XB_OK);
+    memcpy(want, xb_model_params(mf), sizeof(float) * np);
+    xb_hw hw = hw_("[tile]\nrows = 64\ncols = 64\nmap_first = 1\nmap_last = 1\n[circuit]\nsolver = none\n"
+                   "[update]\npair_update = sign\n");
+    int64_t clamped = 0;
+    for (int i = 0; i < xb_model_n_mapped(mf); i++) {
+        int p;
+        xb_model_mapped_info(mf, i, NULL, &p, NULL, NULL);
+        const xb_param *pr = xb_model_param(mf, p);
+        double s = 0;
+        for (int64_t q = 0; q < pr->numel; q++) s = fmax(s, fabs(w0[pr->offset + q]));
+        for (int64_t q = 0; q < pr->numel; q++) {
+            float *v = &want[pr->offset + q];
+            if (fabs(*v) > s) { *v = (float)copysign(s, *v); clamped++; }
+        }
+    }
+    xb_xtrain_opts xo = xb_xtrain_opts_default();
+    xo.mode = XB_HWMODE_ONCHIP;
+    xb_xtrain_stats xs;
+    if (xb_xtrain(mh, &hw, &d, NULL, &o, &xo, &r, &xs) != XB_OK) fail_msg("onchip: %s", xb_last_error());
+    const char *which = "";
+    double e = worst_param_(mf, xb_model_params(mh), want, &which);
+    if (getenv("XBT_VERBOSE"))
+        fprintf(stderr, "  onchip ideal: weights %.2e (%s), %lld cell writes, %lld at g_max (%lld clamped in the test)\n",
+                e, which, (long long)xs.updates.updates, (long long)xs.updates.clamped_gmax, (long long)clamped);
+    if (!(e < 1e-5)) fail_msg("on-chip training with an ideal device differs from float by %.2e (%s)", e, which);
+    assert_int_equal(xs.programs, 1);
+    assert_int_equal(xs.solves, 1);
+    assert_true(xs.updates.updates > 0 && xs.updates.clamped_gmin == 0 && xs.updates.clamped_gmax == clamped);
+    free(w0); free(want);
+    xb_model_free(mf);
+    xb_model_free(mh);
+    xb_dataset_free(&d);
+}
+
+/* On-chip training resumes bit for bit from a checkpoint and the conductance state written beside it
+ * (write noise, non-linearity, read noise, parasitics with I-FCM distortion refreshes); and the device
+ * model makes the weights differ from the float run's. */
+static void onchip_resume_(const char *refresh) {
+    xb_dataset d = xbt_synthetic_cifar(32);
+    char text[1024];
+    snprintf(text, sizeof text, "[tile]\nrows = 32\ncols = 32\n[mapping]\nr_on_ohm = 100e3\nr_off_ohm = 1e6\n"
+             "[device]\nread_noise_sigma = 0.05\n[circuit]\nr_wire_ohm = 5\nr_driver_ohm = 500\n"
+             "r_sense_ohm = 1000\nsolver = exact\n[update]\nmodel = txsim\nnonlinearity = 0.2\n"
+             "write_noise = 2\nwrite_noise_sigma = 0.01\nrefresh_steps = 3\nrefresh_solver = %s\n", refresh);
+    xb_hw hw = hw_(text);
+    xb_xtrain_opts xo = xb_xtrain_opts_default();
+    xo.mode = XB_HWMODE_ONCHIP;
+    char da[512], db[512], sa[600], sb[600], ck[600];
+    snprintf(da, sizeof da, "%s/oc-a-%s", xbt_tmpdir(), refresh);
+    snprintf(db, sizeof db, "%s/oc-b-%s", xbt_tmpdir(), refresh);
+    snprintf(sa, sizeof sa, "%s/device-state.safetensors", da);
+    snprintf(sb, sizeof sb, "%s/device-state.safetensors", db);
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", db);
+    xb_train_opts o = xb_train_opts_default();
+    o.batch = 8; o.epochs = 2; o.progress = 0; o.lr = 0.05; o.momentum = 0; o.schedule = XB_SCHED_CONST;
+    xb_model *ma, *mb, *mf;
+    assert_int_equal(xb_model_load("lenet5", 6, &ma), XB_OK);
+    assert_int_equal(xb_model_load("lenet5", 6, &mb), XB_OK);
+    assert_int_equal(xb_model_load("lenet5", 6, &mf), XB_OK);
+    xb_train_result r;
+    xb_xtrain_stats xs;
+    o.out_dir = da;
+    xo.state_out = sa;
+    if (xb_xtrain(ma, &hw, &d, NULL, &o, &xo, &r, &xs) != XB_OK) fail_msg("onchip A: %s", xb_last_error());
+    assert_int_equal(xs.solves, 2);                /* after steps 3 and 6 of 8 (and the programming's own) */
+    assert_int_equal(xs.distortion_refreshes, strcmp(refresh, "distortion") ? 0 : 6);
+    assert_int_equal(xs.holds, strcmp(refresh, "distortion") ? 6 : 0);
+    o.out_dir = db;
+    xo.state_out = sb;
+    o.steps = 4; /* the first epoch, then stop */
+    if (xb_xtrain(mb, &hw, &d, NULL, &o, &xo, &r, NULL) != XB_OK) fail_msg("onchip B1: %s", xb_last_error());
+    xb_model_free(mb);
+    assert_int_equal(xb_model_load("lenet5", 6, &mb), XB_OK);
+    o.steps = 0;
+    o.resume = ck;
+    assert_int_equal(xb_xtrain(mb, &hw, &d, NULL, &o, &xo, &r, NULL), XB_ERR_ARG); /* no state: refused */
+    xo.state_in = sb;
+    if (xb_xtrain(mb, &hw, &d, NULL, &o, &xo, &r, NULL) != XB_OK) fail_msg("onchip B2: %s", xb_last_error());
+    assert_memory_equal(xb_model_params(ma), xb_model_params(mb), (size_t)xb_model_n_trainable(ma) * sizeof(float));
+    xb_safetensors a, b;
+    assert_int_equal(xb_st_load(sa, &a), XB_OK);
+    assert_int_equal(xb_st_load(sb, &b), XB_OK);
+    assert_int_equal(a.n, b.n);
+    for (int i = 0; i < a.n; i++)
+        assert_memory_equal(a.e[i].t.data, b.e[i].t.data, xb_tensor_nbytes(&a.e[i].t));
+    xb_st_free(&a);
+    xb_st_free(&b);
+    /* the float run from the same start differs: the device model is not ideal */
+    o.resume = NULL;
+    o.out_dir = NULL;
+    assert_int_equal(xb_train(mf, &d, NULL, &o, &r), XB_OK);
+    const char *which = "";
+    assert_true(worst_param_(mf, xb_model_params(ma), xb_model_params(mf), &which) > 1e-3);
+    xb_model_free(ma); xb_model_free(mb); xb_model_free(mf);
+    xb_dataset_free(&d);
+}
+
+static void test_onchip_resume(void **state) {
+    (void)state;
+    onchip_resume_("distortion");
+    onchip_resume_("exact");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ideal_forward_backward),
@@ -315,6 +435,8 @@ int main(void) {
         cmocka_unit_test(test_dac_ste),
         cmocka_unit_test(test_trainable_bn),
         cmocka_unit_test(test_backward_read),
+        cmocka_unit_test(test_onchip_ideal),
+        cmocka_unit_test(test_onchip_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

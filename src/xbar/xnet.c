@@ -223,10 +223,12 @@ void xb_xnet_free(xb_xnet *xn) {
     if (xn->attached) xb_xnet_detach(xn);
     for (int i = 0; i < xn->n_xl; i++) {
         xlayer *l = &xn->xl[i];
-        xb_free(l->weff); xb_free(l->vnoise); xb_free(l->vref); xb_free(l->weff_bwd);
+        xb_free(l->weff); xb_free(l->vnoise); xb_free(l->vref); xb_free(l->weff_bwd); xb_free(l->gstate); xb_free(l->dist); xb_free(l->gref);
         xb_free(l->D); xb_free(l->Nm); xb_free(l->VP); xb_free(l->VN);
     }
     if (xn->plan_bwd && xn->plan_bwd != xn->plan) xb_solve_plan_free(xn->plan_bwd);
+    if (xn->plan_dec_bwd && xn->plan_dec_bwd != xn->plan_dec) xb_solve_plan_free(xn->plan_dec_bwd);
+    if (xn->plan_dec) xb_solve_plan_free(xn->plan_dec);
     if (xn->plan) xb_solve_plan_free(xn->plan);
     xb_free(xn->wsave);
     xb_free(xn->xl); xb_free(xn->first_xl); xb_free(xn->tbuf); xb_free(xn->refbuf); xb_free(xn->cal);
@@ -299,13 +301,16 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
 }
 
 /* One logical tile: targets -> devices -> effective matrices -> the layer's matrices. */
-/* The backward effective weights of tile (r, c) from each array's backward read eb ((C, R) per array:
- * eb[col * R + i] is the current out of row i per volt on column col): the forward's combination
- * (pair difference, reference column or digital reference, slices) of the cells' backward reads. */
-static void assemble_bwd_(const xb_xnet *xn, xlayer *l, int r, int c, const double *eb) {
+static xb_status assemble_tile_(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, const double *e);
+
+/* The weights (weight units) tile (r, c) of layer l contributes, combined from per-cell values src
+ * (per array: src[i * C + col] when !transposed, src[col * R + i] when transposed -- the backward read's
+ * layout) as the forward's W_eff is: pair difference, reference column or digital reference, slices
+ * with their coefficients times `scale`.  Into out (rows_out x k, the layer's layout). */
+void xl_assemble_w(const xlayer *l, int r, int c, const double *src, int transposed, double scale, float *out) {
     const xb_map_geom *g = &l->g;
-    const int R = g->R, S = g->slices, k = l->k;
-    const int64_t RC = (int64_t)R * g->C;
+    const int R = g->R, C = g->C, S = g->slices, k = l->k;
+    const int64_t RC = (int64_t)R * C, si = transposed ? 1 : C, sc = transposed ? R : 1;
     const double gu = g->g_unit_s;
     const int i0 = r * R, m = k - i0 < R ? k - i0 : R;
     const int j0 = c * g->wcols, nj = l->rows_out - j0 < g->wcols ? l->rows_out - j0 : g->wcols;
@@ -321,57 +326,66 @@ static void assemble_bwd_(const xb_xnet *xn, xlayer *l, int r, int c, const doub
         for (int i = 0; i < m; i++) {
             double wsum = 0;
             for (int t = 0; t < S; t++) {
-                double P = eb[pa[t] * RC + (int64_t)pc[t] * R + i] / gu, N;
-                if (l->ntype == NT_PAIR) N = eb[na[t] * RC + (int64_t)nc[t] * R + i] / gu;
-                else if (l->ntype == NT_REFCOL) N = eb[ra[t] * RC + (int64_t)rp[t] * R + i] / gu;
+                double P = src[pa[t] * RC + i * si + (int64_t)pc[t] * sc] / gu, N;
+                if (l->ntype == NT_PAIR) N = src[na[t] * RC + i * si + (int64_t)nc[t] * sc] / gu;
+                else if (l->ntype == NT_REFCOL) N = src[ra[t] * RC + i * si + (int64_t)rp[t] * sc] / gu;
                 else N = l->ncode[t];
                 wsum += l->coef[t] * (P - N);
             }
-            l->weff_bwd[(size_t)(j0 + jj) * k + i0 + i] = (float)wsum;
+            out[(size_t)(j0 + jj) * k + i0 + i] = (float)(scale * wsum);
         }
     }
-    (void)xn;
 }
 
-static xb_status program_tile_(xb_xnet *xn, xlayer *l, int r, int c, double *gt, double *e, void *ws,
-                               xb_device_counts *cnt) {
-    const xb_hw *hw = &xn->hw;
+/* Targets of tile (r, c) from the current weights, then the devices (variation, drift, faults). */
+static void tile_devices_(xb_xnet *xn, xlayer *l, int r, int c, double *gt, xb_device_counts *cnt) {
     const xb_map_geom *g = &l->g;
-    const int R = g->R, C = g->C, S = g->slices, k = l->k;
-    const int64_t RC = (int64_t)R * C;
-    const float *w = xb_xnet_wptr_(xn, l);
-    xb_map_tile_targets(hw, g, w, l->s, r, c, gt);
+    const int64_t RC = (int64_t)g->R * g->C;
+    xb_map_tile_targets(&xn->hw, g, xb_xnet_wptr_(xn, l), l->s, r, c, gt);
     xb_rng base, lr, tr, ar;
     xb_rng_seed(&base, xn->seed, "device");
     xb_rng_fork(&base, (uint64_t)l->li * 65536u + (uint64_t)l->group, &lr);
     xb_rng_fork(&lr, (uint64_t)r * (uint64_t)g->ct + (uint64_t)c, &tr);
     for (int a = 0; a < g->arrays; a++) {
         xb_rng_fork(&tr, (uint64_t)a, &ar);
-        xb_device_program(hw, RC, gt + a * RC, &ar, cnt);
-        if (xn->parasitic) {
-            xb_status st = xb_solve_plan_effective(xn->plan, &hw->circuit, gt + a * RC, e + a * RC, ws, NULL);
-            if (st) {
-                char why[768];
-                snprintf(why, sizeof why, "%s", xb_last_error());
-                return xb_errorf(st, "layer %s, tile (%d, %d), array %d: %s", l->st.name, r, c, a, why);
-            }
-        } else {
-            memcpy(e + a * RC, gt + a * RC, (size_t)RC * sizeof(double));
-        }
+        xb_device_program(&xn->hw, RC, gt + a * RC, &ar, cnt);
     }
-    if (xn->bwd_read) { /* the backward read of every array (the programmed gt is (R, C): the plan's (C, R) tile) */
-        double *eb = e + (int64_t)g->arrays * RC;
-        for (int a = 0; a < g->arrays; a++) {
-            xb_status st = xb_solve_plan_effective_dir(xn->plan_bwd, &hw->circuit, XB_READ_BACKWARD, gt + a * RC,
-                                                       eb + a * RC, ws, NULL);
-            if (st) {
-                char why[768];
-                snprintf(why, sizeof why, "%s", xb_last_error());
-                return xb_errorf(st, "layer %s, tile (%d, %d), array %d, backward read: %s", l->st.name, r, c, a, why);
-            }
-        }
-        assemble_bwd_(xn, l, r, c, eb);
+}
+
+static xb_status solve_err_(const xlayer *l, xb_status st, int r, int c, int a, const char *what) {
+    char why[768];
+    snprintf(why, sizeof why, "%s", xb_last_error());
+    return xb_errorf(st, "layer %s, tile (%d, %d), array %d%s: %s", l->st.name, r, c, a, what, why);
+}
+
+/* The effective matrices of tile (r, c) from its conductances gt: each array's forward read into e and,
+ * when the backward read differs, its backward read into e + arrays*R*C (both with `plan`/`plan_bwd`;
+ * solve = 0: the caller filled both already), then the layer's matrices from them. */
+xb_status xl_tile_build(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, double *e, void *ws, int solve,
+                        const xb_solve_plan *plan, const xb_solve_plan *plan_bwd) {
+    const xb_map_geom *g = &l->g;
+    const int64_t RC = (int64_t)g->R * g->C;
+    for (int a = 0; solve && a < g->arrays; a++) {
+        xb_status st = XB_OK;
+        if (xn->parasitic) st = xb_solve_plan_effective(plan, &xn->hw.circuit, gt + a * RC, e + a * RC, ws, NULL);
+        else memcpy(e + a * RC, gt + a * RC, (size_t)RC * sizeof(double));
+        if (st) return solve_err_(l, st, r, c, a, "");
+        if (xn->bwd_read &&
+            (st = xb_solve_plan_effective_dir(plan_bwd, &xn->hw.circuit, XB_READ_BACKWARD, gt + a * RC,
+                                              e + (g->arrays + a) * RC, ws, NULL)))
+            return solve_err_(l, st, r, c, a, ", backward read");
     }
+    if (xn->bwd_read) xl_assemble_w(l, r, c, e + g->arrays * RC, 1, 1.0, l->weff_bwd);
+    return assemble_tile_(xn, l, r, c, gt, e);
+}
+
+/* The layer's matrices (W_eff, and for the tiled path the per-slice signal and noise matrices) from
+ * tile (r, c)'s conductances gt and forward reads e. */
+static xb_status assemble_tile_(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, const double *e) {
+    const xb_hw *hw = &xn->hw;
+    const xb_map_geom *g = &l->g;
+    const int R = g->R, C = g->C, S = g->slices, k = l->k;
+    const int64_t RC = (int64_t)R * C;
     const double gu = g->g_unit_s;
     const int i0 = r * R, m = k - i0 < R ? k - i0 : R;
     const int j0 = c * g->wcols, nj = l->rows_out - j0 < g->wcols ? l->rows_out - j0 : g->wcols;
@@ -478,7 +492,14 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
             xlayer *l = &xn->xl[wl[it].xl];
             xb_device_counts cnt = {0};
             double ts = xb_time_s();
-            xb_status st = program_tile_(xn, l, wl[it].r, wl[it].c, gt, e, ws, &cnt);
+            tile_devices_(xn, l, wl[it].r, wl[it].c, gt, &cnt);
+            if (l->gstate) { /* on-chip training: the programmed conductances are the state from now on */
+                const size_t nb = (size_t)l->g.arrays * l->g.R * l->g.C * sizeof(double);
+                memcpy(l->gstate + xl_tile_offset(l, wl[it].r, wl[it].c), gt, nb);
+                if (l->gref) memcpy(l->gref + xl_tile_offset(l, wl[it].r, wl[it].c), gt, nb);
+            }
+            xb_status st = xl_tile_build(xn, l, wl[it].r, wl[it].c, gt, e, ws, 1, xn->plan, xn->plan_bwd);
+            if (!st && l->dist) xl_keep_distortion(xn, l, xl_tile_offset(l, wl[it].r, wl[it].c), e, gt);
             double dt = xb_time_s() - ts;
 #pragma omp critical(xb_xnet_program)
             {

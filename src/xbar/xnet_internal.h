@@ -27,6 +27,9 @@ typedef struct xlayer {
     /* fast path (weight units) */
     float *weff, *vnoise, *vref;
     float *weff_bwd;              /* the backward (column-driven) read's effective weights, when it differs */
+    double *gstate;               /* on-chip training: every array's conductances, tile-major (xl_tile_offset) */
+    double *dist;                 /* on-chip training, refresh by distortion: E ./ G of the last solve (fwd, bwd) */
+    double *gref;                 /* on-chip training with refresh_steps > 0: the conductances of the last solve */
     /* tiled path (code units), slices stacked: row t*rows_out + j of D is slice t of output j.
      * D = P (column ADC) or P - N (difference ADC); Nm (slices*nN x k) the N side for column ADCs;
      * VP / VN the read-noise variances of the P (and, for difference ADCs, pair N) and N sides. */
@@ -50,6 +53,8 @@ struct xb_xnet {
     xb_solve_plan *plan;
     xb_solve_plan *plan_bwd;      /* the backward read's plan (cols x rows); == plan for square tiles */
     int bwd_read;                 /* the backward read differs from the forward's transpose: solve it too */
+    int onchip;                   /* on-chip training: the conductances are kept as the state (xonchip.c) */
+    xb_solve_plan *plan_dec, *plan_dec_bwd; /* on-chip refresh by the decoupled approximation */
     int parasitic, nthreads, attached, calibrating, programmed, foldable, folded;
     float *wsave;                 /* float weights of the mapped layers while folded */
     int planes, in_bits, need_x, need_fs, need_gain;
@@ -79,6 +84,18 @@ void xl_calibrate_input(xb_xnet *xn, xlayer *l, int64_t n, const float *x);
 void xl_calibrate_gain(xb_xnet *xn, xlayer *l, int ncols, const float *w, const float *x, float *y);
 /* The forward of one mapped layer through its tiles (xforward.c). */
 xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, const float *x, float *y);
+
+/* Offset of tile (r, c) in a layer's per-cell state (arrays * R * C doubles per tile). */
+static inline int64_t xl_tile_offset(const xlayer *l, int r, int c) {
+    return ((int64_t)r * l->g.ct + c) * l->g.arrays * l->g.R * l->g.C;
+}
+void xl_assemble_w(const xlayer *l, int r, int c, const double *src, int transposed, double scale, float *out);
+xb_status xl_tile_build(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, double *e, void *ws, int solve,
+                        const xb_solve_plan *plan, const xb_solve_plan *plan_bwd);
+
+/* On-chip training (xonchip.c): the distortion ratios E ./ g of tile offset off from a fresh solve e
+ * (forward reads, then backward reads) of its conductances g (cells at 0 S keep ratio 1). */
+void xl_keep_distortion(const xb_xnet *xn, xlayer *l, int64_t off, const double *e, const double *g);
 
 /* FNV-1a over the bytes of n floats: the identity of the weights a layer was programmed from. */
 uint64_t xb_xnet_hash_(const float *w, int64_t n);
