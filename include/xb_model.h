@@ -128,6 +128,11 @@ typedef struct xb_mm_op {
     xb_status (*backward_weight)(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dw);
     /* Called by the trainer after every optimizer step (the weights changed).  May be NULL. */
     xb_status (*after_update)(void *ctx, xb_model *m);
+    /* Optional fast path: when the operator is, for this call, a fixed linear map, *fwd = the (rows_out,
+     * k) weights it multiplies by and *bwd = those whose transpose its input gradient uses (the weight
+     * gradient is then dy x^T); the model runs its own fused kernels with them instead of calling the
+     * three callbacks (convolutions of one group and linear layers).  *fwd = NULL: use the callbacks. */
+    xb_status (*linear_weights)(void *ctx, const xb_mm_call *c, const float **fwd, const float **bwd);
 } xb_mm_op;
 /* Installs op (copied; NULL removes it and restores the native kernels). */
 void xb_model_set_op(xb_model *m, const xb_mm_op *op);

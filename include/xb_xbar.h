@@ -385,6 +385,10 @@ typedef enum xb_xnet_backward {
     XB_XBWD_COUNT
 } xb_xnet_backward;
 void xb_xnet_set_backward(xb_xnet *xn, xb_xnet_backward b);
+/* on = 1 (default): every product goes through the pipeline and gathers the per-layer statistics.
+ * on = 0 (training): a layer that is a fixed linear map (no DAC, ADC or read noise) hands the model its
+ * effective weights and the model's own fused kernels run it (the operator's linear_weights). */
+void xb_xnet_set_statistics(xb_xnet *xn, int on);
 /* on = 1: programming keeps the calibrated input ranges, ADC full scales and gains that are set (for
  * training, which reprograms after every update); xb_xnet_clear_ranges forgets them, to be calibrated
  * again after the next programming. */

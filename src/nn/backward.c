@@ -218,16 +218,22 @@ static xb_status backward_nodes(xb_model *m, int n, int params) {
         float *da = writes ? grad_out(m, nd->in[0], &acc) : grad_of(m, nd->in[0], n);
         xb_status st = XB_OK;
         switch (nd->type) {
-        case L_CONV:
-            if (m->has_op) st = conv_backward_op(m, nd, n, a, da, acc, params);
-            else xb_conv2d_backward_ex(&nd->conv, n, a, pp(m, nd->p_w), nd->dy, da, acc, params ? gp(m, nd->p_w) : NULL,
-                                       params ? gp(m, nd->p_b) : NULL, m->ws);
+        case L_CONV: {
+            const float *wf = NULL, *wb = NULL;
+            if (m->has_op && (st = xb_node_op_linear(m, nd, n, &wf, &wb))) break;
+            if (m->has_op && !wf) st = conv_backward_op(m, nd, n, a, da, acc, params);
+            else xb_conv2d_backward_ex(&nd->conv, n, a, wf ? wb : pp(m, nd->p_w), nd->dy, da, acc,
+                                       params ? gp(m, nd->p_w) : NULL, params ? gp(m, nd->p_b) : NULL, m->ws);
             break;
-        case L_LINEAR:
-            if (m->has_op) st = linear_backward_op(m, nd, n, a, da, c0, params);
-            else xb_linear_backward(c0, nd->c, n, a, pp(m, nd->p_w), nd->dy, da, params ? gp(m, nd->p_w) : NULL,
-                                    params ? gp(m, nd->p_b) : NULL);
+        }
+        case L_LINEAR: {
+            const float *wf = NULL, *wb = NULL;
+            if (m->has_op && (st = xb_node_op_linear(m, nd, n, &wf, &wb))) break;
+            if (m->has_op && !wf) st = linear_backward_op(m, nd, n, a, da, c0, params);
+            else xb_linear_backward(c0, nd->c, n, a, wf ? wb : pp(m, nd->p_w), nd->dy, da,
+                                    params ? gp(m, nd->p_w) : NULL, params ? gp(m, nd->p_b) : NULL);
             break;
+        }
         case L_BN: {
             const float *dyb = fr ? fr->dy : nd->dy, *yr = fr ? fr->y : NULL;
             float *dg = params ? gp(m, nd->p_w) : NULL, *db = params ? gp(m, nd->p_b) : NULL;

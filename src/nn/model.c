@@ -634,6 +634,16 @@ void xb_mm_float_forward(const xb_mm_call *c, const float *x, float *y) {
                 c->ncols, 0.0f, y, c->ncols);
 }
 
+xb_status xb_node_op_linear(xb_model *m, const node *nd, int n, const float **fwd, const float **bwd) {
+    *fwd = NULL;
+    if (bwd) *bwd = NULL;
+    if (!m->op.linear_weights || (nd->type == L_CONV && nd->conv.groups != 1)) return XB_OK;
+    const int64_t cols = nd->type == L_CONV ? (int64_t)n * nd->conv.ho * nd->conv.wo : n;
+    xb_mm_call c = xb_node_mm_call(m, nd, 0, (int)(cols > INT32_MAX ? INT32_MAX : cols));
+    const float *b_;
+    return m->op.linear_weights(m->op.ctx, &c, fwd, bwd ? bwd : &b_);
+}
+
 static xb_status op_forward(xb_model *m, const xb_mm_call *c, const float *x, float *y) {
     if (!m->op.forward) {
         xb_mm_float_forward(c, x, y);
@@ -703,16 +713,22 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
         in_shape(m, nd->in[0], &c0, &h0, &w0);
         double t0 = m->profile ? xb_time_s() : 0;
         xb_status st = XB_OK;
+        const float *wl = NULL; /* an operator's linear weights: the native kernels run with them */
         switch (nd->type) {
         case L_CONV:
-            if (m->has_op) st = conv_forward_op(m, nd, n, a);
+            if (m->has_op && (st = xb_node_op_linear(m, nd, n, &wl, NULL))) break;
+            if (wl) xb_conv2d_forward(&nd->conv, n, a, wl, pp(m, nd->p_b), nd->y, m->ws);
+            else if (m->has_op) st = conv_forward_op(m, nd, n, a);
             else if (!m->training && !m->keep_graph && nd->fold_bn >= 0) {
                 conv_bn_folded(m, nd, n, a);
                 m->folded_fwd = 1;
             } else xb_conv2d_forward(&nd->conv, n, a, pp(m, nd->p_w), pp(m, nd->p_b), nd->y, m->ws);
             break;
         case L_LINEAR:
-            if (m->has_op) {
+            if (m->has_op && (st = xb_node_op_linear(m, nd, n, &wl, NULL))) break;
+            if (wl) {
+                xb_linear_forward(c0, nd->c, n, a, wl, pp(m, nd->p_b), nd->y);
+            } else if (m->has_op) {
                 xb_mm_call c = xb_node_mm_call(m, nd, 0, n);
                 if (!(st = op_forward(m, &c, a, nd->y))) add_bias(pp(m, nd->p_b), nd->c, n, nd->y);
             } else {

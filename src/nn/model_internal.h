@@ -81,6 +81,9 @@ static inline const float *node_in(const xb_model *m, const node *nd, int k) {
 static inline const float *pp(const xb_model *m, int p) { return p < 0 ? NULL : m->pv + m->params[p].offset; }
 static inline float *bp(xb_model *m, int p) { return m->bv + m->params[p].offset; }
 static inline float *gp(xb_model *m, int p) { return p < 0 ? NULL : m->gv + m->params[p].offset; }
+/* The operator's linear weights for node nd (forward, and backward when bwd != NULL), or NULL ones
+ * when it has none for this call (then the callbacks run). */
+xb_status xb_node_op_linear(xb_model *m, const node *nd, int n, const float **fwd, const float **bwd);
 /* the mapped-matmul call of node nd, group g, for ncols columns */
 xb_mm_call xb_node_mm_call(const xb_model *m, const node *nd, int g, int ncols);
 #endif

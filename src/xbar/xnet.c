@@ -47,6 +47,7 @@ void xb_xnet_clear_ranges(xb_xnet *xn) {
     }
 }
 void xb_xnet_set_backward(xb_xnet *xn, xb_xnet_backward b) { xn->bwd = b; }
+void xb_xnet_set_statistics(xb_xnet *xn, int on) { xn->stats_on = on; }
 uint64_t xb_xnet_stale_refusals(const xb_xnet *xn) { return xn->stale; }
 int xb_xnet_current(const xb_xnet *xn, uint64_t seed) {
     if (!xn->programmed || xn->seed != seed) return 0;
@@ -102,6 +103,7 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
     xn->hw = *hw;
     xn->m = m;
     xn->n_mapped = nm;
+    xn->stats_on = 1;
     xn->first_xl = xb_calloc((size_t)(nm + 1) * sizeof(int));
     xn->planes = hw->bit_serial ? (hw->input_bits + hw->dac_bits - 1) / hw->dac_bits : 1;
     xn->in_bits = hw->bit_serial ? hw->input_bits : hw->dac_bits;

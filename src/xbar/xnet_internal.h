@@ -54,6 +54,7 @@ struct xb_xnet {
     xb_solve_plan *plan_bwd;      /* the backward read's plan (cols x rows); == plan for square tiles */
     int bwd_read;                 /* the backward read differs from the forward's transpose: solve it too */
     int onchip;                   /* on-chip training: the conductances are kept as the state (xonchip.c) */
+    int stats_on;                 /* per-layer statistics (the callbacks' path); 0 lets linear layers run fused */
     xb_solve_plan *plan_dec, *plan_dec_bwd; /* on-chip refresh by the decoupled approximation */
     int parasitic, nthreads, attached, calibrating, programmed, foldable, folded;
     float *wsave;                 /* float weights of the mapped layers while folded */

@@ -103,8 +103,27 @@ static xb_status op_backward_weight_(void *ctx, const xb_mm_call *c, const float
     return XB_OK;
 }
 
+/* A layer whose product is a fixed linear map (no DAC, no ADC, no read noise: the fast path's one GEMM)
+ * hands the model its effective weights, and the model's fused kernels run them; only when statistics
+ * are off (training), since the per-layer error statistics come from the callbacks' path. */
+static xb_status op_linear_weights_(void *ctx, const xb_mm_call *c, const float **fwd, const float **bwd) {
+    xb_xnet *xn = ctx;
+    *fwd = *bwd = NULL;
+    xlayer *l = NULL;
+    xb_status st = layer_of_(xn, c, &l);
+    if (st) return st;
+    if (l->digital) {
+        *fwd = *bwd = c->w;
+        return XB_OK;
+    }
+    if (xn->stats_on || xn->calibrating || l->tiled || l->noise || xn->hw.dac_bits > 0) return XB_OK;
+    *fwd = l->weff;
+    *bwd = xn->bwd == XB_XBWD_FLOAT ? c->w : l->weff_bwd ? l->weff_bwd : l->weff;
+    return XB_OK;
+}
+
 xb_mm_op xb_xnet_op(xb_xnet *xn) {
-    xb_mm_op op = {xn, op_forward_, op_backward_input_, op_backward_weight_, NULL};
+    xb_mm_op op = {xn, op_forward_, op_backward_input_, op_backward_weight_, NULL, op_linear_weights_};
     return op;
 }
 

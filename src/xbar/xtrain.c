@@ -212,6 +212,7 @@ xb_status xb_xtrain(xb_model *m, const xb_hw *hw, const xb_dataset *train, const
     }
     xb_xnet_keep_ranges(t.xn, 1);
     xb_xnet_set_backward(t.xn, xo->backward);
+    xb_xnet_set_statistics(t.xn, 0);
     xb_xnet_attach(t.xn);
     xb_train_hooks hk = {&t, epoch_begin_, before_forward_, after_backward_, after_update_, report_};
     xb_train_opts oo = *o;
