@@ -340,6 +340,12 @@ void xb_xnet_free(xb_xnet *xn);
 /* Programs every tile from the model's current weights with device seed `seed` (OpenMP over tiles).
  * Resets statistics and calibration.  XB_ERR_NUMERIC if a circuit solve fails. */
 xb_status xb_xnet_program(xb_xnet *xn, uint64_t seed);
+/* I-FCM for programming (TxSim's interpolated fast crossbar model): xb_xnet_keep_distortion makes every
+ * programming that solves the circuit also keep each cell's distortion ratio E ./ G (forward and
+ * backward reads); xb_xnet_program_distorted then programs (targets, devices) without solving, its
+ * effective matrices the held ratios times the new conductances.  No-ops without parasitics. */
+xb_status xb_xnet_keep_distortion(xb_xnet *xn);
+xb_status xb_xnet_program_distorted(xb_xnet *xn, uint64_t seed);
 /* Programs several networks (one per seed) in one parallel loop over (seed, tile). */
 xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n);
 /* Installs / removes the matmul hook on the model. */

@@ -427,6 +427,54 @@ static void test_onchip_resume(void **state) {
     onchip_resume_("exact");
 }
 
+/* I-FCM: the held distortion ratios on the same conductances give the solved matrices back; on changed
+ * weights they approximate a fresh solve (error reported), and training counts its solves. */
+static void test_ifcm(void **state) {
+    (void)state;
+    xb_model *m;
+    assert_int_equal(xb_model_load("lenet5", 2, &m), XB_OK);
+    xb_hw hw = hw_("[tile]\nrows = 32\ncols = 32\n[mapping]\nr_on_ohm = 20e3\nr_off_ohm = 200e3\n[circuit]\n"
+                   "r_wire_ohm = 5\nr_driver_ohm = 500\nr_sense_ohm = 1000\nsolver = exact\n");
+    xb_xnet *xn;
+    assert_int_equal(xb_xnet_init(&hw, m, &xn), XB_OK);
+    assert_int_equal(xb_xnet_keep_distortion(xn), XB_OK);
+    assert_int_equal(xb_xnet_program(xn, 4), XB_OK);
+    const int L = 2, n = 120 * 400;
+    float *we = malloc(sizeof(float) * n), *wb = malloc(sizeof(float) * n);
+    memcpy(we, xb_xnet_effective_weights(xn, L, 0), sizeof(float) * n);
+    memcpy(wb, xb_xnet_effective_weights_bwd(xn, L, 0), sizeof(float) * n);
+    assert_int_equal(xb_xnet_program_distorted(xn, 4), XB_OK);
+    double e0 = rel_norm_(xb_xnet_effective_weights(xn, L, 0), we, n);
+    double e0b = rel_norm_(xb_xnet_effective_weights_bwd(xn, L, 0), wb, n);
+    if (!(e0 < 1e-6 && e0b < 1e-6)) fail_msg("distortion on the solved conductances: %.2e / %.2e", e0, e0b);
+    /* weights changed by up to 20% each: the ratios of the old solve against a fresh one */
+    const xb_param *p = xb_model_find_param(m, "fc1.weight");
+    for (int64_t i = 0; i < p->numel; i++) xb_model_params(m)[p->offset + i] *= (float)(1 + 0.2 * sin((double)i));
+    assert_int_equal(xb_xnet_program_distorted(xn, 4), XB_OK);
+    memcpy(we, xb_xnet_effective_weights(xn, L, 0), sizeof(float) * n);
+    assert_int_equal(xb_xnet_program(xn, 4), XB_OK);
+    double e1 = rel_norm_(we, xb_xnet_effective_weights(xn, L, 0), n);
+    if (getenv("XBT_VERBOSE")) fprintf(stderr, "  I-FCM: same conductances %.1e/%.1e, weights changed by up to 20%%: %.2e\n", e0, e0b, e1);
+    assert_true(e1 > 1e-6 && e1 < 0.15); /* measured 7.1e-2 with these stressed parasitics (20 kOhm R_on) */
+    xb_xnet_free(xn);
+    /* aware training with refresh_steps = 3 solves at steps 0 and 3 (and the first programming) */
+    xb_dataset d = xbt_synthetic_cifar(48);
+    xb_hw hw2 = hw_("[tile]\nrows = 32\ncols = 32\n[circuit]\nr_wire_ohm = 5\nr_driver_ohm = 500\n"
+                    "r_sense_ohm = 1000\nsolver = exact\n[update]\nrefresh_steps = 3\nrefresh_solver = distortion\n");
+    xb_train_opts o = xb_train_opts_default();
+    o.batch = 8; o.steps = 6; o.epochs = 0; o.progress = 0; o.lr = 0.01;
+    xb_xtrain_opts xo = xb_xtrain_opts_default();
+    xb_xtrain_stats xs;
+    xb_train_result r;
+    if (xb_xtrain(m, &hw2, &d, NULL, &o, &xo, &r, &xs) != XB_OK) fail_msg("xtrain: %s", xb_last_error());
+    assert_int_equal(xs.programs, 7);
+    assert_int_equal(xs.solves, 3);             /* the first programming, steps 3 and 6 */
+    assert_int_equal(xs.distortion_refreshes, 4);
+    free(we); free(wb);
+    xb_dataset_free(&d);
+    xb_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ideal_forward_backward),
@@ -435,6 +483,7 @@ int main(void) {
         cmocka_unit_test(test_dac_ste),
         cmocka_unit_test(test_trainable_bn),
         cmocka_unit_test(test_backward_read),
+        cmocka_unit_test(test_ifcm),
         cmocka_unit_test(test_onchip_ideal),
         cmocka_unit_test(test_onchip_resume),
     };

@@ -500,8 +500,11 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
                 memcpy(l->gstate + xl_tile_offset(l, wl[it].r, wl[it].c), gt, nb);
                 if (l->gref) memcpy(l->gref + xl_tile_offset(l, wl[it].r, wl[it].c), gt, nb);
             }
-            xb_status st = xl_tile_build(xn, l, wl[it].r, wl[it].c, gt, e, ws, 1, xn->plan, xn->plan_bwd);
-            if (!st && l->dist) xl_keep_distortion(xn, l, xl_tile_offset(l, wl[it].r, wl[it].c), e, gt);
+            const int64_t off = xl_tile_offset(l, wl[it].r, wl[it].c);
+            const int solve = !xn->distort_next || !l->dist;
+            if (!solve) xl_distort(xn, l, off, gt, e); /* I-FCM: the last solve's ratios on the new conductances */
+            xb_status st = xl_tile_build(xn, l, wl[it].r, wl[it].c, gt, e, ws, solve, xn->plan, xn->plan_bwd);
+            if (!st && solve && l->dist) xl_keep_distortion(xn, l, off, e, gt);
             double dt = xb_time_s() - ts;
 #pragma omp critical(xb_xnet_program)
             {
@@ -532,6 +535,29 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
 }
 
 xb_status xb_xnet_program(xb_xnet *xn, uint64_t seed) { return xb_xnet_program_many(&xn, &seed, 1); }
+
+xb_status xb_xnet_keep_distortion(xb_xnet *xn) {
+    if (!xn->parasitic) return XB_OK; /* E == G: nothing to hold */
+    for (int i = 0; i < xn->n_xl; i++) {
+        xlayer *l = &xn->xl[i];
+        if (l->digital || l->dist) continue;
+        l->dist = xb_try_malloc((size_t)xl_tile_offset(l, l->g.rt, 0) * (xn->bwd_read ? 2 : 1) * sizeof(double));
+        if (!l->dist)
+            return xb_errorf(XB_ERR_NOMEM, "no memory for the distortion ratios of layer %s", l->st.name);
+    }
+    return XB_OK;
+}
+
+xb_status xb_xnet_program_distorted(xb_xnet *xn, uint64_t seed) {
+    for (int i = 0; i < xn->n_xl; i++)
+        if (!xn->xl[i].digital && xn->parasitic && !xn->xl[i].dist)
+            return xb_errorf(XB_ERR_STATE, "crossbar network: no distortion ratios held. HINT: xb_xnet_keep_distortion "
+                             "and a programming that solves the circuit first");
+    xn->distort_next = 1;
+    xb_status st = xb_xnet_program(xn, seed);
+    xn->distort_next = 0;
+    return st;
+}
 
 void xb_xnet_attach(xb_xnet *xn) {
     if (xn->folded) xb_xnet_fold(xn, 0);

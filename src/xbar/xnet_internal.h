@@ -54,6 +54,7 @@ struct xb_xnet {
     xb_solve_plan *plan_bwd;      /* the backward read's plan (cols x rows); == plan for square tiles */
     int bwd_read;                 /* the backward read differs from the forward's transpose: solve it too */
     int onchip;                   /* on-chip training: the conductances are kept as the state (xonchip.c) */
+    int distort_next;             /* the next programming applies the held distortion ratios instead of solving */
     int stats_on;                 /* per-layer statistics (the callbacks' path); 0 lets linear layers run fused */
     xb_solve_plan *plan_dec, *plan_dec_bwd; /* on-chip refresh by the decoupled approximation */
     int parasitic, nthreads, attached, calibrating, programmed, foldable, folded;
@@ -97,6 +98,8 @@ xb_status xl_tile_build(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, 
 /* On-chip training (xonchip.c): the distortion ratios E ./ g of tile offset off from a fresh solve e
  * (forward reads, then backward reads) of its conductances g (cells at 0 S keep ratio 1). */
 void xl_keep_distortion(const xb_xnet *xn, xlayer *l, int64_t off, const double *e, const double *g);
+/* e (forward reads, then backward reads) of tile offset off from conductances g and the held ratios */
+void xl_distort(const xb_xnet *xn, const xlayer *l, int64_t off, const double *g, double *e);
 
 /* FNV-1a over the bytes of n floats: the identity of the weights a layer was programmed from. */
 uint64_t xb_xnet_hash_(const float *w, int64_t n);

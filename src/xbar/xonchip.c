@@ -49,10 +49,9 @@ xb_status xb_xnet_onchip_init(xb_xnet *xn) {
     return XB_OK;
 }
 
-/* e (forward reads, then backward reads) of one tile from its state and the held distortion ratios */
-static void distort_(const xb_xnet *xn, const xlayer *l, int64_t off, double *e) {
+void xl_distort(const xb_xnet *xn, const xlayer *l, int64_t off, const double *g, double *e) {
     const int64_t n = (int64_t)l->g.arrays * l->g.R * l->g.C, RC = (int64_t)l->g.R * l->g.C;
-    const double *g = l->gstate + off, *d = l->dist + off * (xn->bwd_read ? 2 : 1);
+    const double *d = l->dist + off * (xn->bwd_read ? 2 : 1);
     for (int64_t i = 0; i < n; i++) e[i] = d[i] * g[i];
     if (!xn->bwd_read) return;
     const int R = l->g.R, C = l->g.C;
@@ -118,7 +117,7 @@ static xb_status refresh_(xb_xnet *xn, int solve, int from_ref) {
             if (err) continue;
             xlayer *l = &xn->xl[wl[it].xl];
             const int64_t off = xl_tile_offset(l, wl[it].r, wl[it].c);
-            if (!solve) distort_(xn, l, off, e);
+            if (!solve) xl_distort(xn, l, off, l->gstate + off, e);
             const double *gs = from_ref ? l->gref + off : l->gstate + off;
             xb_status st = xl_tile_build(xn, l, wl[it].r, wl[it].c, gs, e, ws, solve,
                                          dec ? xn->plan_dec : xn->plan, dec ? xn->plan_dec_bwd : xn->plan_bwd);

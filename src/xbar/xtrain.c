@@ -32,7 +32,7 @@ typedef struct xt_ {
     int batch, ncal;
     int64_t epoch;            /* the epoch being trained */
     int calibrated;
-    int onchip, started, save_err;
+    int onchip, started, save_err, solved;
     char save_msg[512];
     const xb_hw *hw;
     float *w_old;             /* onchip: the parameters before the optimizer step */
@@ -75,11 +75,19 @@ static xb_status calibrate_(xt_ *t, xb_model *m) {
 }
 
 /* Tiles from the current weights for `step`; calibration first when the epoch has none yet. */
+/* aware: the circuit is solved at the programmings of every refresh_steps-th step (every step when 0,
+ * and the first of the call) and the held distortion ratios used in between */
 static xb_status program_(xt_ *t, xb_model *m, int64_t step) {
     const double t0 = xb_time_s();
-    xb_status st = xb_xnet_program(t->xn, sample_seed_(t, step));
+    const int L = t->hw->update.refresh_steps;
+    const int solve = L == 0 || step % L == 0 || !t->solved;
+    xb_status st = solve ? xb_xnet_program(t->xn, sample_seed_(t, step))
+                         : xb_xnet_program_distorted(t->xn, sample_seed_(t, step));
+    t->solved |= solve && !st;
     t->st.program_s += xb_time_s() - t0;
     t->st.programs++;
+    if (solve) t->st.solves++;
+    else t->st.distortion_refreshes++;
     if (!st && !t->calibrated && xb_xnet_needs_calibration(t->xn)) st = calibrate_(t, m);
     return st;
 }
@@ -209,6 +217,10 @@ xb_status xb_xtrain(xb_model *m, const xb_hw *hw, const xb_dataset *train, const
             xb_xnet_free(t.xn);
             return st;
         }
+    }
+    if (!t.onchip && hw->update.refresh_steps > 0 && (st = xb_xnet_keep_distortion(t.xn))) {
+        xb_xnet_free(t.xn);
+        return st;
     }
     xb_xnet_keep_ranges(t.xn, 1);
     xb_xnet_set_backward(t.xn, xo->backward);
