@@ -32,6 +32,8 @@ CASES = [
     ("aware reram-64-mild-variation", ["--hw-mode", "aware"], "configs/hw/reram-64-mild-variation.cfg", None),
     ("aware reram-64-mild-variation, sample per epoch", ["--hw-mode", "aware", "--hw-resample", "epoch"],
      "configs/hw/reram-64-mild-variation.cfg", None),
+    ("aware reram-64-mild-variation, I-FCM refresh 10", ["--hw-mode", "aware"],
+     "configs/hw/reram-64-mild-variation.cfg", "[update]\nrefresh_steps = 10\nrefresh_solver = distortion\n"),
     ("onchip reram-64-mild-variation, txsim, refresh 100", ["--hw-mode", "onchip", "--momentum", "0"],
      "configs/hw/reram-64-mild-variation.cfg", ONCHIP_L100),
 ]
