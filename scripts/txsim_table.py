@@ -38,10 +38,7 @@ bits_per_cell = 2
 r_on_ohm = 100e3
 r_off_ohm = 1e6
 [circuit]
-r_wire_ohm = 5
-r_driver_ohm = 1000
-r_sense_ohm = 1000
-solver = {solver}
+{circuit}solver = {solver}
 [update]
 model = {model}
 {txsim}refresh_steps = {L}
@@ -51,7 +48,8 @@ refresh_solver = {refresh}
 
 def hw_text(name, solver="exact", model="txsim", v=0.1, g=5.0, L=0, refresh="exact"):
     txsim = "nonlinearity = %g\nwrite_noise = %g\nwrite_noise_sigma = 0.01\n" % (v, g) if model == "txsim" else ""
-    return BASE.format(name=name, solver=solver, model=model, txsim=txsim, L=L, refresh=refresh)
+    circuit = "" if solver == "none" else "r_wire_ohm = 5\nr_driver_ohm = 1000\nr_sense_ohm = 1000\n"
+    return BASE.format(name=name, circuit=circuit, solver=solver, model=model, txsim=txsim, L=L, refresh=refresh)
 
 
 def rows():
