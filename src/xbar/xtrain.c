@@ -78,6 +78,9 @@ static xb_status calibrate_(xt_ *t, xb_model *m) {
 /* aware: the circuit is solved at the programmings of every refresh_steps-th step (every step when 0,
  * and the first of the call) and the held distortion ratios used in between */
 static xb_status program_(xt_ *t, xb_model *m, int64_t step) {
+    /* the tiles already hold these weights with this sample (frozen weights: --trainable bn) */
+    if (xb_xnet_current(t->xn, sample_seed_(t, step)) && (t->calibrated || !xb_xnet_needs_calibration(t->xn)))
+        return XB_OK;
     const double t0 = xb_time_s();
     const int L = t->hw->update.refresh_steps;
     const int solve = L == 0 || step % L == 0 || !t->solved;
