@@ -231,20 +231,44 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
     }
 }
 
-/* Runs the chunks of one call in parallel; cal != NULL collects calibration samples instead. */
+/* Values chunk [c0, c0+nc) adds to the calibration sample in tiled_chunk_: per row tile and pass (the
+ * negative pass of split inputs only where the tile's inputs in the chunk have a negative value), every
+ * slice, output and plane of the signal, and for column ADCs the N side's as well. */
+static int64_t cal_values_(const xb_xnet *xn, const xlayer *l, int ncols, const float *x, int64_t c0, int nc) {
+    const int k = l->k, R = l->g.R;
+    const int64_t per_pass = (int64_t)l->g.slices * (l->rows_out + (xn->hw.adc_signal == XB_ADC_DIFFERENCE ? 0 : l->nN)) *
+                             xn->planes * nc;
+    int64_t v = 0;
+    for (int r = 0; r < l->g.rt; r++) {
+        const int i0 = r * R, m = k - i0 < R ? k - i0 : R;
+        int npass = 1;
+        if (xn->hw.signed_inputs == XB_SIGNED_SPLIT)
+            for (int i = 0; i < m && npass == 1; i++) {
+                const float *xr = x + (size_t)(i0 + i) * ncols + c0;
+                for (int c = 0; c < nc; c++) if (xr[c] < 0) { npass = 2; break; }
+            }
+        v += npass * per_pass;
+    }
+    return v;
+}
+
+/* Runs the chunks of one call in parallel; calib != 0 collects calibration samples instead (every value
+ * when the call's values fit in XL_CAL_SAMPLES, else every stride-th, numbered chunk after chunk: see
+ * xl_cal_at) and sets the layer's ADC full scale. */
 static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float *y, const xb_rng *rcall,
                         int calib, chunk_stats_ *tot) {
     const int64_t nch = (ncols + l->ch - 1) / l->ch;
-    int64_t adc_conv = 0, adc_clip = 0, dac_conv = 0, dac_clip = 0;
-    int64_t slot = XL_CAL_SAMPLES / nch, *cn = NULL;
+    int64_t adc_conv = 0, adc_clip = 0, dac_conv = 0, dac_clip = 0, *g0 = NULL, *cn = NULL;
     float *cm = NULL;
-    if (calib) {
-        XB_ASSERT(slot >= 1);
+    if (calib) { /* g0[ci]: the number of chunk ci's first value in the call */
+        g0 = xb_calloc((size_t)(nch + 1) * sizeof(int64_t));
         cn = xb_calloc((size_t)nch * sizeof(int64_t));
         cm = xb_calloc((size_t)nch * sizeof(float));
+        for (int64_t ci = 0; ci < nch; ci++) {
+            int64_t c0 = ci * l->ch;
+            g0[ci + 1] = g0[ci] + cal_values_(xn, l, ncols, x, c0, (int)(ncols - c0 < l->ch ? ncols - c0 : l->ch));
+        }
     }
-    /* values one chunk produces before its ADCs, for the sampling stride */
-    const int64_t per_chunk = (int64_t)l->g.rt * 2 * l->g.slices * (l->rows_out + l->nN) * xn->planes * l->ch;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(xn->nthreads) reduction(+ : adc_conv, adc_clip, dac_conv, dac_clip)
     for (int64_t ci = 0; ci < nch; ci++) {
         int64_t c0 = ci * l->ch;
@@ -254,9 +278,9 @@ static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
         xb_rng_fork(rcall, (uint64_t)ci, &rc);
         chunk_stats_ cs = {0};
         if (l->tiled) {
-            cal_ c = {calib ? xn->cal + ci * slot : NULL, 0, slot, per_chunk / slot + 1, 0, 0};
+            cal_ c = calib ? xl_cal_at(xn->cal, g0[nch], g0[ci], g0[ci + 1] - g0[ci]) : (cal_){0};
             tiled_chunk_(xn, l, ncols, x, y, c0, nc, buf, &rc, &cs, calib ? &c : NULL);
-            if (calib) { cn[ci] = c.n; cm[ci] = c.maxabs; }
+            if (calib) { cn[ci] = c.n != c.cap || c.cnt != g0[ci + 1] % c.stride; cm[ci] = c.maxabs; }
         } else {
             fast_chunk_(xn, l, ncols, x, y, c0, nc, buf, &rc, &cs.dac_clip);
             if (xn->hw.dac_bits > 0) cs.dac_conv = (int64_t)l->k * nc;
@@ -264,10 +288,13 @@ static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
         adc_conv += cs.adc_conv; adc_clip += cs.adc_clip; dac_conv += cs.dac_conv; dac_clip += cs.dac_clip;
     }
     if (calib) {
-        double v = xl_cal_merge(xn->cal, slot, nch, cn, cm, xn->hw.adc_percentile);
-        l->fs = v > 0 ? v : 1.0;
-        l->fs_set = 1;
-        l->st.adc_full_scale_a = l->fs * xn->hw.v_read_v * l->g.g_unit_s;
+        float mx = 0;
+        for (int64_t ci = 0; ci < nch; ci++) {
+            XB_ASSERT(cn[ci] == 0 && "a chunk's calibration values differ from cal_values_'s count");
+            if (cm[ci] > mx) mx = cm[ci];
+        }
+        xl_calibrate_adc(xn, l, xn->cal, xl_cal_kept(g0[nch]), mx);
+        xb_free(g0);
         xb_free(cn);
         xb_free(cm);
     }

@@ -44,6 +44,7 @@ void xb_xnet_clear_ranges(xb_xnet *xn) {
         if (xn->need_x) l->x_set = 0;
         if (xn->need_fs) l->fs_set = 0;
         l->gain = 1;
+        l->st.fallback_input = l->st.fallback_adc = l->st.fallback_gain = 0;
     }
 }
 void xb_xnet_set_backward(xb_xnet *xn, xb_xnet_backward b) { xn->bwd = b; }
@@ -258,6 +259,7 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
     /* calibrated ranges and gains kept across programming (xb_xnet_keep_ranges) */
     const int keep_x = xn->keep_ranges && l->x_set, keep_fs = xn->keep_ranges && l->fs_set;
     const double kx = l->x_max, kfs = l->fs, kg = xn->keep_ranges ? l->gain : 1;
+    const int64_t kfx = keep.fallback_input, kffs = keep.fallback_adc, kfg = keep.fallback_gain;
     l->s = xb_map_scale(hw, (int64_t)l->rows_out * l->k, w);
     l->comp = hw->drift_compensation ? 1.0 / xb_drift_factor(hw->drift_nu, hw->drift_t_s, hw->drift_t0_s) : 1.0;
     l->gain = kg > 0 ? kg : 1;
@@ -279,8 +281,11 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
             l->fs = hw->adc_signal == XB_ADC_DIFFERENCE ? l->g.R * l->g.kmax : l->g.R * hw->g_max_s / gu;
         else l->fs_set = 0;
     }
-    if (keep_x) { l->x_set = 1; l->x_max = kx; }
-    if (keep_fs && hw->adc_bits > 0 && hw->adc_range == XB_RANGE_CALIBRATED) { l->fs_set = 1; l->fs = kfs; }
+    if (keep_x) { l->x_set = 1; l->x_max = kx; l->st.fallback_input = kfx; }
+    if (keep_fs && hw->adc_bits > 0 && hw->adc_range == XB_RANGE_CALIBRATED) {
+        l->fs_set = 1; l->fs = kfs; l->st.fallback_adc = kffs;
+    }
+    if (xn->keep_ranges) l->st.fallback_gain = kfg;
     l->st.input_full_scale = l->x_max;
     l->st.adc_full_scale_a = l->fs * hw->v_read_v * l->g.g_unit_s;
 }
@@ -521,6 +526,8 @@ void xb_xnet_layer_stats(const xb_xnet *xn, int i, xb_xlayer_stats *out) {
         out->adc_clipped += s->adc_clipped; out->dac_conversions += s->dac_conversions;
         out->dac_clipped += s->dac_clipped; out->err_sq += s->err_sq; out->ref_sq += s->ref_sq;
         out->program_s += s->program_s; out->forward_s += s->forward_s;
+        out->fallback_input += s->fallback_input; out->fallback_adc += s->fallback_adc;
+        out->fallback_gain += s->fallback_gain;
         if (s->w_scale > out->w_scale) out->w_scale = s->w_scale;
         if (s->input_full_scale > out->input_full_scale) out->input_full_scale = s->input_full_scale;
         if (s->adc_full_scale_a > out->adc_full_scale_a) out->adc_full_scale_a = s->adc_full_scale_a;
