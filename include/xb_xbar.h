@@ -71,7 +71,10 @@ typedef enum xb_adc_signal { XB_ADC_DIFFERENCE = 0, XB_ADC_COLUMN, XB_ADC_SIGNAL
 typedef enum xb_variation { XB_VAR_NONE = 0, XB_VAR_GAUSSIAN, XB_VAR_LOGNORMAL, XB_VAR_COUNT } xb_variation;
 typedef enum xb_noise_mode { XB_NOISE_RELATIVE = 0, XB_NOISE_ABSOLUTE, XB_NOISE_MODE_COUNT } xb_noise_mode;
 typedef enum xb_gclip { XB_GCLIP_ZERO = 0, XB_GCLIP_RANGE, XB_GCLIP_COUNT } xb_gclip;
-typedef enum xb_solver_kind { XB_SOLVER_EXACT = 0, XB_SOLVER_DECOUPLED, XB_SOLVER_CHOLMOD, XB_SOLVER_NONE,
+/* [circuit] solver: the methods of xb_solve.h with their values (a kind below XB_SOLVER_NONE is an
+ * xb_solve_method as it stands), plus none (E = G, nothing solved).  hw.c asserts that they stay in step. */
+typedef enum xb_solver_kind { XB_SOLVER_EXACT = XB_SOLVE_EXACT, XB_SOLVER_CHOLMOD = XB_SOLVE_CHOLMOD,
+                              XB_SOLVER_DECOUPLED = XB_SOLVE_DECOUPLED, XB_SOLVER_NONE = XB_SOLVE_METHOD_COUNT,
                               XB_SOLVER_COUNT } xb_solver_kind;
 
 /* [update]: how requested conductance changes are written during on-chip training (methods.md item 6,

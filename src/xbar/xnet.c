@@ -195,8 +195,8 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
     xn->arr_doubles = arr;
     if (xn->need_x || xn->need_fs) xn->cal = xb_malloc((size_t)XL_CAL_SAMPLES * sizeof(float));
     if (xn->parasitic && arr) {
-        static const xb_solve_method meth[] = {XB_SOLVE_EXACT, XB_SOLVE_DECOUPLED, XB_SOLVE_CHOLMOD};
-        if ((st = xb_solve_plan_init(hw->rows, hw->cols, meth[hw->solver], &xn->plan))) goto fail;
+        /* parasitic: the solver is not none, so the kind is the solve method itself */
+        if ((st = xb_solve_plan_init(hw->rows, hw->cols, (xb_solve_method)hw->solver, &xn->plan))) goto fail;
         xn->ws_bytes = xb_solve_plan_workspace(xn->plan);
     }
     *out = xn;
