@@ -433,6 +433,59 @@ static void test_adc_reference(void **state) {
     xb_model_free(m);
 }
 
+/* ---- 16-bit weights and inputs: the shift-add over slices and planes is exact ------------------------ */
+
+/* Integer weights (max |w| = 65535, so s = 65535 and a weight's 16-bit code is |w|) in two 8-bit slices, and
+ * integer inputs (x_max = 65535: the input code is |x|) streamed through a 1-bit DAC in 16 planes; g_min = 0
+ * and g_unit = 1 uS make every signal an integer number of code units (at most 4 rows x 255), read exactly by
+ * a 12-bit ADC with a step of one code unit.  The layer then computes the integer sum_i w_ji x_i: the
+ * crossbar output must be that integer correctly rounded to float (a float shift-add loses up to 10 bits:
+ * the sums reach 2^34). */
+static void test_shift_add_exact_16bit(void **state) {
+    (void)state;
+    float w[32];
+    xb_rng r;
+    xb_rng_seed(&r, 31, "test");
+    for (int i = 0; i < 32; i++) w[i] = (float)(int)(131071 * xb_rng_uniform(&r) - 65535);
+    w[9] = 65535.0f;
+    xb_model *m = tiny_(w);
+    enum { n = 64 };
+    float x[n * 8];
+    for (int i = 0; i < n * 8; i++) x[i] = (float)(int)(131071 * xb_rng_uniform(&r) - 65535);
+    x[5] = 65535.0f;
+    char text[512];
+    snprintf(text, sizeof text, "[tile]\nrows = 4\ncols = 4\n[mapping]\ng_min_s = 0\ng_max_s = 255e-6\nweight_bits = 16\n"
+             "bits_per_cell = 8\n[input]\ndac_bits = 1\nbit_serial = true\ninput_bits = 16\nv_read_v = 0.5\n"
+             "input_range = fixed\ninput_full_scale = 65535\n[output]\nadc_bits = 12\nadc_range = fixed\n"
+             "adc_full_scale_a = %.17g\n", 2047 * 1e-6 * 0.5);
+    xb_hw hw = hw_(text);
+    xb_xnet *xn = xnet_(&hw, m, 1);
+    float *y = forward_hw_(xn, m, n, x);
+    xb_xlayer_stats st;
+    xb_xnet_layer_stats(xn, 0, &st);
+    assert_int_equal(st.adc_clipped, 0);
+    assert_int_equal(st.dac_clipped, 0);
+    double worst = 0, worst_rel = 0;
+    int bad = 0;
+    for (int img = 0; img < n; img++)
+        for (int j = 0; j < 4; j++) {
+            double want = 0;
+            for (int i = 0; i < 8; i++) want += (double)w[j * 8 + i] * x[img * 8 + i]; /* exact: < 2^53 */
+            double got = y[img * 4 + j], d = fabs(got - want), ulp = ldexp(1.0, ilogb(fabs(want) > 1 ? want : 1) - 23);
+            if (d / ulp > worst) worst = d / ulp;
+            if (d / fabs(want) > worst_rel) worst_rel = d / fabs(want);
+            bad += d > 0.5 * ulp; /* the correctly rounded float (ties either way) */
+        }
+    if (getenv("XBT_VERBOSE"))
+        fprintf(stderr, "  16-bit shift-add: worst error %.3g float ulps of the exact integer (relative %.3e)\n", worst,
+                worst_rel);
+    if (bad) fail_msg("%d of %d outputs are not the exact integer product rounded to float (worst %.3g ulps)", bad, n * 4,
+                      worst);
+    free(y);
+    xb_xnet_free(xn);
+    xb_model_free(m);
+}
+
 /* ---- read noise: mean, variance, and the correlation a shared reference column causes ------------- */
 
 static void noise_check_(const char *text, int offset_ref) {
@@ -1023,6 +1076,7 @@ int main(void) {
         cmocka_unit_test(test_differential_offset_equivalence),
         cmocka_unit_test(test_awkward_tiles_utilization),
         cmocka_unit_test(test_adc_reference),
+        cmocka_unit_test(test_shift_add_exact_16bit),
         cmocka_unit_test(test_read_noise_statistics),
         cmocka_unit_test(test_variation_unbiased_and_drift),
         cmocka_unit_test(test_network_fault_counts),

@@ -8,14 +8,15 @@
 /* Forward                                                                                           */
 /* ------------------------------------------------------------------------------------------------ */
 
-/* in-place quantizer with clip count (serial: callers parallelise over chunks) */
+/* in-place ADC with clip count: v becomes the integer code clamp(rint(v / step), lo, hi); the step is
+ * applied once, after the shift-add (serial: callers parallelise over chunks) */
 static int64_t quant_(int64_t n, float *v, float step, float lo, float hi) {
     int64_t c = 0;
     for (int64_t i = 0; i < n; i++) {
         float q = rintf(v[i] / step);
         c += (q < lo) | (q > hi);
         q = q < lo ? lo : q > hi ? hi : q;
-        v[i] = q * step;
+        v[i] = q;
     }
     return c;
 }
@@ -85,7 +86,10 @@ static void fast_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
 
 typedef struct chunk_stats_ { int64_t adc_conv, adc_clip, dac_conv, dac_clip; } chunk_stats_;
 
-/* tiled (ADC) path, chunk [c0, c0+nc).  cal != NULL: collect |signals| before the ADC, no output. */
+/* tiled (ADC) path, chunk [c0, c0+nc).  cal != NULL: collect |signals| before the ADC, no output.
+ * The ADC codes are shift-added over slices, planes, passes and row tiles in int64, exactly (xl_layer_forward
+ * refuses layers whose sums could overflow), and every output is converted to float once, with the layer's
+ * scale.  A digital reference (offset scheme, column ADC), not an ADC code, is accumulated in double. */
 static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float *y, int64_t c0, int nc,
                          float *buf, xb_rng *rng, chunk_stats_ *cs, cal_ *cal) {
     const xb_hw *hw = &xn->hw;
@@ -93,18 +97,20 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
     const int k = l->k, ro = l->rows_out, R = g->R, S = g->slices, P = xn->planes, PN = P * nc, nN = l->nN;
     const int N = nN > ro ? nN : ro, SR = S * ro, SN = S * nN, wc = g->wcols;
     float *Xp = buf, *X2 = Xp + (size_t)R * PN, *sig = X2 + (size_t)R * PN, *sigN = sig + (size_t)SR * PN;
-    float *var = sigN + (size_t)S * N * PN, *acc = var + (size_t)S * N * PN, *csum = acc + (size_t)ro * nc;
-    float *z = csum + PN;
+    float *var = sigN + (size_t)S * N * PN, *csum = var + (size_t)S * N * PN, *z = csum + PN;
+    int64_t *acc = (int64_t *)(void *)(((uintptr_t)(z + PN) + 7) & ~(uintptr_t)7); /* ro x nc, 8-byte aligned */
+    double *racc = (double *)(void *)(acc + (size_t)ro * nc);                       /* nc: digital reference */
     const int diffadc = hw->adc_signal == XB_ADC_DIFFERENCE;
     const int dac = hw->dac_bits > 0, d = hw->dac_bits;
     const float top = dac ? (float)((1L << xn->in_bits) - 1) : 1.0f, dmax = dac ? (float)((1L << d) - 1) : 1.0f;
     const unsigned dmask = dac ? (1u << d) - 1 : 0;
     const float xm = (float)l->x_max;
-    float omega[32];
-    for (int p = 0; p < P; p++) omega[p] = dac ? (float)(ldexp(1.0, d * p) * dmax / top) : 1.0f;
     const float atop = diffadc ? (float)((1L << (hw->adc_bits - 1)) - 1) : (float)((1L << hw->adc_bits) - 1);
     const float astep = (float)(l->fs / atop), alo = diffadc ? -atop : 0.0f;
-    if (!cal) memset(acc, 0, (size_t)ro * nc * sizeof(float));
+    if (!cal) {
+        memset(acc, 0, (size_t)ro * nc * sizeof *acc);
+        memset(racc, 0, (size_t)nc * sizeof *racc);
+    }
     for (int r = 0; r < g->rt; r++) {
         const int i0 = r * R, m = k - i0 < R ? k - i0 : R;
         int npass = 1;
@@ -196,38 +202,45 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
                 cs->adc_conv += (int64_t)(SR + SN) * PN;
                 cs->adc_clip += quant_((int64_t)SR * PN, sig, astep, alo, atop);
                 if (nN) cs->adc_clip += quant_((int64_t)SN * PN, sigN, astep, alo, atop);
-                /* digital subtraction of the N side: per output, per column tile, or the digital reference */
-                for (int t = 0; t < S; t++)
-                    for (int j = 0; j < ro; j++) {
-                        float *sr = sig + ((size_t)t * ro + j) * PN;
-                        if (l->ntype == NT_DIGITAL) {
-                            const float nc_ = (float)l->ncode[t];
-                            for (int c = 0; c < PN; c++) sr[c] -= nc_ * csum[c];
-                        } else {
+                /* digital subtraction of the N side's codes: per output or per column tile (the digital reference
+                 * is not a code: it goes to racc in the shift-add) */
+                if (l->ntype != NT_DIGITAL)
+                    for (int t = 0; t < S; t++)
+                        for (int j = 0; j < ro; j++) {
+                            float *sr = sig + ((size_t)t * ro + j) * PN;
                             const float *nr = sigN + ((size_t)t * nN + (l->ntype == NT_PAIR ? j : j / wc)) * PN;
                             for (int c = 0; c < PN; c++) sr[c] -= nr[c];
                         }
-                    }
             }
-            /* shift-add over slices and planes, accumulation over row tiles and passes */
-            const float ps = pass ? -1.0f : 1.0f;
+            /* shift-add over slices and planes, accumulation over row tiles and passes: the integer codes times
+             * +-2^(b t + d p) in int64 (exact); the digital reference ncode_t x (the plane's input sum) in double */
+            const int64_t ps = pass ? -1 : 1;
             for (int t = 0; t < S; t++)
                 for (int j = 0; j < ro; j++) {
-                    float *ar = acc + (size_t)j * nc;
+                    int64_t *ar = acc + (size_t)j * nc;
                     const float *sr = sig + ((size_t)t * ro + j) * PN;
                     for (int p = 0; p < P; p++) {
-                        const float f = ps * (float)l->coef[t] * omega[p];
+                        const int64_t f = ps * ((int64_t)1 << (g->slice_bits * t + d * p));
                         const float *sp = sr + (size_t)p * nc;
-                        for (int c = 0; c < nc; c++) ar[c] += f * sp[c];
+                        for (int c = 0; c < nc; c++) ar[c] += f * (int64_t)sp[c];
                     }
                 }
+            if (!diffadc && l->ntype == NT_DIGITAL)
+                for (int t = 0; t < S; t++)
+                    for (int p = 0; p < P; p++) {
+                        const double f = (double)ps * ldexp(l->ncode[t], g->slice_bits * t + d * p);
+                        const float *cp = csum + (size_t)p * nc;
+                        for (int c = 0; c < nc; c++) racc[c] += f * cp[c];
+                    }
         }
     }
     if (cal) return;
+    /* y = x_max s/qmax (drift compensation, gain) (2^d - 1)/(2^k - 1) (step acc - racc), rounded to float once */
+    const double kr = (double)xm * l->coef[0] * (dac ? (double)dmax / top : 1.0), ka = kr * astep;
     for (int j = 0; j < ro; j++) {
         float *yr = y + (size_t)j * ncols + c0;
-        const float *ar = acc + (size_t)j * nc;
-        for (int c = 0; c < nc; c++) yr[c] = xm * ar[c];
+        const int64_t *ar = acc + (size_t)j * nc;
+        for (int c = 0; c < nc; c++) yr[c] = (float)(ka * (double)ar[c] - kr * racc[c]);
     }
 }
 
@@ -311,6 +324,16 @@ xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, co
     if (needs_x && !l->x_set)
         return xb_errorf(XB_ERR_STATE, "crossbar layer %s: its input range is calibrated from data and not set yet. "
                          "HINT: call xb_xnet_calibrate after xb_xnet_program", l->st.name);
+    if (l->tiled) { /* the shift-add sums +-code 2^(b t + d p) in int64 over slices, planes, passes and row tiles */
+        double ws = 0, xs = 1;
+        for (int t = 0; t < l->g.slices; t++) ws += ldexp(1.0, l->g.slice_bits * t);
+        if (hw->dac_bits > 0) xs = (ldexp(1.0, hw->dac_bits * xn->planes) - 1) / (ldexp(1.0, hw->dac_bits) - 1);
+        if (2.0 * l->g.rt * ldexp(1.0, hw->adc_bits) * ws * xs >= 0x1p63)
+            return xb_errorf(XB_ERR_UNSUPPORTED, "crossbar layer %s: %d row tiles of %d-bit ADC codes shifted over %d weight "
+                             "slices and %d input planes could overflow the 64-bit shift-add. HINT: use more rows per "
+                             "array, or fewer weight, input or ADC bits", l->st.name, l->g.rt, hw->adc_bits, l->g.slices,
+                             xn->planes);
+    }
     xb_rng rbase, rlayer, rcall;
     xb_rng_seed(&rbase, xn->seed, "read");
     xb_rng_fork(&rbase, (uint64_t)l->li * 65536u + (uint64_t)l->group, &rlayer);

@@ -70,8 +70,8 @@ static size_t layer_tbuf_(const xb_xnet *xn, const xlayer *l) {
     size_t ro = (size_t)l->rows_out, R = (size_t)l->g.R, N = (size_t)(l->nN > l->rows_out ? l->nN : l->rows_out);
     /* xq, x2, var, var_ref, z */
     if (!l->tiled) return 2 * (size_t)l->k * ch + ro * ch + (size_t)l->g.ct * ch + ch;
-    /* Xp, Xp2, sig, sigN, var, acc, colsum, z */
-    return 2 * R * P * ch + S * ro * P * ch + 2 * S * N * P * ch + ro * ch + 2 * P * ch;
+    /* Xp, Xp2, sig, sigN, var, colsum, z; then, 8-byte aligned, the shift-add's int64 acc and double reference */
+    return 2 * R * P * ch + S * ro * P * ch + 2 * S * N * P * ch + 2 * P * ch + 2 * ro * ch + 2 * ch + 2;
 }
 
 xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
