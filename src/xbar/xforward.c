@@ -9,14 +9,15 @@
 /* ------------------------------------------------------------------------------------------------ */
 
 /* in-place ADC with clip count: v becomes the integer code clamp(rint(v / step), lo, hi); the step is
- * applied once, after the shift-add (serial: callers parallelise over chunks) */
+ * applied once, after the shift-add.  A NaN signal reads 0 (its output is made NaN from the input; see
+ * tiled_chunk_).  Serial: callers parallelise over chunks. */
 static int64_t quant_(int64_t n, float *v, float step, float lo, float hi) {
     int64_t c = 0;
     for (int64_t i = 0; i < n; i++) {
         float q = rintf(v[i] / step);
         c += (q < lo) | (q > hi);
         q = q < lo ? lo : q > hi ? hi : q;
-        v[i] = q;
+        v[i] = q == q ? q : 0.0f;
     }
     return c;
 }
@@ -110,6 +111,10 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
     if (!cal) {
         memset(acc, 0, (size_t)ro * nc * sizeof *acc);
         memset(racc, 0, (size_t)nc * sizeof *racc);
+        for (int i = 0; i < k; i++) { /* a non-finite input makes its column's outputs NaN (codes are integers) */
+            const float *xr = x + (size_t)i * ncols + c0;
+            for (int c = 0; c < nc; c++) if (!isfinite(xr[c])) racc[c] = NAN;
+        }
     }
     for (int r = 0; r < g->rt; r++) {
         const int i0 = r * R, m = k - i0 < R ? k - i0 : R;
