@@ -80,6 +80,8 @@ static int eval_hw(xb_model *m, const xb_hw *hw, const char *dir, xf_flag *f, in
     xb_dataset_free(&test);
     if (s) return cli_fail("eval");
     xb_xeval_print(&r, hw, stdout, (int)xf_get(f, n, "json")->i);
+    fflush(stdout);
+    xb_xeval_print_warnings(&r, stderr, 0); /* also where a redirected report would hide them */
     xb_xeval_result_free(&r);
     return 0;
 }

@@ -71,7 +71,10 @@ typedef enum xb_adc_signal { XB_ADC_DIFFERENCE = 0, XB_ADC_COLUMN, XB_ADC_SIGNAL
 typedef enum xb_variation { XB_VAR_NONE = 0, XB_VAR_GAUSSIAN, XB_VAR_LOGNORMAL, XB_VAR_COUNT } xb_variation;
 typedef enum xb_noise_mode { XB_NOISE_RELATIVE = 0, XB_NOISE_ABSOLUTE, XB_NOISE_MODE_COUNT } xb_noise_mode;
 typedef enum xb_gclip { XB_GCLIP_ZERO = 0, XB_GCLIP_RANGE, XB_GCLIP_COUNT } xb_gclip;
-typedef enum xb_solver_kind { XB_SOLVER_EXACT = 0, XB_SOLVER_DECOUPLED, XB_SOLVER_CHOLMOD, XB_SOLVER_NONE,
+/* [circuit] solver: the methods of xb_solve.h with their values (a kind below XB_SOLVER_NONE is an
+ * xb_solve_method as it stands), plus none (E = G, nothing solved).  hw.c asserts that they stay in step. */
+typedef enum xb_solver_kind { XB_SOLVER_EXACT = XB_SOLVE_EXACT, XB_SOLVER_CHOLMOD = XB_SOLVE_CHOLMOD,
+                              XB_SOLVER_DECOUPLED = XB_SOLVE_DECOUPLED, XB_SOLVER_NONE = XB_SOLVE_METHOD_COUNT,
                               XB_SOLVER_COUNT } xb_solver_kind;
 
 /* [update]: how requested conductance changes are written during on-chip training (methods.md item 6,
@@ -324,6 +327,12 @@ typedef struct xb_xlayer_stats {
     double input_full_scale;   /* x_max (activation units; 0 when unused) */
     double adc_full_scale_a;   /* amperes (0: no ADC) */
     double gain;               /* digital output gain (1 unless gain_calibration) */
+    /* calibrated values in force that fell back to 1 instead of coming from data (the layer runs, but on a
+     * range or gain nothing measured; xb_xeval_print reports them): 1 per convolution group (summed over
+     * groups here, over seeds in xb_xeval_result) whose input range x_max came out 0 or not finite (all-zero
+     * inputs), whose ADC full scale came out 0 or not finite (all-zero signals), whose gain came out not
+     * finite or <= 0 (a hardware output that is zero or not positively correlated with the float one) */
+    int64_t fallback_input, fallback_adc, fallback_gain;
     int64_t stuck_gmin, stuck_gmax, g_clipped;
     int64_t adc_conversions, adc_clipped;
     int64_t dac_conversions, dac_clipped;
@@ -522,8 +531,15 @@ typedef struct xb_xeval_result {
 xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, const xb_dataset *calib,
                        const xb_xeval_opts *o, xb_xeval_result *r);
 void xb_xeval_result_free(xb_xeval_result *r);
-/* Human-readable report, or one JSON object holding the resolved config, accuracies and layers. */
+/* Human-readable report, or one JSON object holding the resolved config, accuracies, layers (with their
+ * "calibration_fallbacks" counts) and "warnings" (strings).  The report ends with its warnings, one line
+ * each (xb_xeval_print_warnings). */
 void xb_xeval_print(const xb_xeval_result *r, const xb_hw *hw, FILE *f, int json);
+/* The warnings of a result: per layer, every kind of calibration that fell back to 1 (xb_xlayer_stats
+ * fallback_*), with how often and a HINT; lines "warning: ..." (json: comma-separated JSON strings).  Returns
+ * their number.  The library prints nothing by itself: a program that wants them on stderr (say, next to a
+ * JSON report on stdout) calls this with stderr. */
+int xb_xeval_print_warnings(const xb_xeval_result *r, FILE *f, int json);
 
 #ifdef __cplusplus
 }

@@ -26,16 +26,18 @@ F.cross_entropy(label_smoothing=E).
 
 For resnet20, vgg8 and mlp (batch 8, N(0,1) inputs, torch.manual_seed(0) weights):
   * SGD (lr 0.1, momentum 0.9, wd 5e-4) and Adam (lr 1e-3, label smoothing 0.1), 3 steps end to end:
-    logits (max|diff|/max|ref| <= 1e-4), loss and loss.k (1e-5), every gradient (1e-3), and after SGD
-    every parameter and buffer (1e-3, denominator max(max|ref|, 1e-6)), num_batches_tracked exactly.
-    Adam end to end is chaotic at the rounding level (a gradient at the noise level becomes a +-lr
-    step and everything after follows: torch float32 itself ends 6e-2..2e-1 away from float64), so there
-    each parameter element must be within what 3 Adam steps can move it (2.2 lr each), and exactness is
-    left to the replay.
-  * Replay, both optimizers: steps 1 and 2 again, each from the tool's own state (its --steps 1 output)
-    and with the tool's own gradients there (a --steps 1 run from that state): the tool's parameters
-    must equal torch's optimizer step to float32 rounding, its BN buffers one float64 forward (1e-3),
-    and its gradients after one training step float64 torch (1e-3 or 10x torch float32's error).
+    logits (max|diff|/max|ref| <= 1e-4), loss and loss.k (1e-5), every gradient (1e-3), and every
+    parameter and buffer after the 3 steps (1e-3, denominator max(max|ref|, 1e-6)),
+    num_batches_tracked exactly.  Under Adam the biases whose exact gradient is zero (see below) are
+    held to the most two runs of 3 Adam steps can differ (2 lr sum_t B_t = 6.01 lr, B_t the Cauchy-
+    Schwarz bound on |m_hat|/sqrt(v_hat)): Adam turns their noise-level gradient into steps of about lr
+    in a direction rounding decides, so nothing tighter holds for any float implementation.
+  * Replay, both optimizers, every one of the 3 steps: step k again from the tool's own state after
+    k-1 steps (its --steps k-1 output) with the tool's own gradients there (a --steps 1 run from that
+    state) and torch's optimizer state built from the same gradients: the tool's parameters after k
+    steps must equal torch's optimizer step to float32 rounding, its BN buffers one float64 forward
+    (1e-3), and its gradients after training steps float64 torch (1e-3 or 10x torch float32's error).
+    This is the exact check of xbar's Adam (and SGD) after 3 steps.
   * Biases of conv/linear layers that feed a batchnorm have a gradient that is zero in exact math
     (train-mode BN subtracts the batch mean): both sides hold rounding noise there, so those gradients
     are only checked to be < 1e-3 of their layer's weight gradient.
@@ -415,22 +417,30 @@ def check_run(what, got, ref, ref32, zb, K, adam_lr=None):
     if adam_lr is None:
         compare_group(f"{what}: params and buffers after {K} steps", pkeys, got, ref, 1e-3, floor=1e-6, ref32=ref32)
         return
-    # Adam end to end is chaotic at the rounding level: a noise-level gradient becomes a +-lr step, and
-    # the later gradients (and the BN statistics) follow.  Each parameter element must be within what K
-    # Adam steps can move it (2.2 lr a step, either way); exactness, buffers included, is the replay's job.
+    # Adam: the same float32 tolerance as SGD (1e-3, or 10x torch float32's own error where that is larger), except
+    # for the biases whose exact gradient is zero (they feed a batchnorm).  Their gradient is rounding noise, and
+    # Adam divides a gradient by its own running magnitude: noise of any size becomes a step of about lr in a
+    # direction set by the rounding, so two correct float implementations can end apart by as much as both can
+    # move in K steps, and no tighter bound can hold.  That bound, from the update itself: with g_1..g_t,
+    # m_t = (1-b1) sum_i b1^(t-i) g_i and v_t = (1-b2) sum_i b2^(t-i) g_i^2, Cauchy-Schwarz gives
+    # |m_t| / (1-b1^t) <= B_t sqrt(v_t / (1-b2^t)) with
+    # B_t = (1-b1)/(1-b1^t) sqrt((1-b2^t)/(1-b2)) sqrt(sum_{j<t} (b1^2/b2)^j), so each step moves a parameter by
+    # at most lr B_t (weight decay 0), and two runs differ by at most 2 lr sum_t B_t (6.01 lr for K = 3).
+    b1, b2 = 0.9, 0.999
+    bound = 2 * sum((1 - b1) / (1 - b1 ** t) * np.sqrt((1 - b2 ** t) / (1 - b2))
+                    * np.sqrt(sum((b1 * b1 / b2) ** j for j in range(t))) for t in range(1, K + 1))
     lr = adam_lr
-    trainable = [k for k in pkeys if "grad." + k[len("param."):] in ref]
 
-    def within_k_steps(gv, rv):
+    def within_adam_bound(gv, rv):
         dd = float(np.abs(np.reshape(gv, rv.shape).astype(np.float64) - rv).max()) / lr
-        return dd <= 2.2 * K + 1e-6 * float(np.abs(rv).max()) / lr, dd, "max|diff|/lr"
+        return dd <= bound + 1e-6 * float(np.abs(rv).max()) / lr, dd, f"max|diff|/lr, bound 2 sum_t B_t = {bound:.2f}"
 
-    compare_group(f"{what}: parameters after {K} steps, each within {K} Adam steps ({2.2 * K:.1f} lr)", trainable,
-                  got, ref, 2.2 * K, special={k: within_k_steps for k in trainable})
-    info = max((rel_err(np.reshape(got[k], ref[k].shape), ref[k], 1e-6), k) for k in pkeys if k in got)
-    info32 = max((rel_err(ref32[k], ref[k], 1e-6), k) for k in pkeys)
-    print(f"      (info) max|diff|/max|ref| after {K} Adam steps: C {info[0]:.1e} ({info[1]}), "
-          f"torch float32 {info32[0]:.1e} ({info32[1]})")
+    zkeys = [k for k in pkeys if k[len("param."):] in zb]
+    compare_group(f"{what}: params and buffers after {K} steps", [k for k in pkeys if k not in zkeys], got, ref, 1e-3,
+                  floor=1e-6, ref32=ref32)
+    if zkeys:
+        compare_group(f"{what}: biases with a zero exact gradient after {K} steps, within {bound:.2f} lr", zkeys, got,
+                      ref, bound, special={k: within_adam_bound for k in zkeys})
 
 
 def part_b():
@@ -497,8 +507,8 @@ def part_b():
                         check(f"{what}: output readable", False, str(e))
                         return None
 
-                if all(o is not None for o in outs[1:3]):  # steps 1 and 2 hold every term of the update
-                    replay(name, what, init_state, x, y, outs[:3], grad_at, opt, lr, mom, wd, ls, zb)
+                if all(o is not None for o in outs[1:]):  # every one of the K steps, from the tool's own state
+                    replay(name, what, init_state, x, y, outs, grad_at, opt, lr, mom, wd, ls, zb)
 
         # eval mode with non-trivial running statistics
         name = "vgg8"

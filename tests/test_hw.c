@@ -78,6 +78,21 @@ static void test_full_config(void **state) {
     assert_int_equal(h.calibration_images, 64);
     assert_true(h.circuit.r_wire_ohm == 2.5 && h.circuit.r_driver_ohm == 100 && h.circuit.r_sense_ohm == 50);
     assert_int_equal(h.solver, XB_SOLVER_DECOUPLED);
+    /* the config's solver kinds are the solver's methods (same values, same names), plus none */
+    for (int k = 0; k < XB_SOLVE_METHOD_COUNT; k++)
+        assert_string_equal(xb_solver_kind_name((xb_solver_kind)k), xb_solve_method_name((xb_solve_method)k));
+    assert_string_equal(xb_solver_kind_name(XB_SOLVER_NONE), "none");
+    const char *kinds[] = {"exact", "decoupled", "cholmod", "none"};
+    for (int k = 0; k < 4; k++) {
+        char text[160];
+        xb_hw hk;
+        const char *r = k == 3 ? "0" : "1";
+        snprintf(text, sizeof text, "[circuit]\nr_wire_ohm = %s\nr_driver_ohm = %s\nr_sense_ohm = %s\nsolver = %s\n", r,
+                 r, r, kinds[k]);
+        if (parse_(text, &hk) != XB_OK) fail_msg("solver = %s: %s", kinds[k], xb_last_error());
+        assert_string_equal(xb_solver_kind_name(hk.solver), kinds[k]);
+        if (k < 3) assert_string_equal(xb_solve_method_name((xb_solve_method)hk.solver), kinds[k]);
+    }
     assert_int_equal(h.variation, XB_VAR_GAUSSIAN);
     assert_int_equal(h.variation_mode, XB_NOISE_ABSOLUTE);
     assert_int_equal(h.variation_clip, XB_GCLIP_RANGE);

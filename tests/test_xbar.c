@@ -3,8 +3,8 @@
  * inputs are exact with ideal devices (every ADC and reference mode), differential and offset agree,
  * an ADC pipeline against a scalar reference (values and clip counts), read-noise mean, variance and
  * the correlation of a shared reference column, variation unbiased, drift compensation, fault counts,
- * utilization, determinism across thread counts, calibration, digital layers, and the Monte-Carlo
- * evaluation with its JSON report. */
+ * utilization, determinism across thread counts, calibration (the documented nearest-rank percentiles,
+ * counted fallbacks), digital layers, and the Monte-Carlo evaluation with its JSON report. */
 #include "testutil.h"
 #include "xb_xbar.h"
 
@@ -433,6 +433,67 @@ static void test_adc_reference(void **state) {
     xb_model_free(m);
 }
 
+/* ---- 16-bit weights and inputs: the shift-add over slices and planes is exact ------------------------ */
+
+/* Integer weights (max |w| = 65535, so s = 65535 and a weight's 16-bit code is |w|) in two 8-bit slices, and
+ * integer inputs (x_max = 65535: the input code is |x|) streamed through a 1-bit DAC in 16 planes; g_min = 0
+ * and g_unit = 1 uS make every signal an integer number of code units (at most 4 rows x 255), read exactly by
+ * a 12-bit ADC with a step of one code unit.  The layer then computes the integer sum_i w_ji x_i: the
+ * crossbar output must be that integer correctly rounded to float (a float shift-add loses up to 10 bits:
+ * the sums reach 2^34). */
+static void test_shift_add_exact_16bit(void **state) {
+    (void)state;
+    float w[32];
+    xb_rng r;
+    xb_rng_seed(&r, 31, "test");
+    for (int i = 0; i < 32; i++) w[i] = (float)(int)(131071 * xb_rng_uniform(&r) - 65535);
+    w[9] = 65535.0f;
+    xb_model *m = tiny_(w);
+    enum { n = 64 };
+    float x[n * 8];
+    for (int i = 0; i < n * 8; i++) x[i] = (float)(int)(131071 * xb_rng_uniform(&r) - 65535);
+    x[5] = 65535.0f;
+    char text[512];
+    snprintf(text, sizeof text, "[tile]\nrows = 4\ncols = 4\n[mapping]\ng_min_s = 0\ng_max_s = 255e-6\nweight_bits = 16\n"
+             "bits_per_cell = 8\n[input]\ndac_bits = 1\nbit_serial = true\ninput_bits = 16\nv_read_v = 0.5\n"
+             "input_range = fixed\ninput_full_scale = 65535\n[output]\nadc_bits = 12\nadc_range = fixed\n"
+             "adc_full_scale_a = %.17g\n", 2047 * 1e-6 * 0.5);
+    xb_hw hw = hw_(text);
+    xb_xnet *xn = xnet_(&hw, m, 1);
+    float *y = forward_hw_(xn, m, n, x);
+    xb_xlayer_stats st;
+    xb_xnet_layer_stats(xn, 0, &st);
+    assert_int_equal(st.adc_clipped, 0);
+    assert_int_equal(st.dac_clipped, 0);
+    double worst = 0, worst_rel = 0;
+    int bad = 0;
+    for (int img = 0; img < n; img++)
+        for (int j = 0; j < 4; j++) {
+            double want = 0;
+            for (int i = 0; i < 8; i++) want += (double)w[j * 8 + i] * x[img * 8 + i]; /* exact: < 2^53 */
+            double got = y[img * 4 + j], d = fabs(got - want), ulp = ldexp(1.0, ilogb(fabs(want) > 1 ? want : 1) - 23);
+            if (d / ulp > worst) worst = d / ulp;
+            if (d / fabs(want) > worst_rel) worst_rel = d / fabs(want);
+            bad += d > 0.5 * ulp; /* the correctly rounded float (ties either way) */
+        }
+    if (getenv("XBT_VERBOSE"))
+        fprintf(stderr, "  16-bit shift-add: worst error %.3g float ulps of the exact integer (relative %.3e)\n", worst,
+                worst_rel);
+    if (bad) fail_msg("%d of %d outputs are not the exact integer product rounded to float (worst %.3g ulps)", bad, n * 4,
+                      worst);
+    /* a non-finite input gives NaN outputs for its column (image), not an integer accumulator's garbage */
+    x[8 + 3] = NAN;
+    float *y2 = forward_hw_(xn, m, n, x);
+    for (int j = 0; j < 4; j++) {
+        assert_true(isnan(y2[4 + j]));
+        assert_true(y2[j] == y[j] && y2[8 + j] == y[8 + j]);
+    }
+    free(y2);
+    free(y);
+    xb_xnet_free(xn);
+    xb_model_free(m);
+}
+
 /* ---- read noise: mean, variance, and the correlation a shared reference column causes ------------- */
 
 static void noise_check_(const char *text, int offset_ref) {
@@ -651,11 +712,185 @@ static void test_calibration(void **state) {
         if (s.adc_clipped || s.dac_clipped) fail_msg("layer %s clipped %lld ADC / %lld DAC values", s.name,
                                                      (long long)s.adc_clipped, (long long)s.dac_clipped);
         double e = sqrt(s.err_sq / s.ref_sq);
-        if (!(e > 0 && e < 0.2)) fail_msg("layer %s: relative error %.3g", s.name, e);
+        if (getenv("XBT_VERBOSE")) fprintf(stderr, "  calibrated 8-bit DAC and ADC, layer %s: relative error %.4f\n", s.name, e);
+        /* measured 0.59% (fc3) .. 1.47% (conv1) with 8-bit converters at the 100th percentile: the bound is
+         * twice the worst (XBT_VERBOSE=1 prints them) */
+        if (!(e > 0 && e < 0.03)) fail_msg("layer %s: relative error %.3g (measured at most 1.47%%)", s.name, e);
     }
     free(y);
     xb_xnet_free(xn);
     free(x);
+    xb_model_free(m);
+}
+
+/* ---- calibration: the documented nearest-rank percentiles -------------------------------------------- */
+
+static int cmp_dbl_(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* the nearest-rank p-th percentile of |v| (the ceil(p/100 n)-th smallest), by sorting; v is reordered */
+static double nearest_rank_(double *v, int64_t n, double p) {
+    for (int64_t i = 0; i < n; i++) v[i] = fabs(v[i]);
+    qsort(v, (size_t)n, sizeof *v, cmp_dbl_);
+    int64_t r = (int64_t)ceil(p * (double)n / 100.0);
+    return v[(r < 1 ? 1 : r) - 1];
+}
+
+/* The tiny layer (8 inputs, 4 outputs) on one 8x4 tile, no DAC, continuous differential cells: its pre-ADC
+ * signals in code units are, per pass (positive and negative input parts: both run, the inputs have both
+ * signs) and output j, sum_i D_ji max(+-x_i/x_max, 0) with D = P - N (difference ADC), or P and N apart
+ * (column ADC), P = g_min/g_unit + max(w/s, 0), N = g_min/g_unit + max(-w/s, 0).  The calibrated input
+ * range and ADC full scale must be the nearest-rank percentiles of |x| and of |signal| over all of them. */
+static void cal_percentile_case_(int column, int n, double *xmax_rel, double *fs_rel, float *fs_out) {
+    float w[32];
+    xb_rng r;
+    xb_rng_seed(&r, 21, "test");
+    for (int i = 0; i < 32; i++) w[i] = (float)(2 * xb_rng_uniform(&r) - 1);
+    xb_model *m = tiny_(w);
+    float *x = malloc((size_t)n * 8 * sizeof(float));
+    for (int i = 0; i < n * 8; i++) x[i] = (float)xb_rng_normal(&r);
+    const double p = 90;
+    char text[256];
+    snprintf(text, sizeof text, "[tile]\nrows = 8\ncols = 4\n[circuit]\nsolver = none\n[input]\ninput_percentile = %g\n"
+             "[output]\nadc_bits = 8\nadc_percentile = %g\nadc_signal = %s\n", p, p, column ? "column" : "difference");
+    xb_hw hw = hw_(text);
+    xb_xnet *xn = xnet_(&hw, m, 1);
+    assert_int_equal(xb_xnet_calibrate(xn, n, x), XB_OK);
+    xb_xlayer_stats st;
+    xb_xnet_layer_stats(xn, 0, &st);
+    double *v = malloc((size_t)n * 16 * sizeof(double));
+    for (int i = 0; i < n * 8; i++) v[i] = x[i];
+    double xm = nearest_rank_(v, (int64_t)n * 8, p);
+    *xmax_rel = fabs(st.input_full_scale - xm) / xm;
+    const float *we = xb_xnet_effective_weights(xn, 0, 0);
+    const double s = st.w_scale, gu = hw.g_max_s - hw.g_min_s, g0 = hw.g_min_s / gu;
+    int64_t u = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int j = 0; j < 4; j++)
+            for (int img = 0; img < n; img++) {
+                double sp = 0, sn = 0;
+                for (int i = 0; i < 8; i++) {
+                    double xi = x[img * 8 + i] / (double)(float)st.input_full_scale;
+                    double a = pass ? (xi < 0 ? -xi : 0) : (xi > 0 ? xi : 0), d = we[j * 8 + i] / s;
+                    sp += (column ? g0 + (d > 0 ? d : 0) : d) * a;
+                    sn += (g0 + (d < 0 ? -d : 0)) * a;
+                }
+                v[u++] = sp;
+                if (column) v[u++] = sn;
+            }
+    double fs = nearest_rank_(v, u, p), got = st.adc_full_scale_a / (hw.v_read_v * gu);
+    *fs_rel = fabs(got - fs) / fs;
+    if (fs_out) *fs_out = (float)got;
+    if (getenv("XBT_VERBOSE"))
+        fprintf(stderr, "  %s ADC, %d columns: x_max %.9g (want %.9g), ADC full scale %.9g code units (want %.9g)\n",
+                column ? "column" : "difference", n, st.input_full_scale, xm, got, fs);
+    free(v);
+    free(x);
+    xb_xnet_free(xn);
+    xb_model_free(m);
+}
+
+static void test_calibration_percentile(void **state) {
+    (void)state;
+    /* 37 columns: 296 input entries, 296 (difference) or 592 (column) conversions; 130000 columns: 1.04M
+     * input entries, 1.04M or 2.08M conversions (32 column chunks), still all in the sample (2^21 values) */
+    const int ns[] = {37, 130000};
+    for (int q = 0; q < 4; q++) {
+        const int column = q & 1, n = ns[q / 2];
+        double ex, ef;
+        cal_percentile_case_(column, n, &ex, &ef, NULL);
+        if (!(ex <= 1e-6 && ef <= 1e-6))
+            fail_msg("%s ADC, %d columns: x_max off by %.3e, ADC full scale off by %.3e (relative)",
+                     column ? "column" : "difference", n, ex, ef);
+    }
+    /* 300000 columns: 2.4M input entries and 2.4M conversions, over 2^21: every 2nd value is sampled, in an
+     * order that does not depend on the thread count; the sampled percentiles are within sampling error of
+     * the exact ones (measured 2.4e-4 and 1.1e-3: half the values, i.e. every other column of a chunk) */
+    const int saved = xb_get_threads();
+    float fs[2];
+    for (int t = 0; t < 2; t++) {
+        xb_set_threads(t + 1);
+        double ex, ef;
+        cal_percentile_case_(0, 300000, &ex, &ef, &fs[t]);
+        if (getenv("XBT_VERBOSE")) fprintf(stderr, "  sampled: x_max off by %.3e, ADC full scale by %.3e\n", ex, ef);
+        if (!(ex <= 5e-3 && ef <= 5e-3)) fail_msg("sampled calibration: x_max off by %.3e, ADC full scale by %.3e", ex, ef);
+    }
+    xb_set_threads(saved);
+    if (fs[0] != fs[1]) fail_msg("sampled ADC full scale depends on the thread count: %.9g vs %.9g", fs[0], fs[1]);
+}
+
+/* ---- calibration fallbacks are counted and reported ----------------------------------------------------- */
+
+static void test_calibration_fallbacks(void **state) {
+    (void)state;
+    float w[32];
+    for (int i = 0; i < 32; i++) w[i] = (float)(i % 7) - 3.0f;
+    xb_model *m = tiny_(w);
+    xb_hw hw = hw_("[tile]\nrows = 8\ncols = 4\n[output]\nadc_bits = 8\ngain_calibration = per_layer\n");
+    enum { n = 5 };
+    float x[n * 8];
+    xb_xlayer_stats st;
+    for (int zero = 1; zero >= 0; zero--) {
+        for (int i = 0; i < n * 8; i++) x[i] = zero ? 0.0f : (float)(i % 5) - 1.5f;
+        xb_xnet *xn = xnet_(&hw, m, 1);
+        assert_int_equal(xb_xnet_calibrate(xn, n, x), XB_OK);
+        xb_xnet_layer_stats(xn, 0, &st);
+        /* all-zero inputs: x_max, the ADC full scale and the gain all fall back to 1, and say so */
+        assert_int_equal(st.fallback_input, zero);
+        assert_int_equal(st.fallback_adc, zero);
+        assert_int_equal(st.fallback_gain, zero);
+        if (zero) assert_true(st.input_full_scale == 1 && st.gain == 1);
+        xb_xnet_free(xn);
+        if (zero) { /* calibrating again with data clears them */
+            xn = xnet_(&hw, m, 1);
+            assert_int_equal(xb_xnet_calibrate(xn, n, x), XB_OK);
+            for (int i = 0; i < n * 8; i++) x[i] = (float)(i % 3) - 1.0f;
+            assert_int_equal(xb_xnet_calibrate(xn, n, x), XB_OK);
+            xb_xlayer_stats s2;
+            xb_xnet_layer_stats(xn, 0, &s2);
+            assert_true(s2.fallback_input == 0 && s2.fallback_adc == 0 && s2.fallback_gain == 0);
+            xb_xnet_free(xn);
+            for (int i = 0; i < n * 8; i++) x[i] = 0.0f;
+            xn = xnet_(&hw, m, 1);
+            assert_int_equal(xb_xnet_calibrate(xn, n, x), XB_OK);
+            xb_xnet_layer_stats(xn, 0, &st);
+            xb_xnet_free(xn);
+            /* the report: a warning line per kind in the text, counts and warnings in the JSON */
+            double acc = 0.5, loss = 1;
+            xb_xeval_result r = {.images = n, .seeds = 1, .sw_accuracy = -1, .accuracy = &acc, .loss = &loss,
+                                 .n_layers = 1, .layers = &st};
+            snprintf(r.model, sizeof r.model, "tiny");
+            char *buf = NULL;
+            size_t len = 0;
+            FILE *f = open_memstream(&buf, &len);
+            xb_xeval_print(&r, &hw, f, 0);
+            fclose(f);
+            if (getenv("XBT_VERBOSE")) fprintf(stderr, "%s", buf);
+            assert_non_null(strstr(buf, "warning: layer fc: calibrated input range"));
+            assert_non_null(strstr(buf, "warning: layer fc: calibrated ADC full scale"));
+            assert_non_null(strstr(buf, "warning: layer fc: calibrated gain"));
+            free(buf);
+            f = open_memstream(&buf, &len);
+            xb_xeval_print(&r, &hw, f, 1);
+            fclose(f);
+            cJSON *j = cJSON_Parse(buf);
+            if (!j) fail_msg("invalid JSON report: %s", buf);
+            assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "warnings")), 3);
+            cJSON *fb = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "layers"), 0), "calibration_fallbacks");
+            assert_non_null(fb);
+            assert_int_equal(cJSON_GetObjectItem(fb, "input_range")->valueint, 1);
+            assert_int_equal(cJSON_GetObjectItem(fb, "adc_full_scale")->valueint, 1);
+            assert_int_equal(cJSON_GetObjectItem(fb, "gain")->valueint, 1);
+            cJSON_Delete(j);
+            free(buf);
+            f = open_memstream(&buf, &len);
+            assert_int_equal(xb_xeval_print_warnings(&r, f, 0), 3);
+            fclose(f);
+            free(buf);
+        }
+    }
     xb_model_free(m);
 }
 
@@ -849,11 +1084,14 @@ int main(void) {
         cmocka_unit_test(test_differential_offset_equivalence),
         cmocka_unit_test(test_awkward_tiles_utilization),
         cmocka_unit_test(test_adc_reference),
+        cmocka_unit_test(test_shift_add_exact_16bit),
         cmocka_unit_test(test_read_noise_statistics),
         cmocka_unit_test(test_variation_unbiased_and_drift),
         cmocka_unit_test(test_network_fault_counts),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_calibration),
+        cmocka_unit_test(test_calibration_percentile),
+        cmocka_unit_test(test_calibration_fallbacks),
         cmocka_unit_test(test_digital_layers),
         cmocka_unit_test(test_parasitics),
         cmocka_unit_test(test_fold),

@@ -18,7 +18,7 @@ static const char *const var_names[] = {"none", "gaussian", "lognormal", NULL};
 static const char *const mode_names[] = {"relative", "absolute", NULL};
 static const char *const gclip_names[] = {"zero", "range", NULL};
 static const char *const gain_names[] = {"none", "per_layer", NULL};
-static const char *const solver_names[] = {"exact", "decoupled", "cholmod", "none", NULL};
+static const char *const solver_names[] = {"exact", "cholmod", "decoupled", "none", NULL}; /* xb_solve_method's */
 static const char *const upd_model_names[] = {"linear", "txsim", "softbounds", NULL};
 static const char *const rounding_names[] = {"nearest", "stochastic", NULL};
 static const char *const pair_names[] = {"split", "sign", NULL};
@@ -31,6 +31,10 @@ _Static_assert(XB_SCHEME_COUNT == 2 && XB_LAYOUT_COUNT == 2 && XB_REF_COUNT == 2
                XB_UPDATE_MODEL_COUNT == 3 && XB_PULSE_ROUNDING_COUNT == 2 && XB_PAIR_UPDATE_COUNT == 2 &&
                XB_SLICE_UPDATE_COUNT == 2 && XB_REFRESH_SOLVER_COUNT == 3,
                "name tables follow the enums");
+_Static_assert(XB_SOLVE_METHOD_COUNT == 3 && (int)XB_SOLVER_EXACT == (int)XB_SOLVE_EXACT &&
+               (int)XB_SOLVER_CHOLMOD == (int)XB_SOLVE_CHOLMOD && (int)XB_SOLVER_DECOUPLED == (int)XB_SOLVE_DECOUPLED &&
+               (int)XB_SOLVER_NONE == (int)XB_SOLVE_METHOD_COUNT,
+               "xb_solver_kind is xb_solve_method plus none: a new solver method needs a config name here");
 
 const char *xb_scheme_name(xb_scheme s) { return (unsigned)s < XB_SCHEME_COUNT ? scheme_names[s] : "?"; }
 const char *xb_solver_kind_name(xb_solver_kind s) { return (unsigned)s < XB_SOLVER_COUNT ? solver_names[s] : "?"; }

@@ -1,7 +1,22 @@
 /* xcal.c -- calibration of a crossbar network from data: input ranges (DAC full scale) and ADC full
- * scales as a nearest-rank percentile of |value| over the sampled conversions, and a digital gain per
- * layer (least squares against the float product).  The pipeline (xforward.c) feeds the samples. */
+ * scales as the nearest-rank percentile (the ceil(p/100 n)-th smallest) of |value| over every input entry
+ * or every conversion of the layer's calibration call, or, past XL_CAL_SAMPLES values, over a systematic
+ * sample of every stride-th of them (stride = ceil(n / XL_CAL_SAMPLES), in a fixed order: the same for
+ * every thread count); and a digital gain per layer (least squares against the float product).  The
+ * pipeline (xforward.c) feeds the samples.  A calibration that yields nothing usable (a range of 0, a gain
+ * that is not finite and positive) falls back to 1 and is counted in the layer's statistics. */
 #include "xnet_internal.h"
+
+int64_t xl_cal_kept(int64_t total) {
+    const int64_t stride = total > XL_CAL_SAMPLES ? (total + XL_CAL_SAMPLES - 1) / XL_CAL_SAMPLES : 1;
+    return total / stride;
+}
+
+cal_ xl_cal_at(float *base, int64_t total, int64_t g0, int64_t n) {
+    const int64_t stride = total > XL_CAL_SAMPLES ? (total + XL_CAL_SAMPLES - 1) / XL_CAL_SAMPLES : 1;
+    cal_ c = {base + g0 / stride, 0, (g0 + n) / stride - g0 / stride, stride, g0 % stride, 0};
+    return c;
+}
 
 void xl_cal_add(cal_ *c, const float *v, int64_t n) {
     float m[16] = {0};
@@ -20,23 +35,27 @@ void xl_cal_add(cal_ *c, const float *v, int64_t n) {
     c->cnt = (c->cnt + n) % c->stride;
 }
 
-double xl_cal_merge(float *buf, int64_t slot, int64_t nch, const int64_t *n, const float *mx, double p) {
-    float m = 0;
-    int64_t u = 0;
-    for (int64_t ci = 0; ci < nch; ci++) {
-        if (mx[ci] > m) m = mx[ci];
-        memmove(buf + u, buf + ci * slot, (size_t)n[ci] * sizeof(float));
-        u += n[ci];
-    }
-    if (p >= 100 || u == 0) return m;
-    return xb_percentile_abs(buf, u, p);
+/* the nearest-rank p-th percentile of the samples, or their exact maximum m at p = 100 */
+static double cal_value_(float *v, int64_t n, float m, double p) {
+    return p >= 100 || n == 0 ? m : xb_percentile_abs(v, n, p);
+}
+
+void xl_calibrate_adc(xb_xnet *xn, xlayer *l, float *base, int64_t nkept, float mx) {
+    double v = cal_value_(base, nkept, mx, xn->hw.adc_percentile);
+    l->st.fallback_adc = !(v > 0 && isfinite(v));
+    if (l->st.fallback_adc) v = 1.0; /* all-zero signals: any full scale reads them; 1 code unit */
+    l->fs = v;
+    l->fs_set = 1;
+    l->st.adc_full_scale_a = l->fs * xn->hw.v_read_v * l->g.g_unit_s;
 }
 
 void xl_calibrate_input(xb_xnet *xn, xlayer *l, int64_t n, const float *x) {
-    cal_ c = {xn->cal, 0, XL_CAL_SAMPLES, n / XL_CAL_SAMPLES + 1, 0, 0};
+    cal_ c = xl_cal_at(xn->cal, n, 0, n);
     xl_cal_add(&c, x, n);
-    double v = xn->hw.input_percentile >= 100 ? c.maxabs : xb_percentile_abs(c.buf, c.n, xn->hw.input_percentile);
-    l->x_max = v > 0 ? v : 1.0;
+    double v = cal_value_(c.buf, c.n, c.maxabs, xn->hw.input_percentile);
+    l->st.fallback_input = !(v > 0 && isfinite(v));
+    if (l->st.fallback_input) v = 1.0; /* all-zero inputs: any range holds them */
+    l->x_max = v;
     l->x_set = 1;
     l->st.input_full_scale = l->x_max;
 }
@@ -57,8 +76,9 @@ void xl_calibrate_gain(xb_xnet *xn, xlayer *l, int ncols, const float *w, const 
                 yy += hv * hv;
             }
     }
-    double g = yy > 0 ? ry / yy : 1.0;
-    if (!(g > 0 && isfinite(g))) g = 1.0; /* a hardware output uncorrelated with the float one: leave it */
+    double g = yy > 0 ? ry / yy : 0.0;
+    l->st.fallback_gain = !(g > 0 && isfinite(g));
+    if (l->st.fallback_gain) g = 1.0; /* a zero hardware output, or one not positively correlated with the float one */
     l->gain *= g;
     l->st.gain = l->gain;
     for (int64_t i = 0; i < (int64_t)ro * ncols; i++) y[i] = (float)(g * y[i]);

@@ -105,6 +105,7 @@ static void stats_add_(xb_xlayer_stats *a, const xb_xlayer_stats *s, int first) 
     a->program_s += s->program_s; a->forward_s += s->forward_s;
     a->input_full_scale += s->input_full_scale; a->adc_full_scale_a += s->adc_full_scale_a;
     a->gain += s->gain;
+    a->fallback_input += s->fallback_input; a->fallback_adc += s->fallback_adc; a->fallback_gain += s->fallback_gain;
 }
 
 xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, const xb_dataset *calib,
@@ -237,6 +238,37 @@ out:
 
 static double ratio_(double a, double b) { return b > 0 ? a / b : 0; }
 
+/* The calibrations of layer s that fell back to 1: what, and the fix. */
+typedef struct fallback_ { const char *key, *what, *used, *hint; } fallback_;
+static const fallback_ fallbacks_[3] = {
+    {"input_range", "input range x_max came out 0 (all-zero inputs on the calibration images)", "x_max = 1",
+     "check the calibration images and the layers before it, or set [input] input_range = fixed"},
+    {"adc_full_scale", "ADC full scale came out 0 (no signal before the ADCs)", "1 code unit",
+     "check the calibration images, or set [output] adc_range = fixed or worst_case"},
+    {"gain", "gain was not finite and positive (a hardware output that is zero or not positively correlated with the "
+     "float product)", "gain 1", "check the layer's ranges and clip rates, or set gain_calibration = none"},
+};
+static int64_t fallback_n_(const xb_xlayer_stats *s, int q) {
+    return q == 0 ? s->fallback_input : q == 1 ? s->fallback_adc : s->fallback_gain;
+}
+
+int xb_xeval_print_warnings(const xb_xeval_result *r, FILE *f, int json) {
+    int nw = 0;
+    for (int i = 0; i < r->n_layers; i++)
+        for (int q = 0; q < 3; q++) {
+            const xb_xlayer_stats *s = &r->layers[i];
+            int64_t c = fallback_n_(s, q);
+            if (!c) continue;
+            fprintf(f, json ? "%s\"layer %s: calibrated %s in %lld calibration%s over %d seed%s; %s was used. HINT: %s\"" :
+                              "%swarning: layer %s: calibrated %s in %lld calibration%s over %d seed%s; %s was used. "
+                              "HINT: %s\n",
+                    json && nw ? "," : "", s->name, fallbacks_[q].what, (long long)c, c == 1 ? "" : "s", r->seeds,
+                    r->seeds == 1 ? "" : "s", fallbacks_[q].used, fallbacks_[q].hint);
+            nw++;
+        }
+    return nw;
+}
+
 void xb_xeval_print(const xb_xeval_result *r, const xb_hw *hw, FILE *f, int json) {
     const int K = r->seeds;
     double per_seed = (r->program_s + r->calibrate_s + r->eval_s) / (K ? K : 1);
@@ -278,8 +310,14 @@ void xb_xeval_print(const xb_xeval_result *r, const xb_hw *hw, FILE *f, int json
                         ratio_((double)s->adc_clipped, (double)s->adc_conversions),
                         ratio_((double)s->dac_clipped, (double)s->dac_conversions), sqrt(ratio_(s->err_sq, s->ref_sq)),
                         s->program_s, s->forward_s, s->gain / K);
+            if (s->mapped)
+                fprintf(f, ",\"calibration_fallbacks\":{\"%s\":%lld,\"%s\":%lld,\"%s\":%lld}", fallbacks_[0].key,
+                        (long long)s->fallback_input, fallbacks_[1].key, (long long)s->fallback_adc, fallbacks_[2].key,
+                        (long long)s->fallback_gain);
             fprintf(f, "}");
         }
+        fprintf(f, "],\"warnings\":[");
+        xb_xeval_print_warnings(r, f, 1);
         fprintf(f, "]}\n");
         return;
     }
@@ -315,4 +353,5 @@ void xb_xeval_print(const xb_xeval_result *r, const xb_hw *hw, FILE *f, int json
                 100 * ratio_((double)s->dac_clipped, (double)s->dac_conversions), sqrt(ratio_(s->err_sq, s->ref_sq)),
                 s->input_full_scale / K, s->adc_full_scale_a / K, s->gain / K);
     }
+    xb_xeval_print_warnings(r, f, 0);
 }

@@ -8,14 +8,16 @@
 /* Forward                                                                                           */
 /* ------------------------------------------------------------------------------------------------ */
 
-/* in-place quantizer with clip count (serial: callers parallelise over chunks) */
+/* in-place ADC with clip count: v becomes the integer code clamp(rint(v / step), lo, hi); the step is
+ * applied once, after the shift-add.  A NaN signal reads 0 (its output is made NaN from the input; see
+ * tiled_chunk_).  Serial: callers parallelise over chunks. */
 static int64_t quant_(int64_t n, float *v, float step, float lo, float hi) {
     int64_t c = 0;
     for (int64_t i = 0; i < n; i++) {
         float q = rintf(v[i] / step);
         c += (q < lo) | (q > hi);
         q = q < lo ? lo : q > hi ? hi : q;
-        v[i] = q * step;
+        v[i] = q == q ? q : 0.0f;
     }
     return c;
 }
@@ -85,7 +87,10 @@ static void fast_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
 
 typedef struct chunk_stats_ { int64_t adc_conv, adc_clip, dac_conv, dac_clip; } chunk_stats_;
 
-/* tiled (ADC) path, chunk [c0, c0+nc).  cal != NULL: collect |signals| before the ADC, no output. */
+/* tiled (ADC) path, chunk [c0, c0+nc).  cal != NULL: collect |signals| before the ADC, no output.
+ * The ADC codes are shift-added over slices, planes, passes and row tiles in int64, exactly (xl_layer_forward
+ * refuses layers whose sums could overflow), and every output is converted to float once, with the layer's
+ * scale.  A digital reference (offset scheme, column ADC), not an ADC code, is accumulated in double. */
 static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float *y, int64_t c0, int nc,
                          float *buf, xb_rng *rng, chunk_stats_ *cs, cal_ *cal) {
     const xb_hw *hw = &xn->hw;
@@ -93,18 +98,24 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
     const int k = l->k, ro = l->rows_out, R = g->R, S = g->slices, P = xn->planes, PN = P * nc, nN = l->nN;
     const int N = nN > ro ? nN : ro, SR = S * ro, SN = S * nN, wc = g->wcols;
     float *Xp = buf, *X2 = Xp + (size_t)R * PN, *sig = X2 + (size_t)R * PN, *sigN = sig + (size_t)SR * PN;
-    float *var = sigN + (size_t)S * N * PN, *acc = var + (size_t)S * N * PN, *csum = acc + (size_t)ro * nc;
-    float *z = csum + PN;
+    float *var = sigN + (size_t)S * N * PN, *csum = var + (size_t)S * N * PN, *z = csum + PN;
+    int64_t *acc = (int64_t *)(void *)(((uintptr_t)(z + PN) + 7) & ~(uintptr_t)7); /* ro x nc, 8-byte aligned */
+    double *racc = (double *)(void *)(acc + (size_t)ro * nc);                       /* nc: digital reference */
     const int diffadc = hw->adc_signal == XB_ADC_DIFFERENCE;
     const int dac = hw->dac_bits > 0, d = hw->dac_bits;
     const float top = dac ? (float)((1L << xn->in_bits) - 1) : 1.0f, dmax = dac ? (float)((1L << d) - 1) : 1.0f;
     const unsigned dmask = dac ? (1u << d) - 1 : 0;
     const float xm = (float)l->x_max;
-    float omega[32];
-    for (int p = 0; p < P; p++) omega[p] = dac ? (float)(ldexp(1.0, d * p) * dmax / top) : 1.0f;
     const float atop = diffadc ? (float)((1L << (hw->adc_bits - 1)) - 1) : (float)((1L << hw->adc_bits) - 1);
     const float astep = (float)(l->fs / atop), alo = diffadc ? -atop : 0.0f;
-    if (!cal) memset(acc, 0, (size_t)ro * nc * sizeof(float));
+    if (!cal) {
+        memset(acc, 0, (size_t)ro * nc * sizeof *acc);
+        memset(racc, 0, (size_t)nc * sizeof *racc);
+        for (int i = 0; i < k; i++) { /* a non-finite input makes its column's outputs NaN (codes are integers) */
+            const float *xr = x + (size_t)i * ncols + c0;
+            for (int c = 0; c < nc; c++) if (!isfinite(xr[c])) racc[c] = NAN;
+        }
+    }
     for (int r = 0; r < g->rt; r++) {
         const int i0 = r * R, m = k - i0 < R ? k - i0 : R;
         int npass = 1;
@@ -196,55 +207,86 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
                 cs->adc_conv += (int64_t)(SR + SN) * PN;
                 cs->adc_clip += quant_((int64_t)SR * PN, sig, astep, alo, atop);
                 if (nN) cs->adc_clip += quant_((int64_t)SN * PN, sigN, astep, alo, atop);
-                /* digital subtraction of the N side: per output, per column tile, or the digital reference */
-                for (int t = 0; t < S; t++)
-                    for (int j = 0; j < ro; j++) {
-                        float *sr = sig + ((size_t)t * ro + j) * PN;
-                        if (l->ntype == NT_DIGITAL) {
-                            const float nc_ = (float)l->ncode[t];
-                            for (int c = 0; c < PN; c++) sr[c] -= nc_ * csum[c];
-                        } else {
+                /* digital subtraction of the N side's codes: per output or per column tile (the digital reference
+                 * is not a code: it goes to racc in the shift-add) */
+                if (l->ntype != NT_DIGITAL)
+                    for (int t = 0; t < S; t++)
+                        for (int j = 0; j < ro; j++) {
+                            float *sr = sig + ((size_t)t * ro + j) * PN;
                             const float *nr = sigN + ((size_t)t * nN + (l->ntype == NT_PAIR ? j : j / wc)) * PN;
                             for (int c = 0; c < PN; c++) sr[c] -= nr[c];
                         }
-                    }
             }
-            /* shift-add over slices and planes, accumulation over row tiles and passes */
-            const float ps = pass ? -1.0f : 1.0f;
+            /* shift-add over slices and planes, accumulation over row tiles and passes: the integer codes times
+             * +-2^(b t + d p) in int64 (exact); the digital reference ncode_t x (the plane's input sum) in double */
+            const int64_t ps = pass ? -1 : 1;
             for (int t = 0; t < S; t++)
                 for (int j = 0; j < ro; j++) {
-                    float *ar = acc + (size_t)j * nc;
+                    int64_t *ar = acc + (size_t)j * nc;
                     const float *sr = sig + ((size_t)t * ro + j) * PN;
                     for (int p = 0; p < P; p++) {
-                        const float f = ps * (float)l->coef[t] * omega[p];
+                        const int64_t f = ps * ((int64_t)1 << (g->slice_bits * t + d * p));
                         const float *sp = sr + (size_t)p * nc;
-                        for (int c = 0; c < nc; c++) ar[c] += f * sp[c];
+                        for (int c = 0; c < nc; c++) ar[c] += f * (int64_t)sp[c];
                     }
                 }
+            if (!diffadc && l->ntype == NT_DIGITAL)
+                for (int t = 0; t < S; t++)
+                    for (int p = 0; p < P; p++) {
+                        const double f = (double)ps * ldexp(l->ncode[t], g->slice_bits * t + d * p);
+                        const float *cp = csum + (size_t)p * nc;
+                        for (int c = 0; c < nc; c++) racc[c] += f * cp[c];
+                    }
         }
     }
     if (cal) return;
+    /* y = x_max s/qmax (drift compensation, gain) (2^d - 1)/(2^k - 1) (step acc - racc), rounded to float once */
+    const double kr = (double)xm * l->coef[0] * (dac ? (double)dmax / top : 1.0), ka = kr * astep;
     for (int j = 0; j < ro; j++) {
         float *yr = y + (size_t)j * ncols + c0;
-        const float *ar = acc + (size_t)j * nc;
-        for (int c = 0; c < nc; c++) yr[c] = xm * ar[c];
+        const int64_t *ar = acc + (size_t)j * nc;
+        for (int c = 0; c < nc; c++) yr[c] = (float)(ka * (double)ar[c] - kr * racc[c]);
     }
 }
 
-/* Runs the chunks of one call in parallel; cal != NULL collects calibration samples instead. */
+/* Values chunk [c0, c0+nc) adds to the calibration sample in tiled_chunk_: per row tile and pass (the
+ * negative pass of split inputs only where the tile's inputs in the chunk have a negative value), every
+ * slice, output and plane of the signal, and for column ADCs the N side's as well. */
+static int64_t cal_values_(const xb_xnet *xn, const xlayer *l, int ncols, const float *x, int64_t c0, int nc) {
+    const int k = l->k, R = l->g.R;
+    const int64_t per_pass = (int64_t)l->g.slices * (l->rows_out + (xn->hw.adc_signal == XB_ADC_DIFFERENCE ? 0 : l->nN)) *
+                             xn->planes * nc;
+    int64_t v = 0;
+    for (int r = 0; r < l->g.rt; r++) {
+        const int i0 = r * R, m = k - i0 < R ? k - i0 : R;
+        int npass = 1;
+        if (xn->hw.signed_inputs == XB_SIGNED_SPLIT)
+            for (int i = 0; i < m && npass == 1; i++) {
+                const float *xr = x + (size_t)(i0 + i) * ncols + c0;
+                for (int c = 0; c < nc; c++) if (xr[c] < 0) { npass = 2; break; }
+            }
+        v += npass * per_pass;
+    }
+    return v;
+}
+
+/* Runs the chunks of one call in parallel; calib != 0 collects calibration samples instead (every value
+ * when the call's values fit in XL_CAL_SAMPLES, else every stride-th, numbered chunk after chunk: see
+ * xl_cal_at) and sets the layer's ADC full scale. */
 static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float *y, const xb_rng *rcall,
                         int calib, chunk_stats_ *tot) {
     const int64_t nch = (ncols + l->ch - 1) / l->ch;
-    int64_t adc_conv = 0, adc_clip = 0, dac_conv = 0, dac_clip = 0;
-    int64_t slot = XL_CAL_SAMPLES / nch, *cn = NULL;
+    int64_t adc_conv = 0, adc_clip = 0, dac_conv = 0, dac_clip = 0, *g0 = NULL, *cn = NULL;
     float *cm = NULL;
-    if (calib) {
-        XB_ASSERT(slot >= 1);
+    if (calib) { /* g0[ci]: the number of chunk ci's first value in the call */
+        g0 = xb_calloc((size_t)(nch + 1) * sizeof(int64_t));
         cn = xb_calloc((size_t)nch * sizeof(int64_t));
         cm = xb_calloc((size_t)nch * sizeof(float));
+        for (int64_t ci = 0; ci < nch; ci++) {
+            int64_t c0 = ci * l->ch;
+            g0[ci + 1] = g0[ci] + cal_values_(xn, l, ncols, x, c0, (int)(ncols - c0 < l->ch ? ncols - c0 : l->ch));
+        }
     }
-    /* values one chunk produces before its ADCs, for the sampling stride */
-    const int64_t per_chunk = (int64_t)l->g.rt * 2 * l->g.slices * (l->rows_out + l->nN) * xn->planes * l->ch;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(xn->nthreads) reduction(+ : adc_conv, adc_clip, dac_conv, dac_clip)
     for (int64_t ci = 0; ci < nch; ci++) {
         int64_t c0 = ci * l->ch;
@@ -254,9 +296,9 @@ static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
         xb_rng_fork(rcall, (uint64_t)ci, &rc);
         chunk_stats_ cs = {0};
         if (l->tiled) {
-            cal_ c = {calib ? xn->cal + ci * slot : NULL, 0, slot, per_chunk / slot + 1, 0, 0};
+            cal_ c = calib ? xl_cal_at(xn->cal, g0[nch], g0[ci], g0[ci + 1] - g0[ci]) : (cal_){0};
             tiled_chunk_(xn, l, ncols, x, y, c0, nc, buf, &rc, &cs, calib ? &c : NULL);
-            if (calib) { cn[ci] = c.n; cm[ci] = c.maxabs; }
+            if (calib) { cn[ci] = c.n != c.cap || c.cnt != g0[ci + 1] % c.stride; cm[ci] = c.maxabs; }
         } else {
             fast_chunk_(xn, l, ncols, x, y, c0, nc, buf, &rc, &cs.dac_clip);
             if (xn->hw.dac_bits > 0) cs.dac_conv = (int64_t)l->k * nc;
@@ -264,10 +306,13 @@ static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
         adc_conv += cs.adc_conv; adc_clip += cs.adc_clip; dac_conv += cs.dac_conv; dac_clip += cs.dac_clip;
     }
     if (calib) {
-        double v = xl_cal_merge(xn->cal, slot, nch, cn, cm, xn->hw.adc_percentile);
-        l->fs = v > 0 ? v : 1.0;
-        l->fs_set = 1;
-        l->st.adc_full_scale_a = l->fs * xn->hw.v_read_v * l->g.g_unit_s;
+        float mx = 0;
+        for (int64_t ci = 0; ci < nch; ci++) {
+            XB_ASSERT(cn[ci] == 0 && "a chunk's calibration values differ from cal_values_'s count");
+            if (cm[ci] > mx) mx = cm[ci];
+        }
+        xl_calibrate_adc(xn, l, xn->cal, xl_cal_kept(g0[nch]), mx);
+        xb_free(g0);
         xb_free(cn);
         xb_free(cm);
     }
@@ -284,6 +329,16 @@ xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, co
     if (needs_x && !l->x_set)
         return xb_errorf(XB_ERR_STATE, "crossbar layer %s: its input range is calibrated from data and not set yet. "
                          "HINT: call xb_xnet_calibrate after xb_xnet_program", l->st.name);
+    if (l->tiled) { /* the shift-add sums +-code 2^(b t + d p) in int64 over slices, planes, passes and row tiles */
+        double ws = 0, xs = 1;
+        for (int t = 0; t < l->g.slices; t++) ws += ldexp(1.0, l->g.slice_bits * t);
+        if (hw->dac_bits > 0) xs = (ldexp(1.0, hw->dac_bits * xn->planes) - 1) / (ldexp(1.0, hw->dac_bits) - 1);
+        if (2.0 * l->g.rt * ldexp(1.0, hw->adc_bits) * ws * xs >= 0x1p63)
+            return xb_errorf(XB_ERR_UNSUPPORTED, "crossbar layer %s: %d row tiles of %d-bit ADC codes shifted over %d weight "
+                             "slices and %d input planes could overflow the 64-bit shift-add. HINT: use more rows per "
+                             "array, or fewer weight, input or ADC bits", l->st.name, l->g.rt, hw->adc_bits, l->g.slices,
+                             xn->planes);
+    }
     xb_rng rbase, rlayer, rcall;
     xb_rng_seed(&rbase, xn->seed, "read");
     xb_rng_fork(&rbase, (uint64_t)l->li * 65536u + (uint64_t)l->group, &rlayer);

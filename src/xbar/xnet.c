@@ -44,6 +44,7 @@ void xb_xnet_clear_ranges(xb_xnet *xn) {
         if (xn->need_x) l->x_set = 0;
         if (xn->need_fs) l->fs_set = 0;
         l->gain = 1;
+        l->st.fallback_input = l->st.fallback_adc = l->st.fallback_gain = 0;
     }
 }
 void xb_xnet_set_backward(xb_xnet *xn, xb_xnet_backward b) { xn->bwd = b; }
@@ -70,8 +71,8 @@ static size_t layer_tbuf_(const xb_xnet *xn, const xlayer *l) {
     size_t ro = (size_t)l->rows_out, R = (size_t)l->g.R, N = (size_t)(l->nN > l->rows_out ? l->nN : l->rows_out);
     /* xq, x2, var, var_ref, z */
     if (!l->tiled) return 2 * (size_t)l->k * ch + ro * ch + (size_t)l->g.ct * ch + ch;
-    /* Xp, Xp2, sig, sigN, var, acc, colsum, z */
-    return 2 * R * P * ch + S * ro * P * ch + 2 * S * N * P * ch + ro * ch + 2 * P * ch;
+    /* Xp, Xp2, sig, sigN, var, colsum, z; then, 8-byte aligned, the shift-add's int64 acc and double reference */
+    return 2 * R * P * ch + S * ro * P * ch + 2 * S * N * P * ch + 2 * P * ch + 2 * ro * ch + 2 * ch + 2;
 }
 
 xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
@@ -196,8 +197,8 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
     xn->arr_doubles = arr;
     if (xn->need_x || xn->need_fs) xn->cal = xb_malloc((size_t)XL_CAL_SAMPLES * sizeof(float));
     if (xn->parasitic && arr) {
-        static const xb_solve_method meth[] = {XB_SOLVE_EXACT, XB_SOLVE_DECOUPLED, XB_SOLVE_CHOLMOD};
-        if ((st = xb_solve_plan_init(hw->rows, hw->cols, meth[hw->solver], &xn->plan))) goto fail;
+        /* parasitic: the solver is not none, so the kind is the solve method itself */
+        if ((st = xb_solve_plan_init(hw->rows, hw->cols, (xb_solve_method)hw->solver, &xn->plan))) goto fail;
         xn->ws_bytes = xb_solve_plan_workspace(xn->plan);
         /* The backward read (columns driven through r_driver, rows sensed through r_sense) is the forward
          * one transposed when r_driver == r_sense, by reciprocity, for the exact solvers; else solve it. */
@@ -275,6 +276,7 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
     /* calibrated ranges and gains kept across programming (xb_xnet_keep_ranges) */
     const int keep_x = xn->keep_ranges && l->x_set, keep_fs = xn->keep_ranges && l->fs_set;
     const double kx = l->x_max, kfs = l->fs, kg = xn->keep_ranges ? l->gain : 1;
+    const int64_t kfx = keep.fallback_input, kffs = keep.fallback_adc, kfg = keep.fallback_gain;
     l->s = xb_map_scale(hw, (int64_t)l->rows_out * l->k, w);
     l->comp = hw->drift_compensation ? 1.0 / xb_drift_factor(hw->drift_nu, hw->drift_t_s, hw->drift_t0_s) : 1.0;
     l->gain = kg > 0 ? kg : 1;
@@ -296,8 +298,11 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
             l->fs = hw->adc_signal == XB_ADC_DIFFERENCE ? l->g.R * l->g.kmax : l->g.R * hw->g_max_s / gu;
         else l->fs_set = 0;
     }
-    if (keep_x) { l->x_set = 1; l->x_max = kx; }
-    if (keep_fs && hw->adc_bits > 0 && hw->adc_range == XB_RANGE_CALIBRATED) { l->fs_set = 1; l->fs = kfs; }
+    if (keep_x) { l->x_set = 1; l->x_max = kx; l->st.fallback_input = kfx; }
+    if (keep_fs && hw->adc_bits > 0 && hw->adc_range == XB_RANGE_CALIBRATED) {
+        l->fs_set = 1; l->fs = kfs; l->st.fallback_adc = kffs;
+    }
+    if (xn->keep_ranges) l->st.fallback_gain = kfg;
     l->st.input_full_scale = l->x_max;
     l->st.adc_full_scale_a = l->fs * hw->v_read_v * l->g.g_unit_s;
 }
@@ -630,6 +635,8 @@ void xb_xnet_layer_stats(const xb_xnet *xn, int i, xb_xlayer_stats *out) {
         out->adc_clipped += s->adc_clipped; out->dac_conversions += s->dac_conversions;
         out->dac_clipped += s->dac_clipped; out->err_sq += s->err_sq; out->ref_sq += s->ref_sq;
         out->program_s += s->program_s; out->forward_s += s->forward_s;
+        out->fallback_input += s->fallback_input; out->fallback_adc += s->fallback_adc;
+        out->fallback_gain += s->fallback_gain;
         if (s->w_scale > out->w_scale) out->w_scale = s->w_scale;
         if (s->input_full_scale > out->input_full_scale) out->input_full_scale = s->input_full_scale;
         if (s->adc_full_scale_a > out->adc_full_scale_a) out->adc_full_scale_a = s->adc_full_scale_a;

@@ -74,12 +74,18 @@ static inline void gemm_(int M, int N, int K, const float *A, int lda, const flo
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, Cm, ldc);
 }
 
-/* Calibration samples of |value| (xcal.c): a chunk keeps every stride-th value in its own slot of the
- * buffer (so the sample does not depend on the thread count), and the exact maximum. */
+/* Calibration samples of |value| (xcal.c).  The n values of one call are numbered in a fixed order (column
+ * chunk, then the chunk's own order), whatever the thread count.  With stride = ceil(n / XL_CAL_SAMPLES) (1
+ * when they all fit) the values numbered stride-1, 2 stride-1, ... are kept: a chunk whose values start at
+ * number g0 writes its samples from buf + g0 / stride on.  maxabs is the exact maximum of all values. */
 typedef struct cal_ { float *buf; int64_t n, cap, stride, cnt; float maxabs; } cal_;
+/* The sampler of values [g0, g0 + n) of a call of `total` values; base holds XL_CAL_SAMPLES floats. */
+cal_ xl_cal_at(float *base, int64_t total, int64_t g0, int64_t n);
 void xl_cal_add(cal_ *c, const float *v, int64_t n);
-/* Merges the chunks' samples (slot ci at buf + ci*slot, n[ci] values) and takes the percentile. */
-double xl_cal_merge(float *buf, int64_t slot, int64_t nch, const int64_t *n, const float *mx, double p);
+/* Samples kept of a call of `total` values. */
+int64_t xl_cal_kept(int64_t total);
+/* ADC full scale of a layer from the samples of its calibration pass (base[0..nkept), maximum mx). */
+void xl_calibrate_adc(xb_xnet *xn, xlayer *l, float *base, int64_t nkept, float mx);
 /* Input range x_max of a layer from this call's inputs (k x ncols). */
 void xl_calibrate_input(xb_xnet *xn, xlayer *l, int64_t n, const float *x);
 /* Digital gain of a layer from the calibration call's output y against the float product. */
