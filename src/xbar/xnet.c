@@ -205,7 +205,7 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
         xn->bwd_read = hw->circuit.r_driver_ohm != hw->circuit.r_sense_ohm || hw->solver == XB_SOLVER_DECOUPLED;
         if (xn->bwd_read) {
             if (hw->rows == hw->cols) xn->plan_bwd = xn->plan;
-            else if ((st = xb_solve_plan_init(hw->cols, hw->rows, meth[hw->solver], &xn->plan_bwd))) goto fail;
+            else if ((st = xb_solve_plan_init(hw->cols, hw->rows, (xb_solve_method)hw->solver, &xn->plan_bwd))) goto fail;
             size_t wb = xb_solve_plan_workspace_dir(xn->plan_bwd, XB_READ_BACKWARD);
             if (wb > xn->ws_bytes) xn->ws_bytes = wb;
             for (int i = 0; i < xn->n_xl; i++)
