@@ -132,23 +132,33 @@ def main():
             w, cmd = finetune(args, args.weights, cfg, noise, os.path.join(d, "ft"), log)
             r["finetune"] = evaluate(args, w, cfg, 0, log)
             r["finetune"]["train_command"] = cmd
+        if "finetune_adapt" not in r:  # the fine-tuned gamma, beta with statistics recomputed through the hardware
+            r["finetune_adapt"] = evaluate(args, os.path.join(d, "ft", "weights.safetensors"), cfg, args.adapt, log)
         json.dump(res, open(resf, "w"), indent=1)
-    rows = ["| setting | float | parasitics (+noise) | + BN adaptation | + gamma-beta fine-tuning | paper (VGG16) |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| setting | float | on crossbars | + BN adaptation | + gamma-beta fine-tuning | fine-tuned + adaptation "
+            "| paper (VGG16): crossbar / adaptation / fine-tuning |", "|---|---|---|---|---|---|---|"]
     for name, *_ in SETTINGS:
         r = res.get(name)
-        if not r or "finetune" not in r:
+        if not r or "finetune_adapt" not in r:
             continue
         f = lambda k: "%.2f ± %.2f" % (100 * r[k]["acc_mean"], 100 * r[k]["acc_std"])
         sw = r["hw"]["sw"]
-        rows.append("| %s | %s | %s | %s | %s | %s |" % (name, "%.2f" % (100 * sw) if sw is not None else "-", f("hw"),
-                                                         f("adapt"), f("finetune"), PAPER.get(name, "-")))
+        rows.append("| %s | %s | %s | %s | %s | %s | %s |" % (name, "%.2f" % (100 * sw) if sw is not None else "-",
+                                                              f("hw"), f("adapt"), f("finetune"), f("finetune_adapt"),
+                                                              PAPER.get(name, "-")))
+    print("\nCommands (seeds 1..%d):" % args.seeds)
+    for name, *_ in SETTINGS:
+        for k in ("hw", "adapt", "finetune", "finetune_adapt"):
+            if name in res and k in res[name]:
+                c = res[name][k]
+                print("* %s %s: `%s`%s" % (name, k, c["command"],
+                                           " after `%s`" % c["train_command"] if "train_command" in c else ""))
     print("\n".join(rows))
     if args.plot:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        names = [n for n, *_ in SETTINGS if n in res and "finetune" in res[n]]
+        names = [n for n, *_ in SETTINGS if n in res and "finetune_adapt" in res[n]]
         fig, ax = plt.subplots(figsize=(7, 3.6))
         for i, k in enumerate(("hw", "adapt", "finetune")):
             ax.bar([j + 0.27 * (i - 1) for j in range(len(names))], [100 * res[n][k]["acc_mean"] for n in names],
