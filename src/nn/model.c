@@ -698,7 +698,9 @@ static void conv_bn_folded(xb_model *m, node *nd, int n, const float *x) {
 }
 
 xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out, xb_rng *rng) {
-    XB_ASSERT(m->nmax > 0 && "call xb_model_set_batch first");
+    if (m->nmax < 1)
+        return xb_errorf(XB_ERR_STATE, "model '%s': no batch size planned. HINT: call xb_model_set_batch before "
+                         "xb_model_forward", m->name);
     if (n < 1 || n > m->nmax)
         return xb_errorf(XB_ERR_ARG, "batch of %d images but the model was planned for at most %d", n, m->nmax);
     m->n_cur = n;
@@ -766,7 +768,11 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
         case L_FLATTEN: xb_flatten_forward(c0, n, h0 * w0, a, nd->y); break;
         case L_DROPOUT:
             if (m->training && nd->p_drop > 0) {
-                XB_ASSERT(rng && "dropout in training needs an rng");
+                if (!rng) {
+                    st = xb_errorf(XB_ERR_ARG, "dropout in training mode needs a random stream (rng is NULL). HINT: "
+                                   "pass an xb_rng to xb_model_forward, or call xb_model_train_mode(m, 0)");
+                    break;
+                }
                 xb_dropout_forward((int64_t)node_size(nd, n), nd->p_drop, rng, a, nd->mask, nd->y);
             } else {
                 memcpy(nd->y, a, node_size(nd, n) * sizeof(float));

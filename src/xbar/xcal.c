@@ -96,7 +96,9 @@ void xl_calibrate_gain(xb_xnet *xn, xlayer *l, int ncols, const float *w, const 
 }
 
 xb_status xb_xnet_calibrate(xb_xnet *xn, int n, const float *x) {
-    XB_ASSERT(xn->programmed && "xb_xnet_program before xb_xnet_calibrate");
+    if (!xn->programmed)
+        return xb_errorf(XB_ERR_STATE, "crossbar network: calibration before programming. HINT: call xb_xnet_program "
+                         "before xb_xnet_calibrate");
     if (n < 1) return xb_errorf(XB_ERR_ARG, "calibration needs at least one image");
     xb_status st = xb_model_set_batch(xn->m, n);
     if (st) return st;

@@ -462,12 +462,14 @@ static xb_status assemble_tile_(xb_xnet *xn, xlayer *l, int r, int c, const doub
 typedef struct work_ { int net, xl, r, c; } work_;
 
 xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n) {
-    XB_ASSERT(n >= 1);
+    if (n < 1) return xb_errorf(XB_ERR_ARG, "xb_xnet_program_many: %d networks; give at least one", n);
     int64_t nw = 0;
     size_t arr = 0, wsb = 0;
     for (int q = 0; q < n; q++) {
         xb_xnet *xn = xns[q];
-        XB_ASSERT(!xn->folded && "unfold (xb_xnet_fold(xn, 0)) before programming: it reads the float weights");
+        if (xn->folded)
+            return xb_errorf(XB_ERR_STATE, "crossbar network: programming while folded would read the effective weights "
+                             "as float ones. HINT: unfold first (xb_xnet_fold(xn, 0))");
         xn->seed = seeds[q];
         xn->programmed = 0;
         for (int i = 0; i < xn->n_xl; i++) {
@@ -591,7 +593,8 @@ xb_status xb_xnet_fold(xb_xnet *xn, int on) {
     if (!xn->foldable)
         return xb_errorf(XB_ERR_UNSUPPORTED, "crossbar network: cannot fold into the model's weights, the config has "
                          "a DAC, an ADC or read noise (per-MVM stages). HINT: run it through the hook (xb_xnet_attach)");
-    XB_ASSERT(xn->programmed && "xb_xnet_program before folding");
+    if (!xn->programmed)
+        return xb_errorf(XB_ERR_STATE, "crossbar network: folding before programming. HINT: call xb_xnet_program first");
     if (xn->folded) return XB_OK;
     int64_t total = 0;
     for (int i = 0; i < xn->n_xl; i++)
