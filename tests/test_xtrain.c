@@ -146,6 +146,17 @@ static void test_stale_weights(void **state) {
     xb_hw hw = hw_(ideal_text);
     xb_xnet *xn;
     assert_int_equal(xb_xnet_init(&hw, m, &xn), XB_OK);
+    /* calls in the wrong order are errors that say what to do, not aborts */
+    float x1[3 * 32 * 32] = {0};
+    assert_int_equal(xb_model_forward(m, 1, x1, NULL, NULL), XB_ERR_STATE);
+    assert_non_null(strstr(xb_last_error(), "xb_model_set_batch"));
+    assert_int_equal(xb_xnet_calibrate(xn, 1, x1), XB_ERR_STATE);
+    assert_int_equal(xb_xnet_fold(xn, 1), XB_ERR_STATE);
+    xb_xnet_attach(xn);
+    assert_int_equal(xb_model_set_batch(m, 1), XB_OK);
+    assert_int_equal(xb_model_forward(m, 1, x1, NULL, NULL), XB_ERR_STATE); /* not programmed */
+    assert_non_null(strstr(xb_last_error(), "xb_xnet_program"));
+    xb_xnet_detach(xn);
     assert_int_equal(xb_xnet_program(xn, 1), XB_OK);
     xb_xnet_attach(xn);
     const int n = 2;
