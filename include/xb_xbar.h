@@ -71,6 +71,10 @@ typedef enum xb_adc_signal { XB_ADC_DIFFERENCE = 0, XB_ADC_COLUMN, XB_ADC_SIGNAL
 typedef enum xb_variation { XB_VAR_NONE = 0, XB_VAR_GAUSSIAN, XB_VAR_LOGNORMAL, XB_VAR_COUNT } xb_variation;
 typedef enum xb_noise_mode { XB_NOISE_RELATIVE = 0, XB_NOISE_ABSOLUTE, XB_NOISE_MODE_COUNT } xb_noise_mode;
 typedef enum xb_gclip { XB_GCLIP_ZERO = 0, XB_GCLIP_RANGE, XB_GCLIP_COUNT } xb_gclip;
+typedef enum xb_in_scaling { XB_INSCALE_LAYER = 0, XB_INSCALE_VECTOR, XB_INSCALE_COUNT } xb_in_scaling;
+typedef enum xb_bound_mgmt { XB_BM_NONE = 0, XB_BM_ITERATIVE, XB_BM_COUNT } xb_bound_mgmt;
+typedef enum xb_drift_comp { XB_DRIFTCOMP_NONE = 0, XB_DRIFTCOMP_GLOBAL, XB_DRIFTCOMP_COLUMN,
+                             XB_DRIFTCOMP_COUNT } xb_drift_comp;
 typedef enum xb_solver_kind { XB_SOLVER_EXACT = 0, XB_SOLVER_DECOUPLED, XB_SOLVER_CHOLMOD, XB_SOLVER_NONE,
                               XB_SOLVER_COUNT } xb_solver_kind;
 
@@ -129,6 +133,8 @@ typedef struct xb_hw {
     xb_range input_range;       /* calibrated (percentile of |x|) or fixed */
     double input_full_scale;    /* fixed: the input value mapped to v_read (activation units) */
     double input_percentile;
+    xb_in_scaling input_scaling; /* layer: one x_max per layer; vector: each input vector (column of X) scaled
+                                    by its own max |x| to full scale, the output scaled back digitally */
     /* [output] */
     int adc_bits;               /* 0: no ADC */
     xb_adc_signal adc_signal;   /* digitize the analog difference (signed ADC) or each column (unsigned) */
@@ -137,6 +143,9 @@ typedef struct xb_hw {
     double adc_percentile;      /* calibrated: percentile of |signal| per layer */
     int calibration_images;     /* images used to calibrate input and ADC ranges (and gains) */
     int gain_calibration;       /* 1: a digital gain per layer, least squares against the float product */
+    xb_bound_mgmt bound_management; /* iterative: an input vector whose ADC saturates on a row tile is read again
+                                       with its input halved (up to bound_management_max_steps times) */
+    int bound_management_max_steps;
     /* [circuit] */
     xb_circuit circuit;
     xb_solver_kind solver;
@@ -149,7 +158,8 @@ typedef struct xb_hw {
     xb_noise_mode read_noise_mode;
     double stuck_at_gmin_rate, stuck_at_gmax_rate;
     double drift_nu, drift_nu_sigma, drift_t_s, drift_t0_s;
-    int drift_compensation;     /* 1: outputs rescaled by (t/t0)^nu (global drift compensation) */
+    xb_drift_comp drift_compensation; /* global: outputs rescaled by (t/t0)^nu; column: per output by the ratio of
+                                         its reference reads (all-ones input) at t0 and at t */
     /* [update] */
     xb_update_cfg update;
 } xb_hw;
@@ -327,6 +337,7 @@ typedef struct xb_xlayer_stats {
     int64_t stuck_gmin, stuck_gmax, g_clipped;
     int64_t adc_conversions, adc_clipped;
     int64_t dac_conversions, dac_clipped;
+    int64_t adc_reruns;        /* bound management: input vectors read again on a row tile (each halving counts) */
     double err_sq, ref_sq;     /* sum (y_hw - y_float)^2 and sum y_float^2 over the sampled outputs */
     double program_s, forward_s;
 } xb_xlayer_stats;

@@ -20,6 +20,19 @@ static int64_t quant_(int64_t n, float *v, float step, float lo, float hi) {
     return c;
 }
 
+/* per column c of the chunk: max_i |x[i, c0 + c]| over the k rows (1 for an all-zero column) */
+static void col_absmax_(int k, int ncols, const float *x, int64_t c0, int nc, float *amax) {
+    for (int c = 0; c < nc; c++) amax[c] = 0;
+    for (int i = 0; i < k; i++) {
+        const float *xr = x + (size_t)i * ncols + c0;
+        for (int c = 0; c < nc; c++) {
+            float a = fabsf(xr[c]);
+            amax[c] = a > amax[c] ? a : amax[c];
+        }
+    }
+    for (int c = 0; c < nc; c++) if (!(amax[c] > 0)) amax[c] = 1.0f;
+}
+
 /* sig[i] += sqrt(max(var[i], 0)) * N(0,1), row by row (z: n floats of scratch) */
 static void noise_add_(int64_t n, const float *var, float *sig, float *z, int zn, xb_rng *rng) {
     for (int64_t i0 = 0; i0 < n; i0 += zn) {
@@ -41,7 +54,24 @@ static void fast_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
     float *z = varr + (size_t)ct * nc;
     const float *B = x + c0;
     int ldb = ncols;
-    if (hw->dac_bits > 0) {
+    if (hw->dac_bits > 0 && xn->vec) {
+        /* each input vector scaled by its own max |x| to the DAC's full scale: per-column steps, no clipping */
+        const float top = (float)((1L << xn->in_bits) - 1);
+        float *st = buf + xl_tbuf_base_(xn, l);
+        col_absmax_(k, ncols, x, c0, nc, st);
+        for (int c = 0; c < nc; c++) st[c] = st[c] / top;
+        for (int i = 0; i < k; i++) {
+            const float *xr = x + (size_t)i * ncols + c0;
+            float *qr = xq + (size_t)i * nc;
+            for (int c = 0; c < nc; c++) {
+                float q = rintf(fabsf(xr[c]) / st[c]);
+                q = q > top ? top : q;
+                qr[c] = copysignf(q * st[c], xr[c]);
+            }
+        }
+        B = xq;
+        ldb = nc;
+    } else if (hw->dac_bits > 0) {
         const float top = (float)((1L << xn->in_bits) - 1), step = (float)l->x_max / top;
         int64_t clip = 0;
         for (int i = 0; i < k; i++) {
@@ -77,13 +107,200 @@ static void fast_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
             int jend = (cc + 1) * wc < ro ? (cc + 1) * wc : ro;
             for (int j = cc * wc; j < jend; j++) {
                 float *yr = y + (size_t)j * ncols + c0;
-                for (int c = 0; c < nc; c++) yr[c] -= vr[c];
+                if (l->dcomp) { /* the output's drift compensation scales the shared noise it sees */
+                    const float f = l->dcomp[j];
+                    for (int c = 0; c < nc; c++) yr[c] -= f * vr[c];
+                } else {
+                    for (int c = 0; c < nc; c++) yr[c] -= vr[c];
+                }
             }
         }
     }
 }
 
-typedef struct chunk_stats_ { int64_t adc_conv, adc_clip, dac_conv, dac_clip; } chunk_stats_;
+/* ADC in place with per-column bookkeeping for bound management: clips per column into ccnt[c] and
+ * hit[c] = 1 where a conversion saturated (|signal| beyond full scale; for an unsigned ADC only the top).
+ * rows x (P planes of nc columns). */
+static int64_t quant_cols_(int64_t rows, int P, int nc, float *v, float step, float lo, float hi, int *ccnt, int *hit) {
+    int64_t tot = 0;
+    for (int64_t q = 0; q < rows; q++)
+        for (int p = 0; p < P; p++) {
+            float *vr = v + ((size_t)q * P + p) * nc;
+            for (int c = 0; c < nc; c++) {
+                float a = rintf(vr[c] / step);
+                int lc = a < lo, hc = a > hi;
+                if (lc | hc) {
+                    ccnt[c]++;
+                    tot++;
+                    hit[c] |= hc | (lc & (lo < 0));
+                }
+                a = a < lo ? lo : a > hi ? hi : a;
+                vr[c] = a * step;
+            }
+        }
+    return tot;
+}
+
+typedef struct chunk_stats_ { int64_t adc_conv, adc_clip, dac_conv, dac_clip, reruns; } chunk_stats_;
+
+/* One read of row tile [i0, i0+m) in one input pass for nc columns: x points at (row i0, first column) with
+ * row stride ldx; column c is divided by div[c] (NULL: by xm) before the DAC.  DAC into the planes Xp
+ * (m x P*nc, plane p in columns p*nc ..), the signals sig (S*ro x P*nc) and, for column ADCs, sigN (S*nN x
+ * P*nc) with read noise, then the ADCs; csum gets the column sums of the planes (column ADC with a digital
+ * reference).  main: counts DAC and ADC conversions (re-reads of bound management do not).  ccnt/hit (may
+ * be NULL): per column clip counts and saturation flags.  cal != NULL: the signals are sampled before the
+ * ADC and 1 is returned (no ADC). */
+static int rt_read_(xb_xnet *xn, xlayer *l, const float *x, int ldx, int nc, int i0, int m, int pass, float xm,
+                    const float *div, float *Xp, float *X2, float *sig, float *sigN, float *var, float *csum, float *z,
+                    xb_rng *rng, chunk_stats_ *cs, cal_ *cal, int main, int *ccnt, int *hit) {
+    const xb_hw *hw = &xn->hw;
+    const xb_map_geom *g = &l->g;
+    const int k = l->k, ro = l->rows_out, S = g->slices, P = xn->planes, PN = P * nc, nN = l->nN;
+    const int SR = S * ro, SN = S * nN, wc = g->wcols;
+    const int diffadc = hw->adc_signal == XB_ADC_DIFFERENCE;
+    const int dac = hw->dac_bits > 0, d = hw->dac_bits;
+    const float top = dac ? (float)((1L << xn->in_bits) - 1) : 1.0f, dmax = dac ? (float)((1L << d) - 1) : 1.0f;
+    const unsigned dmask = dac ? (1u << d) - 1 : 0;
+    const float atop = diffadc ? (float)((1L << (hw->adc_bits - 1)) - 1) : (float)((1L << hw->adc_bits) - 1);
+    const float astep = (float)(l->fs / atop), alo = diffadc ? -atop : 0.0f;
+    /* DAC: input planes Xp (m x P*nc), plane p in columns p*nc .. p*nc+nc-1 */
+    const int split = hw->signed_inputs == XB_SIGNED_SPLIT;
+    const float inv_dmax = 1.0f / dmax;
+    int64_t dclip = 0;
+    for (int i = 0; i < m; i++) {
+        const float *xr = x + (size_t)i * ldx;
+        float *row = Xp + (size_t)i * PN;
+        if (!dac) {
+            for (int c = 0; c < nc; c++) {
+                float v = xr[c] / (div ? div[c] : xm);
+                row[c] = !split ? v : pass ? (v < 0 ? v : 0) * -1.0f : (v > 0 ? v : 0);
+            }
+            continue;
+        }
+        /* signed code (sign x magnitude) in csum as scratch, then one vector loop per plane */
+        for (int c = 0; c < nc; c++) {
+            float v = xr[c] / (div ? div[c] : xm);
+            float a = split ? (pass ? (v < 0 ? -v : 0) : (v > 0 ? v : 0)) : fabsf(v);
+            float q = rintf(a * top);
+            dclip += q > top;
+            q = q > top ? top : q;
+            csum[c] = (!split && v < 0) ? -q : q;
+        }
+        for (int p = 0; p < P; p++) {
+            float *rp = row + (size_t)p * nc;
+            const int sh = d * p;
+            for (int c = 0; c < nc; c++) {
+                float q = csum[c];
+                unsigned code = (unsigned)fabsf(q);
+                float dg = (float)((code >> sh) & dmask) * inv_dmax;
+                rp[c] = q < 0 ? -dg : dg;
+            }
+        }
+    }
+    if (main) {
+        cs->dac_clip += dclip;
+        if (dac) cs->dac_conv += (int64_t)m * nc;
+    }
+    if (l->noise)
+        for (int64_t i = 0; i < (int64_t)m * PN; i++) X2[i] = Xp[i] * Xp[i];
+    if (!diffadc && l->ntype == NT_DIGITAL) {
+        for (int c = 0; c < PN; c++) csum[c] = 0;
+        for (int i = 0; i < m; i++)
+            for (int c = 0; c < PN; c++) csum[c] += Xp[(size_t)i * PN + c];
+    }
+    /* every slice of every output in one GEMM */
+    gemm_(SR, PN, m, l->D + i0, k, Xp, PN, sig, PN);
+    if (l->noise) {
+        gemm_(SR, PN, m, l->VP + i0, k, X2, PN, var, PN);
+        noise_add_((int64_t)SR * PN, var, sig, z, PN, rng);
+    }
+    if (diffadc) {
+        if (l->VN) { /* shared reference-column noise: one draw per (slice, column tile, column) */
+            gemm_(SN, PN, m, l->VN + i0, k, X2, PN, var, PN);
+            for (int q = 0; q < SN; q++) {
+                float *vr = var + (size_t)q * PN;
+                xb_normal_fill(rng, PN, z);
+                for (int c = 0; c < PN; c++) vr[c] = sqrtf(vr[c] > 0 ? vr[c] : 0) * z[c];
+                int t = q / nN, cc = q % nN, jend = (cc + 1) * wc < ro ? (cc + 1) * wc : ro;
+                for (int j = cc * wc; j < jend; j++) {
+                    float *sr = sig + ((size_t)t * ro + j) * PN;
+                    for (int c = 0; c < PN; c++) sr[c] -= vr[c];
+                }
+            }
+        }
+        if (cal) { xl_cal_add(cal, sig, (int64_t)SR * PN); return 1; }
+        if (main) cs->adc_conv += (int64_t)SR * PN;
+        cs->adc_clip += ccnt ? quant_cols_(SR, P, nc, sig, astep, alo, atop, ccnt, hit)
+                             : quant_((int64_t)SR * PN, sig, astep, alo, atop);
+    } else {
+        if (nN) {
+            gemm_(SN, PN, m, l->Nm + i0, k, Xp, PN, sigN, PN);
+            if (l->noise) {
+                gemm_(SN, PN, m, l->VN + i0, k, X2, PN, var, PN);
+                noise_add_((int64_t)SN * PN, var, sigN, z, PN, rng);
+            }
+        }
+        if (cal) {
+            xl_cal_add(cal, sig, (int64_t)SR * PN);
+            if (nN) xl_cal_add(cal, sigN, (int64_t)SN * PN);
+            return 1;
+        }
+        if (main) cs->adc_conv += (int64_t)(SR + SN) * PN;
+        cs->adc_clip += ccnt ? quant_cols_(SR, P, nc, sig, astep, alo, atop, ccnt, hit)
+                             : quant_((int64_t)SR * PN, sig, astep, alo, atop);
+        if (nN) cs->adc_clip += ccnt ? quant_cols_(SN, P, nc, sigN, astep, alo, atop, ccnt, hit)
+                                     : quant_((int64_t)SN * PN, sigN, astep, alo, atop);
+    }
+    return 0;
+}
+
+/* Bound management (iterative): the columns whose ADC saturated in this read of row tile [i0, i0+m) are
+ * read again with their input halved, up to max_steps times, and their signals (and column sums) replaced
+ * by the new ADC results times 2^step; the clip count keeps only the conversions that are used. */
+static void bound_retry_(xb_xnet *xn, xlayer *l, const float *x, int ncols, int64_t c0, int nc, int i0, int m,
+                         int pass, float xm, const float *colx, float *Xp, float *X2, float *sig, float *sigN,
+                         float *var, float *csum, float *z, float *ex, xb_rng *rng, chunk_stats_ *cs, int *ccnt,
+                         int *hit) {
+    const xb_map_geom *g = &l->g;
+    const int ro = l->rows_out, S = g->slices, P = xn->planes, PN = P * nc, nN = l->nN;
+    const int N = nN > ro ? nN : ro, SR = S * ro, SN = S * nN, R = g->R, ch = l->ch;
+    float *xg = ex, *sig2 = xg + (size_t)R * ch, *sigN2 = sig2 + (size_t)SR * P * ch;
+    float *csum2 = sigN2 + (size_t)S * N * P * ch, *div = csum2 + (size_t)P * ch;
+    int *idx = (int *)(void *)(div + ch), *cnt2 = idx + ch, *hit2 = cnt2 + ch;
+    int ncl = 0;
+    for (int c = 0; c < nc; c++) if (hit[c]) idx[ncl++] = c;
+    float scale = 1.0f;
+    for (int step = 0; step < xn->hw.bound_management_max_steps && ncl > 0; step++) {
+        scale *= 2.0f;
+        for (int i = 0; i < m; i++) {
+            const float *xr = x + (size_t)(i0 + i) * ncols + c0;
+            float *gr = xg + (size_t)i * ncl;
+            for (int cc = 0; cc < ncl; cc++) gr[cc] = xr[idx[cc]];
+        }
+        for (int cc = 0; cc < ncl; cc++) {
+            div[cc] = (colx ? colx[idx[cc]] : xm) * scale;
+            cnt2[cc] = hit2[cc] = 0;
+        }
+        rt_read_(xn, l, xg, ncl, ncl, i0, m, pass, xm, div, Xp, X2, sig2, sigN2, var, csum2, z, rng, cs, NULL, 0,
+                 cnt2, hit2);
+        cs->reruns += ncl;
+        const int PL = P * ncl;
+        for (int cc = 0; cc < ncl; cc++) {
+            const int c = idx[cc];
+            cs->adc_clip += cnt2[cc] - ccnt[c];
+            ccnt[c] = cnt2[cc];
+            for (int p = 0; p < P; p++) {
+                for (int q = 0; q < SR; q++) sig[(size_t)q * PN + p * nc + c] = scale * sig2[(size_t)q * PL + p * ncl + cc];
+                for (int q = 0; q < SN && !(xn->hw.adc_signal == XB_ADC_DIFFERENCE); q++)
+                    sigN[(size_t)q * PN + p * nc + c] = scale * sigN2[(size_t)q * PL + p * ncl + cc];
+                csum[p * nc + c] = scale * csum2[p * ncl + cc];
+            }
+        }
+        int n2 = 0;
+        for (int cc = 0; cc < ncl; cc++) if (hit2[cc]) idx[n2++] = idx[cc];
+        ncl = n2;
+    }
+}
 
 /* tiled (ADC) path, chunk [c0, c0+nc).  cal != NULL: collect |signals| before the ADC, no output. */
 static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float *y, int64_t c0, int nc,
@@ -91,19 +308,21 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
     const xb_hw *hw = &xn->hw;
     const xb_map_geom *g = &l->g;
     const int k = l->k, ro = l->rows_out, R = g->R, S = g->slices, P = xn->planes, PN = P * nc, nN = l->nN;
-    const int N = nN > ro ? nN : ro, SR = S * ro, SN = S * nN, wc = g->wcols;
+    const int N = nN > ro ? nN : ro, SR = S * ro, wc = g->wcols;
     float *Xp = buf, *X2 = Xp + (size_t)R * PN, *sig = X2 + (size_t)R * PN, *sigN = sig + (size_t)SR * PN;
     float *var = sigN + (size_t)S * N * PN, *acc = var + (size_t)S * N * PN, *csum = acc + (size_t)ro * nc;
     float *z = csum + PN;
+    /* after the buffers above (sized for the layer's chunk width): per column input scales, bound management */
+    float *colx = xn->vec ? buf + xl_tbuf_base_(xn, l) : NULL;
+    float *ex = buf + xl_tbuf_base_(xn, l) + (xn->vec ? l->ch : 0);
+    int *ccnt = xn->bm && !cal ? (int *)(void *)(ex + xl_tbuf_bmex_(xn, l)) : NULL, *hit = ccnt ? ccnt + l->ch : NULL;
     const int diffadc = hw->adc_signal == XB_ADC_DIFFERENCE;
     const int dac = hw->dac_bits > 0, d = hw->dac_bits;
     const float top = dac ? (float)((1L << xn->in_bits) - 1) : 1.0f, dmax = dac ? (float)((1L << d) - 1) : 1.0f;
-    const unsigned dmask = dac ? (1u << d) - 1 : 0;
-    const float xm = (float)l->x_max;
+    const float xm = xn->vec ? 1.0f : (float)l->x_max;
     float omega[32];
     for (int p = 0; p < P; p++) omega[p] = dac ? (float)(ldexp(1.0, d * p) * dmax / top) : 1.0f;
-    const float atop = diffadc ? (float)((1L << (hw->adc_bits - 1)) - 1) : (float)((1L << hw->adc_bits) - 1);
-    const float astep = (float)(l->fs / atop), alo = diffadc ? -atop : 0.0f;
+    if (colx) col_absmax_(k, ncols, x, c0, nc, colx);
     if (!cal) memset(acc, 0, (size_t)ro * nc * sizeof(float));
     for (int r = 0; r < g->rt; r++) {
         const int i0 = r * R, m = k - i0 < R ? k - i0 : R;
@@ -114,88 +333,13 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
                 for (int c = 0; c < nc; c++) if (xr[c] < 0) { npass = 2; break; }
             }
         for (int pass = 0; pass < npass; pass++) {
-            /* DAC: input planes Xp (m x P*nc), plane p in columns p*nc .. p*nc+nc-1 */
-            const int split = hw->signed_inputs == XB_SIGNED_SPLIT;
-            const float inv_dmax = 1.0f / dmax;
-            int64_t dclip = 0;
-            for (int i = 0; i < m; i++) {
-                const float *xr = x + (size_t)(i0 + i) * ncols + c0;
-                float *row = Xp + (size_t)i * PN;
-                if (!dac) {
-                    for (int c = 0; c < nc; c++) {
-                        float v = xr[c] / xm;
-                        row[c] = !split ? v : pass ? (v < 0 ? v : 0) * -1.0f : (v > 0 ? v : 0);
-                    }
-                    continue;
-                }
-                /* signed code (sign x magnitude) in csum as scratch, then one vector loop per plane */
-                for (int c = 0; c < nc; c++) {
-                    float v = xr[c] / xm;
-                    float a = split ? (pass ? (v < 0 ? -v : 0) : (v > 0 ? v : 0)) : fabsf(v);
-                    float q = rintf(a * top);
-                    dclip += q > top;
-                    q = q > top ? top : q;
-                    csum[c] = (!split && v < 0) ? -q : q;
-                }
-                for (int p = 0; p < P; p++) {
-                    float *rp = row + (size_t)p * nc;
-                    const int sh = d * p;
-                    for (int c = 0; c < nc; c++) {
-                        float q = csum[c];
-                        unsigned code = (unsigned)fabsf(q);
-                        float dg = (float)((code >> sh) & dmask) * inv_dmax;
-                        rp[c] = q < 0 ? -dg : dg;
-                    }
-                }
-            }
-            cs->dac_clip += dclip;
-            if (dac) cs->dac_conv += (int64_t)m * nc;
-            if (l->noise)
-                for (int64_t i = 0; i < (int64_t)m * PN; i++) X2[i] = Xp[i] * Xp[i];
-            if (!diffadc && l->ntype == NT_DIGITAL) {
-                for (int c = 0; c < PN; c++) csum[c] = 0;
-                for (int i = 0; i < m; i++)
-                    for (int c = 0; c < PN; c++) csum[c] += Xp[(size_t)i * PN + c];
-            }
-            /* every slice of every output in one GEMM */
-            gemm_(SR, PN, m, l->D + i0, k, Xp, PN, sig, PN);
-            if (l->noise) {
-                gemm_(SR, PN, m, l->VP + i0, k, X2, PN, var, PN);
-                noise_add_((int64_t)SR * PN, var, sig, z, PN, rng);
-            }
-            if (diffadc) {
-                if (l->VN) { /* shared reference-column noise: one draw per (slice, column tile, column) */
-                    gemm_(SN, PN, m, l->VN + i0, k, X2, PN, var, PN);
-                    for (int q = 0; q < SN; q++) {
-                        float *vr = var + (size_t)q * PN;
-                        xb_normal_fill(rng, PN, z);
-                        for (int c = 0; c < PN; c++) vr[c] = sqrtf(vr[c] > 0 ? vr[c] : 0) * z[c];
-                        int t = q / nN, cc = q % nN, jend = (cc + 1) * wc < ro ? (cc + 1) * wc : ro;
-                        for (int j = cc * wc; j < jend; j++) {
-                            float *sr = sig + ((size_t)t * ro + j) * PN;
-                            for (int c = 0; c < PN; c++) sr[c] -= vr[c];
-                        }
-                    }
-                }
-                if (cal) { xl_cal_add(cal, sig, (int64_t)SR * PN); continue; }
-                cs->adc_conv += (int64_t)SR * PN;
-                cs->adc_clip += quant_((int64_t)SR * PN, sig, astep, alo, atop);
-            } else {
-                if (nN) {
-                    gemm_(SN, PN, m, l->Nm + i0, k, Xp, PN, sigN, PN);
-                    if (l->noise) {
-                        gemm_(SN, PN, m, l->VN + i0, k, X2, PN, var, PN);
-                        noise_add_((int64_t)SN * PN, var, sigN, z, PN, rng);
-                    }
-                }
-                if (cal) {
-                    xl_cal_add(cal, sig, (int64_t)SR * PN);
-                    if (nN) xl_cal_add(cal, sigN, (int64_t)SN * PN);
-                    continue;
-                }
-                cs->adc_conv += (int64_t)(SR + SN) * PN;
-                cs->adc_clip += quant_((int64_t)SR * PN, sig, astep, alo, atop);
-                if (nN) cs->adc_clip += quant_((int64_t)SN * PN, sigN, astep, alo, atop);
+            if (ccnt) memset(ccnt, 0, 2 * (size_t)l->ch * sizeof(int));
+            if (rt_read_(xn, l, x + (size_t)i0 * ncols + c0, ncols, nc, i0, m, pass, xm, colx, Xp, X2, sig, sigN, var,
+                         csum, z, rng, cs, cal, 1, ccnt, hit))
+                continue;
+            if (ccnt) bound_retry_(xn, l, x, ncols, c0, nc, i0, m, pass, xm, colx, Xp, X2, sig, sigN, var, csum, z, ex,
+                                   rng, cs, ccnt, hit);
+            if (!diffadc) {
                 /* digital subtraction of the N side: per output, per column tile, or the digital reference */
                 for (int t = 0; t < S; t++)
                     for (int j = 0; j < ro; j++) {
@@ -229,13 +373,21 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
         const float *ar = acc + (size_t)j * nc;
         for (int c = 0; c < nc; c++) yr[c] = xm * ar[c];
     }
+    if (colx || l->dcomp) /* the per-vector input scales and the per-column drift compensation, digitally */
+        for (int j = 0; j < ro; j++) {
+            float *yr = y + (size_t)j * ncols + c0;
+            const float f = l->dcomp ? l->dcomp[j] : 1.0f;
+            if (colx) for (int c = 0; c < nc; c++) yr[c] *= f * colx[c];
+            else for (int c = 0; c < nc; c++) yr[c] *= f;
+        }
 }
+
 
 /* Runs the chunks of one call in parallel; cal != NULL collects calibration samples instead. */
 static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float *y, const xb_rng *rcall,
                         int calib, chunk_stats_ *tot) {
     const int64_t nch = (ncols + l->ch - 1) / l->ch;
-    int64_t adc_conv = 0, adc_clip = 0, dac_conv = 0, dac_clip = 0;
+    int64_t adc_conv = 0, adc_clip = 0, dac_conv = 0, dac_clip = 0, reruns = 0;
     int64_t slot = XL_CAL_SAMPLES / nch, *cn = NULL;
     float *cm = NULL;
     if (calib) {
@@ -245,7 +397,7 @@ static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
     }
     /* values one chunk produces before its ADCs, for the sampling stride */
     const int64_t per_chunk = (int64_t)l->g.rt * 2 * l->g.slices * (l->rows_out + l->nN) * xn->planes * l->ch;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(xn->nthreads) reduction(+ : adc_conv, adc_clip, dac_conv, dac_clip)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(xn->nthreads) reduction(+ : adc_conv, adc_clip, dac_conv, dac_clip, reruns)
     for (int64_t ci = 0; ci < nch; ci++) {
         int64_t c0 = ci * l->ch;
         int nc = (int)(ncols - c0 < l->ch ? ncols - c0 : l->ch);
@@ -262,6 +414,7 @@ static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
             if (xn->hw.dac_bits > 0) cs.dac_conv = (int64_t)l->k * nc;
         }
         adc_conv += cs.adc_conv; adc_clip += cs.adc_clip; dac_conv += cs.dac_conv; dac_clip += cs.dac_clip;
+        reruns += cs.reruns;
     }
     if (calib) {
         double v = xl_cal_merge(xn->cal, slot, nch, cn, cm, xn->hw.adc_percentile);
@@ -272,6 +425,7 @@ static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
         xb_free(cm);
     }
     tot->adc_conv = adc_conv; tot->adc_clip = adc_clip; tot->dac_conv = dac_conv; tot->dac_clip = dac_clip;
+    tot->reruns = reruns;
 }
 
 xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, const float *x, float *y) {
@@ -279,8 +433,16 @@ xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, co
     const int ro = l->rows_out, k = l->k;
     const double t0 = xb_time_s();
     const int needs_x = hw->dac_bits > 0 || hw->adc_bits > 0;
-    if (xn->calibrating && needs_x && hw->input_range == XB_RANGE_CALIBRATED)
+    if (xn->calibrating && needs_x && hw->input_range == XB_RANGE_CALIBRATED && !xn->vec)
         xl_calibrate_input(xn, l, (int64_t)k * ncols, x);
+    if (needs_x && xn->vec) {
+        /* per-vector scaling has no layer range; the largest |x| of the call stands in for it where one is
+         * read (the backward's DAC mask and straight-through input, the report) */
+        float mx = 0;
+        for (int64_t i = 0; i < (int64_t)k * ncols; i++) mx = fabsf(x[i]) > mx ? fabsf(x[i]) : mx;
+        l->x_max = mx > 0 ? mx : 1.0;
+        l->st.input_full_scale = l->x_max;
+    }
     if (needs_x && !l->x_set)
         return xb_errorf(XB_ERR_STATE, "crossbar layer %s: its input range is calibrated from data and not set yet. "
                          "HINT: call xb_xnet_calibrate after xb_xnet_program", l->st.name);
@@ -300,6 +462,7 @@ xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, co
         run_chunks_(xn, l, ncols, x, y, &rcall, 0, &cs);
         l->st.adc_conversions += cs.adc_conv; l->st.adc_clipped += cs.adc_clip;
         l->st.dac_conversions += cs.dac_conv; l->st.dac_clipped += cs.dac_clip;
+        l->st.adc_reruns += cs.reruns;
     }
     if (xn->calibrating && xn->need_gain) xl_calibrate_gain(xn, l, ncols, w, x, y);
     if (!xn->calibrating) {

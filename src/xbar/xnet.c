@@ -63,16 +63,6 @@ static int pow2_floor_(int64_t v) {
     return p;
 }
 
-/* floats of the per-thread chunk buffer a layer needs */
-static size_t layer_tbuf_(const xb_xnet *xn, const xlayer *l) {
-    size_t ch = (size_t)l->ch, P = (size_t)xn->planes, S = (size_t)l->g.slices;
-    size_t ro = (size_t)l->rows_out, R = (size_t)l->g.R, N = (size_t)(l->nN > l->rows_out ? l->nN : l->rows_out);
-    /* xq, x2, var, var_ref, z */
-    if (!l->tiled) return 2 * (size_t)l->k * ch + ro * ch + (size_t)l->g.ct * ch + ch;
-    /* Xp, Xp2, sig, sigN, var, acc, colsum, z */
-    return 2 * R * P * ch + S * ro * P * ch + 2 * S * N * P * ch + ro * ch + 2 * P * ch;
-}
-
 xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
     *out = NULL;
     xb_status st = xb_hw_validate(hw);
@@ -105,8 +95,10 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
     xn->first_xl = xb_calloc((size_t)(nm + 1) * sizeof(int));
     xn->planes = hw->bit_serial ? (hw->input_bits + hw->dac_bits - 1) / hw->dac_bits : 1;
     xn->in_bits = hw->bit_serial ? hw->input_bits : hw->dac_bits;
+    xn->vec = hw->input_scaling == XB_INSCALE_VECTOR;
+    xn->bm = hw->bound_management == XB_BM_ITERATIVE && hw->adc_bits > 0;
     int quant_in = hw->dac_bits > 0, adc = hw->adc_bits > 0;
-    xn->need_x = (quant_in || adc) && hw->input_range == XB_RANGE_CALIBRATED;
+    xn->need_x = (quant_in || adc) && hw->input_range == XB_RANGE_CALIBRATED && !xn->vec;
     xn->need_fs = adc && hw->adc_range == XB_RANGE_CALIBRATED;
     xn->need_gain = hw->gain_calibration;
     xn->parasitic = hw->solver != XB_SOLVER_NONE &&
@@ -156,6 +148,11 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
             l->nN = l->ntype == NT_PAIR ? ro : l->ntype == NT_REFCOL ? g->ct : 0;
             size_t wk = (size_t)ro * k;
             l->weff = xb_calloc(wk * sizeof(float)); /* the backward reads it on every path */
+            if (hw->drift_compensation == XB_DRIFTCOMP_COLUMN) {
+                l->dcomp = xb_calloc((size_t)ro * sizeof(float));
+                l->dref0 = xb_calloc((size_t)g->rt * ro * sizeof(double));
+                l->dref1 = xb_calloc((size_t)g->rt * ro * sizeof(double));
+            }
             if (!l->tiled) {
                 if (l->noise) {
                     l->vnoise = xb_calloc(wk * sizeof(float));
@@ -176,7 +173,7 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
             if (k > widest) widest = k;
             int64_t ch = pow2_floor_(XL_CHUNK_FLOATS / (widest * (l->tiled ? xn->planes : 1)));
             l->ch = (int)(ch < 16 ? 16 : ch > 4096 ? 4096 : ch);
-            size_t need = layer_tbuf_(xn, l);
+            size_t need = xl_tbuf_(xn, l);
             if (need > tb) tb = need;
             size_t a = (size_t)g->arrays * g->R * g->C;
             if (a > arr) arr = a;
@@ -213,6 +210,7 @@ void xb_xnet_free(xb_xnet *xn) {
         xlayer *l = &xn->xl[i];
         xb_free(l->weff); xb_free(l->vnoise); xb_free(l->vref);
         xb_free(l->D); xb_free(l->Nm); xb_free(l->VP); xb_free(l->VN);
+        xb_free(l->dcomp); xb_free(l->dref0); xb_free(l->dref1);
     }
     if (xn->plan) xb_solve_plan_free(xn->plan);
     xb_free(xn->wsave);
@@ -259,7 +257,8 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
     const int keep_x = xn->keep_ranges && l->x_set, keep_fs = xn->keep_ranges && l->fs_set;
     const double kx = l->x_max, kfs = l->fs, kg = xn->keep_ranges ? l->gain : 1;
     l->s = xb_map_scale(hw, (int64_t)l->rows_out * l->k, w);
-    l->comp = hw->drift_compensation ? 1.0 / xb_drift_factor(hw->drift_nu, hw->drift_t_s, hw->drift_t0_s) : 1.0;
+    l->comp = hw->drift_compensation == XB_DRIFTCOMP_GLOBAL
+                  ? 1.0 / xb_drift_factor(hw->drift_nu, hw->drift_t_s, hw->drift_t0_s) : 1.0;
     l->gain = kg > 0 ? kg : 1;
     l->st.gain = l->gain;
     for (int t = 0; t < l->g.slices; t++) {
@@ -268,8 +267,8 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
     }
     l->st.w_scale = l->s;
     /* ranges: fixed and worst-case now, calibrated ones by xb_xnet_calibrate */
-    l->x_set = hw->input_range == XB_RANGE_FIXED;
-    l->x_max = l->x_set ? hw->input_full_scale : 0;
+    l->x_set = hw->input_range == XB_RANGE_FIXED || xn->vec; /* vector: set per call from the inputs */
+    l->x_max = hw->input_range == XB_RANGE_FIXED ? hw->input_full_scale : 0;
     l->fs_set = 1;
     l->fs = 0;
     if (hw->adc_bits > 0) {
@@ -286,8 +285,8 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
 }
 
 /* One logical tile: targets -> devices -> effective matrices -> the layer's matrices. */
-static xb_status program_tile_(xb_xnet *xn, xlayer *l, int r, int c, double *gt, double *e, void *ws,
-                               xb_device_counts *cnt) {
+static xb_status program_tile_(xb_xnet *xn, xlayer *l, int r, int c, double *gt, double *e, double *gt0,
+                               double *e0, void *ws, xb_device_counts *cnt) {
     const xb_hw *hw = &xn->hw;
     const xb_map_geom *g = &l->g;
     const int R = g->R, C = g->C, S = g->slices, k = l->k;
@@ -298,8 +297,30 @@ static xb_status program_tile_(xb_xnet *xn, xlayer *l, int r, int c, double *gt,
     xb_rng_seed(&base, xn->seed, "device");
     xb_rng_fork(&base, (uint64_t)l->li * 65536u + (uint64_t)l->group, &lr);
     xb_rng_fork(&lr, (uint64_t)r * (uint64_t)g->ct + (uint64_t)c, &tr);
+    /* drift_compensation = column: the same devices at t0 (variation and faults come from their own forks
+     * of the array's stream, so switching drift off leaves them as they are), read through the circuit */
+    xb_hw hw0;
+    if (l->dcomp) {
+        hw0 = *hw;
+        hw0.drift_nu = hw0.drift_nu_sigma = 0;
+    }
     for (int a = 0; a < g->arrays; a++) {
         xb_rng_fork(&tr, (uint64_t)a, &ar);
+        if (l->dcomp) {
+            xb_device_counts c0 = {0};
+            memcpy(gt0 + a * RC, gt + a * RC, (size_t)RC * sizeof(double));
+            xb_device_program(&hw0, RC, gt0 + a * RC, &ar, &c0);
+            xb_status st = xn->parasitic
+                               ? xb_solve_plan_effective(xn->plan, &hw->circuit, gt0 + a * RC, e0 + a * RC, ws, NULL)
+                               : XB_OK;
+            if (!xn->parasitic) memcpy(e0 + a * RC, gt0 + a * RC, (size_t)RC * sizeof(double));
+            if (st) {
+                char why[768];
+                snprintf(why, sizeof why, "%s", xb_last_error());
+                return xb_errorf(st, "layer %s, tile (%d, %d), array %d (drift reference at t0): %s", l->st.name, r,
+                                 c, a, why);
+            }
+        }
         xb_device_program(hw, RC, gt + a * RC, &ar, cnt);
         if (xn->parasitic) {
             xb_status st = xb_solve_plan_effective(xn->plan, &hw->circuit, gt + a * RC, e + a * RC, ws, NULL);
@@ -343,6 +364,24 @@ static xb_status program_tile_(xb_xnet *xn, xlayer *l, int r, int c, double *gt,
             xb_map_cell(g, 0, t, jj, &pa[t], &pp[t]);
             if (l->ntype == NT_PAIR) xb_map_cell(g, 1, t, jj, &na[t], &np[t]);
         }
+        if (l->dcomp) {
+            /* reference reads of output j's columns on this row tile: every driven row at full scale, each
+             * physical column read by itself (its G+ and G- columns, or its column and the tile's reference
+             * column), the slices weighted as the shift-add weighs them */
+            double r0 = 0, r1 = 0;
+            for (int t = 0; t < S; t++) {
+                const double wt = ldexp(1.0, g->slice_bits * t);
+                for (int i = 0; i < m; i++) {
+                    int64_t ip = pa[t] * RC + (int64_t)i * C + pp[t], in = -1;
+                    if (l->ntype == NT_PAIR) in = na[t] * RC + (int64_t)i * C + np[t];
+                    else if (l->ntype == NT_REFCOL) in = ra[t] * RC + (int64_t)i * C + rp[t];
+                    r0 += wt * (e0[ip] + (in >= 0 ? e0[in] : 0));
+                    r1 += wt * (e[ip] + (in >= 0 ? e[in] : 0));
+                }
+            }
+            l->dref0[(size_t)r * l->rows_out + j] = r0;
+            l->dref1[(size_t)r * l->rows_out + j] = r1;
+        }
         for (int i = 0; i < m; i++) {
             double wsum = 0, vsum = 0;
             for (int t = 0; t < S; t++) {
@@ -378,14 +417,35 @@ static xb_status program_tile_(xb_xnet *xn, xlayer *l, int r, int c, double *gt,
     return XB_OK;
 }
 
+/* drift_compensation = column: output j's factor is the ratio of its reference reads at t0 and at t (summed
+ * over the row tiles); it scales row j of the effective weights (what the fast path and the backward read)
+ * and of the read-noise variances by its square; the tiled path applies it after the ADCs (xforward.c). */
+static void column_drift_comp_(xlayer *l) {
+    const int ro = l->rows_out, k = l->k;
+    for (int j = 0; j < ro; j++) {
+        double s0 = 0, s1 = 0;
+        for (int r = 0; r < l->g.rt; r++) {
+            s0 += l->dref0[(size_t)r * ro + j];
+            s1 += l->dref1[(size_t)r * ro + j];
+        }
+        double f = s1 > 0 && s0 > 0 && isfinite(s0 / s1) ? s0 / s1 : 1.0;
+        l->dcomp[j] = (float)f;
+        for (int i = 0; i < k; i++) l->weff[(size_t)j * k + i] = (float)(f * l->weff[(size_t)j * k + i]);
+        if (l->vnoise)
+            for (int i = 0; i < k; i++) l->vnoise[(size_t)j * k + i] = (float)(f * f * l->vnoise[(size_t)j * k + i]);
+    }
+}
+
 typedef struct work_ { int net, xl, r, c; } work_;
 
 xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n) {
     XB_ASSERT(n >= 1);
     int64_t nw = 0;
     size_t arr = 0, wsb = 0;
+    int dcol = 0;
     for (int q = 0; q < n; q++) {
         xb_xnet *xn = xns[q];
+        dcol |= xn->hw.drift_compensation == XB_DRIFTCOMP_COLUMN;
         XB_ASSERT(!xn->folded && "unfold (xb_xnet_fold(xn, 0)) before programming: it reads the float weights");
         xn->seed = seeds[q];
         xn->programmed = 0;
@@ -410,6 +470,11 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
 #pragma omp parallel
     {
         double *gt = xb_malloc((arr + 1) * sizeof(double)), *e = xb_malloc((arr + 1) * sizeof(double));
+        double *gt0 = NULL, *e0 = NULL;
+        if (dcol) {
+            gt0 = xb_malloc((arr + 1) * sizeof(double));
+            e0 = xb_malloc((arr + 1) * sizeof(double));
+        }
         void *ws = wsb ? xb_malloc(wsb) : NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < nw; it++) {
@@ -418,7 +483,7 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
             xlayer *l = &xn->xl[wl[it].xl];
             xb_device_counts cnt = {0};
             double ts = xb_time_s();
-            xb_status st = program_tile_(xn, l, wl[it].r, wl[it].c, gt, e, ws, &cnt);
+            xb_status st = program_tile_(xn, l, wl[it].r, wl[it].c, gt, e, gt0, e0, ws, &cnt);
             double dt = xb_time_s() - ts;
 #pragma omp critical(xb_xnet_program)
             {
@@ -434,6 +499,8 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
         }
         xb_free(gt);
         xb_free(e);
+        xb_free(gt0);
+        xb_free(e0);
         xb_free(ws);
     }
     xb_free(wl);
@@ -442,6 +509,7 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
         for (int i = 0; i < xns[q]->n_xl; i++) {
             xlayer *l = &xns[q]->xl[i];
             if (!l->digital) l->whash = xb_xnet_hash_(xb_xnet_wptr_(xns[q], l), (int64_t)l->rows_out * l->k);
+            if (l->dcomp) column_drift_comp_(l);
         }
         xns[q]->programmed = 1;
     }
@@ -501,7 +569,7 @@ xb_status xb_xnet_fold(xb_xnet *xn, int on) {
 void xb_xnet_reset_stats(xb_xnet *xn) {
     for (int i = 0; i < xn->n_xl; i++) {
         xb_xlayer_stats *s = &xn->xl[i].st;
-        s->adc_conversions = s->adc_clipped = s->dac_conversions = s->dac_clipped = 0;
+        s->adc_conversions = s->adc_clipped = s->dac_conversions = s->dac_clipped = s->adc_reruns = 0;
         s->err_sq = s->ref_sq = 0;
         s->forward_s = 0;
     }
@@ -520,6 +588,7 @@ void xb_xnet_layer_stats(const xb_xnet *xn, int i, xb_xlayer_stats *out) {
         out->g_clipped += s->g_clipped; out->adc_conversions += s->adc_conversions;
         out->adc_clipped += s->adc_clipped; out->dac_conversions += s->dac_conversions;
         out->dac_clipped += s->dac_clipped; out->err_sq += s->err_sq; out->ref_sq += s->ref_sq;
+        out->adc_reruns += s->adc_reruns;
         out->program_s += s->program_s; out->forward_s += s->forward_s;
         if (s->w_scale > out->w_scale) out->w_scale = s->w_scale;
         if (s->input_full_scale > out->input_full_scale) out->input_full_scale = s->input_full_scale;
