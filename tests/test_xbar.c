@@ -1097,6 +1097,132 @@ static void test_drift_compensation_column(void **state) {
     xb_model_free(m);
 }
 
+/* ---- the read-noise generator and the fused noisy product -------------------------------------------- */
+
+static void test_normal8_statistics(void **state) {
+    (void)state;
+    /* moments 1..4 and the ziggurat's tail (|z| > r = 3.44262, drawn by the slow path) against N(0, 1), with
+     * 5-sigma bounds from the sample size; the scalar reference generator through the same checks */
+    const int64_t n = xbt_sanitized() ? 1 << 20 : 1 << 23;
+    float *z = malloc((size_t)n * sizeof(float));
+    const double r = 3.442620, ptail = erfc(r / sqrt(2.0));
+    for (int gen = 0; gen < 2; gen++) {
+        xb_rng rng;
+        xb_rng_seed(&rng, 31, "test");
+        if (gen == 0) {
+            xb_normal8 g;
+            xb_normal8_init(&g, &rng);
+            /* in odd pieces, as the kernels ask for them */
+            for (int64_t i = 0; i < n;) {
+                int64_t b = 1 + (i * 7919) % 300;
+                if (b > n - i) b = n - i;
+                xb_normal8_fill(&g, b, z + i);
+                i += b;
+            }
+        } else {
+            xb_normal_fill(&rng, n, z);
+        }
+        double m1 = 0, m2 = 0, m3 = 0, m4 = 0;
+        int64_t tail = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double v = z[i];
+            m1 += v; m2 += v * v; m3 += v * v * v; m4 += v * v * v * v;
+            tail += fabs(v) > r;
+        }
+        m1 /= n; m2 /= n; m3 /= n; m4 /= n;
+        const double sn = sqrt((double)n);
+        /* standard errors: mean 1, variance sqrt(2), third moment sqrt(15), fourth sqrt(96) over sqrt(n) */
+        print_message("%s: mean %.2e, var %.5f, m3 %.2e, m4 %.4f, tail %.3e (want %.3e)\n",
+                      gen ? "xb_normal_fill" : "xb_normal8", m1, m2, m3, m4, (double)tail / n, ptail);
+        if (fabs(m1) > 5 / sn || fabs(m2 - 1) > 5 * sqrt(2.0) / sn || fabs(m3) > 5 * sqrt(15.0) / sn ||
+            fabs(m4 - 3) > 5 * sqrt(96.0) / sn || fabs((double)tail - ptail * n) > 5 * sqrt(ptail * n))
+            fail_msg("generator %d: mean %.3g var %.5f m3 %.3g m4 %.4f tail %lld (want %.1f)", gen, m1, m2, m3, m4,
+                     (long long)tail, ptail * n);
+    }
+    /* xb_normal8_add: sig += sqrt(max(var, 0)) z; negative variances add nothing */
+    xb_rng rng;
+    xb_rng_seed(&rng, 32, "test");
+    xb_normal8 g;
+    xb_normal8_init(&g, &rng);
+    float var[37], sig[37];
+    for (int i = 0; i < 37; i++) { var[i] = i % 3 == 0 ? -1.0f : 4.0f; sig[i] = 1.0f; }
+    xb_normal8_add(&g, 37, var, sig);
+    for (int i = 0; i < 37; i++) if (i % 3 == 0) assert_true(sig[i] == 1.0f); else assert_true(sig[i] != 1.0f);
+    free(z);
+}
+
+/* The fast path's fused product with read noise on a layer of several output groups and column blocks (10
+ * outputs, 70 inputs, 37 columns: groups of 4 and blocks of 32 with tails): every output's mean is the float
+ * product and its variance sum_i x_i^2 sigma^2 (G+^2 + G-^2) / g_unit^2, outputs independent. */
+static void test_read_noise_fused(void **state) {
+    (void)state;
+    static const char cfg[] = "[net]\nname = wide\ninput = 1x1x70\nclasses = 10\n[flatten f]\n[linear fc]\n"
+                              "out_features = 10\nbias = false\n";
+    char path[512];
+    xbt_path(path, sizeof path, "wide.cfg");
+    xbt_write_file(path, cfg, strlen(cfg));
+    xb_model *m = model_(path, 1);
+    float *w = xb_model_params(m) + xb_model_find_param(m, "fc.weight")->offset;
+    xb_rng r;
+    xb_rng_seed(&r, 33, "test");
+    for (int i = 0; i < 700; i++) w[i] = (float)(2 * xb_rng_uniform(&r) - 1);
+    w[0] = 1.0f;
+    enum { NC = 37 };
+    float x[NC * 70];
+    for (int i = 0; i < NC * 70; i++) x[i] = (float)(2 * xb_rng_uniform(&r) - 1);
+    for (int i = 0; i < 70; i++) x[5 * 70 + i] = 0; /* an all-zero input vector: no noise at all */
+    xb_hw hw = hw_("[tile]\nrows = 32\ncols = 8\n[device]\nread_noise_sigma = 0.1\n");
+    xb_xnet *xn = xnet_(&hw, m, 1);
+    xb_xnet_attach(xn);
+    assert_int_equal(xb_model_set_batch(m, NC), XB_OK);
+    xb_model_train_mode(m, 0);
+    const int M = xbt_sanitized() ? 300 : 1500;
+    double *s1 = calloc(NC * 10, sizeof(double)), *s2 = calloc(NC * 10, sizeof(double)), s01 = 0;
+    float y[NC * 10];
+    for (int it = 0; it < M; it++) {
+        assert_int_equal(xb_model_forward(m, NC, x, y, NULL), XB_OK);
+        for (int i = 0; i < NC * 10; i++) { s1[i] += y[i]; s2[i] += (double)y[i] * y[i]; }
+        s01 += (double)y[0] * y[1];
+    }
+    xb_xnet_detach(xn);
+    const double sig = 0.1, gmin = hw.g_min_s, dg = hw.g_max_s - hw.g_min_s;
+    double zsum = 0, zmax = 0, vr_sum = 0;
+    int nv = 0;
+    for (int c = 0; c < NC; c++)
+        for (int j = 0; j < 10; j++) {
+            double mean = 0, var = 0;
+            for (int i = 0; i < 70; i++) {
+                double wv = w[j * 70 + i], gp = gmin + dg * (wv > 0 ? wv : 0), gn = gmin + dg * (wv < 0 ? -wv : 0);
+                mean += x[c * 70 + i] * wv;
+                var += (double)x[c * 70 + i] * x[c * 70 + i] * sig * sig * (gp * gp + gn * gn) / (dg * dg);
+            }
+            double em = s1[c * 10 + j] / M, ev = (s2[c * 10 + j] - M * em * em) / (M - 1);
+            if (c == 5) {
+                if (em != 0 || ev != 0) fail_msg("zero input, output %d: mean %.3g var %.3g", j, em, ev);
+                continue;
+            }
+            double zm = (em - mean) / sqrt(var / M);
+            zsum += zm * zm;
+            zmax = fmax(zmax, fabs(zm));
+            vr_sum += ev / var;
+            nv++;
+            if (fabs(ev / var - 1) > 5 * sqrt(2.0 / M)) fail_msg("column %d output %d: var %.5g, want %.5g", c, j, ev, var);
+        }
+    /* the squared z-scores of the means: chi-square with nv degrees of freedom */
+    print_message("fused noisy product: %d outputs, mean z^2 %.3f (max |z| %.2f), mean var/formula %.4f\n", nv,
+                  zsum / nv, zmax, vr_sum / nv);
+    if (fabs(zsum / nv - 1) > 5 * sqrt(2.0 / nv) || zmax > 5.5) fail_msg("means: z^2 %.3f, max |z| %.2f", zsum / nv, zmax);
+    if (fabs(vr_sum / nv - 1) > 5 * sqrt(2.0 / M / nv) + 0.002) fail_msg("pooled variance ratio %.4f", vr_sum / nv);
+    /* outputs 0 and 1 of column 0 are independent */
+    double c01 = s01 / M - (s1[0] / M) * (s1[1] / M), v0 = s2[0] / M - (s1[0] / M) * (s1[0] / M);
+    double v1 = s2[1] / M - (s1[1] / M) * (s1[1] / M);
+    if (fabs(c01) > 5 * sqrt(v0 * v1 / M)) fail_msg("outputs 0 and 1 correlated: %.3g", c01 / sqrt(v0 * v1));
+    free(s1);
+    free(s2);
+    xb_xnet_free(xn);
+    xb_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ideal_equals_software),
@@ -1119,6 +1245,8 @@ int main(void) {
         cmocka_unit_test(test_input_scaling_vector),
         cmocka_unit_test(test_bound_management),
         cmocka_unit_test(test_drift_compensation_column),
+        cmocka_unit_test(test_normal8_statistics),
+        cmocka_unit_test(test_read_noise_fused),
     };
     if (getenv("XBT_FILTER")) cmocka_set_test_filter(getenv("XBT_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);

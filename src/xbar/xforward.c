@@ -33,17 +33,93 @@ static void col_absmax_(int k, int ncols, const float *x, int64_t c0, int nc, fl
     for (int c = 0; c < nc; c++) if (!(amax[c] > 0)) amax[c] = 1.0f;
 }
 
-/* sig[i] += sqrt(max(var[i], 0)) * N(0,1), row by row (z: n floats of scratch) */
-static void noise_add_(int64_t n, const float *var, float *sig, float *z, int zn, xb_rng *rng) {
-    for (int64_t i0 = 0; i0 < n; i0 += zn) {
-        int b = (int)(n - i0 < zn ? n - i0 : zn);
-        xb_normal_fill(rng, b, z);
-        for (int i = 0; i < b; i++) {
-            float v = var[i0 + i];
-            sig[i0 + i] += sqrtf(v > 0 ? v : 0) * z[i];
+/* sig[i] += sqrt(max(var[i], 0)) * N(0,1) (the normals of the chunk's read-noise generator) */
+static void noise_add_(int64_t n, const float *var, float *sig, float *z, int zn, xb_normal8 *ng) {
+    (void)z; (void)zn;
+    xb_normal8_add(ng, n, var, sig);
+}
+
+#if defined(__AVX512F__) && !defined(XB_NOISE_NO_SIMD)
+#include <immintrin.h>
+#define XL_PANEL 256
+/* The fast path's noisy product in one pass over the inputs: per block of 32 columns and 4 outputs,
+ * y = W x and var = V x^2 accumulate side by side (x^2 formed in registers; no packing of x, no second
+ * GEMM, no x^2 buffer), then y += sqrt(max(var, 0)) z with z from the chunk's generator.  pack: the
+ * weights and variances interleaved per input row, 8 floats (4 outputs of W, then of V) per row and
+ * group of 4 outputs (room for ceil(ro/8) * 16 * k floats), then a panel of XL_PANEL input columns (XL_PANEL * k floats). */
+static void noisy_gemm_(int ro, int nc, int k, const float *W, const float *V, const float *B, int ldb, float *Y,
+                        int ldy, float *pack, xb_normal8 *ng) {
+    const int ng4 = (ro + 3) / 4;
+    for (int q = 0; q < ng4; q++)
+        for (int i = 0; i < k; i++) {
+            float *pk = pack + ((size_t)q * k + i) * 8;
+            for (int r = 0; r < 4; r++) {
+                const int j = q * 4 + r;
+                pk[r] = j < ro ? W[(size_t)j * k + i] : 0.0f;
+                pk[4 + r] = j < ro ? V[(size_t)j * k + i] : 0.0f;
+            }
         }
+    float z[128], *panel = pack + (size_t)(ro + 7) / 8 * 16 * k;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int p0 = 0; p0 < nc; p0 += XL_PANEL) {
+        /* the inputs of XL_PANEL columns, contiguous (the chunk's rows are ncols apart: a stride the caches
+         * and the prefetchers do not follow), then read from L2 once per group of 4 outputs */
+        const int pw = nc - p0 < XL_PANEL ? nc - p0 : XL_PANEL;
+        for (int i = 0; i < k; i++) {
+            const float *src = B + (size_t)i * ldb + p0;
+            float *dst = panel + (size_t)i * XL_PANEL;
+            if (i + 2 < k) for (int c = 0; c < pw; c += 16) _mm_prefetch((const char *)(src + 2 * (size_t)ldb + c), _MM_HINT_T0);
+            for (int c = 0; c < XL_PANEL; c += 16) {
+                const int rem = pw - c;
+                const __mmask16 m = (__mmask16)(rem >= 16 ? 0xFFFF : rem <= 0 ? 0 : (1u << rem) - 1);
+                _mm512_storeu_ps(dst + c, _mm512_maskz_loadu_ps(m, src + c));
+            }
+        }
+        for (int q = 0; q < ng4; q++)
+            for (int c0 = p0; c0 < p0 + pw; c0 += 32) {
+                /* 4 outputs x 32 columns: y and var side by side, 16 accumulators */
+                __m512 ya0 = zero, ya1 = zero, ya2 = zero, ya3 = zero, yb0 = zero, yb1 = zero, yb2 = zero, yb3 = zero;
+                __m512 va0 = zero, va1 = zero, va2 = zero, va3 = zero, vb0 = zero, vb1 = zero, vb2 = zero, vb3 = zero;
+                const float *pk = pack + (size_t)q * k * 8, *bp = panel + (c0 - p0);
+                for (int i = 0; i < k; i++, pk += 8, bp += XL_PANEL) {
+                    const __m512 a = _mm512_loadu_ps(bp), b = _mm512_loadu_ps(bp + 16);
+                    const __m512 a2 = _mm512_mul_ps(a, a), b2 = _mm512_mul_ps(b, b);
+                    __m512 w = _mm512_set1_ps(pk[0]);
+                    ya0 = _mm512_fmadd_ps(w, a, ya0); yb0 = _mm512_fmadd_ps(w, b, yb0);
+                    w = _mm512_set1_ps(pk[1]);
+                    ya1 = _mm512_fmadd_ps(w, a, ya1); yb1 = _mm512_fmadd_ps(w, b, yb1);
+                    w = _mm512_set1_ps(pk[2]);
+                    ya2 = _mm512_fmadd_ps(w, a, ya2); yb2 = _mm512_fmadd_ps(w, b, yb2);
+                    w = _mm512_set1_ps(pk[3]);
+                    ya3 = _mm512_fmadd_ps(w, a, ya3); yb3 = _mm512_fmadd_ps(w, b, yb3);
+                    w = _mm512_set1_ps(pk[4]);
+                    va0 = _mm512_fmadd_ps(w, a2, va0); vb0 = _mm512_fmadd_ps(w, b2, vb0);
+                    w = _mm512_set1_ps(pk[5]);
+                    va1 = _mm512_fmadd_ps(w, a2, va1); vb1 = _mm512_fmadd_ps(w, b2, vb1);
+                    w = _mm512_set1_ps(pk[6]);
+                    va2 = _mm512_fmadd_ps(w, a2, va2); vb2 = _mm512_fmadd_ps(w, b2, vb2);
+                    w = _mm512_set1_ps(pk[7]);
+                    va3 = _mm512_fmadd_ps(w, a2, va3); vb3 = _mm512_fmadd_ps(w, b2, vb3);
+                }
+                const int nr = ro - q * 4 < 4 ? ro - q * 4 : 4;
+                xb_normal8_fill(ng, (int64_t)nr * 32, z);
+                const __m512 ys[8] = {ya0, yb0, ya1, yb1, ya2, yb2, ya3, yb3};
+                const __m512 vs[8] = {va0, vb0, va1, vb1, va2, vb2, va3, vb3};
+                for (int h = 0; h < 2; h++) {
+                    const int c = c0 + 16 * h, rem = nc - c;
+                    if (rem <= 0) break;
+                    const __mmask16 mk = (__mmask16)(rem >= 16 ? 0xFFFF : (1u << rem) - 1);
+                    for (int r = 0; r < nr; r++) {
+                        __m512 sd = _mm512_sqrt_ps(_mm512_max_ps(vs[2 * r + h], zero));
+                        __m512 o = _mm512_fmadd_ps(sd, _mm512_loadu_ps(z + 32 * r + 16 * h), ys[2 * r + h]);
+                        _mm512_mask_storeu_ps(Y + (size_t)(q * 4 + r) * ldy + c, mk, o);
+                    }
+                }
+            }
     }
 }
+#define XL_NOISY_GEMM 1
+#endif
 
 /* fast path, chunk [c0, c0+nc): DAC on inputs, one GEMM, read noise */
 static void fast_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float *y, int64_t c0, int nc,
@@ -88,15 +164,27 @@ static void fast_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
         B = xq;
         ldb = nc;
     }
+    if (!l->noise) {
+        gemm_(ro, nc, k, l->weff, k, B, ldb, y + c0, ncols);
+        return;
+    }
+    xb_normal8 ng;
+    xb_normal8_init(&ng, rng);
+#ifdef XL_NOISY_GEMM
+    if (!l->vref) { /* the product and its read noise in one pass (the pack region follows the buffers) */
+        noisy_gemm_(ro, nc, k, l->weff, l->vnoise, B, ldb, y + c0, ncols, buf + xl_tbuf_base_(xn, l) +
+                    (xn->vec ? l->ch : 0), &ng);
+        return;
+    }
+#endif
     gemm_(ro, nc, k, l->weff, k, B, ldb, y + c0, ncols);
-    if (!l->noise) return;
     for (int i = 0; i < k; i++)
         for (int c = 0; c < nc; c++) {
             float v = B[(size_t)i * ldb + c];
             x2[(size_t)i * nc + c] = v * v;
         }
     gemm_(ro, nc, k, l->vnoise, k, x2, nc, var, nc);
-    for (int j = 0; j < ro; j++) noise_add_(nc, var + (size_t)j * nc, y + (size_t)j * ncols + c0, z, nc, rng);
+    for (int j = 0; j < ro; j++) noise_add_(nc, var + (size_t)j * nc, y + (size_t)j * ncols + c0, z, nc, &ng);
     if (l->vref) { /* reference-column noise is shared by the outputs of a column tile */
         gemm_(ct, nc, k, l->vref, k, x2, nc, varr, nc);
         const int wc = l->g.wcols;
@@ -152,7 +240,7 @@ typedef struct chunk_stats_ { int64_t adc_conv, adc_clip, dac_conv, dac_clip, re
  * ADC and 1 is returned (no ADC). */
 static int rt_read_(xb_xnet *xn, xlayer *l, const float *x, int ldx, int nc, int i0, int m, int pass, float xm,
                     const float *div, float *Xp, float *X2, float *sig, float *sigN, float *var, float *csum, float *z,
-                    xb_rng *rng, chunk_stats_ *cs, cal_ *cal, int main, int *ccnt, int *hit) {
+                    xb_rng *rng, xb_normal8 *ng, chunk_stats_ *cs, cal_ *cal, int main, int *ccnt, int *hit) {
     const xb_hw *hw = &xn->hw;
     const xb_map_geom *g = &l->g;
     const int k = l->k, ro = l->rows_out, S = g->slices, P = xn->planes, PN = P * nc, nN = l->nN;
@@ -212,7 +300,7 @@ static int rt_read_(xb_xnet *xn, xlayer *l, const float *x, int ldx, int nc, int
     gemm_(SR, PN, m, l->D + i0, k, Xp, PN, sig, PN);
     if (l->noise) {
         gemm_(SR, PN, m, l->VP + i0, k, X2, PN, var, PN);
-        noise_add_((int64_t)SR * PN, var, sig, z, PN, rng);
+        noise_add_((int64_t)SR * PN, var, sig, z, PN, ng);
     }
     if (diffadc) {
         if (l->VN) { /* shared reference-column noise: one draw per (slice, column tile, column) */
@@ -237,7 +325,7 @@ static int rt_read_(xb_xnet *xn, xlayer *l, const float *x, int ldx, int nc, int
             gemm_(SN, PN, m, l->Nm + i0, k, Xp, PN, sigN, PN);
             if (l->noise) {
                 gemm_(SN, PN, m, l->VN + i0, k, X2, PN, var, PN);
-                noise_add_((int64_t)SN * PN, var, sigN, z, PN, rng);
+                noise_add_((int64_t)SN * PN, var, sigN, z, PN, ng);
             }
         }
         if (cal) {
@@ -259,8 +347,8 @@ static int rt_read_(xb_xnet *xn, xlayer *l, const float *x, int ldx, int nc, int
  * by the new ADC results times 2^step; the clip count keeps only the conversions that are used. */
 static void bound_retry_(xb_xnet *xn, xlayer *l, const float *x, int ncols, int64_t c0, int nc, int i0, int m,
                          int pass, float xm, const float *colx, float *Xp, float *X2, float *sig, float *sigN,
-                         float *var, float *csum, float *z, float *ex, xb_rng *rng, chunk_stats_ *cs, int *ccnt,
-                         int *hit) {
+                         float *var, float *csum, float *z, float *ex, xb_rng *rng, xb_normal8 *ng, chunk_stats_ *cs,
+                         int *ccnt, int *hit) {
     const xb_map_geom *g = &l->g;
     const int ro = l->rows_out, S = g->slices, P = xn->planes, PN = P * nc, nN = l->nN;
     const int N = nN > ro ? nN : ro, SR = S * ro, SN = S * nN, R = g->R, ch = l->ch;
@@ -281,7 +369,7 @@ static void bound_retry_(xb_xnet *xn, xlayer *l, const float *x, int ncols, int6
             div[cc] = (colx ? colx[idx[cc]] : xm) * scale;
             cnt2[cc] = hit2[cc] = 0;
         }
-        rt_read_(xn, l, xg, ncl, ncl, i0, m, pass, xm, div, Xp, X2, sig2, sigN2, var, csum2, z, rng, cs, NULL, 0,
+        rt_read_(xn, l, xg, ncl, ncl, i0, m, pass, xm, div, Xp, X2, sig2, sigN2, var, csum2, z, rng, ng, cs, NULL, 0,
                  cnt2, hit2);
         cs->reruns += ncl;
         const int PL = P * ncl;
@@ -323,6 +411,8 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
     float omega[32];
     for (int p = 0; p < P; p++) omega[p] = dac ? (float)(ldexp(1.0, d * p) * dmax / top) : 1.0f;
     if (colx) col_absmax_(k, ncols, x, c0, nc, colx);
+    xb_normal8 ng;
+    if (l->noise) xb_normal8_init(&ng, rng);
     if (!cal) memset(acc, 0, (size_t)ro * nc * sizeof(float));
     for (int r = 0; r < g->rt; r++) {
         const int i0 = r * R, m = k - i0 < R ? k - i0 : R;
@@ -335,10 +425,10 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
         for (int pass = 0; pass < npass; pass++) {
             if (ccnt) memset(ccnt, 0, 2 * (size_t)l->ch * sizeof(int));
             if (rt_read_(xn, l, x + (size_t)i0 * ncols + c0, ncols, nc, i0, m, pass, xm, colx, Xp, X2, sig, sigN, var,
-                         csum, z, rng, cs, cal, 1, ccnt, hit))
+                         csum, z, rng, &ng, cs, cal, 1, ccnt, hit))
                 continue;
             if (ccnt) bound_retry_(xn, l, x, ncols, c0, nc, i0, m, pass, xm, colx, Xp, X2, sig, sigN, var, csum, z, ex,
-                                   rng, cs, ccnt, hit);
+                                   rng, &ng, cs, ccnt, hit);
             if (!diffadc) {
                 /* digital subtraction of the N side: per output, per column tile, or the digital reference */
                 for (int t = 0; t < S; t++)

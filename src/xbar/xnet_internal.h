@@ -80,7 +80,9 @@ static inline size_t xl_tbuf_bmex_(const xb_xnet *xn, const xlayer *l) {
     return R * ch + S * ro * P * ch + S * N * P * ch + P * ch + 4 * ch;
 }
 static inline size_t xl_tbuf_(const xb_xnet *xn, const xlayer *l) {
-    return xl_tbuf_base_(xn, l) + (xn->vec ? (size_t)l->ch : 0) +
+    /* fast path with read noise: the fused product's packed weights and variances (xforward.c) */
+    size_t pack = !l->tiled && l->noise ? ((size_t)(l->rows_out + 7) / 8 * 16 + 256) * (size_t)l->k : 0;
+    return xl_tbuf_base_(xn, l) + (xn->vec ? (size_t)l->ch : 0) + pack +
            (xn->bm && l->tiled ? xl_tbuf_bmex_(xn, l) + 2 * (size_t)l->ch : 0);
 }
 
