@@ -20,8 +20,9 @@ static int64_t quant_(int64_t n, float *v, float step, float lo, float hi) {
     return c;
 }
 
-/* per column c of the chunk: max_i |x[i, c0 + c]| over the k rows (1 for an all-zero column) */
-static void col_absmax_(int k, int ncols, const float *x, int64_t c0, int nc, float *amax) {
+/* per column c of the chunk: max_i |x[i, c0 + c]| over the k rows (1 for an all-zero column); returns the
+ * largest */
+static float col_absmax_(int k, int ncols, const float *x, int64_t c0, int nc, float *amax) {
     for (int c = 0; c < nc; c++) amax[c] = 0;
     for (int i = 0; i < k; i++) {
         const float *xr = x + (size_t)i * ncols + c0;
@@ -30,7 +31,12 @@ static void col_absmax_(int k, int ncols, const float *x, int64_t c0, int nc, fl
             amax[c] = a > amax[c] ? a : amax[c];
         }
     }
-    for (int c = 0; c < nc; c++) if (!(amax[c] > 0)) amax[c] = 1.0f;
+    float mx = 0;
+    for (int c = 0; c < nc; c++) {
+        mx = amax[c] > mx ? amax[c] : mx;
+        if (!(amax[c] > 0)) amax[c] = 1.0f;
+    }
+    return mx;
 }
 
 /* sig[i] += sqrt(max(var[i], 0)) * N(0,1) (the normals of the chunk's read-noise generator) */
@@ -123,7 +129,7 @@ static void noisy_gemm_(int ro, int nc, int k, const float *W, const float *V, c
 
 /* fast path, chunk [c0, c0+nc): DAC on inputs, one GEMM, read noise */
 static void fast_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float *y, int64_t c0, int nc,
-                        float *buf, xb_rng *rng, int64_t *dac_clip) {
+                        float *buf, xb_rng *rng, int64_t *dac_clip, float *xmax) {
     const xb_hw *hw = &xn->hw;
     const int k = l->k, ro = l->rows_out, ct = l->g.ct;
     float *xq = buf, *x2 = xq + (size_t)k * nc, *var = x2 + (size_t)k * nc, *varr = var + (size_t)ro * nc;
@@ -134,7 +140,7 @@ static void fast_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
         /* each input vector scaled by its own max |x| to the DAC's full scale: per-column steps, no clipping */
         const float top = (float)((1L << xn->in_bits) - 1);
         float *st = buf + xl_tbuf_base_(xn, l);
-        col_absmax_(k, ncols, x, c0, nc, st);
+        *xmax = col_absmax_(k, ncols, x, c0, nc, st);
         for (int c = 0; c < nc; c++) st[c] = st[c] / top;
         for (int i = 0; i < k; i++) {
             const float *xr = x + (size_t)i * ncols + c0;
@@ -214,14 +220,13 @@ static int64_t quant_cols_(int64_t rows, int P, int nc, float *v, float step, fl
     for (int64_t q = 0; q < rows; q++)
         for (int p = 0; p < P; p++) {
             float *vr = v + ((size_t)q * P + p) * nc;
-            for (int c = 0; c < nc; c++) {
+            const int neg = lo < 0;
+            for (int c = 0; c < nc; c++) { /* branch-free, so that it vectorizes */
                 float a = rintf(vr[c] / step);
                 int lc = a < lo, hc = a > hi;
-                if (lc | hc) {
-                    ccnt[c]++;
-                    tot++;
-                    hit[c] |= hc | (lc & (lo < 0));
-                }
+                ccnt[c] += lc | hc;
+                tot += lc | hc;
+                hit[c] |= hc | (lc & neg);
                 a = a < lo ? lo : a > hi ? hi : a;
                 vr[c] = a * step;
             }
@@ -229,7 +234,7 @@ static int64_t quant_cols_(int64_t rows, int P, int nc, float *v, float step, fl
     return tot;
 }
 
-typedef struct chunk_stats_ { int64_t adc_conv, adc_clip, dac_conv, dac_clip, reruns; } chunk_stats_;
+typedef struct chunk_stats_ { int64_t adc_conv, adc_clip, dac_conv, dac_clip, reruns; float xmax; } chunk_stats_;
 
 /* One read of row tile [i0, i0+m) in one input pass for nc columns: x points at (row i0, first column) with
  * row stride ldx; column c is divided by div[c] (NULL: by xm) before the DAC.  DAC into the planes Xp
@@ -258,16 +263,20 @@ static int rt_read_(xb_xnet *xn, xlayer *l, const float *x, int ldx, int nc, int
     for (int i = 0; i < m; i++) {
         const float *xr = x + (size_t)i * ldx;
         float *row = Xp + (size_t)i * PN;
+        /* the input in units of its range: of the layer (xm) or of each column (div) */
+        float *xv = row;
+        if (div) for (int c = 0; c < nc; c++) xv[c] = xr[c] / div[c];
+        else for (int c = 0; c < nc; c++) xv[c] = xr[c] / xm;
         if (!dac) {
             for (int c = 0; c < nc; c++) {
-                float v = xr[c] / (div ? div[c] : xm);
+                float v = xv[c];
                 row[c] = !split ? v : pass ? (v < 0 ? v : 0) * -1.0f : (v > 0 ? v : 0);
             }
             continue;
         }
         /* signed code (sign x magnitude) in csum as scratch, then one vector loop per plane */
         for (int c = 0; c < nc; c++) {
-            float v = xr[c] / (div ? div[c] : xm);
+            float v = xv[c];
             float a = split ? (pass ? (v < 0 ? -v : 0) : (v > 0 ? v : 0)) : fabsf(v);
             float q = rintf(a * top);
             dclip += q > top;
@@ -410,7 +419,7 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
     const float xm = xn->vec ? 1.0f : (float)l->x_max;
     float omega[32];
     for (int p = 0; p < P; p++) omega[p] = dac ? (float)(ldexp(1.0, d * p) * dmax / top) : 1.0f;
-    if (colx) col_absmax_(k, ncols, x, c0, nc, colx);
+    if (colx) cs->xmax = col_absmax_(k, ncols, x, c0, nc, colx);
     xb_normal8 ng;
     if (l->noise) xb_normal8_init(&ng, rng);
     if (!cal) memset(acc, 0, (size_t)ro * nc * sizeof(float));
@@ -478,6 +487,7 @@ static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
                         int calib, chunk_stats_ *tot) {
     const int64_t nch = (ncols + l->ch - 1) / l->ch;
     int64_t adc_conv = 0, adc_clip = 0, dac_conv = 0, dac_clip = 0, reruns = 0;
+    float xmax = 0;
     int64_t slot = XL_CAL_SAMPLES / nch, *cn = NULL;
     float *cm = NULL;
     if (calib) {
@@ -487,7 +497,7 @@ static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
     }
     /* values one chunk produces before its ADCs, for the sampling stride */
     const int64_t per_chunk = (int64_t)l->g.rt * 2 * l->g.slices * (l->rows_out + l->nN) * xn->planes * l->ch;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(xn->nthreads) reduction(+ : adc_conv, adc_clip, dac_conv, dac_clip, reruns)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(xn->nthreads) reduction(+ : adc_conv, adc_clip, dac_conv, dac_clip, reruns) reduction(max : xmax)
     for (int64_t ci = 0; ci < nch; ci++) {
         int64_t c0 = ci * l->ch;
         int nc = (int)(ncols - c0 < l->ch ? ncols - c0 : l->ch);
@@ -500,11 +510,12 @@ static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
             tiled_chunk_(xn, l, ncols, x, y, c0, nc, buf, &rc, &cs, calib ? &c : NULL);
             if (calib) { cn[ci] = c.n; cm[ci] = c.maxabs; }
         } else {
-            fast_chunk_(xn, l, ncols, x, y, c0, nc, buf, &rc, &cs.dac_clip);
+            fast_chunk_(xn, l, ncols, x, y, c0, nc, buf, &rc, &cs.dac_clip, &cs.xmax);
             if (xn->hw.dac_bits > 0) cs.dac_conv = (int64_t)l->k * nc;
         }
         adc_conv += cs.adc_conv; adc_clip += cs.adc_clip; dac_conv += cs.dac_conv; dac_clip += cs.dac_clip;
         reruns += cs.reruns;
+        xmax = cs.xmax > xmax ? cs.xmax : xmax;
     }
     if (calib) {
         double v = xl_cal_merge(xn->cal, slot, nch, cn, cm, xn->hw.adc_percentile);
@@ -515,7 +526,7 @@ static void run_chunks_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
         xb_free(cm);
     }
     tot->adc_conv = adc_conv; tot->adc_clip = adc_clip; tot->dac_conv = dac_conv; tot->dac_clip = dac_clip;
-    tot->reruns = reruns;
+    tot->reruns = reruns; tot->xmax = xmax;
 }
 
 xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, const float *x, float *y) {
@@ -525,14 +536,7 @@ xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, co
     const int needs_x = hw->dac_bits > 0 || hw->adc_bits > 0;
     if (xn->calibrating && needs_x && hw->input_range == XB_RANGE_CALIBRATED && !xn->vec)
         xl_calibrate_input(xn, l, (int64_t)k * ncols, x);
-    if (needs_x && xn->vec) {
-        /* per-vector scaling has no layer range; the largest |x| of the call stands in for it where one is
-         * read (the backward's DAC mask and straight-through input, the report) */
-        float mx = 0;
-        for (int64_t i = 0; i < (int64_t)k * ncols; i++) mx = fabsf(x[i]) > mx ? fabsf(x[i]) : mx;
-        l->x_max = mx > 0 ? mx : 1.0;
-        l->st.input_full_scale = l->x_max;
-    }
+
     if (needs_x && !l->x_set)
         return xb_errorf(XB_ERR_STATE, "crossbar layer %s: its input range is calibrated from data and not set yet. "
                          "HINT: call xb_xnet_calibrate after xb_xnet_program", l->st.name);
@@ -553,6 +557,12 @@ xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, co
         l->st.adc_conversions += cs.adc_conv; l->st.adc_clipped += cs.adc_clip;
         l->st.dac_conversions += cs.dac_conv; l->st.dac_clipped += cs.dac_clip;
         l->st.adc_reruns += cs.reruns;
+        if (needs_x && xn->vec) {
+            /* per-vector scaling has no layer range; the largest |x| of the call stands in for it where one
+             * is read (the backward's DAC mask and straight-through input, the report) */
+            l->x_max = cs.xmax > 0 ? cs.xmax : 1.0;
+            l->st.input_full_scale = l->x_max;
+        }
     }
     if (xn->calibrating && xn->need_gain) xl_calibrate_gain(xn, l, ncols, w, x, y);
     if (!xn->calibrating) {
