@@ -364,6 +364,7 @@ static void bound_retry_(xb_xnet *xn, xlayer *l, const float *x, int ncols, int6
     float *xg = ex, *sig2 = xg + (size_t)R * ch, *sigN2 = sig2 + (size_t)SR * P * ch;
     float *csum2 = sigN2 + (size_t)S * N * P * ch, *div = csum2 + (size_t)P * ch;
     int *idx = (int *)(void *)(div + ch), *cnt2 = idx + ch, *hit2 = cnt2 + ch;
+    const int digref = xn->hw.adc_signal == XB_ADC_COLUMN && l->ntype == NT_DIGITAL; /* csum is read */
     int ncl = 0;
     for (int c = 0; c < nc; c++) if (hit[c]) idx[ncl++] = c;
     float scale = 1.0f;
@@ -390,7 +391,7 @@ static void bound_retry_(xb_xnet *xn, xlayer *l, const float *x, int ncols, int6
                 for (int q = 0; q < SR; q++) sig[(size_t)q * PN + p * nc + c] = scale * sig2[(size_t)q * PL + p * ncl + cc];
                 for (int q = 0; q < SN && !(xn->hw.adc_signal == XB_ADC_DIFFERENCE); q++)
                     sigN[(size_t)q * PN + p * nc + c] = scale * sigN2[(size_t)q * PL + p * ncl + cc];
-                csum[p * nc + c] = scale * csum2[p * ncl + cc];
+                if (digref) csum[p * nc + c] = scale * csum2[p * ncl + cc];
             }
         }
         int n2 = 0;
