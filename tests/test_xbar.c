@@ -1040,6 +1040,31 @@ static void test_bound_management(void **state) {
     assert_memory_equal(y0, y1, n * 4 * sizeof(float));
     free(y0);
     free(y1);
+    /* column ADCs (the N side, the reference column and the digital reference's input sum re-read too), with
+     * per-vector input scaling; then bit-serial planes, where halving the input moves code bits into the
+     * lower planes: management must never clip more than none */
+    const char *cols[] = {"", "scheme = offset\nreference = column\n", "scheme = offset\nreference = digital\n"};
+    for (int q = 0; q < 6; q++) {
+        double e2[2], c2[2];
+        for (int bm = 0; bm < 2; bm++) {
+            char tx[768];
+            snprintf(tx, sizeof tx, "[tile]\nrows = 4\ncols = 4\n[mapping]\ng_min_s = 0\ng_max_s = 1e-6\n%s[input]\n"
+                     "%sv_read_v = 0.5\ninput_scaling = vector\n[output]\n"
+                     "adc_bits = 10\nadc_signal = column\nadc_range = fixed\nadc_full_scale_a = %s\n%s", cols[q % 3],
+                     q < 3 ? "dac_bits = 8\n" : "dac_bits = 2\nbit_serial = true\ninput_bits = 8\n",
+                     q < 3 ? "0.6e-6" : "0.3e-6", bm ? "bound_management = iterative\nbound_management_max_steps = 4\n" : "");
+            xb_hw hw = hw_(tx);
+            xb_xlayer_stats s;
+            float *y = tiny_forward_(&hw, m, n, x, &s);
+            c2[bm] = (double)s.adc_clipped / (double)s.adc_conversions;
+            e2[bm] = tiny_err_(y, w, n, x);
+            assert_true(bm ? s.adc_reruns > 0 : s.adc_reruns == 0);
+            free(y);
+        }
+        print_message("column ADC %d: clipped %.4f -> %.4f, error %.4f -> %.4f\n", q, c2[0], c2[1], e2[0], e2[1]);
+        if (q < 3 ? !(c2[1] < 0.5 * c2[0] && e2[1] < 0.5 * e2[0]) : !(c2[0] > 0 && c2[1] <= c2[0] && e2[1] < e2[0]))
+            fail_msg("column ADC %d: clipped %.4f -> %.4f, error %.4f -> %.4f", q, c2[0], c2[1], e2[0], e2[1]);
+    }
     xb_model_free(m);
 }
 

@@ -240,7 +240,7 @@ typedef struct chunk_stats_ { int64_t adc_conv, adc_clip, dac_conv, dac_clip, re
  * row stride ldx; column c is divided by div[c] (NULL: by xm) before the DAC.  DAC into the planes Xp
  * (m x P*nc, plane p in columns p*nc ..), the signals sig (S*ro x P*nc) and, for column ADCs, sigN (S*nN x
  * P*nc) with read noise, then the ADCs; csum gets the column sums of the planes (column ADC with a digital
- * reference).  main: counts DAC and ADC conversions (re-reads of bound management do not).  ccnt/hit (may
+ * reference).  main: counts DAC and ADC conversions and clips (re-reads of bound management do not).  ccnt/hit (may
  * be NULL): per column clip counts and saturation flags.  cal != NULL: the signals are sampled before the
  * ADC and 1 is returned (no ADC). */
 static int rt_read_(xb_xnet *xn, xlayer *l, const float *x, int ldx, int nc, int i0, int m, int pass, float xm,
@@ -326,9 +326,9 @@ static int rt_read_(xb_xnet *xn, xlayer *l, const float *x, int ldx, int nc, int
             }
         }
         if (cal) { xl_cal_add(cal, sig, (int64_t)SR * PN); return 1; }
-        if (main) cs->adc_conv += (int64_t)SR * PN;
-        cs->adc_clip += ccnt ? quant_cols_(SR, P, nc, sig, astep, alo, atop, ccnt, hit)
-                             : quant_((int64_t)SR * PN, sig, astep, alo, atop);
+        const int64_t t = ccnt ? quant_cols_(SR, P, nc, sig, astep, alo, atop, ccnt, hit)
+                               : quant_((int64_t)SR * PN, sig, astep, alo, atop);
+        if (main) { cs->adc_conv += (int64_t)SR * PN; cs->adc_clip += t; }
     } else {
         if (nN) {
             gemm_(SN, PN, m, l->Nm + i0, k, Xp, PN, sigN, PN);
@@ -342,18 +342,19 @@ static int rt_read_(xb_xnet *xn, xlayer *l, const float *x, int ldx, int nc, int
             if (nN) xl_cal_add(cal, sigN, (int64_t)SN * PN);
             return 1;
         }
-        if (main) cs->adc_conv += (int64_t)(SR + SN) * PN;
-        cs->adc_clip += ccnt ? quant_cols_(SR, P, nc, sig, astep, alo, atop, ccnt, hit)
-                             : quant_((int64_t)SR * PN, sig, astep, alo, atop);
-        if (nN) cs->adc_clip += ccnt ? quant_cols_(SN, P, nc, sigN, astep, alo, atop, ccnt, hit)
-                                     : quant_((int64_t)SN * PN, sigN, astep, alo, atop);
+        int64_t t = ccnt ? quant_cols_(SR, P, nc, sig, astep, alo, atop, ccnt, hit)
+                         : quant_((int64_t)SR * PN, sig, astep, alo, atop);
+        if (nN) t += ccnt ? quant_cols_(SN, P, nc, sigN, astep, alo, atop, ccnt, hit)
+                          : quant_((int64_t)SN * PN, sigN, astep, alo, atop);
+        if (main) { cs->adc_conv += (int64_t)(SR + SN) * PN; cs->adc_clip += t; }
     }
     return 0;
 }
 
 /* Bound management (iterative): the columns whose ADC saturated in this read of row tile [i0, i0+m) are
  * read again with their input halved, up to max_steps times, and their signals (and column sums) replaced
- * by the new ADC results times 2^step; the clip count keeps only the conversions that are used. */
+ * by the new ADC results times 2^step unless the new read clipped more conversions (then the column keeps
+ * its read and stops); the clip count keeps only the conversions that are used. */
 static void bound_retry_(xb_xnet *xn, xlayer *l, const float *x, int ncols, int64_t c0, int nc, int i0, int m,
                          int pass, float xm, const float *colx, float *Xp, float *X2, float *sig, float *sigN,
                          float *var, float *csum, float *z, float *ex, xb_rng *rng, xb_normal8 *ng, chunk_stats_ *cs,
@@ -385,6 +386,10 @@ static void bound_retry_(xb_xnet *xn, xlayer *l, const float *x, int ncols, int6
         const int PL = P * ncl;
         for (int cc = 0; cc < ncl; cc++) {
             const int c = idx[cc];
+            if (cnt2[cc] > ccnt[c]) { /* worse (bit-serial planes: the halved code's lower digits grow) */
+                hit2[cc] = 0;
+                continue;
+            }
             cs->adc_clip += cnt2[cc] - ccnt[c];
             ccnt[c] = cnt2[cc];
             for (int p = 0; p < P; p++) {
