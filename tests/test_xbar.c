@@ -1075,6 +1075,414 @@ static void test_xeval(void **state) {
     xb_model_free(m);
 }
 
+/* ---- aihwkit's periphery options: per-vector input scaling, ADC bound management, per-column drift
+ * compensation (parsing, printing, and what each does to the products) ----------------------------- */
+
+/* the stats of mapped layer li after one forward of n tiny inputs x (8 x n, image-major) */
+static float *tiny_forward_(const xb_hw *hw, xb_model *m, int n, const float *x, xb_xlayer_stats *st) {
+    xb_xnet *xn = xnet_(hw, m, 1);
+    float *y = forward_hw_(xn, m, n, x);
+    if (st) xb_xnet_layer_stats(xn, 0, st);
+    xb_xnet_free(xn);
+    return y;
+}
+
+/* relative Frobenius error of a (n x 4 logits) against the float product of the tiny model */
+static double tiny_err_(const float *y, const float *w, int n, const float *x) {
+    double e2 = 0, r2 = 0;
+    for (int img = 0; img < n; img++)
+        for (int j = 0; j < 4; j++) {
+            double ref = 0;
+            for (int i = 0; i < 8; i++) ref += (double)w[j * 8 + i] * x[img * 8 + i];
+            e2 += (y[img * 4 + j] - ref) * (y[img * 4 + j] - ref);
+            r2 += ref * ref;
+        }
+    return sqrt(e2 / r2);
+}
+
+static void test_periphery_options_config(void **state) {
+    (void)state;
+    xb_hw h = hw_("[input]\ndac_bits = 4\ninput_scaling = vector\n[output]\nadc_bits = 6\nbound_management = iterative\n"
+                  "bound_management_max_steps = 5\n[device]\ndrift_nu = 0.05\ndrift_compensation = column\n");
+    assert_int_equal(h.input_scaling, XB_INSCALE_VECTOR);
+    assert_int_equal(h.bound_management, XB_BM_ITERATIVE);
+    assert_int_equal(h.bound_management_max_steps, 5);
+    assert_int_equal(h.drift_compensation, XB_DRIFTCOMP_COLUMN);
+    assert_false(xb_hw_needs_calibration(&h) && h.adc_range != XB_RANGE_CALIBRATED); /* no input range to set */
+    /* the printed config parses back to the same struct; the JSON names the values */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    xb_hw_print(&h, f, 0);
+    fclose(f);
+    xb_hw h2 = hw_(buf);
+    free(buf);
+    assert_memory_equal(&h, &h2, sizeof h);
+    f = open_memstream(&buf, &len);
+    xb_hw_print(&h, f, 1);
+    fclose(f);
+    cJSON *j = cJSON_Parse(buf);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "device"), "drift_compensation")->valuestring, "column");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "input"), "input_scaling")->valuestring, "vector");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "output"), "bound_management")->valuestring,
+                        "iterative");
+    cJSON_Delete(j);
+    free(buf);
+    /* the boolean spellings of drift_compensation stay: true/1/yes global, false/0/no none */
+    const char *sp[] = {"true", "1", "yes", "global", "false", "0", "no", "none"};
+    for (int i = 0; i < 8; i++) {
+        char t[96];
+        snprintf(t, sizeof t, "[device]\ndrift_compensation = %s\n", sp[i]);
+        assert_int_equal(hw_(t).drift_compensation, i < 4 ? XB_DRIFTCOMP_GLOBAL : XB_DRIFTCOMP_NONE);
+    }
+    /* refused: names the file:line or the key, with a HINT */
+    const char *bad[][2] = {
+        {"[device]\ndrift_compensation = columns\n", "test.cfg:2"},
+        {"[input]\ninput_scaling = row\n", "test.cfg:2"},
+        {"[output]\nbound_management = iterative\n", "needs an ADC"},
+        {"[output]\nadc_bits = 6\nbound_management_max_steps = 4\n", "would be ignored"},
+        {"[output]\nadc_bits = 6\nbound_management = iterative\nbound_management_max_steps = 0\n", "test.cfg:4"},
+        {"[input]\ndac_bits = 4\ninput_scaling = vector\ninput_range = fixed\ninput_full_scale = 2\n", "fixed"},
+        {"[input]\ndac_bits = 4\ninput_scaling = vector\ninput_percentile = 99\n", "input_percentile"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        xb_hw hb;
+        assert_int_equal(xb_hw_parse_string(bad[i][0], strlen(bad[i][0]), "test.cfg", &hb), XB_ERR_CONFIG);
+        if (!strstr(xb_last_error(), bad[i][1]) || !strstr(xb_last_error(), "HINT"))
+            fail_msg("config %zu: '%s' lacks '%s' or a HINT", i, xb_last_error(), bad[i][1]);
+    }
+}
+
+static void test_input_scaling_vector(void **state) {
+    (void)state;
+    float w[32];
+    xb_rng r;
+    xb_rng_seed(&r, 21, "test");
+    for (int i = 0; i < 32; i++) w[i] = (float)(2 * xb_rng_uniform(&r) - 1);
+    xb_model *m = tiny_(w);
+    enum { n = 6 };
+    float x[n * 8], x2[n * 8];
+    for (int i = 0; i < n * 8; i++) x[i] = (float)(2 * xb_rng_uniform(&r) - 0.7);
+    const float alpha[n] = {1, 7.3f, 1, 0.013f, 1, 2.5e3f};
+    for (int img = 0; img < n; img++)
+        for (int i = 0; i < 8; i++) x2[img * 8 + i] = alpha[img] * x[img * 8 + i];
+    /* 2 row tiles (rows = 4); a coarse 3-bit DAC on the fast path; 1-bit DAC planes of 4-bit inputs into a
+     * 10-bit ADC with a fixed full scale (signals are in units of the vector's own maximum) on the tiled
+     * path, both ADC signals */
+    const char *cfgs[] = {
+        "[tile]\nrows = 4\ncols = 4\n[input]\ndac_bits = 3\ninput_scaling = vector\n",
+        "[tile]\nrows = 4\ncols = 4\n[mapping]\ng_min_s = 0\ng_max_s = 1e-6\n[input]\ndac_bits = 1\nbit_serial = true\n"
+        "input_bits = 4\ninput_scaling = vector\nv_read_v = 1\n[output]\nadc_bits = 10\nadc_range = fixed\n"
+        "adc_full_scale_a = 4e-6\n",
+        "[tile]\nrows = 4\ncols = 4\n[mapping]\nscheme = offset\nreference = digital\n[input]\ndac_bits = 2\n"
+        "bit_serial = true\ninput_bits = 6\ninput_scaling = vector\n[output]\nadc_bits = 12\nadc_signal = column\n"
+        "adc_range = worst_case\n",
+    };
+    for (size_t q = 0; q < sizeof cfgs / sizeof *cfgs; q++) {
+        xb_hw hw = hw_(cfgs[q]);
+        assert_false(xb_hw_needs_calibration(&hw));
+        xb_xlayer_stats s1, s2;
+        float *y1 = tiny_forward_(&hw, m, n, x, &s1), *y2 = tiny_forward_(&hw, m, n, x2, &s2);
+        for (int img = 0; img < n; img++)
+            for (int j = 0; j < 4; j++) {
+                double a = y2[img * 4 + j], b = alpha[img] * (double)y1[img * 4 + j];
+                double sc = 1e-30;
+                for (int jj = 0; jj < 4; jj++) sc = fmax(sc, fabs(alpha[img] * (double)y1[img * 4 + jj]));
+                if (fabs(a - b) > 1e-5 * sc)
+                    fail_msg("config %zu, image %d, output %d: %.8g, want %g x %.8g", q, img, j, a, alpha[img],
+                             y1[img * 4 + j]);
+            }
+        assert_int_equal(s1.dac_clipped + s2.dac_clipped, 0);
+        if (q == 0) assert_true(tiny_err_(y1, w, n, x) > 1e-3); /* the DAC is coarse: not the float product */
+        free(y1);
+        free(y2);
+    }
+    /* an input beyond a fixed layer range clips; scaled per vector it does not, and the error is smaller */
+    xb_hw hl = hw_("[tile]\nrows = 4\ncols = 4\n[input]\ndac_bits = 6\ninput_range = fixed\ninput_full_scale = 1\n");
+    xb_hw hv = hw_("[tile]\nrows = 4\ncols = 4\n[input]\ndac_bits = 6\ninput_scaling = vector\n");
+    xb_xlayer_stats sl, sv;
+    float *yl = tiny_forward_(&hl, m, n, x2, &sl), *yv = tiny_forward_(&hv, m, n, x2, &sv);
+    double el = tiny_err_(yl, w, n, x2), ev = tiny_err_(yv, w, n, x2);
+    if (!(sl.dac_clipped > 0 && sv.dac_clipped == 0 && ev < 0.5 * el))
+        fail_msg("layer: %lld clipped, error %.4g; vector: %lld clipped, error %.4g", (long long)sl.dac_clipped, el,
+                 (long long)sv.dac_clipped, ev);
+    free(yl);
+    free(yv);
+    xb_model_free(m);
+    /* ideal devices and converters: the float network, whatever the scaling */
+    m = model_("lenet5", 22);
+    float *xi = images_(m, 5, 23), *ys = forward_sw_(m, 5, xi);
+    xb_hw hi = hw_("[tile]\nrows = 16\ncols = 16\n[input]\ninput_scaling = vector\n");
+    float *yh = forward_cfg_(&hi, m, 5, xi, 1);
+    CHECK_CLOSE("ideal, input_scaling = vector", yh, ys, 5 * 10, 1e-5);
+    free(yh);
+    hi = hw_("[tile]\nrows = 16\ncols = 16\n[input]\ndac_bits = 16\ninput_scaling = vector\n");
+    yh = forward_cfg_(&hi, m, 5, xi, 1);
+    CHECK_CLOSE("16-bit DAC, input_scaling = vector", yh, ys, 5 * 10, 1e-3);
+    free(yh);
+    free(xi);
+    free(ys);
+    xb_model_free(m);
+}
+
+static void test_bound_management(void **state) {
+    (void)state;
+    float w[32];
+    xb_rng r;
+    xb_rng_seed(&r, 24, "test");
+    for (int i = 0; i < 32; i++) w[i] = (float)(2 * xb_rng_uniform(&r) - 1);
+    w[0] = 1;
+    xb_model *m = tiny_(w);
+    enum { n = 64 };
+    float x[n * 8];
+    for (int i = 0; i < n * 8; i++) x[i] = (float)(2 * xb_rng_uniform(&r) - 1);
+    /* g_unit = 1 uS at 0.5 V: 4 rows of |code| <= 1 at full-scale inputs give signals up to 4 code units; the
+     * ADC's full scale is 1 code unit (0.5 uA), so many conversions saturate */
+    const char *base = "[tile]\nrows = 4\ncols = 4\n[mapping]\ng_min_s = 0\ng_max_s = 1e-6\n[input]\ndac_bits = 8\n"
+                       "v_read_v = 0.5\ninput_range = fixed\ninput_full_scale = 1\n[output]\nadc_bits = 8\n"
+                       "adc_range = fixed\n%s%s";
+    char t[3][512];
+    snprintf(t[0], sizeof t[0], base, "adc_full_scale_a = 0.15e-6\n", "");
+    snprintf(t[1], sizeof t[1], base, "adc_full_scale_a = 0.15e-6\n", "bound_management = iterative\n");
+    snprintf(t[2], sizeof t[2], base, "adc_full_scale_a = 0.15e-6\n",
+             "bound_management = iterative\nbound_management_max_steps = 1\n");
+    double clip[3], err[3];
+    int64_t reruns[3];
+    for (int q = 0; q < 3; q++) {
+        xb_hw hw = hw_(t[q]);
+        xb_xlayer_stats s;
+        float *y = tiny_forward_(&hw, m, n, x, &s);
+        clip[q] = (double)s.adc_clipped / (double)s.adc_conversions;
+        err[q] = tiny_err_(y, w, n, x);
+        reruns[q] = s.adc_reruns;
+        free(y);
+    }
+    print_message("bound management: clipped %.4f / %.4f / %.4f, error %.4f / %.4f / %.4f, re-reads %lld / %lld\n",
+                  clip[0], clip[2], clip[1], err[0], err[2], err[1], (long long)reruns[2], (long long)reruns[1]);
+    if (!(reruns[0] == 0 && reruns[1] > reruns[2] && reruns[2] > 0 && clip[1] < 0.5 * clip[0] && clip[2] < clip[0] &&
+          err[1] < 0.5 * err[0] && err[2] < err[0]))
+        fail_msg("bound management did not help: clipped %.4f -> %.4f (1 step %.4f), error %.4f -> %.4f (1 step %.4f)",
+                 clip[0], clip[1], clip[2], err[0], err[1], err[2]);
+    /* a full scale nothing reaches: no re-reads and the same outputs as without management */
+    snprintf(t[0], sizeof t[0], base, "adc_full_scale_a = 4e-6\n", "");
+    snprintf(t[1], sizeof t[1], base, "adc_full_scale_a = 4e-6\n", "bound_management = iterative\n");
+    xb_hw h0 = hw_(t[0]), h1 = hw_(t[1]);
+    xb_xlayer_stats s0, s1;
+    float *y0 = tiny_forward_(&h0, m, n, x, &s0), *y1 = tiny_forward_(&h1, m, n, x, &s1);
+    assert_int_equal(s0.adc_clipped, 0);
+    assert_int_equal(s1.adc_reruns, 0);
+    assert_memory_equal(y0, y1, n * 4 * sizeof(float));
+    free(y0);
+    free(y1);
+    /* column ADCs (the N side, the reference column and the digital reference's input sum re-read too), with
+     * per-vector input scaling; then bit-serial planes, where halving the input moves code bits into the
+     * lower planes: management must never clip more than none */
+    const char *cols[] = {"", "scheme = offset\nreference = column\n", "scheme = offset\nreference = digital\n"};
+    for (int q = 0; q < 6; q++) {
+        double e2[2], c2[2];
+        for (int bm = 0; bm < 2; bm++) {
+            char tx[768];
+            snprintf(tx, sizeof tx, "[tile]\nrows = 4\ncols = 4\n[mapping]\ng_min_s = 0\ng_max_s = 1e-6\n%s[input]\n"
+                     "%sv_read_v = 0.5\ninput_scaling = vector\n[output]\n"
+                     "adc_bits = 10\nadc_signal = column\nadc_range = fixed\nadc_full_scale_a = %s\n%s", cols[q % 3],
+                     q < 3 ? "dac_bits = 8\n" : "dac_bits = 2\nbit_serial = true\ninput_bits = 8\n",
+                     q < 3 ? "0.6e-6" : "0.3e-6", bm ? "bound_management = iterative\nbound_management_max_steps = 4\n" : "");
+            xb_hw hw = hw_(tx);
+            xb_xlayer_stats s;
+            float *y = tiny_forward_(&hw, m, n, x, &s);
+            c2[bm] = (double)s.adc_clipped / (double)s.adc_conversions;
+            e2[bm] = tiny_err_(y, w, n, x);
+            assert_true(bm ? s.adc_reruns > 0 : s.adc_reruns == 0);
+            free(y);
+        }
+        print_message("column ADC %d: clipped %.4f -> %.4f, error %.4f -> %.4f\n", q, c2[0], c2[1], e2[0], e2[1]);
+        if (q < 3 ? !(c2[1] < 0.5 * c2[0] && e2[1] < 0.5 * e2[0]) : !(c2[0] > 0 && c2[1] <= c2[0] && e2[1] < e2[0]))
+            fail_msg("column ADC %d: clipped %.4f -> %.4f, error %.4f -> %.4f", q, c2[0], c2[1], e2[0], e2[1]);
+    }
+    xb_model_free(m);
+}
+
+static double weff_err_(const xb_hw *hw, xb_model *m) {
+    xb_xnet *xn = xnet_(hw, m, 3);
+    double e2 = 0, r2 = 0;
+    for (int li = 0; li < xb_xnet_n_layers(xn); li++) {
+        int p, ro, k;
+        xb_model_mapped_info(m, li, NULL, &p, &ro, &k);
+        const float *w = xb_model_params(m) + xb_model_param(m, p)->offset, *we = xb_xnet_effective_weights(xn, li, 0);
+        for (int i = 0; i < ro * k; i++) {
+            e2 += ((double)we[i] - w[i]) * ((double)we[i] - w[i]);
+            r2 += (double)w[i] * w[i];
+        }
+    }
+    xb_xnet_free(xn);
+    return sqrt(e2 / r2);
+}
+
+static void test_drift_compensation_column(void **state) {
+    (void)state;
+    xb_model *m = model_("lenet5", 25);
+    const char *fmt = "[tile]\nrows = 32\ncols = 32\n[device]\ndrift_nu = 0.06\ndrift_nu_sigma = %s\ndrift_t_s = 1e5\n"
+                      "drift_t0_s = 1\nstuck_at_gmin_rate = %s\ndrift_compensation = %s\n";
+    double e[2][3];
+    const char *modes[] = {"none", "global", "column"};
+    for (int sp = 0; sp < 2; sp++)
+        for (int q = 0; q < 3; q++) {
+            char t[512];
+            snprintf(t, sizeof t, fmt, sp ? "0.04" : "0", "0", modes[q]);
+            xb_hw hw = hw_(t);
+            e[sp][q] = weff_err_(&hw, m);
+        }
+    print_message("drift, relative error of the effective weights: no spread %.3g / %.3g / %.3g, spread 0.04 "
+                  "%.3g / %.3g / %.3g (none / global / column)\n", e[0][0], e[0][1], e[0][2], e[1][0], e[1][1], e[1][2]);
+    /* no spread: every cell drifts by the same factor, both compensations undo it */
+    if (!(e[0][0] > 0.3 && e[0][1] < 1e-6 && e[0][2] < 1e-6)) fail_msg("no spread: %.3g %.3g %.3g", e[0][0], e[0][1], e[0][2]);
+    /* spread: the measured per-column factor beats the nominal global one (which, biased low by the spread's
+     * mean of (t/t0)^-nu, can be worse than none) */
+    if (!(e[1][2] < 0.95 * e[1][1] && e[1][2] < e[1][0])) fail_msg("spread: %.3g %.3g %.3g", e[1][0], e[1][1], e[1][2]);
+    /* the tiled path applies the same factors after its ADCs: with a fine ADC it reads what the fast path reads */
+    const int n = 4;
+    float *x = images_(m, n, 26);
+    xb_hw hf = hw_("[tile]\nrows = 32\ncols = 32\n[device]\ndrift_nu = 0.06\ndrift_nu_sigma = 0.02\ndrift_t_s = 1e5\n"
+                   "drift_compensation = column\n");
+    xb_hw ht = hf;
+    ht.adc_bits = 16;
+    ht.adc_range = XB_RANGE_WORST_CASE;
+    ht.input_scaling = XB_INSCALE_VECTOR;
+    float *yf = forward_cfg_(&hf, m, n, x, 3), *yt = forward_cfg_(&ht, m, n, x, 3);
+    CHECK_CLOSE("column drift compensation, tiled vs fast", yt, yf, n * 10, 2e-3);
+    free(yf);
+    free(yt);
+    free(x);
+    xb_model_free(m);
+}
+
+/* ---- the read-noise generator and the fused noisy product -------------------------------------------- */
+
+static void test_normal8_statistics(void **state) {
+    (void)state;
+    /* moments 1..4 and the ziggurat's tail (|z| > r = 3.44262, drawn by the slow path) against N(0, 1), with
+     * 5-sigma bounds from the sample size; the scalar reference generator through the same checks */
+    const int64_t n = xbt_sanitized() ? 1 << 20 : 1 << 23;
+    float *z = malloc((size_t)n * sizeof(float));
+    const double r = 3.442620, ptail = erfc(r / sqrt(2.0));
+    for (int gen = 0; gen < 2; gen++) {
+        xb_rng rng;
+        xb_rng_seed(&rng, 31, "test");
+        if (gen == 0) {
+            xb_normal8 g;
+            xb_normal8_init(&g, &rng);
+            /* in odd pieces, as the kernels ask for them */
+            for (int64_t i = 0; i < n;) {
+                int64_t b = 1 + (i * 7919) % 300;
+                if (b > n - i) b = n - i;
+                xb_normal8_fill(&g, b, z + i);
+                i += b;
+            }
+        } else {
+            xb_normal_fill(&rng, n, z);
+        }
+        double m1 = 0, m2 = 0, m3 = 0, m4 = 0;
+        int64_t tail = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double v = z[i];
+            m1 += v; m2 += v * v; m3 += v * v * v; m4 += v * v * v * v;
+            tail += fabs(v) > r;
+        }
+        m1 /= n; m2 /= n; m3 /= n; m4 /= n;
+        const double sn = sqrt((double)n);
+        /* standard errors: mean 1, variance sqrt(2), third moment sqrt(15), fourth sqrt(96) over sqrt(n) */
+        print_message("%s: mean %.2e, var %.5f, m3 %.2e, m4 %.4f, tail %.3e (want %.3e)\n",
+                      gen ? "xb_normal_fill" : "xb_normal8", m1, m2, m3, m4, (double)tail / n, ptail);
+        if (fabs(m1) > 5 / sn || fabs(m2 - 1) > 5 * sqrt(2.0) / sn || fabs(m3) > 5 * sqrt(15.0) / sn ||
+            fabs(m4 - 3) > 5 * sqrt(96.0) / sn || fabs((double)tail - ptail * n) > 5 * sqrt(ptail * n))
+            fail_msg("generator %d: mean %.3g var %.5f m3 %.3g m4 %.4f tail %lld (want %.1f)", gen, m1, m2, m3, m4,
+                     (long long)tail, ptail * n);
+    }
+    /* xb_normal8_add: sig += sqrt(max(var, 0)) z; negative variances add nothing */
+    xb_rng rng;
+    xb_rng_seed(&rng, 32, "test");
+    xb_normal8 g;
+    xb_normal8_init(&g, &rng);
+    float var[37], sig[37];
+    for (int i = 0; i < 37; i++) { var[i] = i % 3 == 0 ? -1.0f : 4.0f; sig[i] = 1.0f; }
+    xb_normal8_add(&g, 37, var, sig);
+    for (int i = 0; i < 37; i++) if (i % 3 == 0) assert_true(sig[i] == 1.0f); else assert_true(sig[i] != 1.0f);
+    free(z);
+}
+
+/* The fast path's fused product with read noise on a layer of several output groups and column blocks (10
+ * outputs, 70 inputs, 37 columns: groups of 4 and blocks of 32 with tails): every output's mean is the float
+ * product and its variance sum_i x_i^2 sigma^2 (G+^2 + G-^2) / g_unit^2, outputs independent. */
+static void test_read_noise_fused(void **state) {
+    (void)state;
+    static const char cfg[] = "[net]\nname = wide\ninput = 1x1x70\nclasses = 10\n[flatten f]\n[linear fc]\n"
+                              "out_features = 10\nbias = false\n";
+    char path[512];
+    xbt_path(path, sizeof path, "wide.cfg");
+    xbt_write_file(path, cfg, strlen(cfg));
+    xb_model *m = model_(path, 1);
+    float *w = xb_model_params(m) + xb_model_find_param(m, "fc.weight")->offset;
+    xb_rng r;
+    xb_rng_seed(&r, 33, "test");
+    for (int i = 0; i < 700; i++) w[i] = (float)(2 * xb_rng_uniform(&r) - 1);
+    w[0] = 1.0f;
+    enum { NC = 37 };
+    float x[NC * 70];
+    for (int i = 0; i < NC * 70; i++) x[i] = (float)(2 * xb_rng_uniform(&r) - 1);
+    for (int i = 0; i < 70; i++) x[5 * 70 + i] = 0; /* an all-zero input vector: no noise at all */
+    xb_hw hw = hw_("[tile]\nrows = 32\ncols = 8\n[device]\nread_noise_sigma = 0.1\n");
+    xb_xnet *xn = xnet_(&hw, m, 1);
+    xb_xnet_attach(xn);
+    assert_int_equal(xb_model_set_batch(m, NC), XB_OK);
+    xb_model_train_mode(m, 0);
+    const int M = xbt_sanitized() ? 300 : 1500;
+    double *s1 = calloc(NC * 10, sizeof(double)), *s2 = calloc(NC * 10, sizeof(double)), s01 = 0;
+    float y[NC * 10];
+    for (int it = 0; it < M; it++) {
+        assert_int_equal(xb_model_forward(m, NC, x, y, NULL), XB_OK);
+        for (int i = 0; i < NC * 10; i++) { s1[i] += y[i]; s2[i] += (double)y[i] * y[i]; }
+        s01 += (double)y[0] * y[1];
+    }
+    xb_xnet_detach(xn);
+    const double sig = 0.1, gmin = hw.g_min_s, dg = hw.g_max_s - hw.g_min_s;
+    double zsum = 0, zmax = 0, vr_sum = 0;
+    int nv = 0;
+    for (int c = 0; c < NC; c++)
+        for (int j = 0; j < 10; j++) {
+            double mean = 0, var = 0;
+            for (int i = 0; i < 70; i++) {
+                double wv = w[j * 70 + i], gp = gmin + dg * (wv > 0 ? wv : 0), gn = gmin + dg * (wv < 0 ? -wv : 0);
+                mean += x[c * 70 + i] * wv;
+                var += (double)x[c * 70 + i] * x[c * 70 + i] * sig * sig * (gp * gp + gn * gn) / (dg * dg);
+            }
+            double em = s1[c * 10 + j] / M, ev = (s2[c * 10 + j] - M * em * em) / (M - 1);
+            if (c == 5) {
+                if (em != 0 || ev != 0) fail_msg("zero input, output %d: mean %.3g var %.3g", j, em, ev);
+                continue;
+            }
+            double zm = (em - mean) / sqrt(var / M);
+            zsum += zm * zm;
+            zmax = fmax(zmax, fabs(zm));
+            vr_sum += ev / var;
+            nv++;
+            if (fabs(ev / var - 1) > 5 * sqrt(2.0 / M)) fail_msg("column %d output %d: var %.5g, want %.5g", c, j, ev, var);
+        }
+    /* the squared z-scores of the means: chi-square with nv degrees of freedom */
+    print_message("fused noisy product: %d outputs, mean z^2 %.3f (max |z| %.2f), mean var/formula %.4f\n", nv,
+                  zsum / nv, zmax, vr_sum / nv);
+    if (fabs(zsum / nv - 1) > 5 * sqrt(2.0 / nv) || zmax > 5.5) fail_msg("means: z^2 %.3f, max |z| %.2f", zsum / nv, zmax);
+    if (fabs(vr_sum / nv - 1) > 5 * sqrt(2.0 / M / nv) + 0.002) fail_msg("pooled variance ratio %.4f", vr_sum / nv);
+    /* outputs 0 and 1 of column 0 are independent */
+    double c01 = s01 / M - (s1[0] / M) * (s1[1] / M), v0 = s2[0] / M - (s1[0] / M) * (s1[0] / M);
+    double v1 = s2[1] / M - (s1[1] / M) * (s1[1] / M);
+    if (fabs(c01) > 5 * sqrt(v0 * v1 / M)) fail_msg("outputs 0 and 1 correlated: %.3g", c01 / sqrt(v0 * v1));
+    free(s1);
+    free(s2);
+    xb_xnet_free(xn);
+    xb_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ideal_equals_software),
@@ -1096,6 +1504,12 @@ int main(void) {
         cmocka_unit_test(test_parasitics),
         cmocka_unit_test(test_fold),
         cmocka_unit_test(test_xeval),
+        cmocka_unit_test(test_periphery_options_config),
+        cmocka_unit_test(test_input_scaling_vector),
+        cmocka_unit_test(test_bound_management),
+        cmocka_unit_test(test_drift_compensation_column),
+        cmocka_unit_test(test_normal8_statistics),
+        cmocka_unit_test(test_read_noise_fused),
     };
     if (getenv("XBT_FILTER")) cmocka_set_test_filter(getenv("XBT_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -24,12 +24,19 @@ static const char *const rounding_names[] = {"nearest", "stochastic", NULL};
 static const char *const pair_names[] = {"split", "sign", NULL};
 static const char *const slice_names[] = {"msb", "lsb", NULL};
 static const char *const refresh_names[] = {"exact", "decoupled", "distortion", NULL};
+static const char *const inscale_names[] = {"layer", "vector", NULL};
+static const char *const bm_names[] = {"none", "iterative", NULL};
+static const char *const dcomp_names[] = {"none", "global", "column", NULL};
+/* drift_compensation also takes the boolean spellings of the configs written before it had three values */
+static const char *const dcomp_spellings[] = {"none", "global", "column", "false", "true", "0", "1", "no", "yes", NULL};
+static const int dcomp_of_spelling[] = {0, 1, 2, 0, 1, 0, 1, 0, 1};
 
 _Static_assert(XB_SCHEME_COUNT == 2 && XB_LAYOUT_COUNT == 2 && XB_REF_COUNT == 2 && XB_WCLIP_COUNT == 2 &&
                XB_SIGNED_COUNT == 2 && XB_RANGE_COUNT == 3 && XB_ADC_SIGNAL_COUNT == 2 && XB_VAR_COUNT == 3 &&
                XB_NOISE_MODE_COUNT == 2 && XB_GCLIP_COUNT == 2 && XB_SOLVER_COUNT == 4 &&
                XB_UPDATE_MODEL_COUNT == 3 && XB_PULSE_ROUNDING_COUNT == 2 && XB_PAIR_UPDATE_COUNT == 2 &&
-               XB_SLICE_UPDATE_COUNT == 2 && XB_REFRESH_SOLVER_COUNT == 3,
+               XB_SLICE_UPDATE_COUNT == 2 && XB_REFRESH_SOLVER_COUNT == 3 && XB_INSCALE_COUNT == 2 &&
+               XB_BM_COUNT == 2 && XB_DRIFTCOMP_COUNT == 3,
                "name tables follow the enums");
 _Static_assert(XB_SOLVE_METHOD_COUNT == 3 && (int)XB_SOLVER_EXACT == (int)XB_SOLVE_EXACT &&
                (int)XB_SOLVER_CHOLMOD == (int)XB_SOLVE_CHOLMOD && (int)XB_SOLVER_DECOUPLED == (int)XB_SOLVE_DECOUPLED &&
@@ -63,6 +70,7 @@ xb_hw xb_hw_default(void) {
     h.adc_range = XB_RANGE_CALIBRATED;
     h.adc_percentile = 100;
     h.calibration_images = 128;
+    h.bound_management_max_steps = 3;
     h.solver = XB_SOLVER_EXACT;
     h.variation_mode = XB_NOISE_RELATIVE;
     h.read_noise_mode = XB_NOISE_RELATIVE;
@@ -81,7 +89,8 @@ int xb_hw_is_ideal(const xb_hw *h) {
 }
 
 int xb_hw_needs_calibration(const xb_hw *h) {
-    return ((h->dac_bits > 0 || h->adc_bits > 0) && h->input_range == XB_RANGE_CALIBRATED) ||
+    return ((h->dac_bits > 0 || h->adc_bits > 0) && h->input_range == XB_RANGE_CALIBRATED &&
+            h->input_scaling == XB_INSCALE_LAYER) ||
            (h->adc_bits > 0 && h->adc_range == XB_RANGE_CALIBRATED) || h->gain_calibration;
 }
 
@@ -201,7 +210,27 @@ xb_status xb_hw_validate(const xb_hw *h) {
             "use input_range = calibrated", p);
     if (!(h->input_percentile > 0 && h->input_percentile <= 100))
         BAD("%s: [input] input_percentile = %g; allowed (0, 100]", p, h->input_percentile);
+    if ((unsigned)h->input_scaling >= XB_INSCALE_COUNT || (unsigned)h->bound_management >= XB_BM_COUNT ||
+        (unsigned)h->drift_compensation >= XB_DRIFTCOMP_COUNT)
+        BAD("%s: input_scaling, bound_management or drift_compensation is out of range. HINT: set them from the names "
+            "in docs/hardware.md", p);
+    if (h->input_scaling == XB_INSCALE_VECTOR && h->input_range == XB_RANGE_FIXED)
+        BAD("%s: [input] input_range = fixed with input_scaling = vector: every input vector is scaled by its own "
+            "maximum, so a fixed range would be ignored. HINT: drop input_range/input_full_scale, or use "
+            "input_scaling = layer", p);
+    if (h->input_scaling == XB_INSCALE_VECTOR && h->input_percentile != 100)
+        BAD("%s: [input] input_percentile = %g with input_scaling = vector: each input vector is scaled by its "
+            "maximum (nothing is calibrated), so the percentile would be ignored. HINT: drop input_percentile, or "
+            "use input_scaling = layer", p, h->input_percentile);
     if (h->adc_bits < 0 || h->adc_bits > 16) BAD("%s: [output] adc_bits = %d; allowed 0..16", p, h->adc_bits);
+    if (h->bound_management_max_steps < 1 || h->bound_management_max_steps > 20)
+        BAD("%s: [output] bound_management_max_steps = %d; allowed 1..20", p, h->bound_management_max_steps);
+    if (h->bound_management == XB_BM_ITERATIVE && h->adc_bits == 0)
+        BAD("%s: [output] bound_management = iterative needs an ADC (adc_bits > 0): it re-reads the input vectors "
+            "whose ADC saturates. HINT: give adc_bits, or drop bound_management", p);
+    if (h->bound_management == XB_BM_NONE && h->bound_management_max_steps != 3)
+        BAD("%s: [output] bound_management_max_steps = %d with bound_management = none would be ignored. HINT: set "
+            "bound_management = iterative, or drop bound_management_max_steps", p, h->bound_management_max_steps);
     if (h->adc_bits > 0) {
         if (h->adc_signal == XB_ADC_DIFFERENCE && h->adc_bits < 2)
             BAD("%s: [output] a signed ADC (adc_signal = difference) needs adc_bits >= 2. HINT: or digitize each "
@@ -396,6 +425,7 @@ static xb_status parse_(xb_ini *ini, xb_hw *h) {
     TRY(get_enum_(ini, s, "input_range", in_range_names, XB_RANGE_CALIBRATED, &e)); h->input_range = (xb_range)e;
     TRY(xb_ini_double(ini, s, "input_full_scale", 0, 0, 0, 1e30, &h->input_full_scale));
     TRY(xb_ini_double(ini, s, "input_percentile", 0, 100, 1e-9, 100, &h->input_percentile));
+    TRY(get_enum_(ini, s, "input_scaling", inscale_names, XB_INSCALE_LAYER, &e)); h->input_scaling = (xb_in_scaling)e;
 
     s = sec_(ini, "output");
     TRY(get_int_(ini, s, "adc_bits", 0, 0, 16, &h->adc_bits));
@@ -405,6 +435,8 @@ static xb_status parse_(xb_ini *ini, xb_hw *h) {
     TRY(xb_ini_double(ini, s, "adc_percentile", 0, 100, 1e-9, 100, &h->adc_percentile));
     TRY(get_int_(ini, s, "calibration_images", 128, 1, 100000, &h->calibration_images));
     TRY(get_enum_(ini, s, "gain_calibration", gain_names, 0, &h->gain_calibration));
+    TRY(get_enum_(ini, s, "bound_management", bm_names, XB_BM_NONE, &e)); h->bound_management = (xb_bound_mgmt)e;
+    TRY(get_int_(ini, s, "bound_management_max_steps", 3, 1, 20, &h->bound_management_max_steps));
 
     s = sec_(ini, "circuit");
     TRY(xb_ini_double(ini, s, "r_wire_ohm", 0, 0, 0, 1e9, &h->circuit.r_wire_ohm));
@@ -425,7 +457,8 @@ static xb_status parse_(xb_ini *ini, xb_hw *h) {
     TRY(xb_ini_double(ini, s, "drift_nu_sigma", 0, 0, 0, 10, &h->drift_nu_sigma));
     TRY(xb_ini_double(ini, s, "drift_t_s", 0, 1, 1e-12, 1e12, &h->drift_t_s));
     TRY(xb_ini_double(ini, s, "drift_t0_s", 0, 1, 1e-12, 1e12, &h->drift_t0_s));
-    TRY(xb_ini_bool(ini, s, "drift_compensation", 0, 0, &h->drift_compensation));
+    TRY(get_enum_(ini, s, "drift_compensation", dcomp_spellings, 0, &e));
+    h->drift_compensation = (xb_drift_comp)dcomp_of_spelling[e];
 
     TRY(parse_update_(ini, sec_(ini, "update"), &h->update));
 
@@ -513,24 +546,27 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
                 scheme_names[h->scheme], layout_names[h->layout], ref_names[h->reference], h->weight_bits,
                 h->bits_per_cell, lv, h->g_min_s, h->g_max_s, wclip_names[h->w_clip], h->w_clip_percentile);
         fprintf(f, "\"input\":{\"dac_bits\":%d,\"bit_serial\":%s,\"input_bits\":%d,\"v_read_v\":%.9g,"
-                   "\"signed_inputs\":\"%s\",\"input_range\":\"%s\",\"input_full_scale\":%.9g,\"input_percentile\":%.9g},",
+                   "\"signed_inputs\":\"%s\",\"input_range\":\"%s\",\"input_full_scale\":%.9g,\"input_percentile\":%.9g,"
+                   "\"input_scaling\":\"%s\"},",
                 h->dac_bits, h->bit_serial ? "true" : "false", h->input_bits, h->v_read_v,
                 signed_names[h->signed_inputs], in_range_names[h->input_range], h->input_full_scale,
-                h->input_percentile);
+                h->input_percentile, inscale_names[h->input_scaling]);
         fprintf(f, "\"output\":{\"adc_bits\":%d,\"adc_signal\":\"%s\",\"adc_range\":\"%s\",\"adc_full_scale_a\":%.9g,"
-                   "\"adc_percentile\":%.9g,\"calibration_images\":%d,\"gain_calibration\":\"%s\"},",
+                   "\"adc_percentile\":%.9g,\"calibration_images\":%d,\"gain_calibration\":\"%s\","
+                   "\"bound_management\":\"%s\",\"bound_management_max_steps\":%d},",
                 h->adc_bits, adc_signal_names[h->adc_signal], adc_range_names[h->adc_range], h->adc_full_scale_a,
-                h->adc_percentile, h->calibration_images, gain_names[h->gain_calibration]);
+                h->adc_percentile, h->calibration_images, gain_names[h->gain_calibration],
+                bm_names[h->bound_management], h->bound_management_max_steps);
         fprintf(f, "\"circuit\":{\"r_wire_ohm\":%.9g,\"r_driver_ohm\":%.9g,\"r_sense_ohm\":%.9g,\"solver\":\"%s\"},",
                 h->circuit.r_wire_ohm, h->circuit.r_driver_ohm, h->circuit.r_sense_ohm, solver_names[h->solver]);
         fprintf(f, "\"device\":{\"variation\":\"%s\",\"variation_sigma\":%.9g,\"variation_mode\":\"%s\","
                    "\"variation_clip\":\"%s\",\"read_noise_sigma\":%.9g,\"read_noise_mode\":\"%s\","
                    "\"stuck_at_gmin_rate\":%.9g,\"stuck_at_gmax_rate\":%.9g,\"drift_nu\":%.9g,\"drift_nu_sigma\":%.9g,"
-                   "\"drift_t_s\":%.9g,\"drift_t0_s\":%.9g,\"drift_compensation\":%s},",
+                   "\"drift_t_s\":%.9g,\"drift_t0_s\":%.9g,\"drift_compensation\":\"%s\"},",
                 var_names[h->variation], h->variation_sigma, mode_names[h->variation_mode],
                 gclip_names[h->variation_clip], h->read_noise_sigma, mode_names[h->read_noise_mode],
                 h->stuck_at_gmin_rate, h->stuck_at_gmax_rate, h->drift_nu, h->drift_nu_sigma, h->drift_t_s,
-                h->drift_t0_s, h->drift_compensation ? "true" : "false");
+                h->drift_t0_s, dcomp_names[h->drift_compensation]);
         print_update_(&h->update, f, 1);
         fprintf(f, ",\"ideal\":%s}", xb_hw_is_ideal(h) ? "true" : "false");
         return;
@@ -548,13 +584,15 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
     fprintf(f, "g_min_s = %.9g\ng_max_s = %.9g\nw_clip = %s\nw_clip_percentile = %.9g\n", h->g_min_s, h->g_max_s,
             wclip_names[h->w_clip], h->w_clip_percentile);
     fprintf(f, "\n[input]\ndac_bits = %d\nbit_serial = %s\ninput_bits = %d\nv_read_v = %.9g\nsigned_inputs = %s\n"
-               "input_range = %s\ninput_full_scale = %.9g\ninput_percentile = %.9g\n",
+               "input_range = %s\ninput_full_scale = %.9g\ninput_percentile = %.9g\ninput_scaling = %s\n",
             h->dac_bits, h->bit_serial ? "true" : "false", h->input_bits, h->v_read_v, signed_names[h->signed_inputs],
-            in_range_names[h->input_range], h->input_full_scale, h->input_percentile);
+            in_range_names[h->input_range], h->input_full_scale, h->input_percentile, inscale_names[h->input_scaling]);
     fprintf(f, "\n[output]\nadc_bits = %d\nadc_signal = %s\nadc_range = %s\nadc_full_scale_a = %.9g\n"
-               "adc_percentile = %.9g\ncalibration_images = %d\ngain_calibration = %s\n",
+               "adc_percentile = %.9g\ncalibration_images = %d\ngain_calibration = %s\nbound_management = %s\n"
+               "bound_management_max_steps = %d\n",
             h->adc_bits, adc_signal_names[h->adc_signal], adc_range_names[h->adc_range], h->adc_full_scale_a,
-            h->adc_percentile, h->calibration_images, gain_names[h->gain_calibration]);
+            h->adc_percentile, h->calibration_images, gain_names[h->gain_calibration], bm_names[h->bound_management],
+            h->bound_management_max_steps);
     fprintf(f, "\n[circuit]\nr_wire_ohm = %.9g\nr_driver_ohm = %.9g\nr_sense_ohm = %.9g\nsolver = %s\n",
             h->circuit.r_wire_ohm, h->circuit.r_driver_ohm, h->circuit.r_sense_ohm, solver_names[h->solver]);
     fprintf(f, "\n[device]\nvariation = %s\nvariation_sigma = %.9g\nvariation_mode = %s\nvariation_clip = %s\n"
@@ -562,6 +600,6 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
                "drift_nu = %.9g\ndrift_nu_sigma = %.9g\ndrift_t_s = %.9g\ndrift_t0_s = %.9g\ndrift_compensation = %s\n",
             var_names[h->variation], h->variation_sigma, mode_names[h->variation_mode], gclip_names[h->variation_clip],
             h->read_noise_sigma, mode_names[h->read_noise_mode], h->stuck_at_gmin_rate, h->stuck_at_gmax_rate,
-            h->drift_nu, h->drift_nu_sigma, h->drift_t_s, h->drift_t0_s, h->drift_compensation ? "true" : "false");
+            h->drift_nu, h->drift_nu_sigma, h->drift_t_s, h->drift_t0_s, dcomp_names[h->drift_compensation]);
     print_update_(&h->update, f, 0);
 }

@@ -101,6 +101,7 @@ static void stats_add_(xb_xlayer_stats *a, const xb_xlayer_stats *s, int first) 
     a->stuck_gmin += s->stuck_gmin; a->stuck_gmax += s->stuck_gmax; a->g_clipped += s->g_clipped;
     a->adc_conversions += s->adc_conversions; a->adc_clipped += s->adc_clipped;
     a->dac_conversions += s->dac_conversions; a->dac_clipped += s->dac_clipped;
+    a->adc_reruns += s->adc_reruns;
     a->err_sq += s->err_sq; a->ref_sq += s->ref_sq;
     a->program_s += s->program_s; a->forward_s += s->forward_s;
     a->input_full_scale += s->input_full_scale; a->adc_full_scale_a += s->adc_full_scale_a;

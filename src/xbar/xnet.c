@@ -65,16 +65,6 @@ static int pow2_floor_(int64_t v) {
     return p;
 }
 
-/* floats of the per-thread chunk buffer a layer needs */
-static size_t layer_tbuf_(const xb_xnet *xn, const xlayer *l) {
-    size_t ch = (size_t)l->ch, P = (size_t)xn->planes, S = (size_t)l->g.slices;
-    size_t ro = (size_t)l->rows_out, R = (size_t)l->g.R, N = (size_t)(l->nN > l->rows_out ? l->nN : l->rows_out);
-    /* xq, x2, var, var_ref, z */
-    if (!l->tiled) return 2 * (size_t)l->k * ch + ro * ch + (size_t)l->g.ct * ch + ch;
-    /* Xp, Xp2, sig, sigN, var, colsum, z; then, 8-byte aligned, the shift-add's int64 acc and double reference */
-    return 2 * R * P * ch + S * ro * P * ch + 2 * S * N * P * ch + 2 * P * ch + 2 * ro * ch + 2 * ch + 2;
-}
-
 xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
     *out = NULL;
     xb_status st = xb_hw_validate(hw);
@@ -108,8 +98,10 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
     xn->first_xl = xb_calloc((size_t)(nm + 1) * sizeof(int));
     xn->planes = hw->bit_serial ? (hw->input_bits + hw->dac_bits - 1) / hw->dac_bits : 1;
     xn->in_bits = hw->bit_serial ? hw->input_bits : hw->dac_bits;
+    xn->vec = hw->input_scaling == XB_INSCALE_VECTOR;
+    xn->bm = hw->bound_management == XB_BM_ITERATIVE && hw->adc_bits > 0;
     int quant_in = hw->dac_bits > 0, adc = hw->adc_bits > 0;
-    xn->need_x = (quant_in || adc) && hw->input_range == XB_RANGE_CALIBRATED;
+    xn->need_x = (quant_in || adc) && hw->input_range == XB_RANGE_CALIBRATED && !xn->vec;
     xn->need_fs = adc && hw->adc_range == XB_RANGE_CALIBRATED;
     xn->need_gain = hw->gain_calibration;
     xn->parasitic = hw->solver != XB_SOLVER_NONE &&
@@ -159,6 +151,11 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
             l->nN = l->ntype == NT_PAIR ? ro : l->ntype == NT_REFCOL ? g->ct : 0;
             size_t wk = (size_t)ro * k;
             l->weff = xb_calloc(wk * sizeof(float)); /* the backward reads it on every path */
+            if (hw->drift_compensation == XB_DRIFTCOMP_COLUMN) {
+                l->dcomp = xb_calloc((size_t)ro * sizeof(float));
+                l->dref0 = xb_calloc((size_t)g->rt * ro * sizeof(double));
+                l->dref1 = xb_calloc((size_t)g->rt * ro * sizeof(double));
+            }
             if (!l->tiled) {
                 if (l->noise) {
                     l->vnoise = xb_calloc(wk * sizeof(float));
@@ -179,7 +176,7 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
             if (k > widest) widest = k;
             int64_t ch = pow2_floor_(XL_CHUNK_FLOATS / (widest * (l->tiled ? xn->planes : 1)));
             l->ch = (int)(ch < 16 ? 16 : ch > 4096 ? 4096 : ch);
-            size_t need = layer_tbuf_(xn, l);
+            size_t need = xl_tbuf_(xn, l);
             if (need > tb) tb = need;
             size_t a = (size_t)g->arrays * g->R * g->C;
             if (a > arr) arr = a;
@@ -228,6 +225,7 @@ void xb_xnet_free(xb_xnet *xn) {
         xlayer *l = &xn->xl[i];
         xb_free(l->weff); xb_free(l->vnoise); xb_free(l->vref); xb_free(l->weff_bwd); xb_free(l->gstate); xb_free(l->dist); xb_free(l->gref);
         xb_free(l->D); xb_free(l->Nm); xb_free(l->VP); xb_free(l->VN);
+        xb_free(l->dcomp); xb_free(l->dref0); xb_free(l->dref1);
     }
     if (xn->plan_bwd && xn->plan_bwd != xn->plan) xb_solve_plan_free(xn->plan_bwd);
     if (xn->plan_dec_bwd && xn->plan_dec_bwd != xn->plan_dec) xb_solve_plan_free(xn->plan_dec_bwd);
@@ -278,7 +276,8 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
     const double kx = l->x_max, kfs = l->fs, kg = xn->keep_ranges ? l->gain : 1;
     const int64_t kfx = keep.fallback_input, kffs = keep.fallback_adc, kfg = keep.fallback_gain;
     l->s = xb_map_scale(hw, (int64_t)l->rows_out * l->k, w);
-    l->comp = hw->drift_compensation ? 1.0 / xb_drift_factor(hw->drift_nu, hw->drift_t_s, hw->drift_t0_s) : 1.0;
+    l->comp = hw->drift_compensation == XB_DRIFTCOMP_GLOBAL
+                  ? 1.0 / xb_drift_factor(hw->drift_nu, hw->drift_t_s, hw->drift_t0_s) : 1.0;
     l->gain = kg > 0 ? kg : 1;
     l->st.gain = l->gain;
     for (int t = 0; t < l->g.slices; t++) {
@@ -287,8 +286,8 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
     }
     l->st.w_scale = l->s;
     /* ranges: fixed and worst-case now, calibrated ones by xb_xnet_calibrate */
-    l->x_set = hw->input_range == XB_RANGE_FIXED;
-    l->x_max = l->x_set ? hw->input_full_scale : 0;
+    l->x_set = hw->input_range == XB_RANGE_FIXED || xn->vec; /* vector: set per call from the inputs */
+    l->x_max = hw->input_range == XB_RANGE_FIXED ? hw->input_full_scale : 0;
     l->fs_set = 1;
     l->fs = 0;
     if (hw->adc_bits > 0) {
@@ -308,7 +307,8 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
 }
 
 /* One logical tile: targets -> devices -> effective matrices -> the layer's matrices. */
-static xb_status assemble_tile_(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, const double *e);
+static xb_status assemble_tile_(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, const double *e,
+                                const double *e0);
 
 /* The weights (weight units) tile (r, c) of layer l contributes, combined from per-cell values src
  * (per array: src[i * C + col] when !transposed, src[col * R + i] when transposed -- the backward read's
@@ -344,32 +344,55 @@ void xl_assemble_w(const xlayer *l, int r, int c, const double *src, int transpo
     }
 }
 
-/* Targets of tile (r, c) from the current weights, then the devices (variation, drift, faults). */
-static void tile_devices_(xb_xnet *xn, xlayer *l, int r, int c, double *gt, xb_device_counts *cnt) {
-    const xb_map_geom *g = &l->g;
-    const int64_t RC = (int64_t)g->R * g->C;
-    xb_map_tile_targets(&xn->hw, g, xb_xnet_wptr_(xn, l), l->s, r, c, gt);
-    xb_rng base, lr, tr, ar;
-    xb_rng_seed(&base, xn->seed, "device");
-    xb_rng_fork(&base, (uint64_t)l->li * 65536u + (uint64_t)l->group, &lr);
-    xb_rng_fork(&lr, (uint64_t)r * (uint64_t)g->ct + (uint64_t)c, &tr);
-    for (int a = 0; a < g->arrays; a++) {
-        xb_rng_fork(&tr, (uint64_t)a, &ar);
-        xb_device_program(&xn->hw, RC, gt + a * RC, &ar, cnt);
-    }
-}
-
 static xb_status solve_err_(const xlayer *l, xb_status st, int r, int c, int a, const char *what) {
     char why[768];
     snprintf(why, sizeof why, "%s", xb_last_error());
     return xb_errorf(st, "layer %s, tile (%d, %d), array %d%s: %s", l->st.name, r, c, a, what, why);
 }
 
+/* Targets of tile (r, c) from the current weights, then the devices (variation, drift, faults).  With
+ * drift_compensation = column (l->dcomp), also the same devices at t0 into gt0 (variation and faults come
+ * from their own forks of the array's stream, so switching drift off leaves them as they are) and their
+ * reads into e0, for the column reference reads of assemble_tile_. */
+static xb_status tile_devices_(xb_xnet *xn, xlayer *l, int r, int c, double *gt, double *gt0, double *e0, void *ws,
+                               xb_device_counts *cnt) {
+    const xb_hw *hw = &xn->hw;
+    const xb_map_geom *g = &l->g;
+    const int64_t RC = (int64_t)g->R * g->C;
+    xb_map_tile_targets(hw, g, xb_xnet_wptr_(xn, l), l->s, r, c, gt);
+    xb_rng base, lr, tr, ar;
+    xb_rng_seed(&base, xn->seed, "device");
+    xb_rng_fork(&base, (uint64_t)l->li * 65536u + (uint64_t)l->group, &lr);
+    xb_rng_fork(&lr, (uint64_t)r * (uint64_t)g->ct + (uint64_t)c, &tr);
+    xb_hw hw0;
+    if (l->dcomp) {
+        hw0 = *hw;
+        hw0.drift_nu = hw0.drift_nu_sigma = 0;
+    }
+    for (int a = 0; a < g->arrays; a++) {
+        xb_rng_fork(&tr, (uint64_t)a, &ar);
+        if (l->dcomp) {
+            xb_device_counts c0 = {0};
+            memcpy(gt0 + a * RC, gt + a * RC, (size_t)RC * sizeof(double));
+            xb_device_program(&hw0, RC, gt0 + a * RC, &ar, &c0);
+            xb_status st = xn->parasitic
+                               ? xb_solve_plan_effective(xn->plan, &hw->circuit, gt0 + a * RC, e0 + a * RC, ws, NULL)
+                               : XB_OK;
+            if (!xn->parasitic) memcpy(e0 + a * RC, gt0 + a * RC, (size_t)RC * sizeof(double));
+            if (st) return solve_err_(l, st, r, c, a, " (drift reference at t0)");
+        }
+        xb_device_program(hw, RC, gt + a * RC, &ar, cnt);
+    }
+    return XB_OK;
+}
+
+
 /* The effective matrices of tile (r, c) from its conductances gt: each array's forward read into e and,
  * when the backward read differs, its backward read into e + arrays*R*C (both with `plan`/`plan_bwd`;
- * solve = 0: the caller filled both already), then the layer's matrices from them. */
+ * solve = 0: the caller filled both already), then the layer's matrices from them (e0: the t0 reads for
+ * drift_compensation = column, or NULL). */
 xb_status xl_tile_build(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, double *e, void *ws, int solve,
-                        const xb_solve_plan *plan, const xb_solve_plan *plan_bwd) {
+                        const xb_solve_plan *plan, const xb_solve_plan *plan_bwd, const double *e0) {
     const xb_map_geom *g = &l->g;
     const int64_t RC = (int64_t)g->R * g->C;
     for (int a = 0; solve && a < g->arrays; a++) {
@@ -383,12 +406,13 @@ xb_status xl_tile_build(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, 
             return solve_err_(l, st, r, c, a, ", backward read");
     }
     if (xn->bwd_read) xl_assemble_w(l, r, c, e + g->arrays * RC, 1, 1.0, l->weff_bwd);
-    return assemble_tile_(xn, l, r, c, gt, e);
+    return assemble_tile_(xn, l, r, c, gt, e, l->dcomp ? e0 : NULL);
 }
 
 /* The layer's matrices (W_eff, and for the tiled path the per-slice signal and noise matrices) from
  * tile (r, c)'s conductances gt and forward reads e. */
-static xb_status assemble_tile_(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, const double *e) {
+static xb_status assemble_tile_(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, const double *e,
+                                const double *e0) {
     const xb_hw *hw = &xn->hw;
     const xb_map_geom *g = &l->g;
     const int R = g->R, C = g->C, S = g->slices, k = l->k;
@@ -423,6 +447,24 @@ static xb_status assemble_tile_(xb_xnet *xn, xlayer *l, int r, int c, const doub
         for (int t = 0; t < S; t++) {
             xb_map_cell(g, 0, t, jj, &pa[t], &pp[t]);
             if (l->ntype == NT_PAIR) xb_map_cell(g, 1, t, jj, &na[t], &np[t]);
+        }
+        if (l->dcomp && e0) {
+            /* reference reads of output j's columns on this row tile: every driven row at full scale, each
+             * physical column read by itself (its G+ and G- columns, or its column and the tile's reference
+             * column), the slices weighted as the shift-add weighs them */
+            double r0 = 0, r1 = 0;
+            for (int t = 0; t < S; t++) {
+                const double wt = ldexp(1.0, g->slice_bits * t);
+                for (int i = 0; i < m; i++) {
+                    int64_t ip = pa[t] * RC + (int64_t)i * C + pp[t], in = -1;
+                    if (l->ntype == NT_PAIR) in = na[t] * RC + (int64_t)i * C + np[t];
+                    else if (l->ntype == NT_REFCOL) in = ra[t] * RC + (int64_t)i * C + rp[t];
+                    r0 += wt * (e0[ip] + (in >= 0 ? e0[in] : 0));
+                    r1 += wt * (e[ip] + (in >= 0 ? e[in] : 0));
+                }
+            }
+            l->dref0[(size_t)r * l->rows_out + j] = r0;
+            l->dref1[(size_t)r * l->rows_out + j] = r1;
         }
         for (int i = 0; i < m; i++) {
             double wsum = 0, vsum = 0;
@@ -459,14 +501,35 @@ static xb_status assemble_tile_(xb_xnet *xn, xlayer *l, int r, int c, const doub
     return XB_OK;
 }
 
+/* drift_compensation = column: output j's factor is the ratio of its reference reads at t0 and at t (summed
+ * over the row tiles); it scales row j of the effective weights (what the fast path and the backward read)
+ * and of the read-noise variances by its square; the tiled path applies it after the ADCs (xforward.c). */
+static void column_drift_comp_(xlayer *l) {
+    const int ro = l->rows_out, k = l->k;
+    for (int j = 0; j < ro; j++) {
+        double s0 = 0, s1 = 0;
+        for (int r = 0; r < l->g.rt; r++) {
+            s0 += l->dref0[(size_t)r * ro + j];
+            s1 += l->dref1[(size_t)r * ro + j];
+        }
+        double f = s1 > 0 && s0 > 0 && isfinite(s0 / s1) ? s0 / s1 : 1.0;
+        l->dcomp[j] = (float)f;
+        for (int i = 0; i < k; i++) l->weff[(size_t)j * k + i] = (float)(f * l->weff[(size_t)j * k + i]);
+        if (l->vnoise)
+            for (int i = 0; i < k; i++) l->vnoise[(size_t)j * k + i] = (float)(f * f * l->vnoise[(size_t)j * k + i]);
+    }
+}
+
 typedef struct work_ { int net, xl, r, c; } work_;
 
 xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n) {
     if (n < 1) return xb_errorf(XB_ERR_ARG, "xb_xnet_program_many: %d networks; give at least one", n);
     int64_t nw = 0;
     size_t arr = 0, wsb = 0;
+    int dcol = 0;
     for (int q = 0; q < n; q++) {
         xb_xnet *xn = xns[q];
+        dcol |= xn->hw.drift_compensation == XB_DRIFTCOMP_COLUMN;
         if (xn->folded)
             return xb_errorf(XB_ERR_STATE, "crossbar network: programming while folded would read the effective weights "
                              "as float ones. HINT: unfold first (xb_xnet_fold(xn, 0))");
@@ -493,6 +556,11 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
 #pragma omp parallel
     {
         double *gt = xb_malloc((arr + 1) * sizeof(double)), *e = xb_malloc((2 * arr + 1) * sizeof(double));
+        double *gt0 = NULL, *e0 = NULL;
+        if (dcol) {
+            gt0 = xb_malloc((arr + 1) * sizeof(double));
+            e0 = xb_malloc((arr + 1) * sizeof(double));
+        }
         void *ws = wsb ? xb_malloc(wsb) : NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < nw; it++) {
@@ -501,16 +569,16 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
             xlayer *l = &xn->xl[wl[it].xl];
             xb_device_counts cnt = {0};
             double ts = xb_time_s();
-            tile_devices_(xn, l, wl[it].r, wl[it].c, gt, &cnt);
-            if (l->gstate) { /* on-chip training: the programmed conductances are the state from now on */
+            xb_status st = tile_devices_(xn, l, wl[it].r, wl[it].c, gt, gt0, e0, ws, &cnt);
+            if (!st && l->gstate) { /* on-chip training: the programmed conductances are the state from now on */
                 const size_t nb = (size_t)l->g.arrays * l->g.R * l->g.C * sizeof(double);
                 memcpy(l->gstate + xl_tile_offset(l, wl[it].r, wl[it].c), gt, nb);
                 if (l->gref) memcpy(l->gref + xl_tile_offset(l, wl[it].r, wl[it].c), gt, nb);
             }
             const int64_t off = xl_tile_offset(l, wl[it].r, wl[it].c);
             const int solve = !xn->distort_next || !l->dist;
-            if (!solve) xl_distort(xn, l, off, gt, e); /* I-FCM: the last solve's ratios on the new conductances */
-            xb_status st = xl_tile_build(xn, l, wl[it].r, wl[it].c, gt, e, ws, solve, xn->plan, xn->plan_bwd);
+            if (!st && !solve) xl_distort(xn, l, off, gt, e); /* I-FCM: the last solve's ratios on the new conductances */
+            if (!st) st = xl_tile_build(xn, l, wl[it].r, wl[it].c, gt, e, ws, solve, xn->plan, xn->plan_bwd, e0);
             if (!st && solve && l->dist) xl_keep_distortion(xn, l, off, e, gt);
             double dt = xb_time_s() - ts;
 #pragma omp critical(xb_xnet_program)
@@ -527,6 +595,8 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
         }
         xb_free(gt);
         xb_free(e);
+        xb_free(gt0);
+        xb_free(e0);
         xb_free(ws);
     }
     xb_free(wl);
@@ -535,6 +605,7 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
         for (int i = 0; i < xns[q]->n_xl; i++) {
             xlayer *l = &xns[q]->xl[i];
             if (!l->digital) l->whash = xb_xnet_hash_(xb_xnet_wptr_(xns[q], l), (int64_t)l->rows_out * l->k);
+            if (l->dcomp) column_drift_comp_(l);
         }
         xns[q]->programmed = 1;
     }
@@ -618,7 +689,7 @@ xb_status xb_xnet_fold(xb_xnet *xn, int on) {
 void xb_xnet_reset_stats(xb_xnet *xn) {
     for (int i = 0; i < xn->n_xl; i++) {
         xb_xlayer_stats *s = &xn->xl[i].st;
-        s->adc_conversions = s->adc_clipped = s->dac_conversions = s->dac_clipped = 0;
+        s->adc_conversions = s->adc_clipped = s->dac_conversions = s->dac_clipped = s->adc_reruns = 0;
         s->err_sq = s->ref_sq = 0;
         s->forward_s = 0;
     }
@@ -637,6 +708,7 @@ void xb_xnet_layer_stats(const xb_xnet *xn, int i, xb_xlayer_stats *out) {
         out->g_clipped += s->g_clipped; out->adc_conversions += s->adc_conversions;
         out->adc_clipped += s->adc_clipped; out->dac_conversions += s->dac_conversions;
         out->dac_clipped += s->dac_clipped; out->err_sq += s->err_sq; out->ref_sq += s->ref_sq;
+        out->adc_reruns += s->adc_reruns;
         out->program_s += s->program_s; out->forward_s += s->forward_s;
         out->fallback_input += s->fallback_input; out->fallback_adc += s->fallback_adc;
         out->fallback_gain += s->fallback_gain;

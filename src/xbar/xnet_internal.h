@@ -42,6 +42,10 @@ typedef struct xlayer {
     uint64_t whash;               /* hash of the float weights the tiles were programmed from */
     uint64_t calls;
     xb_xlayer_stats st;
+    /* drift_compensation = column: per output its factor (applied after the ADCs, and in weff / vnoise),
+     * and the per-row-tile reference reads (all-ones input) at t0 and at t they come from (rt x rows_out) */
+    float *dcomp;
+    double *dref0, *dref1;
 } xlayer;
 
 struct xb_xnet {
@@ -67,7 +71,31 @@ struct xb_xnet {
     int keep_ranges;              /* programming keeps calibrated ranges and gains that are set */
     xb_xnet_backward bwd;         /* what the backward reads (xb_xnet_set_backward) */
     uint64_t stale;               /* forwards refused because the weights changed since programming */
+    int vec, bm;                  /* input_scaling = vector; bound_management = iterative */
 };
+
+/* The per-thread chunk buffer (floats): the path's own buffers (fast: xq, x2, var, var_ref, z; tiled: Xp,
+ * Xp2, sig, sigN, var, colsum, z, int64 acc, double reference), then the per-column input scales (input_scaling = vector), then on
+ * the tiled path bound management's: gathered inputs, re-read sig and sigN, their column sums, per-column
+ * divisors, indices, clip counts and flags (xl_tbuf_bmex_), and the first read's clip counts and flags. */
+static inline size_t xl_tbuf_base_(const xb_xnet *xn, const xlayer *l) {
+    size_t ch = (size_t)l->ch, P = (size_t)xn->planes, S = (size_t)l->g.slices;
+    size_t ro = (size_t)l->rows_out, R = (size_t)l->g.R, N = (size_t)(l->nN > l->rows_out ? l->nN : l->rows_out);
+    if (!l->tiled) return 2 * (size_t)l->k * ch + ro * ch + (size_t)l->g.ct * ch + ch;
+    /* Xp, Xp2, sig, sigN, var, colsum, z; then, 8-byte aligned, the shift-add's int64 acc and double reference */
+    return 2 * R * P * ch + S * ro * P * ch + 2 * S * N * P * ch + 2 * P * ch + 2 * ro * ch + 2 * ch + 2;
+}
+static inline size_t xl_tbuf_bmex_(const xb_xnet *xn, const xlayer *l) {
+    size_t ch = (size_t)l->ch, P = (size_t)xn->planes, S = (size_t)l->g.slices;
+    size_t ro = (size_t)l->rows_out, R = (size_t)l->g.R, N = (size_t)(l->nN > l->rows_out ? l->nN : l->rows_out);
+    return R * ch + S * ro * P * ch + S * N * P * ch + P * ch + 4 * ch;
+}
+static inline size_t xl_tbuf_(const xb_xnet *xn, const xlayer *l) {
+    /* fast path with read noise: the fused product's packed weights and variances (xforward.c) */
+    size_t pack = !l->tiled && l->noise ? ((size_t)(l->rows_out + 7) / 8 * 16 + 256) * (size_t)l->k : 0;
+    return xl_tbuf_base_(xn, l) + (xn->vec ? (size_t)l->ch : 0) + pack +
+           (xn->bm && l->tiled ? xl_tbuf_bmex_(xn, l) + 2 * (size_t)l->ch : 0);
+}
 
 static inline void gemm_(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *Cm,
                          int ldc) {
@@ -99,7 +127,7 @@ static inline int64_t xl_tile_offset(const xlayer *l, int r, int c) {
 }
 void xl_assemble_w(const xlayer *l, int r, int c, const double *src, int transposed, double scale, float *out);
 xb_status xl_tile_build(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, double *e, void *ws, int solve,
-                        const xb_solve_plan *plan, const xb_solve_plan *plan_bwd);
+                        const xb_solve_plan *plan, const xb_solve_plan *plan_bwd, const double *e0);
 
 /* On-chip training (xonchip.c): the distortion ratios E ./ g of tile offset off from a fresh solve e
  * (forward reads, then backward reads) of its conductances g (cells at 0 S keep ratio 1). */

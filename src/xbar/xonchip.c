@@ -18,6 +18,10 @@ xb_status xb_xnet_onchip_init(xb_xnet *xn) {
     if (xn->programmed)
         return xb_errorf(XB_ERR_STATE, "on-chip training: the state must be set up before the first programming. "
                          "HINT: call xb_xnet_onchip_init right after xb_xnet_init");
+    if (xn->hw.drift_compensation == XB_DRIFTCOMP_COLUMN)
+        return xb_errorf(XB_ERR_UNSUPPORTED, "%s: on-chip training with drift_compensation = column: the per-column "
+                         "reference reads are taken at programming only. HINT: use none or global",
+                         xn->hw.path[0] ? xn->hw.path : "hw config");
     const int dist = xn->parasitic && xn->hw.update.refresh_solver == XB_REFRESH_DISTORTION;
     for (int i = 0; i < xn->n_xl; i++) {
         xlayer *l = &xn->xl[i];
@@ -120,7 +124,7 @@ static xb_status refresh_(xb_xnet *xn, int solve, int from_ref) {
             if (!solve) xl_distort(xn, l, off, l->gstate + off, e);
             const double *gs = from_ref ? l->gref + off : l->gstate + off;
             xb_status st = xl_tile_build(xn, l, wl[it].r, wl[it].c, gs, e, ws, solve,
-                                         dec ? xn->plan_dec : xn->plan, dec ? xn->plan_dec_bwd : xn->plan_bwd);
+                                         dec ? xn->plan_dec : xn->plan, dec ? xn->plan_dec_bwd : xn->plan_bwd, NULL);
             if (!st && solve && dist) xl_keep_distortion(xn, l, off, e, gs);
             if (!st && solve && l->gref && !from_ref)
                 memcpy(l->gref + off, l->gstate + off, (size_t)l->g.arrays * l->g.R * l->g.C * sizeof(double));
