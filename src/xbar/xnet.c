@@ -515,6 +515,8 @@ static void column_drift_comp_(xlayer *l) {
         double f = s1 > 0 && s0 > 0 && isfinite(s0 / s1) ? s0 / s1 : 1.0;
         l->dcomp[j] = (float)f;
         for (int i = 0; i < k; i++) l->weff[(size_t)j * k + i] = (float)(f * l->weff[(size_t)j * k + i]);
+        if (l->weff_bwd) /* the digital factor scales the output, so the backward read's gradient too */
+            for (int i = 0; i < k; i++) l->weff_bwd[(size_t)j * k + i] = (float)(f * l->weff_bwd[(size_t)j * k + i]);
         if (l->vnoise)
             for (int i = 0; i < k; i++) l->vnoise[(size_t)j * k + i] = (float)(f * f * l->vnoise[(size_t)j * k + i]);
     }
