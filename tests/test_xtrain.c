@@ -217,6 +217,96 @@ static void test_dac_ste(void **state) {
     xb_model_free(m);
 }
 
+/* The ADC's straight-through gradient: each row tile's partial sum passes the gradient only where none of
+ * its conversions saturated; the mask is computed here from the partial sums and the ADC's full scale. */
+static void test_adc_ste(void **state) {
+    (void)state;
+    static const char cfg[] = "[net]\nname = lin12\ninput = 1x1x12\nclasses = 5\n[flatten f]\n[linear fc]\n"
+                              "out_features = 5\nbias = false\n";
+    char path[512];
+    xbt_write_file(xbt_path(path, sizeof path, "lin12.cfg"), cfg, sizeof cfg - 1);
+    xb_model *m;
+    assert_int_equal(xb_model_load(path, 8, &m), XB_OK);
+    const double fs_a = 6e-7; /* a low full scale, so that some partial sums saturate */
+    char text[600];
+    snprintf(text, sizeof text, "[tile]\nrows = 8\ncols = 16\nmap_first = 1\nmap_last = 1\n[circuit]\nsolver = none\n"
+             "[input]\ninput_range = fixed\ninput_full_scale = 2.0\nv_read_v = 0.2\n[output]\nadc_bits = 12\n"
+             "adc_range = fixed\nadc_full_scale_a = %g\n", fs_a);
+    xb_hw hw = hw_(text);
+    xb_xnet *xn;
+    assert_int_equal(xb_xnet_init(&hw, m, &xn), XB_OK);
+    assert_int_equal(xb_xnet_program(xn, 1), XB_OK);
+    xb_mm_op op = xb_xnet_op(xn);
+    const float *w = xb_model_params(m) + xb_model_find_param(m, "fc.weight")->offset;
+    const float *we = xb_xnet_effective_weights(xn, 0, 0);
+    enum { K = 12, J = 5, NC = 40 };
+    float x[K * NC], y[J * NC], dy[J * NC], dx[K * NC], dw[J * K] = {0};
+    xb_rng r;
+    xb_rng_seed(&r, 12, "x");
+    for (int i = 0; i < K * NC; i++) x[i] = (float)(1.5 * xb_rng_normal(&r));
+    for (int i = 0; i < J * NC; i++) dy[i] = (float)xb_rng_normal(&r);
+    xb_mm_call c = {0, 0, J, K, NC, w, 1, 7};
+    assert_int_equal(op.forward(op.ctx, &c, x, y), XB_OK);
+    assert_int_equal(op.backward_input(op.ctx, &c, x, dy, dx), XB_OK);
+    assert_int_equal(op.backward_weight(op.ctx, &c, x, dy, dw), XB_OK);
+    /* threshold of a partial sum in weight x input units: full scale (code units) x_max s / qmax; signed
+     * inputs run in two passes (the non-negative inputs, then the magnitudes of the negative ones), each
+     * row tile's partial sum of a pass its own conversion */
+    xb_map_geom g;
+    assert_int_equal(xb_map_geom_init(&hw, J, K, &g), XB_OK);
+    const double T = fs_a / (hw.v_read_v * g.g_unit_s) * 2.0 * xb_map_scale(&hw, J * K, w) / g.qmax;
+    static int sat[2][2][J][NC], amb[2][2][J][NC];
+    int nsat = 0, nok = 0;
+    for (int t = 0; t < 2; t++)
+        for (int pass = 0; pass < 2; pass++)
+            for (int j = 0; j < J; j++)
+                for (int col = 0; col < NC; col++) {
+                    double ps = 0;
+                    for (int i = 8 * t; i < (t ? K : 8); i++)
+                        if ((x[i * NC + col] < 0) == pass) ps += (double)we[j * K + i] * fabsf(x[i * NC + col]);
+                    sat[t][pass][j][col] = fabs(ps) >= T;
+                    amb[t][pass][j][col] = fabs(fabs(ps) - T) < 0.01 * T;
+                    nsat += sat[t][pass][j][col] && !amb[t][pass][j][col];
+                    nok += !sat[t][pass][j][col] && !amb[t][pass][j][col];
+                }
+    if (getenv("XBT_VERBOSE")) fprintf(stderr, "  ADC STE: %d saturated conversions, %d not\n", nsat, nok);
+    assert_true(nsat > 10 && nok > 10);
+    int checked = 0;
+    for (int i = 0; i < K; i++)
+        for (int col = 0; col < NC; col++) {
+            const int t = i >= 8, pass = x[i * NC + col] < 0;
+            double want = 0;
+            int skip = 0;
+            for (int j = 0; j < J; j++) {
+                skip |= amb[t][pass][j][col];
+                if (!sat[t][pass][j][col]) want += (double)we[j * K + i] * dy[j * NC + col];
+            }
+            if (skip) continue;
+            checked++;
+            if (fabs(dx[i * NC + col] - want) > 1e-5 * (1 + fabs(want)))
+                fail_msg("dx[%d][%d] = %g, want %g", i, col, dx[i * NC + col], want);
+        }
+    for (int j = 0; j < J; j++)
+        for (int i = 0; i < K; i++) {
+            const int t = i >= 8;
+            double want = 0;
+            int skip = 0;
+            for (int col = 0; col < NC; col++) {
+                const int pass = x[i * NC + col] < 0;
+                skip |= amb[t][pass][j][col];
+                if (!sat[t][pass][j][col]) want += (double)dy[j * NC + col] * x[i * NC + col];
+            }
+            if (!skip && fabs(dw[j * K + i] - want) > 1e-4 * (1 + fabs(want)))
+                fail_msg("dw[%d][%d] = %g, want %g", j, i, dw[j * K + i], want);
+        }
+    assert_true(checked > K * NC / 2);
+    /* a backward of another forward is refused */
+    c.pass = 8;
+    assert_int_equal(op.backward_input(op.ctx, &c, x, dy, dx), XB_ERR_STATE);
+    xb_xnet_free(xn);
+    xb_model_free(m);
+}
+
 /* --trainable bn: every parameter but batchnorm gamma and beta stays bit for bit; those move. */
 static void test_trainable_bn(void **state) {
     (void)state;
@@ -492,6 +582,7 @@ int main(void) {
         cmocka_unit_test(test_ideal_training),
         cmocka_unit_test(test_stale_weights),
         cmocka_unit_test(test_dac_ste),
+        cmocka_unit_test(test_adc_ste),
         cmocka_unit_test(test_trainable_bn),
         cmocka_unit_test(test_backward_read),
         cmocka_unit_test(test_ifcm),

@@ -407,6 +407,37 @@ static void bound_retry_(xb_xnet *xn, xlayer *l, const float *x, int ncols, int6
     }
 }
 
+/* The ADC's straight-through mask of row tile r for chunk [c0, c0+nc): l->smask[(r ro + j) ncols + c] = 1
+ * where a conversion of output j's partial sum saturated -- a code at the ADC's end, on any slice or plane
+ * (both ends for the signed difference ADC, the top for column ADCs, the P or N side) -- or, with bound
+ * management, where the column still clipped after its re-reads (then for every output of the column).
+ * Bit 0 is the first (or only) input pass, bit 1 the second pass of split inputs (the negative parts). */
+static void record_saturation_(const xb_xnet *xn, xlayer *l, int r, int pass, int ncols, int64_t c0, int nc,
+                               const float *sig, const float *sigN, const int *ccnt) {
+    const int ro = l->rows_out, S = l->g.slices, P = xn->planes, PN = P * nc, nN = l->nN, wc = l->g.wcols;
+    const int diffadc = xn->hw.adc_signal == XB_ADC_DIFFERENCE;
+    const float atop = diffadc ? (float)((1L << (xn->hw.adc_bits - 1)) - 1) : (float)((1L << xn->hw.adc_bits) - 1);
+    for (int j = 0; j < ro; j++) {
+        uint8_t *mk = l->smask + ((size_t)r * ro + j) * ncols + c0;
+        const uint8_t bit = (uint8_t)(1u << pass);
+        if (!pass) memset(mk, 0, (size_t)nc);
+        if (ccnt) {
+            for (int c = 0; c < nc; c++) mk[c] |= ccnt[c] > 0 ? bit : 0;
+            continue;
+        }
+        for (int t = 0; t < S; t++) {
+            const float *sr = sig + ((size_t)t * ro + j) * PN;
+            const float *nr = !diffadc && l->ntype != NT_DIGITAL
+                                  ? sigN + ((size_t)t * nN + (l->ntype == NT_PAIR ? j : j / wc)) * PN : NULL;
+            for (int p = 0; p < P; p++)
+                for (int c = 0; c < nc; c++) {
+                    const float a = sr[(size_t)p * nc + c];
+                    if ((diffadc ? fabsf(a) : a) >= atop || (nr && nr[(size_t)p * nc + c] >= atop)) mk[c] |= bit;
+                }
+        }
+    }
+}
+
 /* tiled (ADC) path, chunk [c0, c0+nc).  cal != NULL: collect |signals| before the ADC, no output.
  * The ADC codes are shift-added over slices, planes, passes and row tiles in int64, exactly (xl_layer_forward
  * refuses layers whose sums could overflow), and every output is converted to float once, with the layer's
@@ -457,15 +488,16 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
                 continue;
             if (ccnt) bound_retry_(xn, l, x, ncols, c0, nc, i0, m, pass, xm, colx, Xp, X2, sig, sigN, var, csum, z, ex,
                                    rng, &ng, cs, ccnt, hit);
+            if (l->smask) record_saturation_(xn, l, r, pass, ncols, c0, nc, sig, sigN, ccnt);
             if (!diffadc && l->ntype != NT_DIGITAL) {
                 /* digital subtraction of the N side's codes: per output or per column tile (the digital reference
                  * is not a code: it goes to racc in the shift-add) */
                 for (int t = 0; t < S; t++)
                     for (int j = 0; j < ro; j++) {
                         float *sr = sig + ((size_t)t * ro + j) * PN;
-                            const float *nr = sigN + ((size_t)t * nN + (l->ntype == NT_PAIR ? j : j / wc)) * PN;
-                            for (int c = 0; c < PN; c++) sr[c] -= nr[c];
-                        }
+                        const float *nr = sigN + ((size_t)t * nN + (l->ntype == NT_PAIR ? j : j / wc)) * PN;
+                        for (int c = 0; c < PN; c++) sr[c] -= nr[c];
+                    }
             }
             /* shift-add over slices and planes, accumulation over row tiles and passes: the integer codes times
              * +-2^(b t + d p) in int64 (exact); the digital reference ncode_t x (the plane's input sum) in double */
@@ -611,6 +643,19 @@ xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, co
     if (!l->fs_set)
         return xb_errorf(XB_ERR_STATE, "crossbar layer %s: its ADC full scale is calibrated from data and not set yet. "
                          "HINT: call xb_xnet_calibrate after xb_xnet_program", l->st.name);
+    if (l->tiled && !xn->calibrating) { /* the ADC's straight-through mask of this call, for the backward */
+        const size_t need = (size_t)l->g.rt * ro * ncols;
+        if (need > l->smask_cap) {
+            xb_free(l->smask);
+            l->smask = xb_try_malloc(need);
+            l->smask_cap = l->smask ? need : 0;
+            if (!l->smask)
+                return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for the ADC's straight-through mask "
+                                 "(%zu bytes). HINT: a smaller batch", l->st.name, need);
+        }
+        l->smask_cols = ncols;
+        l->smask_pass = xn->cur_pass;
+    }
     if (!l->tiled && hw->dac_bits == 0 && !l->noise) {
         gemm_(ro, ncols, k, l->weff, k, x, ncols, y, ncols);
     } else {

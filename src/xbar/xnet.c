@@ -223,7 +223,7 @@ void xb_xnet_free(xb_xnet *xn) {
     if (xn->attached) xb_xnet_detach(xn);
     for (int i = 0; i < xn->n_xl; i++) {
         xlayer *l = &xn->xl[i];
-        xb_free(l->weff); xb_free(l->vnoise); xb_free(l->vref); xb_free(l->weff_bwd); xb_free(l->gstate); xb_free(l->dist); xb_free(l->gref);
+        xb_free(l->weff); xb_free(l->vnoise); xb_free(l->vref); xb_free(l->weff_bwd); xb_free(l->smask); xb_free(l->gstate); xb_free(l->dist); xb_free(l->gref);
         xb_free(l->D); xb_free(l->Nm); xb_free(l->VP); xb_free(l->VN);
         xb_free(l->dcomp); xb_free(l->dref0); xb_free(l->dref1);
     }

@@ -40,6 +40,10 @@ typedef struct xlayer {
     int x_set, fs_set;
     int ch;                       /* chunk width (columns) */
     uint64_t whash;               /* hash of the float weights the tiles were programmed from */
+    uint8_t *smask;               /* tiled path: the ADC's straight-through mask of the last forward (rt x ro x cols) */
+    size_t smask_cap;
+    int smask_cols;
+    uint64_t smask_pass;          /* the model's forward it belongs to */
     uint64_t calls;
     xb_xlayer_stats st;
     /* drift_compensation = column: per output its factor (applied after the ADCs, and in weff / vnoise),
@@ -59,7 +63,8 @@ struct xb_xnet {
     int bwd_read;                 /* the backward read differs from the forward's transpose: solve it too */
     int onchip;                   /* on-chip training: the conductances are kept as the state (xonchip.c) */
     int distort_next;             /* the next programming applies the held distortion ratios instead of solving */
-    int stats_on;                 /* per-layer statistics (the callbacks' path); 0 lets linear layers run fused */
+    int stats_on;
+    uint64_t cur_pass;            /* the model's forward being run (xb_mm_call.pass), for the masks */                 /* per-layer statistics (the callbacks' path); 0 lets linear layers run fused */
     xb_solve_plan *plan_dec, *plan_dec_bwd; /* on-chip refresh by the decoupled approximation */
     int parasitic, nthreads, attached, calibrating, programmed, foldable, folded;
     float *wsave;                 /* float weights of the mapped layers while folded */

@@ -42,7 +42,38 @@ static xb_status op_forward_(void *ctx, const xb_mm_call *c, const float *x, flo
         xb_mm_float_forward(c, x, y);
         return XB_OK;
     }
+    xn->cur_pass = c->pass;
     return xl_layer_forward(xn, l, c->ncols, c->w, x, y);
+}
+
+/* The ADC mask of this call's forward (tiled layers, hardware backward), or NULL; XB_ERR_STATE when the
+ * layer's last forward was another one. */
+static xb_status adc_mask_(const xb_xnet *xn, const xlayer *l, const xb_mm_call *c, const uint8_t **mask) {
+    *mask = NULL;
+    if (l->digital || !l->tiled || xn->bwd == XB_XBWD_FLOAT) return XB_OK;
+    if (!l->smask || l->smask_pass != c->pass || l->smask_cols != c->ncols)
+        return xb_errorf(XB_ERR_STATE, "crossbar layer %s: the backward is not of this layer's last forward (its ADC "
+                         "mask belongs to another call). HINT: backward right after the forward it differentiates",
+                         l->st.name);
+    *mask = l->smask;
+    return XB_OK;
+}
+
+/* dy with input pass `bit`'s ADC mask of row tile r applied (zero where a conversion saturated) into dym */
+static void masked_dy_(const xlayer *l, const uint8_t *mask, int r, uint8_t bit, int ncols, const float *dy,
+                       float *dym) {
+    const int64_t n = (int64_t)l->rows_out * ncols;
+    const uint8_t *mk = mask + (size_t)r * n;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) dym[i] = mk[i] & bit ? 0.0f : dy[i];
+}
+
+/* 1 when some product of the call ran two input passes (split signed inputs) */
+static int two_passes_(const xlayer *l, const uint8_t *mask, int ncols) {
+    const int64_t n = (int64_t)l->g.rt * l->rows_out * ncols;
+    for (int64_t i = 0; i < n; i++)
+        if (mask[i] & 2) return 1;
+    return 0;
 }
 
 /* The input as the DAC delivers it (k x ncols, in activation units): |x| rounded to the DAC's grid
@@ -77,9 +108,36 @@ static xb_status op_backward_input_(void *ctx, const xb_mm_call *c, const float 
     xlayer *l = NULL;
     xb_status st = layer_of_(xn, c, &l);
     if (st) return st;
-    if (l->digital || xn->bwd == XB_XBWD_FLOAT) xb_mm_float_backward_input(c, dy, dx);
-    else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->k, c->ncols, c->rows_out, 1.0f,
-                     l->weff_bwd ? l->weff_bwd : l->weff, c->k, dy, c->ncols, 0.0f, dx, c->ncols);
+    const uint8_t *mask;
+    if ((st = adc_mask_(xn, l, c, &mask))) return st;
+    const float *wb = l->weff_bwd ? l->weff_bwd : l->weff;
+    if (l->digital || xn->bwd == XB_XBWD_FLOAT) {
+        xb_mm_float_backward_input(c, dy, dx);
+    } else if (!mask) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->k, c->ncols, c->rows_out, 1.0f, wb, c->k, dy,
+                    c->ncols, 0.0f, dx, c->ncols);
+    } else { /* per row tile: its rows of dx through its partial sums' unsaturated conversions, per input pass */
+        const int two = two_passes_(l, mask, c->ncols);
+        const size_t nt = (size_t)l->g.R * c->ncols;
+        float *dym = xb_try_malloc(((size_t)c->rows_out * c->ncols + (two ? nt : 0)) * sizeof(float));
+        if (!dym) return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for the masked gradient", l->st.name);
+        float *tmp = dym + (size_t)c->rows_out * c->ncols;
+        for (int r = 0; r < l->g.rt; r++) {
+            const int i0 = r * l->g.R, m = c->k - i0 < l->g.R ? c->k - i0 : l->g.R;
+            float *dxr = dx + (size_t)i0 * c->ncols;
+            masked_dy_(l, mask, r, 1, c->ncols, dy, dym);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, c->ncols, c->rows_out, 1.0f, wb + i0, c->k, dym,
+                        c->ncols, 0.0f, dxr, c->ncols);
+            if (!two) continue;
+            masked_dy_(l, mask, r, 2, c->ncols, dy, dym); /* negative inputs went through the second pass */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, c->ncols, c->rows_out, 1.0f, wb + i0, c->k, dym,
+                        c->ncols, 0.0f, tmp, c->ncols);
+            const float *xr = x + (size_t)i0 * c->ncols;
+            for (int64_t q = 0; q < (int64_t)m * c->ncols; q++)
+                if (xr[q] < 0) dxr[q] = tmp[q];
+        }
+        xb_free(dym);
+    }
     if (!l->digital) dac_mask_(xn, l, (int64_t)c->k * c->ncols, x, dx);
     return XB_OK;
 }
@@ -98,7 +156,39 @@ static xb_status op_backward_weight_(void *ctx, const xb_mm_call *c, const float
                                    l->st.name, (long long)n);
         x = dac_input_(xn, l, n, x, buf);
     }
-    xb_mm_float_backward_weight(c, x, dy, dw);
+    const uint8_t *mask;
+    if ((st = adc_mask_(xn, l, c, &mask))) {
+        xb_free(buf);
+        return st;
+    }
+    if (!mask) {
+        xb_mm_float_backward_weight(c, x, dy, dw);
+    } else { /* per row tile and input pass: dW[:, its rows] += (mask_r,pass . dy) x_r,pass^T */
+        const int two = two_passes_(l, mask, c->ncols);
+        const size_t nt = (size_t)l->g.R * c->ncols;
+        float *dym = xb_try_malloc(((size_t)c->rows_out * c->ncols + (two ? nt : 0)) * sizeof(float));
+        if (!dym) {
+            xb_free(buf);
+            return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for the masked gradient", l->st.name);
+        }
+        float *xs = dym + (size_t)c->rows_out * c->ncols;
+        for (int r = 0; r < l->g.rt; r++) {
+            const int i0 = r * l->g.R, m = c->k - i0 < l->g.R ? c->k - i0 : l->g.R;
+            const float *xr = x + (size_t)i0 * c->ncols;
+            for (int pass = 0; pass < 1 + two; pass++) {
+                const float *xp = xr;
+                if (two) { /* this pass's part of the inputs: the non-negative ones, then the negative ones */
+                    for (int64_t q = 0; q < (int64_t)m * c->ncols; q++)
+                        xs[q] = (xr[q] < 0) == pass ? xr[q] : 0.0f;
+                    xp = xs;
+                }
+                masked_dy_(l, mask, r, (uint8_t)(1u << pass), c->ncols, dy, dym);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->rows_out, m, c->ncols, 1.0f, dym, c->ncols,
+                            xp, c->ncols, 1.0f, dw + i0, c->k);
+            }
+        }
+        xb_free(dym);
+    }
     xb_free(buf);
     return XB_OK;
 }
