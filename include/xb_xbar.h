@@ -408,8 +408,10 @@ const float *xb_xnet_effective_weights(const xb_xnet *xn, int i, int g);
  * Forward: the crossbar product of the layer (digital layers: the float product).  Backward to the
  * input: through the programmed effective weights (or the float ones, xb_xnet_set_backward), then the
  * DAC's straight-through mask (zero where |x| > the input range).  Backward to the weights: dy times
- * the input the tiles saw (after the DAC).  ADC clipping is not masked in the backward (a straight-
- * through estimate through the converters).  Every call checks that the tiles were programmed from
+ * the input the tiles saw (after the DAC).  On the tiled path (ADC) both backward products apply the
+ * ADC's straight-through mask of the call's forward: per row tile, output, column and input pass, the
+ * gradient passes only where none of the partial sum's conversions saturated (XB_ERR_STATE when the
+ * backward is not of the layer's last forward).  Every call checks that the tiles were programmed from
  * the weights the model holds now: XB_ERR_STATE otherwise (never a silent product with old weights). */
 xb_mm_op xb_xnet_op(xb_xnet *xn);
 typedef enum xb_xnet_backward {
