@@ -133,10 +133,16 @@ static void zig_init_(void) {
     }
 }
 
-static float zig_tail_(xb_rng *r, int32_t hz, int iz) {
+/* The ziggurat's slow path for a draw (hz, iz) that missed its layer's rectangle: the base strip's tail,
+ * or the wedge test, else a new draw -- 32-bit (hz the high word, iz the low 7 bits) or, for the 8-lane
+ * generator's 25-bit draws (w24), hz the high 25 bits of a 32-bit word and iz its low 7 -- with the
+ * matching tables. */
+static float zig_slow_(xb_rng *r, int32_t hz, int iz, int w24) {
     const double rr = 3.442620;
+    const float *wt = w24 ? zig_w24_ : zig_w_;
+    const uint32_t *kt = w24 ? zig_k24_ : zig_k_;
     for (;;) {
-        double x = hz * (double)zig_w_[iz];
+        double x = hz * (double)wt[iz];
         if (iz == 0) {
             double y;
             do {
@@ -147,12 +153,19 @@ static float zig_tail_(xb_rng *r, int32_t hz, int iz) {
         }
         if (zig_f_[iz] + xb_rng_uniform(r) * (zig_f_[iz - 1] - zig_f_[iz]) < exp(-0.5 * x * x)) return (float)x;
         uint64_t u = xb_rng_u64(r);
-        hz = (int32_t)(uint32_t)(u >> 32);
-        iz = (int)(u & 127);
+        if (w24) {
+            uint32_t w = (uint32_t)(u >> 32);
+            hz = (int32_t)w >> 7;
+            iz = (int)(w & 127);
+        } else {
+            hz = (int32_t)(uint32_t)(u >> 32);
+            iz = (int)(u & 127);
+        }
         uint32_t a = hz < 0 ? (uint32_t)0 - (uint32_t)hz : (uint32_t)hz;
-        if (a < zig_k_[iz]) return hz * zig_w_[iz];
+        if (a < kt[iz]) return hz * wt[iz];
     }
 }
+static float zig_tail_(xb_rng *r, int32_t hz, int iz) { return zig_slow_(r, hz, iz, 0); }
 
 static inline uint64_t rotl_(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
@@ -198,26 +211,7 @@ void xb_normal8_init(xb_normal8 *g, xb_rng *r) {
 }
 
 /* slow path for a 25-bit draw (hz, iz) that missed the layer's rectangle */
-static float zig24_slow_(xb_rng *r, int32_t hz, int iz) {
-    const double rr = 3.442620;
-    for (;;) {
-        double x = hz * (double)zig_w24_[iz];
-        if (iz == 0) {
-            double y;
-            do {
-                x = -log(1.0 - xb_rng_uniform(r)) / rr;
-                y = -log(1.0 - xb_rng_uniform(r));
-            } while (y + y < x * x);
-            return (float)(hz > 0 ? rr + x : -rr - x);
-        }
-        if (zig_f_[iz] + xb_rng_uniform(r) * (zig_f_[iz - 1] - zig_f_[iz]) < exp(-0.5 * x * x)) return (float)x;
-        uint32_t w = (uint32_t)(xb_rng_u64(r) >> 32);
-        hz = (int32_t)w >> 7;
-        iz = (int)(w & 127);
-        uint32_t a = hz < 0 ? (uint32_t)0 - (uint32_t)hz : (uint32_t)hz;
-        if (a < zig_k24_[iz]) return hz * zig_w24_[iz];
-    }
-}
+static float zig24_slow_(xb_rng *r, int32_t hz, int iz) { return zig_slow_(r, hz, iz, 1); }
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && !defined(XB_NOISE_NO_SIMD)
 #include <immintrin.h>
