@@ -656,8 +656,7 @@ xb_status xb_xnet_fold(xb_xnet *xn, int on) {
             const xlayer *l = &xn->xl[i];
             if (l->digital) continue;
             size_t wk = (size_t)l->rows_out * l->k;
-            float *w = xb_model_params(xn->m) + xb_model_param(xn->m, l->param)->offset + (size_t)l->group * wk;
-            memcpy(w, xn->wsave + u, wk * sizeof(float));
+            memcpy((float *)xb_xnet_wptr_(xn, l), xn->wsave + u, wk * sizeof(float));
             u += (int64_t)wk;
         }
         xn->folded = 0;
@@ -679,7 +678,7 @@ xb_status xb_xnet_fold(xb_xnet *xn, int on) {
         const xlayer *l = &xn->xl[i];
         if (l->digital) continue;
         size_t wk = (size_t)l->rows_out * l->k;
-        float *w = xb_model_params(xn->m) + xb_model_param(xn->m, l->param)->offset + (size_t)l->group * wk;
+        float *w = (float *)xb_xnet_wptr_(xn, l);
         memcpy(xn->wsave + u, w, wk * sizeof(float));
         memcpy(w, l->weff, wk * sizeof(float));
         u += (int64_t)wk;
