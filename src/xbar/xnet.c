@@ -33,7 +33,7 @@ uint64_t xb_xnet_hash_(const float *w, int64_t n) {
     return h;
 }
 
-const float *xb_xnet_wptr_(const xb_xnet *xn, const xlayer *l) {
+float *xb_xnet_wptr_(const xb_xnet *xn, const xlayer *l) {
     return xb_model_params(xn->m) + xb_model_param(xn->m, l->param)->offset + (size_t)l->group * l->rows_out * l->k;
 }
 
@@ -656,7 +656,7 @@ xb_status xb_xnet_fold(xb_xnet *xn, int on) {
             const xlayer *l = &xn->xl[i];
             if (l->digital) continue;
             size_t wk = (size_t)l->rows_out * l->k;
-            memcpy((float *)xb_xnet_wptr_(xn, l), xn->wsave + u, wk * sizeof(float));
+            memcpy(xb_xnet_wptr_(xn, l), xn->wsave + u, wk * sizeof(float));
             u += (int64_t)wk;
         }
         xn->folded = 0;
@@ -678,7 +678,7 @@ xb_status xb_xnet_fold(xb_xnet *xn, int on) {
         const xlayer *l = &xn->xl[i];
         if (l->digital) continue;
         size_t wk = (size_t)l->rows_out * l->k;
-        float *w = (float *)xb_xnet_wptr_(xn, l);
+        float *w = xb_xnet_wptr_(xn, l);
         memcpy(xn->wsave + u, w, wk * sizeof(float));
         memcpy(w, l->weff, wk * sizeof(float));
         u += (int64_t)wk;

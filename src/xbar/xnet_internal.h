@@ -143,7 +143,7 @@ void xl_distort(const xb_xnet *xn, const xlayer *l, int64_t off, const double *g
 /* FNV-1a over the bytes of n floats: the identity of the weights a layer was programmed from. */
 uint64_t xb_xnet_hash_(const float *w, int64_t n);
 /* The float weights of xlayer l (rows_out x k). */
-const float *xb_xnet_wptr_(const xb_xnet *xn, const xlayer *l);
+float *xb_xnet_wptr_(const xb_xnet *xn, const xlayer *l);
 /* The im2col workspace etc. come from the model; the forward and the operator live in xforward.c. */
 void xb_xnet_install_op_(xb_xnet *xn);
 

@@ -152,7 +152,7 @@ rehash:
 /* The model's weights of layer l read back from the conductances (an ideal read: no circuit, no
  * drift compensation or gain). */
 static void derive_weights_(xb_xnet *xn, xlayer *l) {
-    float *w = (float *)xb_xnet_wptr_(xn, l);
+    float *w = xb_xnet_wptr_(xn, l);
     const double unscale = 1.0 / (l->comp * l->gain);
     for (int r = 0; r < l->g.rt; r++)
         for (int c = 0; c < l->g.ct; c++) xl_assemble_w(l, r, c, l->gstate + xl_tile_offset(l, r, c), 0, unscale, w);
