@@ -522,6 +522,43 @@ static void onchip_resume_(const char *refresh) {
     xb_dataset_free(&d);
 }
 
+/* Hardware-aware training resumes bit for bit at an epoch boundary: every device sample follows from the
+ * step number, calibrated ranges from the epoch's start (variation, faults, read noise, a DAC and an
+ * ADC with calibrated ranges). */
+static void test_aware_resume(void **state) {
+    (void)state;
+    xb_dataset d = xbt_synthetic_cifar(32);
+    xb_hw hw = hw_("[tile]\nrows = 32\ncols = 32\n[device]\nvariation = gaussian\nvariation_sigma = 0.1\n"
+                   "stuck_at_gmin_rate = 0.01\nread_noise_sigma = 0.05\n[input]\ndac_bits = 6\n[output]\nadc_bits = 8\n"
+                   "calibration_images = 8\n[circuit]\nsolver = none\n");
+    xb_xtrain_opts xo = xb_xtrain_opts_default();
+    char da[512], db[512], ck[600];
+    snprintf(da, sizeof da, "%s/aw-a", xbt_tmpdir());
+    snprintf(db, sizeof db, "%s/aw-b", xbt_tmpdir());
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", db);
+    xb_train_opts o = xb_train_opts_default();
+    o.batch = 8; o.epochs = 2; o.progress = 0; o.lr = 0.02;
+    xb_model *ma, *mb;
+    assert_int_equal(xb_model_load("lenet5", 9, &ma), XB_OK);
+    assert_int_equal(xb_model_load("lenet5", 9, &mb), XB_OK);
+    xb_train_result r;
+    o.out_dir = da;
+    if (xb_xtrain(ma, &hw, &d, NULL, &o, &xo, &r, NULL) != XB_OK) fail_msg("aware A: %s", xb_last_error());
+    o.out_dir = db;
+    o.steps = 4;
+    if (xb_xtrain(mb, &hw, &d, NULL, &o, &xo, &r, NULL) != XB_OK) fail_msg("aware B1: %s", xb_last_error());
+    xb_model_free(mb);
+    assert_int_equal(xb_model_load("lenet5", 9, &mb), XB_OK);
+    o.steps = 0;
+    o.resume = ck;
+    if (xb_xtrain(mb, &hw, &d, NULL, &o, &xo, &r, NULL) != XB_OK) fail_msg("aware B2: %s", xb_last_error());
+    assert_memory_equal(xb_model_params(ma), xb_model_params(mb), (size_t)xb_model_n_trainable(ma) * sizeof(float));
+    assert_memory_equal(xb_model_buffers(ma), xb_model_buffers(mb), (size_t)xb_model_n_buffer(ma) * sizeof(float));
+    xb_model_free(ma);
+    xb_model_free(mb);
+    xb_dataset_free(&d);
+}
+
 static void test_onchip_resume(void **state) {
     (void)state;
     onchip_resume_("distortion");
@@ -587,6 +624,7 @@ int main(void) {
         cmocka_unit_test(test_backward_read),
         cmocka_unit_test(test_ifcm),
         cmocka_unit_test(test_onchip_ideal),
+        cmocka_unit_test(test_aware_resume),
         cmocka_unit_test(test_onchip_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
