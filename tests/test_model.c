@@ -135,6 +135,28 @@ static void test_weights_roundtrip(void **state) {
     assert_int_equal(xb_model_load_weights(b, path), XB_OK);
     assert_memory_equal(xb_model_params(a), xb_model_params(b), (size_t)xb_model_n_trainable(a) * sizeof(float));
     assert_memory_equal(xb_model_buffers(a), xb_model_buffers(b), (size_t)xb_model_n_buffer(a) * sizeof(float));
+    /* all or nothing: a NaN in the file's last parameter leaves every parameter and buffer as it was */
+    xb_safetensors st;
+    assert_int_equal(xb_st_load(path, &st), XB_OK);
+    const xb_param *lastw = NULL;
+    for (int i = 0; i < xb_model_n_params(a); i++)
+        if (xb_model_param(a, i)->trainable) lastw = xb_model_param(a, i);
+    xb_tensor *tw = (xb_tensor *)xb_st_get(&st, lastw->name);
+    ((float *)tw->data)[0] = NAN;
+    char bad[512];
+    xbt_path(bad, sizeof bad, "small-nan.safetensors");
+    assert_int_equal(xb_st_save(bad, &st), XB_OK);
+    xb_st_free(&st);
+    xb_model *c;
+    assert_int_equal(xb_model_load(cfg, 3, &c), XB_OK);
+    float *pc = malloc(sizeof(float) * xb_model_n_trainable(c)), *bc = malloc(sizeof(float) * (xb_model_n_buffer(c) + 1));
+    memcpy(pc, xb_model_params(c), sizeof(float) * xb_model_n_trainable(c));
+    memcpy(bc, xb_model_buffers(c), sizeof(float) * xb_model_n_buffer(c));
+    assert_int_equal(xb_model_load_weights(c, bad), XB_ERR_NUMERIC);
+    assert_memory_equal(pc, xb_model_params(c), sizeof(float) * xb_model_n_trainable(c));
+    assert_memory_equal(bc, xb_model_buffers(c), sizeof(float) * xb_model_n_buffer(c));
+    free(pc); free(bc);
+    xb_model_free(c);
     xb_model *r20;
     assert_int_equal(xb_model_load("resnet20", 1, &r20), XB_OK);
     assert_int_not_equal(xb_model_load_weights(r20, path), XB_OK);

@@ -10,7 +10,7 @@
 
 static void shape_of(const xb_param *p, char *buf, size_t n) { xb_shape_str(p->ndim, p->shape, buf, n); }
 
-xb_status xb_model_weights_from_st(xb_model *m, const xb_safetensors *st, const char *path) {
+static xb_status copy_weights_(xb_model *m, const xb_safetensors *st, const char *path) {
     int np = xb_model_n_params(m);
     for (int i = 0; i < st->n; i++) {
         const char *nm = st->e[i].name;
@@ -59,6 +59,23 @@ xb_status xb_model_weights_from_st(xb_model *m, const xb_safetensors *st, const 
                                      (long long)j);
     }
     return XB_OK;
+}
+
+/* All or nothing: a file that fails half-way (a missing tensor, a wrong shape or dtype, a NaN) leaves the
+ * model's parameters and buffers exactly as they were. */
+xb_status xb_model_weights_from_st(xb_model *m, const xb_safetensors *st, const char *path) {
+    const int64_t np = xb_model_n_trainable(m), nb = xb_model_n_buffer(m);
+    float *keep = xb_try_malloc((size_t)(np + nb + 1) * sizeof(float));
+    if (!keep) return xb_errorf(XB_ERR_NOMEM, "%s: no memory to load the weights safely", path);
+    memcpy(keep, xb_model_params(m), (size_t)np * sizeof(float));
+    memcpy(keep + np, xb_model_buffers(m), (size_t)nb * sizeof(float));
+    xb_status s = copy_weights_(m, st, path);
+    if (s) {
+        memcpy(xb_model_params(m), keep, (size_t)np * sizeof(float));
+        memcpy(xb_model_buffers(m), keep + np, (size_t)nb * sizeof(float));
+    }
+    xb_free(keep);
+    return s;
 }
 
 xb_status xb_model_load_weights(xb_model *m, const char *path) {
