@@ -6,7 +6,7 @@ Runs `xbar train --steps N` for the float network and for each hardware mode, in
 to the float step's median, with the seconds the crossbar parts took (programming, update, refresh).
 
     /usr/bin/python3 bench/bench_hwtrain.py [--model resnet20] [--batch 128] [--steps 12] [--repeat 3]
-        [--threads 1] [--data DIR] [--json OUT.json]
+        [--threads 1] [--data DIR] [--json OUT.json] [--cases mild-variation,onchip]
 
 Needs CIFAR-10 (--data, $XBAR_DATA or ../shared/data/cifar10) and build/xbar.  docs/training-hw.md
 records its results with the command.
@@ -60,7 +60,11 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data")
     ap.add_argument("--json")
+    ap.add_argument("--cases", help="comma-separated substrings of the run labels to time (float always runs)")
     args = ap.parse_args()
+    if args.cases:
+        keep = args.cases.split(",")
+        CASES[:] = [c for c in CASES if c[0] == "float" or any(k in c[0] for k in keep)]
     res = {c[0]: [] for c in CASES}
     parts = {c[0]: [] for c in CASES}
     with tempfile.TemporaryDirectory() as tmp:
