@@ -1,6 +1,8 @@
-/* xtrain.c -- training through the crossbars: the crossbar network as the model's operator, programmed
- * from the current weights before every step (a new device sample per step, per epoch or never), its
- * calibrated ranges set at each epoch's start, the trainer's loop (train.c) unchanged underneath. */
+/* xtrain.c -- training through the crossbars, as hooks around the trainer's loop (train.c, unchanged
+ * underneath) with the crossbar network as the model's operator.  aware: programmed from the current
+ * weights after every update (a new device sample per step, per epoch or never; the circuit solved at
+ * every refresh_steps-th programming, I-FCM in between), calibrated ranges set at each epoch's start.
+ * onchip: programmed once, then every update written into the conductances (xonchip.c). */
 #include "xb_xbar.h"
 
 #include <string.h>
@@ -74,9 +76,9 @@ static xb_status calibrate_(xt_ *t, xb_model *m) {
     return st;
 }
 
-/* Tiles from the current weights for `step`; calibration first when the epoch has none yet. */
-/* aware: the circuit is solved at the programmings of every refresh_steps-th step (every step when 0,
- * and the first of the call) and the held distortion ratios used in between */
+/* aware: tiles from the current weights for `step` (unless they hold them already), calibrated when the
+ * epoch has no ranges yet; the circuit is solved at every refresh_steps-th step (every step when 0, and
+ * at the first programming of the call), the held distortion ratios used in between */
 static xb_status program_(xt_ *t, xb_model *m, int64_t step) {
     /* the tiles already hold these weights with this sample (frozen weights: --trainable bn) */
     if (xb_xnet_current(t->xn, sample_seed_(t, step)) && (t->calibrated || !xb_xnet_needs_calibration(t->xn)))
