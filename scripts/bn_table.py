@@ -146,7 +146,7 @@ def main():
         rows.append("| %s | %s | %s | %s | %s | %s | %s |" % (name, "%.2f" % (100 * sw) if sw is not None else "-",
                                                               f("hw"), f("adapt"), f("finetune"), f("finetune_adapt"),
                                                               PAPER.get(name, "-")))
-    print("\nCommands (seeds 1..%d):" % args.seeds)
+    print("\nCommands:")
     for name, *_ in SETTINGS:
         for k in ("hw", "adapt", "finetune", "finetune_adapt"):
             if name in res and k in res[name]:
@@ -159,7 +159,7 @@ def main():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         names = [n for n, *_ in SETTINGS if n in res and "finetune_adapt" in res[n]]
-        fig, ax = plt.subplots(figsize=(7, 3.6))
+        fig, ax = plt.subplots(figsize=(9, 3.6))
         for i, k in enumerate(("hw", "adapt", "finetune")):
             ax.bar([j + 0.27 * (i - 1) for j in range(len(names))], [100 * res[n][k]["acc_mean"] for n in names],
                    0.27, yerr=[100 * res[n][k]["acc_std"] for n in names],
@@ -168,7 +168,7 @@ def main():
         ax.set_xticklabels(names)
         ax.set_ylabel("test accuracy (%)")
         ax.set_title("ResNet-20 on parasitic crossbars: batchnorm recovery")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
         fig.tight_layout()
         fig.savefig(args.plot)
 
