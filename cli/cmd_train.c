@@ -76,8 +76,9 @@ int cmd_train(int argc, char **argv) {
         {"hw-resample", XF_CHOICE, "step", "step|epoch|never", "with --hw: a new device sample (variation, faults, "
                                                               "read noise) every step, every epoch, or one for the run"},
         {"hw-backward", XF_CHOICE, "hardware", "hardware|float", "with --hw: the backward reads the programmed "
-                                                                "effective weights (with the DAC's clip mask) or the "
-                                                                "float weights"},
+                                                                "tiles' backward (column-driven) effective weights, "
+                                                                "with the DAC's and the ADC's straight-through masks, "
+                                                                "or the float weights"},
         {"device-seed", XF_INT, "1000000000", "0..", "with --hw: device sample i of the run uses seed device-seed + i"},
         {"calibration-images", XF_INT, "0", "0..65536", "with --hw: training images that set calibrated ranges at "
                                                         "each epoch's start (0: the config's calibration_images)"},
