@@ -86,4 +86,6 @@ static inline float *gp(xb_model *m, int p) { return p < 0 ? NULL : m->gv + m->p
 xb_status xb_node_op_linear(xb_model *m, const node *nd, int n, const float **fwd, const float **bwd);
 /* the mapped-matmul call of node nd, group g, for ncols columns */
 xb_mm_call xb_node_mm_call(const xb_model *m, const node *nd, int g, int ncols);
+/* XBAR_PROFILE: seconds per layer type (and per node) on stderr (model_info.c) */
+void xb_model_print_profile(const xb_model *m);
 #endif
