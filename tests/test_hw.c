@@ -311,14 +311,6 @@ static void test_normal_fill(void **state) {
 
 /* ---- devices ------------------------------------------------------------------------------------- */
 
-static void moments_(const double *g, int64_t n, double *mean, double *var) {
-    double s = 0, s2 = 0;
-    for (int64_t i = 0; i < n; i++) s += g[i];
-    *mean = s / n;
-    for (int64_t i = 0; i < n; i++) s2 += (g[i] - *mean) * (g[i] - *mean);
-    *var = s2 / (n - 1);
-}
-
 static void test_variation_moments(void **state) {
     (void)state;
     enum { N = 400000 };
@@ -339,7 +331,7 @@ static void test_variation_moments(void **state) {
         for (int i = 0; i < N; i++) g[i] = g0;
         xb_device_counts cnt = {0};
         xb_device_program(&hw, N, g, &r, &cnt);
-        moments_(g, N, &mean, &var);
+        xbt_moments(g, N, &mean, &var);
         double sd = sqrt(c[q].want_var);
         /* mean within 5 standard errors; variance within 5 of its standard errors (kurtosis <= 4) */
         if (fabs(mean - c[q].want_mean) > 5 * sd / sqrt(N) || fabs(var / c[q].want_var - 1) > 5 * sqrt(3.0 / N))
@@ -433,7 +425,7 @@ static void test_drift(void **state) {
     xb_device_program(&hw, N, h, &r, &cnt);
     double lt = log(86400.0 / 20.0);
     for (int i = 0; i < N; i++) h[i] = -log(h[i]) / lt;
-    moments_(h, N, &mean, &var);
+    xbt_moments(h, N, &mean, &var);
     assert_true(fabs(mean - 0.05) < 5 * 0.01 / sqrt(N));
     assert_true(fabs(var / 1e-4 - 1) < 5 * sqrt(2.0 / N));
     free(h);

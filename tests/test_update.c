@@ -13,14 +13,6 @@ static xb_status parse_(const char *text, xb_hw *hw) { return xb_hw_parse_string
 
 static double range_(const xb_hw *hw) { return hw->g_max_s - hw->g_min_s; }
 
-static void moments_(const double *x, int64_t n, double *mean, double *var) {
-    double s = 0, s2 = 0;
-    for (int64_t i = 0; i < n; i++) s += x[i];
-    *mean = s / n;
-    for (int64_t i = 0; i < n; i++) s2 += (x[i] - *mean) * (x[i] - *mean);
-    *var = s2 / (n - 1);
-}
-
 /* ---- linear --------------------------------------------------------------------------------------- */
 
 static void test_linear(void **state) {
@@ -151,7 +143,7 @@ static void test_txsim_noise_moments(void **state) {
         xb_device_update(&hw, N, g, d, &rq, &c);
         assert_int_equal(c.clamped_gmin + c.clamped_gmax, 0); /* the bounds are > 90 sigma away */
         for (int i = 0; i < N; i++) g[i] -= g0;
-        moments_(g, N, &mean, &var);
+        xbt_moments(g, N, &mean, &var);
         const double want_var = pow(5 * 0.01, 2) * fabs(dgs[q]) * R;
         /* mean: 5 standard errors sqrt(var/N); sample variance of a normal: sd = var sqrt(2/(N-1)) */
         const double mean_tol = 5 * sqrt(want_var / N), var_tol = 5 * want_var * sqrt(2.0 / (N - 1));
@@ -250,7 +242,7 @@ static void test_softbounds(void **state) {
     for (int i = 0; i < N; i++) { x[i] = mid; d[i] = 1e-7; }
     xb_device_update(&hw, N, x, d, &r, &c);
     for (int i = 0; i < N; i++) x[i] -= mid;
-    moments_(x, N, &mean, &var);
+    xbt_moments(x, N, &mean, &var);
     const double wv = pow(0.3e-7, 2);
     if (fabs(mean - 1e-7) > 5 * sqrt(wv / N) || fabs(var - wv) > 5 * wv * sqrt(2.0 / (N - 1)))
         fail_msg("ctoc: mean %.6g (want 1e-7), var %.6g (want %.6g)", mean, var, wv);

@@ -68,6 +68,15 @@ static inline void xbt_write_file(const char *path, const void *data, size_t n) 
     fclose(f);
 }
 
+/* sample mean and variance (n - 1) of n doubles */
+static inline void xbt_moments(const double *x, int64_t n, double *mean, double *var) {
+    double s = 0, s2 = 0;
+    for (int64_t i = 0; i < n; i++) s += x[i];
+    *mean = s / n;
+    for (int64_t i = 0; i < n; i++) s2 += (x[i] - *mean) * (x[i] - *mean);
+    *var = s2 / (n - 1);
+}
+
 /* Under AddressSanitizer (make asan sets XB_SANITIZE=1) the larger cases shrink. */
 static inline int xbt_sanitized(void) {
     const char *e = getenv("XB_SANITIZE");
