@@ -3,6 +3,7 @@
  * Every vector quantizer has a scalar *_ref twin written straight from the formula; tests hold the
  * two together.  Rounding is to the nearest integer, ties to even (IEEE rint), which vectorizes. */
 #include "xb_xbar.h"
+#include "quant.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -21,13 +22,11 @@ double xb_quant_uniform_ref(double x, double step, double lo_code, double hi_cod
 int64_t xb_quant_uniform(int64_t n, const float *x, float step, float lo_code, float hi_code, float *y) {
     XB_ASSERT(step > 0 && lo_code <= hi_code);
     int64_t clipped = 0;
-    /* x / step (not x * (1/step)) so that the codes match the reference formula exactly */
 #pragma omp parallel for reduction(+ : clipped) schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
-        float c = rintf(x[i] / step);
-        if (c < lo_code) { c = lo_code; clipped++; }
-        else if (c > hi_code) { c = hi_code; clipped++; }
-        y[i] = c * step;
+        float c = xq_round(x[i], step);
+        clipped += (c < lo_code) | (c > hi_code);
+        y[i] = xq_clamp(c, lo_code, hi_code) * step;
     }
     return clipped;
 }

@@ -3,6 +3,7 @@
  * ADC, shift-add).  xnet.c builds and programs the network, xcal.c calibrates it, xop.c is the
  * mapped-matmul operator the model calls. */
 #include "xnet_internal.h"
+#include "quant.h"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Forward                                                                                           */
@@ -14,9 +15,9 @@
 static int64_t quant_(int64_t n, float *v, float step, float lo, float hi) {
     int64_t c = 0;
     for (int64_t i = 0; i < n; i++) {
-        float q = rintf(v[i] / step);
+        float q = xq_round(v[i], step);
         c += (q < lo) | (q > hi);
-        q = q < lo ? lo : q > hi ? hi : q;
+        q = xq_clamp(q, lo, hi);
         v[i] = q == q ? q : 0.0f;
     }
     return c;
@@ -143,28 +144,27 @@ static void fast_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
         const float top = (float)((1L << xn->in_bits) - 1);
         float *st = buf + xl_tbuf_base_(xn, l);
         *xmax = col_absmax_(k, ncols, x, c0, nc, st);
-        for (int c = 0; c < nc; c++) st[c] = st[c] / top;
+        for (int c = 0; c < nc; c++) st[c] = xq_dac_step(st[c], top);
         for (int i = 0; i < k; i++) {
             const float *xr = x + (size_t)i * ncols + c0;
             float *qr = xq + (size_t)i * nc;
             for (int c = 0; c < nc; c++) {
-                float q = rintf(fabsf(xr[c]) / st[c]);
-                q = q > top ? top : q;
+                float q = xq_clamp(xq_round(fabsf(xr[c]), st[c]), 0, top);
                 qr[c] = copysignf(q * st[c], xr[c]);
             }
         }
         B = xq;
         ldb = nc;
     } else if (hw->dac_bits > 0) {
-        const float top = (float)((1L << xn->in_bits) - 1), step = (float)l->x_max / top;
+        const float top = (float)((1L << xn->in_bits) - 1), step = xq_dac_step((float)l->x_max, top);
         int64_t clip = 0;
         for (int i = 0; i < k; i++) {
             const float *xr = x + (size_t)i * ncols + c0;
             float *qr = xq + (size_t)i * nc;
             for (int c = 0; c < nc; c++) {
-                float q = rintf(fabsf(xr[c]) / step);
+                float q = xq_round(fabsf(xr[c]), step);
                 clip += q > top;
-                q = q > top ? top : q;
+                q = xq_clamp(q, 0, top);
                 qr[c] = copysignf(q * step, xr[c]);
             }
         }
@@ -224,12 +224,12 @@ static int64_t quant_cols_(int64_t rows, int P, int nc, float *v, float step, fl
             float *vr = v + ((size_t)q * P + p) * nc;
             const int neg = lo < 0;
             for (int c = 0; c < nc; c++) { /* branch-free, so that it vectorizes */
-                float a = rintf(vr[c] / step);
+                float a = xq_round(vr[c], step);
                 int lc = a < lo, hc = a > hi;
                 ccnt[c] += lc | hc;
                 tot += lc | hc;
                 hit[c] |= hc | (lc & neg);
-                a = a < lo ? lo : a > hi ? hi : a;
+                a = xq_clamp(a, lo, hi);
                 vr[c] = a == a ? a : 0.0f; /* the integer code, as quant_ */
             }
         }
@@ -265,24 +265,24 @@ static int rt_read_(xb_xnet *xn, xlayer *l, const float *x, int ldx, int nc, int
     for (int i = 0; i < m; i++) {
         const float *xr = x + (size_t)i * ldx;
         float *row = Xp + (size_t)i * PN;
-        /* the input in units of its range: of the layer (xm) or of each column (div) */
-        float *xv = row;
-        if (div) for (int c = 0; c < nc; c++) xv[c] = xr[c] / div[c];
-        else for (int c = 0; c < nc; c++) xv[c] = xr[c] / xm;
         if (!dac) {
+            /* the input in units of its range: of the layer (xm) or of each column (div) */
+            if (div) for (int c = 0; c < nc; c++) row[c] = xr[c] / div[c];
+            else for (int c = 0; c < nc; c++) row[c] = xr[c] / xm;
             for (int c = 0; c < nc; c++) {
-                float v = xv[c];
+                float v = row[c];
                 row[c] = !split ? v : pass ? (v < 0 ? v : 0) * -1.0f : (v > 0 ? v : 0);
             }
             continue;
         }
-        /* signed code (sign x magnitude) in csum as scratch, then one vector loop per plane */
+        /* signed code (sign x magnitude) in csum as scratch, then one vector loop per plane; the DAC's
+         * step is the range (the layer's xm or the column's div) over the top code, as the fast path's */
         for (int c = 0; c < nc; c++) {
-            float v = xv[c];
+            float v = xr[c];
             float a = split ? (pass ? (v < 0 ? -v : 0) : (v > 0 ? v : 0)) : fabsf(v);
-            float q = rintf(a * top);
+            float q = xq_round(a, xq_dac_step(div ? div[c] : xm, top));
             dclip += q > top;
-            q = q > top ? top : q;
+            q = xq_clamp(q, 0, top);
             csum[c] = (!split && v < 0) ? -q : q;
         }
         for (int p = 0; p < P; p++) {

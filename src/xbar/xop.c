@@ -3,6 +3,7 @@
  * straight-through mask, backward to the weights with the input the tiles saw; every call refuses
  * weights that changed since programming. */
 #include "xnet_internal.h"
+#include "quant.h"
 
 /* ---- the mapped-matmul operator -------------------------------------------------------------------- */
 
@@ -77,23 +78,37 @@ static int two_passes_(const xlayer *l, const uint8_t *mask, int ncols) {
 }
 
 /* The input as the DAC delivers it (k x ncols, in activation units): |x| rounded to the DAC's grid
- * and clipped at x_max (sign kept), as the forward's pipeline reads it; with no DAC, x itself. */
-static const float *dac_input_(const xb_xnet *xn, const xlayer *l, int64_t n, const float *x, float *buf) {
+ * and clipped at the range (sign kept), as the forward's pipeline reads it; with no DAC, x itself.  The
+ * range is the layer's x_max, or with input_scaling = vector each column's max |x| (so nothing clips).
+ * buf holds k x ncols + ncols floats. */
+static const float *dac_input_(const xb_xnet *xn, const xlayer *l, int k, int ncols, const float *x, float *buf) {
     if (xn->hw.dac_bits <= 0) return x;
-    const float top = (float)((1L << xn->in_bits) - 1), xm = (float)l->x_max;
+    const float top = (float)((1L << xn->in_bits) - 1);
+    const int64_t n = (int64_t)k * ncols;
+    if (xn->vec) {
+        float *st = buf + n;
+        for (int c = 0; c < ncols; c++) st[c] = 0;
+        for (int i = 0; i < k; i++)
+            for (int c = 0; c < ncols; c++) st[c] = fmaxf(st[c], fabsf(x[(size_t)i * ncols + c]));
+        for (int c = 0; c < ncols; c++) st[c] = xq_dac_step(st[c] > 0 ? st[c] : 1.0f, top);
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        float q = rintf(fabsf(x[i]) / xm * top);
-        q = q > top ? top : q;
-        buf[i] = copysignf(q / top * xm, x[i]);
+        for (int i = 0; i < k; i++)
+            for (int c = 0; c < ncols; c++) {
+                const size_t q = (size_t)i * ncols + c;
+                buf[q] = copysignf(xq_clamp(xq_round(fabsf(x[q]), st[c]), 0, top) * st[c], x[q]);
+            }
+        return buf;
     }
+    const float step = xq_dac_step((float)l->x_max, top);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) buf[i] = copysignf(xq_clamp(xq_round(fabsf(x[i]), step), 0, top) * step, x[i]);
     return buf;
 }
 
 /* Straight-through mask of the DAC: the gradient passes where the input was inside the DAC's range
  * [-x_max, x_max] and is zero where it was clipped. */
 static void dac_mask_(const xb_xnet *xn, const xlayer *l, int64_t n, const float *x, float *dx) {
-    if (xn->hw.dac_bits <= 0) return;
+    if (xn->hw.dac_bits <= 0 || xn->vec) return; /* per-vector scaling: every input inside its range */
     const float xm = (float)l->x_max;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++)
@@ -151,10 +166,10 @@ static xb_status op_backward_weight_(void *ctx, const xb_mm_call *c, const float
     const int64_t n = (int64_t)c->k * c->ncols;
     float *buf = NULL;
     if (!l->digital && xn->hw.dac_bits > 0 && xn->bwd != XB_XBWD_FLOAT) {
-        buf = xb_try_malloc((size_t)n * sizeof(float));
+        buf = xb_try_malloc(((size_t)n + (size_t)c->ncols) * sizeof(float));
         if (!buf) return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for the backward's %lld inputs",
                                    l->st.name, (long long)n);
-        x = dac_input_(xn, l, n, x, buf);
+        x = dac_input_(xn, l, c->k, c->ncols, x, buf);
     }
     const uint8_t *mask;
     if ((st = adc_mask_(xn, l, c, &mask))) {
