@@ -3,7 +3,7 @@
  * Every vector quantizer has a scalar *_ref twin written straight from the formula; tests hold the
  * two together.  Rounding is to the nearest integer, ties to even (IEEE rint), which vectorizes. */
 #include "xb_xbar.h"
-#include "quant.h"
+#include "core/quant.h"
 
 #include <math.h>
 #include <pthread.h>

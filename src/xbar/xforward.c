@@ -3,7 +3,7 @@
  * ADC, shift-add).  xnet.c builds and programs the network, xcal.c calibrates it, xop.c is the
  * mapped-matmul operator the model calls. */
 #include "xnet_internal.h"
-#include "quant.h"
+#include "core/quant.h"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Forward                                                                                           */

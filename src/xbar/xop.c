@@ -3,7 +3,7 @@
  * straight-through mask, backward to the weights with the input the tiles saw; every call refuses
  * weights that changed since programming. */
 #include "xnet_internal.h"
-#include "quant.h"
+#include "core/quant.h"
 
 /* ---- the mapped-matmul operator -------------------------------------------------------------------- */
 

@@ -1,10 +1,11 @@
-/* quant.h -- the one uniform quantizer of the pipeline.  Every converter uses it: the public vector
- * quantizer of periph.c (xb_quant_uniform), the DACs of the forward's fast and tiled paths
- * (xforward.c), the DAC the backward takes the weight gradient on (xop.c) and the ADCs (xforward.c).
+/* quant.h -- the one uniform quantizer.  Every converter of the crossbar pipeline uses it (periph.c's
+ * public xb_quant_uniform, the DACs of the forward's fast and tiled paths in xforward.c, the DAC the
+ * backward takes the weight gradient on in xop.c, the ADCs in xforward.c), and so do the
+ * quantization-aware training quantizers of src/quant/.
  * In float32: the code is rint(x / step), ties to even, then clamped to [lo, hi]; the applied value is
  * code * step.  A DAC of k bits over a range r has step = r / (2^k - 1) (r and the step in float32)
  * and quantizes |x| to [0, 2^k - 1], the sign kept.  periph.c's *_ref functions are its double twins.
- * Private to src/xbar/. */
+ * Private to the library (src/). */
 #ifndef XB_QUANT_H
 #define XB_QUANT_H
 #include <math.h>
