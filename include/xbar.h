@@ -200,5 +200,6 @@ void xb_dataset_batch(const xb_dataset *d, const int64_t *idx, int n, int augmen
 #endif
 
 #include "xb_nn.h"
+#include "xb_quant.h"
 
 #endif /* XBAR_H */

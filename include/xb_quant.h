@@ -1,0 +1,100 @@
+/*
+ * xb_quant.h -- quantization-aware training: the weight and activation quantizers, with their
+ * straight-through gradients.  Included by xbar.h.  docs/quantization.md has the formulas.
+ *
+ * A weight quantizer acts on one mapped layer's (rows, k) matrix (rows = output channels, PyTorch's
+ * weight layout flattened); it is applied by the quantizing mapped-matmul operator (xb_qop_*), so the
+ * model's float weights stay the master copy that the optimizer updates.  An activation quantizer is a
+ * layer of the model graph ([quant NAME] in a model .cfg, docs/model-cfg.md).
+ *
+ * Every quantizer rounds to nearest, ties to even (rintf, float32), through src/core/quant.h, the one
+ * uniform quantizer the crossbar pipeline also uses.  Straight-through gradients: d out / d in is
+ * declared per element by *_ste (weights) or the mask (activations); rounding passes gradients
+ * unchanged.
+ */
+#ifndef XB_QUANT_H_PUBLIC
+#define XB_QUANT_H_PUBLIC
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- weights ------------------------------------------------------------------------------------
+ * kind              values                                   scale (per row r, or one per matrix)
+ * NONE              w                                        -
+ * UNIFORM (b bits)  s c, c = clamp(rint(w / s), -Q, Q),      s = max|w| / Q, Q = 2^(b-1) - 1
+ *                   b in 2..16                               (s = 1 when max|w| = 0)
+ * BINARY            s c, c = +1 (w >= 0) or -1               s = mean|w|  (XNOR-Net)
+ * TERNARY           c in {-1, 0, 1}: c = sign(w) where       - (unweighted; values are the codes)
+ *                   |w| > D, D = delta mean|w|
+ * TERNARY_SYM       s c, c as TERNARY                        s = mean of |w| over |w| > D  (TWN)
+ * TERNARY_ASYM      b for c = 1, -a for c = -1, 0:           D+ = delta mean(w | w > 0),
+ *                   c = 1 where w > D+, -1 where w < -D-     D- = delta mean(-w | w < 0),
+ *                                                            b = mean(w | w > D+), a = mean(-w | w < -D-)
+ * DOREFA (b bits)   s c, c = 2 rint(t (2^b - 1)) - (2^b - 1),  t = tanh(w) / (2 max|tanh(w)|) + 1/2,
+ *                   b in 1..16                               s = 1 / (2^b - 1); max over the matrix
+ *                                                            (per row with per_channel)
+ * Straight-through derivative d wq / d w (ste): UNIFORM 1; BINARY, the TERNARY kinds 1 where |w| <= 1,
+ * else 0 (hard tanh); DOREFA (1 - tanh(w)^2) / max|tanh(w)| (the max held constant).  An empty
+ * selection (a row with no weight above D) gives scale 0 for that side.  stochastic: UNIFORM and DOREFA
+ * round by floor(v + u), u uniform in [0, 1) drawn from the stream (seed, counter), so that a resumed
+ * run draws the same numbers; the other kinds refuse it. */
+typedef enum xb_qw_kind {
+    XB_QW_NONE = 0, XB_QW_UNIFORM, XB_QW_BINARY, XB_QW_TERNARY, XB_QW_TERNARY_SYM, XB_QW_TERNARY_ASYM,
+    XB_QW_DOREFA, XB_QW_COUNT
+} xb_qw_kind;
+/* names as written in configs and flags: none uniform binary ternary ternary-sym ternary-asym dorefa */
+extern const char *const xb_qw_names[XB_QW_COUNT];
+
+typedef struct xb_qw_spec {
+    xb_qw_kind kind;
+    int bits;                 /* UNIFORM 2..16, DOREFA 1..16; the others ignore it (1 or 2 bits) */
+    int per_channel;          /* 1: one scale (and threshold) per output row; 0: one per matrix */
+    int stochastic;           /* stochastic rounding (UNIFORM, DOREFA) */
+    double delta;             /* ternary threshold factor (TWN: 0.7) */
+} xb_qw_spec;
+
+/* Checks a spec: XB_ERR_ARG with a message naming what is wrong (bits out of range, stochastic on a
+ * kind without it, delta not in (0, 2)).  where: a place for the message, such as "file.cfg:12". */
+xb_status xb_qw_check(const xb_qw_spec *s, const char *where);
+/* Number of scales per row (0 NONE or TERNARY, 2 TERNARY_ASYM (a then b), 1 otherwise). */
+int xb_qw_scales_per_row(const xb_qw_spec *s);
+/* Bits of a code: UNIFORM/DOREFA bits, BINARY 1, ternary 2 (1.58), NONE 32. */
+int xb_qw_bits(const xb_qw_spec *s);
+/* Quantizes w (rows, k) into wq (may not alias w).  code (may be NULL): the integer codes as floats;
+ * scale (may be NULL): rows x xb_qw_scales_per_row (per_channel) or that many for the matrix;
+ * ste (may be NULL): the straight-through derivative per element.  seed/counter: the stochastic
+ * rounding stream (ignored otherwise).  Never fails on finite input; a non-finite weight: XB_ERR_NUMERIC. */
+xb_status xb_qw_apply(const xb_qw_spec *s, int rows, int k, const float *w, float *wq, float *code, float *scale,
+                      float *ste, uint64_t seed, uint64_t counter);
+/* The plain reference of one matrix, in double, straight from the table above (tests hold
+ * xb_qw_apply to it).  Deterministic rounding only. */
+void xb_qw_apply_ref(const xb_qw_spec *s, int rows, int k, const float *w, double *wq, double *ste);
+
+/* ---- activations --------------------------------------------------------------------------------
+ * An activation quantizer [quant NAME] maps x to  s clamp(rint(x / s), lo, hi)  with
+ *   UNIFORM (b bits, unsigned, after a ReLU): lo = 0, hi = 2^b - 1, s = clip / hi; clip fixed, or
+ *           calibrated (a running maximum of |x| in training, as PyTorch's moving-average observer)
+ *   PACT:   as UNIFORM with clip = alpha, a trainable parameter NAME.alpha (Choi et al. 2018)
+ *   DOREFA: as UNIFORM with clip = 1
+ *   TERNARY: lo = -1, hi = 1, s = clip  (signed {-clip, 0, clip}, threshold clip / 2)
+ *   SIGNED (b bits): lo = -(2^(b-1) - 1), hi = -lo, s = clip / hi  (for inputs that are not after a ReLU)
+ * Straight-through mask (PyTorch's fake_quantize): the gradient passes where lo <= rint(x / s) <= hi
+ * and is 0 elsewhere.  PACT: d y / d alpha = 1 where rint(x / s) > hi (clipped at the top), else 0. */
+typedef enum xb_qa_kind {
+    XB_QA_UNIFORM = 0, XB_QA_PACT, XB_QA_DOREFA, XB_QA_TERNARY, XB_QA_SIGNED, XB_QA_COUNT
+} xb_qa_kind;
+extern const char *const xb_qa_names[XB_QA_COUNT]; /* uniform pact dorefa ternary signed */
+
+/* step, lo and hi codes of an activation quantizer of `bits` bits with clip value `clip` */
+void xb_qa_grid(xb_qa_kind kind, int bits, float clip, float *step, float *lo, float *hi);
+/* y = quantized x (y may alias x); mask (may be NULL) = 1 where the gradient passes, 2 where it was
+ * clipped at the top, 0 where clipped at the bottom.  Returns the number clipped. */
+int64_t xb_qa_forward(int64_t n, const float *x, float step, float lo, float hi, float *y, uint8_t *mask);
+/* dx = dy where mask == 1, else 0 (dx may alias dy); returns sum of dy where mask == 2 (PACT's d alpha) */
+double xb_qa_backward(int64_t n, const uint8_t *mask, const float *dy, float *dx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* XB_QUANT_H_PUBLIC */
