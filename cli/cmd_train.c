@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "xb_xbar.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,72 @@ static void report_(void *ctx, const xb_epoch_report *r) {
            "\"seconds\":%.3f%s}\n", (long long)r->epoch, (long long)r->step, r->train_loss, r->train_acc, a, sw,
            r->seconds, hw);
     fflush(stdout);
+}
+
+/* Quantization: the model's text with the flags' and --quant-config's quantization (src/quant/qcfg.c), the
+ * model loaded from it, and the weight-quantizing operator installed when some layer's weights are quantized. */
+typedef struct cli_quant_ { char *text; char path[600]; int any; xb_qw_spec *specs; xb_qop *q; } cli_quant_;
+
+static xb_status cli_quant_load_(xf_flag *f, int n, const char *model, uint64_t seed, xb_model **m, cli_quant_ *z) {
+    memset(z, 0, sizeof *z);
+    xb_quant_flags fl = {(int)xf_get(f, n, "weight-bits")->i, (int)xf_get(f, n, "act-bits")->i,
+                         xf_get(f, n, "quant")->s, xf_get(f, n, "act")->s, (int)xf_get(f, n, "first-bits")->i,
+                         (int)xf_get(f, n, "last-bits")->i};
+    const char *qpath = xf_get(f, n, "quant-config")->s;
+    const int asked = fl.weight_bits || fl.act_bits || fl.quant || fl.act || fl.first_bits >= 0 || fl.last_bits >= 0 || qpath;
+    char *text = NULL, *qtext = NULL, qp[600];
+    xb_status st = xb_model_text(model, &text, z->path, sizeof z->path);
+    if (st) return st;
+    if (!asked && !strstr(text, "[quantize")) { /* no quantization: the plain model */
+        free(text);
+        return xb_model_load(model, seed, m);
+    }
+    if (qpath && (st = xb_model_text(qpath, &qtext, qp, sizeof qp))) { free(text); return st; }
+    st = xb_quant_rewrite(text, z->path, qtext, qpath, &fl, &z->text, &z->any);
+    free(text); free(qtext);
+    if (st) return st;
+    if ((st = xb_model_load_text(z->text, strlen(z->text), z->path, seed, m))) return st;
+    int wany = 0;
+    z->specs = calloc((size_t)xb_model_n_mapped(*m) + 1, sizeof *z->specs);
+    if (!z->specs) st = xb_errorf(XB_ERR_NOMEM, "no memory for the quantization specs");
+    if (!st) st = xb_quant_specs(z->text, z->path, *m, z->specs, &wany);
+    if (!st && wany && !(st = xb_qop_init(*m, z->specs, seed, &z->q))) {
+        xb_mm_op op = xb_qop_op(z->q, NULL);
+        xb_model_set_op(*m, &op);
+    }
+    if (st) { xb_model_free(*m); *m = NULL; }
+    return st;
+}
+
+/* OUT/model.cfg (the quantized model), and with quantized weights OUT/weights.safetensors holding them (the
+ * master float weights stay in the checkpoint) and OUT/quant-codes.safetensors their integer codes and scales */
+static xb_status cli_quant_save_(cli_quant_ *z, xb_model *m, const char *out, int progress) {
+    char p[1100], pc[1100];
+    snprintf(p, sizeof p, "%s/model.cfg", out);
+    FILE *fo = fopen(p, "wb");
+    if (!fo) return xb_errorf(XB_ERR_IO, "%s: cannot write: %s. HINT: check --out", p, strerror(errno));
+    fprintf(fo, "# the quantized model of `xbar train` (docs/quantization.md), from %s\n", z->path);
+    int bad = fputs(z->text, fo) < 0;
+    bad |= fclose(fo) != 0;
+    if (bad) return xb_errorf(XB_ERR_IO, "%s: write failed", p);
+    if (z->q) {
+        snprintf(p, sizeof p, "%s/weights.safetensors", out);
+        snprintf(pc, sizeof pc, "%s/quant-codes.safetensors", out);
+        xb_status st = xb_quant_export(z->q, m, p, pc);
+        if (st) return st;
+    }
+    if (progress) {
+        fprintf(stderr, "xbar train: the quantized model is %s/model.cfg%s\n", out,
+                z->q ? "; its weights (quantized) weights.safetensors, codes and scales quant-codes.safetensors" : "");
+        xb_quant_print(m, z->specs, stderr, 0);
+    }
+    return XB_OK;
+}
+
+static void cli_quant_free_(cli_quant_ *z) {
+    xb_qop_free(z->q);
+    free(z->specs);
+    free(z->text);
 }
 
 int cmd_train(int argc, char **argv) {
@@ -84,6 +151,18 @@ int cmd_train(int argc, char **argv) {
                                                         "each epoch's start (0: the config's calibration_images)"},
         {"trainable", XF_CHOICE, "all", "all|bn", "parameters trained: all, or only batchnorm gamma and beta (the "
                                                 "others stay bit for bit as loaded)"},
+        {"weight-bits", XF_INT, "0", "0..16", "quantization-aware training: every mapped layer's weights uniform "
+                                            "symmetric with this many bits, straight-through gradients (0: float; "
+                                            "docs/quantization.md)"},
+        {"act-bits", XF_INT, "0", "0..16", "an activation quantizer of this many bits after every relu (0: none)"},
+        {"quant", XF_STR, NULL, NULL, "weight quantizer: uniform|binary|ternary|ternary-sym|ternary-asym|dorefa"},
+        {"act", XF_STR, NULL, NULL, "activation quantizer: uniform (clip calibrated)|pact (clip learned)|dorefa "
+                                    "(clip 1)|ternary"},
+        {"first-bits", XF_INT, "-1", "-1..16", "the first mapped layer's weights: uniform of this many bits (0: "
+                                              "float; -1: as the config says, default as the others)"},
+        {"last-bits", XF_INT, "-1", "-1..16", "the last mapped layer's weights, as --first-bits"},
+        {"quant-config", XF_STR, NULL, NULL, "a file of [quantize] and [quantize LAYER] sections (per-layer "
+                                             "precisions); the flags above override its defaults"},
         {"json", XF_BOOL, NULL, NULL, "print a JSON line per epoch and a JSON result on stdout"},
         {"quiet", XF_BOOL, NULL, NULL, "no progress bar"},
     };
@@ -144,7 +223,11 @@ int cmd_train(int argc, char **argv) {
     int64_t lim = xf_get(f, n, "train-limit")->i;
     if (lim > 0 && lim < train.n) train.n = lim;
     xb_model *m;
-    if (xb_model_load(model, o.seed, &m) != XB_OK) { xb_dataset_free(&train); xb_dataset_free(&test); return cli_fail("train"); }
+    cli_quant_ qz;
+    if (cli_quant_load_(f, n, model, o.seed, &m, &qz) != XB_OK) {
+        xb_dataset_free(&train); xb_dataset_free(&test); cli_quant_free_(&qz);
+        return cli_fail("train");
+    }
     if (init_w && xb_model_load_weights(m, init_w) != XB_OK) {
         xb_model_free(m); xb_dataset_free(&train); xb_dataset_free(&test);
         return cli_fail("train");
@@ -167,6 +250,10 @@ int cmd_train(int argc, char **argv) {
         o.frozen = frozen;
     }
     xb_hw hw;
+    if (!s && hwpath && qz.q)
+        s = xb_errorf(XB_ERR_UNSUPPORTED, "quantization-aware training through the crossbars (--hw with quantized "
+                      "weights) is not built yet. HINT: train the quantized model without --hw, then evaluate "
+                      "OUT/model.cfg with OUT/weights.safetensors on the crossbars (xbar eval --hw)");
     if (!s && hwpath) s = xb_hw_load(hwpath, &hw);
     reporter_ rep = {json, o.progress, hwpath ? hw.name : NULL, xf_get(f, n, "hw-mode")->s};
     xb_train_hooks hk = {&rep, NULL, NULL, NULL, NULL, report_};
@@ -199,7 +286,9 @@ int cmd_train(int argc, char **argv) {
     } else if (!s) {
         s = xb_train(m, &train, &test, &o, &r);
     }
+    if (!s && qz.any) s = cli_quant_save_(&qz, m, out, o.progress);
     free(frozen);
+    cli_quant_free_(&qz);
     xb_model_free(m);
     xb_dataset_free(&train);
     xb_dataset_free(&test);

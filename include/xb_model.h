@@ -61,6 +61,8 @@ typedef struct xb_param {
  * and no '/' (mlp, lenet5, vgg8, vgg11, vgg16, resnet20, resnet18).  Parameters are initialised from
  * the "init" stream of seed. */
 xb_status xb_model_load(const char *name_or_path, uint64_t seed, xb_model **out);
+/* The same from a config's text (len bytes); path names it in messages, and its file part names the model. */
+xb_status xb_model_load_text(const char *text, size_t len, const char *path, uint64_t seed, xb_model **out);
 void xb_model_free(xb_model *m);
 /* Names of the zoo models, NULL-terminated. */
 const char *const *xb_zoo_names(void);

@@ -94,6 +94,58 @@ int64_t xb_qa_forward(int64_t n, const float *x, float step, float lo, float hi,
 /* dx = dy where mask == 1, else 0 (dx may alias dy); returns sum of dy where mask == 2 (PACT's d alpha) */
 double xb_qa_backward(int64_t n, const uint8_t *mask, const float *dy, float *dx);
 
+/* ---- the weight-quantizing operator (src/quant/qop.c) --------------------------------------------
+ * specs: one per mapped layer (xb_model_n_mapped), checked.  The operator quantizes a layer's float
+ * weights when they change (a hash), runs the product with them (through `inner`, e.g. a crossbar,
+ * which then sees the quantized weights as the call's w) and multiplies the weight gradient by the
+ * straight-through derivative.  seed: the stochastic rounding stream. */
+typedef struct xb_qop xb_qop;
+xb_status xb_qop_init(xb_model *m, const xb_qw_spec *specs, uint64_t seed, xb_qop **out);
+void xb_qop_free(xb_qop *q);
+/* the operator to install with xb_model_set_op; inner (may be NULL) is wrapped */
+xb_mm_op xb_qop_op(xb_qop *q, const xb_mm_op *inner);
+/* mapped layer i's spec */
+const xb_qw_spec *xb_qop_spec(const xb_qop *q, int i);
+/* mapped layer i's quantized weights (the weight tensor's layout), codes and scales, for the current
+ * float weights (any may be NULL) */
+xb_status xb_qop_layer(xb_qop *q, int i, const float **wq, const float **code, const float **scale);
+
+/* ---- quantization configs (src/quant/qcfg.c; docs/quantization.md) -------------------------------
+ * A model .cfg or a --quant-config file may hold [quantize] (defaults), [quantize LAYER.weight] (one
+ * conv2d or linear layer's weights) and [quantize RELU.output] (the output of one relu) sections:
+ *   weight = none|uniform|binary|ternary|ternary-sym|ternary-asym|dorefa, weight_bits, weight_scale =
+ *   channel|tensor, stochastic, delta; first_bits, last_bits (defaults only: the first and last mapped
+ *   layers' weights as uniform of that many bits; 0: float);
+ *   act = uniform|pact|dorefa|ternary, act_bits, act_clip (a number or calibrated): an activation
+ *   quantizer [quant RELU_q] after every relu (or that one), feeding what followed the relu. */
+typedef struct xb_quant_flags {
+    int weight_bits, act_bits;        /* 0: not given */
+    const char *quant;                /* --quant: uniform|binary|ternary|ternary-sym|ternary-asym|dorefa, or NULL */
+    const char *act;                  /* activation mode, or NULL */
+    int first_bits, last_bits;        /* -1: not given */
+} xb_quant_flags;
+/* Rewrites a model's config text with the quantization of the config file qtext (may be NULL) and the
+ * flags (which override the file's [quantize] defaults): [quant] layers inserted, and one resolved
+ * [quantize LAYER.weight] section per mapped layer; *out (malloc'd) is the text of the quantized model.  Errors
+ * name the file and line (unknown keys, bits out of range, a NAME that is neither a mapped layer nor a
+ * relu, a quantizer a layer cannot take).  *any = 0 when nothing is quantized (then *out is a copy). */
+xb_status xb_quant_rewrite(const char *model_text, const char *model_path, const char *qtext, const char *qpath,
+                           const xb_quant_flags *fl, char **out, int *any);
+/* The weight specs of a quantized model's config text: one per mapped layer of m (none where the text
+ * has no [quantize LAYER.weight] for it).  *any = 1 when some layer's weights are quantized. */
+xb_status xb_quant_specs(const char *text, const char *path, const xb_model *m, xb_qw_spec *specs, int *any);
+/* The text of a model .cfg (a file) or of a zoo model (a name); malloc'd into *out. */
+xb_status xb_model_text(const char *name_or_path, char **out, char *path, size_t path_n);
+/* Writes q's quantized weights of m into path (safetensors under PyTorch's names: loads into xbar and
+ * PyTorch alike; the other tensors as they are) and their integer codes and scales into codes_path
+ * (NAME.weight_code as int32, NAME.weight_scale as float32). */
+xb_status xb_quant_export(xb_qop *q, xb_model *m, const char *path, const char *codes_path);
+/* 1 when node i of m is an activation quantizer: its kind (xb_qa_kind), bits and clip (the fixed one,
+ * PACT's current alpha, the calibrated value; 0 when not calibrated yet) */
+int xb_model_node_quant(const xb_model *m, int i, int *kind, int *bits, float *clip);
+/* Prints each layer's precision (weights of mapped layers, activation quantizers) to f. */
+void xb_quant_print(const xb_model *m, const xb_qw_spec *specs, FILE *f, int json);
+
 #ifdef __cplusplus
 }
 #endif

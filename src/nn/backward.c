@@ -264,6 +264,17 @@ static xb_status backward_nodes(xb_model *m, int n, int params) {
                                     acc_b);
             break;
         }
+        case L_QUANT: {
+            /* straight-through: dy where the code was inside the grid; PACT: d alpha = sum of dy clipped at the top */
+            double dal = 0;
+            const int64_t len = (int64_t)node_size(nd, n);
+            for (int64_t j = 0; j < len; j++) {
+                if (da && nd->mask[j] == 1) da[j] += nd->dy[j];
+                if (nd->mask[j] == 2) dal += nd->dy[j];
+            }
+            if (params && nd->p_alpha >= 0) gp(m, nd->p_alpha)[0] += (float)dal;
+            break;
+        }
         case L_SHORTCUT:
             if (da) xb_shortcut_pad_backward_ex(c0, nd->c, nd->sc_pad_lo, nd->sc_stride, n, h0, w0, nd->dy, da, acc);
             break;

@@ -17,7 +17,7 @@
 /* ------------------------------------------------------------------------------------------------ */
 
 const char *const xb_ltype_names[L_COUNT] = {"conv2d", "linear", "batchnorm", "relu", "maxpool", "avgpool",
-                                             "gap", "flatten", "dropout", "add", "shortcut"};
+                                             "gap", "flatten", "dropout", "add", "shortcut", "quant"};
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Building                                                                                          */
@@ -81,10 +81,48 @@ static xb_status parse_shape3(const xb_ini *ini, int line, const char *v, int *c
     return XB_OK;
 }
 
+/* [quant NAME]: mode, bits, clip (a number, or "calibrated"), momentum (calibrated clip) */
+static xb_status build_quant(xb_model *m, const xb_ini *ini, xb_ini_section *s, node *nd) {
+    char mode[32], clip[64];
+    int kind;
+    TRY(xb_ini_str(ini, s, "mode", 0, "uniform", xb_qa_names, mode, sizeof mode, &kind));
+    nd->qa_kind = kind;
+    long bits;
+    TRY(xb_ini_int(ini, s, "bits", kind != XB_QA_TERNARY, 2, kind == XB_QA_SIGNED ? 2 : 1, 16, &bits));
+    nd->qa_bits = (int)bits;
+    const char *cdef = kind == XB_QA_DOREFA ? "1" : kind == XB_QA_PACT ? "6" : "calibrated";
+    int line = s->line;
+    const char *cv = xb_ini_raw(s, "clip", &line);
+    snprintf(clip, sizeof clip, "%s", cv ? cv : cdef);
+    nd->qa_calibrated = !strcmp(clip, "calibrated");
+    if (nd->qa_calibrated && (kind == XB_QA_PACT || kind == XB_QA_DOREFA))
+        return xb_errorf(XB_ERR_CONFIG, "%s:%d: [quant %s] mode = %s cannot take clip = calibrated. HINT: pact "
+                         "learns its clip from the number given (its initial value); dorefa clips at 1", ini->path,
+                         line, s->name, xb_qa_names[kind]);
+    if (!nd->qa_calibrated) {
+        char *e;
+        double c = strtod(clip, &e);
+        if (e == clip || *e || !(c > 0) || c > 1e30)
+            return xb_errorf(XB_ERR_CONFIG, "%s:%d: [quant %s] clip = '%s' is not a positive number or 'calibrated'. "
+                             "HINT: e.g. clip = 6, or clip = calibrated", ini->path, line, s->name, clip);
+        if (kind == XB_QA_DOREFA && c != 1.0)
+            return xb_errorf(XB_ERR_CONFIG, "%s:%d: [quant %s] mode = dorefa clips at 1, not %s. HINT: remove the "
+                             "clip key, or use mode = uniform", ini->path, line, s->name, clip);
+        nd->qa_clip = (float)c;
+    }
+    double mom;
+    TRY(xb_ini_double(ini, s, "momentum", 0, 0.01, 1e-6, 1.0, &mom));
+    nd->qa_momentum = (float)mom;
+    const int64_t one = 1;
+    if (kind == XB_QA_PACT) nd->p_alpha = add_param(m, nd->name, "alpha", 1, &one, 1, 1, 0);
+    if (nd->qa_calibrated) nd->p_clip = add_param(m, nd->name, "clip", 1, &one, 0, 0, 0);
+    return XB_OK;
+}
+
 static xb_status build_node(xb_model *m, const xb_ini *ini, xb_ini_section *s, int idx) {
     node *nd = &m->nodes[idx];
     int b;
-    nd->p_w = nd->p_b = nd->p_rm = nd->p_rv = nd->p_nbt = -1;
+    nd->p_w = nd->p_b = nd->p_rm = nd->p_rv = nd->p_nbt = nd->p_alpha = nd->p_clip = -1;
     nd->mapped = -1;
     /* inputs */
     if (nd->type == L_ADD) {
@@ -209,6 +247,7 @@ static xb_status build_node(xb_model *m, const xb_ini *ini, xb_ini_section *s, i
         nd->w = (w + (int)st - 1) / (int)st;
         break;
     }
+    case L_QUANT: TRY(build_quant(m, ini, s, nd)); break;
     case L_COUNT: XB_ASSERT(0);
     }
     if (nd->type == L_FLATTEN || nd->type == L_GAP) {
@@ -228,6 +267,11 @@ static void init_params(xb_model *m, int kaiming, uint64_t seed) {
         /* which node? fan_in = numel(weight)/out */
         if (!strcmp(suffix, "running_var")) { for (int64_t j = 0; j < p->numel; j++) v[j] = 1.0f; continue; }
         if (!strcmp(suffix, "running_mean") || !strcmp(suffix, "num_batches_tracked")) continue;
+        /* an activation quantizer: PACT's alpha starts at the configured clip, a calibrated clip at 0 (unset) */
+        int q = -1;
+        for (int k = 0; k < m->n_nodes; k++)
+            if (m->nodes[k].type == L_QUANT && (m->nodes[k].p_alpha == i || m->nodes[k].p_clip == i)) q = k;
+        if (q >= 0) { v[0] = m->nodes[q].p_alpha == i ? m->nodes[q].qa_clip : 0.0f; continue; }
         int is_bn = 0;
         for (int k = 0; k < m->n_nodes; k++)
             if ((m->nodes[k].p_w == i || m->nodes[k].p_b == i) && m->nodes[k].type == L_BN) is_bn = 1;
@@ -279,17 +323,27 @@ static xb_status build_model(xb_model *m, xb_ini *ini, uint64_t seed) {
     if (ini->n < 2)
         return xb_errorf(XB_ERR_CONFIG, "%s: the model has no layers. HINT: add layer sections after [net]",
                          ini->path);
-    m->n_nodes = ini->n - 1;
+    /* [quantize ...] sections describe weight quantization (src/quant/qcfg.c reads them), not layers */
+    m->n_nodes = 0;
+    for (int j = 1; j < ini->n; j++) {
+        const int q = !strcmp(ini->sec[j].type, "quantize");
+        m->n_nodes += !q;
+        for (int k = 0; q && k < ini->sec[j].n; k++) ini->sec[j].kv[k].used = 1;
+    }
+    if (m->n_nodes < 1)
+        return xb_errorf(XB_ERR_CONFIG, "%s: the model has no layers. HINT: add layer sections after [net]",
+                         ini->path);
     m->nodes = xb_calloc((size_t)m->n_nodes * sizeof *m->nodes);
-    for (int i = 0; i < m->n_nodes; i++) {
-        xb_ini_section *s = &ini->sec[i + 1];
+    for (int i = 0, j = 1; i < m->n_nodes; i++, j++) {
+        while (!strcmp(ini->sec[j].type, "quantize")) j++;
+        xb_ini_section *s = &ini->sec[j];
         node *nd = &m->nodes[i];
         int t = -1;
         for (int k = 0; k < L_COUNT; k++)
             if (!strcmp(s->type, xb_ltype_names[k])) t = k;
         if (t < 0)
             return xb_errorf(XB_ERR_CONFIG, "%s:%d: unknown layer type [%s]. HINT: known types are conv2d, linear, "
-                             "batchnorm, relu, maxpool, avgpool, gap, flatten, dropout, add, shortcut",
+                             "batchnorm, relu, maxpool, avgpool, gap, flatten, dropout, add, shortcut, quant",
                              ini->path, s->line, s->type);
         if (!s->name[0])
             return xb_errorf(XB_ERR_CONFIG, "%s:%d: section [%s] has no name. HINT: write [%s NAME]; NAME is the "
@@ -365,6 +419,8 @@ const char *xb_zoo_cfg(const char *name) {
     return NULL;
 }
 
+static xb_status load_ini_(xb_ini *ini_, const char *name_or_path, uint64_t seed, xb_model **out);
+
 xb_status xb_model_load(const char *name_or_path, uint64_t seed, xb_model **out) {
     *out = NULL;
     xb_ini ini;
@@ -389,6 +445,20 @@ xb_status xb_model_load(const char *name_or_path, uint64_t seed, xb_model **out)
         st = xb_ini_parse_string(text, strlen(text), path, &ini);
     }
     if (st != XB_OK) return st;
+    return load_ini_(&ini, name_or_path, seed, out);
+}
+
+xb_status xb_model_load_text(const char *text, size_t len, const char *path, uint64_t seed, xb_model **out) {
+    xb_ini ini;
+    xb_status st = xb_ini_parse_string(text, len, path, &ini);
+    if (st != XB_OK) return st;
+    return load_ini_(&ini, path, seed, out);
+}
+
+/* builds the model of a parsed config (freed here) named after the file part of name_or_path */
+static xb_status load_ini_(xb_ini *ini_, const char *name_or_path, uint64_t seed, xb_model **out) {
+    xb_ini ini = *ini_;
+    xb_status st;
     xb_model *m = xb_calloc(sizeof *m);
     const char *pe = getenv("XBAR_PROFILE");
     m->profile = pe && *pe && strcmp(pe, "0") != 0 ? (strcmp(pe, "2") == 0 ? 2 : 1) : 0;
@@ -495,6 +565,16 @@ const float *xb_model_node_output(const xb_model *m, int i) {
     return nd->y;
 }
 int xb_model_n_mapped(const xb_model *m) { return m->n_mapped; }
+int xb_model_node_quant(const xb_model *m, int i, int *kind, int *bits, float *clip) {
+    XB_ASSERT(i >= 0 && i < m->n_nodes);
+    const node *nd = &m->nodes[i];
+    if (nd->type != L_QUANT) return 0;
+    *kind = nd->qa_kind;
+    *bits = nd->qa_bits;
+    *clip = nd->p_alpha >= 0 ? m->pv[m->params[nd->p_alpha].offset]
+          : nd->p_clip >= 0 ? m->bv[m->params[nd->p_clip].offset] : nd->qa_clip;
+    return 1;
+}
 
 void xb_model_mapped_info(const xb_model *m, int i, const char **name, int *param, int *rows_out, int *k) {
     XB_ASSERT(i >= 0 && i < m->n_mapped);
@@ -530,7 +610,7 @@ xb_status xb_model_set_batch(xb_model *m, int max_batch) {
             nd->save_invstd = xb_malloc((size_t)nd->c * sizeof(float));
         }
         if (nd->type == L_MAXPOOL) nd->argmax = xb_malloc(node_size(nd, max_batch) * sizeof(int32_t));
-        if (nd->type == L_DROPOUT) nd->mask = xb_malloc(node_size(nd, max_batch));
+        if (nd->type == L_DROPOUT || nd->type == L_QUANT) nd->mask = xb_malloc(node_size(nd, max_batch));
         if (nd->type == L_CONV && nd->fold_bn >= 0)
             nd->wfold = xb_malloc((size_t)(m->params[nd->p_w].numel + nd->c) * sizeof(float));
         if (nd->type == L_CONV) {
@@ -632,6 +712,35 @@ static void conv_bn_folded(xb_model *m, node *nd, int n, const float *x) {
     bn->folded = 1 + relu;
 }
 
+/* An activation quantizer's forward: its clip (fixed, PACT's alpha, or calibrated: in training the
+ * running maximum of |x| first takes the batch's and then moves toward it by qa_momentum), the grid, the
+ * quantized output and the straight-through mask. */
+static xb_status quant_forward(xb_model *m, node *nd, int64_t len, const float *a) {
+    float clip = nd->qa_clip;
+    if (nd->p_alpha >= 0) {
+        clip = pp(m, nd->p_alpha)[0];
+        if (!(clip > 0) || !isfinite(clip))
+            return xb_errorf(XB_ERR_NUMERIC, "PACT clip alpha = %g is not a positive number. HINT: lower the learning "
+                             "rate or the weight decay, or start alpha higher (clip = ... in [quant %s])", clip, nd->name);
+    } else if (nd->p_clip >= 0) {
+        float *cb = bp(m, nd->p_clip);
+        if (m->training) {
+            float mx = 0;
+            for (int64_t j = 0; j < len; j++) mx = fmaxf(mx, fabsf(a[j]));
+            cb[0] = cb[0] > 0 ? cb[0] + nd->qa_momentum * (mx - cb[0]) : mx;
+        }
+        clip = cb[0];
+        if (!(clip > 0))
+            return xb_errorf(XB_ERR_STATE, "calibrated clip of [quant %s] is not set (no training batch has been seen, "
+                             "or every input was 0). HINT: train, or load weights that carry %s.clip", nd->name,
+                             nd->name);
+    }
+    float step, lo, hi;
+    xb_qa_grid((xb_qa_kind)nd->qa_kind, nd->qa_bits, clip, &step, &lo, &hi);
+    xb_qa_forward(len, a, step, lo, hi, nd->y, nd->mask);
+    return XB_OK;
+}
+
 xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out, xb_rng *rng) {
     if (m->nmax < 1)
         return xb_errorf(XB_ERR_STATE, "model '%s': no batch size planned. HINT: call xb_model_set_batch before "
@@ -725,6 +834,7 @@ xb_status xb_model_forward(xb_model *m, int n, const float *x, float *logits_out
         case L_SHORTCUT:
             xb_shortcut_pad_forward(c0, nd->c, nd->sc_pad_lo, nd->sc_stride, n, h0, w0, a, nd->y);
             break;
+        case L_QUANT: st = quant_forward(m, nd, (int64_t)node_size(nd, n), a); break;
         case L_COUNT: XB_ASSERT(0);
         }
         if (st) {

@@ -6,7 +6,7 @@
 
 typedef enum {
     L_CONV = 0, L_LINEAR, L_BN, L_RELU, L_MAXPOOL, L_AVGPOOL, L_GAP, L_FLATTEN, L_DROPOUT, L_ADD,
-    L_SHORTCUT, L_COUNT
+    L_SHORTCUT, L_QUANT, L_COUNT
 } ltype;
 
 extern const char *const xb_ltype_names[L_COUNT];
@@ -23,6 +23,10 @@ typedef struct node {
     xb_pool_desc pool;
     float eps, momentum, p_drop;
     int sc_pad_lo, sc_stride;
+    /* quant (activation quantizer, include/xb_quant.h): kind, bits, fixed clip or PACT's initial alpha,
+     * calibrated: the clip is the buffer p_clip, a running maximum of |x| with weight qa_momentum */
+    int qa_kind, qa_bits, qa_calibrated, p_alpha, p_clip;
+    float qa_clip, qa_momentum;
     int fold_bn;              /* conv: index of the batchnorm it feeds alone (folded at inference), else -1 */
     int folded;               /* batchnorm: filled by its convolution in this forward (2: with its relu) */
     int fuse_relu;            /* batchnorm, add: index of the relu that alone consumes it, else -1 */
