@@ -37,10 +37,10 @@ typedef struct cli_quant_ { char *text; char path[600]; int any; xb_qw_spec *spe
 static xb_status cli_quant_load_(xf_flag *f, int n, const char *model, uint64_t seed, xb_model **m, cli_quant_ *z) {
     memset(z, 0, sizeof *z);
     xb_quant_flags fl = {(int)xf_get(f, n, "weight-bits")->i, (int)xf_get(f, n, "act-bits")->i,
-                         xf_get(f, n, "quant")->s, xf_get(f, n, "act")->s, (int)xf_get(f, n, "first-bits")->i,
-                         (int)xf_get(f, n, "last-bits")->i};
+                         xf_get(f, n, "quant")->s, xf_get(f, n, "act")->s, xf_get(f, n, "act-clip")->s,
+                         (int)xf_get(f, n, "first-bits")->i, (int)xf_get(f, n, "last-bits")->i};
     const char *qpath = xf_get(f, n, "quant-config")->s;
-    const int asked = fl.weight_bits || fl.act_bits || fl.quant || fl.act || fl.first_bits >= 0 || fl.last_bits >= 0 || qpath;
+    const int asked = fl.weight_bits || fl.act_bits || fl.quant || fl.act || fl.act_clip || fl.first_bits >= 0 || fl.last_bits >= 0 || qpath;
     char *text = NULL, *qtext = NULL, qp[600];
     xb_status st = xb_model_text(model, &text, z->path, sizeof z->path);
     if (st) return st;
@@ -158,6 +158,8 @@ int cmd_train(int argc, char **argv) {
         {"quant", XF_STR, NULL, NULL, "weight quantizer: uniform|binary|ternary|ternary-sym|ternary-asym|dorefa"},
         {"act", XF_STR, NULL, NULL, "activation quantizer: uniform (clip calibrated)|pact (clip learned)|dorefa "
                                     "(clip 1)|ternary"},
+        {"act-clip", XF_STR, NULL, NULL, "the activation quantizers' clip: a number (pact: alpha's start), or "
+                                         "calibrated (uniform: a running maximum; the default)"},
         {"first-bits", XF_INT, "-1", "-1..16", "the first mapped layer's weights: uniform of this many bits (0: "
                                               "float; -1: as the config says, default as the others)"},
         {"last-bits", XF_INT, "-1", "-1..16", "the last mapped layer's weights, as --first-bits"},

@@ -122,6 +122,7 @@ typedef struct xb_quant_flags {
     int weight_bits, act_bits;        /* 0: not given */
     const char *quant;                /* --quant: uniform|binary|ternary|ternary-sym|ternary-asym|dorefa, or NULL */
     const char *act;                  /* activation mode, or NULL */
+    const char *act_clip;             /* a number or "calibrated", or NULL */
     int first_bits, last_bits;        /* -1: not given */
 } xb_quant_flags;
 /* Rewrites a model's config text with the quantization of the config file qtext (may be NULL) and the

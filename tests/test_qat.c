@@ -38,7 +38,7 @@ static void qm_free_(qm_ *z) {
 }
 
 static xb_quant_flags flags_(int wb, int ab) {
-    xb_quant_flags f = {wb, ab, NULL, NULL, -1, -1};
+    xb_quant_flags f = {wb, ab, NULL, NULL, NULL, -1, -1};
     return f;
 }
 
@@ -98,7 +98,7 @@ static void test_qop_gradients(void **state) {
                               "bias = false\n";
     for (int kind = 0; kind < 2; kind++) {
         qm_ z;
-        xb_quant_flags fl = {kind ? 3 : 4, 0, kind ? "dorefa" : "uniform", NULL, -1, -1};
+        xb_quant_flags fl = {kind ? 3 : 4, 0, kind ? "dorefa" : "uniform", NULL, NULL, -1, -1};
         assert_int_equal(qm_load_(lin, NULL, &fl, 1, &z), XB_OK);
         xb_model *m = z.m;
         const xb_param *p = xb_model_find_param(m, "fc.weight");
@@ -269,7 +269,7 @@ static void test_rewrite(void **state) {
     assert_true(s[1].delta == 0.5);
     assert_int_equal(s[2].kind, XB_QW_NONE);        /* last_bits = 0: float */
     /* flags override the file's defaults */
-    xb_quant_flags fl = {5, 0, "uniform", NULL, -1, -1};
+    xb_quant_flags fl = {5, 0, "uniform", NULL, NULL, -1, -1};
     free(t2);
     assert_int_equal(xb_quant_rewrite(small_cfg, "small.cfg", q, "q.cfg", &fl, &t2, &any), XB_OK);
     xb_qw_spec s2[3];
@@ -302,7 +302,7 @@ static void test_config_errors(void **state) {
     expect_error_("[quantize]\nwieght = binary\n", NULL, XB_ERR_CONFIG, "q.cfg:2", "wieght");
     expect_error_("[quantize]\nweight = quaternary\n", NULL, XB_ERR_CONFIG, "q.cfg:2", "quaternary");
     expect_error_("[conv2d x]\n", NULL, XB_ERR_CONFIG, "q.cfg:1", "quantization config");
-    xb_quant_flags fl = {0, 0, "quaternary", NULL, -1, -1};
+    xb_quant_flags fl = {0, 0, "quaternary", NULL, NULL, -1, -1};
     expect_error_(NULL, &fl, XB_ERR_ARG, "--quant", "quaternary");
     /* a [quant] layer in a model file */
     static const char bad[] = "[net]\ninput = 1x1x4\nclasses = 4\n[relu r]\n[quant q]\nmode = dorefa\nbits = 2\nclip = 2\n"
@@ -318,7 +318,7 @@ static void test_config_errors(void **state) {
 static void test_export(void **state) {
     (void)state;
     qm_ z;
-    xb_quant_flags fl = {4, 4, NULL, NULL, -1, -1};
+    xb_quant_flags fl = {4, 4, NULL, NULL, NULL, -1, -1};
     assert_int_equal(qm_load_(small_cfg, NULL, &fl, 2, &z), XB_OK);
     char pw[512], pc[512];
     xbt_path(pw, sizeof pw, "qw.safetensors");

@@ -18,8 +18,9 @@ CLI (run with a python3 that has torch, e.g. /usr/bin/python3):
     python3 tools/torch_zoo.py export NAME OUT.safetensors [--seed S] [--cfg]
         torch-initialised weights of the twin (or of CfgNet with --cfg), BN buffers included
         (num_batches_tracked as int64), loadable by `xbar ... --weights OUT.safetensors`
-    python3 tools/torch_zoo.py import NAME W.safetensors
-        loads W (e.g. written by xbar) into the twin strictly (names, shapes, dtypes) and prints OK
+    python3 tools/torch_zoo.py import NAME|MODEL.cfg W.safetensors
+        loads W (e.g. written by xbar) into the twin (or CfgNet of the .cfg, [quant] layers included)
+        strictly (names, shapes, dtypes) and prints OK
     python3 tools/torch_zoo.py info [NAME...]
         parameters and conv/linear MACs per image (the numbers in docs/zoo.md)
 """
@@ -310,7 +311,12 @@ _KEYS = {
     "dropout": {"p": ("float", 0.5)},
     "add": {"inputs": ("str", REQ)},
     "shortcut": {"stride": ("int", 1), "out_channels": ("int", None)},
+    "quant": {"mode": ("str", "uniform"), "bits": ("int", None), "clip": ("str", None), "momentum": ("float", 0.01)},
 }
+# [quantize ...] sections describe weight quantization (docs/quantization.md): not layers; the weights
+# xbar writes for a quantized model are already quantized, so the twin needs nothing for them.
+_QUANTIZE_KEYS = {"weight", "weight_bits", "weight_scale", "stochastic", "delta", "act", "act_bits", "act_clip",
+                  "first_bits", "last_bits"}
 
 
 def _get(path, typ, keys, key, line):
@@ -369,6 +375,51 @@ class ShortcutA(nn.Module):
         return x
 
 
+class Quant(nn.Module):
+    """xbar's [quant] activation quantizer (docs/quantization.md): step * clamp(round(x / step), lo, hi)
+    with round half to even (torch.round), float32; a straight-through gradient where the code is inside
+    [lo, hi].  pact: alpha a parameter (NAME.alpha); clip = calibrated: a buffer NAME.clip, the running
+    maximum of |x| in training."""
+
+    def __init__(self, mode, bits, clip, momentum):
+        super().__init__()
+        self.mode, self.bits, self.momentum = mode, bits, momentum
+        self.calibrated = clip == "calibrated"
+        c = 1.0 if mode == "dorefa" else (0.0 if self.calibrated else float(clip))
+        if mode == "pact":
+            self.alpha = nn.Parameter(torch.tensor([c]))
+        elif self.calibrated:
+            self.register_buffer("clip", torch.zeros(1))
+        self.fixed = c
+
+    def forward(self, x):
+        if self.mode == "pact":
+            c = self.alpha
+        elif self.calibrated:
+            if self.training:
+                with torch.no_grad():
+                    mx = x.abs().max().reshape(1)
+                    self.clip.copy_(mx if self.clip.item() <= 0 else self.clip + self.momentum * (mx - self.clip))
+            c = self.clip
+        else:
+            c = torch.tensor([self.fixed], dtype=x.dtype)
+        if self.mode == "ternary":
+            lo, hi, step = -1.0, 1.0, c
+        elif self.mode == "signed":
+            hi = float(2 ** (self.bits - 1) - 1)
+            lo, step = -hi, c / hi
+        else:
+            lo, hi = 0.0, float(2 ** self.bits - 1)
+            step = c / hi
+        code = torch.round(x / step)
+        q = torch.clamp(code, lo, hi) * step
+        inside = ((code >= lo) & (code <= hi)).to(x.dtype)
+        live = x * inside  # the straight-through part: its gradient is the mask (and PACT's 1 above alpha)
+        if self.mode == "pact":
+            live = live + (code > hi).to(x.dtype) * c
+        return live + (q - live).detach()
+
+
 class CfgNet(nn.Module):
     """nn.Module of a model .cfg (a path, or the text itself when it contains a newline).  Layers are
     registered under their dotted names as nested submodules, so state_dict() keys equal the cfg's
@@ -384,6 +435,11 @@ class CfgNet(nn.Module):
         if not secs or secs[0][0] != "net":
             raise CfgError(f"{path}: the first section must be [net]")
         for typ, name, line, keys in secs:
+            if typ == "quantize":
+                for k, (v, ln) in keys.items():
+                    if k not in _QUANTIZE_KEYS:
+                        raise CfgError(f"{path}:{ln}: unknown key '{k}' in section [quantize {name}]")
+                continue
             if typ not in _KEYS:
                 raise CfgError(f"{path}:{line}: unknown section type '{typ}'")
             allowed = set(_KEYS[typ]) | ({"input"} if typ not in ("net", "add") else set())
@@ -403,6 +459,8 @@ class CfgNet(nn.Module):
         shapes = {None: (self.input_shape, False)}  # name -> ((C, H, W), is_features)
         prev = None
         for typ, name, line, keys in secs[1:]:
+            if typ == "quantize":
+                continue
             if not name:
                 raise CfgError(f"{path}:{line}: layer [{typ}] needs a name")
             gk = lambda k: _get(path, typ, keys, k, line)  # noqa: E731,B023
@@ -446,6 +504,11 @@ class CfgNet(nn.Module):
                 if shapes[ins[1]][0] != (c, h, w):
                     raise CfgError(f"{path}:{line}: [add {name}] inputs differ in shape")
                 mod, out = Add(), shapes[ins[0]]
+            elif typ == "quant":
+                mode = gk("mode")
+                bits = gk("bits") if "bits" in keys else 2
+                clip = gk("clip") or {"dorefa": "1", "pact": "6"}.get(mode, "calibrated")
+                mod, out = Quant(mode, bits, clip, gk("momentum")), shapes[ins[0]]
             elif typ == "shortcut":
                 s = gk("stride")
                 oc = gk("out_channels") or c
@@ -560,7 +623,8 @@ def _main(argv):
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--cfg", action="store_true", help="build CfgNet from configs/models/NAME.cfg instead")
     i = sub.add_parser("import", help="load safetensors weights into the twin strictly")
-    i.add_argument("name", choices=NAMES)
+    i.add_argument("name", help=f"a zoo name ({', '.join(NAMES)}) or a model .cfg (CfgNet; e.g. a quantized "
+                                "run's OUT/model.cfg)")
     i.add_argument("weights")
     n = sub.add_parser("info", help="parameters and MACs per image")
     n.add_argument("names", nargs="*", help=f"default: all of {', '.join(NAMES)}")
@@ -573,7 +637,9 @@ def _main(argv):
         n_t = len(model.state_dict())
         print(f"wrote {a.out}: {a.name}, {n_t} tensors, {sum(p.numel() for p in model.parameters())} parameters")
     elif a.cmd == "import":
-        model = build(a.name)
+        if a.name not in NAMES and not a.name.endswith(".cfg"):
+            ap.error(f"'{a.name}' is neither a zoo model ({', '.join(NAMES)}) nor a .cfg file")
+        model = build(a.name) if a.name in NAMES else CfgNet(a.name)
         try:
             load_weights(model, a.weights)
         except (ValueError, st_np.SafetensorsError) as err:

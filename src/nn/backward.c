@@ -266,13 +266,18 @@ static xb_status backward_nodes(xb_model *m, int n, int params) {
         }
         case L_QUANT: {
             /* straight-through: dy where the code was inside the grid; PACT: d alpha = sum of dy clipped at the top */
-            double dal = 0;
             const int64_t len = (int64_t)node_size(nd, n);
-            for (int64_t j = 0; j < len; j++) {
-                if (da && nd->mask[j] == 1) da[j] += nd->dy[j];
-                if (nd->mask[j] == 2) dal += nd->dy[j];
+            const uint8_t *mk = nd->mask;
+            const float *g = nd->dy;
+            if (da) {
+#pragma omp parallel for simd schedule(static) if (len > 65536)
+                for (int64_t j = 0; j < len; j++) da[j] += mk[j] == 1 ? g[j] : 0.0f;
             }
-            if (params && nd->p_alpha >= 0) gp(m, nd->p_alpha)[0] += (float)dal;
+            if (params && nd->p_alpha >= 0) {
+                double dal = 0;
+                for (int64_t j = 0; j < len; j++) dal += mk[j] == 2 ? (double)g[j] : 0.0;
+                gp(m, nd->p_alpha)[0] += (float)dal;
+            }
             break;
         }
         case L_SHORTCUT:

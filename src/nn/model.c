@@ -726,7 +726,11 @@ static xb_status quant_forward(xb_model *m, node *nd, int64_t len, const float *
         float *cb = bp(m, nd->p_clip);
         if (m->training) {
             float mx = 0;
-            for (int64_t j = 0; j < len; j++) mx = fmaxf(mx, fabsf(a[j]));
+#pragma omp simd reduction(max : mx)
+            for (int64_t j = 0; j < len; j++) {
+                const float v = fabsf(a[j]);
+                mx = v > mx ? v : mx; /* a NaN input is skipped here; the quantizer keeps it NaN */
+            }
             cb[0] = cb[0] > 0 ? cb[0] + nd->qa_momentum * (mx - cb[0]) : mx;
         }
         clip = cb[0];

@@ -218,6 +218,7 @@ xb_status xb_quant_rewrite(const char *model_text, const char *model_path, const
         } else if (fl->quant && !strcmp(fl->quant, "dorefa")) {
             a.kind = XB_QA_DOREFA; /* DoReFa's activations: clipped to [0, 1] */
         }
+        if (fl->act_clip) snprintf(a.clip, sizeof a.clip, "%s", fl->act_clip);
         if (fl->act_bits) a.bits = fl->act_bits;
         if (fl->act && !a.bits) a.bits = a.kind == XB_QA_TERNARY ? 2 : 8;
         if (fl->first_bits >= 0) first = fl->first_bits;

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""ref_qat.py -- quantized models leave xbar for PyTorch (run by tests/run_all.sh with /usr/bin/python3).
+
+A short quantization-aware `xbar train` run per quantizer family writes OUT/model.cfg (with [quant]
+activation layers) and OUT/weights.safetensors (the quantized weights); tools/torch_zoo.py's CfgNet builds
+the model from that .cfg, loads the weights strictly, and gives `xbar infer`'s logits (eval mode; a
+handful of half-step ties may round apart, so the check is on the logits' relative error).  Then
+`xbar eval` of the quantized model equals the run's own last test accuracy, and `xbar info` lists
+each layer's precision.
+
+Binary: $XBAR_BIN (default build/xbar).  Data: $XBAR_DATA or ../shared/data/cifar10.
+Prints one line per check and ends with "ref_qat: N passed, M failed".
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import torch_zoo  # noqa: E402
+
+XBAR = os.environ.get("XBAR_BIN", os.path.join(ROOT, "build", "xbar"))
+DATA = os.environ.get("XBAR_DATA", os.path.join(ROOT, "..", "shared", "data", "cifar10"))
+N_PASS = N_FAIL = 0
+
+
+def check(name, ok, detail=""):
+    global N_PASS, N_FAIL
+    N_PASS += bool(ok)
+    N_FAIL += not ok
+    print(f"{'PASS' if ok else 'FAIL'}  {name}{': ' + detail if detail else ''}", flush=True)
+    return ok
+
+
+def xbar(*args):
+    r = subprocess.run([XBAR] + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=600, env=dict(os.environ, OMP_NUM_THREADS="2"))
+    return r.returncode, r.stdout, r.stderr
+
+
+CASES = [
+    ("uniform w4a4, calibrated clips", ["--weight-bits", "4", "--act-bits", "4"]),
+    ("ternary-sym weights, PACT 3-bit activations", ["--quant", "ternary-sym", "--act", "pact", "--act-bits", "3", "--act-clip", "2",
+                                                     "--first-bits", "8", "--last-bits", "8"]),
+    ("DoReFa w2a2", ["--quant", "dorefa", "--weight-bits", "2", "--act-bits", "2"]),
+    ("binary weights, 8-bit activations, per-tensor scale", ["--quant", "binary", "--act-bits", "8"]),
+]
+
+
+def main():
+    if not os.path.isfile(os.path.join(DATA, "test_batch.bin")):
+        check("CIFAR-10 present", False, f"{DATA}: no test_batch.bin")
+        print(f"ref_qat: {N_PASS} passed, {N_FAIL} failed")
+        return 1
+    d = tempfile.mkdtemp(prefix="ref_qat-")
+    try:
+        x = np.random.default_rng(1).standard_normal((16, 3, 32, 32)).astype(np.float32)
+        xp = os.path.join(d, "x.npy")
+        np.save(xp, x)
+        for k, (name, flags) in enumerate(CASES):
+            out = os.path.join(d, f"run{k}")
+            extra = []
+            if "per-tensor" in name:
+                qc = os.path.join(d, "tensor.cfg")
+                open(qc, "w").write("[quantize]\nweight_scale = tensor\n")
+                extra = ["--quant-config", qc]
+            rc, so, se = xbar("train", "--model", "lenet5", *flags, *extra, "--steps", "100", "--train-limit", "12800",
+                              "--eval-limit", "1000", "--lr", "0.02", "--out", out, "--json", "--quiet",
+                              "--data", DATA)
+            if not check(f"{name}: train", rc == 0, se.strip()[-300:]):
+                continue
+            res = json.loads(so.strip().splitlines()[-1])
+            cfg, w = os.path.join(out, "model.cfg"), os.path.join(out, "weights.safetensors")
+            yp = os.path.join(out, "y.npy")
+            rc, _, se = xbar("infer", "--model", cfg, "--weights", w, "--input", xp, "--out", yp)
+            if not check(f"{name}: xbar infer of OUT/model.cfg", rc == 0, se.strip()[-300:]):
+                continue
+            net = torch_zoo.CfgNet(cfg)
+            try:
+                torch_zoo.load_weights(net, w)
+                loaded = True
+            except Exception as e:  # noqa: BLE001
+                loaded = False
+                check(f"{name}: PyTorch loads the weights strictly", False, str(e)[:300])
+            if loaded:
+                check(f"{name}: PyTorch loads the weights strictly", True)
+                net.eval()
+                with torch.no_grad():
+                    ref = net(torch.from_numpy(x)).numpy()
+                got = np.load(yp)
+                err = np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30)
+                check(f"{name}: logits equal PyTorch's (CfgNet of model.cfg)", err < 1e-4, f"max rel {err:.2e}")
+            rc, so, se = xbar("eval", "--model", cfg, "--weights", w, "--limit", "1000", "--json", "--quiet",
+                              "--data", DATA)
+            ok = rc == 0 and abs(json.loads(so)["accuracy"] - res["test_acc"]) < 1e-9
+            check(f"{name}: xbar eval of the export = the run's test accuracy", ok,
+                  f"{so.strip()[:120]} vs {res['test_acc']}")
+            rc, so, se = xbar("info", "--model", cfg, "--json")
+            ok = False
+            if rc == 0:
+                j = json.loads(so)
+                ok = len(j["precision"]["weights"]) == 5 and len(j["precision"]["activations"]) == 4
+            check(f"{name}: xbar info --json lists the precisions", ok, so.strip()[:200] if not ok else "")
+        # errors a user can make
+        qbad = os.path.join(d, "bad.cfg")
+        open(qbad, "w").write("[quantize]\nweight_bits = 4\n[quantize conv9.weight]\nweight_bits = 2\n")
+        rc, _, se = xbar("train", "--model", "lenet5", "--quant-config", qbad, "--steps", "1", "--out",
+                         os.path.join(d, "bad"), "--data", DATA)
+        check("unknown layer in --quant-config: exit 1 with file:line", rc == 1 and "bad.cfg:3" in se and "conv9" in se
+              and "HINT" in se, se.strip()[-200:])
+        rc, _, se = xbar("train", "--model", "lenet5", "--quant", "quaternary", "--steps", "1", "--out",
+                         os.path.join(d, "bad"), "--data", DATA)
+        check("unknown --quant: exit 1 naming the flag", rc == 1 and "--quant" in se and "HINT" in se, se.strip()[-200:])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    print(f"ref_qat: {N_PASS} passed, {N_FAIL} failed")
+    return 1 if N_FAIL else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
