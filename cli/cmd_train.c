@@ -7,11 +7,41 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct reporter_ { int json, progress; const char *hw, *mode; } reporter_;
+typedef struct reporter_ {
+    int json, progress;
+    const char *hw, *mode;
+    xb_ad *ad;
+    xb_model *m;
+    char ad_path[1100];
+    xb_status ad_save;
+} reporter_;
+
+/* --ad-precision: the relus' non-zeros after every step, the epoch's bit changes before the next epoch's
+ * first step; the state is saved with every report, which comes just before every checkpoint, so that a
+ * checkpoint and OUT/ad-state.json always agree */
+static xb_status ad_step_(void *ctx, xb_model *m, int64_t step) {
+    reporter_ *rp = ctx;
+    (void)step;
+    xb_ad_count(rp->ad, m);
+    return XB_OK;
+}
+
+static xb_status ad_epoch_(void *ctx, xb_model *m, int64_t epoch) {
+    reporter_ *rp = ctx;
+    if (epoch <= xb_ad_epochs(rp->ad)) return XB_OK;
+    int changed;
+    xb_status st = xb_ad_epoch_end(rp->ad, m, &changed);
+    if (!st) st = xb_ad_save(rp->ad, m, rp->ad_path);
+    if (!st && changed && rp->progress)
+        fprintf(stderr, "xbar train: activation density settled in %d layer%s after epoch %lld: fewer bits from "
+                        "now on (OUT/ad-state.json)\n", changed, changed > 1 ? "s" : "", (long long)epoch);
+    return st;
+}
 
 /* After every epoch: a line on stderr (with the progress bar) and a JSON line on stdout (--json). */
 static void report_(void *ctx, const xb_epoch_report *r) {
-    const reporter_ *rp = ctx;
+    reporter_ *rp = ctx;
+    if (rp->ad && !rp->ad_save) rp->ad_save = xb_ad_save(rp->ad, rp->m, rp->ad_path);
     if (rp->progress && r->test_acc >= 0) {
         char sw[64] = "";
         if (r->swa_test_acc >= 0) snprintf(sw, sizeof sw, ", SWA of %lld: %.2f%%", (long long)r->swa_n, 100 * r->swa_test_acc);
@@ -32,14 +62,17 @@ static void report_(void *ctx, const xb_epoch_report *r) {
 
 /* Quantization: the model's text with the flags' and --quant-config's quantization (src/quant/qcfg.c), the
  * model loaded from it, and the weight-quantizing operator installed when some layer's weights are quantized. */
-typedef struct cli_quant_ { char *text; char path[600]; int any; xb_qw_spec *specs; xb_qop *q; } cli_quant_;
+typedef struct cli_quant_ { char *text; char path[600]; int any, ad_on; xb_qw_spec *specs; xb_qop *q; } cli_quant_;
 
 static xb_status cli_quant_load_(xf_flag *f, int n, const char *model, uint64_t seed, xb_model **m, cli_quant_ *z) {
     memset(z, 0, sizeof *z);
+    const int ad = (int)xf_get(f, n, "ad-precision")->i;
     xb_quant_flags fl = {(int)xf_get(f, n, "weight-bits")->i, (int)xf_get(f, n, "act-bits")->i,
                          xf_get(f, n, "quant")->s, xf_get(f, n, "act")->s, xf_get(f, n, "act-clip")->s,
                          (int)xf_get(f, n, "first-bits")->i, (int)xf_get(f, n, "last-bits")->i};
     const char *qpath = xf_get(f, n, "quant-config")->s;
+    if (ad && !fl.weight_bits && !fl.quant && !qpath) fl.weight_bits = 16; /* the paper's start */
+    if (ad && !fl.act_bits && !qpath) fl.act_bits = 16;
     const int asked = fl.weight_bits || fl.act_bits || fl.quant || fl.act || fl.act_clip || fl.first_bits >= 0 || fl.last_bits >= 0 || qpath;
     char *text = NULL, *qtext = NULL, qp[600];
     xb_status st = xb_model_text(model, &text, z->path, sizeof z->path);
@@ -49,6 +82,7 @@ static xb_status cli_quant_load_(xf_flag *f, int n, const char *model, uint64_t 
         return xb_model_load(model, seed, m);
     }
     if (qpath && (st = xb_model_text(qpath, &qtext, qp, sizeof qp))) { free(text); return st; }
+    z->ad_on = ad;
     st = xb_quant_rewrite(text, z->path, qtext, qpath, &fl, &z->text, &z->any);
     free(text); free(qtext);
     if (st) return st;
@@ -72,8 +106,12 @@ static xb_status cli_quant_save_(cli_quant_ *z, xb_model *m, const char *out, in
     snprintf(p, sizeof p, "%s/model.cfg", out);
     FILE *fo = fopen(p, "wb");
     if (!fo) return xb_errorf(XB_ERR_IO, "%s: cannot write: %s. HINT: check --out", p, strerror(errno));
+    char *cur = NULL;
+    xb_status st0 = xb_quant_current_text(z->text, z->path, m, z->q, &cur);
+    if (st0) { fclose(fo); return st0; }
     fprintf(fo, "# the quantized model of `xbar train` (docs/quantization.md), from %s\n", z->path);
-    int bad = fputs(z->text, fo) < 0;
+    int bad = fputs(cur, fo) < 0;
+    free(cur);
     bad |= fclose(fo) != 0;
     if (bad) return xb_errorf(XB_ERR_IO, "%s: write failed", p);
     if (z->q) {
@@ -163,6 +201,14 @@ int cmd_train(int argc, char **argv) {
         {"first-bits", XF_INT, "-1", "-1..16", "the first mapped layer's weights: uniform of this many bits (0: "
                                               "float; -1: as the config says, default as the others)"},
         {"last-bits", XF_INT, "-1", "-1..16", "the last mapped layer's weights, as --first-bits"},
+        {"ad-precision", XF_BOOL, NULL, NULL, "activation-density mixed precision (Vasquez et al. 2021): every "
+                                              "layer starts at 16 bits (unless --weight-bits/--act-bits say "
+                                              "otherwise); when a relu's activation density has settled, its "
+                                              "quantizer's and its layer's weights' bits become "
+                                              "max(--ad-min-bits, ceil(AD x bits)); state in OUT/ad-state.json"},
+        {"ad-tol", XF_DOUBLE, "0.01", "0..1", "--ad-precision: AD has settled when it moved less than this ..."},
+        {"ad-window", XF_INT, "2", "1..1000", "--ad-precision: ... for this many epochs in a row"},
+        {"ad-min-bits", XF_INT, "2", "1..16", "--ad-precision: the fewest bits"},
         {"quant-config", XF_STR, NULL, NULL, "a file of [quantize] and [quantize LAYER] sections (per-layer "
                                              "precisions); the flags above override its defaults"},
         {"json", XF_BOOL, NULL, NULL, "print a JSON line per epoch and a JSON result on stdout"},
@@ -257,8 +303,22 @@ int cmd_train(int argc, char **argv) {
                       "weights) is not built yet. HINT: train the quantized model without --hw, then evaluate "
                       "OUT/model.cfg with OUT/weights.safetensors on the crossbars (xbar eval --hw)");
     if (!s && hwpath) s = xb_hw_load(hwpath, &hw);
-    reporter_ rep = {json, o.progress, hwpath ? hw.name : NULL, xf_get(f, n, "hw-mode")->s};
+    reporter_ rep = {json, o.progress, hwpath ? hw.name : NULL, xf_get(f, n, "hw-mode")->s, NULL, m, "", XB_OK};
     xb_train_hooks hk = {&rep, NULL, NULL, NULL, NULL, report_};
+    if (!s && qz.ad_on) {
+        xb_ad_opts ao = {xf_get(f, n, "ad-tol")->d, (int)xf_get(f, n, "ad-window")->i,
+                         (int)xf_get(f, n, "ad-min-bits")->i};
+        s = xb_ad_init(m, qz.q, &ao, &rep.ad);
+        snprintf(rep.ad_path, sizeof rep.ad_path, "%s/ad-state.json", out);
+        if (!s && o.resume) {
+            char in[1100];
+            const char *sl = strrchr(o.resume, '/');
+            snprintf(in, sizeof in, "%.*sad-state.json", sl ? (int)(sl - o.resume + 1) : 0, o.resume);
+            s = xb_ad_load(rep.ad, m, in);
+        }
+        hk.epoch_begin = ad_epoch_;
+        hk.after_backward = ad_step_;
+    }
     o.hooks = &hk;
     xb_train_result r;
     xb_xtrain_stats xs;
@@ -288,13 +348,32 @@ int cmd_train(int argc, char **argv) {
     } else if (!s) {
         s = xb_train(m, &train, &test, &o, &r);
     }
+    if (!s && rep.ad_save) s = rep.ad_save;
+    if (!s && rep.ad && r.epochs_total > xb_ad_epochs(rep.ad)) { /* the last epoch's AD (no epoch follows it) */
+        const int before = xb_ad_changes(rep.ad);
+        s = ad_epoch_(&rep, m, r.epochs_total);
+        if (!s && xb_ad_changes(rep.ad) != before) { /* the model written is the one tested: again, at its bits */
+            xb_eval_result er;
+            xb_model_train_mode(m, 0);
+            s = xb_evaluate(m, &test, o.eval_limit, o.batch, o.progress, &er);
+            if (!s) r.test_acc = er.accuracy;
+            if (!s && o.progress)
+                fprintf(stderr, "xbar train: test accuracy at the final precisions: %.2f%% (%lld images)\n",
+                        100 * er.accuracy, (long long)er.n);
+        }
+    }
+    for (int i = 0; qz.q && i < xb_model_n_mapped(m); i++) qz.specs[i] = *xb_qop_spec(qz.q, i); /* bits now */
+    if (!s && rep.ad && o.progress) xb_ad_print(rep.ad, m, stderr, 0);
     if (!s && qz.any) s = cli_quant_save_(&qz, m, out, o.progress);
     free(frozen);
-    cli_quant_free_(&qz);
-    xb_model_free(m);
     xb_dataset_free(&train);
     xb_dataset_free(&test);
-    if (s) return cli_fail("train");
+    if (s) {
+        xb_ad_free(rep.ad);
+        cli_quant_free_(&qz);
+        xb_model_free(m);
+        return cli_fail("train");
+    }
     char tacc[32] = "null", sacc[32] = "null";
     if (r.epochs_done > 0) snprintf(tacc, sizeof tacc, "%.6f", r.test_acc);
     if (r.swa_test_acc >= 0) snprintf(sacc, sizeof sacc, "%.6f", r.swa_test_acc);
@@ -315,6 +394,14 @@ int cmd_train(int argc, char **argv) {
                    (long long)xs.distortion_refreshes, (long long)xs.holds, (long long)xs.updates.updates,
                    (long long)xs.updates.pulses, (long long)xs.updates.clamped_gmin, (long long)xs.updates.clamped_gmax);
         printf(",\"trainable\":\"%s\"", trainable);
+        if (rep.ad) {
+            printf(",\"ad_precision\":");
+            xb_ad_print(rep.ad, m, stdout, 1);
+        }
+        if (qz.any) {
+            printf(",\"precision\":");
+            xb_quant_print(m, qz.specs, stdout, 1);
+        }
         if (r.swa_n)
             printf(",\"swa_snapshots\":%lld,\"swa_test_acc\":%s,\"swa_weights\":\"%s/swa-weights.safetensors\"",
                    (long long)r.swa_n, sacc, out);
@@ -332,5 +419,8 @@ int cmd_train(int argc, char **argv) {
                    (long long)r.swa_n, sa, out);
         }
     }
+    xb_ad_free(rep.ad);
+    cli_quant_free_(&qz);
+    xb_model_free(m);
     return 0;
 }

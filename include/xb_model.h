@@ -177,6 +177,18 @@ const float *xb_model_logits(const xb_model *m);
  * its own there (NULL); the relu's holds it. */
 int xb_model_n_nodes(const xb_model *m);
 const char *xb_model_node_name(const xb_model *m, int i);
+/* node i's layer type as written in a .cfg ("conv2d", "relu", "quant", ...), its inputs (in0, in1: node
+ * indices, -1 the image; in1 = -2 for one input), its index among the mapped layers (-1: not mapped) and
+ * its multiply-accumulates per image (conv2d, linear; else 0) */
+const char *xb_model_node_type(const xb_model *m, int i);
+void xb_model_node_inputs(const xb_model *m, int i, int *in0, int *in1);
+int xb_model_node_mapped(const xb_model *m, int i);
+int64_t xb_model_node_macs(const xb_model *m, int i);
+/* the number of images of the last forward */
+int xb_model_last_batch(const xb_model *m);
+/* Sets the bits of activation quantizer node i ([quant], not ternary): XB_ERR_ARG when it is not one or the
+ * bits are out of its range. */
+xb_status xb_model_set_quant_bits(xb_model *m, int i, int bits);
 void xb_model_node_shape(const xb_model *m, int i, int *c, int *h, int *w);
 const float *xb_model_node_output(const xb_model *m, int i);
 /* frozen (xb_model_n_trainable bytes) = 1 for the trainable elements that `which` leaves untouched:

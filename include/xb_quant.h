@@ -104,6 +104,8 @@ xb_status xb_qop_init(xb_model *m, const xb_qw_spec *specs, uint64_t seed, xb_qo
 void xb_qop_free(xb_qop *q);
 /* the operator to install with xb_model_set_op; inner (may be NULL) is wrapped */
 xb_mm_op xb_qop_op(xb_qop *q, const xb_mm_op *inner);
+/* changes mapped layer i's bits (UNIFORM, DOREFA); the next product quantizes again */
+xb_status xb_qop_set_bits(xb_qop *q, int i, int bits);
 /* mapped layer i's spec */
 const xb_qw_spec *xb_qop_spec(const xb_qop *q, int i);
 /* mapped layer i's quantized weights (the weight tensor's layout), codes and scales, for the current
@@ -135,6 +137,9 @@ xb_status xb_quant_rewrite(const char *model_text, const char *model_path, const
 /* The weight specs of a quantized model's config text: one per mapped layer of m (none where the text
  * has no [quantize LAYER.weight] for it).  *any = 1 when some layer's weights are quantized. */
 xb_status xb_quant_specs(const char *text, const char *path, const xb_model *m, xb_qw_spec *specs, int *any);
+/* A resolved text again with the bits now in force (activation quantizers' bits from m, weights' from q,
+ * which may be NULL), e.g. after activation-density precision changed them. */
+xb_status xb_quant_current_text(const char *text, const char *path, const xb_model *m, xb_qop *q, char **out);
 /* The text of a model .cfg (a file) or of a zoo model (a name); malloc'd into *out. */
 xb_status xb_model_text(const char *name_or_path, char **out, char *path, size_t path_n);
 /* Writes q's quantized weights of m into path (safetensors under PyTorch's names: loads into xbar and
@@ -146,6 +151,33 @@ xb_status xb_quant_export(xb_qop *q, xb_model *m, const char *path, const char *
 int xb_model_node_quant(const xb_model *m, int i, int *kind, int *bits, float *clip);
 /* Prints each layer's precision (weights of mapped layers, activation quantizers) to f. */
 void xb_quant_print(const xb_model *m, const xb_qw_spec *specs, FILE *f, int json);
+
+/* ---- activation-density mixed precision (src/quant/adprec.c; docs/quantization.md) -----------------
+ * Vasquez et al. 2021 (arXiv 2101.04354; methods.md item 1).  Every relu followed by an activation
+ * quantizer is tracked: its activation density AD (the fraction of non-zero outputs over an epoch's
+ * training forwards); when it has settled (|AD(e) - AD(e-1)| < tol for `window` epochs in a row) its
+ * bits become max(min_bits, ceil(AD x bits)): the quantizer after the relu and the weights (uniform or
+ * dorefa, at least 2 bits) of the conv/linear layer that produced it.  Start from 16 bits. */
+typedef struct xb_ad_opts { double tol; int window, min_bits; } xb_ad_opts;
+xb_ad_opts xb_ad_opts_default(void);      /* tol 0.01, window 2, min_bits 2 */
+typedef struct xb_ad xb_ad;
+/* q: the model's weight-quantizing operator (may be NULL: activations only) */
+xb_status xb_ad_init(xb_model *m, xb_qop *q, const xb_ad_opts *o, xb_ad **out);
+void xb_ad_free(xb_ad *a);
+/* completed epochs it has seen */
+int xb_ad_epochs(const xb_ad *a);
+/* bit reductions it has made (this process) */
+int xb_ad_changes(const xb_ad *a);
+/* after every training forward (the trainer's after_backward hook): the tracked relus' non-zeros */
+void xb_ad_count(xb_ad *a, xb_model *m);
+/* at an epoch's end: its AD per relu, the plateau checks and the bit changes (*changed: how many) */
+xb_status xb_ad_epoch_end(xb_ad *a, xb_model *m, int *changed);
+/* the state (history, bits, the open epoch's counts) to and from a JSON file, for --resume */
+xb_status xb_ad_save(const xb_ad *a, const xb_model *m, const char *path);
+xb_status xb_ad_load(xb_ad *a, xb_model *m, const char *path);
+/* per relu its AD per epoch and bits; MACs weighted by weight x input bits against 16 x 16; the training
+ * compute so far (the same summed over the completed epochs) against a 16-bit run's */
+void xb_ad_print(const xb_ad *a, const xb_model *m, FILE *f, int json);
 
 #ifdef __cplusplus
 }

@@ -107,6 +107,26 @@ def main():
                 j = json.loads(so)
                 ok = len(j["precision"]["weights"]) == 5 and len(j["precision"]["activations"]) == 4
             check(f"{name}: xbar info --json lists the precisions", ok, so.strip()[:200] if not ok else "")
+        # activation-density precision: bits fall during training; stopped and resumed = uninterrupted
+        common = ["--model", "lenet5", "--ad-precision", "--ad-window", "1", "--ad-tol", "0.05", "--epochs", "3",
+                  "--train-limit", "2560", "--eval-limit", "500", "--json", "--quiet", "--data", DATA]
+        a, b = os.path.join(d, "ad-a"), os.path.join(d, "ad-b")
+        rc, so, se = xbar("train", *common, "--out", a)
+        ok = rc == 0
+        if ok:
+            j = json.loads(so.strip().splitlines()[-1])
+            bits = [u["bits"] for u in j["ad_precision"]["layers"]]
+            ok = min(bits) < 16 and j["ad_precision"]["mac_reduction"] > 1
+        check("--ad-precision lowers bits as activation density settles", ok, (so + se).strip()[-300:] if not ok else
+              f"bits {bits}, MAC reduction {j['ad_precision']['mac_reduction']:.2f}x")
+        rc1, _, se1 = xbar("train", *common, "--steps", "30", "--out", b)
+        rc2, so2, se2 = xbar("train", *common, "--resume", os.path.join(b, "checkpoint.safetensors"), "--out", b)
+        same = rc1 == 0 and rc2 == 0 and open(os.path.join(a, "weights.safetensors"), "rb").read() == \
+            open(os.path.join(b, "weights.safetensors"), "rb").read() and \
+            json.load(open(os.path.join(a, "ad-state.json"))) == json.load(open(os.path.join(b, "ad-state.json"))) and \
+            open(os.path.join(a, "model.cfg")).read() == open(os.path.join(b, "model.cfg")).read()
+        check("--ad-precision stopped mid-epoch and resumed gives the same weights, state and model.cfg", same,
+              (se1 + se2).strip()[-300:])
         # errors a user can make
         qbad = os.path.join(d, "bad.cfg")
         open(qbad, "w").write("[quantize]\nweight_bits = 4\n[quantize conv9.weight]\nweight_bits = 2\n")

@@ -565,6 +565,27 @@ const float *xb_model_node_output(const xb_model *m, int i) {
     return nd->y;
 }
 int xb_model_n_mapped(const xb_model *m) { return m->n_mapped; }
+const char *xb_model_node_type(const xb_model *m, int i) {
+    XB_ASSERT(i >= 0 && i < m->n_nodes);
+    return xb_ltype_names[m->nodes[i].type];
+}
+void xb_model_node_inputs(const xb_model *m, int i, int *in0, int *in1) {
+    XB_ASSERT(i >= 0 && i < m->n_nodes);
+    *in0 = m->nodes[i].in[0];
+    *in1 = m->nodes[i].n_in > 1 ? m->nodes[i].in[1] : -2;
+}
+int xb_model_node_mapped(const xb_model *m, int i) { XB_ASSERT(i >= 0 && i < m->n_nodes); return m->nodes[i].mapped; }
+int xb_model_last_batch(const xb_model *m) { return m->n_cur; }
+int64_t xb_model_node_macs(const xb_model *m, int i) { XB_ASSERT(i >= 0 && i < m->n_nodes); return m->nodes[i].macs; }
+xb_status xb_model_set_quant_bits(xb_model *m, int i, int bits) {
+    if (i < 0 || i >= m->n_nodes || m->nodes[i].type != L_QUANT || m->nodes[i].qa_kind == XB_QA_TERNARY)
+        return xb_errorf(XB_ERR_ARG, "node %d of model '%s' is not an activation quantizer with bits", i, m->name);
+    const int lo = m->nodes[i].qa_kind == XB_QA_SIGNED ? 2 : 1;
+    if (bits < lo || bits > 16)
+        return xb_errorf(XB_ERR_ARG, "[quant %s]: %d bits is out of range %d..16", m->nodes[i].name, bits, lo);
+    m->nodes[i].qa_bits = bits;
+    return XB_OK;
+}
 int xb_model_node_quant(const xb_model *m, int i, int *kind, int *bits, float *clip) {
     XB_ASSERT(i >= 0 && i < m->n_nodes);
     const node *nd = &m->nodes[i];

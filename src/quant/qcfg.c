@@ -273,6 +273,37 @@ done:
     return st;
 }
 
+xb_status xb_quant_current_text(const char *text, const char *path, const xb_model *m, xb_qop *q, char **out) {
+    xb_ini ini;
+    TRY(xb_ini_parse_string(text, strlen(text), path, &ini));
+    sbuf_ b = {0};
+    for (int i = 0; i < ini.n; i++) {
+        xb_ini_section *s = &ini.sec[i];
+        if (!strcmp(s->type, "quantize")) continue;
+        int node = -1;
+        for (int k = 0; k < xb_model_n_nodes(m) && !strcmp(s->type, "quant"); k++)
+            if (!strcmp(xb_model_node_name(m, k), s->name)) node = k;
+        sb_printf_(&b, "%s[%s%s%s]\n", i ? "\n" : "", s->type, s->name[0] ? " " : "", s->name);
+        for (int k = 0; k < s->n; k++) {
+            int kind, bits;
+            float clip;
+            if (node >= 0 && !strcmp(s->kv[k].key, "bits") && xb_model_node_quant(m, node, &kind, &bits, &clip))
+                sb_printf_(&b, "bits = %d\n", bits);
+            else
+                sb_printf_(&b, "%s = %s\n", s->kv[k].key, s->kv[k].val);
+        }
+    }
+    for (int i = 0; i < xb_model_n_mapped(m); i++) {
+        const char *name;
+        xb_model_mapped_info(m, i, &name, NULL, NULL, NULL);
+        const xb_qw_spec none = {XB_QW_NONE, 8, 1, 0, 0.7};
+        write_spec_(&b, name, q ? xb_qop_spec(q, i) : &none);
+    }
+    xb_ini_free(&ini);
+    *out = b.s;
+    return XB_OK;
+}
+
 xb_status xb_quant_specs(const char *text, const char *path, const xb_model *m, xb_qw_spec *specs, int *any) {
     xb_ini ini;
     TRY(xb_ini_parse_string(text, strlen(text), path, &ini));
@@ -397,5 +428,5 @@ void xb_quant_print(const xb_model *m, const xb_qw_spec *specs, FILE *f, int jso
             fprintf(f, "  %-22s activations %s %d bits, clip %s\n", xb_model_node_name(m, i), xb_qa_names[kind],
                     bits, cl);
     }
-    if (json) fprintf(f, "]}\n");
+    if (json) fprintf(f, "]}");
 }

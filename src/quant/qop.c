@@ -187,6 +187,17 @@ xb_mm_op xb_qop_op(xb_qop *q, const xb_mm_op *inner) {
     return op;
 }
 
+xb_status xb_qop_set_bits(xb_qop *q, int i, int bits) {
+    if (i < 0 || i >= q->n) return xb_errorf(XB_ERR_ARG, "quantizing operator: mapped layer %d of %d", i, q->n);
+    xb_qw_spec s = q->l[i].spec;
+    s.bits = bits;
+    xb_status st = xb_qw_check(&s, "xb_qop_set_bits");
+    if (st) return st;
+    q->l[i].spec = s;
+    q->l[i].pass = UINT64_MAX; /* quantize again */
+    return XB_OK;
+}
+
 const xb_qw_spec *xb_qop_spec(const xb_qop *q, int i) { XB_ASSERT(i >= 0 && i < q->n); return &q->l[i].spec; }
 
 xb_status xb_qop_layer(xb_qop *q, int i, const float **wq, const float **code, const float **scale) {
