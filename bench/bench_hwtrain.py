@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Training through the crossbars against the float training step of the same build, side by side.
+"""Training through the crossbars, and quantization-aware training, against the float training step of the
+same build, side by side.
 
-Runs `xbar train --steps N` for the float network and for each hardware mode, interleaved and repeated
+Runs `xbar train --steps N` for the float network and for each hardware mode or quantizer, interleaved and repeated
 (the machine is noisy: never trust one time), and prints the median steady img/s of each and its ratio
 to the float step's median, with the seconds the crossbar parts took (programming, update, refresh).
 
@@ -9,7 +10,7 @@ to the float step's median, with the seconds the crossbar parts took (programmin
         [--threads 1] [--data DIR] [--json OUT.json] [--cases mild-variation,onchip]
 
 Needs CIFAR-10 (--data, $XBAR_DATA or ../shared/data/cifar10) and build/xbar.  docs/training-hw.md
-records its results with the command.
+and docs/quantization.md record its results with the command (--cases qat: the quantizers only).
 """
 import argparse
 import json
@@ -36,6 +37,12 @@ CASES = [
      "configs/hw/reram-64-mild-variation.cfg", "[update]\nrefresh_steps = 10\nrefresh_solver = distortion\n"),
     ("onchip reram-64-mild-variation, txsim, refresh 100", ["--hw-mode", "onchip", "--momentum", "0"],
      "configs/hw/reram-64-mild-variation.cfg", ONCHIP_L100),
+    ("qat uniform w8a8", ["--weight-bits", "8", "--act-bits", "8"], None, None),
+    ("qat uniform w4a4", ["--weight-bits", "4", "--act-bits", "4"], None, None),
+    ("qat dorefa w2a2", ["--quant", "dorefa", "--weight-bits", "2", "--act-bits", "2"], None, None),
+    ("qat binary, pact a4", ["--quant", "binary", "--act", "pact", "--act-bits", "4"], None, None),
+    ("qat ternary-asym, a4", ["--quant", "ternary-asym", "--act-bits", "4"], None, None),
+    ("qat ad-precision from 16 bits", ["--ad-precision"], None, None),
 ]
 
 

@@ -135,6 +135,10 @@ typedef struct xb_mm_op {
      * gradient is then dy x^T); the model runs its own fused kernels with them instead of calling the
      * three callbacks (convolutions of one group and linear layers).  *fwd = NULL: use the callbacks. */
     xb_status (*linear_weights)(void *ctx, const xb_mm_call *c, const float **fwd, const float **bwd);
+    /* Optional, with linear_weights: *scale = (rows_out, k) factors the fast path's weight gradient is
+     * multiplied by, element by element, before it is added (a weight quantizer's straight-through
+     * derivative); *scale = NULL: 1. */
+    xb_status (*weight_grad_scale)(void *ctx, const xb_mm_call *c, const float **scale);
 } xb_mm_op;
 /* Installs op (copied; NULL removes it and restores the native kernels). */
 void xb_model_set_op(xb_model *m, const xb_mm_op *op);

@@ -111,7 +111,7 @@ char *xb_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
 
 typedef struct xb_rng { uint64_t s[4]; double spare; int has_spare; } xb_rng;
 
-/* Stream names in use: "init", "shuffle", "augment", "dropout", "device", "read", "attack". */
+/* Stream names in use: "init", "shuffle", "augment", "dropout", "device", "read", "attack", "qw". */
 void xb_rng_seed(xb_rng *r, uint64_t seed, const char *stream);
 /* A sub-stream (e.g. one per thread, per tile or per Monte-Carlo seed): deterministic in (r, index). */
 void xb_rng_fork(const xb_rng *r, uint64_t index, xb_rng *out);

@@ -90,8 +90,8 @@ static void test_qat16_equals_float(void **state) {
     xb_model_free(mf);
 }
 
-/* The operator's weight gradient is (dy x^T) .* ste: DoReFa (callbacks path, ste != 1) and uniform (the
- * model's fused kernels with the quantized weights); the forward uses exactly the quantized weights. */
+/* The operator's weight gradient is (dy x^T) .* ste: DoReFa (ste != 1, the fast path's weight_grad_scale)
+ * and uniform (ste = 1); the forward uses exactly the quantized weights. */
 static void test_qop_gradients(void **state) {
     (void)state;
     static const char lin[] = "[net]\ninput = 1x1x5\nclasses = 3\n[flatten f]\n[linear fc]\nout_features = 3\n"
@@ -134,6 +134,46 @@ static void test_qop_gradients(void **state) {
                 want *= ste[o * 5 + i];
                 if (fabs(g[o * 5 + i] - want) > 1e-5) fail_msg("kind %d: dW[%d][%d] = %g, want %g", kind, o, i, g[o * 5 + i], want);
             }
+        qm_free_(&z);
+    }
+}
+
+/* The operator's two paths agree: the fast path (the model's fused kernels with the quantized weights and
+ * weight_grad_scale) and the callbacks (im2col products, the derivative applied in backward_weight), on
+ * a CNN with DoReFa weights (derivative != 1) and binary weights, logits and every gradient. */
+static void test_qop_paths(void **state) {
+    (void)state;
+    static const char *const qs[] = {"[quantize]\nweight = dorefa\nweight_bits = 3\nact_bits = 4\n",
+                                     "[quantize]\nweight = binary\nact = pact\nact_bits = 3\n"};
+    const int n = 8;
+    float x[8 * 3 * 64], l1[8 * 4], l2[8 * 4];
+    int32_t lab[8];
+    xb_rng r;
+    xb_rng_seed(&r, 4, "x");
+    for (int i = 0; i < n * 3 * 64; i++) x[i] = (float)xb_rng_normal(&r);
+    for (int i = 0; i < n; i++) lab[i] = (int32_t)xb_rng_below(&r, 4);
+    for (int k = 0; k < 2; k++) {
+        qm_ z;
+        assert_int_equal(qm_load_(small_cfg, qs[k], NULL, 3, &z), XB_OK);
+        const int64_t np = xb_model_n_trainable(z.m);
+        float *w = xb_model_params(z.m), *g1 = malloc(sizeof(float) * np), *g2 = malloc(sizeof(float) * np);
+        for (int64_t i = 0; i < np; i++) w[i] *= 12.0f; /* some weights beyond 1: binary's derivative is 0 there */
+        step_(z.m, n, x, lab, l1, g1);
+        xb_mm_op op = *xb_model_op(z.m);
+        op.linear_weights = NULL; /* the callbacks only */
+        op.weight_grad_scale = NULL;
+        xb_model_set_op(z.m, &op);
+        step_(z.m, n, x, lab, l2, g2);
+        double el = 0, eg = 0, rg = 0;
+        for (int i = 0; i < n * 4; i++) el = fmax(el, fabs(l1[i] - l2[i]));
+        for (int64_t i = 0; i < np; i++) { eg = fmax(eg, fabs(g1[i] - g2[i])); rg = fmax(rg, fabs(g1[i])); }
+        int zeros = 0;
+        const xb_param *pc = xb_model_find_param(z.m, "c2.weight");
+        for (int64_t i = 0; i < pc->numel; i++) zeros += g1[pc->offset + i] == 0.0f;
+        if (getenv("XBT_VERBOSE")) fprintf(stderr, "  case %d: logits %.2e, gradients %.2e, zero dW %d\n", k, el, eg / rg, zeros);
+        if (!(el < 1e-4 && eg / rg < 1e-5)) fail_msg("case %d: fast path vs callbacks: logits %.2e, gradients %.2e", k, el, eg / rg);
+        if (k == 1 && !zeros) fail_msg("binary weights beyond 1 kept their gradient");
+        free(g1); free(g2);
         qm_free_(&z);
     }
 }
@@ -361,6 +401,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qat16_equals_float),
         cmocka_unit_test(test_qop_gradients),
+        cmocka_unit_test(test_qop_paths),
         cmocka_unit_test(test_pact_alpha),
         cmocka_unit_test(test_qat_resume),
         cmocka_unit_test(test_rewrite),

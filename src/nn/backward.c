@@ -197,6 +197,20 @@ xb_status xb_model_backward(xb_model *m, int n, const int32_t *labels, float lab
 
 /* ---- the backward pass -------------------------------------------------------------------------------- */
 
+/* An operator's weight-gradient factors (weight_grad_scale): the fast path's kernels add the layer's weight
+ * gradient into m->gtmp (zeroed here), then scaled_grad_end_ adds it times the factors. */
+static float *scaled_grad_begin_(xb_model *m, const node *nd, const float *gs) {
+    if (!gs) return gp(m, nd->p_w);
+    memset(m->gtmp, 0, (size_t)m->params[nd->p_w].numel * sizeof(float));
+    return m->gtmp;
+}
+
+static void scaled_grad_end_(xb_model *m, const node *nd, const float *gs) {
+    float *g = gp(m, nd->p_w);
+    const int64_t k = m->params[nd->p_w].numel;
+    for (int64_t j = 0; j < k; j++) g[j] += m->gtmp[j] * gs[j];
+}
+
 /* From the last node's dy (set by the caller) to every parameter (params != 0) and, when m->want_dx, the
  * input. */
 static xb_status backward_nodes(xb_model *m, int n, int params) {
@@ -221,17 +235,24 @@ static xb_status backward_nodes(xb_model *m, int n, int params) {
         case L_CONV: {
             const float *wf = NULL, *wb = NULL;
             if (m->has_op && (st = xb_node_op_linear(m, nd, n, &wf, &wb))) break;
+            const float *gs = NULL;
+            if (params && wf && (st = xb_node_op_grad_scale(m, nd, n, &gs))) break;
             if (m->has_op && !wf) st = conv_backward_op(m, nd, n, a, da, acc, params);
             else xb_conv2d_backward_ex(&nd->conv, n, a, wf ? wb : pp(m, nd->p_w), nd->dy, da, acc,
-                                       params ? gp(m, nd->p_w) : NULL, params ? gp(m, nd->p_b) : NULL, m->ws);
+                                       params ? scaled_grad_begin_(m, nd, gs) : NULL, params ? gp(m, nd->p_b) : NULL,
+                                       m->ws);
+            if (gs) scaled_grad_end_(m, nd, gs);
             break;
         }
         case L_LINEAR: {
             const float *wf = NULL, *wb = NULL;
             if (m->has_op && (st = xb_node_op_linear(m, nd, n, &wf, &wb))) break;
+            const float *gs = NULL;
+            if (params && wf && (st = xb_node_op_grad_scale(m, nd, n, &gs))) break;
             if (m->has_op && !wf) st = linear_backward_op(m, nd, n, a, da, c0, params);
             else xb_linear_backward(c0, nd->c, n, a, wf ? wb : pp(m, nd->p_w), nd->dy, da,
-                                    params ? gp(m, nd->p_w) : NULL, params ? gp(m, nd->p_b) : NULL);
+                                    params ? scaled_grad_begin_(m, nd, gs) : NULL, params ? gp(m, nd->p_b) : NULL);
+            if (gs) scaled_grad_end_(m, nd, gs);
             break;
         }
         case L_BN: {

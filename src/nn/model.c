@@ -479,8 +479,8 @@ static void free_runtime(xb_model *m) {
         nd->y = nd->dy = nd->save_mean = nd->save_invstd = NULL;
         nd->argmax = NULL; nd->mask = NULL; nd->wfold = NULL;
     }
-    xb_free(m->xin); xb_free(m->dxin); xb_free(m->ws);
-    m->xin = m->dxin = m->ws = NULL;
+    xb_free(m->xin); xb_free(m->dxin); xb_free(m->ws); xb_free(m->gtmp);
+    m->xin = m->dxin = m->ws = m->gtmp = NULL;
     m->nmax = 0;
 }
 
@@ -649,6 +649,12 @@ xb_status xb_model_set_batch(xb_model *m, int max_batch) {
     }
     m->ws_floats = ws;
     m->ws = xb_malloc((ws + 1) * sizeof(float));
+    int64_t wmax = 0;
+    for (int i = 0; i < m->n_mapped; i++) {
+        const int64_t k = m->params[m->nodes[m->mapped_nodes[i]].p_w].numel;
+        wmax = k > wmax ? k : wmax;
+    }
+    m->gtmp = xb_malloc(((size_t)wmax + 1) * sizeof(float));
     return XB_OK;
 }
 
@@ -678,6 +684,14 @@ xb_status xb_node_op_linear(xb_model *m, const node *nd, int n, const float **fw
     xb_mm_call c = xb_node_mm_call(m, nd, 0, (int)(cols > INT32_MAX ? INT32_MAX : cols));
     const float *b_;
     return m->op.linear_weights(m->op.ctx, &c, fwd, bwd ? bwd : &b_);
+}
+
+xb_status xb_node_op_grad_scale(xb_model *m, const node *nd, int n, const float **scale) {
+    *scale = NULL;
+    if (!m->op.weight_grad_scale) return XB_OK;
+    const int64_t cols = nd->type == L_CONV ? (int64_t)n * nd->conv.ho * nd->conv.wo : n;
+    xb_mm_call c = xb_node_mm_call(m, nd, 0, (int)(cols > INT32_MAX ? INT32_MAX : cols));
+    return m->op.weight_grad_scale(m->op.ctx, &c, scale);
 }
 
 static xb_status op_forward(xb_model *m, const xb_mm_call *c, const float *x, float *y) {

@@ -59,6 +59,7 @@ struct xb_model {
     int want_dx, dxin_live;
     float *ws;
     size_t ws_floats;
+    float *gtmp;              /* one mapped layer's weight gradient before an operator's weight_grad_scale */
     int n_mapped;
     int *mapped_nodes;
     xb_mm_op op;              /* the mapped-matmul operator */
@@ -88,6 +89,8 @@ static inline float *gp(xb_model *m, int p) { return p < 0 ? NULL : m->gv + m->p
 /* The operator's linear weights for node nd (forward, and backward when bwd != NULL), or NULL ones
  * when it has none for this call (then the callbacks run). */
 xb_status xb_node_op_linear(xb_model *m, const node *nd, int n, const float **fwd, const float **bwd);
+/* The operator's weight-gradient factors for node nd's fast path (NULL: none) */
+xb_status xb_node_op_grad_scale(xb_model *m, const node *nd, int n, const float **scale);
 /* the mapped-matmul call of node nd, group g, for ncols columns */
 xb_mm_call xb_node_mm_call(const xb_model *m, const node *nd, int g, int ncols);
 /* XBAR_PROFILE: seconds per layer type (and per node) on stderr (model_info.c) */

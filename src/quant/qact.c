@@ -42,25 +42,33 @@ void xb_qa_grid(xb_qa_kind kind, int bits, float clip, float *step, float *lo, f
     *step = s; *lo = l; *hi = h;
 }
 
-int64_t xb_qa_forward(int64_t n, const float *x, float step, float lo, float hi, float *y, uint8_t *mask) {
+/* elements [o, e): branch-free, so that it vectorizes (the clamp keeps a NaN: both comparisons are false) */
+static int64_t qa_run_(int64_t o, int64_t e, const float *x, float step, float lo, float hi, float *y,
+                       uint8_t *mask) {
     int64_t clipped = 0;
-    if (mask) {
-#pragma omp parallel for simd reduction(+ : clipped) schedule(static) if (n > QA_PAR)
-        for (int64_t i = 0; i < n; i++) {
-            float c = xq_round(x[i], step);
-            /* 2 above the grid, 1 inside, 0 below it or NaN (every comparison with NaN is false) */
-            uint8_t m = (uint8_t)((c > hi) * 2 + (c >= lo && c <= hi));
-            mask[i] = m;
-            clipped += m != 1;
-            y[i] = xq_clamp(c, lo, hi) * step;
-        }
-    } else {
-#pragma omp parallel for simd reduction(+ : clipped) schedule(static) if (n > QA_PAR)
-        for (int64_t i = 0; i < n; i++) {
-            float c = xq_round(x[i], step);
-            clipped += !(c >= lo && c <= hi);
-            y[i] = xq_clamp(c, lo, hi) * step;
-        }
+#pragma omp simd reduction(+ : clipped)
+    for (int64_t i = o; i < e; i++) {
+        const float c = xq_round(x[i], step);
+        /* 2 above the grid, 1 inside, 0 below it or NaN (every comparison with NaN is false) */
+        const int above = c > hi, inside = (c >= lo) & (c <= hi);
+        float q = c < lo ? lo : c;
+        q = q > hi ? hi : q;
+        if (mask) mask[i] = (uint8_t)(above * 2 + inside);
+        clipped += !inside;
+        y[i] = q * step;
+    }
+    return clipped;
+}
+
+int64_t xb_qa_forward(int64_t n, const float *x, float step, float lo, float hi, float *y, uint8_t *mask) {
+    if (n <= QA_PAR) return mask ? qa_run_(0, n, x, step, lo, hi, y, mask) : qa_run_(0, n, x, step, lo, hi, y, NULL);
+    const int64_t bs = QA_MIN_BLOCK * 4;
+    const int64_t nb = (n + bs - 1) / bs;
+    int64_t clipped = 0;
+#pragma omp parallel for reduction(+ : clipped) schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t o = b * bs, e = n - o < bs ? n : o + bs;
+        clipped += qa_run_(o, e, x, step, lo, hi, y, mask);
     }
     return clipped;
 }

@@ -165,8 +165,8 @@ static xb_status op_after_update_(void *ctx, xb_model *m) {
     return XB_OK;
 }
 
-/* The quantized weights as a fixed linear map, when the straight-through derivative is 1 everywhere and no
- * operator is wrapped (the wrapped one's own fast path would see float weights). */
+/* The quantized weights as a fixed linear map when no operator is wrapped (the wrapped one's own fast path
+ * would see float weights); weight_grad_scale applies the straight-through derivative. */
 static xb_status op_linear_weights_(void *ctx, const xb_mm_call *c, const float **fwd, const float **bwd) {
     xb_qop *q = ctx;
     *fwd = *bwd = NULL;
@@ -175,15 +175,27 @@ static xb_status op_linear_weights_(void *ctx, const xb_mm_call *c, const float 
     qlayer_ *l = NULL;
     xb_status st = call_(q, c, &c2, &l);
     if (st) return st;
-    if (!l->ste_one) return XB_OK;
     *fwd = *bwd = c2.w;
+    return XB_OK;
+}
+
+/* the fast path's weight gradient times the straight-through derivative (NULL where it is 1 everywhere) */
+static xb_status op_weight_grad_scale_(void *ctx, const xb_mm_call *c, const float **scale) {
+    xb_qop *q = ctx;
+    xb_mm_call c2 = *c;
+    qlayer_ *l = NULL;
+    *scale = NULL;
+    xb_status st = call_(q, c, &c2, &l);
+    if (st) return st;
+    if (!l->ste_one) *scale = l->ste + (size_t)c->group * c->rows_out * c->k;
     return XB_OK;
 }
 
 xb_mm_op xb_qop_op(xb_qop *q, const xb_mm_op *inner) {
     q->has_inner = inner != NULL;
     if (inner) q->inner = *inner;
-    xb_mm_op op = {q, op_forward_, op_backward_input_, op_backward_weight_, op_after_update_, op_linear_weights_};
+    xb_mm_op op = {q, op_forward_, op_backward_input_, op_backward_weight_, op_after_update_, op_linear_weights_,
+                   op_weight_grad_scale_};
     return op;
 }
 
