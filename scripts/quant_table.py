@@ -13,7 +13,7 @@ ternary; differential pairs carry the sign), K device seeds each.
 
     /usr/bin/python3 scripts/quant_table.py --weights W.safetensors [--epochs 3] [--lr 0.02]
         [--rows float,w8a8,...] [--presets ideal,reram-64-mild,reram-64-variation] [--seeds 2]
-        [--out runs/quant] [--threads 1] [--limit N] [--plot FILE.svg]
+        [--out runs/quant] [--threads 1] [--limit N] [--hw-limit N] [--plot FILE.svg]
 
 Resumable: finished runs and evaluations are skipped (results.json in --out); an interrupted training
 continues from its checkpoint.  Prints the markdown table with the commands.
@@ -86,7 +86,8 @@ def main():
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "quant"))
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=0, help="test images in software (0: all)")
+    ap.add_argument("--hw-limit", type=int, default=0, help="test images on the crossbars (0: all)")
     ap.add_argument("--data")
     ap.add_argument("--plot")
     args = ap.parse_args()
@@ -98,6 +99,7 @@ def main():
     res = json.load(open(resf)) if os.path.exists(resf) else {}
     common = ["--threads", str(args.threads)] + (["--data", args.data] if args.data else [])
     lim = ["--limit", str(args.limit)] if args.limit else []
+    hlim = ["--limit", str(args.hw_limit)] if args.hw_limit else []
     presets = args.presets.split(",")
 
     for name in args.rows.split(","):
@@ -132,7 +134,7 @@ def main():
                 continue
             hp = hw_cfg(args.out, p, wbits)
             cmd = [XBAR, "eval", "--model", model, "--weights", w, "--hw", hp, "--seeds", str(args.seeds), "--seed",
-                   "1", "--json", "--quiet", "--no-software"] + common + lim
+                   "1", "--json", "--quiet", "--no-software"] + common + hlim
             j = sh(cmd)
             r[p] = {"mean": j["hardware"]["accuracy_mean"], "std": j["hardware"]["accuracy_std"], "command": rel(cmd)}
             json.dump(res, open(resf, "w"), indent=1)

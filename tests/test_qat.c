@@ -3,6 +3,7 @@
  * derivative), PACT's alpha gradient, bit-exact resume with quantizers, the [quantize] configs
  * (rewrite, per-layer overrides, first/last bits, errors with file:line) and the export's codes. */
 #include "testutil.h"
+#include "xb_xbar.h"
 
 /* a small CNN in the model grammar: conv, batchnorm, relu, pool, linear */
 static const char small_cfg[] = "[net]\nname = small\ninput = 3x8x8\nclasses = 4\n"
@@ -397,6 +398,60 @@ static void test_export(void **state) {
     qm_free_(&z);
 }
 
+/* A quantized model on an ideal crossbar whose weight bits match (b - 1 magnitude bits per differential
+ * pair for b-bit weights with one scale per layer; no DAC or ADC) equals the quantized software model to
+ * float rounding: the mapper takes the trained codes and scale exactly.  One bit fewer does not. */
+static void test_crossbar_exact(void **state) {
+    (void)state;
+    static const char q[] = "[quantize]\nweight = uniform\nweight_bits = 4\nweight_scale = tensor\nact_bits = 4\n"
+                            "act_clip = 3\n";
+    qm_ z;
+    assert_int_equal(qm_load_(small_cfg, q, NULL, 6, &z), XB_OK);
+    char pw[512], pc[512];
+    xbt_path(pw, sizeof pw, "xq.safetensors");
+    xbt_path(pc, sizeof pc, "xqc.safetensors");
+    assert_int_equal(xb_quant_export(z.q, z.m, pw, pc), XB_OK);
+    xb_model *m;
+    assert_int_equal(xb_model_load_text(z.text, strlen(z.text), "model.cfg", 1, &m), XB_OK);
+    assert_int_equal(xb_model_load_weights(m, pw), XB_OK);
+    /* non-trivial batchnorm statistics */
+    float *bv = xb_model_buffers(m);
+    for (int i = 0; i < xb_model_n_params(m); i++) {
+        const xb_param *p = xb_model_param(m, i);
+        if (p->trainable || p->numel < 2) continue;
+        for (int64_t j = 0; j < p->numel; j++) bv[p->offset + j] = strstr(p->name, "var") ? 1.5f : 0.1f;
+    }
+    const int n = 8;
+    float x[8 * 3 * 64], ls[8 * 4], lh[8 * 4];
+    xb_rng r;
+    xb_rng_seed(&r, 8, "x");
+    for (int i = 0; i < n * 3 * 64; i++) x[i] = (float)xb_rng_normal(&r);
+    assert_int_equal(xb_model_set_batch(m, n), XB_OK);
+    xb_model_train_mode(m, 0);
+    assert_int_equal(xb_model_forward(m, n, x, ls, NULL), XB_OK);
+    for (int bits = 3; bits >= 2; bits--) {
+        char text[256];
+        snprintf(text, sizeof text, "[tile]\nrows = 16\ncols = 16\nmap_first = 1\nmap_last = 1\n[mapping]\nweight_bits = %d\nbits_per_cell = %d\n"
+                 "[circuit]\nsolver = none\n", bits, bits);
+        xb_hw hw;
+        assert_int_equal(xb_hw_parse_string(text, strlen(text), "hw.cfg", &hw), XB_OK);
+        xb_xnet *xn;
+        assert_int_equal(xb_xnet_init(&hw, m, &xn), XB_OK);
+        assert_int_equal(xb_xnet_program(xn, 1), XB_OK);
+        xb_xnet_attach(xn);
+        assert_int_equal(xb_model_forward(m, n, x, lh, NULL), XB_OK);
+        xb_model_set_op(m, NULL);
+        xb_xnet_free(xn);
+        double e = 0, rr = 0;
+        for (int i = 0; i < n * 4; i++) { e = fmax(e, fabs(lh[i] - ls[i])); rr = fmax(rr, fabs(ls[i])); }
+        if (getenv("XBT_VERBOSE")) fprintf(stderr, "  crossbar weight_bits %d: logits %.2e\n", bits, e / rr);
+        if (bits == 3 && !(e / rr < 1e-5)) fail_msg("matching crossbar vs quantized model: %.2e", e / rr);
+        if (bits == 2 && !(e / rr > 1e-3)) fail_msg("a 2-bit crossbar reproduces 4-bit weights (%.2e)", e / rr);
+    }
+    xb_model_free(m);
+    qm_free_(&z);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qat16_equals_float),
@@ -407,6 +462,7 @@ int main(void) {
         cmocka_unit_test(test_rewrite),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_export),
+        cmocka_unit_test(test_crossbar_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Activation-density (AD) mixed precision during training (Vasquez et al. 2021, arXiv 2101.04354;
+methods.md item 1, its quick experiment 1g): one recipe, three runs from scratch on CIFAR-10:
+
+    16-bit   every layer's weights and activations at 16 bits for the whole run
+    4-bit    every layer at 4 bits for the whole run
+    AD       every layer starts at 16 bits; when a relu's AD has settled, its quantizer's and its
+             layer's weights' bits become max(2, ceil(AD x bits)) (xbar train --ad-precision)
+
+All three track AD (the fixed ones with --ad-tol 0, so that their bits never move), so each reports its
+MACs weighted by weight x input bits against 16 x 16 and its training compute against a 16-bit run's.
+The model is CNN-S of methods.md S8 (configs/exp/cnn-s.cfg; the paper's VGG19 and ResNet18 are too
+large for a 2-core machine).  Test accuracy is the exported model's on all 10,000 test images.
+
+    /usr/bin/python3 scripts/ad_table.py [--epochs 15] [--lr 0.05] [--out runs/ad] [--threads 1]
+        [--rows 16bit,4bit,ad] [--plot FILE.svg]
+
+Resumable: finished runs are skipped, an interrupted one continues from its checkpoint.  Prints the
+markdown tables with the commands.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+XBAR = os.environ.get("XBAR_BIN", os.path.join(ROOT, "build", "xbar"))
+ROWS = {
+    "16bit": ("16-bit", ["--ad-precision", "--ad-tol", "0"]),
+    "4bit": ("4-bit", ["--weight-bits", "4", "--act-bits", "4", "--ad-precision", "--ad-tol", "0"]),
+    "ad": ("AD (from 16 bits)", ["--ad-precision"]),
+}
+
+
+def sh(cmd):
+    print("ad_table: " + " ".join(cmd), flush=True)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
+    if p.returncode != 0:
+        sys.exit("ad_table: failed (exit %d): %s" % (p.returncode, " ".join(cmd)))
+    return json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
+
+
+def rel(cmd):
+    return " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--out", default=os.path.join(ROOT, "runs", "ad"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--model", default=os.path.join(ROOT, "configs", "exp", "cnn-s.cfg"))
+    ap.add_argument("--data")
+    ap.add_argument("--plot")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    resf = os.path.join(args.out, "results.json")
+    res = json.load(open(resf)) if os.path.exists(resf) else {}
+    common = ["--threads", str(args.threads)] + (["--data", args.data] if args.data else [])
+    rows = args.rows.split(",")
+    for name in rows:
+        if name not in ROWS:
+            sys.exit("ad_table: row '%s' is unknown. HINT: rows are %s" % (name, ",".join(ROWS)))
+        if name in res:
+            continue
+        d = os.path.join(args.out, name)
+        cmd = [XBAR, "train", "--model", args.model, "--epochs", str(args.epochs), "--lr", str(args.lr),
+               "--schedule", "cosine", "--nesterov", "--momentum", "0.9", "--weight-decay", "5e-4", "--batch", "128",
+               "--out", d, "--json", "--quiet"] + common + ROWS[name][1]
+        ck = os.path.join(d, "checkpoint.safetensors")
+        j = sh(cmd + (["--resume", ck] if os.path.exists(ck) else []))
+        ev = sh([XBAR, "eval", "--model", os.path.join(d, "model.cfg"), "--weights", os.path.join(d, "weights.safetensors"),
+                 "--json", "--quiet"] + common)
+        res[name] = {"command": rel(cmd), "seconds": j["seconds"], "test_acc": ev["accuracy"], "ad": j["ad_precision"]}
+        json.dump(res, open(resf, "w"), indent=1)
+
+    print("| run | test accuracy | MACs x bits against 16-bit | training compute against 16-bit | seconds |")
+    print("|---|---|---|---|---|")
+    for name in rows:
+        r = res[name]
+        print("| %s | %.2f%% | %.2fx fewer | %.2f | %.0f |" % (ROWS[name][0], 100 * r["test_acc"], r["ad"]["mac_reduction"],
+                                                          r["ad"]["training_compute_ratio"], r["seconds"]))
+    if "ad" in res:
+        a = res["ad"]["ad"]
+        print("\nAD run, per layer: AD per epoch and bits in force per epoch; final bits (weights and the quantizer "
+              "after the relu)")
+        print("| relu | layer | AD, first -> last epoch | bits per epoch | final bits |")
+        print("|---|---|---|---|---|")
+        for u in a["layers"]:
+            print("| %s | %s | %.3f -> %.3f | %s | %d |" % (u["relu"], u["layer"], u["ad"][0], u["ad"][-1],
+                                                         " ".join(str(b) for b in u["bits_per_epoch"]), u["bits"]))
+    print("\ncommands: " + "; ".join("`%s`" % res[n]["command"] for n in rows))
+    if args.plot and "ad" in res:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        a = res["ad"]["ad"]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        for u in a["layers"]:
+            e = range(1, len(u["ad"]) + 1)
+            ax1.plot(e, u["ad"], label=u["layer"])
+            ax2.step(e, u["bits_per_epoch"], where="post", label=u["layer"])
+        ax1.set_xlabel("epoch")
+        ax1.set_ylabel("activation density")
+        ax2.set_xlabel("epoch")
+        ax2.set_ylabel("bits in force")
+        ax2.legend(fontsize=8)
+        fig.suptitle("AD-driven precision, %s" % os.path.basename(args.model))
+        fig.tight_layout()
+        fig.savefig(args.plot)
+
+
+if __name__ == "__main__":
+    main()
