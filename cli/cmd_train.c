@@ -209,7 +209,7 @@ int cmd_train(int argc, char **argv) {
         {"ad-tol", XF_DOUBLE, "0.01", "0..1", "--ad-precision: AD has settled when it moved less than this ..."},
         {"ad-window", XF_INT, "2", "1..1000", "--ad-precision: ... for this many epochs in a row"},
         {"ad-min-bits", XF_INT, "2", "1..16", "--ad-precision: the fewest bits"},
-        {"quant-config", XF_STR, NULL, NULL, "a file of [quantize] and [quantize LAYER] sections (per-layer "
+        {"quant-config", XF_STR, NULL, NULL, "a file of [quantize], [quantize LAYER.weight] and [quantize RELU.output] sections (per-layer "
                                              "precisions); the flags above override its defaults"},
         {"json", XF_BOOL, NULL, NULL, "print a JSON line per epoch and a JSON result on stdout"},
         {"quiet", XF_BOOL, NULL, NULL, "no progress bar"},

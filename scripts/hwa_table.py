@@ -15,23 +15,14 @@ Resumable: finished runs are skipped; prints the markdown table with the command
 import argparse
 import json
 import os
-import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-XBAR = os.environ.get("XBAR_BIN", os.path.join(ROOT, "build", "xbar"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runlib import ROOT, XBAR, rel, sh as sh_  # noqa: E402
 
 
 def sh(cmd):
-    print("hwa_table: " + " ".join(cmd), flush=True)
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
-    if p.returncode != 0:
-        sys.exit("hwa_table: failed (exit %d): %s" % (p.returncode, " ".join(cmd)))
-    return json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
-
-
-def rel(cmd):
-    return " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)
+    return sh_(cmd, "hwa_table")
 
 
 def main():

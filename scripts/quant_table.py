@@ -22,11 +22,14 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-XBAR = os.environ.get("XBAR_BIN", os.path.join(ROOT, "build", "xbar"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runlib import ROOT, XBAR, rel, sh as sh_  # noqa: E402
+
+
+def sh(cmd):
+    return sh_(cmd, "quant_table")
 
 # name: (label, quantization config text or None, crossbar weight bits)
 ROWS = {
@@ -39,18 +42,6 @@ ROWS = {
     "ternary-sym": ("ternary {-a,0,a} (TWN), 4-bit activations", "weight = ternary-sym\nact_bits = 4\n", 1),
     "ternary-asym": ("ternary {-a,0,b}, 4-bit activations", "weight = ternary-asym\nact_bits = 4\n", 1),
 }
-
-
-def sh(cmd):
-    print("quant_table: " + " ".join(cmd), flush=True)
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
-    if p.returncode != 0:
-        sys.exit("quant_table: failed (exit %d): %s" % (p.returncode, " ".join(cmd)))
-    return json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
-
-
-def rel(cmd):
-    return " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)
 
 
 def hw_cfg(out, preset, bits):

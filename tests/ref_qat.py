@@ -21,21 +21,11 @@ import tempfile
 import numpy as np
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from refutil import DATA, ROOT, XBAR, check, summary  # noqa: E402
+
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import torch_zoo  # noqa: E402
-
-XBAR = os.environ.get("XBAR_BIN", os.path.join(ROOT, "build", "xbar"))
-DATA = os.environ.get("XBAR_DATA", os.path.join(ROOT, "..", "shared", "data", "cifar10"))
-N_PASS = N_FAIL = 0
-
-
-def check(name, ok, detail=""):
-    global N_PASS, N_FAIL
-    N_PASS += bool(ok)
-    N_FAIL += not ok
-    print(f"{'PASS' if ok else 'FAIL'}  {name}{': ' + detail if detail else ''}", flush=True)
-    return ok
 
 
 def xbar(*args):
@@ -58,8 +48,7 @@ CASES = [
 def main():
     if not os.path.isfile(os.path.join(DATA, "test_batch.bin")):
         check("CIFAR-10 present", False, f"{DATA}: no test_batch.bin")
-        print(f"ref_qat: {N_PASS} passed, {N_FAIL} failed")
-        return 1
+        return summary("ref_qat")
     d = tempfile.mkdtemp(prefix="ref_qat-")
     try:
         x = np.random.default_rng(1).standard_normal((16, 3, 32, 32)).astype(np.float32)
@@ -141,8 +130,7 @@ def main():
         check("unknown --quant: exit 1 naming the flag", rc == 1 and "--quant" in se and "HINT" in se, se.strip()[-200:])
     finally:
         shutil.rmtree(d, ignore_errors=True)
-    print(f"ref_qat: {N_PASS} passed, {N_FAIL} failed")
-    return 1 if N_FAIL else 0
+    return summary("ref_qat")
 
 
 if __name__ == "__main__":

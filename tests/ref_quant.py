@@ -36,15 +36,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.environ.get("XBAR_QUANT_TOOL", os.path.join(ROOT, "build", "tests", "tool_quant"))
-N_PASS = N_FAIL = 0
-
-
-def check(name, ok, detail=""):
-    global N_PASS, N_FAIL
-    N_PASS += bool(ok)
-    N_FAIL += not ok
-    print(f"{'PASS' if ok else 'FAIL'}  {name}{': ' + detail if detail else ''}", flush=True)
-    return ok
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from refutil import check, summary  # noqa: E402
 
 
 def run_tool(d, args, what):
@@ -310,8 +303,7 @@ def main():
                     traceback.print_exc()
                     check(f"{part.__name__} completes", False, f"{type(e).__name__}: {e}")
     print(f"total {time.time() - t0:.1f}s")
-    print(f"ref_quant: {N_PASS} passed, {N_FAIL} failed")
-    return 1 if N_FAIL else 0
+    return summary("ref_quant")
 
 
 if __name__ == "__main__":
