@@ -343,6 +343,7 @@ static void test_config_errors(void **state) {
     expect_error_("[quantize]\nwieght = binary\n", NULL, XB_ERR_CONFIG, "q.cfg:2", "wieght");
     expect_error_("[quantize]\nweight = quaternary\n", NULL, XB_ERR_CONFIG, "q.cfg:2", "quaternary");
     expect_error_("[conv2d x]\n", NULL, XB_ERR_CONFIG, "q.cfg:1", "quantization config");
+    expect_error_("[quantize]\nact_bits = 4\nact_clip = calibrate\n", NULL, XB_ERR_CONFIG, "q.cfg:3", "act_clip");
     xb_quant_flags fl = {0, 0, "quaternary", NULL, NULL, -1, -1};
     expect_error_(NULL, &fl, XB_ERR_ARG, "--quant", "quaternary");
     /* a [quant] layer in a model file */

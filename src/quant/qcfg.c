@@ -94,6 +94,18 @@ static xb_status weight_keys_(const xb_ini *ini, xb_ini_section *s, xb_qw_spec *
     return XB_OK;
 }
 
+/* an activation clip: "calibrated" or a positive number, as the [quant] layer takes it; where: "FILE:LINE:
+ * act_clip" or "--act-clip" */
+static xb_status clip_ok_(const char *c, const char *where) {
+    if (!strcmp(c, "calibrated")) return XB_OK;
+    char *e;
+    double v = strtod(c, &e);
+    if (e == c || *e || !(v > 0) || v > 1e30 || strlen(c) >= 64)
+        return xb_errorf(XB_ERR_CONFIG, "%s = '%.40s' is not a positive number or 'calibrated'. HINT: e.g. 6 (the "
+                         "activations' largest value), or calibrated (a running maximum)", where, c);
+    return XB_OK;
+}
+
 static xb_status act_keys_(const xb_ini *ini, xb_ini_section *s, act_ *a) {
     char buf[32];
     int idx, line;
@@ -105,7 +117,12 @@ static xb_status act_keys_(const xb_ini *ini, xb_ini_section *s, act_ *a) {
     TRY(xb_ini_int(ini, s, "act_bits", 0, a->bits, 0, 16, &bits));
     a->bits = (int)bits;
     const char *c = xb_ini_raw(s, "act_clip", &line);
-    if (c) snprintf(a->clip, sizeof a->clip, "%s", c);
+    if (c) {
+        char where[600];
+        snprintf(where, sizeof where, "%s:%d: act_clip", ini->path, line);
+        TRY(clip_ok_(c, where));
+        snprintf(a->clip, sizeof a->clip, "%s", c);
+    }
     return XB_OK;
 }
 
@@ -218,7 +235,10 @@ xb_status xb_quant_rewrite(const char *model_text, const char *model_path, const
         } else if (fl->quant && !strcmp(fl->quant, "dorefa")) {
             a.kind = XB_QA_DOREFA; /* DoReFa's activations: clipped to [0, 1] */
         }
-        if (fl->act_clip) snprintf(a.clip, sizeof a.clip, "%s", fl->act_clip);
+        if (fl->act_clip) {
+            if ((st = clip_ok_(fl->act_clip, "--act-clip"))) goto done;
+            snprintf(a.clip, sizeof a.clip, "%s", fl->act_clip);
+        }
         if (fl->act_bits) a.bits = fl->act_bits;
         if (fl->act && !a.bits) a.bits = a.kind == XB_QA_TERNARY ? 2 : 8;
         if (fl->first_bits >= 0) first = fl->first_bits;
@@ -234,6 +254,7 @@ xb_status xb_quant_rewrite(const char *model_text, const char *model_path, const
         if (!strcmp(s->type, "quantize")) continue;
         sb_printf_(&b, "%s[%s%s%s]\n", i ? "\n" : "", s->type, s->name[0] ? " " : "", s->name);
         for (int k = 0; k < s->n; k++) sb_printf_(&b, "%s = %s\n", s->kv[k].key, s->kv[k].val);
+        if (!strcmp(s->type, "quant")) *any = 1; /* a model quantized before */
         if (strcmp(s->type, "relu") != 0) continue;
         act_ q = oa[i].set ? oa[i] : a;
         if (q.bits <= 0) continue;

@@ -3,7 +3,7 @@
 # (-fsanitize=fuzzer,address,undefined), seeds their corpora with small valid files, and runs each one
 # after the other for FUZZ_SECONDS seconds.  `make fuzz` runs it.  See docs/fuzzing.md.
 #
-#   bash tests/fuzz/run.sh                    # all harnesses: npy safetensors cifar ini
+#   bash tests/fuzz/run.sh                    # all harnesses: npy safetensors cifar ini quant
 #   FUZZ_SECONDS=300 bash tests/fuzz/run.sh npy safetensors
 #   build/fuzz/fuzz_npy fuzz-corpus/crashes/npy/crash-...    # replay one input
 #
@@ -20,7 +20,7 @@ B=${FUZZ_BUILD:-build/fuzz}
 C=${FUZZ_CORPUS:-fuzz-corpus}
 FCC=${FUZZ_CC:-clang}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(npy safetensors cifar ini)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(npy safetensors cifar ini quant)
 
 # --- toolchain ------------------------------------------------------------------------------------
 probe() { echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' |
@@ -32,6 +32,7 @@ if ! command -v "$FCC" >/dev/null 2>&1 || ! probe; then
   probe || { echo "fuzz: $FCC -fsanitize=fuzzer still fails. HINT: apt-get install clang libclang-rt-14-dev" >&2; exit 2; }
 fi
 rm -f "$B/.probe"
+bash scripts/embed-configs.sh configs/models/*.cfg > "$B/zoo_data.c"   # the model library's zoo (quant harness)
 
 # --- build ----------------------------------------------------------------------------------------
 # No -fopenmp: the batcher's pragma is ignored, so runs are single-threaded and reproducible.
@@ -43,23 +44,34 @@ declare -A SRCS=(
   [safetensors]="src/core/safetensors.c"
   [cifar]="src/data/cifar.c"
   [ini]="src/cfg/ini.c"
+  [quant]="src/quant/*.c src/nn/*.c src/cfg/ini.c src/core/*.c src/data/*.c $B/zoo_data.c"
 )
-declare -A MAXLEN=([npy]=4096 [safetensors]=8192 [cifar]=16384 [ini]=4096)
+declare -A MAXLEN=([npy]=4096 [safetensors]=8192 [cifar]=16384 [ini]=4096 [quant]=4096)
+# the quant harness links the model (kernels, BLAS); the others need only their parser and src/core
+BLAS_INC=$(ls -d /usr/include/*/openblas-openmp 2>/dev/null | head -1)
+BLAS_LIB=$(ls -d /usr/lib/*/openblas-openmp 2>/dev/null | head -1)
+declare -A EXTRA=([quant]="-I$BLAS_INC -L$BLAS_LIB -Wl,-rpath,$BLAS_LIB -lopenblas -lcholmod -I/usr/include/suitesparse")
 
 build() {
   local t=$1 src=${SRCS[$1]}
-  for f in $src; do
+  for f in $(ls $src 2>/dev/null || echo "$src"); do
     if [ ! -f "$f" ]; then echo "fuzz: skipping $t: $f does not exist yet" >&2; return 1; fi
   done
   echo "fuzz: building $B/fuzz_$t" >&2
   # shellcheck disable=SC2086
+  if [ "$t" = quant ]; then
+    src=$(ls $src)
+    # shellcheck disable=SC2086
+    "$FCC" "${FLAGS[@]}" -Wno-missing-prototypes "tests/fuzz/fuzz_$t.c" $src ${EXTRA[$t]} -lcjson -lm -o "$B/fuzz_$t"
+    return
+  fi
   "$FCC" "${FLAGS[@]}" "tests/fuzz/fuzz_$t.c" $src "${CORE[@]}" -lcjson -lm -o "$B/fuzz_$t"
 }
 
 # --- seeds ----------------------------------------------------------------------------------------
 S="$B/seeds"
 rm -rf "$S"
-mkdir -p "$S"/{npy,safetensors,cifar,ini}
+mkdir -p "$S"/{npy,safetensors,cifar,ini,quant}
 cc -std=c11 -D_GNU_SOURCE -O1 -Iinclude -Isrc -I/usr/include/cjson tests/fuzz/gen_seeds.c src/core/npy.c \
    src/core/safetensors.c "${CORE[@]}" -lcjson -lm -o "$B/gen_seeds"
 "$B/gen_seeds" "$S"
@@ -73,6 +85,12 @@ for f in configs/models/*.cfg tests/*.cfg docs/model-cfg.md; do
   fi
   i=$((i + 1))
 done
+
+# quantization configs: the ```ini blocks of docs/quantization.md and a few written here
+awk '/^```ini/{on=1; next} /^```/{on=0} on' docs/quantization.md > "$S/quant/doc.cfg"
+printf '[quantize]\nweight = ternary-asym\nact = pact\nact_bits = 3\nact_clip = 2\n' > "$S/quant/a.cfg"
+printf '[quantize]\nweight_bits = 4\nfirst_bits = 8\nlast_bits = 0\n[quantize c2.weight]\nweight = dorefa\n' > "$S/quant/b.cfg"
+printf '[quantize r2.output]\nact = ternary\n[quantize fc.weight]\nweight = binary\nweight_scale = tensor\n' > "$S/quant/c.cfg"
 
 # --- run ------------------------------------------------------------------------------------------
 status=0
