@@ -201,5 +201,6 @@ void xb_dataset_batch(const xb_dataset *d, const int64_t *idx, int n, int augmen
 
 #include "xb_nn.h"
 #include "xb_quant.h"
+#include "xb_prune.h"
 
 #endif /* XBAR_H */
