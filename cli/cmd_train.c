@@ -14,6 +14,10 @@ typedef struct reporter_ {
     xb_model *m;
     char ad_path[1100];
     xb_status ad_save;
+    int prune;                    /* --ad-prune */
+    const char *text, *path;      /* the model's resolved config text (current bits come from the model) */
+    xb_qop *q;
+    int **keep, *n_keep, cut;     /* a surgery planned at an epoch's start: the trainer stops for it */
 } reporter_;
 
 /* --ad-precision: the relus' non-zeros after every step, the epoch's bit changes before the next epoch's
@@ -35,6 +39,14 @@ static xb_status ad_epoch_(void *ctx, xb_model *m, int64_t epoch) {
     if (!st && changed && rp->progress)
         fprintf(stderr, "xbar train: activation density settled in %d layer%s after epoch %lld: fewer bits from "
                         "now on (OUT/ad-state.json)\n", changed, changed > 1 ? "s" : "", (long long)epoch);
+    if (!st && rp->prune) { /* activation-density pruning at the same plateaus: stop here for the surgery */
+        char *cur = NULL;
+        st = xb_quant_current_text(rp->text, rp->path, m, rp->q, &cur);
+        if (!st) st = xb_ad_prune_plan(rp->ad, m, cur, rp->keep, rp->n_keep, &rp->cut);
+        free(cur);
+        if (!st) st = xb_ad_save(rp->ad, m, rp->ad_path);
+        if (!st && rp->cut) return xb_errorf(XB_ERR_STATE, "activation-density pruning after epoch %lld", (long long)epoch);
+    }
     return st;
 }
 
@@ -62,10 +74,18 @@ static void report_(void *ctx, const xb_epoch_report *r) {
 
 /* Quantization: the model's text with the flags' and --quant-config's quantization (src/quant/qcfg.c), the
  * model loaded from it, and the weight-quantizing operator installed when some layer's weights are quantized. */
-typedef struct cli_quant_ { char *text; char path[600]; int any, ad_on; xb_qw_spec *specs; xb_qop *q; } cli_quant_;
+typedef struct cli_quant_ {
+    char *text;
+    char path[600];               /* where the text came from (messages) */
+    const char *origin;           /* the --model given */
+    int any, ad_on;
+    xb_qw_spec *specs;
+    xb_qop *q;
+} cli_quant_;
 
 static xb_status cli_quant_load_(xf_flag *f, int n, const char *model, uint64_t seed, xb_model **m, cli_quant_ *z) {
     memset(z, 0, sizeof *z);
+    z->origin = model;
     const int ad = (int)xf_get(f, n, "ad-precision")->i;
     xb_quant_flags fl = {(int)xf_get(f, n, "weight-bits")->i, (int)xf_get(f, n, "act-bits")->i,
                          xf_get(f, n, "quant")->s, xf_get(f, n, "act")->s, xf_get(f, n, "act-clip")->s,
@@ -75,8 +95,11 @@ static xb_status cli_quant_load_(xf_flag *f, int n, const char *model, uint64_t 
     if (ad && !fl.act_bits && !qpath) fl.act_bits = 16;
     const int asked = fl.weight_bits || fl.act_bits || fl.quant || fl.act || fl.act_clip || fl.first_bits >= 0 || fl.last_bits >= 0 || qpath;
     char *text = NULL, *qtext = NULL, qp[600];
-    xb_status st = xb_model_text(model, &text, z->path, sizeof z->path);
+    const char *resume = xf_get(f, n, "resume")->s;
+    xb_status st = resume ? xb_checkpoint_model_text(resume, &text) : XB_OK;
     if (st) return st;
+    if (text) snprintf(z->path, sizeof z->path, "%s", resume); /* a pruned run: the model it has become */
+    else if ((st = xb_model_text(model, &text, z->path, sizeof z->path))) return st;
     if (!asked && !strstr(text, "[quantize")) { /* no quantization: the plain model */
         free(text);
         return xb_model_load(model, seed, m);
@@ -109,7 +132,7 @@ static xb_status cli_quant_save_(cli_quant_ *z, xb_model *m, const char *out, in
     char *cur = NULL;
     xb_status st0 = xb_quant_current_text(z->text, z->path, m, z->q, &cur);
     if (st0) { fclose(fo); return st0; }
-    fprintf(fo, "# the quantized model of `xbar train` (docs/quantization.md), from %s\n", z->path);
+    fprintf(fo, "# the quantized model of `xbar train` (docs/quantization.md), from %s\n", z->origin);
     int bad = fputs(cur, fo) < 0;
     free(cur);
     bad |= fclose(fo) != 0;
@@ -125,6 +148,49 @@ static xb_status cli_quant_save_(cli_quant_ *z, xb_model *m, const char *out, in
                 z->q ? "; its weights (quantized) weights.safetensors, codes and scales quant-codes.safetensors" : "");
         xb_quant_print(m, z->specs, stderr, 0);
     }
+    return XB_OK;
+}
+
+/* The surgery of --ad-prune: the smaller model from the plan, the checkpoint rewritten for it (parameters,
+ * optimizer state, the model's text), its weight-quantizing operator, and the AD state bound to it. */
+static xb_status prune_run_(reporter_ *rp, xb_model **m, cli_quant_ *z, const char *ck, int progress, uint64_t seed) {
+    char *cur = NULL, *pt = NULL;
+    xb_model *p = NULL;
+    int64_t *pm = NULL;
+    xb_status st = xb_quant_current_text(z->text, z->path, *m, z->q, &cur);
+    if (!st) st = xb_model_prune(*m, cur, z->path, (const int *const *)rp->keep, rp->n_keep, &p, &pt, &pm, NULL);
+    if (!st) st = xb_checkpoint_prune(ck, p, pm, pt);
+    xb_qw_spec *specs = NULL;
+    xb_qop *q = NULL;
+    int wany = 0;
+    if (!st) {
+        specs = calloc((size_t)xb_model_n_mapped(p) + 1, sizeof *specs);
+        st = specs ? xb_quant_specs(pt, z->path, p, specs, &wany) : xb_errorf(XB_ERR_NOMEM, "no memory");
+    }
+    if (!st && wany && !(st = xb_qop_init(p, specs, seed, &q))) {
+        xb_mm_op op = xb_qop_op(q, NULL);
+        xb_model_set_op(p, &op);
+    }
+    if (!st && progress) {
+        int64_t before = xb_model_n_trainable(*m);
+        fprintf(stderr, "xbar train: activation-density pruning: %lld parameters -> %lld\n", (long long)before,
+                (long long)xb_model_n_trainable(p));
+    }
+    for (int i = 0; i < xb_model_n_mapped(*m); i++) { free(rp->keep[i]); rp->keep[i] = NULL; rp->n_keep[i] = 0; }
+    free(cur); free(pm);
+    if (st) { xb_model_free(p); free(pt); free(specs); xb_qop_free(q); return st; }
+    xb_qop_free(z->q);
+    free(z->specs);
+    free(z->text);
+    xb_model_free(*m);
+    *m = p;
+    z->q = q;
+    z->specs = specs;
+    z->text = pt;
+    rp->text = pt;
+    rp->q = q;
+    rp->m = p;
+    xb_ad_rebind(rp->ad, q);
     return XB_OK;
 }
 
@@ -206,6 +272,11 @@ int cmd_train(int argc, char **argv) {
                                               "otherwise); when a relu's activation density has settled, its "
                                               "quantizer's and its layer's weights' bits become "
                                               "max(--ad-min-bits, ceil(AD x bits)); state in OUT/ad-state.json"},
+        {"ad-prune", XF_BOOL, NULL, NULL, "with --ad-precision: activation-density pruning (Foldy-Porto et al. "
+                                          "2020) at the same plateaus: the convolution before the relu keeps "
+                                          "ceil(AD x channels) output channels, the strongest by L1 (a residual "
+                                          "block's outer channels stay); real surgery of the model, the optimizer "
+                                          "state and the checkpoint, so the run and OUT/model.cfg shrink"},
         {"ad-tol", XF_DOUBLE, "0.01", "0..1", "--ad-precision: AD has settled when it moved less than this ..."},
         {"ad-window", XF_INT, "2", "1..1000", "--ad-precision: ... for this many epochs in a row"},
         {"ad-min-bits", XF_INT, "2", "1..16", "--ad-precision: the fewest bits"},
@@ -318,6 +389,18 @@ int cmd_train(int argc, char **argv) {
         }
         hk.epoch_begin = ad_epoch_;
         hk.after_backward = ad_step_;
+        rep.prune = (int)xf_get(f, n, "ad-prune")->i;
+        if (rep.prune && o.resume && strcmp(qz.path, o.resume) == 0) o.model_cfg = qz.text; /* resumed after a cut */
+        rep.text = qz.text;
+        rep.path = qz.path;
+        rep.q = qz.q;
+        rep.keep = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *rep.keep);
+        rep.n_keep = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *rep.n_keep);
+        if (!s && (!rep.keep || !rep.n_keep)) s = xb_errorf(XB_ERR_NOMEM, "no memory for the pruning plan");
+        if (!s && rep.prune && (o.frozen || hwpath))
+            s = xb_errorf(XB_ERR_ARG, "--ad-prune changes the model while it trains: not with --trainable bn or --hw");
+    } else if (!s && xf_get(f, n, "ad-prune")->i) {
+        s = xb_errorf(XB_ERR_ARG, "--ad-prune needs --ad-precision (it prunes at the plateaus of activation density)");
     }
     o.hooks = &hk;
     xb_train_result r;
@@ -346,11 +429,23 @@ int cmd_train(int argc, char **argv) {
                     xb_resample_name(xo.resample), xo.backward == XB_XBWD_FLOAT ? "float" : "effective");
         s = xb_xtrain(m, &hw, &train, &test, &o, &xo, &r, &xs);
     } else if (!s) {
-        s = xb_train(m, &train, &test, &o, &r);
+        char ck[1100];
+        snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out);
+        for (;;) {
+            rep.cut = 0;
+            s = xb_train(m, &train, &test, &o, &r);
+            if (!(s == XB_ERR_STATE && rep.cut)) break;
+            /* the trainer stopped at an epoch's start, its checkpoint just written: cut the model there */
+            s = prune_run_(&rep, &m, &qz, ck, o.progress, o.seed);
+            o.resume = ck;
+            o.model_cfg = qz.text; /* later checkpoints carry the model the run has become */
+            if (s) break;
+        }
     }
     if (!s && rep.ad_save) s = rep.ad_save;
     if (!s && rep.ad && r.epochs_total > xb_ad_epochs(rep.ad)) { /* the last epoch's AD (no epoch follows it) */
         const int before = xb_ad_changes(rep.ad);
+        rep.prune = 0; /* no cut without training after it: the last plateau lowers bits only */
         s = ad_epoch_(&rep, m, r.epochs_total);
         if (!s && xb_ad_changes(rep.ad) != before) { /* the model written is the one tested: again, at its bits */
             xb_eval_result er;
@@ -370,6 +465,7 @@ int cmd_train(int argc, char **argv) {
     xb_dataset_free(&test);
     if (s) {
         xb_ad_free(rep.ad);
+        free(rep.keep); free(rep.n_keep);
         cli_quant_free_(&qz);
         xb_model_free(m);
         return cli_fail("train");
@@ -420,6 +516,7 @@ int cmd_train(int argc, char **argv) {
         }
     }
     xb_ad_free(rep.ad);
+    free(rep.keep); free(rep.n_keep);
     cli_quant_free_(&qz);
     xb_model_free(m);
     return 0;

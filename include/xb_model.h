@@ -278,6 +278,8 @@ typedef struct xb_train_opts {
                                  hooks->report and the result struct) */
     const xb_train_hooks *hooks;
     const uint8_t *frozen;    /* per trainable element: 1 = never updated (bit for bit), NULL: none */
+    const char *model_cfg;    /* written into every checkpoint as the metadata "model_cfg" (a run whose model
+                                 changed shape, e.g. by channel surgery; xb_checkpoint_model_text), or NULL */
 } xb_train_opts;
 xb_train_opts xb_train_opts_default(void);
 
@@ -297,6 +299,14 @@ typedef struct xb_train_result {
 } xb_train_result;
 xb_status xb_train(xb_model *m, const xb_dataset *train, const xb_dataset *test, const xb_train_opts *o,
                    xb_train_result *res);
+
+/* Channel surgery of a training run (xb_model_prune, include/xb_prune.h): rewrites the checkpoint at path
+ * for the pruned model: its parameters and buffers, the optimizer moments and the SWA average through
+ * param_map, the data order, random streams and schedule position as they were, and model_text (may be
+ * NULL) as the metadata "model_cfg", which xb_checkpoint_model_text reads back (*text NULL: none), so
+ * that a resumed run builds the pruned model. */
+xb_status xb_checkpoint_prune(const char *path, xb_model *pruned, const int64_t *param_map, const char *model_text);
+xb_status xb_checkpoint_model_text(const char *path, char **text);
 
 /* Recomputes the batchnorm running statistics of the current weights as the plain mean over one pass of
  * d's images in order, unaugmented, in training mode (torch.optim.swa_utils.update_bn over such a

@@ -175,6 +175,14 @@ xb_status xb_ad_epoch_end(xb_ad *a, xb_model *m, int *changed);
 /* the state (history, bits, the open epoch's counts) to and from a JSON file, for --resume */
 xb_status xb_ad_save(const xb_ad *a, const xb_model *m, const char *path);
 xb_status xb_ad_load(xb_ad *a, xb_model *m, const char *path);
+/* Activation-density pruning (Foldy-Porto et al. 2020, arXiv 2002.02949): for every relu whose AD settled at
+ * the last epoch's end, the convolution that produced it keeps ceil(AD x channels) output channels, the
+ * strongest by L1 norm, where channel surgery can cut them alone (not a residual block's outer channels).
+ * keep / n_keep: one entry per mapped layer (NULL: unchanged; malloc'd), for xb_model_prune; *any = 0:
+ * nothing to cut.  text: the model's current config text. */
+xb_status xb_ad_prune_plan(xb_ad *a, const xb_model *m, const char *text, int **keep, int *n_keep, int *any);
+/* after surgery: the new model's weight-quantizing operator */
+void xb_ad_rebind(xb_ad *a, xb_qop *q);
 /* per relu its AD per epoch and bits; MACs weighted by weight x input bits against 16 x 16; the training
  * compute so far (the same summed over the completed epochs) against a 16-bit run's */
 void xb_ad_print(const xb_ad *a, const xb_model *m, FILE *f, int json);

@@ -118,6 +118,32 @@ def main():
             open(os.path.join(a, "model.cfg")).read() == open(os.path.join(b, "model.cfg")).read()
         check("--ad-precision stopped mid-epoch and resumed gives the same weights, state and model.cfg", same,
               (se1 + se2).strip()[-300:])
+        # activation-density pruning: real surgery during training; stopped after a cut and resumed = uninterrupted
+        cnnt = os.path.join(ROOT, "configs", "exp", "cnn-t.cfg")
+        common = ["--model", cnnt, "--ad-precision", "--ad-prune", "--ad-window", "1", "--ad-tol", "0.05",
+                  "--epochs", "4", "--lr", "0.02", "--train-limit", "2560", "--eval-limit", "500", "--json", "--quiet",
+                  "--data", DATA]
+        a, b = os.path.join(d, "adp-a"), os.path.join(d, "adp-b")
+        rc, so, se = xbar("train", *common, "--out", a)
+        ok = rc == 0
+        if ok:
+            j = json.loads(so.strip().splitlines()[-1])["ad_precision"]
+            ok = j["surgeries"] >= 1 and j["params"] < j["params_start"] and j["macs"] < j["macs_start"]
+        check("--ad-prune cuts channels during training", ok, (so + se).strip()[-300:] if not ok else
+              f"{j['params_start']} -> {j['params']} parameters, {j['surgeries']} surgeries")
+        if ok:
+            rc, so2, _ = xbar("eval", "--model", os.path.join(a, "model.cfg"), "--weights",
+                              os.path.join(a, "weights.safetensors"), "--limit", "500", "--json", "--quiet", "--data", DATA)
+            res = json.loads(so.strip().splitlines()[-1])
+            check("the pruned OUT/model.cfg with its weights gives the run's final test accuracy",
+                  rc == 0 and abs(json.loads(so2)["accuracy"] - res["test_acc"]) < 1e-9, so2.strip()[:200])
+            steps = 20 * 3 + 5  # inside epoch 4, after the cut at epoch 3's start
+            rc1, _, se1 = xbar("train", *common, "--steps", str(steps), "--out", b)
+            rc2, _, se2 = xbar("train", *common, "--resume", os.path.join(b, "checkpoint.safetensors"), "--out", b)
+            same = rc1 == 0 and rc2 == 0 and all(open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read()
+                                                 for f in ("weights.safetensors", "model.cfg"))
+            check("--ad-prune stopped after a cut and resumed gives the same weights and model.cfg", same,
+                  (se1 + se2).strip()[-300:])
         # errors a user can make
         qbad = os.path.join(d, "bad.cfg")
         open(qbad, "w").write("[quantize]\nweight_bits = 4\n[quantize conv9.weight]\nweight_bits = 2\n")

@@ -175,10 +175,71 @@ static void test_resnet20(void **state) {
     free(keep); free(nk);
 }
 
+/* A training checkpoint rewritten for the pruned model: its parameters, the optimizer moments through the
+ * map, the data order and streams as they were, the model's text; a run resumed from it continues with the
+ * pruned model. */
+static void test_checkpoint(void **state) {
+    (void)state;
+    static const char cfg[] = "[net]\ninput = 3x8x8\nclasses = 10\n[conv2d c1]\nout_channels = 6\nkernel = 3\npadding = 1\n"
+                              "[batchnorm b1]\n[relu r1]\n[maxpool p]\nkernel = 2\n[flatten f]\n[linear fc]\n"
+                              "out_features = 10\n";
+    xb_model *m;
+    assert_int_equal(xb_model_load_text(cfg, sizeof cfg - 1, "c.cfg", 1, &m), XB_OK);
+    xb_dataset tr = xbt_synthetic_cifar(64);
+    tr.h = tr.w = 8;
+    xb_train_opts o = xb_train_opts_default();
+    char out[512], ck[600];
+    snprintf(out, sizeof out, "%s/ckprune", xbt_tmpdir());
+    o.epochs = 2; o.batch = 16; o.threads = 1; o.progress = 0; o.out_dir = out; o.steps = 6; o.optimizer = XB_OPT_ADAM;
+    xb_train_result r;
+    assert_int_equal(xb_train(m, &tr, NULL, &o, &r), XB_OK);
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out);
+    xb_safetensors before, after;
+    assert_int_equal(xb_st_load(ck, &before), XB_OK);
+    int keep[3] = {0, 2, 5}, n_keep[2] = {3, 0};
+    const int *kp[2] = {keep, NULL};
+    xb_model *p;
+    char *pt;
+    int64_t *pm;
+    assert_int_equal(xb_model_prune(m, cfg, "c.cfg", kp, n_keep, &p, &pt, &pm, NULL), XB_OK);
+    assert_int_equal(xb_checkpoint_prune(ck, p, pm, pt), XB_OK);
+    assert_int_equal(xb_st_load(ck, &after), XB_OK);
+    for (int k = 0; k < 2; k++) {
+        const char *nm = k ? "__optim.v" : "__optim.m";
+        const xb_tensor *a = xb_st_get(&after, nm), *b = xb_st_get(&before, nm);
+        assert_non_null(a);
+        assert_int_equal(xb_tensor_numel(a), xb_model_n_trainable(p));
+        for (int64_t j = 0; j < xb_tensor_numel(a); j++)
+            assert_true(((const float *)a->data)[j] == ((const float *)b->data)[pm[j]]);
+    }
+    assert_memory_equal(xb_st_get(&after, "__perm")->data, xb_st_get(&before, "__perm")->data, sizeof(int64_t) * 64);
+    assert_string_equal(xb_st_meta(&after, "epoch"), xb_st_meta(&before, "epoch"));
+    char *text;
+    assert_int_equal(xb_checkpoint_model_text(ck, &text), XB_OK);
+    assert_string_equal(text, pt);
+    /* the pruned model resumes from it (and would refuse the unpruned one) */
+    xb_model *q;
+    assert_int_equal(xb_model_load_text(text, strlen(text), "c.cfg", 1, &q), XB_OK);
+    o.steps = 0; o.resume = ck; o.model_cfg = text;
+    if (xb_train(q, &tr, NULL, &o, &r) != XB_OK) fail_msg("resume: %s", xb_last_error());
+    assert_int_equal(r.epochs_total, 2);
+    xb_model *m2;
+    assert_int_equal(xb_model_load_text(cfg, sizeof cfg - 1, "c.cfg", 1, &m2), XB_OK);
+    o.steps = 0;
+    xb_status st2 = xb_train(m2, &tr, NULL, &o, &r);
+    if (st2 == XB_OK || !strstr(xb_last_error(), "c1.weight")) fail_msg("the unpruned model took the pruned checkpoint: %s",
+                                                                       xb_last_error());
+    free(text); free(pt); free(pm);
+    xb_st_free(&before); xb_st_free(&after);
+    xb_model_free(q); xb_model_free(p); xb_model_free(m); xb_model_free(m2);
+    xb_dataset_free(&tr);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vgg),
         cmocka_unit_test(test_resnet20),
+        cmocka_unit_test(test_checkpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

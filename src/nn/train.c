@@ -188,6 +188,7 @@ static xb_status save_checkpoint(xb_model *m, const xb_optim *o, const train_sta
     xb_st_add_meta(&st, "cutout", buf[7]);
     xb_st_add_meta(&st, "swa_n", buf[8]);
     if (opt->swa_epochs) xb_st_add_meta(&st, "swa_lr", buf[9]);
+    if (opt->model_cfg) xb_st_add_meta(&st, "model_cfg", opt->model_cfg);
     xb_status s = xb_st_save(path, &st);
     xb_st_free(&st);
     xb_free(scratch);
@@ -292,6 +293,68 @@ out:
     xb_st_free(&st);
     return s;
 #undef FAIL
+}
+
+xb_status xb_checkpoint_prune(const char *path, xb_model *pruned, const int64_t *param_map, const char *model_text) {
+    xb_safetensors in, out;
+    xb_status s = xb_st_load(path, &in);
+    if (s) return s;
+    xb_st_init(&out);
+    const int64_t n = xb_model_n_trainable(pruned);
+    int64_t *scratch = xb_calloc((size_t)xb_model_n_params(pruned) * sizeof(int64_t) + 8);
+    float *moved[3] = {NULL, NULL, NULL};
+    static const char *const per_param[3] = {"__optim.m", "__optim.v", "__swa"};
+    xb_model_add_to_st(pruned, &out, scratch);
+    for (int k = 0; k < 3 && !s; k++) { /* per-parameter state: the kept elements, through the map */
+        const xb_tensor *t = xb_st_get(&in, per_param[k]);
+        if (!t) continue;
+        if (t->dtype != XB_F32)
+            s = xb_errorf(XB_ERR_FORMAT, "%s: %s is not float32", path, per_param[k]);
+        moved[k] = s ? NULL : xb_try_malloc((size_t)(n + 1) * sizeof(float));
+        if (!s && !moved[k]) s = xb_errorf(XB_ERR_NOMEM, "%s: no memory for the pruned optimizer state", path);
+        for (int64_t j = 0; !s && j < n; j++) {
+            if (param_map[j] < 0 || param_map[j] >= xb_tensor_numel(t)) {
+                s = xb_errorf(XB_ERR_FORMAT, "%s: %s has %lld elements; the map asks for element %lld. HINT: prune "
+                              "the checkpoint of the model the map was made from", path, per_param[k],
+                              (long long)xb_tensor_numel(t), (long long)param_map[j]);
+                break;
+            }
+            moved[k][j] = ((const float *)t->data)[param_map[j]];
+        }
+        if (!s) {
+            xb_tensor tm = {.dtype = XB_F32, .ndim = 1, .shape = {n, 1, 1, 1}, .data = moved[k]};
+            xb_st_add(&out, per_param[k], tm);
+        }
+    }
+    for (int k = 0; k < 2 && !s; k++) { /* the data order and the random streams, as they are */
+        const xb_tensor *t = xb_st_get(&in, k ? "__rng" : "__perm");
+        if (!t) s = xb_errorf(XB_ERR_FORMAT, "%s: not an xbar checkpoint (no %s)", path, k ? "__rng" : "__perm");
+        else {
+            xb_tensor tt = *t;
+            tt.owner = 0; /* borrowed: `in` frees it */
+            xb_st_add(&out, k ? "__rng" : "__perm", tt);
+        }
+    }
+    for (int i = 0; i < in.n_meta && !s; i++)
+        if (strcmp(in.meta_key[i], "model_cfg") != 0) xb_st_add_meta(&out, in.meta_key[i], in.meta_val[i]);
+    if (!s && model_text) xb_st_add_meta(&out, "model_cfg", model_text);
+    if (!s) s = xb_st_save(path, &out);
+    for (int k = 0; k < 3; k++) xb_free(moved[k]);
+    xb_free(scratch);
+    xb_st_free(&out);
+    xb_st_free(&in);
+    return s;
+}
+
+xb_status xb_checkpoint_model_text(const char *path, char **text) {
+    xb_safetensors st;
+    *text = NULL;
+    xb_status s = xb_st_load(path, &st);
+    if (s) return s;
+    const char *t = xb_st_meta(&st, "model_cfg");
+    if (t && !(*text = strdup(t))) s = xb_errorf(XB_ERR_NOMEM, "%s: no memory for the model text", path);
+    xb_st_free(&st);
+    return s;
 }
 
 static void shuffle(int64_t *perm, int64_t n, xb_rng *r) {

@@ -17,6 +17,9 @@
 typedef struct unit_ {
     int relu, quant, mapped;      /* nodes; mapped: index among the mapped layers, -1 none */
     int bits, stable;
+    int plateau;                  /* its AD settled at the last epoch's end */
+    int mapped_conv;              /* the convolution that produced the relu's input, or -1 (pruning) */
+    int no_prune;                 /* its channels cannot be cut alone (they reach a residual sum) */
     int64_t nnz, total;           /* this epoch's counts */
     double *ad;                   /* per completed epoch */
     int *bits_hist;               /* bits in force during each completed epoch */
@@ -30,7 +33,10 @@ struct xb_ad {
     int epochs, cap;
     int changes;                  /* bit reductions so far */
     double *wmacs;                /* per completed epoch: sum MAC b_w b_a over the mapped layers */
-    double macs16;                /* the same at 16 x 16 bits */
+    double macs16;                /* the same at 16 x 16 bits, of the model at the start (before any pruning) */
+    double macs0;                 /* MACs per image at the start */
+    int64_t params0;              /* trainable parameters at the start */
+    int prunes;                   /* channel surgeries so far */
 };
 
 xb_ad_opts xb_ad_opts_default(void) {
@@ -71,6 +77,13 @@ static int input_bits_(const xb_model *m, int i) {
     return 16;
 }
 
+/* the node of mapped layer p */
+static int first_node_(const xb_model *m, int p) {
+    for (int i = 0; i < xb_model_n_nodes(m); i++)
+        if (xb_model_node_mapped(m, i) == p) return i;
+    return 0;
+}
+
 static double weighted_macs_(const xb_ad *a, const xb_model *m, double *m16) {
     double s = 0, s16 = 0;
     for (int i = 0; i < xb_model_n_nodes(m); i++) {
@@ -107,12 +120,19 @@ xb_status xb_ad_init(xb_model *m, xb_qop *q, const xb_ad_opts *o, xb_ad **out) {
         u->relu = r;
         u->quant = i;
         u->mapped = producer_(m, r);
+        u->mapped_conv = u->mapped >= 0 && !strcmp(xb_model_node_type(m, first_node_(m, u->mapped)), "conv2d")
+                             ? u->mapped : -1;
         u->bits = bits;
         if (u->mapped >= 0 && q) {
             const xb_qw_spec *sp = xb_qop_spec(q, u->mapped);
             if (sp->kind != XB_QW_UNIFORM && sp->kind != XB_QW_DOREFA) u->mapped = -1; /* no bits to change */
         }
     }
+    double m16;
+    weighted_macs_(a, m, &m16);
+    a->macs16 = m16;
+    a->macs0 = m16 / 256;
+    a->params0 = xb_model_n_trainable(m);
     if (!a->n) {
         xb_ad_free(a);
         return xb_errorf(XB_ERR_ARG, "activation-density precision needs activation quantizers after relus. HINT: "
@@ -170,7 +190,7 @@ xb_status xb_ad_epoch_end(xb_ad *a, xb_model *m, int *changed) {
     xb_status st = grow_(a);
     if (st) return st;
     const int e = a->epochs;
-    a->wmacs[e] = weighted_macs_(a, m, &a->macs16);
+    a->wmacs[e] = weighted_macs_(a, m, NULL);
     *changed = 0;
     for (int k = 0; k < a->n; k++) {
         unit_ *u = &a->u[k];
@@ -179,6 +199,7 @@ xb_status xb_ad_epoch_end(xb_ad *a, xb_model *m, int *changed) {
         u->bits_hist[e] = u->bits;
         u->nnz = u->total = 0;
         u->stable = e > 0 && fabs(ad - u->ad[e - 1]) < a->o.tol ? u->stable + 1 : 0;
+        u->plateau = u->stable >= a->o.window;
         if (u->stable < a->o.window || u->bits <= a->o.min_bits) continue;
         int nb = (int)ceil(ad * u->bits - 1e-9);
         if (nb < a->o.min_bits) nb = a->o.min_bits;
@@ -197,6 +218,10 @@ xb_status xb_ad_epoch_end(xb_ad *a, xb_model *m, int *changed) {
 xb_status xb_ad_save(const xb_ad *a, const xb_model *m, const char *path) {
     cJSON *root = cJSON_CreateObject(), *units = cJSON_AddArrayToObject(root, "units");
     cJSON_AddNumberToObject(root, "epochs", a->epochs);
+    cJSON_AddNumberToObject(root, "prunes", a->prunes);
+    cJSON_AddNumberToObject(root, "macs16", a->macs16);
+    cJSON_AddNumberToObject(root, "macs0", a->macs0);
+    cJSON_AddNumberToObject(root, "params0", (double)a->params0);
     cJSON_AddItemToObject(root, "weighted_macs", cJSON_CreateDoubleArray(a->wmacs ? a->wmacs : (double[]){0}, a->epochs));
     for (int k = 0; k < a->n; k++) {
         const unit_ *u = &a->u[k];
@@ -204,6 +229,8 @@ xb_status xb_ad_save(const xb_ad *a, const xb_model *m, const char *path) {
         cJSON_AddStringToObject(o, "relu", xb_model_node_name(m, u->relu));
         cJSON_AddNumberToObject(o, "bits", u->bits);
         cJSON_AddNumberToObject(o, "stable", u->stable);
+        cJSON_AddNumberToObject(o, "plateau", u->plateau);
+        cJSON_AddNumberToObject(o, "no_prune", u->no_prune);
         cJSON_AddNumberToObject(o, "nnz", (double)u->nnz);
         cJSON_AddNumberToObject(o, "total", (double)u->total);
         cJSON_AddItemToObject(o, "ad", cJSON_CreateDoubleArray(u->ad ? u->ad : (double[]){0}, a->epochs));
@@ -241,6 +268,12 @@ xb_status xb_ad_load(xb_ad *a, xb_model *m, const char *path) {
                          "resume with the same model and quantization flags", path, a->n);
     }
     const int epochs = (int)ep->valuedouble;
+    const cJSON *pr = cJSON_GetObjectItem(root, "prunes"), *m16 = cJSON_GetObjectItem(root, "macs16"),
+                *m0 = cJSON_GetObjectItem(root, "macs0"), *p0 = cJSON_GetObjectItem(root, "params0");
+    if (cJSON_IsNumber(pr)) a->prunes = pr->valueint;
+    if (cJSON_IsNumber(m16)) a->macs16 = m16->valuedouble; /* the model at the start, before any pruning */
+    if (cJSON_IsNumber(m0)) a->macs0 = m0->valuedouble;
+    if (cJSON_IsNumber(p0)) a->params0 = (int64_t)p0->valuedouble;
     while (a->cap < epochs && !st) { a->epochs = a->cap; st = grow_(a); }
     const cJSON *wm = cJSON_GetObjectItem(root, "weighted_macs");
     for (int e = 0; e < epochs && !st; e++) a->wmacs[e] = cJSON_GetArrayItem(wm, e) ? cJSON_GetArrayItem(wm, e)->valuedouble : 0;
@@ -254,6 +287,9 @@ xb_status xb_ad_load(xb_ad *a, xb_model *m, const char *path) {
         }
         u->bits = cJSON_GetObjectItem(o, "bits")->valueint;
         u->stable = cJSON_GetObjectItem(o, "stable")->valueint;
+        const cJSON *pl = cJSON_GetObjectItem(o, "plateau"), *np = cJSON_GetObjectItem(o, "no_prune");
+        u->plateau = cJSON_IsNumber(pl) ? pl->valueint : 0;
+        u->no_prune = cJSON_IsNumber(np) ? np->valueint : 0;
         u->nnz = (int64_t)cJSON_GetObjectItem(o, "nnz")->valuedouble;
         u->total = (int64_t)cJSON_GetObjectItem(o, "total")->valuedouble;
         const cJSON *ad = cJSON_GetObjectItem(o, "ad"), *bh = cJSON_GetObjectItem(o, "bits_hist");
@@ -270,12 +306,17 @@ xb_status xb_ad_load(xb_ad *a, xb_model *m, const char *path) {
 }
 
 void xb_ad_print(const xb_ad *a, const xb_model *m, FILE *f, int json) {
-    double m16, now = weighted_macs_(a, m, &m16), train = 0;
+    double mnow, now = weighted_macs_(a, m, &mnow), train = 0;
+    const double m16 = a->macs16;
+    mnow /= 256;
     for (int e = 0; e < a->epochs; e++) train += a->wmacs[e];
     const double train16 = m16 * (a->epochs ? a->epochs : 1);
     if (json) {
         fprintf(f, "{\"weighted_macs\":%.6g,\"weighted_macs_16bit\":%.6g,\"mac_reduction\":%.4f,"
-                   "\"training_compute_ratio\":%.4f,\"layers\":[", now, m16, m16 / now, a->epochs ? train / train16 : 1.0);
+                   "\"training_compute_ratio\":%.4f,\"macs\":%.6g,\"macs_start\":%.6g,\"params\":%lld,"
+                   "\"params_start\":%lld,\"surgeries\":%d,\"layers\":[", now, m16, m16 / now,
+                a->epochs ? train / train16 : 1.0, mnow, a->macs0, (long long)xb_model_n_trainable(m),
+                (long long)a->params0, a->prunes);
         for (int k = 0; k < a->n; k++) {
             const unit_ *u = &a->u[k];
             const char *mn = "";
@@ -293,6 +334,11 @@ void xb_ad_print(const xb_ad *a, const xb_model *m, FILE *f, int json) {
     fprintf(f, "activation-density precision after %d epochs: MACs x bits %.3g against %.3g at 16 bits (%.2fx "
                "fewer); training compute %.2f of the 16-bit run's\n", a->epochs, now, m16, m16 / now,
             a->epochs ? train / train16 : 1.0);
+    if (a->prunes)
+        fprintf(f, "activation-density pruning, %d surgeries: %lld parameters of %lld (%.2fx fewer), %.3g MACs per "
+                   "image of %.3g (%.2fx fewer)\n", a->prunes, (long long)xb_model_n_trainable(m),
+                (long long)a->params0, (double)a->params0 / (double)xb_model_n_trainable(m), mnow, a->macs0,
+                a->macs0 / mnow);
     fprintf(f, "  %-22s %-20s %5s  %s\n", "relu", "layer", "bits", "AD per epoch");
     for (int k = 0; k < a->n; k++) {
         const unit_ *u = &a->u[k];
@@ -303,3 +349,68 @@ void xb_ad_print(const xb_ad *a, const xb_model *m, FILE *f, int json) {
         fprintf(f, "\n");
     }
 }
+
+/* L1 norm of each output filter of mapped layer p (rows of its weight) */
+static void filter_l1_(const xb_model *m, int p, double *l1, int *rows) {
+    int param, ro, k;
+    xb_model_mapped_info(m, p, NULL, &param, &ro, &k);
+    const float *w = xb_model_params((xb_model *)m) + xb_model_param(m, param)->offset;
+    for (int o = 0; o < ro; o++) {
+        double s = 0;
+        for (int j = 0; j < k; j++) s += fabs((double)w[(size_t)o * k + j]);
+        l1[o] = s;
+    }
+    *rows = ro;
+}
+
+xb_status xb_ad_prune_plan(xb_ad *a, const xb_model *m, const char *text, int **keep, int *n_keep, int *any) {
+    const int nm = xb_model_n_mapped(m);
+    *any = 0;
+    for (int i = 0; i < nm; i++) { keep[i] = NULL; n_keep[i] = 0; }
+    for (int k = 0; k < a->n; k++) {
+        unit_ *u = &a->u[k];
+        if (!u->plateau || u->mapped_conv < 0 || u->no_prune || a->epochs < 1) continue;
+        const int p = u->mapped_conv;
+        int rows, ro, param, kk;
+        xb_model_mapped_info(m, p, NULL, &param, &ro, &kk);
+        double *l1 = malloc(sizeof(double) * (size_t)(ro + 1));
+        if (!l1) return xb_errorf(XB_ERR_NOMEM, "no memory for the pruning plan");
+        filter_l1_(m, p, l1, &rows);
+        int nk = (int)ceil(u->ad[a->epochs - 1] * rows - 1e-9);
+        if (nk < 1) nk = 1;
+        if (nk >= rows) { free(l1); continue; }
+        /* the nk strongest filters by L1, in ascending channel order */
+        int *order = malloc(sizeof(int) * (size_t)rows), *kp = malloc(sizeof(int) * (size_t)nk);
+        for (int o = 0; o < rows; o++) order[o] = o;
+        for (int i = 1; i < rows; i++) /* by L1 descending, ties by index */
+            for (int j = i; j > 0 && (l1[order[j]] > l1[order[j - 1]] ||
+                                      (l1[order[j]] == l1[order[j - 1]] && order[j] < order[j - 1])); j--) {
+                int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
+            }
+        for (int i = 0; i < nk; i++) kp[i] = order[i];
+        for (int i = 1; i < nk; i++)
+            for (int j = i; j > 0 && kp[j - 1] > kp[j]; j--) { int t = kp[j]; kp[j] = kp[j - 1]; kp[j - 1] = t; }
+        free(order);
+        free(l1);
+        /* only what surgery can do alone (a block's outer channels are shared with a residual sum) */
+        xb_model *trial = NULL;
+        keep[p] = kp;
+        n_keep[p] = nk;
+        xb_status st = xb_model_prune(m, text, "prune-trial", (const int *const *)keep, n_keep, &trial, NULL, NULL, NULL);
+        xb_model_free(trial);
+        if (st) {
+            free(kp);
+            keep[p] = NULL;
+            n_keep[p] = 0;
+            u->no_prune = 1;
+            xb_clear_error();
+            continue;
+        }
+        u->stable = 0; /* a new plateau must form before the next cut */
+        *any = 1;
+    }
+    if (*any) a->prunes++;
+    return XB_OK;
+}
+
+void xb_ad_rebind(xb_ad *a, xb_qop *q) { a->q = q; }
