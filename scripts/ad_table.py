@@ -6,6 +6,8 @@ methods.md item 1, its quick experiment 1g): one recipe, three runs from scratch
     4-bit    every layer at 4 bits for the whole run
     AD       every layer starts at 16 bits; when a relu's AD has settled, its quantizer's and its
              layer's weights' bits become max(2, ceil(AD x bits)) (xbar train --ad-precision)
+    AD + AD pruning   the same, and at each plateau the convolution before the relu keeps ceil(AD x
+             channels) filters (--ad-prune): the model shrinks while it trains
 
 All three track AD (the fixed ones with --ad-tol 0, so that their bits never move), so each reports its
 MACs weighted by weight x input bits against 16 x 16 and its training compute against a 16-bit run's.
@@ -13,7 +15,7 @@ The model is CNN-S of methods.md S8 (configs/exp/cnn-s.cfg; the paper's VGG19 an
 large for a 2-core machine).  Test accuracy is the exported model's on all 10,000 test images.
 
     /usr/bin/python3 scripts/ad_table.py [--epochs 15] [--lr 0.05] [--out runs/ad] [--threads 1]
-        [--rows 16bit,4bit,ad] [--plot FILE.svg]
+        [--rows 16bit,4bit,ad,adprune] [--plot FILE.svg]
 
 Resumable: finished runs are skipped, an interrupted one continues from its checkpoint.  Prints the
 markdown tables with the commands.
@@ -33,6 +35,7 @@ ROWS = {
     "16bit": ("16-bit", ["--ad-precision", "--ad-tol", "0"]),
     "4bit": ("4-bit", ["--weight-bits", "4", "--act-bits", "4", "--ad-precision", "--ad-tol", "0"]),
     "ad": ("AD (from 16 bits)", ["--ad-precision"]),
+    "adprune": ("AD + AD pruning", ["--ad-precision", "--ad-prune"]),
 }
 
 
@@ -68,16 +71,22 @@ def main():
         res[name] = {"command": rel(cmd), "seconds": j["seconds"], "test_acc": ev["accuracy"], "ad": j["ad_precision"]}
         json.dump(res, open(resf, "w"), indent=1)
 
-    print("| run | test accuracy | MACs x bits against 16-bit | training compute against 16-bit | seconds |")
-    print("|---|---|---|---|---|")
+    print("| run | test accuracy | MACs x bits against 16-bit | training compute against 16-bit | parameters | "
+          "MACs per image | seconds |")
+    print("|---|---|---|---|---|---|---|")
     for name in rows:
-        r = res[name]
-        print("| %s | %.2f%% | %.2fx fewer | %.2f | %.0f |" % (ROWS[name][0], 100 * r["test_acc"], r["ad"]["mac_reduction"],
-                                                          r["ad"]["training_compute_ratio"], r["seconds"]))
-    if "ad" in res:
-        a = res["ad"]["ad"]
-        print("\nAD run, per layer: AD per epoch and bits in force per epoch; final bits (weights and the quantizer "
-              "after the relu)")
+        r, a = res[name], res[name]["ad"]
+        pr = "%d (%.2fx fewer)" % (a["params"], a["params_start"] / a["params"]) if "params" in a else "-"
+        mc = "%.3g (%.2fx fewer)" % (a["macs"], a["macs_start"] / a["macs"]) if "macs" in a else "-"
+        print("| %s | %.2f%% | %.2fx fewer | %.2f | %s | %s | %.0f |" % (ROWS[name][0], 100 * r["test_acc"],
+                                                                      a["mac_reduction"], a["training_compute_ratio"],
+                                                                      pr, mc, r["seconds"]))
+    for key in ("ad", "adprune"):
+        if key not in res:
+            continue
+        a = res[key]["ad"]
+        print("\n%s run, per layer: AD per epoch and bits in force per epoch; final bits (weights and the quantizer "
+              "after the relu)" % ROWS[key][0])
         print("| relu | layer | AD, first -> last epoch | bits per epoch | final bits |")
         print("|---|---|---|---|---|")
         for u in a["layers"]:
