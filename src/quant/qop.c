@@ -12,8 +12,8 @@ typedef struct qlayer_ {
     xb_qw_spec spec;
     int rows, k, groups;          /* the weight matrix of the whole layer: rows = all output channels */
     float *wq, *ste, *code, *scale;
-    uint64_t pass;                /* the model's forward the quantized weights belong to */
-    uint64_t whash;               /* and the hash of the float weights they came from */
+    int valid;                    /* wq, code, scale, ste hold the quantization of the weights hashed whash */
+    uint64_t whash;
     int ste_one;                  /* ste == 1 everywhere */
 } qlayer_;
 
@@ -66,7 +66,7 @@ xb_status xb_qop_init(xb_model *m, const xb_qw_spec *specs, uint64_t seed, xb_qo
         l->scale = xb_try_malloc(ns * sizeof(float));
         if (!l->wq || !l->ste || !l->code || !l->scale) { xb_qop_free(q); return xb_errorf(XB_ERR_NOMEM, "no memory for the quantized weights"); }
         if (nw > q->tmp_n) q->tmp_n = nw;
-        l->pass = UINT64_MAX;
+        l->valid = 0;
     }
     q->tmp = xb_try_malloc((q->tmp_n + 1) * sizeof(float));
     if (!q->tmp) { xb_qop_free(q); return xb_errorf(XB_ERR_NOMEM, "no memory for the quantizing operator"); }
@@ -94,14 +94,14 @@ static xb_status refresh_(xb_qop *q, int i) {
     const xb_param *p = xb_model_param(q->m, param);
     const float *w = xb_model_params(q->m) + p->offset;
     const uint64_t h = hash_(w, p->numel);
-    if (l->pass != UINT64_MAX && h == l->whash) return XB_OK;
+    if (l->valid && h == l->whash) return XB_OK;
     xb_status st = xb_qw_apply(&l->spec, l->rows, l->k, w, l->wq, l->code, l->scale, l->ste, q->seed ^ (uint64_t)i, h);
     if (st) return st;
     int one = 1;
     for (int64_t j = 0; j < p->numel && one; j++) one = l->ste[j] == 1.0f;
     l->ste_one = one;
     l->whash = h;
-    l->pass = 0;
+    l->valid = 1;
     return XB_OK;
 }
 
@@ -206,7 +206,7 @@ xb_status xb_qop_set_bits(xb_qop *q, int i, int bits) {
     xb_status st = xb_qw_check(&s, "xb_qop_set_bits");
     if (st) return st;
     q->l[i].spec = s;
-    q->l[i].pass = UINT64_MAX; /* quantize again */
+    q->l[i].valid = 0; /* quantize again */
     return XB_OK;
 }
 
