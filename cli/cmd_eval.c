@@ -1,6 +1,8 @@
 /* cmd_eval.c -- `xbar eval` (test accuracy of weights) and `xbar infer` (logits of an .npy batch), both
  * ideal (float) or, with --hw FILE.cfg, on simulated crossbar hardware (include/xb_xbar.h). */
 #include "cli.h"
+
+#include <stdlib.h>
 #include "xb_xbar.h"
 
 #include <string.h>
@@ -61,6 +63,27 @@ static int eval_hw(xb_model *m, const xb_hw *hw, const char *dir, xf_flag *f, in
     o.software = !xf_get(f, n, "no-software")->i;
     o.calibration_images = (int)xf_get(f, n, "calibrate-limit")->i;
     o.adapt_bn = xf_get(f, n, "adapt-bn")->i;
+    /* a quantized model (docs/quantization.md): each layer mapped at its own precision */
+    xb_layer_precision *prec = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *prec);
+    xb_qw_spec *specs = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *specs);
+    char *text = NULL, path[600];
+    int wany = 0;
+    if (!prec || !specs || xb_model_text(xf_get(f, n, "model")->s, &text, path, sizeof path) != XB_OK ||
+        xb_quant_specs(text, path, m, specs, &wany) != XB_OK) {
+        free(prec); free(specs); free(text); xb_dataset_free(&test);
+        return cli_fail("eval");
+    }
+    free(text);
+    if (!xf_get(f, n, "config-precision")->i && xb_hw_quant_precisions(hw, m, wany ? specs : NULL, prec)) {
+        o.precisions = prec;
+        if (o.progress) {
+            fprintf(stderr, "xbar eval: a quantized model: each layer on the crossbars at its own precision (weight bits"
+                            " / input bits; 0: the config's):");
+            for (int i = 0; i < xb_model_n_mapped(m); i++) fprintf(stderr, " %d/%d", prec[i].weight_bits, prec[i].input_bits);
+            fprintf(stderr, "\n");
+        }
+    }
+    free(specs);
     if (o.adapt_bn > 0) { /* batchnorm statistics come from training images, never from the images scored */
         if (xb_cifar_load(dir, XB_SPLIT_TRAIN, &train) != XB_OK) {
             xb_dataset_free(&test);
@@ -76,6 +99,7 @@ static int eval_hw(xb_model *m, const xb_hw *hw, const char *dir, xf_flag *f, in
     }
     xb_xeval_result r;
     xb_status s = xb_xeval_run(m, hw, &test, have_train ? &train : NULL, &o, &r);
+    free(prec);
     if (have_train) xb_dataset_free(&train);
     xb_dataset_free(&test);
     if (s) return cli_fail("eval");
@@ -106,6 +130,8 @@ int cmd_eval(int argc, char **argv) {
                                         "the batchnorm running statistics through the hardware on the first N "
                                         "training images (0: off)"},
         {"hw-report", XF_BOOL, NULL, NULL, "--hw: print the resolved config and the tile mapping, then stop"},
+        {"config-precision", XF_BOOL, NULL, NULL, "--hw with a quantized model: map every layer with the config's "
+                                                  "weight and input bits, not the model's per-layer precisions"},
     };
     int n = sizeof f / sizeof *f;
     int rc = xf_parse("eval", "test accuracy of trained weights (ideal, or on crossbars with --hw)", f, n, argc, argv);

@@ -342,6 +342,8 @@ typedef struct xb_xlayer_stats {
     int mapped;                /* 0: kept digital */
     int rows_out, k, groups;
     int64_t tiles, arrays, cells_used, cells_alloc;
+    int weight_bits, slices;   /* the layer's weight bits (0: analog levels) and bit slices per sign */
+    int input_bits, planes;    /* its input code's bits (0: no DAC) and input planes per read */
     double w_scale;            /* clip scale s (weight units) */
     double input_full_scale;   /* x_max (activation units; 0 when unused) */
     double adc_full_scale_a;   /* amperes (0: no ADC) */
@@ -365,6 +367,19 @@ typedef struct xb_xnet xb_xnet;
 /* Tiles and geometry for every mapped layer of m (per convolution group), the solver plan and the
  * workspaces.  Layer names in hw->digital must exist in the model. */
 xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out);
+/* Per mapped layer precisions (a quantized model's, xb_quant_layer_precisions): weight_bits replaces the
+ * config's [mapping] weight_bits for the layer (its slices follow: bits_per_cell, or the largest divisor
+ * of weight_bits below it), input_bits the [input] input_bits (bit-serial: its planes) or the DAC's levels;
+ * 0 keeps the config's. */
+typedef struct xb_layer_precision { int weight_bits, input_bits; } xb_layer_precision;
+/* A quantized model's precisions in the crossbar's terms (src/xbar/xquant.c): per mapped layer the weight
+ * bits that hold its quantizer's codes exactly (a b-bit uniform weight: b - 1 in a differential pair, b in
+ * the offset scheme; binary and ternary 1 or 2; 0 for float and asymmetric ternary weights) and the bits of
+ * the activation quantizer feeding it (average pooling and gap make values off any grid: 0 there).
+ * specs: xb_quant_specs's (may be NULL).  Returns 1 when some layer has one. */
+int xb_hw_quant_precisions(const xb_hw *hw, const xb_model *m, const xb_qw_spec *specs, xb_layer_precision *prec);
+/* xb_xnet_init with per-layer precisions (prec: xb_model_n_mapped entries, or NULL) */
+xb_status xb_xnet_init_ex(const xb_hw *hw, xb_model *m, const xb_layer_precision *prec, xb_xnet **out);
 void xb_xnet_free(xb_xnet *xn);
 /* Programs every tile from the model's current weights with device seed `seed` (OpenMP over tiles).
  * Resets statistics and calibration.  XB_ERR_NUMERIC if a circuit solve fails. */
@@ -532,6 +547,7 @@ typedef struct xb_xeval_opts {
                                   sample, its running statistics are recomputed through the hardware on the
                                   first adapt_bn images of adapt_data (unaugmented); restored afterwards (0: off) */
     const xb_dataset *adapt_data;
+    const xb_layer_precision *precisions; /* per mapped layer (a quantized model's), or NULL: the config's */
 } xb_xeval_opts;
 xb_xeval_opts xb_xeval_opts_default(void);
 

@@ -453,6 +453,76 @@ static void test_crossbar_exact(void **state) {
     qm_free_(&z);
 }
 
+/* Per-layer precisions: first and last layers at 8 bits, the middle at 4, one scale per layer.  Mapped each at
+ * its own weight bits (xb_hw_quant_precisions) on an ideal crossbar the network equals the software model;
+ * at the config's one weight width it does not.  With a bit-serial 1-bit DAC the 4-bit activations take 4
+ * input planes, not the config's 8. */
+static void test_crossbar_precisions(void **state) {
+    (void)state;
+    static const char q[] = "[quantize]\nweight = uniform\nweight_bits = 4\nweight_scale = tensor\nfirst_bits = 8\n"
+                            "last_bits = 8\nact_bits = 4\nact_clip = 3\n";
+    qm_ z;
+    assert_int_equal(qm_load_(small_cfg, q, NULL, 6, &z), XB_OK);
+    char pw[512], pc[512];
+    xbt_path(pw, sizeof pw, "xp.safetensors");
+    xbt_path(pc, sizeof pc, "xpc.safetensors");
+    assert_int_equal(xb_quant_export(z.q, z.m, pw, pc), XB_OK);
+    xb_model *m;
+    assert_int_equal(xb_model_load_text(z.text, strlen(z.text), "model.cfg", 1, &m), XB_OK);
+    assert_int_equal(xb_model_load_weights(m, pw), XB_OK);
+    const int n = 8;
+    float x[8 * 3 * 64], ls[8 * 4], lh[8 * 4];
+    xb_rng r;
+    xb_rng_seed(&r, 9, "x");
+    for (int i = 0; i < n * 3 * 64; i++) x[i] = (float)xb_rng_normal(&r);
+    assert_int_equal(xb_model_set_batch(m, n), XB_OK);
+    xb_model_train_mode(m, 0);
+    assert_int_equal(xb_model_forward(m, n, x, ls, NULL), XB_OK);
+    for (int serial = 0; serial < 2; serial++)
+        for (int own = 1; own >= 0; own--) {
+            char text[400];
+            snprintf(text, sizeof text, "[tile]\nrows = 16\ncols = 16\nmap_first = 1\nmap_last = 1\n[mapping]\n"
+                     "weight_bits = 7\nbits_per_cell = 7\n%s[circuit]\nsolver = none\n",
+                     serial ? "[input]\ndac_bits = 1\nbit_serial = true\ninput_bits = 8\ninput_range = fixed\n"
+                              "input_full_scale = 3\n" : "");
+            xb_hw hw;
+            if (xb_hw_parse_string(text, strlen(text), "hw.cfg", &hw) != XB_OK) fail_msg("%s", xb_last_error());
+            xb_layer_precision prec[3];
+            assert_int_equal(xb_hw_quant_precisions(&hw, m, z.specs, prec), 1);
+            assert_int_equal(prec[0].weight_bits, 7); /* 8-bit weights: 7 magnitude bits in a differential pair */
+            assert_int_equal(prec[1].weight_bits, 3);
+            assert_int_equal(prec[1].input_bits, 4);
+            assert_int_equal(prec[0].input_bits, 0); /* the image */
+            xb_xnet *xn;
+            assert_int_equal(xb_xnet_init_ex(&hw, m, own ? prec : NULL, &xn), XB_OK);
+            assert_int_equal(xb_xnet_program(xn, 1), XB_OK);
+            xb_xnet_attach(xn);
+            assert_int_equal(xb_model_forward(m, n, x, lh, NULL), XB_OK);
+            xb_xlayer_stats st;
+            xb_xnet_layer_stats(xn, 1, &st);
+            xb_model_set_op(m, NULL);
+            xb_xnet_free(xn);
+            double e = 0, rr = 0;
+            for (int i = 0; i < n * 4; i++) { e = fmax(e, fabs(lh[i] - ls[i])); rr = fmax(rr, fabs(ls[i])); }
+            if (getenv("XBT_VERBOSE"))
+                fprintf(stderr, "  dac %s, %s precisions: logits %.2e, c2 %d weight bits, %d planes\n",
+                        serial ? "1-bit serial" : "none", own ? "per-layer" : "the config's", e / rr, st.weight_bits,
+                        st.planes);
+            if (!serial && own && !(e / rr < 1e-5)) fail_msg("per-layer precisions: %.2e", e / rr);
+            if (!serial && !own && !(e / rr > 1e-3)) fail_msg("the config's 7 bits reproduce 4-bit weights (%.2e)", e / rr);
+            /* c2: 3 + sign weight bits in one slice (7 with the config's), and with the 1-bit serial DAC its 4-bit
+             * inputs in 4 planes (8 with the config's) */
+            assert_int_equal(st.weight_bits, own ? 3 : 7);
+            assert_int_equal(st.slices, 1);
+            if (serial) {
+                assert_int_equal(st.planes, own ? 4 : 8);
+                assert_int_equal(st.input_bits, own ? 4 : 8);
+            }
+        }
+    xb_model_free(m);
+    qm_free_(&z);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qat16_equals_float),
@@ -464,6 +534,7 @@ int main(void) {
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_export),
         cmocka_unit_test(test_crossbar_exact),
+        cmocka_unit_test(test_crossbar_precisions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -146,7 +146,7 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
     }
     {
         xb_xnet *first;
-        if ((st = xb_xnet_init(hw, m, &first))) goto out;
+        if ((st = xb_xnet_init_ex(hw, m, o->precisions, &first))) goto out;
         size_t bytes = xb_xnet_state_bytes_(first);
         int G = (int)(XE_GROUP_BYTES / (bytes ? bytes : 1));
         if (G < 1) G = 1;
@@ -154,7 +154,7 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
         xb_xnet **xns = xb_calloc((size_t)G * sizeof(xb_xnet *));
         uint64_t *seeds = xb_malloc((size_t)G * sizeof(uint64_t));
         xns[0] = first;
-        for (int q = 1; q < G && !st; q++) st = xb_xnet_init(hw, m, &xns[q]);
+        for (int q = 1; q < G && !st; q++) st = xb_xnet_init_ex(hw, m, o->precisions, &xns[q]);
         r->n_layers = xb_xnet_n_layers(first);
         r->layers = xb_calloc((size_t)(r->n_layers + 1) * sizeof(xb_xlayer_stats));
         /* calibration images */
@@ -303,14 +303,15 @@ void xb_xeval_print(const xb_xeval_result *r, const xb_hw *hw, FILE *f, int json
                            "\"utilization\":%.6f,\"w_scale\":%.6g,\"input_full_scale\":%.6g,\"adc_full_scale_a\":%.6g,"
                            "\"stuck_gmin\":%.1f,\"stuck_gmax\":%.1f,\"g_clipped\":%.1f,\"adc_conversions\":%lld,"
                            "\"adc_clip_rate\":%.6g,\"dac_clip_rate\":%.6g,\"rel_error\":%.6g,\"program_s\":%.3f,"
-                           "\"forward_s\":%.3f,\"gain\":%.6g",
+                           "\"forward_s\":%.3f,\"gain\":%.6g,\"weight_bits\":%d,\"slices\":%d,\"input_bits\":%d,"
+                           "\"planes\":%d",
                         (long long)s->tiles, (long long)s->arrays, (long long)s->cells_used, (long long)s->cells_alloc,
                         ratio_((double)s->cells_used, (double)s->cells_alloc), s->w_scale, s->input_full_scale / K,
                         s->adc_full_scale_a / K, (double)s->stuck_gmin / K, (double)s->stuck_gmax / K,
                         (double)s->g_clipped / K, (long long)s->adc_conversions,
                         ratio_((double)s->adc_clipped, (double)s->adc_conversions),
                         ratio_((double)s->dac_clipped, (double)s->dac_conversions), sqrt(ratio_(s->err_sq, s->ref_sq)),
-                        s->program_s, s->forward_s, s->gain / K);
+                        s->program_s, s->forward_s, s->gain / K, s->weight_bits, s->slices, s->input_bits, s->planes);
             if (s->mapped)
                 fprintf(f, ",\"calibration_fallbacks\":{\"%s\":%lld,\"%s\":%lld,\"%s\":%lld}", fallbacks_[0].key,
                         (long long)s->fallback_input, fallbacks_[1].key, (long long)s->fallback_adc, fallbacks_[2].key,

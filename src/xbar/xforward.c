@@ -141,7 +141,7 @@ static void fast_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
     int ldb = ncols;
     if (hw->dac_bits > 0 && xn->vec) {
         /* each input vector scaled by its own max |x| to the DAC's full scale: per-column steps, no clipping */
-        const float top = (float)((1L << xn->in_bits) - 1);
+        const float top = (float)((1L << l->in_bits) - 1);
         float *st = buf + xl_tbuf_base_(xn, l);
         *xmax = col_absmax_(k, ncols, x, c0, nc, st);
         for (int c = 0; c < nc; c++) st[c] = xq_dac_step(st[c], top);
@@ -156,7 +156,7 @@ static void fast_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, float
         B = xq;
         ldb = nc;
     } else if (hw->dac_bits > 0) {
-        const float top = (float)((1L << xn->in_bits) - 1), step = xq_dac_step((float)l->x_max, top);
+        const float top = (float)((1L << l->in_bits) - 1), step = xq_dac_step((float)l->x_max, top);
         int64_t clip = 0;
         for (int i = 0; i < k; i++) {
             const float *xr = x + (size_t)i * ncols + c0;
@@ -250,11 +250,11 @@ static int rt_read_(xb_xnet *xn, xlayer *l, const float *x, int ldx, int nc, int
                     xb_rng *rng, xb_normal8 *ng, chunk_stats_ *cs, cal_ *cal, int main, int *ccnt, int *hit) {
     const xb_hw *hw = &xn->hw;
     const xb_map_geom *g = &l->g;
-    const int k = l->k, ro = l->rows_out, S = g->slices, P = xn->planes, PN = P * nc, nN = l->nN;
+    const int k = l->k, ro = l->rows_out, S = g->slices, P = l->planes, PN = P * nc, nN = l->nN;
     const int SR = S * ro, SN = S * nN, wc = g->wcols;
     const int diffadc = hw->adc_signal == XB_ADC_DIFFERENCE;
     const int dac = hw->dac_bits > 0, d = hw->dac_bits;
-    const float top = dac ? (float)((1L << xn->in_bits) - 1) : 1.0f, dmax = dac ? (float)((1L << d) - 1) : 1.0f;
+    const float top = dac ? (float)((1L << l->in_bits) - 1) : 1.0f, dmax = dac ? (float)((1L << d) - 1) : 1.0f;
     const unsigned dmask = dac ? (1u << d) - 1 : 0;
     const float atop = diffadc ? (float)((1L << (hw->adc_bits - 1)) - 1) : (float)((1L << hw->adc_bits) - 1);
     const float astep = (float)(l->fs / atop), alo = diffadc ? -atop : 0.0f;
@@ -362,7 +362,7 @@ static void bound_retry_(xb_xnet *xn, xlayer *l, const float *x, int ncols, int6
                          float *var, float *csum, float *z, float *ex, xb_rng *rng, xb_normal8 *ng, chunk_stats_ *cs,
                          int *ccnt, int *hit) {
     const xb_map_geom *g = &l->g;
-    const int ro = l->rows_out, S = g->slices, P = xn->planes, PN = P * nc, nN = l->nN;
+    const int ro = l->rows_out, S = g->slices, P = l->planes, PN = P * nc, nN = l->nN;
     const int N = nN > ro ? nN : ro, SR = S * ro, SN = S * nN, R = g->R, ch = l->ch;
     float *xg = ex, *sig2 = xg + (size_t)R * ch, *sigN2 = sig2 + (size_t)SR * P * ch;
     float *csum2 = sigN2 + (size_t)S * N * P * ch, *div = csum2 + (size_t)P * ch;
@@ -414,7 +414,7 @@ static void bound_retry_(xb_xnet *xn, xlayer *l, const float *x, int ncols, int6
  * Bit 0 is the first (or only) input pass, bit 1 the second pass of split inputs (the negative parts). */
 static void record_saturation_(const xb_xnet *xn, xlayer *l, int r, int pass, int ncols, int64_t c0, int nc,
                                const float *sig, const float *sigN, const int *ccnt) {
-    const int ro = l->rows_out, S = l->g.slices, P = xn->planes, PN = P * nc, nN = l->nN, wc = l->g.wcols;
+    const int ro = l->rows_out, S = l->g.slices, P = l->planes, PN = P * nc, nN = l->nN, wc = l->g.wcols;
     const int diffadc = xn->hw.adc_signal == XB_ADC_DIFFERENCE;
     const float atop = diffadc ? (float)((1L << (xn->hw.adc_bits - 1)) - 1) : (float)((1L << xn->hw.adc_bits) - 1);
     for (int j = 0; j < ro; j++) {
@@ -446,7 +446,7 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
                          float *buf, xb_rng *rng, chunk_stats_ *cs, cal_ *cal) {
     const xb_hw *hw = &xn->hw;
     const xb_map_geom *g = &l->g;
-    const int k = l->k, ro = l->rows_out, R = g->R, S = g->slices, P = xn->planes, PN = P * nc, nN = l->nN;
+    const int k = l->k, ro = l->rows_out, R = g->R, S = g->slices, P = l->planes, PN = P * nc, nN = l->nN;
     const int N = nN > ro ? nN : ro, SR = S * ro, wc = g->wcols;
     float *Xp = buf, *X2 = Xp + (size_t)R * PN, *sig = X2 + (size_t)R * PN, *sigN = sig + (size_t)SR * PN;
     float *var = sigN + (size_t)S * N * PN, *csum = var + (size_t)S * N * PN, *z = csum + PN;
@@ -458,7 +458,7 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
     int *ccnt = xn->bm && !cal ? (int *)(void *)(ex + xl_tbuf_bmex_(xn, l)) : NULL, *hit = ccnt ? ccnt + l->ch : NULL;
     const int diffadc = hw->adc_signal == XB_ADC_DIFFERENCE;
     const int dac = hw->dac_bits > 0, d = hw->dac_bits;
-    const float top = dac ? (float)((1L << xn->in_bits) - 1) : 1.0f, dmax = dac ? (float)((1L << d) - 1) : 1.0f;
+    const float top = dac ? (float)((1L << l->in_bits) - 1) : 1.0f, dmax = dac ? (float)((1L << d) - 1) : 1.0f;
     const float xm = xn->vec ? 1.0f : (float)l->x_max;
     const float atop = diffadc ? (float)((1L << (hw->adc_bits - 1)) - 1) : (float)((1L << hw->adc_bits) - 1);
     const float astep = (float)(l->fs / atop);
@@ -544,7 +544,7 @@ static void tiled_chunk_(xb_xnet *xn, xlayer *l, int ncols, const float *x, floa
 static int64_t cal_values_(const xb_xnet *xn, const xlayer *l, int ncols, const float *x, int64_t c0, int nc) {
     const int k = l->k, R = l->g.R;
     const int64_t per_pass = (int64_t)l->g.slices * (l->rows_out + (xn->hw.adc_signal == XB_ADC_DIFFERENCE ? 0 : l->nN)) *
-                             xn->planes * nc;
+                             l->planes * nc;
     int64_t v = 0;
     for (int r = 0; r < l->g.rt; r++) {
         const int i0 = r * R, m = k - i0 < R ? k - i0 : R;
@@ -626,12 +626,12 @@ xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, co
     if (l->tiled) { /* the shift-add sums +-code 2^(b t + d p) in int64 over slices, planes, passes and row tiles */
         double ws = 0, xs = 1;
         for (int t = 0; t < l->g.slices; t++) ws += ldexp(1.0, l->g.slice_bits * t);
-        if (hw->dac_bits > 0) xs = (ldexp(1.0, hw->dac_bits * xn->planes) - 1) / (ldexp(1.0, hw->dac_bits) - 1);
+        if (hw->dac_bits > 0) xs = (ldexp(1.0, hw->dac_bits * l->planes) - 1) / (ldexp(1.0, hw->dac_bits) - 1);
         if (2.0 * l->g.rt * ldexp(1.0, hw->adc_bits) * ws * xs >= 0x1p63)
             return xb_errorf(XB_ERR_UNSUPPORTED, "crossbar layer %s: %d row tiles of %d-bit ADC codes shifted over %d weight "
                              "slices and %d input planes could overflow the 64-bit shift-add. HINT: use more rows per "
                              "array, or fewer weight, input or ADC bits", l->st.name, l->g.rt, hw->adc_bits, l->g.slices,
-                             xn->planes);
+                             l->planes);
     }
     xb_rng rbase, rlayer, rcall;
     xb_rng_seed(&rbase, xn->seed, "read");

@@ -65,7 +65,32 @@ static int pow2_floor_(int64_t v) {
     return p;
 }
 
-xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
+xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) { return xb_xnet_init_ex(hw, m, NULL, out); }
+
+/* the config of a layer with its precision: weight bits (slices: bits_per_cell, or the largest divisor of
+ * the weight bits below it) and input bits */
+static xb_status layer_hw_(const xb_hw *hw, const xb_layer_precision *p, const char *name, xb_hw *out) {
+    *out = *hw;
+    if (p->weight_bits < 0 || p->weight_bits > 16 || p->input_bits < 0 || p->input_bits > 16)
+        return xb_errorf(XB_ERR_ARG, "crossbar layer %s: precision %d weight bits, %d input bits. HINT: 0..16 each (0: "
+                         "the config's)", name, p->weight_bits, p->input_bits);
+    if (p->weight_bits && hw->weight_bits) {
+        int b = hw->bits_per_cell < p->weight_bits ? hw->bits_per_cell : p->weight_bits;
+        while (p->weight_bits % b) b--;
+        out->weight_bits = p->weight_bits;
+        out->bits_per_cell = b;
+        if (hw->scheme == XB_SCHEME_OFFSET && p->weight_bits < 2)
+            return xb_errorf(XB_ERR_ARG, "crossbar layer %s: 1 weight bit cannot hold a sign in the offset scheme. HINT: "
+                             "2 bits or more (a b-bit signed weight needs b offset bits)", name);
+    }
+    if (p->input_bits && hw->dac_bits > 0) {
+        if (hw->bit_serial) out->input_bits = p->input_bits;
+        else out->dac_bits = p->input_bits < hw->dac_bits ? p->input_bits : hw->dac_bits;
+    }
+    return XB_OK;
+}
+
+xb_status xb_xnet_init_ex(const xb_hw *hw, xb_model *m, const xb_layer_precision *prec, xb_xnet **out) {
     *out = NULL;
     xb_status st = xb_hw_validate(hw);
     if (st) return st;
@@ -98,6 +123,19 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
     xn->first_xl = xb_calloc((size_t)(nm + 1) * sizeof(int));
     xn->planes = hw->bit_serial ? (hw->input_bits + hw->dac_bits - 1) / hw->dac_bits : 1;
     xn->in_bits = hw->bit_serial ? hw->input_bits : hw->dac_bits;
+    if (prec) {
+        xn->lhw = xb_calloc((size_t)(nm + 1) * sizeof *xn->lhw);
+        for (int i = 0; i < nm; i++) {
+            const char *name;
+            xb_model_mapped_info(m, i, &name, NULL, NULL, NULL);
+            if ((st = layer_hw_(hw, &prec[i], name, &xn->lhw[i]))) {
+                xb_free(xn->lhw);
+                xb_free(xn->first_xl);
+                xb_free(xn);
+                return st;
+            }
+        }
+    }
     xn->vec = hw->input_scaling == XB_INSCALE_VECTOR;
     xn->bm = hw->bound_management == XB_BM_ITERATIVE && hw->adc_bits > 0;
     int quant_in = hw->dac_bits > 0, adc = hw->adc_bits > 0;
@@ -129,6 +167,9 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
         for (int gi = 0; gi < groups; gi++) {
             xlayer *l = &xn->xl[xn->first_xl[i] + gi];
             l->li = i;
+            const xb_hw *lh = xn->lhw ? &xn->lhw[i] : hw;
+            l->planes = lh->bit_serial ? (lh->input_bits + lh->dac_bits - 1) / lh->dac_bits : 1;
+            l->in_bits = lh->bit_serial ? lh->input_bits : lh->dac_bits;
             l->group = gi;
             l->groups = groups;
             l->param = p;
@@ -142,7 +183,7 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
             l->st.mapped = !digital;
             if (ro > ro_max) ro_max = ro;
             if (digital) continue;
-            if ((st = xb_map_geom_init(hw, ro, k, &l->g))) goto fail;
+            if ((st = xb_map_geom_init(xl_hw_(xn, l), ro, k, &l->g))) goto fail;
             const xb_map_geom *g = &l->g;
             l->ntype = hw->scheme == XB_SCHEME_DIFFERENTIAL ? NT_PAIR
                      : hw->reference == XB_REF_COLUMN ? NT_REFCOL : NT_DIGITAL;
@@ -174,12 +215,16 @@ xb_status xb_xnet_init(const xb_hw *hw, xb_model *m, xb_xnet **out) {
             int64_t widest = l->tiled ? (int64_t)g->slices * (ro > l->nN ? ro : l->nN) : (ro > k ? ro : k);
             if (g->R > widest) widest = g->R;
             if (k > widest) widest = k;
-            int64_t ch = pow2_floor_(XL_CHUNK_FLOATS / (widest * (l->tiled ? xn->planes : 1)));
+            int64_t ch = pow2_floor_(XL_CHUNK_FLOATS / (widest * (l->tiled ? l->planes : 1)));
             l->ch = (int)(ch < 16 ? 16 : ch > 4096 ? 4096 : ch);
             size_t need = xl_tbuf_(xn, l);
             if (need > tb) tb = need;
             size_t a = (size_t)g->arrays * g->R * g->C;
             if (a > arr) arr = a;
+            l->st.weight_bits = xl_hw_(xn, l)->weight_bits;
+            l->st.slices = g->slices;
+            l->st.input_bits = hw->dac_bits > 0 ? l->in_bits : 0;
+            l->st.planes = l->planes;
             l->st.tiles = g->tiles;
             l->st.arrays = g->arrays_total;
             l->st.cells_used = g->cells_used;
@@ -227,6 +272,7 @@ void xb_xnet_free(xb_xnet *xn) {
         xb_free(l->D); xb_free(l->Nm); xb_free(l->VP); xb_free(l->VN);
         xb_free(l->dcomp); xb_free(l->dref0); xb_free(l->dref1);
     }
+    xb_free(xn->lhw);
     if (xn->plan_bwd && xn->plan_bwd != xn->plan) xb_solve_plan_free(xn->plan_bwd);
     if (xn->plan_dec_bwd && xn->plan_dec_bwd != xn->plan_dec) xb_solve_plan_free(xn->plan_dec_bwd);
     if (xn->plan_dec) xb_solve_plan_free(xn->plan_dec);
@@ -267,6 +313,8 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
     memcpy(l->st.name, keep.name, sizeof keep.name);
     l->st.mapped = keep.mapped; l->st.rows_out = keep.rows_out; l->st.k = keep.k; l->st.groups = keep.groups;
     l->st.tiles = keep.tiles; l->st.arrays = keep.arrays; l->st.cells_used = keep.cells_used;
+    l->st.weight_bits = keep.weight_bits; l->st.slices = keep.slices;
+    l->st.input_bits = keep.input_bits; l->st.planes = keep.planes;
     l->st.cells_alloc = keep.cells_alloc;
     l->calls = 0;
     if (l->digital) return;
@@ -359,7 +407,7 @@ static xb_status tile_devices_(xb_xnet *xn, xlayer *l, int r, int c, double *gt,
     const xb_hw *hw = &xn->hw;
     const xb_map_geom *g = &l->g;
     const int64_t RC = (int64_t)g->R * g->C;
-    xb_map_tile_targets(hw, g, xb_xnet_wptr_(xn, l), l->s, r, c, gt);
+    xb_map_tile_targets(xl_hw_(xn, l), g, xb_xnet_wptr_(xn, l), l->s, r, c, gt);
     xb_rng base, lr, tr, ar;
     xb_rng_seed(&base, xn->seed, "device");
     xb_rng_fork(&base, (uint64_t)l->li * 65536u + (uint64_t)l->group, &lr);

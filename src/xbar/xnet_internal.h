@@ -20,6 +20,7 @@ enum { NT_PAIR = 0, NT_REFCOL, NT_DIGITAL };
 
 typedef struct xlayer {
     int li, group, groups, param, digital;
+    int planes, in_bits;          /* input planes per read and the input code's bits (per-layer precision) */
     int rows_out, k;
     xb_map_geom g;
     int ntype, tiled, noise;
@@ -68,7 +69,8 @@ struct xb_xnet {
     xb_solve_plan *plan_dec, *plan_dec_bwd; /* on-chip refresh by the decoupled approximation */
     int parasitic, nthreads, attached, calibrating, programmed, foldable, folded;
     float *wsave;                 /* float weights of the mapped layers while folded */
-    int planes, in_bits, need_x, need_fs, need_gain;
+    int planes, in_bits, need_x, need_fs, need_gain;  /* planes, in_bits: the config's (layers may differ) */
+    xb_hw *lhw;                   /* per mapped layer: the config with its precisions, or NULL (all alike) */
     size_t tbuf_floats;
     float *tbuf, *refbuf, *cal;
     size_t ws_bytes, arr_doubles;
@@ -84,14 +86,14 @@ struct xb_xnet {
  * the tiled path bound management's: gathered inputs, re-read sig and sigN, their column sums, per-column
  * divisors, indices, clip counts and flags (xl_tbuf_bmex_), and the first read's clip counts and flags. */
 static inline size_t xl_tbuf_base_(const xb_xnet *xn, const xlayer *l) {
-    size_t ch = (size_t)l->ch, P = (size_t)xn->planes, S = (size_t)l->g.slices;
+    size_t ch = (size_t)l->ch, P = (size_t)l->planes, S = (size_t)l->g.slices;
     size_t ro = (size_t)l->rows_out, R = (size_t)l->g.R, N = (size_t)(l->nN > l->rows_out ? l->nN : l->rows_out);
     if (!l->tiled) return 2 * (size_t)l->k * ch + ro * ch + (size_t)l->g.ct * ch + ch;
     /* Xp, Xp2, sig, sigN, var, colsum, z; then, 8-byte aligned, the shift-add's int64 acc and double reference */
     return 2 * R * P * ch + S * ro * P * ch + 2 * S * N * P * ch + 2 * P * ch + 2 * ro * ch + 2 * ch + 2;
 }
 static inline size_t xl_tbuf_bmex_(const xb_xnet *xn, const xlayer *l) {
-    size_t ch = (size_t)l->ch, P = (size_t)xn->planes, S = (size_t)l->g.slices;
+    size_t ch = (size_t)l->ch, P = (size_t)l->planes, S = (size_t)l->g.slices;
     size_t ro = (size_t)l->rows_out, R = (size_t)l->g.R, N = (size_t)(l->nN > l->rows_out ? l->nN : l->rows_out);
     return R * ch + S * ro * P * ch + S * N * P * ch + P * ch + 4 * ch;
 }
@@ -161,5 +163,8 @@ static inline int thread_id_(void) {
     return 0;
 #endif
 }
+
+/* the config a layer is mapped with: the network's, or its own copy with per-layer precisions */
+static inline const xb_hw *xl_hw_(const xb_xnet *xn, const xlayer *l) { return xn->lhw ? &xn->lhw[l->li] : &xn->hw; }
 
 #endif

@@ -186,7 +186,7 @@ xb_status xb_xnet_onchip_update(xb_xnet *xn, const float *w_old, uint64_t step, 
             for (int i = 0; i < l->k; i++) {
                 const float dw = wn[(size_t)j * l->k + i] - wo[(size_t)j * l->k + i];
                 if (dw == 0) continue;
-                xb_update_weight_cells(hw, g, (double)dw * toc, dgc);
+                xb_update_weight_cells(xl_hw_(xn, l), g, (double)dw * toc, dgc);
                 const int r = i / g->R, ii = i % g->R;
                 for (int sg = 0; sg < g->n_sign; sg++)
                     for (int t = 0; t < g->slices; t++) {

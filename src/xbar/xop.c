@@ -83,7 +83,7 @@ static int two_passes_(const xlayer *l, const uint8_t *mask, int ncols) {
  * buf holds k x ncols + ncols floats. */
 static const float *dac_input_(const xb_xnet *xn, const xlayer *l, int k, int ncols, const float *x, float *buf) {
     if (xn->hw.dac_bits <= 0) return x;
-    const float top = (float)((1L << xn->in_bits) - 1);
+    const float top = (float)((1L << l->in_bits) - 1);
     const int64_t n = (int64_t)k * ncols;
     if (xn->vec) {
         float *st = buf + n;
