@@ -55,6 +55,8 @@ typedef struct xb_param {
     int trainable;       /* 0: buffer (running_mean, running_var, num_batches_tracked) */
     int decay;           /* weight decay applies (weights; not biases or batchnorm affine) */
     int is_int64;        /* num_batches_tracked: stored as a float counter, written as int64 */
+    int optional;        /* may be absent from a weights file, keeping its start value: an activation
+                            quantizer's alpha or clip (so a float model's weights load into its quantized twin) */
 } xb_param;
 
 /* Loads a model from a .cfg file, or from the built-in zoo when name_or_path has no ".cfg" suffix

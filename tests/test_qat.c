@@ -397,6 +397,32 @@ static void test_export(void **state) {
     xb_st_free(&st);
     xb_model_free(m2);
     qm_free_(&z);
+    /* a float model's weights load into its quantized twin: the quantizers' alpha and clip keep their start */
+    static const char qp[] = "[quantize]\nweight = uniform\nweight_bits = 4\nact = pact\nact_bits = 4\nact_clip = 2.5\n"
+                             "[quantize r2.output]\nact = uniform\nact_bits = 4\nact_clip = calibrated\n";
+    xb_model *fm;
+    assert_int_equal(xb_model_load_text(small_cfg, sizeof small_cfg - 1, "small.cfg", 4, &fm), XB_OK);
+    char pf[512];
+    xbt_path(pf, sizeof pf, "float.safetensors");
+    assert_int_equal(xb_model_save_weights(fm, pf), XB_OK);
+    assert_int_equal(qm_load_(small_cfg, qp, NULL, 2, &z), XB_OK);
+    assert_int_equal(xb_model_load_weights(z.m, pf), XB_OK);
+    const xb_param *c1 = xb_model_find_param(z.m, "c1.weight"), *al = xb_model_find_param(z.m, "r1_q.alpha");
+    assert_non_null(al);
+    assert_memory_equal(xb_model_params(z.m) + c1->offset, xb_model_params(fm) + c1->offset, sizeof(float) * c1->numel);
+    assert_true(xb_model_params(z.m)[al->offset] == 2.5f);
+    assert_non_null(xb_model_find_param(z.m, "r2_q.clip"));
+    /* but a layer's own tensor may not be missing */
+    xb_safetensors part;
+    assert_int_equal(xb_st_load(pf, &part), XB_OK);
+    part.e[0].name[0] = 'X';
+    char pp2[512];
+    xbt_path(pp2, sizeof pp2, "part.safetensors");
+    assert_int_equal(xb_st_save(pp2, &part), XB_OK);
+    xb_st_free(&part);
+    assert_int_not_equal(xb_model_load_weights(z.m, pp2), XB_OK);
+    xb_model_free(fm);
+    qm_free_(&z);
 }
 
 /* A quantized model on an ideal crossbar whose weight bits match (b - 1 magnitude bits per differential

@@ -116,6 +116,8 @@ static xb_status build_quant(xb_model *m, const xb_ini *ini, xb_ini_section *s, 
     const int64_t one = 1;
     if (kind == XB_QA_PACT) nd->p_alpha = add_param(m, nd->name, "alpha", 1, &one, 1, 1, 0);
     if (nd->qa_calibrated) nd->p_clip = add_param(m, nd->name, "clip", 1, &one, 0, 0, 0);
+    if (nd->p_alpha >= 0) m->params[nd->p_alpha].optional = 1;
+    if (nd->p_clip >= 0) m->params[nd->p_clip].optional = 1;
     return XB_OK;
 }
 

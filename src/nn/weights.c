@@ -1,8 +1,9 @@
 /*
  * weights.c -- a model's parameters and buffers <-> safetensors with PyTorch's names, shapes and
- * dtypes.  Loading is strict: every tensor of the model must be present with its exact shape, and a
- * tensor the model does not have is an error (names beginning with "__" are checkpoint state and are
- * skipped).  num_batches_tracked is int64 in files and a float counter in memory.
+ * dtypes.  Loading is strict: every tensor of the model must be present with its exact shape (except an
+ * activation quantizer's alpha or clip, which keep their start values, so that a float model's weights
+ * load into its quantized twin), and a tensor the model does not have is an error (names beginning with
+ * "__" are checkpoint state and are skipped).  num_batches_tracked is int64 in files and a float counter in memory.
  */
 #include "nn_internal.h"
 
@@ -25,6 +26,7 @@ static xb_status copy_weights_(xb_model *m, const xb_safetensors *st, const char
         const xb_tensor *t = xb_st_get(st, p->name);
         char want[64], got[64];
         shape_of(p, want, sizeof want);
+        if (!t && p->optional) continue; /* an activation quantizer's alpha or clip: its start value stays */
         if (!t)
             return xb_errorf(XB_ERR_FORMAT, "%s: tensor '%s' (%s) is missing. HINT: the file must hold every "
                              "parameter and buffer of model '%s' under PyTorch's state_dict names",
