@@ -127,6 +127,9 @@ typedef struct xb_hw {
     double g_min_s, g_max_s;    /* device range; from r_off_ohm / r_on_ohm when those are given */
     xb_wclip w_clip;
     double w_clip_percentile;   /* of |W| per layer, (0, 100] */
+    int column_scale;           /* scale = column: each output (column) its own clip scale s_j = max|W_j| (or its
+                                   w_clip_percentile), undone by a digital factor s_j / max s after the read;
+                                   0 (scale = layer): one s per layer */
     /* [input] */
     int dac_bits;               /* bits per DAC pass; 0: ideal analog inputs */
     int bit_serial;             /* 1: input_bits streamed in passes of dac_bits bits, shift-add after the ADC */
@@ -275,7 +278,8 @@ double xb_map_scale(const xb_hw *hw, int64_t n, const float *w);
 void xb_map_codes(const xb_hw *hw, const xb_map_geom *g, double w, double s, double *code);
 /* Target conductances of logical tile (r, c) of block W (rows_out x k, row-major): arrays * R * C
  * doubles, array-major; unused cells at g_min, reference columns at their reference code. */
-void xb_map_tile_targets(const xb_hw *hw, const xb_map_geom *g, const float *w, double s, int r, int c,
+/* s_rows (may be NULL): per output row its own clip scale instead of s (scale = column) */
+void xb_map_tile_targets(const xb_hw *hw, const xb_map_geom *g, const float *w, double s, const float *s_rows, int r, int c,
                          double *gt);
 
 /* ------------------------------------------------------------------------------------------------ */

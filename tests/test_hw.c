@@ -574,7 +574,7 @@ static void test_tile_targets(void **state) {
     for (int i = 0; i < 30; i++) w[i] = (float)(i - 15) / 15.0f;
     double gt[2 * 12];
     const double gu = g.g_unit_s;
-    xb_map_tile_targets(&hw, &g, w, 1.0, 1, 2, gt); /* rows 4..5, output 4 only */
+    xb_map_tile_targets(&hw, &g, w, 1.0, NULL, 1, 2, gt); /* rows 4..5, output 4 only */
     for (int a = 0; a < 2; a++)
         for (int i = 0; i < 4; i++)
             for (int p = 0; p < 3; p++) {

@@ -549,6 +549,56 @@ static void test_crossbar_precisions(void **state) {
     qm_free_(&z);
 }
 
+/* One scale per output channel (the default): [mapping] scale = column gives each crossbar column its own clip
+ * scale and a digital factor, so the per-channel model maps exactly (also with drift_compensation = column
+ * and no drift: the two factors multiply); scale = layer does not. */
+static void test_crossbar_column_scale(void **state) {
+    (void)state;
+    static const char q[] = "[quantize]\nweight = uniform\nweight_bits = 4\nact_bits = 4\nact_clip = 3\n";
+    qm_ z;
+    assert_int_equal(qm_load_(small_cfg, q, NULL, 6, &z), XB_OK);
+    char pw[512], pc[512];
+    xbt_path(pw, sizeof pw, "xcs.safetensors");
+    xbt_path(pc, sizeof pc, "xcsc.safetensors");
+    assert_int_equal(xb_quant_export(z.q, z.m, pw, pc), XB_OK);
+    xb_model *m;
+    assert_int_equal(xb_model_load_text(z.text, strlen(z.text), "model.cfg", 1, &m), XB_OK);
+    assert_int_equal(xb_model_load_weights(m, pw), XB_OK);
+    const int n = 8;
+    float x[8 * 3 * 64], ls[8 * 4], lh[8 * 4];
+    xb_rng r;
+    xb_rng_seed(&r, 10, "x");
+    for (int i = 0; i < n * 3 * 64; i++) x[i] = (float)xb_rng_normal(&r);
+    assert_int_equal(xb_model_set_batch(m, n), XB_OK);
+    xb_model_train_mode(m, 0);
+    assert_int_equal(xb_model_forward(m, n, x, ls, NULL), XB_OK);
+    static const char *const extra[3] = {"scale = column\n", "scale = layer\n",
+                                         "scale = column\n[device]\ndrift_compensation = column\n"};
+    for (int v = 0; v < 3; v++) {
+        char text[400];
+        snprintf(text, sizeof text, "[tile]\nrows = 16\ncols = 16\nmap_first = 1\nmap_last = 1\n[circuit]\nsolver = none\n"
+                 "[mapping]\nweight_bits = 7\nbits_per_cell = 7\n%s", extra[v]);
+        xb_hw hw;
+        if (xb_hw_parse_string(text, strlen(text), "hw.cfg", &hw) != XB_OK) fail_msg("%s", xb_last_error());
+        xb_layer_precision prec[3];
+        xb_hw_quant_precisions(&hw, m, z.specs, prec);
+        xb_xnet *xn;
+        assert_int_equal(xb_xnet_init_ex(&hw, m, prec, &xn), XB_OK);
+        assert_int_equal(xb_xnet_program(xn, 1), XB_OK);
+        xb_xnet_attach(xn);
+        assert_int_equal(xb_model_forward(m, n, x, lh, NULL), XB_OK);
+        xb_model_set_op(m, NULL);
+        xb_xnet_free(xn);
+        double e = 0, rr = 0;
+        for (int i = 0; i < n * 4; i++) { e = fmax(e, fabs(lh[i] - ls[i])); rr = fmax(rr, fabs(ls[i])); }
+        if (getenv("XBT_VERBOSE")) fprintf(stderr, "  %s: logits %.2e\n", extra[v], e / rr);
+        if (v != 1 && !(e / rr < 1e-5)) fail_msg("scale = column (variant %d): %.2e", v, e / rr);
+        if (v == 1 && !(e / rr > 1e-3)) fail_msg("scale = layer reproduces per-channel scales (%.2e)", e / rr);
+    }
+    xb_model_free(m);
+    qm_free_(&z);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qat16_equals_float),
@@ -561,6 +611,7 @@ int main(void) {
         cmocka_unit_test(test_export),
         cmocka_unit_test(test_crossbar_exact),
         cmocka_unit_test(test_crossbar_precisions),
+        cmocka_unit_test(test_crossbar_column_scale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

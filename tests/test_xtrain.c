@@ -409,7 +409,7 @@ static void test_backward_read(void **state) {
             double s = xb_map_scale(&hw, 60, w);
             const int64_t RC = (int64_t)g.R * g.C;
             double *gt = malloc(sizeof(double) * g.arrays * RC), *eb = malloc(sizeof(double) * g.arrays * RC);
-            xb_map_tile_targets(&hw, &g, w, s, 0, 0, gt);
+            xb_map_tile_targets(&hw, &g, w, s, NULL, 0, 0, gt);
             for (int a = 0; a < g.arrays; a++)
                 assert_int_equal(xb_xbar_effective_backward(XB_SOLVE_EXACT, &hw.circuit, g.R, g.C, gt + a * RC,
                                                             eb + a * RC, NULL), XB_OK);

@@ -146,8 +146,8 @@ void xb_map_codes(const xb_hw *hw, const xb_map_geom *g, double w, double s, dou
     }
 }
 
-void xb_map_tile_targets(const xb_hw *hw, const xb_map_geom *g, const float *w, double s, int r, int c,
-                         double *gt) {
+void xb_map_tile_targets(const xb_hw *hw, const xb_map_geom *g, const float *w, double s, const float *s_rows, int r,
+                         int c, double *gt) {
     const int R = g->R, C = g->C, S = g->slices;
     const int64_t RC = (int64_t)R * C;
     const double gmin = hw->g_min_s, gu = g->g_unit_s;
@@ -166,8 +166,9 @@ void xb_map_tile_targets(const xb_hw *hw, const xb_map_geom *g, const float *w, 
         for (int sg = 0; sg < g->n_sign; sg++)
             for (int t = 0; t < S; t++) xb_map_cell(g, sg, t, jj, &cell_a[sg * S + t], &cell_p[sg * S + t]);
         const float *wr = w + (size_t)(j0 + jj) * g->k + i0;
+        const double sj = s_rows ? (double)s_rows[j0 + jj] : s;
         for (int i = 0; i < m; i++) {
-            xb_map_codes(hw, g, wr[i], s, code);
+            xb_map_codes(hw, g, wr[i], sj, code);
             for (int q = 0; q < g->cells_per_weight; q++)
                 gt[cell_a[q] * RC + (int64_t)i * C + cell_p[q]] = gmin + gu * code[q];
         }

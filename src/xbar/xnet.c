@@ -193,10 +193,15 @@ xb_status xb_xnet_init_ex(const xb_hw *hw, xb_model *m, const xb_layer_precision
             size_t wk = (size_t)ro * k;
             l->weff = xb_calloc(wk * sizeof(float)); /* the backward reads it on every path */
             if (hw->drift_compensation == XB_DRIFTCOMP_COLUMN) {
-                l->dcomp = xb_calloc((size_t)ro * sizeof(float));
                 l->dref0 = xb_calloc((size_t)g->rt * ro * sizeof(double));
                 l->dref1 = xb_calloc((size_t)g->rt * ro * sizeof(double));
             }
+            if (hw->column_scale) {
+                l->srow = xb_calloc((size_t)ro * sizeof(float));
+                l->rowf = xb_calloc((size_t)ro * sizeof(float));
+            }
+            if (hw->drift_compensation == XB_DRIFTCOMP_COLUMN || hw->column_scale)
+                l->dcomp = xb_calloc((size_t)ro * sizeof(float));
             if (!l->tiled) {
                 if (l->noise) {
                     l->vnoise = xb_calloc(wk * sizeof(float));
@@ -270,7 +275,7 @@ void xb_xnet_free(xb_xnet *xn) {
         xlayer *l = &xn->xl[i];
         xb_free(l->weff); xb_free(l->vnoise); xb_free(l->vref); xb_free(l->weff_bwd); xb_free(l->smask); xb_free(l->gstate); xb_free(l->dist); xb_free(l->gref);
         xb_free(l->D); xb_free(l->Nm); xb_free(l->VP); xb_free(l->VN);
-        xb_free(l->dcomp); xb_free(l->dref0); xb_free(l->dref1);
+        xb_free(l->dcomp); xb_free(l->dref0); xb_free(l->dref1); xb_free(l->srow); xb_free(l->rowf);
     }
     xb_free(xn->lhw);
     if (xn->plan_bwd && xn->plan_bwd != xn->plan) xb_solve_plan_free(xn->plan_bwd);
@@ -324,6 +329,15 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
     const double kx = l->x_max, kfs = l->fs, kg = xn->keep_ranges ? l->gain : 1;
     const int64_t kfx = keep.fallback_input, kffs = keep.fallback_adc, kfg = keep.fallback_gain;
     l->s = xb_map_scale(hw, (int64_t)l->rows_out * l->k, w);
+    if (l->srow) { /* scale = column: each output its own clip scale, the layer's s their largest */
+        double smax = 0;
+        for (int j = 0; j < l->rows_out; j++) {
+            l->srow[j] = (float)xb_map_scale(hw, l->k, w + (size_t)j * l->k);
+            smax = l->srow[j] > smax ? l->srow[j] : smax;
+        }
+        l->s = smax;
+        for (int j = 0; j < l->rows_out; j++) l->rowf[j] = (float)(l->srow[j] / smax);
+    }
     l->comp = hw->drift_compensation == XB_DRIFTCOMP_GLOBAL
                   ? 1.0 / xb_drift_factor(hw->drift_nu, hw->drift_t_s, hw->drift_t0_s) : 1.0;
     l->gain = kg > 0 ? kg : 1;
@@ -399,7 +413,7 @@ static xb_status solve_err_(const xlayer *l, xb_status st, int r, int c, int a, 
 }
 
 /* Targets of tile (r, c) from the current weights, then the devices (variation, drift, faults).  With
- * drift_compensation = column (l->dcomp), also the same devices at t0 into gt0 (variation and faults come
+ * drift_compensation = column (l->dref0), also the same devices at t0 into gt0 (variation and faults come
  * from their own forks of the array's stream, so switching drift off leaves them as they are) and their
  * reads into e0, for the column reference reads of assemble_tile_. */
 static xb_status tile_devices_(xb_xnet *xn, xlayer *l, int r, int c, double *gt, double *gt0, double *e0, void *ws,
@@ -407,19 +421,19 @@ static xb_status tile_devices_(xb_xnet *xn, xlayer *l, int r, int c, double *gt,
     const xb_hw *hw = &xn->hw;
     const xb_map_geom *g = &l->g;
     const int64_t RC = (int64_t)g->R * g->C;
-    xb_map_tile_targets(xl_hw_(xn, l), g, xb_xnet_wptr_(xn, l), l->s, r, c, gt);
+    xb_map_tile_targets(xl_hw_(xn, l), g, xb_xnet_wptr_(xn, l), l->s, l->srow, r, c, gt);
     xb_rng base, lr, tr, ar;
     xb_rng_seed(&base, xn->seed, "device");
     xb_rng_fork(&base, (uint64_t)l->li * 65536u + (uint64_t)l->group, &lr);
     xb_rng_fork(&lr, (uint64_t)r * (uint64_t)g->ct + (uint64_t)c, &tr);
     xb_hw hw0;
-    if (l->dcomp) {
+    if (l->dref0) {
         hw0 = *hw;
         hw0.drift_nu = hw0.drift_nu_sigma = 0;
     }
     for (int a = 0; a < g->arrays; a++) {
         xb_rng_fork(&tr, (uint64_t)a, &ar);
-        if (l->dcomp) {
+        if (l->dref0) {
             xb_device_counts c0 = {0};
             memcpy(gt0 + a * RC, gt + a * RC, (size_t)RC * sizeof(double));
             xb_device_program(&hw0, RC, gt0 + a * RC, &ar, &c0);
@@ -454,7 +468,7 @@ xb_status xl_tile_build(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, 
             return solve_err_(l, st, r, c, a, ", backward read");
     }
     if (xn->bwd_read) xl_assemble_w(l, r, c, e + g->arrays * RC, 1, 1.0, l->weff_bwd);
-    return assemble_tile_(xn, l, r, c, gt, e, l->dcomp ? e0 : NULL);
+    return assemble_tile_(xn, l, r, c, gt, e, l->dref0 ? e0 : NULL);
 }
 
 /* The layer's matrices (W_eff, and for the tiled path the per-slice signal and noise matrices) from
@@ -496,7 +510,7 @@ static xb_status assemble_tile_(xb_xnet *xn, xlayer *l, int r, int c, const doub
             xb_map_cell(g, 0, t, jj, &pa[t], &pp[t]);
             if (l->ntype == NT_PAIR) xb_map_cell(g, 1, t, jj, &na[t], &np[t]);
         }
-        if (l->dcomp && e0) {
+        if (l->dref0 && e0) {
             /* reference reads of output j's columns on this row tile: every driven row at full scale, each
              * physical column read by itself (its G+ and G- columns, or its column and the tile's reference
              * column), the slices weighted as the shift-add weighs them */
@@ -549,18 +563,20 @@ static xb_status assemble_tile_(xb_xnet *xn, xlayer *l, int r, int c, const doub
     return XB_OK;
 }
 
-/* drift_compensation = column: output j's factor is the ratio of its reference reads at t0 and at t (summed
- * over the row tiles); it scales row j of the effective weights (what the fast path and the backward read)
+/* The per-output digital factor: drift_compensation = column makes it the ratio of output j's reference reads
+ * at t0 and at t (summed over the row tiles), scale = column multiplies in srow_j / s; it scales row j of the
+ * effective weights (what the fast path and the backward read)
  * and of the read-noise variances by its square; the tiled path applies it after the ADCs (xforward.c). */
 static void column_drift_comp_(xlayer *l) {
     const int ro = l->rows_out, k = l->k;
     for (int j = 0; j < ro; j++) {
-        double s0 = 0, s1 = 0;
-        for (int r = 0; r < l->g.rt; r++) {
+        double s0 = 0, s1 = 0, f = 1.0;
+        for (int r = 0; l->dref0 && r < l->g.rt; r++) {
             s0 += l->dref0[(size_t)r * ro + j];
             s1 += l->dref1[(size_t)r * ro + j];
         }
-        double f = s1 > 0 && s0 > 0 && isfinite(s0 / s1) ? s0 / s1 : 1.0;
+        if (l->dref0) f = s1 > 0 && s0 > 0 && isfinite(s0 / s1) ? s0 / s1 : 1.0;
+        if (l->rowf) f *= l->rowf[j]; /* scale = column: the output's own scale, digitally */
         l->dcomp[j] = (float)f;
         for (int i = 0; i < k; i++) l->weff[(size_t)j * k + i] = (float)(f * l->weff[(size_t)j * k + i]);
         if (l->weff_bwd) /* the digital factor scales the output, so the backward read's gradient too */

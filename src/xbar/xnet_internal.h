@@ -51,6 +51,9 @@ typedef struct xlayer {
      * and the per-row-tile reference reads (all-ones input) at t0 and at t they come from (rt x rows_out) */
     float *dcomp;
     double *dref0, *dref1;
+    /* [mapping] scale = column: per output its clip scale (srow) and its digital factor srow / s (rowf); the
+     * per-output factor dcomp then carries rowf (times the drift compensation's, if any) */
+    float *srow, *rowf;
 } xlayer;
 
 struct xb_xnet {

@@ -22,6 +22,10 @@ xb_status xb_xnet_onchip_init(xb_xnet *xn) {
         return xb_errorf(XB_ERR_UNSUPPORTED, "%s: on-chip training with drift_compensation = column: the per-column "
                          "reference reads are taken at programming only. HINT: use none or global",
                          xn->hw.path[0] ? xn->hw.path : "hw config");
+    if (xn->hw.column_scale || xn->lhw)
+        return xb_errorf(XB_ERR_UNSUPPORTED, "%s: on-chip training with [mapping] scale = column or per-layer "
+                         "precisions: the conductances are the state, with one scale per layer. HINT: scale = layer",
+                         xn->hw.path[0] ? xn->hw.path : "hw config");
     const int dist = xn->parasitic && xn->hw.update.refresh_solver == XB_REFRESH_DISTORTION;
     for (int i = 0; i < xn->n_xl; i++) {
         xlayer *l = &xn->xl[i];
