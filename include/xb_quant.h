@@ -158,8 +158,12 @@ void xb_quant_print(const xb_model *m, const xb_qw_spec *specs, FILE *f, int jso
  * training forwards); when it has settled (|AD(e) - AD(e-1)| < tol for `window` epochs in a row) its
  * bits become max(min_bits, ceil(AD x bits)): the quantizer after the relu and the weights (uniform or
  * dorefa, at least 2 bits) of the conv/linear layer that produced it.  Start from 16 bits. */
-typedef struct xb_ad_opts { double tol; int window, min_bits; } xb_ad_opts;
-xb_ad_opts xb_ad_opts_default(void);      /* tol 0.01, window 2, min_bits 2 */
+typedef struct xb_ad_opts {
+    double tol;
+    int window, min_bits;
+    int max_cuts;             /* pruning: channel cuts per layer at most (0: one at every plateau) */
+} xb_ad_opts;
+xb_ad_opts xb_ad_opts_default(void);      /* tol 0.01, window 2, min_bits 2, max_cuts 0 */
 typedef struct xb_ad xb_ad;
 /* q: the model's weight-quantizing operator (may be NULL: activations only) */
 xb_status xb_ad_init(xb_model *m, xb_qop *q, const xb_ad_opts *o, xb_ad **out);

@@ -8,6 +8,7 @@ methods.md item 1, its quick experiment 1g): one recipe, three runs from scratch
              layer's weights' bits become max(2, ceil(AD x bits)) (xbar train --ad-precision)
     AD + AD pruning   the same, and at each plateau the convolution before the relu keeps ceil(AD x
              channels) filters (--ad-prune): the model shrinks while it trains
+    AD + AD pruning, one cut per layer   --ad-prune-cuts 1
 
 All three track AD (the fixed ones with --ad-tol 0, so that their bits never move), so each reports its
 MACs weighted by weight x input bits against 16 x 16 and its training compute against a 16-bit run's.
@@ -15,7 +16,7 @@ The model is CNN-S of methods.md S8 (configs/exp/cnn-s.cfg; the paper's VGG19 an
 large for a 2-core machine).  Test accuracy is the exported model's on all 10,000 test images.
 
     /usr/bin/python3 scripts/ad_table.py [--epochs 15] [--lr 0.05] [--out runs/ad] [--threads 1]
-        [--rows 16bit,4bit,ad,adprune] [--plot FILE.svg]
+        [--rows 16bit,4bit,ad,adprune,adprune1] [--plot FILE.svg]
 
 Resumable: finished runs are skipped, an interrupted one continues from its checkpoint.  Prints the
 markdown tables with the commands.
@@ -36,6 +37,7 @@ ROWS = {
     "4bit": ("4-bit", ["--weight-bits", "4", "--act-bits", "4", "--ad-precision", "--ad-tol", "0"]),
     "ad": ("AD (from 16 bits)", ["--ad-precision"]),
     "adprune": ("AD + AD pruning", ["--ad-precision", "--ad-prune"]),
+    "adprune1": ("AD + AD pruning, one cut per layer", ["--ad-precision", "--ad-prune", "--ad-prune-cuts", "1"]),
 }
 
 
@@ -81,7 +83,7 @@ def main():
         print("| %s | %.2f%% | %.2fx fewer | %.2f | %s | %s | %.0f |" % (ROWS[name][0], 100 * r["test_acc"],
                                                                       a["mac_reduction"], a["training_compute_ratio"],
                                                                       pr, mc, r["seconds"]))
-    for key in ("ad", "adprune"):
+    for key in ("ad", "adprune", "adprune1"):
         if key not in res:
             continue
         a = res[key]["ad"]

@@ -20,6 +20,7 @@ typedef struct unit_ {
     int plateau;                  /* its AD settled at the last epoch's end */
     int mapped_conv;              /* the convolution that produced the relu's input, or -1 (pruning) */
     int no_prune;                 /* its channels cannot be cut alone (they reach a residual sum) */
+    int cuts;                     /* channel cuts so far */
     int64_t nnz, total;           /* this epoch's counts */
     double *ad;                   /* per completed epoch */
     int *bits_hist;               /* bits in force during each completed epoch */
@@ -40,7 +41,7 @@ struct xb_ad {
 };
 
 xb_ad_opts xb_ad_opts_default(void) {
-    xb_ad_opts o = {0.01, 2, 2};
+    xb_ad_opts o = {0.01, 2, 2, 0};
     return o;
 }
 
@@ -100,7 +101,7 @@ static double weighted_macs_(const xb_ad *a, const xb_model *m, double *m16) {
 }
 
 xb_status xb_ad_init(xb_model *m, xb_qop *q, const xb_ad_opts *o, xb_ad **out) {
-    if (o->tol < 0 || o->window < 1 || o->min_bits < 1 || o->min_bits > 16)
+    if (o->tol < 0 || o->window < 1 || o->min_bits < 1 || o->min_bits > 16 || o->max_cuts < 0)
         return xb_errorf(XB_ERR_ARG, "activation-density precision: tol %g, window %d, min bits %d. HINT: tol >= 0, "
                          "window >= 1, min bits 1..16", o->tol, o->window, o->min_bits);
     xb_ad *a = calloc(1, sizeof *a);
@@ -231,6 +232,7 @@ xb_status xb_ad_save(const xb_ad *a, const xb_model *m, const char *path) {
         cJSON_AddNumberToObject(o, "stable", u->stable);
         cJSON_AddNumberToObject(o, "plateau", u->plateau);
         cJSON_AddNumberToObject(o, "no_prune", u->no_prune);
+        cJSON_AddNumberToObject(o, "cuts", u->cuts);
         cJSON_AddNumberToObject(o, "nnz", (double)u->nnz);
         cJSON_AddNumberToObject(o, "total", (double)u->total);
         cJSON_AddItemToObject(o, "ad", cJSON_CreateDoubleArray(u->ad ? u->ad : (double[]){0}, a->epochs));
@@ -290,6 +292,8 @@ xb_status xb_ad_load(xb_ad *a, xb_model *m, const char *path) {
         const cJSON *pl = cJSON_GetObjectItem(o, "plateau"), *np = cJSON_GetObjectItem(o, "no_prune");
         u->plateau = cJSON_IsNumber(pl) ? pl->valueint : 0;
         u->no_prune = cJSON_IsNumber(np) ? np->valueint : 0;
+        const cJSON *cu = cJSON_GetObjectItem(o, "cuts");
+        u->cuts = cJSON_IsNumber(cu) ? cu->valueint : 0;
         u->nnz = (int64_t)cJSON_GetObjectItem(o, "nnz")->valuedouble;
         u->total = (int64_t)cJSON_GetObjectItem(o, "total")->valuedouble;
         const cJSON *ad = cJSON_GetObjectItem(o, "ad"), *bh = cJSON_GetObjectItem(o, "bits_hist");
@@ -370,6 +374,7 @@ xb_status xb_ad_prune_plan(xb_ad *a, const xb_model *m, const char *text, int **
     for (int k = 0; k < a->n; k++) {
         unit_ *u = &a->u[k];
         if (!u->plateau || u->mapped_conv < 0 || u->no_prune || a->epochs < 1) continue;
+        if (a->o.max_cuts > 0 && u->cuts >= a->o.max_cuts) continue;
         const int p = u->mapped_conv;
         int rows, ro, param, kk;
         xb_model_mapped_info(m, p, NULL, &param, &ro, &kk);
@@ -407,6 +412,7 @@ xb_status xb_ad_prune_plan(xb_ad *a, const xb_model *m, const char *text, int **
             continue;
         }
         u->stable = 0; /* a new plateau must form before the next cut */
+        u->cuts++;
         *any = 1;
     }
     if (*any) a->prunes++;
