@@ -144,6 +144,10 @@ def main():
                                                  for f in ("weights.safetensors", "model.cfg"))
             check("--ad-prune stopped after a cut and resumed gives the same weights and model.cfg", same,
                   (se1 + se2).strip()[-300:])
+        rc, so, se = xbar("train", *[c if c != "4" else "5" for c in common], "--ad-prune-cuts", "1", "--out",
+                          os.path.join(d, "adp-c"))
+        ok = rc == 0 and json.loads(so.strip().splitlines()[-1])["ad_precision"]["surgeries"] == 1
+        check("--ad-prune-cuts 1: one surgery over five epochs", ok, (so + se).strip()[-200:] if not ok else "")
         # errors a user can make
         qbad = os.path.join(d, "bad.cfg")
         open(qbad, "w").write("[quantize]\nweight_bits = 4\n[quantize conv9.weight]\nweight_bits = 2\n")
