@@ -279,6 +279,9 @@ int cmd_train(int argc, char **argv) {
                                           "state and the checkpoint, so the run and OUT/model.cfg shrink"},
         {"ad-prune-cuts", XF_INT, "0", "0..1000", "--ad-prune: channel cuts per layer at most (0: one at every "
                                                  "plateau, as the paper repeats them)"},
+        {"ad-rule", XF_CHOICE, "current", "current|start", "--ad-precision: at a plateau bits = ceil(AD x bits) from "
+                                                          "the current bits (repeated plateaus compound) or from the "
+                                                          "starting bits (methods.md item 1 leaves it open)"},
         {"ad-tol", XF_DOUBLE, "0.01", "0..1", "--ad-precision: AD has settled when it moved less than this ..."},
         {"ad-window", XF_INT, "2", "1..1000", "--ad-precision: ... for this many epochs in a row"},
         {"ad-min-bits", XF_INT, "2", "1..16", "--ad-precision: the fewest bits"},
@@ -380,7 +383,8 @@ int cmd_train(int argc, char **argv) {
     xb_train_hooks hk = {&rep, NULL, NULL, NULL, NULL, report_};
     if (!s && qz.ad_on) {
         xb_ad_opts ao = {xf_get(f, n, "ad-tol")->d, (int)xf_get(f, n, "ad-window")->i,
-                         (int)xf_get(f, n, "ad-min-bits")->i, (int)xf_get(f, n, "ad-prune-cuts")->i};
+                         (int)xf_get(f, n, "ad-min-bits")->i, (int)xf_get(f, n, "ad-prune-cuts")->i,
+                         (int)xf_get(f, n, "ad-rule")->i};
         s = xb_ad_init(m, qz.q, &ao, &rep.ad);
         snprintf(rep.ad_path, sizeof rep.ad_path, "%s/ad-state.json", out);
         if (!s && o.resume) {

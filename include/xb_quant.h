@@ -162,6 +162,7 @@ typedef struct xb_ad_opts {
     double tol;
     int window, min_bits;
     int max_cuts;             /* pruning: channel cuts per layer at most (0: one at every plateau) */
+    int from_start;           /* 1: bits = ceil(AD x the starting bits) at each plateau; 0: x the current bits */
 } xb_ad_opts;
 xb_ad_opts xb_ad_opts_default(void);      /* tol 0.01, window 2, min_bits 2, max_cuts 0 */
 typedef struct xb_ad xb_ad;

@@ -36,6 +36,7 @@ ROWS = {
     "16bit": ("16-bit", ["--ad-precision", "--ad-tol", "0"]),
     "4bit": ("4-bit", ["--weight-bits", "4", "--act-bits", "4", "--ad-precision", "--ad-tol", "0"]),
     "ad": ("AD (from 16 bits)", ["--ad-precision"]),
+    "adstart": ("AD, bits from the starting 16 at each plateau", ["--ad-precision", "--ad-rule", "start"]),
     "adprune": ("AD + AD pruning", ["--ad-precision", "--ad-prune"]),
     "adprune1": ("AD + AD pruning, one cut per layer", ["--ad-precision", "--ad-prune", "--ad-prune-cuts", "1"]),
 }
@@ -83,7 +84,7 @@ def main():
         print("| %s | %.2f%% | %.2fx fewer | %.2f | %s | %s | %.0f |" % (ROWS[name][0], 100 * r["test_acc"],
                                                                       a["mac_reduction"], a["training_compute_ratio"],
                                                                       pr, mc, r["seconds"]))
-    for key in ("ad", "adprune", "adprune1"):
+    for key in ("ad", "adstart", "adprune", "adprune1"):
         if key not in res:
             continue
         a = res[key]["ad"]

@@ -17,6 +17,7 @@
 typedef struct unit_ {
     int relu, quant, mapped;      /* nodes; mapped: index among the mapped layers, -1 none */
     int bits, stable;
+    int bits0;                    /* the bits at the start (--ad-rule start re-derives from them) */
     int plateau;                  /* its AD settled at the last epoch's end */
     int mapped_conv;              /* the convolution that produced the relu's input, or -1 (pruning) */
     int no_prune;                 /* its channels cannot be cut alone (they reach a residual sum) */
@@ -41,7 +42,7 @@ struct xb_ad {
 };
 
 xb_ad_opts xb_ad_opts_default(void) {
-    xb_ad_opts o = {0.01, 2, 2, 0};
+    xb_ad_opts o = {0.01, 2, 2, 0, 0};
     return o;
 }
 
@@ -124,6 +125,7 @@ xb_status xb_ad_init(xb_model *m, xb_qop *q, const xb_ad_opts *o, xb_ad **out) {
         u->mapped_conv = u->mapped >= 0 && !strcmp(xb_model_node_type(m, first_node_(m, u->mapped)), "conv2d")
                              ? u->mapped : -1;
         u->bits = bits;
+        u->bits0 = bits;
         if (u->mapped >= 0 && q) {
             const xb_qw_spec *sp = xb_qop_spec(q, u->mapped);
             if (sp->kind != XB_QW_UNIFORM && sp->kind != XB_QW_DOREFA) u->mapped = -1; /* no bits to change */
@@ -202,7 +204,7 @@ xb_status xb_ad_epoch_end(xb_ad *a, xb_model *m, int *changed) {
         u->stable = e > 0 && fabs(ad - u->ad[e - 1]) < a->o.tol ? u->stable + 1 : 0;
         u->plateau = u->stable >= a->o.window;
         if (u->stable < a->o.window || u->bits <= a->o.min_bits) continue;
-        int nb = (int)ceil(ad * u->bits - 1e-9);
+        int nb = (int)ceil(ad * (a->o.from_start ? u->bits0 : u->bits) - 1e-9);
         if (nb < a->o.min_bits) nb = a->o.min_bits;
         if (nb >= u->bits) continue;
         if ((st = xb_model_set_quant_bits(m, u->quant, nb))) return st;
@@ -233,6 +235,7 @@ xb_status xb_ad_save(const xb_ad *a, const xb_model *m, const char *path) {
         cJSON_AddNumberToObject(o, "plateau", u->plateau);
         cJSON_AddNumberToObject(o, "no_prune", u->no_prune);
         cJSON_AddNumberToObject(o, "cuts", u->cuts);
+        cJSON_AddNumberToObject(o, "bits0", u->bits0);
         cJSON_AddNumberToObject(o, "nnz", (double)u->nnz);
         cJSON_AddNumberToObject(o, "total", (double)u->total);
         cJSON_AddItemToObject(o, "ad", cJSON_CreateDoubleArray(u->ad ? u->ad : (double[]){0}, a->epochs));
@@ -292,8 +295,9 @@ xb_status xb_ad_load(xb_ad *a, xb_model *m, const char *path) {
         const cJSON *pl = cJSON_GetObjectItem(o, "plateau"), *np = cJSON_GetObjectItem(o, "no_prune");
         u->plateau = cJSON_IsNumber(pl) ? pl->valueint : 0;
         u->no_prune = cJSON_IsNumber(np) ? np->valueint : 0;
-        const cJSON *cu = cJSON_GetObjectItem(o, "cuts");
+        const cJSON *cu = cJSON_GetObjectItem(o, "cuts"), *b0 = cJSON_GetObjectItem(o, "bits0");
         u->cuts = cJSON_IsNumber(cu) ? cu->valueint : 0;
+        if (cJSON_IsNumber(b0) && b0->valueint >= 1 && b0->valueint <= 16) u->bits0 = b0->valueint;
         u->nnz = (int64_t)cJSON_GetObjectItem(o, "nnz")->valuedouble;
         u->total = (int64_t)cJSON_GetObjectItem(o, "total")->valuedouble;
         const cJSON *ad = cJSON_GetObjectItem(o, "ad"), *bh = cJSON_GetObjectItem(o, "bits_hist");
