@@ -149,6 +149,10 @@ xb_status xb_quant_export(xb_qop *q, xb_model *m, const char *path, const char *
 /* 1 when node i of m is an activation quantizer: its kind (xb_qa_kind), bits and clip (the fixed one,
  * PACT's current alpha, the calibrated value; 0 when not calibrated yet) */
 int xb_model_node_quant(const xb_model *m, int i, int *kind, int *bits, float *clip);
+/* The activation quantizer whose output reaches node i's input unchanged in value (through max pooling,
+ * flatten, dropout, and with averages != 0 also average pooling and gap, whose values leave the grid but
+ * keep its precision), or -1. */
+int xb_model_feeding_quant(const xb_model *m, int i, int averages);
 /* Prints each layer's precision (weights of mapped layers, activation quantizers) to f. */
 void xb_quant_print(const xb_model *m, const xb_qw_spec *specs, FILE *f, int json);
 

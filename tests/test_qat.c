@@ -425,6 +425,28 @@ static void test_export(void **state) {
     qm_free_(&z);
 }
 
+/* The model quantized by the config q, exported (weights files named after tag) and loaded back from its
+ * text and weights; x: n random inputs drawn with seed, ls: the loaded model's software logits. */
+static xb_model *exported_(const char *q, const char *tag, uint64_t seed, int n, qm_ *z, float *x, float *ls) {
+    if (qm_load_(small_cfg, q, NULL, 6, z) != XB_OK) fail_msg("quantize: %s", xb_last_error());
+    char pw[512], pc[512], nw[64], nc[64];
+    snprintf(nw, sizeof nw, "%s.safetensors", tag);
+    snprintf(nc, sizeof nc, "%s-codes.safetensors", tag);
+    xbt_path(pw, sizeof pw, nw);
+    xbt_path(pc, sizeof pc, nc);
+    assert_int_equal(xb_quant_export(z->q, z->m, pw, pc), XB_OK);
+    xb_model *m;
+    assert_int_equal(xb_model_load_text(z->text, strlen(z->text), "model.cfg", 1, &m), XB_OK);
+    assert_int_equal(xb_model_load_weights(m, pw), XB_OK);
+    xb_rng r;
+    xb_rng_seed(&r, seed, "x");
+    for (int i = 0; i < n * 3 * 64; i++) x[i] = (float)xb_rng_normal(&r);
+    assert_int_equal(xb_model_set_batch(m, n), XB_OK);
+    xb_model_train_mode(m, 0);
+    assert_int_equal(xb_model_forward(m, n, x, ls, NULL), XB_OK);
+    return m;
+}
+
 /* A quantized model on an ideal crossbar whose weight bits match (b - 1 magnitude bits per differential
  * pair for b-bit weights with one scale per layer; no DAC or ADC) equals the quantized software model to
  * float rounding: the mapper takes the trained codes and scale exactly.  One bit fewer does not. */
@@ -433,28 +455,16 @@ static void test_crossbar_exact(void **state) {
     static const char q[] = "[quantize]\nweight = uniform\nweight_bits = 4\nweight_scale = tensor\nact_bits = 4\n"
                             "act_clip = 3\n";
     qm_ z;
-    assert_int_equal(qm_load_(small_cfg, q, NULL, 6, &z), XB_OK);
-    char pw[512], pc[512];
-    xbt_path(pw, sizeof pw, "xq.safetensors");
-    xbt_path(pc, sizeof pc, "xqc.safetensors");
-    assert_int_equal(xb_quant_export(z.q, z.m, pw, pc), XB_OK);
-    xb_model *m;
-    assert_int_equal(xb_model_load_text(z.text, strlen(z.text), "model.cfg", 1, &m), XB_OK);
-    assert_int_equal(xb_model_load_weights(m, pw), XB_OK);
-    /* non-trivial batchnorm statistics */
+    const int n = 8;
+    float x[8 * 3 * 64], ls[8 * 4], lh[8 * 4];
+    xb_model *m = exported_(q, "xq", 8, n, &z, x, ls);
+    /* non-trivial batchnorm statistics, and the software logits again with them */
     float *bv = xb_model_buffers(m);
     for (int i = 0; i < xb_model_n_params(m); i++) {
         const xb_param *p = xb_model_param(m, i);
         if (p->trainable || p->numel < 2) continue;
         for (int64_t j = 0; j < p->numel; j++) bv[p->offset + j] = strstr(p->name, "var") ? 1.5f : 0.1f;
     }
-    const int n = 8;
-    float x[8 * 3 * 64], ls[8 * 4], lh[8 * 4];
-    xb_rng r;
-    xb_rng_seed(&r, 8, "x");
-    for (int i = 0; i < n * 3 * 64; i++) x[i] = (float)xb_rng_normal(&r);
-    assert_int_equal(xb_model_set_batch(m, n), XB_OK);
-    xb_model_train_mode(m, 0);
     assert_int_equal(xb_model_forward(m, n, x, ls, NULL), XB_OK);
     for (int bits = 3; bits >= 2; bits--) {
         char text[256];
@@ -488,22 +498,9 @@ static void test_crossbar_precisions(void **state) {
     static const char q[] = "[quantize]\nweight = uniform\nweight_bits = 4\nweight_scale = tensor\nfirst_bits = 8\n"
                             "last_bits = 8\nact_bits = 4\nact_clip = 3\n";
     qm_ z;
-    assert_int_equal(qm_load_(small_cfg, q, NULL, 6, &z), XB_OK);
-    char pw[512], pc[512];
-    xbt_path(pw, sizeof pw, "xp.safetensors");
-    xbt_path(pc, sizeof pc, "xpc.safetensors");
-    assert_int_equal(xb_quant_export(z.q, z.m, pw, pc), XB_OK);
-    xb_model *m;
-    assert_int_equal(xb_model_load_text(z.text, strlen(z.text), "model.cfg", 1, &m), XB_OK);
-    assert_int_equal(xb_model_load_weights(m, pw), XB_OK);
     const int n = 8;
     float x[8 * 3 * 64], ls[8 * 4], lh[8 * 4];
-    xb_rng r;
-    xb_rng_seed(&r, 9, "x");
-    for (int i = 0; i < n * 3 * 64; i++) x[i] = (float)xb_rng_normal(&r);
-    assert_int_equal(xb_model_set_batch(m, n), XB_OK);
-    xb_model_train_mode(m, 0);
-    assert_int_equal(xb_model_forward(m, n, x, ls, NULL), XB_OK);
+    xb_model *m = exported_(q, "xp", 9, n, &z, x, ls);
     for (int serial = 0; serial < 2; serial++)
         for (int own = 1; own >= 0; own--) {
             char text[400];
@@ -556,22 +553,9 @@ static void test_crossbar_column_scale(void **state) {
     (void)state;
     static const char q[] = "[quantize]\nweight = uniform\nweight_bits = 4\nact_bits = 4\nact_clip = 3\n";
     qm_ z;
-    assert_int_equal(qm_load_(small_cfg, q, NULL, 6, &z), XB_OK);
-    char pw[512], pc[512];
-    xbt_path(pw, sizeof pw, "xcs.safetensors");
-    xbt_path(pc, sizeof pc, "xcsc.safetensors");
-    assert_int_equal(xb_quant_export(z.q, z.m, pw, pc), XB_OK);
-    xb_model *m;
-    assert_int_equal(xb_model_load_text(z.text, strlen(z.text), "model.cfg", 1, &m), XB_OK);
-    assert_int_equal(xb_model_load_weights(m, pw), XB_OK);
     const int n = 8;
     float x[8 * 3 * 64], ls[8 * 4], lh[8 * 4];
-    xb_rng r;
-    xb_rng_seed(&r, 10, "x");
-    for (int i = 0; i < n * 3 * 64; i++) x[i] = (float)xb_rng_normal(&r);
-    assert_int_equal(xb_model_set_batch(m, n), XB_OK);
-    xb_model_train_mode(m, 0);
-    assert_int_equal(xb_model_forward(m, n, x, ls, NULL), XB_OK);
+    xb_model *m = exported_(q, "xcs", 10, n, &z, x, ls);
     static const char *const extra[3] = {"scale = column\n", "scale = layer\n",
                                          "scale = column\n[device]\ndrift_compensation = column\n"};
     for (int v = 0; v < 3; v++) {

@@ -567,6 +567,17 @@ const float *xb_model_node_output(const xb_model *m, int i) {
     return nd->y;
 }
 int xb_model_n_mapped(const xb_model *m) { return m->n_mapped; }
+int xb_model_feeding_quant(const xb_model *m, int i, int averages) {
+    XB_ASSERT(i >= 0 && i < m->n_nodes);
+    for (int a = m->nodes[i].in[0]; a >= 0; a = m->nodes[a].in[0]) {
+        const ltype t = m->nodes[a].type;
+        if (t == L_QUANT) return a;
+        if (t != L_MAXPOOL && t != L_FLATTEN && t != L_DROPOUT && !(averages && (t == L_AVGPOOL || t == L_GAP)))
+            return -1;
+    }
+    return -1;
+}
+
 const char *xb_model_node_type(const xb_model *m, int i) {
     XB_ASSERT(i >= 0 && i < m->n_nodes);
     return xb_ltype_names[m->nodes[i].type];

@@ -64,19 +64,11 @@ static int producer_(const xb_model *m, int i) {
 /* the bits of the activation quantizer that feeds node i's input (through pooling, flatten, gap, dropout);
  * 16 when there is none */
 static int input_bits_(const xb_model *m, int i) {
-    int a, b;
-    xb_model_node_inputs(m, i, &a, &b);
-    while (a >= 0) {
-        int kind, bits;
-        float clip;
-        if (xb_model_node_quant(m, a, &kind, &bits, &clip)) return kind == XB_QA_TERNARY ? 2 : bits;
-        const char *t = xb_model_node_type(m, a);
-        if (strcmp(t, "maxpool") && strcmp(t, "avgpool") && strcmp(t, "gap") && strcmp(t, "flatten") &&
-            strcmp(t, "dropout"))
-            return 16;
-        xb_model_node_inputs(m, a, &a, &b);
-    }
-    return 16;
+    int kind, bits;
+    float clip;
+    const int q = xb_model_feeding_quant(m, i, 1);
+    if (q < 0 || !xb_model_node_quant(m, q, &kind, &bits, &clip)) return 16;
+    return kind == XB_QA_TERNARY ? 2 : bits;
 }
 
 /* the node of mapped layer p */

@@ -18,21 +18,14 @@ static int weight_bits_(const xb_qw_spec *s, int differential) {
     }
 }
 
-/* the magnitude bits of the activation quantizer that feeds node i's input (through pooling, flatten, gap,
- * dropout), 0 when there is none */
+/* the magnitude bits of the activation quantizer that feeds node i's input on the grid (through max pooling,
+ * flatten, dropout), 0 when there is none */
 static int input_bits_(const xb_model *m, int i) {
-    int a, b;
-    xb_model_node_inputs(m, i, &a, &b);
-    while (a >= 0) {
-        int kind, bits;
-        float clip;
-        if (xb_model_node_quant(m, a, &kind, &bits, &clip))
-            return kind == XB_QA_TERNARY ? 1 : kind == XB_QA_SIGNED ? bits - 1 : bits;
-        const char *t = xb_model_node_type(m, a);
-        if (strcmp(t, "maxpool") && strcmp(t, "flatten") && strcmp(t, "dropout")) return 0;
-        xb_model_node_inputs(m, a, &a, &b);
-    }
-    return 0;
+    int kind, bits;
+    float clip;
+    const int q = xb_model_feeding_quant(m, i, 0);
+    if (q < 0 || !xb_model_node_quant(m, q, &kind, &bits, &clip)) return 0;
+    return kind == XB_QA_TERNARY ? 1 : kind == XB_QA_SIGNED ? bits - 1 : bits;
 }
 
 int xb_hw_quant_precisions(const xb_hw *hw, const xb_model *m, const xb_qw_spec *specs, xb_layer_precision *prec) {
