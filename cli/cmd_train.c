@@ -18,6 +18,11 @@ typedef struct reporter_ {
     const char *text, *path;      /* the model's resolved config text (current bits come from the model) */
     xb_qop *q;
     int **keep, *n_keep, cut;     /* a surgery planned at an epoch's start: the trainer stops for it */
+    xb_pruner *pr;                /* --prune */
+    char pr_path[1100];
+    xb_status pr_save;
+    const xb_dataset *train;      /* the data scores' images */
+    int batch;
 } reporter_;
 
 /* --ad-precision: the relus' non-zeros after every step, the epoch's bit changes before the next epoch's
@@ -50,10 +55,30 @@ static xb_status ad_epoch_(void *ctx, xb_model *m, int64_t epoch) {
     return st;
 }
 
+/* --prune: a step due at this epoch's start stops the trainer for the surgery (its checkpoint just written) */
+static xb_status prune_epoch_(void *ctx, xb_model *m, int64_t epoch) {
+    reporter_ *rp = ctx;
+    xb_status st = xb_pruner_epoch(rp->pr, m, rp->train, rp->batch, epoch, rp->keep, rp->n_keep, &rp->cut);
+    if (!st) st = xb_pruner_save(rp->pr, rp->pr_path);
+    if (!st && rp->cut) return xb_errorf(XB_ERR_STATE, "pruning at the start of epoch %lld", (long long)epoch + 1);
+    return st;
+}
+
+static xb_status epoch_begin_(void *ctx, xb_model *m, int64_t epoch) {
+    reporter_ *rp = ctx;
+    xb_status st = rp->ad ? ad_epoch_(ctx, m, epoch) : XB_OK;
+    if (!st && rp->pr) st = prune_epoch_(ctx, m, epoch);
+    return st;
+}
+
 /* After every epoch: a line on stderr (with the progress bar) and a JSON line on stdout (--json). */
 static void report_(void *ctx, const xb_epoch_report *r) {
     reporter_ *rp = ctx;
     if (rp->ad && !rp->ad_save) rp->ad_save = xb_ad_save(rp->ad, rp->m, rp->ad_path);
+    if (rp->pr && !rp->pr_save) {
+        xb_pruner_epoch_done(rp->pr, rp->m, r->epoch, rp->train->n);
+        rp->pr_save = xb_pruner_save(rp->pr, rp->pr_path);
+    }
     if (rp->progress && r->test_acc >= 0) {
         char sw[64] = "";
         if (r->swa_test_acc >= 0) snprintf(sw, sizeof sw, ", SWA of %lld: %.2f%%", (long long)r->swa_n, 100 * r->swa_test_acc);
@@ -83,7 +108,8 @@ typedef struct cli_quant_ {
     xb_qop *q;
 } cli_quant_;
 
-static xb_status cli_quant_load_(xf_flag *f, int n, const char *model, uint64_t seed, xb_model **m, cli_quant_ *z) {
+static xb_status cli_quant_load_(xf_flag *f, int n, const char *model, uint64_t seed, int need_text, xb_model **m,
+                                 cli_quant_ *z) {
     memset(z, 0, sizeof *z);
     z->origin = model;
     const int ad = (int)xf_get(f, n, "ad-precision")->i;
@@ -100,9 +126,13 @@ static xb_status cli_quant_load_(xf_flag *f, int n, const char *model, uint64_t 
     if (st) return st;
     if (text) snprintf(z->path, sizeof z->path, "%s", resume); /* a pruned run: the model it has become */
     else if ((st = xb_model_text(model, &text, z->path, sizeof z->path))) return st;
-    if (!asked && !strstr(text, "[quantize")) { /* no quantization: the plain model */
-        free(text);
-        return xb_model_load(model, seed, m);
+    if (!asked && !strstr(text, "[quantize")) { /* no quantization: the plain model (its text for surgery) */
+        if (!need_text) {
+            free(text);
+            return xb_model_load(model, seed, m);
+        }
+        z->text = text;
+        return xb_model_load_text(text, strlen(text), z->path, seed, m);
     }
     if (qpath && (st = xb_model_text(qpath, &qtext, qp, sizeof qp))) { free(text); return st; }
     z->ad_on = ad;
@@ -122,7 +152,14 @@ static xb_status cli_quant_load_(xf_flag *f, int n, const char *model, uint64_t 
     return st;
 }
 
-/* OUT/model.cfg (the quantized model), and with quantized weights OUT/weights.safetensors holding them (the
+/* the model's text as it is now: with its quantizers' current bits, or as loaded (a float model) */
+static xb_status cli_model_text_(const cli_quant_ *z, const xb_model *m, char **out) {
+    if (z->any) return xb_quant_current_text(z->text, z->path, m, z->q, out);
+    *out = strdup(z->text);
+    return *out ? XB_OK : xb_errorf(XB_ERR_NOMEM, "no memory for the model's text");
+}
+
+/* OUT/model.cfg (the quantized or pruned model), and with quantized weights OUT/weights.safetensors holding them (the
  * master float weights stay in the checkpoint) and OUT/quant-codes.safetensors their integer codes and scales */
 static xb_status cli_quant_save_(cli_quant_ *z, xb_model *m, const char *out, int progress) {
     char p[1100], pc[1100];
@@ -130,9 +167,10 @@ static xb_status cli_quant_save_(cli_quant_ *z, xb_model *m, const char *out, in
     FILE *fo = fopen(p, "wb");
     if (!fo) return xb_errorf(XB_ERR_IO, "%s: cannot write: %s. HINT: check --out", p, strerror(errno));
     char *cur = NULL;
-    xb_status st0 = xb_quant_current_text(z->text, z->path, m, z->q, &cur);
+    xb_status st0 = cli_model_text_(z, m, &cur);
     if (st0) { fclose(fo); return st0; }
-    fprintf(fo, "# the quantized model of `xbar train` (docs/quantization.md), from %s\n", z->origin);
+    fprintf(fo, "# the %s model of `xbar train` (docs/%s.md), from %s\n", z->any ? "quantized" : "pruned",
+            z->any ? "quantization" : "pruning", z->origin);
     int bad = fputs(cur, fo) < 0;
     free(cur);
     bad |= fclose(fo) != 0;
@@ -143,7 +181,8 @@ static xb_status cli_quant_save_(cli_quant_ *z, xb_model *m, const char *out, in
         xb_status st = xb_quant_export(z->q, m, p, pc);
         if (st) return st;
     }
-    if (progress) {
+    if (progress && !z->any) fprintf(stderr, "xbar train: the pruned model is %s/model.cfg\n", out);
+    if (progress && z->any) {
         fprintf(stderr, "xbar train: the quantized model is %s/model.cfg%s\n", out,
                 z->q ? "; its weights (quantized) weights.safetensors, codes and scales quant-codes.safetensors" : "");
         xb_quant_print(m, z->specs, stderr, 0);
@@ -151,13 +190,14 @@ static xb_status cli_quant_save_(cli_quant_ *z, xb_model *m, const char *out, in
     return XB_OK;
 }
 
-/* The surgery of --ad-prune: the smaller model from the plan, the checkpoint rewritten for it (parameters,
- * optimizer state, the model's text), its weight-quantizing operator, and the AD state bound to it. */
+/* The surgery of --prune and --ad-prune: the smaller model from the plan, the checkpoint rewritten for it
+ * (parameters, optimizer state, the model's text), its weight-quantizing operator, and the AD or pruning
+ * state bound to it. */
 static xb_status prune_run_(reporter_ *rp, xb_model **m, cli_quant_ *z, const char *ck, int progress, uint64_t seed) {
     char *cur = NULL, *pt = NULL;
     xb_model *p = NULL;
     int64_t *pm = NULL;
-    xb_status st = xb_quant_current_text(z->text, z->path, *m, z->q, &cur);
+    xb_status st = cli_model_text_(z, *m, &cur);
     if (!st) st = xb_model_prune(*m, cur, z->path, (const int *const *)rp->keep, rp->n_keep, &p, &pt, &pm, NULL);
     if (!st) st = xb_checkpoint_prune(ck, p, pm, pt);
     xb_qw_spec *specs = NULL;
@@ -171,11 +211,11 @@ static xb_status prune_run_(reporter_ *rp, xb_model **m, cli_quant_ *z, const ch
         xb_mm_op op = xb_qop_op(q, NULL);
         xb_model_set_op(p, &op);
     }
-    if (!st && progress) {
-        int64_t before = xb_model_n_trainable(*m);
-        fprintf(stderr, "xbar train: activation-density pruning: %lld parameters -> %lld\n", (long long)before,
-                (long long)xb_model_n_trainable(p));
-    }
+    if (!st && rp->pr) st = xb_pruner_rebind(rp->pr, p);
+    if (!st && progress)
+        fprintf(stderr, "xbar train: %spruning: %lld parameters -> %lld, %lld MACs per image -> %lld\n",
+                rp->pr ? "" : "activation-density ", (long long)xb_model_n_trainable(*m),
+                (long long)xb_model_n_trainable(p), (long long)xb_model_macs(*m), (long long)xb_model_macs(p));
     for (int i = 0; i < xb_model_n_mapped(*m); i++) { free(rp->keep[i]); rp->keep[i] = NULL; rp->n_keep[i] = 0; }
     free(cur); free(pm);
     if (st) { xb_model_free(p); free(pt); free(specs); xb_qop_free(q); return st; }
@@ -190,8 +230,53 @@ static xb_status prune_run_(reporter_ *rp, xb_model **m, cli_quant_ *z, const ch
     rp->text = pt;
     rp->q = q;
     rp->m = p;
-    xb_ad_rebind(rp->ad, q);
+    if (rp->ad) xb_ad_rebind(rp->ad, q);
     return XB_OK;
+}
+
+/* --prune: the schedule from the flags, its state resumed from prune-state.json beside the checkpoint */
+static xb_status cli_pruner_(xf_flag *f, int n, const char *kind, const xb_train_opts *o, xb_model *m, cli_quant_ *z,
+                             const xb_dataset *train, const char *out, const char *hwpath, reporter_ *rp) {
+    xb_prune_opts po = xb_prune_opts_default();
+    int k = 0;
+    while (k < XB_PS_COUNT && strcmp(kind, xb_prune_score_names[k]) != 0) k++;
+    if (k == XB_PS_COUNT)
+        return xb_errorf(XB_ERR_ARG, "--prune %s: unknown score. HINT: l1, mean-act, random, frs or taylor", kind);
+    if (rp->ad || hwpath || o->frozen)
+        return xb_errorf(XB_ERR_ARG, "--prune changes the model while it trains: not with --ad-precision, --hw or "
+                         "--trainable bn");
+    po.score = (xb_prune_score)k;
+    po.target = xf_get(f, n, "prune-target")->d;
+    po.start = (int)xf_get(f, n, "prune-start")->i;
+    po.every = (int)xf_get(f, n, "prune-every")->i;
+    po.steps = (int)xf_get(f, n, "prune-steps")->i;
+    po.step = xf_get(f, n, "prune-step")->d;
+    po.flops = xf_get(f, n, "prune-flops")->d;
+    po.min_keep = xf_get(f, n, "prune-min")->d;
+    const int scope = (int)xf_get(f, n, "prune-scope")->i;
+    po.global = scope == 0 ? po.score == XB_PS_FRS || po.score == XB_PS_TAYLOR : scope == 2;
+    po.norm = (xb_prune_norm)xf_get(f, n, "prune-norm")->i;
+    po.residual_skip = (int)xf_get(f, n, "prune-residual")->i;
+    po.samples = xf_get(f, n, "prune-samples")->i;
+    po.eps = xf_get(f, n, "prune-eps")->d;
+    po.seed = o->seed;
+    rp->train = train;
+    rp->batch = o->batch;
+    rp->text = z->text;
+    rp->path = z->path;
+    rp->q = z->q;
+    rp->keep = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *rp->keep);
+    rp->n_keep = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *rp->n_keep);
+    if (!rp->keep || !rp->n_keep) return xb_errorf(XB_ERR_NOMEM, "no memory for the pruning plan");
+    snprintf(rp->pr_path, sizeof rp->pr_path, "%s/prune-state.json", out);
+    xb_status st = xb_pruner_init(m, &po, &rp->pr);
+    if (!st && o->resume) {
+        char in[1100];
+        const char *sl = strrchr(o->resume, '/');
+        snprintf(in, sizeof in, "%.*sprune-state.json", sl ? (int)(sl - o->resume + 1) : 0, o->resume);
+        st = xb_pruner_load(rp->pr, in);
+    }
+    return st;
 }
 
 static void cli_quant_free_(cli_quant_ *z) {
@@ -287,6 +372,34 @@ int cmd_train(int argc, char **argv) {
         {"ad-min-bits", XF_INT, "2", "1..16", "--ad-precision: the fewest bits"},
         {"quant-config", XF_STR, NULL, NULL, "a file of [quantize], [quantize LAYER.weight] and [quantize RELU.output] sections (per-layer "
                                              "precisions); the flags above override its defaults"},
+        {"prune", XF_STR, NULL, NULL, "pruning while training (docs/pruning.md): filters (output channels) scored by "
+                                      "l1 (filter L1 norm), mean-act (mean relu output), random, frs (LRP feature "
+                                      "relevance from the true-class logit) or taylor (|a dL/da|), the weakest removed "
+                                      "by real surgery at epoch starts (model, optimizer state, checkpoint); the run "
+                                      "reports training MACs against the unpruned model's; OUT/model.cfg is the "
+                                      "pruned model"},
+        {"prune-target", XF_DOUBLE, "0.5", "0..0.99", "--prune: fraction of the prunable filters removed in the end"},
+        {"prune-start", XF_INT, "1", "0..100000", "--prune: the first step at the start of the epoch after this many"},
+        {"prune-every", XF_INT, "1", "1..100000", "--prune: epochs between steps"},
+        {"prune-steps", XF_INT, "4", "1..1000", "--prune: steps that reach the target (geometric: each keeps the same "
+                                               "fraction)"},
+        {"prune-step", XF_DOUBLE, "0", "0..0.99", "--prune: instead, each step removes this fraction of the remaining "
+                                                 "filters, until the target"},
+        {"prune-flops", XF_DOUBLE, "0", "0..1", "--prune: a forward-MAC budget as a fraction of the unpruned model's: "
+                                               "no step once it is met (0: none; the target still bounds the cut)"},
+        {"prune-min", XF_DOUBLE, "0.1", "0..1", "--prune: every layer keeps at least this fraction of its filters "
+                                               "(and one)"},
+        {"prune-scope", XF_CHOICE, "auto", "auto|layer|global", "--prune: every layer to the same fraction (layer; "
+                                                               "the default for l1, mean-act, random), or one ranking "
+                                                               "of scores normalized per layer (global; the default "
+                                                               "for frs, taylor)"},
+        {"prune-norm", XF_CHOICE, "mean", "mean|l2|none", "--prune-scope global: each layer's scores over their mean "
+                                                         "|score|, their L2 norm, or as they are"},
+        {"prune-residual", XF_CHOICE, "consistent", "consistent|skip", "--prune: channels joined by residual sums "
+                                                                      "pruned alike in every producer, or left alone"},
+        {"prune-samples", XF_INT, "512", "1..1000000", "--prune mean-act|frs|taylor: training images scored (the "
+                                                      "first N, unaugmented)"},
+        {"prune-eps", XF_DOUBLE, "0.01", "0..1e6", "--prune frs: LRP's epsilon"},
         {"json", XF_BOOL, NULL, NULL, "print a JSON line per epoch and a JSON result on stdout"},
         {"quiet", XF_BOOL, NULL, NULL, "no progress bar"},
     };
@@ -348,7 +461,8 @@ int cmd_train(int argc, char **argv) {
     if (lim > 0 && lim < train.n) train.n = lim;
     xb_model *m;
     cli_quant_ qz;
-    if (cli_quant_load_(f, n, model, o.seed, &m, &qz) != XB_OK) {
+    const char *prune = xf_get(f, n, "prune")->s;
+    if (cli_quant_load_(f, n, model, o.seed, prune != NULL, &m, &qz) != XB_OK) {
         xb_dataset_free(&train); xb_dataset_free(&test); cli_quant_free_(&qz);
         return cli_fail("train");
     }
@@ -393,10 +507,8 @@ int cmd_train(int argc, char **argv) {
             snprintf(in, sizeof in, "%.*sad-state.json", sl ? (int)(sl - o.resume + 1) : 0, o.resume);
             s = xb_ad_load(rep.ad, m, in);
         }
-        hk.epoch_begin = ad_epoch_;
         hk.after_backward = ad_step_;
         rep.prune = (int)xf_get(f, n, "ad-prune")->i;
-        if (rep.prune && o.resume && strcmp(qz.path, o.resume) == 0) o.model_cfg = qz.text; /* resumed after a cut */
         rep.text = qz.text;
         rep.path = qz.path;
         rep.q = qz.q;
@@ -408,6 +520,9 @@ int cmd_train(int argc, char **argv) {
     } else if (!s && xf_get(f, n, "ad-prune")->i) {
         s = xb_errorf(XB_ERR_ARG, "--ad-prune needs --ad-precision (it prunes at the plateaus of activation density)");
     }
+    if (!s && prune) s = cli_pruner_(f, n, prune, &o, m, &qz, &train, out, hwpath, &rep);
+    if (!s && (rep.prune || rep.pr) && o.resume && strcmp(qz.path, o.resume) == 0) o.model_cfg = qz.text; /* after a cut */
+    hk.epoch_begin = rep.ad || rep.pr ? epoch_begin_ : NULL;
     o.hooks = &hk;
     xb_train_result r;
     xb_xtrain_stats xs;
@@ -449,6 +564,7 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (!s && rep.ad_save) s = rep.ad_save;
+    if (!s && rep.pr_save) s = rep.pr_save;
     if (!s && rep.ad && r.epochs_total > xb_ad_epochs(rep.ad)) { /* the last epoch's AD (no epoch follows it) */
         const int before = xb_ad_changes(rep.ad);
         rep.prune = 0; /* no cut without training after it: the last plateau lowers bits only */
@@ -465,7 +581,8 @@ int cmd_train(int argc, char **argv) {
     }
     for (int i = 0; qz.q && i < xb_model_n_mapped(m); i++) qz.specs[i] = *xb_qop_spec(qz.q, i); /* bits now */
     if (!s && rep.ad && o.progress) xb_ad_print(rep.ad, m, stderr, 0);
-    if (!s && qz.any) s = cli_quant_save_(&qz, m, out, o.progress);
+    if (!s && rep.pr && o.progress) xb_pruner_print(rep.pr, m, stderr, 0);
+    if (!s && (qz.any || rep.pr)) s = cli_quant_save_(&qz, m, out, o.progress);
     free(frozen);
     xb_dataset_free(&train);
     xb_dataset_free(&test);
@@ -500,6 +617,10 @@ int cmd_train(int argc, char **argv) {
             printf(",\"ad_precision\":");
             xb_ad_print(rep.ad, m, stdout, 1);
         }
+        if (rep.pr) {
+            printf(",\"pruning\":");
+            xb_pruner_print(rep.pr, m, stdout, 1);
+        }
         if (qz.any) {
             printf(",\"precision\":");
             xb_quant_print(m, qz.specs, stdout, 1);
@@ -522,6 +643,7 @@ int cmd_train(int argc, char **argv) {
         }
     }
     xb_ad_free(rep.ad);
+    xb_pruner_free(rep.pr);
     free(rep.keep); free(rep.n_keep);
     cli_quant_free_(&qz);
     xb_model_free(m);

@@ -197,6 +197,16 @@ int xb_model_last_batch(const xb_model *m);
 xb_status xb_model_set_quant_bits(xb_model *m, int i, int bits);
 void xb_model_node_shape(const xb_model *m, int i, int *c, int *h, int *w);
 const float *xb_model_node_output(const xb_model *m, int i);
+/* The gradient with respect to node i's output from the last backward, (c, n, h, w) CNHW, or NULL when the
+ * backward gave it none (a batchnorm or add whose relu was fused into it: the relu's holds it). */
+const float *xb_model_node_grad(const xb_model *m, int i);
+/* The largest batch the model's activations are planned for (xb_model_set_batch; 0: none yet). */
+int xb_model_batch_capacity(const xb_model *m);
+/* The groups of convolution node i (1 for any other node). */
+int xb_model_node_groups(const xb_model *m, int i);
+/* Batchnorm node i in eval mode as y = scale x + shift per channel (its running statistics and affine):
+ * returns 1 and fills scale and shift (c each); 0 when node i is not a batchnorm. */
+int xb_model_bn_affine(const xb_model *m, int i, float *scale, float *shift);
 /* frozen (xb_model_n_trainable bytes) = 1 for the trainable elements that `which` leaves untouched:
  * "all" freezes nothing, "bn" everything but the batchnorm layers' gamma and beta.  XB_ERR_ARG for
  * another word, or for "bn" on a model without batchnorm. */

@@ -3,6 +3,7 @@
  * from model.c (building, planning, forward). */
 #include "model_internal.h"
 
+#include <math.h>
 #include <string.h>
 
 int xb_model_n_params(const xb_model *m) { return m->n_params; }
@@ -126,3 +127,28 @@ void xb_model_mapped_info(const xb_model *m, int i, const char **name, int *para
 }
 
 
+
+const float *xb_model_node_grad(const xb_model *m, int i) {
+    XB_ASSERT(i >= 0 && i < m->n_nodes);
+    const node *nd = &m->nodes[i];
+    if (!nd->dy_live || (nd->fuse_relu >= 0 && m->nodes[nd->fuse_relu].relu_fused)) return NULL;
+    return nd->dy;
+}
+int xb_model_batch_capacity(const xb_model *m) { return m->nmax; }
+int xb_model_node_groups(const xb_model *m, int i) {
+    XB_ASSERT(i >= 0 && i < m->n_nodes);
+    return m->nodes[i].type == L_CONV ? m->nodes[i].conv.groups : 1;
+}
+int xb_model_bn_affine(const xb_model *m, int i, float *scale, float *shift) {
+    XB_ASSERT(i >= 0 && i < m->n_nodes);
+    const node *nd = &m->nodes[i];
+    if (nd->type != L_BN) return 0;
+    const float *rm = m->bv + m->params[nd->p_rm].offset, *rv = m->bv + m->params[nd->p_rv].offset;
+    const float *g = pp(m, nd->p_w), *b = pp(m, nd->p_b);
+    for (int c = 0; c < nd->c; c++) {
+        const float a = (g ? g[c] : 1.0f) / sqrtf(rv[c] + nd->eps);
+        scale[c] = a;
+        shift[c] = (b ? b[c] : 0.0f) - a * rm[c];
+    }
+    return 1;
+}
