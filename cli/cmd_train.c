@@ -76,7 +76,7 @@ static void report_(void *ctx, const xb_epoch_report *r) {
     reporter_ *rp = ctx;
     if (rp->ad && !rp->ad_save) rp->ad_save = xb_ad_save(rp->ad, rp->m, rp->ad_path);
     if (rp->pr && !rp->pr_save) {
-        xb_pruner_epoch_done(rp->pr, rp->m, r->epoch, rp->train->n);
+        if (r->epoch_done) xb_pruner_epoch_done(rp->pr, rp->m, r->epoch, rp->train->n);
         rp->pr_save = xb_pruner_save(rp->pr, rp->pr_path);
     }
     if (rp->progress && r->test_acc >= 0) {

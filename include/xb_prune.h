@@ -46,8 +46,8 @@ const char *xb_group_frozen_name(xb_group_frozen f);
  * random:   uniform in [0,1), from (seed, round)
  * frs:      feature relevance (10B): LRP-epsilon relevance from the true-class logit, summed over the
  *           channel's positions, averaged over the images (xb_lrp)
- * taylor:   first-order Taylor (Molchanov et al. 2017): |mean over positions of a dL/da| per image,
- *           averaged over the images (L: cross-entropy against the true labels)
+ * taylor:   first-order Taylor (Molchanov et al. 2017): |mean over positions of a dL_i/da| per image i,
+ *           averaged over the images (L_i: the image's cross-entropy against its label)
  * The data scores run the first `samples` images of d, unaugmented, in eval mode; the model comes back in
  * training mode.  A group observed by several relus sums their scores. */
 typedef enum xb_prune_score { XB_PS_L1 = 0, XB_PS_MEANACT, XB_PS_RANDOM, XB_PS_FRS, XB_PS_TAYLOR, XB_PS_COUNT } xb_prune_score;

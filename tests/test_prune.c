@@ -1,6 +1,8 @@
 /* test_prune.c -- channel surgery: the pruned model's logits equal the masked unpruned model's (a VGG-style
- * CNN and resnet20's inner block channels), in eval and training mode; the maps carry every kept element;
- * residual sums and option-A shortcuts refuse what they cannot express. */
+ * CNN, resnet20's inner block channels, and a residual network with 1x1 shortcuts pruned consistently across
+ * its residual sums), in eval and training mode; the maps carry every kept element; residual sums and
+ * option-A shortcuts refuse what they cannot express; the channel groups pruning removes together.  The
+ * scores, LRP and the schedule: test_pscore.c. */
 #include "testutil.h"
 
 static const char vgg_cfg[] = "[net]\nname = v\ninput = 3x16x16\nclasses = 5\n"
@@ -235,11 +237,125 @@ static void test_checkpoint(void **state) {
     xb_dataset_free(&tr);
 }
 
+/* a residual network with 1x1 convolution shortcuts: the stream's channels are one group of several producers */
+static const char res_cfg[] =
+    "[net]\nname = r\ninput = 3x8x8\nclasses = 4\n"
+    "[conv2d stem]\nout_channels = 6\nkernel = 3\npadding = 1\nbias = false\n[batchnorm sb]\n[relu sr]\n"
+    "[conv2d b1c1]\nout_channels = 5\nkernel = 3\npadding = 1\nbias = false\n[batchnorm b1b1]\n[relu b1r1]\n"
+    "[conv2d b1c2]\nout_channels = 6\nkernel = 3\npadding = 1\nbias = false\n[batchnorm b1b2]\n"
+    "[add b1add]\ninputs = b1b2, sr\n[relu b1r]\n"
+    "[conv2d b2c1]\nout_channels = 5\nkernel = 3\npadding = 1\nbias = false\n[batchnorm b2b1]\n[relu b2r1]\n"
+    "[conv2d b2c2]\nout_channels = 8\nkernel = 3\npadding = 1\nstride = 2\nbias = false\n[batchnorm b2b2]\n"
+    "[conv2d b2sc]\ninput = b1r\nout_channels = 8\nkernel = 1\nstride = 2\nbias = false\n[batchnorm b2scb]\n"
+    "[add b2add]\ninputs = b2b2, b2scb\n[relu b2r]\n[gap g]\n[linear fc]\nout_features = 4\n";
+
+static int mapped_(const xb_model *m, const char *name) {
+    for (int i = 0; i < xb_model_n_mapped(m); i++) {
+        const char *nm;
+        xb_model_mapped_info(m, i, &nm, NULL, NULL, NULL);
+        if (!strcmp(nm, name)) return i;
+    }
+    fail_msg("no mapped layer %s", name);
+    return -1;
+}
+
+static void test_groups(void **state) {
+    (void)state;
+    xb_model *m;
+    assert_int_equal(xb_model_load_text(res_cfg, sizeof res_cfg - 1, "r.cfg", 1, &m), XB_OK);
+    for (int skip = 0; skip < 2; skip++) {
+        xb_prune_groups gs;
+        assert_int_equal(xb_prune_groups_find(m, skip, &gs), XB_OK);
+        assert_int_equal(gs.n, 4); /* {stem, b1c2}, {b1c1}, {b2c1}, {b2c2, b2sc} */
+        int seen = 0;
+        for (int k = 0; k < gs.n; k++) {
+            const xb_prune_group *g = &gs.g[k];
+            const char *nm;
+            xb_model_mapped_info(m, g->conv[0], &nm, NULL, NULL, NULL);
+            if (!strcmp(nm, "stem")) {
+                assert_int_equal(g->n_conv, 2);
+                assert_int_equal(g->conv[1], mapped_(m, "b1c2"));
+                assert_int_equal(g->n_cons, 3); /* b1c1, b2c1, b2sc read the stream */
+                assert_int_equal(g->n_obs, 2);  /* sr, b1r */
+                assert_int_equal(g->frozen, skip ? XB_GROUP_RESIDUAL : XB_GROUP_PRUNABLE);
+                seen |= 1;
+            } else if (!strcmp(nm, "b2c2")) {
+                assert_int_equal(g->n_conv, 2);
+                assert_int_equal(g->conv[1], mapped_(m, "b2sc"));
+                assert_int_equal(g->n_cons, 1); /* fc through gap */
+                assert_int_equal(g->channels, 8);
+                assert_int_equal(g->frozen, skip ? XB_GROUP_RESIDUAL : XB_GROUP_PRUNABLE);
+                seen |= 2;
+            } else {
+                assert_int_equal(g->n_conv, 1);
+                assert_int_equal(g->n_obs, 1);
+                assert_int_equal(g->frozen, XB_GROUP_PRUNABLE);
+                seen |= 4;
+            }
+        }
+        assert_int_equal(seen, 7);
+        /* MACs of producers and readers: b1c1's group is b1c1 and b1c2 */
+        xb_prune_groups_free(&gs);
+    }
+    xb_model_free(m);
+    /* resnet20: option-A shortcuts freeze every stage's stream; the blocks' inner channels are prunable */
+    assert_int_equal(xb_model_load("resnet20", 1, &m), XB_OK);
+    xb_prune_groups gs;
+    assert_int_equal(xb_prune_groups_find(m, 0, &gs), XB_OK);
+    int prunable = 0, frozen = 0;
+    for (int k = 0; k < gs.n; k++) {
+        const char *nm;
+        xb_model_mapped_info(m, gs.g[k].conv[0], &nm, NULL, NULL, NULL);
+        if (gs.g[k].frozen) {
+            assert_int_equal(gs.g[k].frozen, XB_GROUP_SHORTCUT);
+            frozen++;
+        } else {
+            assert_non_null(strstr(nm, ".conv1"));
+            prunable++;
+        }
+    }
+    assert_int_equal(prunable, 9);
+    assert_int_equal(frozen, 3);
+    xb_prune_groups_free(&gs);
+    xb_model_free(m);
+}
+
+/* every group of the residual network pruned at once, its stream groups alike in every producer */
+static void test_residual_consistent(void **state) {
+    (void)state;
+    xb_model *m;
+    assert_int_equal(xb_model_load_text(res_cfg, sizeof res_cfg - 1, "r.cfg", 1, &m), XB_OK);
+    const int nm = xb_model_n_mapped(m);
+    int **keep = calloc((size_t)nm, sizeof *keep), *nk = calloc((size_t)nm, sizeof *nk);
+    xb_prune_groups gs;
+    assert_int_equal(xb_prune_groups_find(m, 0, &gs), XB_OK);
+    xb_rng r;
+    xb_rng_seed(&r, 4, "keep");
+    for (int k = 0; k < gs.n; k++) {
+        const int c = gs.g[k].channels, n = c / 2 + (int)xb_rng_below(&r, 2);
+        int *sub = subset_(&r, c, n);
+        for (int q = 0; q < gs.g[k].n_conv; q++) {
+            keep[gs.g[k].conv[q]] = malloc(sizeof(int) * (size_t)n);
+            memcpy(keep[gs.g[k].conv[q]], sub, sizeof(int) * (size_t)n);
+            nk[gs.g[k].conv[q]] = n;
+        }
+        free(sub);
+    }
+    xb_prune_groups_free(&gs);
+    xb_model_free(m);
+    compare_(res_cfg, keep, nk, 5, 1e-5);
+    for (int i = 0; i < nm; i++) free(keep[i]);
+    free(keep); free(nk);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vgg),
         cmocka_unit_test(test_resnet20),
         cmocka_unit_test(test_checkpoint),
+        cmocka_unit_test(test_groups),
+        cmocka_unit_test(test_residual_consistent),
+
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

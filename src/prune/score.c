@@ -341,6 +341,7 @@ xb_status xb_prune_scores(xb_model *m, const xb_prune_groups *gs, const xb_score
             st = xb_model_forward(m, n, x, NULL, NULL);
             if (!st && o->kind == XB_PS_TAYLOR) {
                 st = xb_model_loss_grad(m, n, lab, 0.0f, NULL, NULL, dl);
+                for (int j = 0; j < n * cl; j++) dl[j] *= (float)n; /* each image's own loss, not the batch's mean */
                 if (!st) st = xb_model_backward_from(m, n, dl, 0, NULL);
             }
         }
