@@ -130,6 +130,10 @@ typedef struct xb_hw {
     int column_scale;           /* scale = column: each output (column) its own clip scale s_j = max|W_j| (or its
                                    w_clip_percentile), undone by a digital factor s_j / max s after the read;
                                    0 (scale = layer): one s per layer */
+    int rearrange;              /* crossbar column rearrangement (methods.md 5A): the order of a layer's outputs
+                                   over its column tiles, undone digitally after the read; 0 none, 1 round-robin
+                                   (by total column conductance, dealt over the tiles: each tile a mix of high
+                                   and low), 2 sorted (by conductance, tile after tile) */
     /* [input] */
     int dac_bits;               /* bits per DAC pass; 0: ideal analog inputs */
     int bit_serial;             /* 1: input_bits streamed in passes of dac_bits bits, shift-add after the ADC */
@@ -346,6 +350,7 @@ typedef struct xb_xlayer_stats {
     int mapped;                /* 0: kept digital */
     int rows_out, k, groups;
     int64_t tiles, arrays, cells_used, cells_alloc;
+    int64_t cells_low;         /* of cells_used, those whose target conductance is below mid-range (g_min+g_max)/2 */
     int weight_bits, slices;   /* the layer's weight bits (0: analog levels) and bit slices per sign */
     int input_bits, planes;    /* its input code's bits (0: no DAC) and input planes per read */
     double w_scale;            /* clip scale s (weight units) */
@@ -418,11 +423,15 @@ void xb_xnet_reset_stats(xb_xnet *xn);
 /* Per mapped model layer (groups merged), in model order. */
 int xb_xnet_n_layers(const xb_xnet *xn);
 void xb_xnet_layer_stats(const xb_xnet *xn, int i, xb_xlayer_stats *out);
-/* The programmed effective weights of mapped layer i, group g (rows_out x k floats, weight units): the
- * linear part of the layer (without DAC, ADC and read noise), or NULL if the layer is digital. */
+/* The programmed effective weights of mapped layer i, group g (rows_out x k floats, weight units, in the
+ * layer's output order): the linear part of the layer (without DAC, ADC and read noise), or NULL if the
+ * layer is digital.  With [mapping] rearrange, a copy valid until the next call for the layer. */
+const float *xb_xnet_effective_weights(const xb_xnet *xn, int i, int g);
 /* The same for the backward (column-driven) read; the forward's when the two reads agree. */
 const float *xb_xnet_effective_weights_bwd(const xb_xnet *xn, int i, int g);
-const float *xb_xnet_effective_weights(const xb_xnet *xn, int i, int g);
+/* [mapping] rearrange: the order of mapped layer i's (group g's) outputs over its column tiles, perm[p] = the
+ * output in tile column position p (c * wcols + column) as of the last programming; NULL when not rearranged. */
+const int *xb_xnet_layer_perm(const xb_xnet *xn, int i, int g);
 /* The network as a mapped-matmul operator (what xb_xnet_attach installs), for callers that wrap it.
  * Forward: the crossbar product of the layer (digital layers: the float product).  Backward to the
  * input: through the programmed effective weights (or the float ones, xb_xnet_set_backward), then the

@@ -304,14 +304,15 @@ void xb_xeval_print(const xb_xeval_result *r, const xb_hw *hw, FILE *f, int json
                            "\"stuck_gmin\":%.1f,\"stuck_gmax\":%.1f,\"g_clipped\":%.1f,\"adc_conversions\":%lld,"
                            "\"adc_clip_rate\":%.6g,\"dac_clip_rate\":%.6g,\"rel_error\":%.6g,\"program_s\":%.3f,"
                            "\"forward_s\":%.3f,\"gain\":%.6g,\"weight_bits\":%d,\"slices\":%d,\"input_bits\":%d,"
-                           "\"planes\":%d",
+                           "\"planes\":%d,\"low_conductance_share\":%.6f",
                         (long long)s->tiles, (long long)s->arrays, (long long)s->cells_used, (long long)s->cells_alloc,
                         ratio_((double)s->cells_used, (double)s->cells_alloc), s->w_scale, s->input_full_scale / K,
                         s->adc_full_scale_a / K, (double)s->stuck_gmin / K, (double)s->stuck_gmax / K,
                         (double)s->g_clipped / K, (long long)s->adc_conversions,
                         ratio_((double)s->adc_clipped, (double)s->adc_conversions),
                         ratio_((double)s->dac_clipped, (double)s->dac_conversions), sqrt(ratio_(s->err_sq, s->ref_sq)),
-                        s->program_s, s->forward_s, s->gain / K, s->weight_bits, s->slices, s->input_bits, s->planes);
+                        s->program_s, s->forward_s, s->gain / K, s->weight_bits, s->slices, s->input_bits, s->planes,
+                        ratio_((double)s->cells_low, (double)s->cells_used));
             if (s->mapped)
                 fprintf(f, ",\"calibration_fallbacks\":{\"%s\":%lld,\"%s\":%lld,\"%s\":%lld}", fallbacks_[0].key,
                         (long long)s->fallback_input, fallbacks_[1].key, (long long)s->fallback_adc, fallbacks_[2].key,

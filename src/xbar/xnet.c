@@ -37,6 +37,56 @@ float *xb_xnet_wptr_(const xb_xnet *xn, const xlayer *l) {
     return xb_model_params(xn->m) + xb_model_param(xn->m, l->param)->offset + (size_t)l->group * l->rows_out * l->k;
 }
 
+const float *xl_wsrc_(const xb_xnet *xn, const xlayer *l) { return l->perm ? l->wperm : xb_xnet_wptr_(xn, l); }
+
+void xl_unpermute_rows(const xlayer *l, int ncols, const float *in, float *out) {
+    for (int p = 0; p < l->rows_out; p++)
+        memcpy(out + (size_t)l->perm[p] * ncols, in + (size_t)p * ncols, sizeof(float) * (size_t)ncols);
+}
+
+void xl_permute_rows(const xlayer *l, int ncols, const float *in, float *out) {
+    for (int p = 0; p < l->rows_out; p++)
+        memcpy(out + (size_t)p * ncols, in + (size_t)l->perm[p] * ncols, sizeof(float) * (size_t)ncols);
+}
+
+/* Column rearrangement (methods.md 5A [R]): outputs ranked by the total target conductance of their cells,
+ * then dealt over the column tiles in turn (round-robin: each tile a mix, its strongest output in its first
+ * column) or laid out in rank order (sorted: the strongest tile first); a partial last tile takes fewer. */
+static void rearrange_(const xb_hw *hw, xlayer *l, const float *w) {
+    const xb_map_geom *g = &l->g;
+    const int ro = l->rows_out, k = l->k;
+    double *cs = xb_malloc(sizeof(double) * (size_t)ro), code[2 * XB_MAX_SLICES];
+    int *ord = xb_malloc(sizeof(int) * (size_t)ro), *fill = xb_calloc(sizeof(int) * (size_t)g->ct + 1);
+    for (int j = 0; j < ro; j++) {
+        double s = 0;
+        const double sj = l->srow ? l->srow[j] : l->s;
+        for (int i = 0; i < k; i++) {
+            xb_map_codes(hw, g, w[(size_t)j * k + i], sj, code);
+            for (int q = 0; q < g->cells_per_weight; q++) s += code[q];
+        }
+        cs[j] = s;
+        ord[j] = j;
+    }
+    for (int i = 1; i < ro; i++) /* descending, ties by index (insertion sort: stable and deterministic) */
+        for (int j = i; j > 0 && cs[ord[j]] > cs[ord[j - 1]]; j--) { int t = ord[j]; ord[j] = ord[j - 1]; ord[j - 1] = t; }
+    if (hw->rearrange == 2) {
+        for (int p = 0; p < ro; p++) l->perm[p] = ord[p];
+    } else {
+        int t = 0;
+        for (int r = 0; r < ro; r++) {
+            for (;;) { /* the next tile with room */
+                const int cap = ro - t * g->wcols < g->wcols ? ro - t * g->wcols : g->wcols;
+                if (fill[t] < cap) break;
+                t = (t + 1) % g->ct;
+            }
+            l->perm[t * g->wcols + fill[t]++] = ord[r];
+            t = (t + 1) % g->ct;
+        }
+    }
+    for (int p = 0; p < ro; p++) memcpy(l->wperm + (size_t)p * k, w + (size_t)l->perm[p] * k, sizeof(float) * (size_t)k);
+    xb_free(cs); xb_free(ord); xb_free(fill);
+}
+
 void xb_xnet_keep_ranges(xb_xnet *xn, int on) { xn->keep_ranges = on; }
 void xb_xnet_clear_ranges(xb_xnet *xn) {
     for (int i = 0; i < xn->n_xl; i++) {
@@ -202,6 +252,11 @@ xb_status xb_xnet_init_ex(const xb_hw *hw, xb_model *m, const xb_layer_precision
             }
             if (hw->drift_compensation == XB_DRIFTCOMP_COLUMN || hw->column_scale)
                 l->dcomp = xb_calloc((size_t)ro * sizeof(float));
+            if (hw->rearrange) {
+                l->perm = xb_calloc((size_t)ro * sizeof(int));
+                l->wperm = xb_calloc(wk * sizeof(float));
+                l->wout = xb_calloc(wk * sizeof(float));
+            }
             if (!l->tiled) {
                 if (l->noise) {
                     l->vnoise = xb_calloc(wk * sizeof(float));
@@ -276,6 +331,7 @@ void xb_xnet_free(xb_xnet *xn) {
         xb_free(l->weff); xb_free(l->vnoise); xb_free(l->vref); xb_free(l->weff_bwd); xb_free(l->smask); xb_free(l->gstate); xb_free(l->dist); xb_free(l->gref);
         xb_free(l->D); xb_free(l->Nm); xb_free(l->VP); xb_free(l->VN);
         xb_free(l->dcomp); xb_free(l->dref0); xb_free(l->dref1); xb_free(l->srow); xb_free(l->rowf);
+        xb_free(l->perm); xb_free(l->wperm); xb_free(l->wout);
     }
     xb_free(xn->lhw);
     if (xn->plan_bwd && xn->plan_bwd != xn->plan) xb_solve_plan_free(xn->plan_bwd);
@@ -337,6 +393,27 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
         }
         l->s = smax;
         for (int j = 0; j < l->rows_out; j++) l->rowf[j] = (float)(l->srow[j] / smax);
+    }
+    if (l->perm) { /* the outputs' order over the tiles; the per-output scales follow it */
+        rearrange_(hw, l, w);
+        for (int a = 0; l->srow && a < 2; a++) {
+            float *v = a ? l->rowf : l->srow;
+            memcpy(l->wout, v, sizeof(float) * (size_t)l->rows_out);
+            for (int p = 0; p < l->rows_out; p++) v[p] = l->wout[l->perm[p]];
+        }
+    }
+    { /* the weights' cells below mid-conductance (methods.md 5A: the share the mitigations raise) */
+        double code[2 * XB_MAX_SLICES];
+        int64_t low = 0;
+        for (int j = 0; j < l->rows_out; j++) {
+            const double sj = l->srow ? l->srow[j] : l->s;
+            const float *wr = xl_wsrc_(xn, l) + (size_t)j * l->k;
+            for (int i = 0; i < l->k; i++) {
+                xb_map_codes(hw, &l->g, wr[i], sj, code);
+                for (int q = 0; q < l->g.cells_per_weight; q++) low += code[q] < 0.5 * l->g.kmax;
+            }
+        }
+        l->st.cells_low = low;
     }
     l->comp = hw->drift_compensation == XB_DRIFTCOMP_GLOBAL
                   ? 1.0 / xb_drift_factor(hw->drift_nu, hw->drift_t_s, hw->drift_t0_s) : 1.0;
@@ -421,7 +498,7 @@ static xb_status tile_devices_(xb_xnet *xn, xlayer *l, int r, int c, double *gt,
     const xb_hw *hw = &xn->hw;
     const xb_map_geom *g = &l->g;
     const int64_t RC = (int64_t)g->R * g->C;
-    xb_map_tile_targets(xl_hw_(xn, l), g, xb_xnet_wptr_(xn, l), l->s, l->srow, r, c, gt);
+    xb_map_tile_targets(xl_hw_(xn, l), g, xl_wsrc_(xn, l), l->s, l->srow, r, c, gt);
     xb_rng base, lr, tr, ar;
     xb_rng_seed(&base, xn->seed, "device");
     xb_rng_fork(&base, (uint64_t)l->li * 65536u + (uint64_t)l->group, &lr);
@@ -744,7 +821,8 @@ xb_status xb_xnet_fold(xb_xnet *xn, int on) {
         size_t wk = (size_t)l->rows_out * l->k;
         float *w = xb_xnet_wptr_(xn, l);
         memcpy(xn->wsave + u, w, wk * sizeof(float));
-        memcpy(w, l->weff, wk * sizeof(float));
+        if (l->perm) xl_unpermute_rows(l, l->k, l->weff, w);
+        else memcpy(w, l->weff, wk * sizeof(float));
         u += (int64_t)wk;
     }
     xn->folded = 1;
@@ -769,6 +847,7 @@ void xb_xnet_layer_stats(const xb_xnet *xn, int i, xb_xlayer_stats *out) {
     for (int q = xn->first_xl[i] + 1; q < xn->first_xl[i + 1]; q++) {
         const xb_xlayer_stats *s = &xn->xl[q].st;
         out->tiles += s->tiles; out->arrays += s->arrays; out->cells_used += s->cells_used;
+        out->cells_low += s->cells_low;
         out->cells_alloc += s->cells_alloc; out->stuck_gmin += s->stuck_gmin; out->stuck_gmax += s->stuck_gmax;
         out->g_clipped += s->g_clipped; out->adc_conversions += s->adc_conversions;
         out->adc_clipped += s->adc_clipped; out->dac_conversions += s->dac_conversions;
@@ -786,11 +865,22 @@ void xb_xnet_layer_stats(const xb_xnet *xn, int i, xb_xlayer_stats *out) {
 const float *xb_xnet_effective_weights(const xb_xnet *xn, int i, int g) {
     XB_ASSERT(i >= 0 && i < xn->n_mapped && g >= 0 && xn->first_xl[i] + g < xn->first_xl[i + 1]);
     const xlayer *l = &xn->xl[xn->first_xl[i] + g];
-    return l->digital ? NULL : l->weff;
+    if (l->digital) return NULL;
+    if (!l->perm) return l->weff;
+    xl_unpermute_rows(l, l->k, l->weff, l->wout); /* in the layer's output order */
+    return l->wout;
+}
+
+const int *xb_xnet_layer_perm(const xb_xnet *xn, int i, int g) {
+    XB_ASSERT(i >= 0 && i < xn->n_mapped && g >= 0 && xn->first_xl[i] + g < xn->first_xl[i + 1]);
+    return xn->xl[xn->first_xl[i] + g].perm;
 }
 
 const float *xb_xnet_effective_weights_bwd(const xb_xnet *xn, int i, int g) {
     XB_ASSERT(i >= 0 && i < xn->n_mapped && g >= 0 && xn->first_xl[i] + g < xn->first_xl[i + 1]);
     const xlayer *l = &xn->xl[xn->first_xl[i] + g];
-    return l->digital ? NULL : l->weff_bwd ? l->weff_bwd : l->weff;
+    if (l->digital) return NULL;
+    if (!l->perm) return l->weff_bwd ? l->weff_bwd : l->weff;
+    xl_unpermute_rows(l, l->k, l->weff_bwd ? l->weff_bwd : l->weff, l->wout);
+    return l->wout;
 }

@@ -54,6 +54,10 @@ typedef struct xlayer {
     /* [mapping] scale = column: per output its clip scale (srow) and its digital factor srow / s (rowf); the
      * per-output factor dcomp then carries rowf (times the drift compensation's, if any) */
     float *srow, *rowf;
+    /* [mapping] rearrange: internal output p is the layer's output perm[p] (everything row-indexed inside,
+     * tiles, weff, masks, factors, is in that order); wperm the weights in it, wout weff back in the layer's */
+    int *perm;
+    float *wperm, *wout;
 } xlayer;
 
 struct xb_xnet {
@@ -149,6 +153,11 @@ void xl_distort(const xb_xnet *xn, const xlayer *l, int64_t off, const double *g
 uint64_t xb_xnet_hash_(const float *w, int64_t n);
 /* The float weights of xlayer l (rows_out x k). */
 float *xb_xnet_wptr_(const xb_xnet *xn, const xlayer *l);
+/* the weights the tiles hold, in the layer's internal output order (wperm when rearranged) */
+const float *xl_wsrc_(const xb_xnet *xn, const xlayer *l);
+/* rows (ncols wide) of internal order to the layer's order: out[perm[p]] = in[p]; and back: out[p] = in[perm[p]] */
+void xl_unpermute_rows(const xlayer *l, int ncols, const float *in, float *out);
+void xl_permute_rows(const xlayer *l, int ncols, const float *in, float *out);
 /* The im2col workspace etc. come from the model; the forward and the operator live in xforward.c. */
 void xb_xnet_install_op_(xb_xnet *xn);
 

@@ -126,6 +126,13 @@ static xb_status op_backward_input_(void *ctx, const xb_mm_call *c, const float 
     const uint8_t *mask;
     if ((st = adc_mask_(xn, l, c, &mask))) return st;
     const float *wb = l->weff_bwd ? l->weff_bwd : l->weff;
+    float *dyp = NULL;
+    if (!l->digital && xn->bwd != XB_XBWD_FLOAT && l->perm) { /* the tiles' output order */
+        dyp = xb_try_malloc((size_t)c->rows_out * c->ncols * sizeof(float));
+        if (!dyp) return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for the reordered gradient", l->st.name);
+        xl_permute_rows(l, c->ncols, dy, dyp);
+        dy = dyp;
+    }
     if (l->digital || xn->bwd == XB_XBWD_FLOAT) {
         xb_mm_float_backward_input(c, dy, dx);
     } else if (!mask) {
@@ -135,7 +142,10 @@ static xb_status op_backward_input_(void *ctx, const xb_mm_call *c, const float 
         const int two = two_passes_(l, mask, c->ncols);
         const size_t nt = (size_t)l->g.R * c->ncols;
         float *dym = xb_try_malloc(((size_t)c->rows_out * c->ncols + (two ? nt : 0)) * sizeof(float));
-        if (!dym) return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for the masked gradient", l->st.name);
+        if (!dym) {
+            xb_free(dyp);
+            return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for the masked gradient", l->st.name);
+        }
         float *tmp = dym + (size_t)c->rows_out * c->ncols;
         for (int r = 0; r < l->g.rt; r++) {
             const int i0 = r * l->g.R, m = c->k - i0 < l->g.R ? c->k - i0 : l->g.R;
@@ -153,6 +163,7 @@ static xb_status op_backward_input_(void *ctx, const xb_mm_call *c, const float 
         }
         xb_free(dym);
     }
+    xb_free(dyp);
     if (!l->digital) dac_mask_(xn, l, (int64_t)c->k * c->ncols, x, dx);
     return XB_OK;
 }
@@ -180,13 +191,23 @@ static xb_status op_backward_weight_(void *ctx, const xb_mm_call *c, const float
         xb_mm_float_backward_weight(c, x, dy, dw);
     } else { /* per row tile and input pass: dW[:, its rows] += (mask_r,pass . dy) x_r,pass^T */
         const int two = two_passes_(l, mask, c->ncols);
-        const size_t nt = (size_t)l->g.R * c->ncols;
-        float *dym = xb_try_malloc(((size_t)c->rows_out * c->ncols + (two ? nt : 0)) * sizeof(float));
+        const size_t nt = (size_t)l->g.R * c->ncols, wk = (size_t)c->rows_out * c->k;
+        /* rearranged: the mask's rows are the tiles' order; dy and this call's dW go through it */
+        const size_t extra = l->perm ? (size_t)c->rows_out * c->ncols + wk : 0;
+        float *dym = xb_try_malloc(((size_t)c->rows_out * c->ncols + (two ? nt : 0) + extra) * sizeof(float));
         if (!dym) {
             xb_free(buf);
             return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for the masked gradient", l->st.name);
         }
         float *xs = dym + (size_t)c->rows_out * c->ncols;
+        float *dwo = dw;
+        if (l->perm) {
+            float *dyp = xs + (two ? nt : 0);
+            xl_permute_rows(l, c->ncols, dy, dyp);
+            dy = dyp;
+            dw = dyp + (size_t)c->rows_out * c->ncols;
+            memset(dw, 0, wk * sizeof(float));
+        }
         for (int r = 0; r < l->g.rt; r++) {
             const int i0 = r * l->g.R, m = c->k - i0 < l->g.R ? c->k - i0 : l->g.R;
             const float *xr = x + (size_t)i0 * c->ncols;
@@ -202,6 +223,12 @@ static xb_status op_backward_weight_(void *ctx, const xb_mm_call *c, const float
                             xp, c->ncols, 1.0f, dw + i0, c->k);
             }
         }
+        if (l->perm) /* this call's dW back in the layer's order, added */
+            for (int p = 0; p < c->rows_out; p++) {
+                float *o = dwo + (size_t)l->perm[p] * c->k;
+                const float *d = dw + (size_t)p * c->k;
+                for (int i = 0; i < c->k; i++) o[i] += d[i];
+            }
         xb_free(dym);
     }
     xb_free(buf);
@@ -221,7 +248,7 @@ static xb_status op_linear_weights_(void *ctx, const xb_mm_call *c, const float 
         *fwd = *bwd = c->w;
         return XB_OK;
     }
-    if (xn->stats_on || xn->calibrating || l->tiled || l->noise || xn->hw.dac_bits > 0) return XB_OK;
+    if (xn->stats_on || xn->calibrating || l->tiled || l->noise || xn->hw.dac_bits > 0 || l->perm) return XB_OK;
     *fwd = l->weff;
     *bwd = xn->bwd == XB_XBWD_FLOAT ? c->w : l->weff_bwd ? l->weff_bwd : l->weff;
     return XB_OK;

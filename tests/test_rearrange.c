@@ -1,0 +1,208 @@
+/* test_rearrange.c -- crossbar column rearrangement ([mapping] rearrange, methods.md 5A): on an ideal crossbar it
+ * changes nothing; on a parasitic one (fast path, and the tiled path with ADCs and the hardware backward) the
+ * rearranged layer equals the same layer with its weight rows permuted beforehand, outputs, input gradients and
+ * weight gradients put back in the original order; the orders are the documented ones; the share of cells below
+ * mid-conductance counts what it says; on-chip training refuses it. */
+#include "testutil.h"
+#include "xb_xbar.h"
+
+static xb_hw hw_(const char *text) {
+    xb_hw h;
+    if (xb_hw_parse_string(text, strlen(text), "test.cfg", &h) != XB_OK) fail_msg("config: %s", xb_last_error());
+    return h;
+}
+
+/* one linear layer, 20 inputs, 40 outputs: three column tiles of 16 and two row tiles */
+static const char lin_cfg[] = "[net]\nname = lin\ninput = 1x1x20\nclasses = 40\n[flatten f]\n[linear fc]\n"
+                              "out_features = 40\nbias = false\n";
+
+static xb_model *lin_(const float *w) {
+    xb_model *m;
+    assert_int_equal(xb_model_load_text(lin_cfg, sizeof lin_cfg - 1, "lin.cfg", 1, &m), XB_OK);
+    if (w) memcpy(xb_model_params(m), w, sizeof(float) * 800);
+    return m;
+}
+
+static xb_xnet *xnet_(const xb_hw *hw, xb_model *m, int n, const float *x) {
+    xb_xnet *xn;
+    if (xb_xnet_init(hw, m, &xn) != XB_OK) fail_msg("xnet init: %s", xb_last_error());
+    if (xb_xnet_program(xn, 5) != XB_OK) fail_msg("program: %s", xb_last_error());
+    assert_int_equal(xb_model_set_batch(m, n), XB_OK);
+    if (xb_xnet_needs_calibration(xn) && xb_xnet_calibrate(xn, n, x) != XB_OK) fail_msg("calibrate: %s", xb_last_error());
+    return xn;
+}
+
+/* logits, input gradient and weight gradient of dl through the crossbar */
+static void run_(xb_xnet *xn, xb_model *m, int n, const float *x, const float *dl, float *y, float *dx, float *dw) {
+    xb_xnet_attach(xn);
+    xb_model_train_mode(m, 0);
+    xb_model_keep_graph(m, 1);
+    if (xb_model_forward(m, n, x, y, NULL) != XB_OK) fail_msg("forward: %s", xb_last_error());
+    xb_model_zero_grad(m);
+    if (xb_model_backward_from(m, n, dl, 1, dx) != XB_OK) fail_msg("backward: %s", xb_last_error());
+    memcpy(dw, xb_model_grads(m), sizeof(float) * 800);
+    xb_xnet_detach(xn);
+}
+
+static double rel_(const float *a, const float *b, int64_t n) {
+    double d = 0, mx = 1e-30;
+    for (int64_t i = 0; i < n; i++) { d = fmax(d, fabs(a[i] - b[i])); mx = fmax(mx, fabs(b[i])); }
+    return d / mx;
+}
+
+static void check_undone_(const char *label, const char *text, double tol) {
+    const int n = 6;
+    xb_rng r;
+    xb_rng_seed(&r, 3, "w");
+    float w[800], wp[800], x[120], dl[240];
+    for (int i = 0; i < 800; i++) w[i] = (float)(xb_rng_normal(&r) * (i % 40 < 12 ? 0.2 : 1.0)); /* uneven columns */
+    for (int i = 0; i < 120; i++) x[i] = (float)fabs(xb_rng_normal(&r));
+    for (int i = 0; i < 240; i++) dl[i] = (float)xb_rng_normal(&r);
+    char t[1024];
+    snprintf(t, sizeof t, "%s[mapping]\nrearrange = round-robin\n", text);
+    xb_hw ha = hw_(t), hb = hw_(text);
+    xb_model *ma = lin_(w);
+    xb_xnet *xa = xnet_(&ha, ma, n, x);
+    const int *perm = xb_xnet_layer_perm(xa, 0, 0);
+    assert_non_null(perm);
+    for (int p = 0; p < 40; p++) memcpy(wp + p * 20, w + perm[p] * 20, sizeof(float) * 20);
+    xb_model *mb = lin_(wp);
+    xb_xnet *xb = xnet_(&hb, mb, n, x);
+    assert_null(xb_xnet_layer_perm(xb, 0, 0));
+    /* the permuted model's gradient seed: its logits are the rearranged ones' in tile order */
+    float dlb[240], ya[240], yb[240], dxa[120], dxb[120], dwa[800], dwb[800], yu[240], dwu[800];
+    for (int j = 0; j < n; j++)
+        for (int p = 0; p < 40; p++) dlb[j * 40 + p] = dl[j * 40 + perm[p]];
+    run_(xa, ma, n, x, dl, ya, dxa, dwa);
+    run_(xb, mb, n, x, dlb, yb, dxb, dwb);
+    for (int j = 0; j < n; j++)
+        for (int p = 0; p < 40; p++) yu[j * 40 + perm[p]] = yb[j * 40 + p];
+    for (int p = 0; p < 40; p++) memcpy(dwu + perm[p] * 20, dwb + p * 20, sizeof(float) * 20);
+    double ey = rel_(ya, yu, 240), ex = rel_(dxa, dxb, 120), ew = rel_(dwa, dwu, 800);
+    /* and it did move the columns: without it the parasitic outputs differ */
+    xb_model *mc = lin_(w);
+    xb_xnet *xc = xnet_(&hb, mc, n, x);
+    float yc[240], dxc[120], dwc[800];
+    run_(xc, mc, n, x, dl, yc, dxc, dwc);
+    const double moved = rel_(ya, yc, 240);
+    xb_xnet_free(xc);
+    xb_model_free(mc);
+    if (getenv("XBT_VERBOSE"))
+        fprintf(stderr, "  %s: outputs %.2e, dx %.2e, dW %.2e; rearranged vs not %.2e\n", label, ey, ex, ew, moved);
+    if (!(moved > 1e-5)) fail_msg("%s: rearranging changed the parasitic outputs by only %.3e", label, moved);
+    if (!(ey <= tol && ex <= tol && ew <= tol))
+        fail_msg("rearranged vs permuted beforehand: outputs %.3e, input gradient %.3e, weight gradient %.3e", ey, ex, ew);
+    /* the effective weights come back in the layer's order */
+    const float *ea = xb_xnet_effective_weights(xa, 0, 0), *eb = xb_xnet_effective_weights(xb, 0, 0);
+    for (int p = 0; p < 40; p++) assert_memory_equal(ea + perm[p] * 20, eb + p * 20, sizeof(float) * 20);
+    xb_xnet_free(xa); xb_xnet_free(xb);
+    xb_model_free(ma); xb_model_free(mb);
+}
+
+static const char parasitic[] = "[tile]\nrows = 16\ncols = 16\n[circuit]\nr_wire_ohm = 5\nr_driver_ohm = 1000\n"
+                                "r_sense_ohm = 1000\nsolver = exact\n";
+
+static void test_undone_exactly(void **state) {
+    (void)state;
+    check_undone_("parasitic", parasitic, 1e-6);
+    /* the tiled path: ADCs per column, their straight-through masks in the backward */
+    char t[1024];
+    snprintf(t, sizeof t, "%s[input]\ndac_bits = 6\n[output]\nadc_bits = 6\n", parasitic);
+    check_undone_("parasitic, 6-bit DAC and ADC", t, 1e-6);
+    /* with read noise: the same draws in the tiles' order */
+    snprintf(t, sizeof t, "%s[device]\nread_noise_sigma = 1e-6\n", parasitic);
+    check_undone_("parasitic, read noise", t, 1e-6);
+}
+
+/* ideal devices and wires: the order of the columns cannot matter */
+static void test_ideal_unchanged(void **state) {
+    (void)state;
+    xb_model *m;
+    assert_int_equal(xb_model_load("lenet5", 4, &m), XB_OK);
+    const int n = 5;
+    float *x = malloc(sizeof(float) * n * 3 * 32 * 32), y0[50], y1[50], ys[50];
+    xb_rng r;
+    xb_rng_seed(&r, 1, "x");
+    for (int i = 0; i < n * 3 * 32 * 32; i++) x[i] = (float)xb_rng_normal(&r);
+    assert_int_equal(xb_model_set_batch(m, n), XB_OK);
+    xb_model_train_mode(m, 0);
+    assert_int_equal(xb_model_forward(m, n, x, ys, NULL), XB_OK);
+    for (int q = 0; q < 2; q++) {
+        xb_hw h = hw_(q ? "[tile]\nrows = 16\ncols = 16\n[mapping]\nrearrange = round-robin\n"
+                        : "[tile]\nrows = 16\ncols = 16\n[mapping]\nrearrange = sorted\n");
+        xb_xnet *xn = xnet_(&h, m, n, x);
+        xb_xnet_attach(xn);
+        assert_int_equal(xb_model_forward(m, n, x, q ? y1 : y0, NULL), XB_OK);
+        xb_xnet_detach(xn);
+        xb_xnet_free(xn);
+    }
+    if (!(rel_(y0, ys, 50) < 1e-5 && rel_(y1, ys, 50) < 1e-5))
+        fail_msg("ideal crossbar, rearranged: %.3e (sorted), %.3e (round-robin) from the float logits", rel_(y0, ys, 50),
+                 rel_(y1, ys, 50));
+    free(x);
+    xb_model_free(m);
+}
+
+/* the orders: outputs ranked by their cells' total conductance (here sum |w|, continuous differential cells);
+ * round-robin deals them over the 3 column tiles (16, 16, 8 columns), sorted lays them out in rank order */
+static void test_orders_and_low_share(void **state) {
+    (void)state;
+    xb_rng r;
+    xb_rng_seed(&r, 7, "w");
+    float w[800], x[20];
+    for (int i = 0; i < 800; i++) w[i] = (float)(xb_rng_normal(&r) * (1 + (i / 20) % 7));
+    for (int i = 0; i < 20; i++) x[i] = 1;
+    double cs[40];
+    int rank[40];
+    for (int j = 0; j < 40; j++) {
+        cs[j] = 0;
+        for (int i = 0; i < 20; i++) cs[j] += fabs(w[j * 20 + i]);
+        rank[j] = j;
+    }
+    for (int i = 1; i < 40; i++)
+        for (int j = i; j > 0 && cs[rank[j]] > cs[rank[j - 1]]; j--) { int t = rank[j]; rank[j] = rank[j - 1]; rank[j - 1] = t; }
+    xb_model *m = lin_(w);
+    for (int q = 0; q < 2; q++) {
+        xb_hw h = hw_(q ? "[tile]\nrows = 16\ncols = 16\n[mapping]\nrearrange = sorted\n"
+                        : "[tile]\nrows = 16\ncols = 16\n[mapping]\nrearrange = round-robin\n");
+        xb_xnet *xn = xnet_(&h, m, 1, x);
+        const int *perm = xb_xnet_layer_perm(xn, 0, 0);
+        if (q) {
+            for (int p = 0; p < 40; p++) assert_int_equal(perm[p], rank[p]);
+        } else { /* ranks 0,1,2 head the three tiles; rank 3 is tile 0's second; ranks 24.. fill tiles 0 and 1 */
+            int pos[40];
+            for (int p = 0; p < 40; p++) pos[perm[p]] = p;
+            for (int k = 0; k < 24; k++) assert_int_equal(pos[rank[k]], (k % 3) * 16 + k / 3);
+            for (int k = 24; k < 40; k++) assert_int_equal(pos[rank[k]], ((k - 24) % 2) * 16 + 8 + (k - 24) / 2);
+        }
+        /* cells below mid-conductance: every weight's unused sign cell, and the used one where |w| < s/2 */
+        xb_xlayer_stats s;
+        xb_xnet_layer_stats(xn, 0, &s);
+        double mx = 0;
+        for (int i = 0; i < 800; i++) mx = fmax(mx, fabs(w[i]));
+        int64_t low = 800;
+        for (int i = 0; i < 800; i++) low += fabs(w[i]) / mx < 0.5;
+        assert_int_equal(s.cells_low, low);
+        assert_int_equal(s.cells_used, 1600);
+        xb_xnet_free(xn);
+    }
+    /* an unknown order, and on-chip training, are refused */
+    xb_hw hb;
+    const char bad[] = "[mapping]\nrearrange = shuffle\n";
+    xbt_assert_error(xb_hw_parse_string(bad, sizeof bad - 1, "bad.cfg", &hb), XB_ERR_CONFIG, "bad.cfg", "rearrange");
+    xb_hw h = hw_("[tile]\nrows = 16\ncols = 16\n[mapping]\nrearrange = round-robin\n");
+    xb_xnet *xn;
+    assert_int_equal(xb_xnet_init(&h, m, &xn), XB_OK);
+    xbt_assert_error(xb_xnet_onchip_init(xn), XB_ERR_UNSUPPORTED, "rearrange", "on-chip");
+    xb_xnet_free(xn);
+    xb_model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_undone_exactly),
+        cmocka_unit_test(test_ideal_unchanged),
+        cmocka_unit_test(test_orders_and_low_share),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
