@@ -23,6 +23,10 @@ typedef struct reporter_ {
     xb_status pr_save;
     const xb_dataset *train;      /* the data scores' images */
     int batch;
+    xb_wct *wct;                  /* --wct-percentile */
+    char wct_path[1100];          /* written with the first report (the trainer has made --out by then) */
+    xb_status wct_save;
+    int wct_saved;
 } reporter_;
 
 /* --ad-precision: the relus' non-zeros after every step, the epoch's bit changes before the next epoch's
@@ -64,6 +68,41 @@ static xb_status prune_epoch_(void *ctx, xb_model *m, int64_t epoch) {
     return st;
 }
 
+static xb_status after_backward_(void *ctx, xb_model *m, int64_t step) {
+    reporter_ *rp = ctx;
+    xb_status st = rp->ad ? ad_step_(ctx, m, step) : XB_OK;
+    if (rp->wct) xb_wct_grad(rp->wct, m);
+    return st;
+}
+
+static xb_status after_update_(void *ctx, xb_model *m, int64_t step) {
+    reporter_ *rp = ctx;
+    (void)step;
+    xb_wct_clip(rp->wct, m);
+    return XB_OK;
+}
+
+/* --wct-percentile: the bounds from the weights the run starts with (written to OUT/wct.json with the first
+ * report), or on --resume from wct.json beside the checkpoint; the clip holds from the first step */
+static xb_status cli_wct_(xf_flag *f, int n, const xb_train_opts *o, xb_model *m, const char *out, reporter_ *rp) {
+    const double pct = xf_get(f, n, "wct-percentile")->d, pen = xf_get(f, n, "wct-penalty")->d;
+    if (pct <= 0) {
+        if (pen > 0) return xb_errorf(XB_ERR_ARG, "--wct-penalty needs --wct-percentile (the bound it penalizes beyond)");
+        return XB_OK;
+    }
+    xb_status st = xb_wct_init(m, pct, pen, &rp->wct);
+    if (!st && o->resume) {
+        char path[1100];
+        const char *sl = strrchr(o->resume, '/');
+        snprintf(path, sizeof path, "%.*swct.json", sl ? (int)(sl - o->resume + 1) : 0, o->resume);
+        st = xb_wct_load(rp->wct, m, path);
+    } else if (!st) {
+        xb_wct_clip(rp->wct, m);
+    }
+    snprintf(rp->wct_path, sizeof rp->wct_path, "%s/wct.json", out);
+    return st;
+}
+
 static xb_status epoch_begin_(void *ctx, xb_model *m, int64_t epoch) {
     reporter_ *rp = ctx;
     xb_status st = rp->ad ? ad_epoch_(ctx, m, epoch) : XB_OK;
@@ -75,6 +114,10 @@ static xb_status epoch_begin_(void *ctx, xb_model *m, int64_t epoch) {
 static void report_(void *ctx, const xb_epoch_report *r) {
     reporter_ *rp = ctx;
     if (rp->ad && !rp->ad_save) rp->ad_save = xb_ad_save(rp->ad, rp->m, rp->ad_path);
+    if (rp->wct && !rp->wct_saved) {
+        rp->wct_save = xb_wct_save(rp->wct, rp->m, rp->wct_path);
+        rp->wct_saved = 1;
+    }
     if (rp->pr && !rp->pr_save) {
         if (r->epoch_done) xb_pruner_epoch_done(rp->pr, rp->m, r->epoch, rp->train->n);
         rp->pr_save = xb_pruner_save(rp->pr, rp->pr_path);
@@ -400,6 +443,11 @@ int cmd_train(int argc, char **argv) {
         {"prune-samples", XF_INT, "512", "1..1000000", "--prune mean-act|frs|taylor: training images scored (the "
                                                       "first N, unaugmented)"},
         {"prune-eps", XF_DOUBLE, "0.01", "0..1e6", "--prune frs: LRP's epsilon"},
+        {"wct-percentile", XF_DOUBLE, "0", "0..100", "weight-constrained training (docs/pruning.md): every mapped "
+                                                   "layer's weights held inside [-c, c], c their percentile of |w| at "
+                                                   "the run's start, clipped after every step (0: off)"},
+        {"wct-penalty", XF_DOUBLE, "0", "0..1e9", "--wct-percentile: instead of the clip, lambda sum (|w| - c)^2 over "
+                                                 "the weights beyond c joins the loss"},
         {"json", XF_BOOL, NULL, NULL, "print a JSON line per epoch and a JSON result on stdout"},
         {"quiet", XF_BOOL, NULL, NULL, "no progress bar"},
     };
@@ -507,7 +555,6 @@ int cmd_train(int argc, char **argv) {
             snprintf(in, sizeof in, "%.*sad-state.json", sl ? (int)(sl - o.resume + 1) : 0, o.resume);
             s = xb_ad_load(rep.ad, m, in);
         }
-        hk.after_backward = ad_step_;
         rep.prune = (int)xf_get(f, n, "ad-prune")->i;
         rep.text = qz.text;
         rep.path = qz.path;
@@ -523,6 +570,9 @@ int cmd_train(int argc, char **argv) {
     if (!s && prune) s = cli_pruner_(f, n, prune, &o, m, &qz, &train, out, hwpath, &rep);
     if (!s && (rep.prune || rep.pr) && o.resume && strcmp(qz.path, o.resume) == 0) o.model_cfg = qz.text; /* after a cut */
     hk.epoch_begin = rep.ad || rep.pr ? epoch_begin_ : NULL;
+    if (!s) s = cli_wct_(f, n, &o, m, out, &rep);
+    if (rep.ad || rep.wct) hk.after_backward = after_backward_;
+    if (rep.wct && !xf_get(f, n, "wct-penalty")->d) hk.after_update = after_update_;
     o.hooks = &hk;
     xb_train_result r;
     xb_xtrain_stats xs;
@@ -565,6 +615,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (!s && rep.ad_save) s = rep.ad_save;
     if (!s && rep.pr_save) s = rep.pr_save;
+    if (!s && rep.wct_save) s = rep.wct_save;
     if (!s && rep.ad && r.epochs_total > xb_ad_epochs(rep.ad)) { /* the last epoch's AD (no epoch follows it) */
         const int before = xb_ad_changes(rep.ad);
         rep.prune = 0; /* no cut without training after it: the last plateau lowers bits only */
@@ -588,6 +639,8 @@ int cmd_train(int argc, char **argv) {
     xb_dataset_free(&test);
     if (s) {
         xb_ad_free(rep.ad);
+        xb_pruner_free(rep.pr);
+        xb_wct_free(rep.wct);
         free(rep.keep); free(rep.n_keep);
         cli_quant_free_(&qz);
         xb_model_free(m);
@@ -644,6 +697,7 @@ int cmd_train(int argc, char **argv) {
     }
     xb_ad_free(rep.ad);
     xb_pruner_free(rep.pr);
+    xb_wct_free(rep.wct);
     free(rep.keep); free(rep.n_keep);
     cli_quant_free_(&qz);
     xb_model_free(m);

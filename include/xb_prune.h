@@ -114,6 +114,23 @@ xb_status xb_pruner_load(xb_pruner *p, const char *path);
 /* The summary: text (json 0) or one JSON object. */
 void xb_pruner_print(const xb_pruner *p, const xb_model *m, FILE *f, int json);
 
+/* ---- weight-constrained training (src/prune/wct.c; methods.md 5A, mitigation 2) ------------------------
+ * Every mapped layer's weights kept inside [-c, c], c the layer's `percentile`-th percentile of |W| when the
+ * constraint starts, so that the same mapping scale puts more cells at low conductance: clip = after every
+ * step the weights are clipped to it; penalty = lambda sum (|w| - c)_+^2 joins the loss (its gradient added
+ * after every backward) and nothing is clipped.  [R: the mechanics are methods.md's reconstruction.] */
+typedef struct xb_wct xb_wct;
+xb_status xb_wct_init(const xb_model *m, double percentile, double penalty, xb_wct **out);
+void xb_wct_free(xb_wct *w);
+/* the penalty's gradient into the model's gradients (nothing with penalty 0) */
+void xb_wct_grad(const xb_wct *w, xb_model *m);
+/* the clip (nothing with a penalty); returns the elements clipped */
+int64_t xb_wct_clip(const xb_wct *w, xb_model *m);
+/* the bounds, one per mapped layer, to JSON (a resumed run keeps the first one's) and back */
+xb_status xb_wct_save(const xb_wct *w, const xb_model *m, const char *path);
+xb_status xb_wct_load(xb_wct *w, const xb_model *m, const char *path);
+double xb_wct_bound(const xb_wct *w, int mapped);
+
 #ifdef __cplusplus
 }
 #endif

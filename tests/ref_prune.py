@@ -5,7 +5,8 @@ Every score (l1, mean-act, random: per layer; frs, taylor: global) prunes CNN-T 
 run: the run reports the cut, the MACs and the training MACs saved; OUT/model.cfg is the smaller model, and
 `xbar eval` of it with OUT/weights.safetensors gives the run's own last test accuracy; `xbar info` reports
 the MACs the run reported.  A run stopped after a pruning step and resumed equals the uninterrupted one bit
-for bit (weights, model.cfg, prune-state.json).  Errors a user can make exit non-zero with a hint.
+for bit (weights, model.cfg, prune-state.json).  Weight-constrained training holds every layer inside its
+bound and resumes bit for bit.  Errors a user can make exit non-zero with a hint.
 
 Binary: $XBAR_BIN (default build/xbar).  Data: $XBAR_DATA or ../shared/data/cifar10.
 Prints one line per check and ends with "ref_prune: N passed, M failed".
@@ -17,8 +18,13 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from refutil import DATA, ROOT, XBAR, check, summary  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from st_np import load as st_load  # noqa: E402
 
 
 def xbar(*args):
@@ -82,6 +88,23 @@ def main():
             p = json.loads(so.strip().splitlines()[-1])["pruning"]
             ok = p["macs"] <= 0.75 * p["macs_start"] and p["pruned_fraction"] < 0.9
         check("--prune-flops 0.6 stops the cut near 60% of the MACs", ok, (so + se).strip()[-300:])
+        # weight-constrained training: every layer inside its bound; stopped and resumed = uninterrupted
+        wflags = ["--model", cnnt, "--epochs", "2", "--lr", "0.02", "--train-limit", "2560", "--eval-limit", "500",
+                  "--wct-percentile", "90", "--json", "--quiet", "--data", DATA]
+        a, b = os.path.join(d, "wct-a"), os.path.join(d, "wct-b")
+        rc, so, se = xbar("train", *wflags, "--out", a)
+        ok = rc == 0 and os.path.isfile(os.path.join(a, "wct.json"))
+        if ok:
+            bounds = {l["layer"]: l["bound"] for l in json.load(open(os.path.join(a, "wct.json")))["layers"]}
+            w = st_load(os.path.join(a, "weights.safetensors"))
+            worst = max(float(np.abs(w[k + ".weight"]).max()) / v for k, v in bounds.items())
+            ok = worst <= 1 + 1e-6
+        check("--wct-percentile 90 holds every mapped layer inside its bound", ok,
+              (so + se).strip()[-300:] if not ok else f"largest |w| / bound {worst:.6f}")
+        rc1, _, se1 = xbar("train", *wflags, "--steps", "25", "--out", b)
+        rc2, _, se2 = xbar("train", *wflags, "--resume", os.path.join(b, "checkpoint.safetensors"), "--out", b)
+        ok = rc1 == 0 and rc2 == 0 and same_files(a, b, ("weights.safetensors", "wct.json"))
+        check("--wct-percentile stopped and resumed gives the same weights and bounds", ok, (se1 + se2).strip()[-300:])
         # errors a user can make
         rc, _, se = xbar("train", "--model", cnnt, "--prune", "magnitude", "--steps", "1", "--out",
                          os.path.join(d, "bad"), "--data", DATA)

@@ -4,6 +4,7 @@
  * conservation on a network without biases; the schedule's plans (geometric steps to the target, the strongest
  * channels kept, floors, the global ranking, the MAC budget, nothing twice at one epoch). */
 #include "testutil.h"
+#include "xb_xbar.h"
 
 static const char lrp_cfg[] = "[net]\nname = l\ninput = 2x6x6\nclasses = 5\n"
                               "[conv2d c1]\nout_channels = 4\nkernel = 3\npadding = 1\nbias = %s\n[batchnorm b1]\n"
@@ -523,12 +524,74 @@ static void test_plan(void **state) {
     xb_model_free(m);
 }
 
+/* weight-constrained training: the bounds are each layer's percentile of |w|, the clip holds them, the penalty's
+ * gradient is the derivative of lambda sum (|w| - c)_+^2 (central differences), the bounds survive save/load */
+static void test_wct(void **state) {
+    (void)state;
+    xb_model *m;
+    assert_int_equal(xb_model_load_text(vgg_cfg, sizeof vgg_cfg - 1, "v.cfg", 2, &m), XB_OK);
+    xb_wct *w;
+    assert_int_equal(xb_wct_init(m, 80, 0, &w), XB_OK);
+    const int64_t n2 = 12 * 72;
+    const float *w2 = par_(m, "c2.weight");
+    float *t = malloc(sizeof(float) * (size_t)n2);
+    memcpy(t, w2, sizeof(float) * (size_t)n2);
+    const double c2 = xb_percentile_abs(t, n2, 80);
+    assert_true(xb_wct_bound(w, 1) == c2);
+    int64_t above = 0;
+    for (int64_t j = 0; j < n2; j++) above += fabsf(w2[j]) > (float)c2;
+    const int64_t clipped = xb_wct_clip(w, m);
+    assert_true(clipped >= above && above > 0);
+    for (int64_t j = 0; j < n2; j++) assert_true(fabsf(w2[j]) <= (float)c2);
+    char path[600];
+    snprintf(path, sizeof path, "%s/wct.json", xbt_tmpdir());
+    assert_int_equal(xb_wct_save(w, m, path), XB_OK);
+    xb_wct_free(w);
+    /* the penalty: gradient against central differences on a few weights beyond and inside the bound */
+    xb_model *m2;
+    assert_int_equal(xb_model_load_text(vgg_cfg, sizeof vgg_cfg - 1, "v.cfg", 2, &m2), XB_OK);
+    assert_int_equal(xb_wct_init(m2, 50, 0.3, &w), XB_OK);
+    assert_int_equal(xb_wct_clip(w, m2), 0); /* a penalty clips nothing */
+    xb_model_zero_grad(m2);
+    xb_wct_grad(w, m2);
+    float *v = xb_model_params(m2) + xb_model_find_param(m2, "c2.weight")->offset;
+    const float *g = xb_model_grads(m2) + xb_model_find_param(m2, "c2.weight")->offset;
+    const double c = xb_wct_bound(w, 1);
+    int checked_out = 0, checked_in = 0;
+    for (int64_t j = 0; j < n2 && (checked_out < 5 || checked_in < 5); j++) {
+        const double a = fabs(v[j]);
+        if (fabs(a - c) < 1e-2) continue;
+        const float v0 = v[j], h = 1e-3f;
+        double pp, pm;
+        v[j] = v0 + h; pp = fmax(fabs(v[j]) - c, 0); pp = 0.3 * pp * pp;
+        v[j] = v0 - h; pm = fmax(fabs(v[j]) - c, 0); pm = 0.3 * pm * pm;
+        v[j] = v0;
+        const double fd = (pp - pm) / (2.0 * h);
+        if (!(fabs(fd - g[j]) < 1e-3 * fmax(1, fabs(fd)))) fail_msg("penalty gradient %lld: %.6g vs %.6g", (long long)j, g[j], fd);
+        if (a > c) checked_out++; else checked_in++;
+    }
+    assert_true(checked_out >= 5 && checked_in >= 5);
+    /* the saved bounds load for the same model, not for another */
+    assert_int_equal(xb_wct_load(w, m, path), XB_OK);
+    assert_true(xb_wct_bound(w, 1) == c2);
+    xb_wct_free(w);
+    xb_model *o;
+    assert_int_equal(xb_model_load("lenet5", 1, &o), XB_OK);
+    assert_int_equal(xb_wct_init(o, 90, 0, &w), XB_OK);
+    xbt_assert_error(xb_wct_load(w, o, path), XB_ERR_FORMAT, path, "not the weight-constraint bounds");
+    xb_wct_free(w);
+    xbt_assert_error(xb_wct_init(o, 0, 0, &w), XB_ERR_ARG, "weight-constrained", "percentile");
+    xb_model_free(o); xb_model_free(m); xb_model_free(m2);
+    free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lrp_reference),
         cmocka_unit_test(test_lrp_conservation),
         cmocka_unit_test(test_scores),
         cmocka_unit_test(test_plan),
+        cmocka_unit_test(test_wct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
