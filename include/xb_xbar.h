@@ -134,6 +134,10 @@ typedef struct xb_hw {
                                    over its column tiles, undone digitally after the read; 0 none, 1 round-robin
                                    (by total column conductance, dealt over the tiles: each tile a mix of high
                                    and low), 2 sorted (by conductance, tile after tile) */
+    int pack;                   /* crossbar packing of structured-sparse layers (methods.md 5A): 0 none; 1 columns
+                                   (XCS: per row tile, the outputs whose segment in it is not all zero, packed
+                                   into fewer column tiles); 2 rows (XRS: per column tile, the inputs whose segment
+                                   is not all zero, packed into fewer row tiles); from the weights at mapping */
     /* [input] */
     int dac_bits;               /* bits per DAC pass; 0: ideal analog inputs */
     int bit_serial;             /* 1: input_bits streamed in passes of dac_bits bits, shift-add after the ADC */

@@ -29,6 +29,7 @@ static const char *const inscale_names[] = {"layer", "vector", NULL};
 static const char *const bm_names[] = {"none", "iterative", NULL};
 static const char *const dcomp_names[] = {"none", "global", "column", NULL};
 static const char *const rearrange_names[] = {"none", "round-robin", "sorted", NULL};
+static const char *const pack_names[] = {"none", "columns", "rows", NULL};
 /* drift_compensation also takes the boolean spellings of the configs written before it had three values */
 static const char *const dcomp_spellings[] = {"none", "global", "column", "false", "true", "0", "1", "no", "yes", NULL};
 static const int dcomp_of_spelling[] = {0, 1, 2, 0, 1, 0, 1, 0, 1};
@@ -417,6 +418,7 @@ static xb_status parse_(xb_ini *ini, xb_hw *h) {
     TRY(get_enum_(ini, s, "w_clip", wclip_names, XB_WCLIP_MAX, &e)); h->w_clip = (xb_wclip)e;
     TRY(get_enum_(ini, s, "scale", scale_names, 0, &e)); h->column_scale = e;
     TRY(get_enum_(ini, s, "rearrange", rearrange_names, 0, &e)); h->rearrange = e;
+    TRY(get_enum_(ini, s, "pack", pack_names, 0, &e)); h->pack = e;
     TRY(xb_ini_double(ini, s, "w_clip_percentile", 0, h->w_clip == XB_WCLIP_MAX ? 100 : 99.9, 1e-9, 100,
                       &h->w_clip_percentile));
 
@@ -546,10 +548,10 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
         json_str_(f, dl);
         fprintf(f, "},\"mapping\":{\"scheme\":\"%s\",\"layout\":\"%s\",\"reference\":\"%s\",\"weight_bits\":%d,"
                    "\"bits_per_cell\":%d,\"levels\":%s,\"g_min_s\":%.9g,\"g_max_s\":%.9g,\"w_clip\":\"%s\","
-                   "\"w_clip_percentile\":%.9g,\"scale\":\"%s\",\"rearrange\":\"%s\"},",
+                   "\"w_clip_percentile\":%.9g,\"scale\":\"%s\",\"rearrange\":\"%s\",\"pack\":\"%s\"},",
                 scheme_names[h->scheme], layout_names[h->layout], ref_names[h->reference], h->weight_bits,
                 h->bits_per_cell, lv, h->g_min_s, h->g_max_s, wclip_names[h->w_clip], h->w_clip_percentile,
-                scale_names[h->column_scale], rearrange_names[h->rearrange]);
+                scale_names[h->column_scale], rearrange_names[h->rearrange], pack_names[h->pack]);
         fprintf(f, "\"input\":{\"dac_bits\":%d,\"bit_serial\":%s,\"input_bits\":%d,\"v_read_v\":%.9g,"
                    "\"signed_inputs\":\"%s\",\"input_range\":\"%s\",\"input_full_scale\":%.9g,\"input_percentile\":%.9g,"
                    "\"input_scaling\":\"%s\"},",
@@ -586,9 +588,9 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
             scheme_names[h->scheme], layout_names[h->layout], ref_names[h->reference], h->weight_bits);
     if (h->weight_bits) fprintf(f, "bits_per_cell = %d\n", h->bits_per_cell);
     if (h->levels) fprintf(f, "levels = %d\n", h->levels);
-    fprintf(f, "g_min_s = %.9g\ng_max_s = %.9g\nw_clip = %s\nw_clip_percentile = %.9g\nscale = %s\nrearrange = %s\n",
-            h->g_min_s, h->g_max_s, wclip_names[h->w_clip], h->w_clip_percentile, scale_names[h->column_scale],
-            rearrange_names[h->rearrange]);
+    fprintf(f, "g_min_s = %.9g\ng_max_s = %.9g\nw_clip = %s\nw_clip_percentile = %.9g\nscale = %s\nrearrange = %s\n"
+               "pack = %s\n", h->g_min_s, h->g_max_s, wclip_names[h->w_clip], h->w_clip_percentile,
+            scale_names[h->column_scale], rearrange_names[h->rearrange], pack_names[h->pack]);
     fprintf(f, "\n[input]\ndac_bits = %d\nbit_serial = %s\ninput_bits = %d\nv_read_v = %.9g\nsigned_inputs = %s\n"
                "input_range = %s\ninput_full_scale = %.9g\ninput_percentile = %.9g\ninput_scaling = %s\n",
             h->dac_bits, h->bit_serial ? "true" : "false", h->input_bits, h->v_read_v, signed_names[h->signed_inputs],

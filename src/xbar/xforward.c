@@ -670,13 +670,6 @@ xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, co
             l->st.input_full_scale = l->x_max;
         }
     }
-    if (l->perm) { /* the outputs back in the layer's order (the rearrangement undone digitally) */
-        float *t = xb_try_malloc((size_t)ro * ncols * sizeof(float));
-        if (!t) return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory to reorder its outputs", l->st.name);
-        memcpy(t, y, (size_t)ro * ncols * sizeof(float));
-        xl_unpermute_rows(l, ncols, t, y);
-        xb_free(t);
-    }
     if (xn->calibrating && xn->need_gain) xl_calibrate_gain(xn, l, ncols, w, x, y);
     if (!xn->calibrating) {
         /* relative error against the float product on the first columns */

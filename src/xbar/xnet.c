@@ -34,43 +34,49 @@ uint64_t xb_xnet_hash_(const float *w, int64_t n) {
 }
 
 float *xb_xnet_wptr_(const xb_xnet *xn, const xlayer *l) {
-    return xb_model_params(xn->m) + xb_model_param(xn->m, l->param)->offset + (size_t)l->group * l->rows_out * l->k;
+    return xb_model_params(xn->m) + xb_model_param(xn->m, l->param)->offset + (size_t)l->group * l->full_ro * l->full_k;
 }
 
-const float *xl_wsrc_(const xb_xnet *xn, const xlayer *l) { return l->perm ? l->wperm : xb_xnet_wptr_(xn, l); }
+const float *xl_wsrc_(const xb_xnet *xn, const xlayer *l) { return l->wsrc ? l->wsrc : xb_xnet_wptr_(xn, l); }
 
-void xl_unpermute_rows(const xlayer *l, int ncols, const float *in, float *out) {
-    for (int p = 0; p < l->rows_out; p++)
-        memcpy(out + (size_t)l->perm[p] * ncols, in + (size_t)p * ncols, sizeof(float) * (size_t)ncols);
+void xl_gather_rows(const int *idx, int n, int ncols, const float *in, float *out) {
+    for (int p = 0; p < n; p++)
+        memcpy(out + (size_t)p * ncols, in + (size_t)(idx ? idx[p] : p) * ncols, sizeof(float) * (size_t)ncols);
 }
 
-void xl_permute_rows(const xlayer *l, int ncols, const float *in, float *out) {
-    for (int p = 0; p < l->rows_out; p++)
-        memcpy(out + (size_t)p * ncols, in + (size_t)l->perm[p] * ncols, sizeof(float) * (size_t)ncols);
+void xl_scatter_add_rows(const int *idx, int n, int ncols, const float *in, float *out) {
+    for (int p = 0; p < n; p++) {
+        float *o = out + (size_t)(idx ? idx[p] : p) * ncols;
+        const float *v = in + (size_t)p * ncols;
+        for (int c = 0; c < ncols; c++) o[c] += v[c];
+    }
 }
 
-/* Column rearrangement (methods.md 5A [R]): outputs ranked by the total target conductance of their cells,
- * then dealt over the column tiles in turn (round-robin: each tile a mix, its strongest output in its first
- * column) or laid out in rank order (sorted: the strongest tile first); a partial last tile takes fewer. */
-static void rearrange_(const xb_hw *hw, xlayer *l, const float *w) {
+/* Column rearrangement (methods.md 5A [R]): the block's outputs ranked by the total target conductance of
+ * their cells, then dealt over its column tiles in turn (round-robin: each tile a mix, its strongest output
+ * in its first column) or laid out in rank order (sorted: the strongest tile first); a partial last tile
+ * takes fewer.  out_idx, wsrc and the per-output scales follow. */
+static void rearrange_(const xb_hw *hw, xlayer *l) {
     const xb_map_geom *g = &l->g;
     const int ro = l->rows_out, k = l->k;
     double *cs = xb_malloc(sizeof(double) * (size_t)ro), code[2 * XB_MAX_SLICES];
-    int *ord = xb_malloc(sizeof(int) * (size_t)ro), *fill = xb_calloc(sizeof(int) * (size_t)g->ct + 1);
+    int *ord = xb_malloc(sizeof(int) * (size_t)ro), *perm = xb_malloc(sizeof(int) * (size_t)ro);
+    int *fill = xb_calloc(sizeof(int) * (size_t)g->ct + 1), *oi = xb_malloc(sizeof(int) * (size_t)ro);
+    float *tw = xb_malloc(sizeof(float) * (size_t)ro * k + 1);
     for (int j = 0; j < ro; j++) {
         double s = 0;
         const double sj = l->srow ? l->srow[j] : l->s;
         for (int i = 0; i < k; i++) {
-            xb_map_codes(hw, g, w[(size_t)j * k + i], sj, code);
+            xb_map_codes(hw, g, l->wsrc[(size_t)j * k + i], sj, code);
             for (int q = 0; q < g->cells_per_weight; q++) s += code[q];
         }
         cs[j] = s;
         ord[j] = j;
     }
-    for (int i = 1; i < ro; i++) /* descending, ties by index (insertion sort: stable and deterministic) */
+    for (int i = 1; i < ro; i++) /* descending, ties by position (insertion sort: stable, deterministic) */
         for (int j = i; j > 0 && cs[ord[j]] > cs[ord[j - 1]]; j--) { int t = ord[j]; ord[j] = ord[j - 1]; ord[j - 1] = t; }
     if (hw->rearrange == 2) {
-        for (int p = 0; p < ro; p++) l->perm[p] = ord[p];
+        for (int p = 0; p < ro; p++) perm[p] = ord[p];
     } else {
         int t = 0;
         for (int r = 0; r < ro; r++) {
@@ -79,12 +85,60 @@ static void rearrange_(const xb_hw *hw, xlayer *l, const float *w) {
                 if (fill[t] < cap) break;
                 t = (t + 1) % g->ct;
             }
-            l->perm[t * g->wcols + fill[t]++] = ord[r];
+            perm[t * g->wcols + fill[t]++] = ord[r];
             t = (t + 1) % g->ct;
         }
     }
-    for (int p = 0; p < ro; p++) memcpy(l->wperm + (size_t)p * k, w + (size_t)l->perm[p] * k, sizeof(float) * (size_t)k);
-    xb_free(cs); xb_free(ord); xb_free(fill);
+    memcpy(oi, l->out_idx, sizeof(int) * (size_t)ro);
+    memcpy(tw, l->wsrc, sizeof(float) * (size_t)ro * k);
+    for (int p = 0; p < ro; p++) {
+        l->out_idx[p] = oi[perm[p]];
+        memcpy(l->wsrc + (size_t)p * k, tw + (size_t)perm[p] * k, sizeof(float) * (size_t)k);
+    }
+    for (int a = 0; l->srow && a < 2; a++) {
+        float *v = a ? l->rowf : l->srow;
+        memcpy(tw, v, sizeof(float) * (size_t)ro);
+        for (int p = 0; p < ro; p++) v[p] = tw[perm[p]];
+    }
+    xb_free(cs); xb_free(ord); xb_free(perm); xb_free(fill); xb_free(oi); xb_free(tw);
+}
+
+/* [mapping] pack: the blocks of a layer's matrix w (ro x k) in tiles of R rows and wc weight columns.
+ * columns (XCS): per row tile, the outputs whose segment in it is not all zero, packed; rows (XRS): per
+ * column tile, the inputs whose segment in it is not all zero, packed.  Empty segments get no tile. */
+typedef struct blk_ { int no, ni, *out, *in; } blk_;
+static int pack_blocks_(const float *w, int ro, int k, int R, int wc, int mode, blk_ *b) {
+    int nb = 0;
+    if (mode == 1) {
+        for (int i0 = 0; i0 < k; i0 += R) {
+            const int m = k - i0 < R ? k - i0 : R;
+            int *out = xb_malloc(sizeof(int) * (size_t)ro), no = 0;
+            for (int j = 0; j < ro; j++) {
+                int live = 0;
+                for (int i = 0; i < m && !live; i++) live = w[(size_t)j * k + i0 + i] != 0;
+                if (live) out[no++] = j;
+            }
+            if (!no) { xb_free(out); continue; }
+            int *in = xb_malloc(sizeof(int) * (size_t)m);
+            for (int i = 0; i < m; i++) in[i] = i0 + i;
+            b[nb++] = (blk_){no, m, out, in};
+        }
+    } else {
+        for (int j0 = 0; j0 < ro; j0 += wc) {
+            const int nj = ro - j0 < wc ? ro - j0 : wc;
+            int *in = xb_malloc(sizeof(int) * (size_t)k), ni = 0;
+            for (int i = 0; i < k; i++) {
+                int live = 0;
+                for (int j = 0; j < nj && !live; j++) live = w[(size_t)(j0 + j) * k + i] != 0;
+                if (live) in[ni++] = i;
+            }
+            if (!ni) { xb_free(in); continue; }
+            int *out = xb_malloc(sizeof(int) * (size_t)nj);
+            for (int j = 0; j < nj; j++) out[j] = j0 + j;
+            b[nb++] = (blk_){nj, ni, out, in};
+        }
+    }
+    return nb;
 }
 
 void xb_xnet_keep_ranges(xb_xnet *xn, int on) { xn->keep_ranges = on; }
@@ -104,7 +158,7 @@ int xb_xnet_current(const xb_xnet *xn, uint64_t seed) {
     if (!xn->programmed || xn->seed != seed) return 0;
     for (int i = 0; i < xn->n_xl; i++) {
         const xlayer *l = &xn->xl[i];
-        if (!l->digital && xb_xnet_hash_(xb_xnet_wptr_(xn, l), (int64_t)l->rows_out * l->k) != l->whash) return 0;
+        if (!l->digital && xb_xnet_hash_(xb_xnet_wptr_(xn, l), (int64_t)l->full_ro * l->full_k) != l->whash) return 0;
     }
     return 1;
 }
@@ -194,13 +248,33 @@ xb_status xb_xnet_init_ex(const xb_hw *hw, xb_model *m, const xb_layer_precision
     xn->need_gain = hw->gain_calibration;
     xn->parasitic = hw->solver != XB_SOLVER_NONE &&
                     (hw->circuit.r_wire_ohm > 0 || hw->circuit.r_driver_ohm > 0 || hw->circuit.r_sense_ohm > 0);
-    /* count xlayers (one per mapped layer and convolution group) */
+    /* count xlayers: one per mapped layer and convolution group, or a packed layer's blocks */
     int total = 0;
+    blk_ **blks = xb_calloc((size_t)(nm + 1) * sizeof *blks);
+    int *nblk = xb_calloc((size_t)(nm + 1) * sizeof(int));
     for (int i = 0; i < nm; i++) {
+        const char *name;
         int p, ro, k;
-        xb_model_mapped_info(m, i, NULL, &p, &ro, &k);
+        xb_model_mapped_info(m, i, &name, &p, &ro, &k);
         xn->first_xl[i] = total;
-        total += (int)(xb_model_param(m, p)->shape[0] / ro);
+        const int groups = (int)(xb_model_param(m, p)->shape[0] / ro);
+        int digital = (!hw->map_first && i == 0) || (!hw->map_last && i == nm - 1);
+        for (int d = 0; d < hw->n_digital; d++) digital |= strcmp(name, hw->digital[d]) == 0;
+        if (hw->pack && groups == 1 && !digital) {
+            xb_map_geom g0;
+            if ((st = xb_map_geom_init(xn->lhw ? &xn->lhw[i] : hw, ro, k, &g0))) goto fail_count;
+            blks[i] = xb_calloc(sizeof(blk_) * (size_t)(g0.rt + g0.ct + 1));
+            nblk[i] = pack_blocks_(xb_model_params(m) + xb_model_param(m, p)->offset, ro, k, g0.R, g0.wcols, hw->pack,
+                                   blks[i]);
+            if (!nblk[i]) {
+                st = xb_errorf(XB_ERR_ARG, "crossbar layer %s: every weight is zero, so [mapping] pack leaves it no "
+                               "tile. HINT: load the trained weights before mapping", name);
+                goto fail_count;
+            }
+            total += nblk[i];
+        } else {
+            total += groups;
+        }
     }
     xn->first_xl[nm] = total;
     xn->n_xl = total;
@@ -209,26 +283,48 @@ xb_status xb_xnet_init_ex(const xb_hw *hw, xb_model *m, const xb_layer_precision
     int ro_max = 1;
     for (int i = 0; i < nm; i++) {
         const char *name;
-        int p, ro, k;
-        xb_model_mapped_info(m, i, &name, &p, &ro, &k);
-        int groups = (int)(xb_model_param(m, p)->shape[0] / ro);
+        int p, fro, fk;
+        xb_model_mapped_info(m, i, &name, &p, &fro, &fk);
+        int groups = (int)(xb_model_param(m, p)->shape[0] / fro);
         int digital = (!hw->map_first && i == 0) || (!hw->map_last && i == nm - 1);
         for (int d = 0; d < hw->n_digital; d++) digital |= strcmp(name, hw->digital[d]) == 0;
-        for (int gi = 0; gi < groups; gi++) {
+        const int nx = nblk[i] ? nblk[i] : groups;
+        for (int gi = 0; gi < nx; gi++) {
             xlayer *l = &xn->xl[xn->first_xl[i] + gi];
             l->li = i;
             const xb_hw *lh = xn->lhw ? &xn->lhw[i] : hw;
             l->planes = lh->bit_serial ? (lh->input_bits + lh->dac_bits - 1) / lh->dac_bits : 1;
             l->in_bits = lh->bit_serial ? lh->input_bits : lh->dac_bits;
-            l->group = gi;
+            l->group = nblk[i] ? 0 : gi;
+            l->sid = gi;
+            l->block = nblk[i] ? gi : 0;
+            l->nblocks = nblk[i] ? nblk[i] : 1;
             l->groups = groups;
             l->param = p;
             l->digital = digital;
+            l->full_ro = fro;
+            l->full_k = fk;
+            int ro = fro, k = fk;
+            if (nblk[i]) { /* a packed block: its outputs and inputs, its weights gathered at programming */
+                blk_ *b = &blks[i][gi];
+                ro = b->no;
+                k = b->ni;
+                l->base_out = b->out;
+                l->in_idx = b->in;
+                b->out = b->in = NULL;
+                l->out_idx = xb_malloc(sizeof(int) * (size_t)ro);
+                l->wsrc = xb_calloc((size_t)ro * k * sizeof(float));
+                if (gi == 0) l->wout = xb_calloc((size_t)fro * fk * sizeof(float));
+            } else if (hw->rearrange && !digital) {
+                l->out_idx = xb_malloc(sizeof(int) * (size_t)ro);
+                l->wsrc = xb_calloc((size_t)ro * k * sizeof(float));
+                l->wout = xb_calloc((size_t)ro * k * sizeof(float));
+            }
             l->rows_out = ro;
             l->k = k;
             snprintf(l->st.name, sizeof l->st.name, "%s", name);
-            l->st.rows_out = ro;
-            l->st.k = k;
+            l->st.rows_out = fro;
+            l->st.k = fk;
             l->st.groups = groups;
             l->st.mapped = !digital;
             if (ro > ro_max) ro_max = ro;
@@ -252,11 +348,6 @@ xb_status xb_xnet_init_ex(const xb_hw *hw, xb_model *m, const xb_layer_precision
             }
             if (hw->drift_compensation == XB_DRIFTCOMP_COLUMN || hw->column_scale)
                 l->dcomp = xb_calloc((size_t)ro * sizeof(float));
-            if (hw->rearrange) {
-                l->perm = xb_calloc((size_t)ro * sizeof(int));
-                l->wperm = xb_calloc(wk * sizeof(float));
-                l->wout = xb_calloc(wk * sizeof(float));
-            }
             if (!l->tiled) {
                 if (l->noise) {
                     l->vnoise = xb_calloc(wk * sizeof(float));
@@ -315,10 +406,28 @@ xb_status xb_xnet_init_ex(const xb_hw *hw, xb_model *m, const xb_layer_precision
                     xn->xl[i].weff_bwd = xb_calloc((size_t)xn->xl[i].rows_out * xn->xl[i].k * sizeof(float));
         }
     }
+    for (int i = 0; i < nm; i++) xb_free(blks[i]); /* their index lists now belong to the blocks */
+    xb_free(blks);
+    xb_free(nblk);
     *out = xn;
     return XB_OK;
 fail:
+    for (int i = 0; i < nm; i++)
+        for (int b = 0; b < nblk[i]; b++) { xb_free(blks[i][b].out); xb_free(blks[i][b].in); }
+    for (int i = 0; i < nm; i++) xb_free(blks[i]);
+    xb_free(blks);
+    xb_free(nblk);
     xb_xnet_free(xn);
+    return st;
+fail_count: /* before the xlayers exist */
+    for (int i = 0; i < nm; i++)
+        for (int b = 0; b < nblk[i]; b++) { xb_free(blks[i][b].out); xb_free(blks[i][b].in); }
+    for (int i = 0; i < nm; i++) xb_free(blks[i]);
+    xb_free(blks);
+    xb_free(nblk);
+    xb_free(xn->lhw);
+    xb_free(xn->first_xl);
+    xb_free(xn);
     return st;
 }
 
@@ -331,7 +440,7 @@ void xb_xnet_free(xb_xnet *xn) {
         xb_free(l->weff); xb_free(l->vnoise); xb_free(l->vref); xb_free(l->weff_bwd); xb_free(l->smask); xb_free(l->gstate); xb_free(l->dist); xb_free(l->gref);
         xb_free(l->D); xb_free(l->Nm); xb_free(l->VP); xb_free(l->VN);
         xb_free(l->dcomp); xb_free(l->dref0); xb_free(l->dref1); xb_free(l->srow); xb_free(l->rowf);
-        xb_free(l->perm); xb_free(l->wperm); xb_free(l->wout);
+        xb_free(l->out_idx); xb_free(l->in_idx); xb_free(l->base_out); xb_free(l->wsrc); xb_free(l->wout);
     }
     xb_free(xn->lhw);
     if (xn->plan_bwd && xn->plan_bwd != xn->plan) xb_solve_plan_free(xn->plan_bwd);
@@ -379,29 +488,32 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
     l->st.cells_alloc = keep.cells_alloc;
     l->calls = 0;
     if (l->digital) return;
-    const float *w = xb_xnet_wptr_(xn, l);
+    const float *wf = xb_xnet_wptr_(xn, l); /* the layer's (its group's) whole matrix */
+    if (l->wsrc) { /* a block, or a rearranged layer: its outputs as built, its weights gathered */
+        for (int p = 0; p < l->rows_out; p++) {
+            const int j = l->base_out ? l->base_out[p] : p;
+            l->out_idx[p] = j;
+            for (int q = 0; q < l->k; q++)
+                l->wsrc[(size_t)p * l->k + q] = wf[(size_t)j * l->full_k + (l->in_idx ? l->in_idx[q] : q)];
+        }
+    }
     /* calibrated ranges and gains kept across programming (xb_xnet_keep_ranges) */
     const int keep_x = xn->keep_ranges && l->x_set, keep_fs = xn->keep_ranges && l->fs_set;
     const double kx = l->x_max, kfs = l->fs, kg = xn->keep_ranges ? l->gain : 1;
     const int64_t kfx = keep.fallback_input, kffs = keep.fallback_adc, kfg = keep.fallback_gain;
-    l->s = xb_map_scale(hw, (int64_t)l->rows_out * l->k, w);
-    if (l->srow) { /* scale = column: each output its own clip scale, the layer's s their largest */
+    l->s = xb_map_scale(hw, (int64_t)l->full_ro * l->full_k, wf); /* the layer's, for each of its blocks */
+    if (l->srow) { /* scale = column: each output its own clip scale (of its whole row), the layer's s their largest */
         double smax = 0;
-        for (int j = 0; j < l->rows_out; j++) {
-            l->srow[j] = (float)xb_map_scale(hw, l->k, w + (size_t)j * l->k);
-            smax = l->srow[j] > smax ? l->srow[j] : smax;
+        for (int j = 0; j < l->full_ro; j++) {
+            const double sj = xb_map_scale(hw, l->full_k, wf + (size_t)j * l->full_k);
+            smax = sj > smax ? sj : smax;
         }
+        for (int p = 0; p < l->rows_out; p++)
+            l->srow[p] = (float)xb_map_scale(hw, l->full_k, wf + (size_t)(l->out_idx ? l->out_idx[p] : p) * l->full_k);
         l->s = smax;
-        for (int j = 0; j < l->rows_out; j++) l->rowf[j] = (float)(l->srow[j] / smax);
+        for (int p = 0; p < l->rows_out; p++) l->rowf[p] = (float)(l->srow[p] / smax);
     }
-    if (l->perm) { /* the outputs' order over the tiles; the per-output scales follow it */
-        rearrange_(hw, l, w);
-        for (int a = 0; l->srow && a < 2; a++) {
-            float *v = a ? l->rowf : l->srow;
-            memcpy(l->wout, v, sizeof(float) * (size_t)l->rows_out);
-            for (int p = 0; p < l->rows_out; p++) v[p] = l->wout[l->perm[p]];
-        }
-    }
+    if (hw->rearrange && l->out_idx) rearrange_(hw, l); /* the outputs' order over the tiles */
     { /* the weights' cells below mid-conductance (methods.md 5A: the share the mitigations raise) */
         double code[2 * XB_MAX_SLICES];
         int64_t low = 0;
@@ -663,6 +775,28 @@ static void column_drift_comp_(xlayer *l) {
     }
 }
 
+/* [mapping] pack: every non-zero weight of the layer whose first block is xl[x] lies in one of its blocks
+ * (the segments dropped at mapping are still zero) */
+static xb_status pack_check_(const xb_xnet *xn, int x) {
+    const xlayer *l = &xn->xl[x];
+    const float *w = xb_xnet_wptr_(xn, l);
+    uint8_t *cov = xb_calloc((size_t)l->full_ro * l->full_k + 1);
+    for (int b = 0; b < l->nblocks; b++)
+        for (int p = 0; p < l[b].rows_out; p++)
+            for (int q = 0; q < l[b].k; q++)
+                cov[(size_t)l[b].base_out[p] * l->full_k + l[b].in_idx[q]] = 1;
+    int64_t bad = -1;
+    for (int64_t i = 0; i < (int64_t)l->full_ro * l->full_k && bad < 0; i++)
+        if (w[i] != 0 && !cov[i]) bad = i;
+    xb_free(cov);
+    if (bad >= 0)
+        return xb_errorf(XB_ERR_STATE, "crossbar layer %s: weight (%lld, %lld) is no longer zero, but its segment was "
+                         "dropped when the layer was packed ([mapping] pack). HINT: build the network again "
+                         "(xb_xnet_init) for these weights", l->st.name, (long long)(bad / l->full_k),
+                         (long long)(bad % l->full_k));
+    return XB_OK;
+}
+
 typedef struct work_ { int net, xl, r, c; } work_;
 
 xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n) {
@@ -678,6 +812,10 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
                              "as float ones. HINT: unfold first (xb_xnet_fold(xn, 0))");
         xn->seed = seeds[q];
         xn->programmed = 0;
+        for (int i = 0; i < xn->n_xl; i++) {
+            xb_status sp = xn->hw.pack && xn->xl[i].base_out && xn->xl[i].block == 0 ? pack_check_(xn, i) : XB_OK;
+            if (sp) return sp;
+        }
         for (int i = 0; i < xn->n_xl; i++) {
             layer_begin_(xn, &xn->xl[i]);
             if (!xn->xl[i].digital) nw += xn->xl[i].g.tiles;
@@ -747,7 +885,7 @@ xb_status xb_xnet_program_many(xb_xnet *const *xns, const uint64_t *seeds, int n
     for (int q = 0; q < n; q++) {
         for (int i = 0; i < xns[q]->n_xl; i++) {
             xlayer *l = &xns[q]->xl[i];
-            if (!l->digital) l->whash = xb_xnet_hash_(xb_xnet_wptr_(xns[q], l), (int64_t)l->rows_out * l->k);
+            if (!l->digital) l->whash = xb_xnet_hash_(xb_xnet_wptr_(xns[q], l), (int64_t)l->full_ro * l->full_k);
             if (l->dcomp) column_drift_comp_(l);
         }
         xns[q]->programmed = 1;
@@ -789,14 +927,37 @@ void xb_xnet_detach(xb_xnet *xn) { xb_model_set_op(xn->m, NULL); xn->attached = 
 int xb_xnet_needs_calibration(const xb_xnet *xn) { return xn->need_x || xn->need_fs || xn->need_gain; }
 int xb_xnet_foldable(const xb_xnet *xn) { return xn->foldable; }
 
+/* block b's effective weights (internal order) added into the layer's matrix w (full_ro x full_k) */
+static void scatter_block_(const xlayer *b, const float *src, float *w) {
+    for (int p = 0; p < b->rows_out; p++) {
+        float *row = w + (size_t)(b->out_idx ? b->out_idx[p] : p) * b->full_k;
+        const float *v = src + (size_t)p * b->k;
+        for (int q = 0; q < b->k; q++) row[b->in_idx ? b->in_idx[q] : q] += v[q];
+    }
+}
+
+/* the effective weights of the layer (group) whose first xlayer is xl[i], in the layer's order, into w */
+static void layer_weff_(const xb_xnet *xn, int i, int bwd, float *w) {
+    const xlayer *l = &xn->xl[i];
+    if (!xl_blocked(l)) {
+        memcpy(w, bwd && l->weff_bwd ? l->weff_bwd : l->weff, (size_t)l->rows_out * l->k * sizeof(float));
+        return;
+    }
+    memset(w, 0, (size_t)l->full_ro * l->full_k * sizeof(float));
+    for (int b = 0; b < l->nblocks; b++) {
+        const xlayer *lb = &xn->xl[i + b];
+        scatter_block_(lb, bwd && lb->weff_bwd ? lb->weff_bwd : lb->weff, w);
+    }
+}
+
 xb_status xb_xnet_fold(xb_xnet *xn, int on) {
     if (!on) {
         if (!xn->folded) return XB_OK;
         int64_t u = 0;
         for (int i = 0; i < xn->n_xl; i++) {
             const xlayer *l = &xn->xl[i];
-            if (l->digital) continue;
-            size_t wk = (size_t)l->rows_out * l->k;
+            if (l->digital || l->block) continue; /* a layer's blocks: its whole matrix once */
+            size_t wk = (size_t)l->full_ro * l->full_k;
             memcpy(xb_xnet_wptr_(xn, l), xn->wsave + u, wk * sizeof(float));
             u += (int64_t)wk;
         }
@@ -811,18 +972,17 @@ xb_status xb_xnet_fold(xb_xnet *xn, int on) {
     if (xn->folded) return XB_OK;
     int64_t total = 0;
     for (int i = 0; i < xn->n_xl; i++)
-        if (!xn->xl[i].digital) total += (int64_t)xn->xl[i].rows_out * xn->xl[i].k;
+        if (!xn->xl[i].digital && !xn->xl[i].block) total += (int64_t)xn->xl[i].full_ro * xn->xl[i].full_k;
     if (!xn->wsave) xn->wsave = xb_malloc((size_t)(total + 1) * sizeof(float));
     if (xn->attached) xb_xnet_detach(xn);
     int64_t u = 0;
     for (int i = 0; i < xn->n_xl; i++) {
         const xlayer *l = &xn->xl[i];
-        if (l->digital) continue;
-        size_t wk = (size_t)l->rows_out * l->k;
+        if (l->digital || l->block) continue;
+        size_t wk = (size_t)l->full_ro * l->full_k;
         float *w = xb_xnet_wptr_(xn, l);
         memcpy(xn->wsave + u, w, wk * sizeof(float));
-        if (l->perm) xl_unpermute_rows(l, l->k, l->weff, w);
-        else memcpy(w, l->weff, wk * sizeof(float));
+        layer_weff_(xn, i, 0, w);
         u += (int64_t)wk;
     }
     xn->folded = 1;
@@ -862,25 +1022,22 @@ void xb_xnet_layer_stats(const xb_xnet *xn, int i, xb_xlayer_stats *out) {
     }
 }
 
-const float *xb_xnet_effective_weights(const xb_xnet *xn, int i, int g) {
+/* the layer's effective weights in its order: its own matrix, or assembled into block 0's wout */
+static const float *effective_(const xb_xnet *xn, int i, int g, int bwd) {
     XB_ASSERT(i >= 0 && i < xn->n_mapped && g >= 0 && xn->first_xl[i] + g < xn->first_xl[i + 1]);
-    const xlayer *l = &xn->xl[xn->first_xl[i] + g];
+    const int x = xn->first_xl[i] + g;
+    const xlayer *l = &xn->xl[x];
     if (l->digital) return NULL;
-    if (!l->perm) return l->weff;
-    xl_unpermute_rows(l, l->k, l->weff, l->wout); /* in the layer's output order */
+    if (!xl_blocked(l)) return bwd && l->weff_bwd ? l->weff_bwd : l->weff;
+    XB_ASSERT(g == 0 || l->nblocks == 1);
+    layer_weff_(xn, x, bwd, l->wout);
     return l->wout;
 }
+
+const float *xb_xnet_effective_weights(const xb_xnet *xn, int i, int g) { return effective_(xn, i, g, 0); }
+const float *xb_xnet_effective_weights_bwd(const xb_xnet *xn, int i, int g) { return effective_(xn, i, g, 1); }
 
 const int *xb_xnet_layer_perm(const xb_xnet *xn, int i, int g) {
     XB_ASSERT(i >= 0 && i < xn->n_mapped && g >= 0 && xn->first_xl[i] + g < xn->first_xl[i + 1]);
-    return xn->xl[xn->first_xl[i] + g].perm;
-}
-
-const float *xb_xnet_effective_weights_bwd(const xb_xnet *xn, int i, int g) {
-    XB_ASSERT(i >= 0 && i < xn->n_mapped && g >= 0 && xn->first_xl[i] + g < xn->first_xl[i + 1]);
-    const xlayer *l = &xn->xl[xn->first_xl[i] + g];
-    if (l->digital) return NULL;
-    if (!l->perm) return l->weff_bwd ? l->weff_bwd : l->weff;
-    xl_unpermute_rows(l, l->k, l->weff_bwd ? l->weff_bwd : l->weff, l->wout);
-    return l->wout;
+    return xn->xl[xn->first_xl[i] + g].out_idx;
 }

@@ -20,6 +20,7 @@ enum { NT_PAIR = 0, NT_REFCOL, NT_DIGITAL };
 
 typedef struct xlayer {
     int li, group, groups, param, digital;
+    int sid;                      /* its random streams' index: the group, or the block */
     int planes, in_bits;          /* input planes per read and the input code's bits (per-layer precision) */
     int rows_out, k;
     xb_map_geom g;
@@ -54,10 +55,16 @@ typedef struct xlayer {
     /* [mapping] scale = column: per output its clip scale (srow) and its digital factor srow / s (rowf); the
      * per-output factor dcomp then carries rowf (times the drift compensation's, if any) */
     float *srow, *rowf;
-    /* [mapping] rearrange: internal output p is the layer's output perm[p] (everything row-indexed inside,
-     * tiles, weff, masks, factors, is in that order); wperm the weights in it, wout weff back in the layer's */
-    int *perm;
-    float *wperm, *wout;
+    /* Blocks.  The tiles hold W[out_idx[p]][in_idx[q]] of the layer's full_ro x full_k matrix (NULL: the
+     * identity), everything row-indexed inside (weff, masks, factors) in that order; the operator gathers
+     * the block's inputs and adds its outputs back (xop.c).  [mapping] rearrange reorders out_idx at every
+     * programming, starting from base_out (the block's outputs as built; NULL: 0..rows_out-1); [mapping]
+     * pack splits a layer into blocks: the live column segments of each row tile (columns) or the live
+     * row segments of each column tile (rows), packed into fewer tiles.  wsrc: the block's weights in its
+     * order; wout (block 0): a layer-sized matrix for the effective weights in the layer's order. */
+    int *out_idx, *in_idx, *base_out;
+    int full_ro, full_k, block, nblocks;
+    float *wsrc, *wout;
 } xlayer;
 
 struct xb_xnet {
@@ -153,11 +160,12 @@ void xl_distort(const xb_xnet *xn, const xlayer *l, int64_t off, const double *g
 uint64_t xb_xnet_hash_(const float *w, int64_t n);
 /* The float weights of xlayer l (rows_out x k). */
 float *xb_xnet_wptr_(const xb_xnet *xn, const xlayer *l);
-/* the weights the tiles hold, in the layer's internal output order (wperm when rearranged) */
+/* the weights the tiles hold, in the block's order (wsrc for blocks) */
 const float *xl_wsrc_(const xb_xnet *xn, const xlayer *l);
-/* rows (ncols wide) of internal order to the layer's order: out[perm[p]] = in[p]; and back: out[p] = in[perm[p]] */
-void xl_unpermute_rows(const xlayer *l, int ncols, const float *in, float *out);
-void xl_permute_rows(const xlayer *l, int ncols, const float *in, float *out);
+static inline int xl_blocked(const xlayer *l) { return l->out_idx != NULL || l->in_idx != NULL; }
+/* rows (ncols wide) gathered by idx (NULL: the first n) into out, and added back: out[idx[p]] += in[p] */
+void xl_gather_rows(const int *idx, int n, int ncols, const float *in, float *out);
+void xl_scatter_add_rows(const int *idx, int n, int ncols, const float *in, float *out);
 /* The im2col workspace etc. come from the model; the forward and the operator live in xforward.c. */
 void xb_xnet_install_op_(xb_xnet *xn);
 

@@ -26,9 +26,9 @@ xb_status xb_xnet_onchip_init(xb_xnet *xn) {
         return xb_errorf(XB_ERR_UNSUPPORTED, "%s: on-chip training with [mapping] scale = column or per-layer "
                          "precisions: the conductances are the state, with one scale per layer. HINT: scale = layer",
                          xn->hw.path[0] ? xn->hw.path : "hw config");
-    if (xn->hw.rearrange)
-        return xb_errorf(XB_ERR_UNSUPPORTED, "%s: on-chip training with [mapping] rearrange: the conductances are the "
-                         "state, in the weights' own column order. HINT: rearrange = none",
+    if (xn->hw.rearrange || xn->hw.pack)
+        return xb_errorf(XB_ERR_UNSUPPORTED, "%s: on-chip training with [mapping] rearrange or pack: the conductances "
+                         "are the state, in the weights' own order and tiles. HINT: rearrange = none, pack = none",
                          xn->hw.path[0] ? xn->hw.path : "hw config");
     const int dist = xn->parasitic && xn->hw.update.refresh_solver == XB_REFRESH_DISTORTION;
     for (int i = 0; i < xn->n_xl; i++) {

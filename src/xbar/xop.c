@@ -1,29 +1,35 @@
 /* xop.c -- the crossbar network as the model's mapped-matmul operator: forward through the tiles,
  * backward to the inputs through the programmed effective weights (or the float ones) with the DAC's
  * straight-through mask, backward to the weights with the input the tiles saw; every call refuses
- * weights that changed since programming. */
+ * weights that changed since programming.  A layer held in blocks (rearranged outputs, packed segments)
+ * runs block by block: each block's inputs gathered, its outputs and gradients added back in the
+ * layer's order (the rearrangement and the packing undone digitally). */
 #include "xnet_internal.h"
 #include "core/quant.h"
 
 /* ---- the mapped-matmul operator -------------------------------------------------------------------- */
 
-/* The xlayer of a call, checked against the network: programmed, same shape, and programmed from the
- * weights the model holds now (a crossbar never silently computes with weights that have changed). */
+/* The xlayer of a call (a layer held in blocks: its first block), checked against the network: programmed,
+ * same shape, and programmed from the weights the model holds now (a crossbar never silently computes
+ * with weights that have changed). */
 static xb_status layer_of_(xb_xnet *xn, const xb_mm_call *c, xlayer **out) {
+    const int blocks = c->layer >= 0 && c->layer < xn->n_mapped && xn->xl[xn->first_xl[c->layer]].nblocks > 1;
     if (c->layer < 0 || c->layer >= xn->n_mapped || c->group < 0 ||
-        xn->first_xl[c->layer] + c->group >= xn->first_xl[c->layer + 1])
+        xn->first_xl[c->layer] + c->group >= xn->first_xl[c->layer + 1] || (blocks && c->group))
         return xb_errorf(XB_ERR_ARG, "crossbar network: mapped layer %d, group %d does not exist (the network has %d "
                          "mapped layers). HINT: build the network (xb_xnet_init) for this model", c->layer, c->group,
                          xn->n_mapped);
     xlayer *l = &xn->xl[xn->first_xl[c->layer] + c->group];
-    if (l->rows_out != c->rows_out || l->k != c->k)
+    if (l->full_ro != c->rows_out || l->full_k != c->k)
         return xb_errorf(XB_ERR_SHAPE, "crossbar layer %s: a %dx%d product, but its tiles hold %dx%d. HINT: build the "
-                         "network (xb_xnet_init) for this model", l->st.name, c->rows_out, c->k, l->rows_out, l->k);
+                         "network (xb_xnet_init) for this model", l->st.name, c->rows_out, c->k, l->full_ro, l->full_k);
     *out = l;
     if (l->digital) return XB_OK;
     if (!xn->programmed)
         return xb_errorf(XB_ERR_STATE, "crossbar layer %s: the tiles are not programmed. HINT: call xb_xnet_program "
                          "before the forward", l->st.name);
+    for (int b = 1; b < l->nblocks; b++) /* every block programmed from the same weights */
+        XB_ASSERT(l[b].whash == l->whash);
     if (xb_xnet_hash_(c->w, (int64_t)c->rows_out * c->k) != l->whash) {
         xn->stale++;
         return xb_errorf(XB_ERR_STATE, "crossbar layer %s: the weights changed after the tiles were programmed, so "
@@ -32,6 +38,15 @@ static xb_status layer_of_(xb_xnet *xn, const xb_mm_call *c, xlayer **out) {
                          l->st.name);
     }
     return XB_OK;
+}
+
+/* the call of block l: its shape and float weights */
+static xb_mm_call block_call_(const xlayer *l, const xb_mm_call *c) {
+    xb_mm_call b = *c;
+    b.rows_out = l->rows_out;
+    b.k = l->k;
+    b.w = l->wsrc;
+    return b;
 }
 
 static xb_status op_forward_(void *ctx, const xb_mm_call *c, const float *x, float *y) {
@@ -44,7 +59,19 @@ static xb_status op_forward_(void *ctx, const xb_mm_call *c, const float *x, flo
         return XB_OK;
     }
     xn->cur_pass = c->pass;
-    return xl_layer_forward(xn, l, c->ncols, c->w, x, y);
+    if (!xl_blocked(l)) return xl_layer_forward(xn, l, c->ncols, c->w, x, y);
+    memset(y, 0, (size_t)c->rows_out * c->ncols * sizeof(float));
+    for (int b = 0; b < l->nblocks && !st; b++) {
+        xlayer *lb = l + b;
+        float *xb = xb_try_malloc(((size_t)lb->k + lb->rows_out) * c->ncols * sizeof(float)), *yb;
+        if (!xb) return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for block %d", l->st.name, b);
+        yb = xb + (size_t)lb->k * c->ncols;
+        xl_gather_rows(lb->in_idx, lb->k, c->ncols, x, xb);
+        st = xl_layer_forward(xn, lb, c->ncols, lb->wsrc, xb, yb);
+        if (!st) xl_scatter_add_rows(lb->out_idx, lb->rows_out, c->ncols, yb, y);
+        xb_free(xb);
+    }
+    return st;
 }
 
 /* The ADC mask of this call's forward (tiled layers, hardware backward), or NULL; XB_ERR_STATE when the
@@ -118,21 +145,11 @@ static void dac_mask_(const xb_xnet *xn, const xlayer *l, int64_t n, const float
 /* dx = M^T dy through the weights the backward reads: the effective weights of the programmed tiles'
  * backward (column-driven) read, which are the forward's when r_driver == r_sense (reciprocity), or the
  * float ones; then the DAC's clip mask. */
-static xb_status op_backward_input_(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dx) {
-    xb_xnet *xn = ctx;
-    xlayer *l = NULL;
-    xb_status st = layer_of_(xn, c, &l);
-    if (st) return st;
+static xb_status bwd_input_(xb_xnet *xn, xlayer *l, const xb_mm_call *c, const float *x, const float *dy, float *dx) {
+    xb_status st;
     const uint8_t *mask;
     if ((st = adc_mask_(xn, l, c, &mask))) return st;
     const float *wb = l->weff_bwd ? l->weff_bwd : l->weff;
-    float *dyp = NULL;
-    if (!l->digital && xn->bwd != XB_XBWD_FLOAT && l->perm) { /* the tiles' output order */
-        dyp = xb_try_malloc((size_t)c->rows_out * c->ncols * sizeof(float));
-        if (!dyp) return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for the reordered gradient", l->st.name);
-        xl_permute_rows(l, c->ncols, dy, dyp);
-        dy = dyp;
-    }
     if (l->digital || xn->bwd == XB_XBWD_FLOAT) {
         xb_mm_float_backward_input(c, dy, dx);
     } else if (!mask) {
@@ -142,10 +159,7 @@ static xb_status op_backward_input_(void *ctx, const xb_mm_call *c, const float 
         const int two = two_passes_(l, mask, c->ncols);
         const size_t nt = (size_t)l->g.R * c->ncols;
         float *dym = xb_try_malloc(((size_t)c->rows_out * c->ncols + (two ? nt : 0)) * sizeof(float));
-        if (!dym) {
-            xb_free(dyp);
-            return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for the masked gradient", l->st.name);
-        }
+        if (!dym) return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for the masked gradient", l->st.name);
         float *tmp = dym + (size_t)c->rows_out * c->ncols;
         for (int r = 0; r < l->g.rt; r++) {
             const int i0 = r * l->g.R, m = c->k - i0 < l->g.R ? c->k - i0 : l->g.R;
@@ -163,17 +177,48 @@ static xb_status op_backward_input_(void *ctx, const xb_mm_call *c, const float 
         }
         xb_free(dym);
     }
-    xb_free(dyp);
     if (!l->digital) dac_mask_(xn, l, (int64_t)c->k * c->ncols, x, dx);
     return XB_OK;
 }
 
-/* dW += dy xq^T with xq the input the tiles saw (after the DAC). */
-static xb_status op_backward_weight_(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dw) {
+/* a layer held in blocks: each block's rows of dy and x gathered, its dx added back into the layer's rows */
+static xb_status op_backward_input_(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dx) {
     xb_xnet *xn = ctx;
     xlayer *l = NULL;
     xb_status st = layer_of_(xn, c, &l);
     if (st) return st;
+    if (l->digital || !xl_blocked(l)) return bwd_input_(xn, l, c, x, dy, dx);
+    if (xn->bwd == XB_XBWD_FLOAT) { /* the float weights, then each block's DAC mask on the inputs it reads */
+        xb_mm_float_backward_input(c, dy, dx);
+        if (xn->hw.dac_bits <= 0 || xn->vec) return XB_OK;
+        for (int b = 0; b < l->nblocks; b++)
+            for (int q = 0; q < l[b].k; q++) {
+                const size_t r = (size_t)(l[b].in_idx ? l[b].in_idx[q] : q) * c->ncols;
+                for (int j = 0; j < c->ncols; j++)
+                    if (fabsf(x[r + j]) > (float)l[b].x_max) dx[r + j] = 0;
+            }
+        return XB_OK;
+    }
+    memset(dx, 0, (size_t)c->k * c->ncols * sizeof(float));
+    for (int b = 0; b < l->nblocks && !st; b++) {
+        xlayer *lb = l + b;
+        const size_t nx = (size_t)lb->k * c->ncols, ny = (size_t)lb->rows_out * c->ncols;
+        float *xb = xb_try_malloc((2 * nx + ny) * sizeof(float));
+        if (!xb) return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for block %d's gradient", l->st.name, b);
+        float *dxb = xb + nx, *dyb = dxb + nx;
+        xl_gather_rows(lb->in_idx, lb->k, c->ncols, x, xb);
+        xl_gather_rows(lb->out_idx, lb->rows_out, c->ncols, dy, dyb);
+        const xb_mm_call cb = block_call_(lb, c);
+        st = bwd_input_(xn, lb, &cb, xb, dyb, dxb);
+        if (!st) xl_scatter_add_rows(lb->in_idx, lb->k, c->ncols, dxb, dx);
+        xb_free(xb);
+    }
+    return st;
+}
+
+/* dW += dy xq^T with xq the input the tiles saw (after the DAC). */
+static xb_status bwd_weight_(xb_xnet *xn, xlayer *l, const xb_mm_call *c, const float *x, const float *dy, float *dw) {
+    xb_status st;
     const int64_t n = (int64_t)c->k * c->ncols;
     float *buf = NULL;
     if (!l->digital && xn->hw.dac_bits > 0 && xn->bwd != XB_XBWD_FLOAT) {
@@ -191,23 +236,13 @@ static xb_status op_backward_weight_(void *ctx, const xb_mm_call *c, const float
         xb_mm_float_backward_weight(c, x, dy, dw);
     } else { /* per row tile and input pass: dW[:, its rows] += (mask_r,pass . dy) x_r,pass^T */
         const int two = two_passes_(l, mask, c->ncols);
-        const size_t nt = (size_t)l->g.R * c->ncols, wk = (size_t)c->rows_out * c->k;
-        /* rearranged: the mask's rows are the tiles' order; dy and this call's dW go through it */
-        const size_t extra = l->perm ? (size_t)c->rows_out * c->ncols + wk : 0;
-        float *dym = xb_try_malloc(((size_t)c->rows_out * c->ncols + (two ? nt : 0) + extra) * sizeof(float));
+        const size_t nt = (size_t)l->g.R * c->ncols;
+        float *dym = xb_try_malloc(((size_t)c->rows_out * c->ncols + (two ? nt : 0)) * sizeof(float));
         if (!dym) {
             xb_free(buf);
             return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for the masked gradient", l->st.name);
         }
         float *xs = dym + (size_t)c->rows_out * c->ncols;
-        float *dwo = dw;
-        if (l->perm) {
-            float *dyp = xs + (two ? nt : 0);
-            xl_permute_rows(l, c->ncols, dy, dyp);
-            dy = dyp;
-            dw = dyp + (size_t)c->rows_out * c->ncols;
-            memset(dw, 0, wk * sizeof(float));
-        }
         for (int r = 0; r < l->g.rt; r++) {
             const int i0 = r * l->g.R, m = c->k - i0 < l->g.R ? c->k - i0 : l->g.R;
             const float *xr = x + (size_t)i0 * c->ncols;
@@ -223,16 +258,38 @@ static xb_status op_backward_weight_(void *ctx, const xb_mm_call *c, const float
                             xp, c->ncols, 1.0f, dw + i0, c->k);
             }
         }
-        if (l->perm) /* this call's dW back in the layer's order, added */
-            for (int p = 0; p < c->rows_out; p++) {
-                float *o = dwo + (size_t)l->perm[p] * c->k;
-                const float *d = dw + (size_t)p * c->k;
-                for (int i = 0; i < c->k; i++) o[i] += d[i];
-            }
         xb_free(dym);
     }
     xb_free(buf);
     return XB_OK;
+}
+
+/* a layer held in blocks: each block's dW (its weights only: the dropped segments are not in the tiles)
+ * added into the layer's */
+static xb_status op_backward_weight_(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dw) {
+    xb_xnet *xn = ctx;
+    xlayer *l = NULL;
+    xb_status st = layer_of_(xn, c, &l);
+    if (st) return st;
+    if (l->digital || !xl_blocked(l)) return bwd_weight_(xn, l, c, x, dy, dw);
+    for (int b = 0; b < l->nblocks && !st; b++) {
+        xlayer *lb = l + b;
+        const size_t nx = (size_t)lb->k * c->ncols, ny = (size_t)lb->rows_out * c->ncols, nw = (size_t)lb->rows_out * lb->k;
+        float *xb = xb_try_malloc((nx + ny + nw) * sizeof(float));
+        if (!xb) return xb_errorf(XB_ERR_NOMEM, "crossbar layer %s: no memory for block %d's gradient", l->st.name, b);
+        float *dyb = xb + nx, *dwb = dyb + ny;
+        xl_gather_rows(lb->in_idx, lb->k, c->ncols, x, xb);
+        xl_gather_rows(lb->out_idx, lb->rows_out, c->ncols, dy, dyb);
+        memset(dwb, 0, nw * sizeof(float));
+        const xb_mm_call cb = block_call_(lb, c);
+        st = bwd_weight_(xn, lb, &cb, xb, dyb, dwb);
+        for (int p = 0; !st && p < lb->rows_out; p++) {
+            float *row = dw + (size_t)(lb->out_idx ? lb->out_idx[p] : p) * c->k;
+            for (int q = 0; q < lb->k; q++) row[lb->in_idx ? lb->in_idx[q] : q] += dwb[(size_t)p * lb->k + q];
+        }
+        xb_free(xb);
+    }
+    return st;
 }
 
 /* A layer whose product is a fixed linear map (no DAC, no ADC, no read noise: the fast path's one GEMM)
@@ -248,7 +305,7 @@ static xb_status op_linear_weights_(void *ctx, const xb_mm_call *c, const float 
         *fwd = *bwd = c->w;
         return XB_OK;
     }
-    if (xn->stats_on || xn->calibrating || l->tiled || l->noise || xn->hw.dac_bits > 0 || l->perm) return XB_OK;
+    if (xn->stats_on || xn->calibrating || l->tiled || l->noise || xn->hw.dac_bits > 0 || xl_blocked(l)) return XB_OK;
     *fwd = l->weff;
     *bwd = xn->bwd == XB_XBWD_FLOAT ? c->w : l->weff_bwd ? l->weff_bwd : l->weff;
     return XB_OK;

@@ -1,8 +1,11 @@
-/* test_rearrange.c -- crossbar column rearrangement ([mapping] rearrange, methods.md 5A): on an ideal crossbar it
- * changes nothing; on a parasitic one (fast path, and the tiled path with ADCs and the hardware backward) the
- * rearranged layer equals the same layer with its weight rows permuted beforehand, outputs, input gradients and
- * weight gradients put back in the original order; the orders are the documented ones; the share of cells below
- * mid-conductance counts what it says; on-chip training refuses it. */
+/* test_sparsemap.c -- mapping sparse layers (methods.md 5A).  Column rearrangement ([mapping] rearrange): on an
+ * ideal crossbar it changes nothing; on a parasitic one (fast path, and the tiled path with ADCs and the hardware
+ * backward) the rearranged layer equals the same layer with its weight rows permuted beforehand, outputs, input
+ * gradients and weight gradients put back in the original order; the orders are the documented ones; the share of
+ * cells below mid-conductance counts what it says; on-chip training refuses it.  Packing ([mapping] pack): a
+ * layer with dropped column (row) segments, packed, equals on an ideal crossbar the float product, and on a
+ * parasitic one with ADCs the sum of its blocks run as separate layers (outputs and both gradients); it takes
+ * fewer tiles; weights that leave a dropped segment are refused at programming. */
 #include "testutil.h"
 #include "xb_xbar.h"
 
@@ -198,11 +201,143 @@ static void test_orders_and_low_share(void **state) {
     xb_model_free(m);
 }
 
+/* lin's weights with column segments dropped (XCS: in row tile 0 outputs 3..20, in row tile 1 outputs 0..9
+ * and 30..39) or row segments dropped (XRS: in column tile 0 inputs 2..11, in tile 2 all but inputs 0..3);
+ * every block keeps a weight of the layer's largest magnitude, so that each block's own clip scale is the
+ * layer's */
+static void sparse_w_(int mode, float *w) {
+    xb_rng r;
+    xb_rng_seed(&r, 11, "w");
+    for (int i = 0; i < 800; i++) w[i] = (float)(0.5 * xb_rng_normal(&r));
+    for (int i = 0; i < 800; i++) w[i] = fmaxf(-2.5f, fminf(2.5f, w[i]));
+    for (int j = 0; j < 40; j++)
+        for (int i = 0; i < 20; i++) {
+            int drop;
+            if (mode == 1) drop = (i < 16 && j >= 3 && j <= 20) || (i >= 16 && (j <= 9 || j >= 30));
+            else drop = (j < 16 && i >= 2 && i <= 11) || (j >= 32 && i >= 4);
+            if (drop) w[j * 20 + i] = 0;
+        }
+    /* the largest magnitude, 3, in each block */
+    if (mode == 1) { w[0 * 20 + 0] = 3; w[25 * 20 + 0] = -3; w[12 * 20 + 17] = 3; }
+    else { w[0 * 20 + 0] = 3; w[20 * 20 + 5] = -3; w[35 * 20 + 1] = 3; }
+}
+
+static void test_pack(void **state) {
+    (void)state;
+    const int n = 5;
+    xb_rng r;
+    xb_rng_seed(&r, 12, "x");
+    float x[100], dl[200];
+    for (int i = 0; i < 100; i++) x[i] = (float)fabs(xb_rng_normal(&r));
+    for (int i = 0; i < 200; i++) dl[i] = (float)xb_rng_normal(&r);
+    for (int mode = 1; mode <= 2; mode++) {
+        float w[800];
+        sparse_w_(mode, w);
+        /* ideal: the float product of the sparse weights */
+        char t[1024];
+        snprintf(t, sizeof t, "[tile]\nrows = 16\ncols = 16\n[mapping]\npack = %s\n", mode == 1 ? "columns" : "rows");
+        xb_hw hi = hw_(t);
+        xb_model *m = lin_(w);
+        float ys[200], y[200], dx[100], dw[800];
+        assert_int_equal(xb_model_set_batch(m, n), XB_OK);
+        xb_model_train_mode(m, 0);
+        assert_int_equal(xb_model_forward(m, n, x, ys, NULL), XB_OK);
+        xb_xnet *xn = xnet_(&hi, m, n, x);
+        xb_xlayer_stats st;
+        xb_xnet_layer_stats(xn, 0, &st);
+        /* dense: 2 x 3 tiles; columns: row tile 0 keeps 22 outputs (2 tiles), row tile 1 keeps 20 (2 tiles); rows:
+         * column tile 0 keeps 10 inputs, 1 keeps 20, 2 keeps 4 (1 + 2 + 1 tiles) */
+        assert_int_equal(st.tiles, 4);
+        assert_int_equal(st.rows_out, 40);
+        run_(xn, m, n, x, dl, y, dx, dw);
+        if (!(rel_(y, ys, 200) < 1e-5)) fail_msg("pack %d, ideal: %.3e from the float product", mode, rel_(y, ys, 200));
+        const float *we = xb_xnet_effective_weights(xn, 0, 0);
+        if (!(rel_(we, w, 800) < 1e-6)) fail_msg("pack %d, ideal effective weights: %.3e", mode, rel_(we, w, 800));
+        xb_xnet_free(xn);
+        /* parasitic, ADCs: the blocks as separate layers */
+        snprintf(t, sizeof t, "%s[input]\ndac_bits = 6\n[output]\nadc_bits = 6\n[mapping]\npack = %s\n", parasitic,
+                 mode == 1 ? "columns" : "rows");
+        xb_hw hp = hw_(t);
+        xn = xnet_(&hp, m, n, x);
+        run_(xn, m, n, x, dl, y, dx, dw);
+        float yr[200] = {0}, dxr[100] = {0}, dwr[800] = {0};
+        for (int b = 0; b < 3 - (mode == 1); b++) {
+            int outs[40], ins[20], no = 0, ni = 0; /* the block's outputs and inputs, as pack builds them */
+            if (mode == 1) {
+                const int i0 = 16 * b, m_ = b ? 4 : 16;
+                for (int i = 0; i < m_; i++) ins[ni++] = i0 + i;
+                for (int j = 0; j < 40; j++) {
+                    int live = 0;
+                    for (int i = 0; i < m_; i++) live |= w[j * 20 + i0 + i] != 0;
+                    if (live) outs[no++] = j;
+                }
+            } else {
+                const int j0 = 16 * b, nj = b < 2 ? 16 : 8;
+                for (int j = 0; j < nj; j++) outs[no++] = j0 + j;
+                for (int i = 0; i < 20; i++) {
+                    int live = 0;
+                    for (int j = 0; j < nj; j++) live |= w[(j0 + j) * 20 + i] != 0;
+                    if (live) ins[ni++] = i;
+                }
+            }
+            char cfg[256];
+            snprintf(cfg, sizeof cfg, "[net]\nname = b\ninput = 1x1x%d\nclasses = %d\n[flatten f]\n[linear fc]\n"
+                     "out_features = %d\nbias = false\n", ni, no, no);
+            xb_model *mb;
+            assert_int_equal(xb_model_load_text(cfg, strlen(cfg), "b.cfg", 1, &mb), XB_OK);
+            float *wb = xb_model_params(mb), xb[100], dlb[200], yb[200], dxb[100];
+            for (int p = 0; p < no; p++)
+                for (int q = 0; q < ni; q++) wb[p * ni + q] = w[outs[p] * 20 + ins[q]];
+            for (int j = 0; j < n; j++) {
+                for (int q = 0; q < ni; q++) xb[j * ni + q] = x[j * 20 + ins[q]];
+                for (int p = 0; p < no; p++) dlb[j * no + p] = dl[j * 40 + outs[p]];
+            }
+            snprintf(t, sizeof t, "%s[input]\ndac_bits = 6\n[output]\nadc_bits = 6\n", parasitic);
+            xb_hw hb = hw_(t);
+            assert_int_equal(xb_model_set_batch(mb, n), XB_OK);
+            xb_xnet *xbn;
+            if (xb_xnet_init(&hb, mb, &xbn) != XB_OK) fail_msg("init: %s", xb_last_error());
+            assert_int_equal(xb_xnet_program(xbn, 5), XB_OK);
+            /* the packed block calibrated its ranges on its own inputs: so does this one */
+            assert_int_equal(xb_xnet_calibrate(xbn, n, xb), XB_OK);
+            float dwb[800];
+            xb_xnet_attach(xbn);
+            xb_model_train_mode(mb, 0);
+            xb_model_keep_graph(mb, 1);
+            assert_int_equal(xb_model_forward(mb, n, xb, yb, NULL), XB_OK);
+            xb_model_zero_grad(mb);
+            assert_int_equal(xb_model_backward_from(mb, n, dlb, 1, dxb), XB_OK);
+            memcpy(dwb, xb_model_grads(mb), sizeof(float) * (size_t)no * ni);
+            xb_xnet_detach(xbn);
+            for (int j = 0; j < n; j++) {
+                for (int p = 0; p < no; p++) yr[j * 40 + outs[p]] += yb[j * no + p];
+                for (int q = 0; q < ni; q++) dxr[j * 20 + ins[q]] += dxb[j * ni + q];
+            }
+            for (int p = 0; p < no; p++)
+                for (int q = 0; q < ni; q++) dwr[outs[p] * 20 + ins[q]] += dwb[p * ni + q];
+            xb_xnet_free(xbn);
+            xb_model_free(mb);
+        }
+        const double ey = rel_(y, yr, 200), ex = rel_(dx, dxr, 100), ew = rel_(dw, dwr, 800);
+        if (getenv("XBT_VERBOSE"))
+            fprintf(stderr, "  pack %s, parasitic + ADC: outputs %.2e, dx %.2e, dW %.2e; vs float %.2e\n",
+                    mode == 1 ? "columns" : "rows", ey, ex, ew, rel_(y, ys, 200));
+        if (!(ey < 1e-5 && ex < 1e-5 && ew < 1e-5))
+            fail_msg("pack %d: packed vs its blocks as layers: outputs %.3e, dx %.3e, dW %.3e", mode, ey, ex, ew);
+        /* a dropped weight that came back is refused */
+        xb_model_params(m)[mode == 1 ? 5 * 20 + 1 : 3 * 20 + 5] = 0.5f;
+        xbt_assert_error(xb_xnet_program(xn, 5), XB_ERR_STATE, "fc", "pack");
+        xb_xnet_free(xn);
+        xb_model_free(m);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_undone_exactly),
         cmocka_unit_test(test_ideal_unchanged),
         cmocka_unit_test(test_orders_and_low_share),
+        cmocka_unit_test(test_pack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
