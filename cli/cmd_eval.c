@@ -132,6 +132,10 @@ int cmd_eval(int argc, char **argv) {
         {"hw-report", XF_BOOL, NULL, NULL, "--hw: print the resolved config and the tile mapping, then stop"},
         {"config-precision", XF_BOOL, NULL, NULL, "--hw with a quantized model: map every layer with the config's "
                                                   "weight and input bits, not the model's per-layer precisions"},
+        {"rearrange", XF_CHOICE, "none", "none|round-robin|sorted", "--hw: the config's [mapping] rearrange, set here "
+                                                                   "(crossbar column rearrangement; docs/pruning.md)"},
+        {"pack", XF_CHOICE, "none", "none|columns|rows", "--hw: the config's [mapping] pack, set here (structured-sparse "
+                                                        "layers packed into fewer tiles; docs/pruning.md)"},
     };
     int n = sizeof f / sizeof *f;
     int rc = xf_parse("eval", "test accuracy of trained weights (ideal, or on crossbars with --hw)", f, n, argc, argv);
@@ -148,6 +152,12 @@ int cmd_eval(int argc, char **argv) {
     }
     xb_hw hw;
     if (hwpath && xb_hw_load(hwpath, &hw) != XB_OK) return cli_fail("eval");
+    if (hwpath && xf_get(f, n, "rearrange")->set) hw.rearrange = (int)xf_get(f, n, "rearrange")->i;
+    if (hwpath && xf_get(f, n, "pack")->set) hw.pack = (int)xf_get(f, n, "pack")->i;
+    if (!hwpath && (xf_get(f, n, "rearrange")->set || xf_get(f, n, "pack")->set)) {
+        fprintf(stderr, "xbar eval: error: --rearrange and --pack need --hw\n");
+        return 2;
+    }
     xb_model *m;
     if (hwpath && xf_get(f, n, "hw-report")->i) {
         if (xb_model_load(xf_get(f, n, "model")->s, 1, &m) != XB_OK) return cli_fail("eval");

@@ -24,6 +24,9 @@ typedef struct reporter_ {
     const xb_dataset *train;      /* the data scores' images */
     int batch;
     xb_wct *wct;                  /* --wct-percentile */
+    xb_xprune *xp;                /* --xprune */
+    int xp_start, xp_resume;      /* xp_resume: the mask comes from the checkpoint's zeros, once it is loaded */
+    double xp_target;
     char wct_path[1100];          /* written with the first report (the trainer has made --out by then) */
     xb_status wct_save;
     int wct_saved;
@@ -72,14 +75,41 @@ static xb_status after_backward_(void *ctx, xb_model *m, int64_t step) {
     reporter_ *rp = ctx;
     xb_status st = rp->ad ? ad_step_(ctx, m, step) : XB_OK;
     if (rp->wct) xb_wct_grad(rp->wct, m);
+    if (rp->xp) {
+        if (rp->xp_resume) xb_xprune_mask_from_zeros(rp->xp, m);
+        rp->xp_resume = 0;
+        xb_xprune_grad(rp->xp, m);
+        xb_xprune_apply(rp->xp, m); /* the cut segments' gradients: zero */
+    }
     return st;
 }
 
 static xb_status after_update_(void *ctx, xb_model *m, int64_t step) {
     reporter_ *rp = ctx;
     (void)step;
-    xb_wct_clip(rp->wct, m);
+    if (rp->wct) xb_wct_clip(rp->wct, m);
+    if (rp->xp) xb_xprune_apply(rp->xp, m);
     return XB_OK;
+}
+
+/* --xprune: the segments of the tiles of --xprune-hw; on --resume the cut ones are the all-zero ones of the
+ * checkpoint (read at the first step, when the trainer has loaded it) */
+static xb_status cli_xprune_(xf_flag *f, int n, const xb_train_opts *o, xb_model *m, const char *hwpath, reporter_ *rp) {
+    const char *kind = xf_get(f, n, "xprune")->s, *xh = xf_get(f, n, "xprune-hw")->s;
+    if (!kind) return XB_OK;
+    const int k = !strcmp(kind, "xcs") ? XB_XP_XCS : !strcmp(kind, "xrs") ? XB_XP_XRS : 0;
+    if (!k) return xb_errorf(XB_ERR_ARG, "--xprune %s: unknown. HINT: xcs (column segments) or xrs (row segments)", kind);
+    if (!xh) return xb_errorf(XB_ERR_ARG, "--xprune needs --xprune-hw HW.cfg: the tiles whose segments it prunes");
+    if (rp->pr || rp->ad || hwpath)
+        return xb_errorf(XB_ERR_ARG, "--xprune: not with --prune, --ad-precision or --hw (prune channels first, then "
+                         "segments in a second run from its weights)");
+    xb_hw h;
+    xb_status st = xb_hw_load(xh, &h);
+    if (!st) st = xb_xprune_init(m, &h, k, xf_get(f, n, "xprune-lasso")->d, &rp->xp);
+    rp->xp_resume = o->resume != NULL; /* the checkpoint's weights are not loaded yet */
+    rp->xp_start = (int)xf_get(f, n, "xprune-start")->i;
+    rp->xp_target = xf_get(f, n, "xprune-target")->d;
+    return st;
 }
 
 /* --wct-percentile: the bounds from the weights the run starts with (written to OUT/wct.json with the first
@@ -107,6 +137,13 @@ static xb_status epoch_begin_(void *ctx, xb_model *m, int64_t epoch) {
     reporter_ *rp = ctx;
     xb_status st = rp->ad ? ad_epoch_(ctx, m, epoch) : XB_OK;
     if (!st && rp->pr) st = prune_epoch_(ctx, m, epoch);
+    if (!st && rp->xp && epoch == rp->xp_start) {
+        st = xb_xprune_cut(rp->xp, m, rp->xp_target);
+        rp->xp_resume = 0;
+        if (!st && rp->progress)
+            fprintf(stderr, "xbar train: crossbar-aware pruning: %.0f%% of every layer's segments cut at the start of "
+                            "epoch %lld\n", 100 * rp->xp_target, (long long)epoch + 1);
+    }
     return st;
 }
 
@@ -448,6 +485,16 @@ int cmd_train(int argc, char **argv) {
                                                    "the run's start, clipped after every step (0: off)"},
         {"wct-penalty", XF_DOUBLE, "0", "0..1e9", "--wct-percentile: instead of the clip, lambda sum (|w| - c)^2 over "
                                                  "the weights beyond c joins the loss"},
+        {"xprune", XF_STR, NULL, NULL, "crossbar-aware structured pruning (docs/pruning.md): xcs (column segments: one "
+                                       "output's weights in one row tile) or xrs (row segments: one input's weights "
+                                       "in one column tile) of the tiles of --xprune-hw; group lasso by "
+                                       "--xprune-lasso, a hard cut of --xprune-target of every layer's segments at "
+                                       "the start of epoch --xprune-start, held at zero after it"},
+        {"xprune-hw", XF_STR, NULL, NULL, "--xprune: the hardware config whose tiles define the segments"},
+        {"xprune-target", XF_DOUBLE, "0.5", "0..0.999", "--xprune: fraction of every layer's segments cut (smallest RMS)"},
+        {"xprune-lasso", XF_DOUBLE, "0", "0..1e6", "--xprune: group lasso lambda sum ||segment||_2 in the loss"},
+        {"xprune-start", XF_INT, "0", "0..100000", "--xprune: the cut at the start of the epoch after this many (0: "
+                                                  "before the first step)"},
         {"json", XF_BOOL, NULL, NULL, "print a JSON line per epoch and a JSON result on stdout"},
         {"quiet", XF_BOOL, NULL, NULL, "no progress bar"},
     };
@@ -571,8 +618,10 @@ int cmd_train(int argc, char **argv) {
     if (!s && (rep.prune || rep.pr) && o.resume && strcmp(qz.path, o.resume) == 0) o.model_cfg = qz.text; /* after a cut */
     hk.epoch_begin = rep.ad || rep.pr ? epoch_begin_ : NULL;
     if (!s) s = cli_wct_(f, n, &o, m, out, &rep);
-    if (rep.ad || rep.wct) hk.after_backward = after_backward_;
-    if (rep.wct && !xf_get(f, n, "wct-penalty")->d) hk.after_update = after_update_;
+    if (!s) s = cli_xprune_(f, n, &o, m, hwpath, &rep);
+    if (rep.xp) hk.epoch_begin = epoch_begin_;
+    if (rep.ad || rep.wct || rep.xp) hk.after_backward = after_backward_;
+    if ((rep.wct && !xf_get(f, n, "wct-penalty")->d) || rep.xp) hk.after_update = after_update_;
     o.hooks = &hk;
     xb_train_result r;
     xb_xtrain_stats xs;
@@ -633,6 +682,7 @@ int cmd_train(int argc, char **argv) {
     for (int i = 0; qz.q && i < xb_model_n_mapped(m); i++) qz.specs[i] = *xb_qop_spec(qz.q, i); /* bits now */
     if (!s && rep.ad && o.progress) xb_ad_print(rep.ad, m, stderr, 0);
     if (!s && rep.pr && o.progress) xb_pruner_print(rep.pr, m, stderr, 0);
+    if (!s && rep.xp && o.progress) xb_xprune_print(rep.xp, m, stderr, 0);
     if (!s && (qz.any || rep.pr)) s = cli_quant_save_(&qz, m, out, o.progress);
     free(frozen);
     xb_dataset_free(&train);
@@ -641,6 +691,7 @@ int cmd_train(int argc, char **argv) {
         xb_ad_free(rep.ad);
         xb_pruner_free(rep.pr);
         xb_wct_free(rep.wct);
+    xb_xprune_free(rep.xp);
         free(rep.keep); free(rep.n_keep);
         cli_quant_free_(&qz);
         xb_model_free(m);
@@ -674,6 +725,10 @@ int cmd_train(int argc, char **argv) {
             printf(",\"pruning\":");
             xb_pruner_print(rep.pr, m, stdout, 1);
         }
+        if (rep.xp) {
+            printf(",\"xprune\":");
+            xb_xprune_print(rep.xp, m, stdout, 1);
+        }
         if (qz.any) {
             printf(",\"precision\":");
             xb_quant_print(m, qz.specs, stdout, 1);
@@ -698,6 +753,7 @@ int cmd_train(int argc, char **argv) {
     xb_ad_free(rep.ad);
     xb_pruner_free(rep.pr);
     xb_wct_free(rep.wct);
+    xb_xprune_free(rep.xp);
     free(rep.keep); free(rep.n_keep);
     cli_quant_free_(&qz);
     xb_model_free(m);

@@ -131,6 +131,31 @@ xb_status xb_wct_save(const xb_wct *w, const xb_model *m, const char *path);
 xb_status xb_wct_load(xb_wct *w, const xb_model *m, const char *path);
 double xb_wct_bound(const xb_wct *w, int mapped);
 
+/* ---- crossbar-aware structured pruning (src/prune/xprune.c; methods.md 5A) -----------------------------
+ * Groups: the segments of every mapped layer's matrix (outputs x inputs) inside one tile of a hardware config
+ * (its rows, columns and cells per weight; digital and grouped layers skipped): XCS one output's weights in
+ * one row tile (a column segment), XRS one input's weights in one column tile (a row segment).  Group lasso
+ * lambda sum_g ||w_g||_2; a hard cut zeroes each layer's `target` fraction of segments with the smallest RMS
+ * and holds them at zero.  The layers then map packed ([mapping] pack = columns for XCS, rows for XRS). */
+#define XB_XP_XCS 1
+#define XB_XP_XRS 2
+extern const char *const xb_xprune_names[3];
+typedef struct xb_xprune xb_xprune;
+struct xb_hw;
+xb_status xb_xprune_init(const xb_model *m, const struct xb_hw *hw, int kind, double lambda, xb_xprune **out);
+void xb_xprune_free(xb_xprune *p);
+/* the penalty lambda sum_g ||w_g|| (segments not cut) and its gradient added into the model's gradients */
+double xb_xprune_lasso(const xb_xprune *p, xb_model *m);
+void xb_xprune_grad(const xb_xprune *p, xb_model *m);
+/* the hard cut; then xb_xprune_apply after every step holds the cut segments (weights and gradients) at zero */
+xb_status xb_xprune_cut(xb_xprune *p, xb_model *m, double target);
+void xb_xprune_apply(const xb_xprune *p, xb_model *m);
+/* a resumed run: the cut segments are the all-zero ones */
+void xb_xprune_mask_from_zeros(xb_xprune *p, xb_model *m);
+int xb_xprune_has_cut(const xb_xprune *p);
+/* segments cut, crossbars dense and packed, compression, utilization: text or one JSON object */
+void xb_xprune_print(const xb_xprune *p, xb_model *m, FILE *f, int json);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,7 +6,8 @@ run: the run reports the cut, the MACs and the training MACs saved; OUT/model.cf
 `xbar eval` of it with OUT/weights.safetensors gives the run's own last test accuracy; `xbar info` reports
 the MACs the run reported.  A run stopped after a pruning step and resumed equals the uninterrupted one bit
 for bit (weights, model.cfg, prune-state.json).  Weight-constrained training holds every layer inside its
-bound and resumes bit for bit.  Errors a user can make exit non-zero with a hint.
+bound and resumes bit for bit.  Crossbar-aware pruning cuts tile segments, holds them at zero, resumes bit for
+bit, and `xbar eval --pack` programs the crossbars it reported.  Errors a user can make exit non-zero with a hint.
 
 Binary: $XBAR_BIN (default build/xbar).  Data: $XBAR_DATA or ../shared/data/cifar10.
 Prints one line per check and ends with "ref_prune: N passed, M failed".
@@ -105,6 +106,30 @@ def main():
         rc2, _, se2 = xbar("train", *wflags, "--resume", os.path.join(b, "checkpoint.safetensors"), "--out", b)
         ok = rc1 == 0 and rc2 == 0 and same_files(a, b, ("weights.safetensors", "wct.json"))
         check("--wct-percentile stopped and resumed gives the same weights and bounds", ok, (se1 + se2).strip()[-300:])
+        # crossbar-aware pruning: segments of the tiles cut and held; the packed evaluation programs the crossbars
+        # the run reported; stopped after the cut and resumed = uninterrupted
+        hw64 = os.path.join(ROOT, "configs", "hw", "reram-64-mild.cfg")
+        xflags = ["--model", cnnt, "--epochs", "2", "--lr", "0.02", "--train-limit", "2560", "--eval-limit", "500",
+                  "--xprune", "xrs", "--xprune-hw", hw64, "--xprune-target", "0.6", "--xprune-lasso", "1e-4",
+                  "--xprune-start", "1", "--json", "--quiet", "--data", DATA]
+        a, b = os.path.join(d, "xp-a"), os.path.join(d, "xp-b")
+        rc, so, se = xbar("train", *xflags, "--out", a)
+        ok = rc == 0
+        if ok:
+            xp = json.loads(so.strip().splitlines()[-1])["xprune"]
+            ok = abs(xp["segments_cut"] / xp["segments"] - 0.6) < 0.01 and xp["crossbars_packed"] < xp["crossbars_dense"]
+        check("--xprune xrs cuts 60% of every layer's row segments; fewer crossbars packed", ok,
+              (so + se).strip()[-300:] if not ok else
+              f"crossbars {xp['crossbars_dense']} -> {xp['crossbars_packed']}, utilization {xp['utilization']:.3f}")
+        if ok:
+            rc, so2, se2 = xbar("eval", "--model", cnnt, "--weights", os.path.join(a, "weights.safetensors"), "--hw",
+                                hw64, "--pack", "rows", "--limit", "200", "--json", "--quiet", "--data", DATA)
+            ok = rc == 0 and sum(l.get("arrays", 0) for l in json.loads(so2)["layers"]) == xp["crossbars_packed"]
+            check("xbar eval --pack rows programs the crossbars --xprune reported", ok, (so2 + se2).strip()[-300:])
+        rc1, _, se1 = xbar("train", *xflags, "--steps", "25", "--out", b)
+        rc2, _, se2 = xbar("train", *xflags, "--resume", os.path.join(b, "checkpoint.safetensors"), "--out", b)
+        ok = rc1 == 0 and rc2 == 0 and same_files(a, b, ("weights.safetensors",))
+        check("--xprune stopped after the cut and resumed gives the same weights", ok, (se1 + se2).strip()[-300:])
         # errors a user can make
         rc, _, se = xbar("train", "--model", cnnt, "--prune", "magnitude", "--steps", "1", "--out",
                          os.path.join(d, "bad"), "--data", DATA)

@@ -332,12 +332,120 @@ static void test_pack(void **state) {
     }
 }
 
+/* crossbar-aware pruning: the group-lasso gradient against central differences of the penalty, the cut zeroes
+ * every layer's weakest segments (by RMS) and the mask holds them, a resumed mask finds them, and the crossbars
+ * the report counts for the packed layers are those the packed network programs */
+static void test_xprune(void **state) {
+    (void)state;
+    xb_rng r;
+    xb_rng_seed(&r, 21, "w");
+    float w[800];
+    for (int i = 0; i < 800; i++) w[i] = (float)(xb_rng_normal(&r) * (1 + (i % 20) / 4));
+    for (int kind = XB_XP_XCS; kind <= XB_XP_XRS; kind++) {
+        xb_model *m = lin_(w);
+        xb_hw h = hw_("[tile]\nrows = 16\ncols = 16\n");
+        xb_xprune *p;
+        assert_int_equal(xb_xprune_init(m, &h, kind, 0.01, &p), XB_OK);
+        xb_model_zero_grad(m);
+        xb_xprune_grad(p, m);
+        float *v = xb_model_params(m);
+        const float *g = xb_model_grads(m);
+        for (int e = 0; e < 800; e += 37) {
+            const float v0 = v[e], hh = 1e-3f;
+            v[e] = v0 + hh;
+            const double lp = xb_xprune_lasso(p, m);
+            v[e] = v0 - hh;
+            const double lm = xb_xprune_lasso(p, m);
+            v[e] = v0;
+            const double fd = (lp - lm) / (2.0 * hh);
+            if (!(fabs(fd - g[e]) < 1e-3 * fmax(fabs(fd), 1e-3))) fail_msg("group lasso gradient %d: %.6g vs %.6g", e, g[e], fd);
+        }
+        /* the cut: 40% of the segments, the weakest; XCS segments are (row tile, output), XRS (column tile, input) */
+        assert_int_equal(xb_xprune_cut(p, m, 0.4), XB_OK);
+        const int nseg = kind == XB_XP_XCS ? 2 * 40 : 3 * 20;
+        double rms[120];
+        int zero[120], nz = 0;
+        for (int s = 0; s < nseg; s++) {
+            double q = 0, q0 = 0;
+            int n = 0, allz = 1;
+            for (int e = 0; e < 800; e++) {
+                const int j = e / 20, i = e % 20;
+                const int in = kind == XB_XP_XCS ? (s / 40 == i / 16 && s % 40 == j) : (s / 20 == j / 16 && s % 20 == i);
+                if (!in) continue;
+                q += (double)w[e] * w[e];
+                n++;
+                allz &= v[e] == 0;
+                q0 += (double)v[e] * v[e];
+            }
+            rms[s] = sqrt(q / n);
+            zero[s] = allz;
+            nz += allz;
+            if (!allz) assert_true(q0 > 0);
+        }
+        assert_int_equal(nz, (int)floor(0.4 * nseg));
+        for (int a = 0; a < nseg; a++) /* every cut segment was weaker than every kept one */
+            for (int b = 0; b < nseg; b++)
+                if (zero[a] && !zero[b]) assert_true(rms[a] <= rms[b]);
+        /* a step's update cannot bring them back */
+        for (int e = 0; e < 800; e++) v[e] += 0.01f;
+        xb_xprune_apply(p, m);
+        int nz2 = 0;
+        for (int s = 0; s < nseg; s++) {
+            int allz = 1;
+            for (int e = 0; e < 800; e++) {
+                const int j = e / 20, i = e % 20;
+                const int in = kind == XB_XP_XCS ? (s / 40 == i / 16 && s % 40 == j) : (s / 20 == j / 16 && s % 20 == i);
+                if (in) allz &= v[e] == 0;
+            }
+            nz2 += allz;
+            if (zero[s]) assert_true(allz);
+        }
+        assert_int_equal(nz2, nz);
+        /* a resumed run finds the same mask */
+        xb_xprune *p2;
+        assert_int_equal(xb_xprune_init(m, &h, kind, 0.01, &p2), XB_OK);
+        xb_xprune_mask_from_zeros(p2, m);
+        char a[4096], b[4096];
+        FILE *fa = fmemopen(a, sizeof a, "w"), *fb = fmemopen(b, sizeof b, "w");
+        xb_xprune_print(p, m, fa, 1);
+        xb_xprune_print(p2, m, fb, 1);
+        fclose(fa);
+        fclose(fb);
+        assert_string_equal(a, b);
+        /* the packed network programs the crossbars the report counts */
+        char t[256];
+        snprintf(t, sizeof t, "[tile]\nrows = 16\ncols = 16\n[mapping]\npack = %s\n", kind == XB_XP_XCS ? "columns" : "rows");
+        xb_hw hp = hw_(t);
+        float x[20] = {1};
+        xb_xnet *xn = xnet_(&hp, m, 1, x);
+        xb_xlayer_stats st;
+        xb_xnet_layer_stats(xn, 0, &st);
+        const char *q = strstr(a, "\"crossbars_packed\":");
+        assert_non_null(q);
+        assert_int_equal(atoll(q + strlen("\"crossbars_packed\":")), st.arrays);
+        if (getenv("XBT_VERBOSE")) fprintf(stderr, "  %s: %s\n", xb_xprune_names[kind], a);
+        xb_xnet_free(xn);
+        xb_xprune_free(p2);
+        xb_xprune_free(p);
+        xb_model_free(m);
+    }
+    xb_model *m = lin_(w);
+    xb_hw h = hw_("[tile]\nrows = 16\ncols = 16\n");
+    xb_xprune *p;
+    xbt_assert_error(xb_xprune_init(m, &h, 3, 0, &p), XB_ERR_ARG, "crossbar-aware", "xcs or xrs");
+    assert_int_equal(xb_xprune_init(m, &h, XB_XP_XCS, 0, &p), XB_OK);
+    xbt_assert_error(xb_xprune_cut(p, m, 1.0), XB_ERR_ARG, "crossbar-aware", "target");
+    xb_xprune_free(p);
+    xb_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_undone_exactly),
         cmocka_unit_test(test_ideal_unchanged),
         cmocka_unit_test(test_orders_and_low_share),
         cmocka_unit_test(test_pack),
+        cmocka_unit_test(test_xprune),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
