@@ -1,151 +1,13 @@
 /* cmd_train.c -- `xbar train`: flags -> xb_train_opts, data, model, xb_train (or xb_xtrain through the
  * crossbars of --hw), a line or JSON per epoch, a result line/JSON. */
 #include "cli.h"
+#include "train.h"
 #include "xb_xbar.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct reporter_ {
-    int json, progress;
-    const char *hw, *mode;
-    xb_ad *ad;
-    xb_model *m;
-    char ad_path[1100];
-    xb_status ad_save;
-    int prune;                    /* --ad-prune */
-    const char *text, *path;      /* the model's resolved config text (current bits come from the model) */
-    xb_qop *q;
-    int **keep, *n_keep, cut;     /* a surgery planned at an epoch's start: the trainer stops for it */
-    xb_pruner *pr;                /* --prune */
-    char pr_path[1100];
-    xb_status pr_save;
-    const xb_dataset *train;      /* the data scores' images */
-    int batch;
-    xb_wct *wct;                  /* --wct-percentile */
-    xb_xprune *xp;                /* --xprune */
-    int xp_start, xp_resume;      /* xp_resume: the mask comes from the checkpoint's zeros, once it is loaded */
-    double xp_target;
-    char wct_path[1100];          /* written with the first report (the trainer has made --out by then) */
-    xb_status wct_save;
-    int wct_saved;
-} reporter_;
-
-/* --ad-precision: the relus' non-zeros after every step, the epoch's bit changes before the next epoch's
- * first step; the state is saved with every report, which comes just before every checkpoint, so that a
- * checkpoint and OUT/ad-state.json always agree */
-static xb_status ad_step_(void *ctx, xb_model *m, int64_t step) {
-    reporter_ *rp = ctx;
-    (void)step;
-    xb_ad_count(rp->ad, m);
-    return XB_OK;
-}
-
-static xb_status ad_epoch_(void *ctx, xb_model *m, int64_t epoch) {
-    reporter_ *rp = ctx;
-    if (epoch <= xb_ad_epochs(rp->ad)) return XB_OK;
-    int changed;
-    xb_status st = xb_ad_epoch_end(rp->ad, m, &changed);
-    if (!st) st = xb_ad_save(rp->ad, m, rp->ad_path);
-    if (!st && changed && rp->progress)
-        fprintf(stderr, "xbar train: activation density settled in %d layer%s after epoch %lld: fewer bits from "
-                        "now on (OUT/ad-state.json)\n", changed, changed > 1 ? "s" : "", (long long)epoch);
-    if (!st && rp->prune) { /* activation-density pruning at the same plateaus: stop here for the surgery */
-        char *cur = NULL;
-        st = xb_quant_current_text(rp->text, rp->path, m, rp->q, &cur);
-        if (!st) st = xb_ad_prune_plan(rp->ad, m, cur, rp->keep, rp->n_keep, &rp->cut);
-        free(cur);
-        if (!st) st = xb_ad_save(rp->ad, m, rp->ad_path);
-        if (!st && rp->cut) return xb_errorf(XB_ERR_STATE, "activation-density pruning after epoch %lld", (long long)epoch);
-    }
-    return st;
-}
-
-/* --prune: a step due at this epoch's start stops the trainer for the surgery (its checkpoint just written) */
-static xb_status prune_epoch_(void *ctx, xb_model *m, int64_t epoch) {
-    reporter_ *rp = ctx;
-    xb_status st = xb_pruner_epoch(rp->pr, m, rp->train, rp->batch, epoch, rp->keep, rp->n_keep, &rp->cut);
-    if (!st) st = xb_pruner_save(rp->pr, rp->pr_path);
-    if (!st && rp->cut) return xb_errorf(XB_ERR_STATE, "pruning at the start of epoch %lld", (long long)epoch + 1);
-    return st;
-}
-
-static xb_status after_backward_(void *ctx, xb_model *m, int64_t step) {
-    reporter_ *rp = ctx;
-    xb_status st = rp->ad ? ad_step_(ctx, m, step) : XB_OK;
-    if (rp->wct) xb_wct_grad(rp->wct, m);
-    if (rp->xp) {
-        if (rp->xp_resume) xb_xprune_mask_from_zeros(rp->xp, m);
-        rp->xp_resume = 0;
-        xb_xprune_grad(rp->xp, m);
-        xb_xprune_apply(rp->xp, m); /* the cut segments' gradients: zero */
-    }
-    return st;
-}
-
-static xb_status after_update_(void *ctx, xb_model *m, int64_t step) {
-    reporter_ *rp = ctx;
-    (void)step;
-    if (rp->wct) xb_wct_clip(rp->wct, m);
-    if (rp->xp) xb_xprune_apply(rp->xp, m);
-    return XB_OK;
-}
-
-/* --xprune: the segments of the tiles of --xprune-hw; on --resume the cut ones are the all-zero ones of the
- * checkpoint (read at the first step, when the trainer has loaded it) */
-static xb_status cli_xprune_(xf_flag *f, int n, const xb_train_opts *o, xb_model *m, const char *hwpath, reporter_ *rp) {
-    const char *kind = xf_get(f, n, "xprune")->s, *xh = xf_get(f, n, "xprune-hw")->s;
-    if (!kind) return XB_OK;
-    const int k = !strcmp(kind, "xcs") ? XB_XP_XCS : !strcmp(kind, "xrs") ? XB_XP_XRS : 0;
-    if (!k) return xb_errorf(XB_ERR_ARG, "--xprune %s: unknown. HINT: xcs (column segments) or xrs (row segments)", kind);
-    if (!xh) return xb_errorf(XB_ERR_ARG, "--xprune needs --xprune-hw HW.cfg: the tiles whose segments it prunes");
-    if (rp->pr || rp->ad || hwpath)
-        return xb_errorf(XB_ERR_ARG, "--xprune: not with --prune, --ad-precision or --hw (prune channels first, then "
-                         "segments in a second run from its weights)");
-    xb_hw h;
-    xb_status st = xb_hw_load(xh, &h);
-    if (!st) st = xb_xprune_init(m, &h, k, xf_get(f, n, "xprune-lasso")->d, &rp->xp);
-    rp->xp_resume = o->resume != NULL; /* the checkpoint's weights are not loaded yet */
-    rp->xp_start = (int)xf_get(f, n, "xprune-start")->i;
-    rp->xp_target = xf_get(f, n, "xprune-target")->d;
-    return st;
-}
-
-/* --wct-percentile: the bounds from the weights the run starts with (written to OUT/wct.json with the first
- * report), or on --resume from wct.json beside the checkpoint; the clip holds from the first step */
-static xb_status cli_wct_(xf_flag *f, int n, const xb_train_opts *o, xb_model *m, const char *out, reporter_ *rp) {
-    const double pct = xf_get(f, n, "wct-percentile")->d, pen = xf_get(f, n, "wct-penalty")->d;
-    if (pct <= 0) {
-        if (pen > 0) return xb_errorf(XB_ERR_ARG, "--wct-penalty needs --wct-percentile (the bound it penalizes beyond)");
-        return XB_OK;
-    }
-    xb_status st = xb_wct_init(m, pct, pen, &rp->wct);
-    if (!st && o->resume) {
-        char path[1100];
-        const char *sl = strrchr(o->resume, '/');
-        snprintf(path, sizeof path, "%.*swct.json", sl ? (int)(sl - o->resume + 1) : 0, o->resume);
-        st = xb_wct_load(rp->wct, m, path);
-    } else if (!st) {
-        xb_wct_clip(rp->wct, m);
-    }
-    snprintf(rp->wct_path, sizeof rp->wct_path, "%s/wct.json", out);
-    return st;
-}
-
-static xb_status epoch_begin_(void *ctx, xb_model *m, int64_t epoch) {
-    reporter_ *rp = ctx;
-    xb_status st = rp->ad ? ad_epoch_(ctx, m, epoch) : XB_OK;
-    if (!st && rp->pr) st = prune_epoch_(ctx, m, epoch);
-    if (!st && rp->xp && epoch == rp->xp_start) {
-        st = xb_xprune_cut(rp->xp, m, rp->xp_target);
-        rp->xp_resume = 0;
-        if (!st && rp->progress)
-            fprintf(stderr, "xbar train: crossbar-aware pruning: %.0f%% of every layer's segments cut at the start of "
-                            "epoch %lld\n", 100 * rp->xp_target, (long long)epoch + 1);
-    }
-    return st;
-}
 
 /* After every epoch: a line on stderr (with the progress bar) and a JSON line on stdout (--json). */
 static void report_(void *ctx, const xb_epoch_report *r) {
@@ -312,51 +174,6 @@ static xb_status prune_run_(reporter_ *rp, xb_model **m, cli_quant_ *z, const ch
     rp->m = p;
     if (rp->ad) xb_ad_rebind(rp->ad, q);
     return XB_OK;
-}
-
-/* --prune: the schedule from the flags, its state resumed from prune-state.json beside the checkpoint */
-static xb_status cli_pruner_(xf_flag *f, int n, const char *kind, const xb_train_opts *o, xb_model *m, cli_quant_ *z,
-                             const xb_dataset *train, const char *out, const char *hwpath, reporter_ *rp) {
-    xb_prune_opts po = xb_prune_opts_default();
-    int k = 0;
-    while (k < XB_PS_COUNT && strcmp(kind, xb_prune_score_names[k]) != 0) k++;
-    if (k == XB_PS_COUNT)
-        return xb_errorf(XB_ERR_ARG, "--prune %s: unknown score. HINT: l1, mean-act, random, frs or taylor", kind);
-    if (rp->ad || hwpath || o->frozen)
-        return xb_errorf(XB_ERR_ARG, "--prune changes the model while it trains: not with --ad-precision, --hw or "
-                         "--trainable bn");
-    po.score = (xb_prune_score)k;
-    po.target = xf_get(f, n, "prune-target")->d;
-    po.start = (int)xf_get(f, n, "prune-start")->i;
-    po.every = (int)xf_get(f, n, "prune-every")->i;
-    po.steps = (int)xf_get(f, n, "prune-steps")->i;
-    po.step = xf_get(f, n, "prune-step")->d;
-    po.flops = xf_get(f, n, "prune-flops")->d;
-    po.min_keep = xf_get(f, n, "prune-min")->d;
-    const int scope = (int)xf_get(f, n, "prune-scope")->i;
-    po.global = scope == 0 ? po.score == XB_PS_FRS || po.score == XB_PS_TAYLOR : scope == 2;
-    po.norm = (xb_prune_norm)xf_get(f, n, "prune-norm")->i;
-    po.residual_skip = (int)xf_get(f, n, "prune-residual")->i;
-    po.samples = xf_get(f, n, "prune-samples")->i;
-    po.eps = xf_get(f, n, "prune-eps")->d;
-    po.seed = o->seed;
-    rp->train = train;
-    rp->batch = o->batch;
-    rp->text = z->text;
-    rp->path = z->path;
-    rp->q = z->q;
-    rp->keep = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *rp->keep);
-    rp->n_keep = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *rp->n_keep);
-    if (!rp->keep || !rp->n_keep) return xb_errorf(XB_ERR_NOMEM, "no memory for the pruning plan");
-    snprintf(rp->pr_path, sizeof rp->pr_path, "%s/prune-state.json", out);
-    xb_status st = xb_pruner_init(m, &po, &rp->pr);
-    if (!st && o->resume) {
-        char in[1100];
-        const char *sl = strrchr(o->resume, '/');
-        snprintf(in, sizeof in, "%.*sprune-state.json", sl ? (int)(sl - o->resume + 1) : 0, o->resume);
-        st = xb_pruner_load(rp->pr, in);
-    }
-    return st;
 }
 
 static void cli_quant_free_(cli_quant_ *z) {
@@ -614,14 +431,19 @@ int cmd_train(int argc, char **argv) {
     } else if (!s && xf_get(f, n, "ad-prune")->i) {
         s = xb_errorf(XB_ERR_ARG, "--ad-prune needs --ad-precision (it prunes at the plateaus of activation density)");
     }
-    if (!s && prune) s = cli_pruner_(f, n, prune, &o, m, &qz, &train, out, hwpath, &rep);
+    if (!s && prune) {
+        rep.text = qz.text;
+        rep.path = qz.path;
+        rep.q = qz.q;
+        s = train_pruner_setup(f, n, prune, &o, m, &train, out, hwpath, &rep);
+    }
     if (!s && (rep.prune || rep.pr) && o.resume && strcmp(qz.path, o.resume) == 0) o.model_cfg = qz.text; /* after a cut */
-    hk.epoch_begin = rep.ad || rep.pr ? epoch_begin_ : NULL;
-    if (!s) s = cli_wct_(f, n, &o, m, out, &rep);
-    if (!s) s = cli_xprune_(f, n, &o, m, hwpath, &rep);
-    if (rep.xp) hk.epoch_begin = epoch_begin_;
-    if (rep.ad || rep.wct || rep.xp) hk.after_backward = after_backward_;
-    if ((rep.wct && !xf_get(f, n, "wct-penalty")->d) || rep.xp) hk.after_update = after_update_;
+    hk.epoch_begin = rep.ad || rep.pr ? train_epoch_begin : NULL;
+    if (!s) s = train_wct_setup(f, n, &o, m, out, &rep);
+    if (!s) s = train_xprune_setup(f, n, &o, m, hwpath, &rep);
+    if (rep.xp) hk.epoch_begin = train_epoch_begin;
+    if (rep.ad || rep.wct || rep.xp) hk.after_backward = train_after_backward;
+    if ((rep.wct && !xf_get(f, n, "wct-penalty")->d) || rep.xp) hk.after_update = train_after_update;
     o.hooks = &hk;
     xb_train_result r;
     xb_xtrain_stats xs;
@@ -668,7 +490,7 @@ int cmd_train(int argc, char **argv) {
     if (!s && rep.ad && r.epochs_total > xb_ad_epochs(rep.ad)) { /* the last epoch's AD (no epoch follows it) */
         const int before = xb_ad_changes(rep.ad);
         rep.prune = 0; /* no cut without training after it: the last plateau lowers bits only */
-        s = ad_epoch_(&rep, m, r.epochs_total);
+        s = train_ad_epoch(&rep, m, r.epochs_total);
         if (!s && xb_ad_changes(rep.ad) != before) { /* the model written is the one tested: again, at its bits */
             xb_eval_result er;
             xb_model_train_mode(m, 0);

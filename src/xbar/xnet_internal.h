@@ -166,6 +166,17 @@ static inline int xl_blocked(const xlayer *l) { return l->out_idx != NULL || l->
 /* rows (ncols wide) gathered by idx (NULL: the first n) into out, and added back: out[idx[p]] += in[p] */
 void xl_gather_rows(const int *idx, int n, int ncols, const float *in, float *out);
 void xl_scatter_add_rows(const int *idx, int n, int ncols, const float *in, float *out);
+/* xblock.c: [mapping] rearrange of block l's outputs (out_idx, wsrc and the per-output scales follow) */
+void xl_rearrange(const xb_hw *hw, xlayer *l);
+/* [mapping] pack (mode 1 columns, 2 rows): the blocks of w (ro x k) on tiles of R rows and wc weight columns
+ * into b (room for rt + ct); their count */
+typedef struct blk_ { int no, ni, *out, *in; } blk_;
+int xl_pack_blocks(const float *w, int ro, int k, int R, int wc, int mode, blk_ *b);
+/* every non-zero weight of the packed layer whose first block is xl[x] lies in one of its blocks */
+xb_status xl_pack_check(const xb_xnet *xn, int x);
+/* the effective weights of the layer (group) whose first xlayer is xl[i], in its order (bwd: the backward
+ * read's), into w */
+void xl_layer_weff(const xb_xnet *xn, int i, int bwd, float *w);
 /* The im2col workspace etc. come from the model; the forward and the operator live in xforward.c. */
 void xb_xnet_install_op_(xb_xnet *xn);
 
