@@ -635,7 +635,7 @@ xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, co
     }
     xb_rng rbase, rlayer, rcall;
     xb_rng_seed(&rbase, xn->seed, "read");
-    xb_rng_fork(&rbase, (uint64_t)l->li * 65536u + (uint64_t)l->group, &rlayer);
+    xb_rng_fork(&rbase, (uint64_t)l->li * 65536u + (uint64_t)l->sid, &rlayer);
     xb_rng_fork(&rlayer, l->calls++, &rcall);
     chunk_stats_ cs = {0};
     if (l->tiled && xn->calibrating && hw->adc_range == XB_RANGE_CALIBRATED)

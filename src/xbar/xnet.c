@@ -511,7 +511,7 @@ static xb_status tile_devices_(xb_xnet *xn, xlayer *l, int r, int c, double *gt,
     xb_map_tile_targets(xl_hw_(xn, l), g, xl_wsrc_(xn, l), l->s, l->srow, r, c, gt);
     xb_rng base, lr, tr, ar;
     xb_rng_seed(&base, xn->seed, "device");
-    xb_rng_fork(&base, (uint64_t)l->li * 65536u + (uint64_t)l->group, &lr);
+    xb_rng_fork(&base, (uint64_t)l->li * 65536u + (uint64_t)l->sid, &lr); /* sid: the group, or the block */
     xb_rng_fork(&lr, (uint64_t)r * (uint64_t)g->ct + (uint64_t)c, &tr);
     xb_hw hw0;
     if (l->dref0) {
