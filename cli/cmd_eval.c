@@ -84,9 +84,20 @@ static int eval_hw(xb_model *m, const xb_hw *hw, const char *dir, xf_flag *f, in
         }
     }
     free(specs);
+    double *wsc = NULL; /* --w-scales: the clip scales of the weights before weight-constrained training */
+    const char *wsp = xf_get(f, n, "w-scales")->s;
+    if (wsp) {
+        wsc = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *wsc);
+        if (!wsc || xb_wct_scales_load(wsp, m, wsc) != XB_OK) {
+            free(prec); free(wsc); xb_dataset_free(&test);
+            return cli_fail("eval --w-scales");
+        }
+        o.w_scales = wsc;
+    }
     if (o.adapt_bn > 0) { /* batchnorm statistics come from training images, never from the images scored */
         if (xb_cifar_load(dir, XB_SPLIT_TRAIN, &train) != XB_OK) {
             xb_dataset_free(&test);
+            free(prec); free(wsc);
             return cli_fail("eval --adapt-bn");
         }
         have_train = 1;
@@ -100,6 +111,7 @@ static int eval_hw(xb_model *m, const xb_hw *hw, const char *dir, xf_flag *f, in
     xb_xeval_result r;
     xb_status s = xb_xeval_run(m, hw, &test, have_train ? &train : NULL, &o, &r);
     free(prec);
+    free(wsc);
     if (have_train) xb_dataset_free(&train);
     xb_dataset_free(&test);
     if (s) return cli_fail("eval");
@@ -136,6 +148,8 @@ int cmd_eval(int argc, char **argv) {
                                                                    "(crossbar column rearrangement; docs/pruning.md)"},
         {"pack", XF_CHOICE, "none", "none|columns|rows", "--hw: the config's [mapping] pack, set here (structured-sparse "
                                                         "layers packed into fewer tiles; docs/pruning.md)"},
+        {"w-scales", XF_STR, NULL, NULL, "--hw: map every layer with the clip scale its weights had before weight-"
+                                         "constrained training (the wct.json of that run; docs/pruning.md)"},
     };
     int n = sizeof f / sizeof *f;
     int rc = xf_parse("eval", "test accuracy of trained weights (ideal, or on crossbars with --hw)", f, n, argc, argv);
@@ -154,8 +168,8 @@ int cmd_eval(int argc, char **argv) {
     if (hwpath && xb_hw_load(hwpath, &hw) != XB_OK) return cli_fail("eval");
     if (hwpath && xf_get(f, n, "rearrange")->set) hw.rearrange = (int)xf_get(f, n, "rearrange")->i;
     if (hwpath && xf_get(f, n, "pack")->set) hw.pack = (int)xf_get(f, n, "pack")->i;
-    if (!hwpath && (xf_get(f, n, "rearrange")->set || xf_get(f, n, "pack")->set)) {
-        fprintf(stderr, "xbar eval: error: --rearrange and --pack need --hw\n");
+    if (!hwpath && (xf_get(f, n, "rearrange")->set || xf_get(f, n, "pack")->set || xf_get(f, n, "w-scales")->s)) {
+        fprintf(stderr, "xbar eval: error: --rearrange, --pack and --w-scales need --hw\n");
         return 2;
     }
     xb_model *m;

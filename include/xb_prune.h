@@ -130,6 +130,10 @@ int64_t xb_wct_clip(const xb_wct *w, xb_model *m);
 xb_status xb_wct_save(const xb_wct *w, const xb_model *m, const char *path);
 xb_status xb_wct_load(xb_wct *w, const xb_model *m, const char *path);
 double xb_wct_bound(const xb_wct *w, int mapped);
+/* from a run's wct.json, each mapped layer's max |w| when the constraint started (xb_xeval_opts.w_scales:
+ * map the constrained weights with the scale of the unconstrained ones, so they use the lower part of the
+ * same conductance range); scales has one entry per mapped layer */
+xb_status xb_wct_scales_load(const char *path, const xb_model *m, double *scales);
 
 /* ---- crossbar-aware structured pruning (src/prune/xprune.c; methods.md 5A) -----------------------------
  * Groups: the segments of every mapped layer's matrix (outputs x inputs) inside one tile of a hardware config

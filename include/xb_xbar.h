@@ -424,6 +424,12 @@ int xb_xnet_needs_calibration(const xb_xnet *xn);
  * xb_model_set_batch again before other batches); again after every xb_xnet_program. */
 xb_status xb_xnet_calibrate(xb_xnet *xn, int n, const float *x);
 void xb_xnet_reset_stats(xb_xnet *xn);
+/* Fixed clip scales (weight units), one per mapped layer: > 0 maps that layer's weights with s = this instead
+ * of the config's w_clip rule from the weights (e.g. the scale its weights had before weight-constrained
+ * training, so that a narrower weight range uses the lower part of the same conductance range; weights
+ * beyond it clip); 0: the rule.  NULL clears them.  Takes effect at the next programming.  [mapping]
+ * scale = column refuses them (XB_ERR_UNSUPPORTED). */
+xb_status xb_xnet_set_weight_scales(xb_xnet *xn, const double *scales);
 /* Per mapped model layer (groups merged), in model order. */
 int xb_xnet_n_layers(const xb_xnet *xn);
 void xb_xnet_layer_stats(const xb_xnet *xn, int i, xb_xlayer_stats *out);
@@ -565,6 +571,7 @@ typedef struct xb_xeval_opts {
                                   first adapt_bn images of adapt_data (unaugmented); restored afterwards (0: off) */
     const xb_dataset *adapt_data;
     const xb_layer_precision *precisions; /* per mapped layer (a quantized model's), or NULL: the config's */
+    const double *w_scales;    /* per mapped layer, > 0: its fixed clip scale (xb_xnet_set_weight_scales), or NULL */
 } xb_xeval_opts;
 xb_xeval_opts xb_xeval_opts_default(void);
 

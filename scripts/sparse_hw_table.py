@@ -5,7 +5,9 @@ hurt more by parasitics than dense ones, and do column rearrangement and weight-
 Models (CIFAR-10, one recipe): the dense network and its C/F-pruned versions at 50% and 80% of the filters from
 scripts/prune_table.py (--prune-out; rows unpruned, l1-50, l1-80); XCS and XRS versions of the dense network
 (tile segments of 64x64 arrays cut to 50% and 80% and fine-tuned, `xbar train --xprune`); and WCT versions of the
-dense, C/F-80 and XCS-80 networks (fine-tuned with every layer clipped to its 90th percentile of |w|).  Each is
+dense, C/F-80 and XCS-80 networks (fine-tuned with every layer clipped to its 90th percentile of |w|), mapped
+with their own clip scale and, marked "@s0", with the scale of their weights before the clip (`xbar eval
+--w-scales wct.json`: the narrower range then uses the lower part of the same conductance range).  Each is
 evaluated on the parasitic presets (--hw) at two tile sizes (--tiles), its segments packed (XCS: pack = columns,
 XRS: pack = rows), without and with column rearrangement (round-robin).  Reported: accuracy, the drop from the
 model's own software accuracy, crossbars, the share of cells below mid-conductance and the mean relative error of
@@ -61,7 +63,7 @@ def main():
         if not os.path.exists(os.path.join(d, "weights.safetensors")) or not os.path.exists(cfg):
             sys.exit(f"sparse_hw_table: {d} has no trained model. HINT: run scripts/prune_table.py --rows "
                      f"unpruned,l1-50,l1-80 --out {args.prune_out} first")
-        models.append((name, cfg, os.path.join(d, "weights.safetensors"), "none"))
+        models.append((name, cfg, os.path.join(d, "weights.safetensors"), "none", None))
     hw_seg = args.hw.split(",")[-1]  # the segments: the 64x64 tiles of the last preset
     ft = ["--epochs", str(args.epochs), "--lr", "0.01", "--schedule", "cosine", "--nesterov", "--momentum", "0.9",
           "--weight-decay", "5e-4", "--batch", "128", "--json", "--quiet"] + common
@@ -84,7 +86,7 @@ def main():
             name = f"{kind}-{pct}"
             w = finetune(name, dense[1], dense[2], ["--xprune", kind, "--xprune-hw", hw_seg, "--xprune-target",
                                                     "%.2f" % (pct / 100), "--xprune-lasso", "1e-4"])
-            models.append((name, dense[1], w, "columns" if kind == "xcs" else "rows"))
+            models.append((name, dense[1], w, "columns" if kind == "xcs" else "rows", None))
     byname = {m[0]: m for m in models}
     for base in ("dense", "cf-80", "xcs-80"):
         b = byname[base]
@@ -92,7 +94,8 @@ def main():
         if base == "xcs-80":  # keep its cut segments cut (they are the weakest: the same ones)
             extra += ["--xprune", "xcs", "--xprune-hw", hw_seg, "--xprune-target", "0.80"]
         w = finetune(base + "+wct", b[1], b[2], extra)
-        models.append((base + "+wct", b[1], w, b[3]))
+        models.append((base + "+wct", b[1], w, b[3], None))
+        models.append((base + "+wct@s0", b[1], w, b[3], os.path.join(os.path.dirname(w), "wct.json")))
 
     # the hardware: each preset at each tile size
     hws = []
@@ -105,14 +108,14 @@ def main():
             body = re.sub(r"(?m)^cols\s*=.*$", "cols = " + t, body)
             open(p, "w").write(body)
             hws.append((name, p))
-    for (mname, cfg, w, pack) in models:
+    for (mname, cfg, w, pack, wsc) in models:
         for (hname, hp) in hws:
             for rr in ("none", "round-robin"):
                 key = f"{mname}|{hname}|{rr}"
                 if key in res["evals"]:
                     continue
                 cmd = [XBAR, "eval", "--model", cfg, "--weights", w, "--hw", hp, "--pack", pack, "--rearrange", rr,
-                       "--limit", str(args.limit), "--json", "--quiet"] + common
+                       "--limit", str(args.limit), "--json", "--quiet"] + common + (["--w-scales", wsc] if wsc else [])
                 j = sh(cmd)
                 L = [l for l in j["layers"] if l.get("mapped")]
                 cells = sum(l["cells_used"] for l in L)
@@ -128,7 +131,7 @@ def main():
           "round-robin after the slash.\n" % args.limit)
     print("| model | software | " + " | ".join(h for h, _ in hws) + " |")
     print("|---|---|" + "---|" * len(hws))
-    for (mname, cfg, w, pack) in models:
+    for (mname, cfg, w, pack, wsc) in models:
         cells = []
         sw = None
         for (hname, hp) in hws:
@@ -147,7 +150,7 @@ def main():
         import matplotlib.pyplot as plt
         fig, axs = plt.subplots(1, len(hws), figsize=(4 * len(hws), 3.6), sharey=True)
         for ax, (hname, hp) in zip(axs, hws):
-            for (mname, cfg, w, pack) in models:
+            for (mname, cfg, w, pack, wsc) in models:
                 a = res["evals"][f"{mname}|{hname}|none"]
                 b = res["evals"][f"{mname}|{hname}|round-robin"]
                 ax.scatter([a["crossbars"]], [100 * (a["hw"] - a["sw"])], marker="o")

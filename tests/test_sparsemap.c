@@ -5,7 +5,8 @@
  * cells below mid-conductance counts what it says; on-chip training refuses it.  Packing ([mapping] pack): a
  * layer with dropped column (row) segments, packed, equals on an ideal crossbar the float product, and on a
  * parasitic one with ADCs the sum of its blocks run as separate layers (outputs and both gradients); it takes
- * fewer tiles; weights that leave a dropped segment are refused at programming. */
+ * fewer tiles; weights that leave a dropped segment are refused at programming.  Crossbar-aware pruning (XCS,
+ * XRS) and fixed weight scales (weight-constrained training's mapping). */
 #include "testutil.h"
 #include "xb_xbar.h"
 
@@ -439,6 +440,66 @@ static void test_xprune(void **state) {
     xb_model_free(m);
 }
 
+/* fixed weight scales: a scale above max |w| maps the same weights onto the lower part of the conductance range
+ * (more cells below mid-conductance; on an ideal crossbar the same product), one below it clips; the scales
+ * a weight-constrained run saved are the pre-constraint maxima */
+static void test_weight_scales(void **state) {
+    (void)state;
+    xb_rng r;
+    xb_rng_seed(&r, 31, "w");
+    float w[800], x[20 * 3], y0[120], y1[120], y2[120];
+    for (int i = 0; i < 800; i++) w[i] = (float)xb_rng_normal(&r);
+    for (int i = 0; i < 60; i++) x[i] = (float)xb_rng_normal(&r);
+    xb_model *m = lin_(w);
+    double mx = 0;
+    for (int i = 0; i < 800; i++) mx = fmax(mx, fabs(w[i]));
+    xb_hw h = hw_("[tile]\nrows = 16\ncols = 16\n");
+    int64_t low[3];
+    float *ys[3] = {y0, y1, y2};
+    const double sc[3] = {0, 2 * mx, 0.5 * mx};
+    for (int q = 0; q < 3; q++) {
+        xb_xnet *xn;
+        assert_int_equal(xb_xnet_init(&h, m, &xn), XB_OK);
+        assert_int_equal(xb_xnet_set_weight_scales(xn, &sc[q]), XB_OK);
+        assert_int_equal(xb_xnet_program(xn, 1), XB_OK);
+        xb_xlayer_stats st;
+        xb_xnet_layer_stats(xn, 0, &st);
+        low[q] = st.cells_low;
+        assert_true(fabs(st.w_scale - (q ? sc[q] : mx)) < 1e-6 * mx);
+        assert_int_equal(xb_model_set_batch(m, 3), XB_OK);
+        xb_xnet_attach(xn);
+        xb_model_train_mode(m, 0);
+        assert_int_equal(xb_model_forward(m, 3, x, ys[q], NULL), XB_OK);
+        xb_xnet_detach(xn);
+        xb_xnet_free(xn);
+    }
+    assert_true(rel_(y1, y0, 120) < 1e-5);  /* a wider range, the same product */
+    assert_true(rel_(y2, y0, 120) > 1e-2);  /* a narrower one clips */
+    assert_true(low[1] > low[0] && low[2] < low[0]);
+    /* refused: a negative scale, and per-output scales */
+    xb_xnet *xn;
+    assert_int_equal(xb_xnet_init(&h, m, &xn), XB_OK);
+    const double bad = -1;
+    xbt_assert_error(xb_xnet_set_weight_scales(xn, &bad), XB_ERR_ARG, "weight scale", "-1");
+    xb_xnet_free(xn);
+    xb_hw hc = hw_("[tile]\nrows = 16\ncols = 16\n[mapping]\nscale = column\n");
+    assert_int_equal(xb_xnet_init(&hc, m, &xn), XB_OK);
+    xbt_assert_error(xb_xnet_set_weight_scales(xn, &sc[1]), XB_ERR_UNSUPPORTED, "scale", "column");
+    xb_xnet_free(xn);
+    /* a weight-constrained run's pre-constraint maxima */
+    xb_wct *wc;
+    assert_int_equal(xb_wct_init(m, 90, 0, &wc), XB_OK);
+    xb_wct_clip(wc, m);
+    char path[600];
+    snprintf(path, sizeof path, "%s/wct-scales.json", xbt_tmpdir());
+    assert_int_equal(xb_wct_save(wc, m, path), XB_OK);
+    double s0 = 0;
+    assert_int_equal(xb_wct_scales_load(path, m, &s0), XB_OK);
+    assert_true(s0 == mx);
+    xb_wct_free(wc);
+    xb_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_undone_exactly),
@@ -446,6 +507,7 @@ int main(void) {
         cmocka_unit_test(test_orders_and_low_share),
         cmocka_unit_test(test_pack),
         cmocka_unit_test(test_xprune),
+        cmocka_unit_test(test_weight_scales),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

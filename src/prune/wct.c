@@ -13,6 +13,7 @@
 struct xb_wct {
     int n;                        /* mapped layers */
     double *c;                    /* their bounds */
+    double *s0;                   /* their max |w| when the constraint started (the mapping scale to keep) */
     double penalty;
     double percentile;
 };
@@ -35,7 +36,8 @@ xb_status xb_wct_init(const xb_model *m, double percentile, double penalty, xb_w
     w->penalty = penalty;
     w->percentile = percentile;
     w->c = calloc((size_t)w->n + 1, sizeof(double));
-    if (!w->c) { free(w); return xb_errorf(XB_ERR_NOMEM, "no memory for weight-constrained training"); }
+    w->s0 = calloc((size_t)w->n + 1, sizeof(double));
+    if (!w->c || !w->s0) { xb_wct_free(w); return xb_errorf(XB_ERR_NOMEM, "no memory for weight-constrained training"); }
     for (int i = 0; i < w->n; i++) {
         int64_t n;
         const float *v = wp_(m, i, &n);
@@ -43,6 +45,7 @@ xb_status xb_wct_init(const xb_model *m, double percentile, double penalty, xb_w
         if (!t) { xb_wct_free(w); return xb_errorf(XB_ERR_NOMEM, "no memory for weight-constrained training"); }
         memcpy(t, v, sizeof(float) * (size_t)n);
         w->c[i] = xb_percentile_abs(t, n, percentile);
+        w->s0[i] = xb_percentile_abs(t, n, 100);
         free(t);
     }
     *out = w;
@@ -52,6 +55,7 @@ xb_status xb_wct_init(const xb_model *m, double percentile, double penalty, xb_w
 void xb_wct_free(xb_wct *w) {
     if (!w) return;
     free(w->c);
+    free(w->s0);
     free(w);
 }
 
@@ -100,6 +104,8 @@ xb_status xb_wct_save(const xb_wct *w, const xb_model *m, const char *path) {
         char num[40]; /* all 17 digits: cJSON's own printing round-trips only to a tolerance, a resume needs the bits */
         snprintf(num, sizeof num, "%.17g", w->c[i]);
         cJSON_AddItemToObject(o, "bound", cJSON_CreateRaw(num));
+        snprintf(num, sizeof num, "%.17g", w->s0[i]);
+        cJSON_AddItemToObject(o, "scale0", cJSON_CreateRaw(num));
         cJSON_AddItemToArray(ls, o);
     }
     char *txt = cJSON_Print(root);
@@ -129,11 +135,24 @@ xb_status xb_wct_load(xb_wct *w, const xb_model *m, const char *path) {
         const char *nm;
         xb_model_mapped_info(m, i, &nm, NULL, NULL, NULL);
         const cJSON *o = cJSON_GetArrayItem(ls, i), *l = cJSON_GetObjectItem(o, "layer"), *b = cJSON_GetObjectItem(o, "bound");
-        if (!cJSON_IsString(l) || strcmp(l->valuestring, nm) != 0 || !cJSON_IsNumber(b) || !(b->valuedouble >= 0)) bad = 1;
-        else w->c[i] = b->valuedouble;
+        const cJSON *s0 = cJSON_GetObjectItem(o, "scale0");
+        if (!cJSON_IsString(l) || strcmp(l->valuestring, nm) != 0 || !cJSON_IsNumber(b) || !(b->valuedouble >= 0) ||
+            !cJSON_IsNumber(s0) || !(s0->valuedouble >= 0))
+            bad = 1;
+        else { w->c[i] = b->valuedouble; w->s0[i] = s0->valuedouble; }
     }
     cJSON_Delete(root);
     if (bad) return xb_errorf(XB_ERR_FORMAT, "%s: not the weight-constraint bounds of this model (%d mapped layers). HINT: "
                               "resume with the same model", path, w->n);
     return XB_OK;
+}
+
+xb_status xb_wct_scales_load(const char *path, const xb_model *m, double *scales) {
+    xb_wct *w;
+    xb_status st = xb_wct_init(m, 100, 0, &w); /* the layer list; the values come from the file */
+    if (st) return st;
+    st = xb_wct_load(w, m, path);
+    for (int i = 0; !st && i < w->n; i++) scales[i] = w->s0[i];
+    xb_wct_free(w);
+    return st;
 }

@@ -147,6 +147,7 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
     {
         xb_xnet *first;
         if ((st = xb_xnet_init_ex(hw, m, o->precisions, &first))) goto out;
+        if (o->w_scales && (st = xb_xnet_set_weight_scales(first, o->w_scales))) { xb_xnet_free(first); goto out; }
         size_t bytes = xb_xnet_state_bytes_(first);
         int G = (int)(XE_GROUP_BYTES / (bytes ? bytes : 1));
         if (G < 1) G = 1;
@@ -154,7 +155,10 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
         xb_xnet **xns = xb_calloc((size_t)G * sizeof(xb_xnet *));
         uint64_t *seeds = xb_malloc((size_t)G * sizeof(uint64_t));
         xns[0] = first;
-        for (int q = 1; q < G && !st; q++) st = xb_xnet_init_ex(hw, m, o->precisions, &xns[q]);
+        for (int q = 1; q < G && !st; q++) {
+            st = xb_xnet_init_ex(hw, m, o->precisions, &xns[q]);
+            if (!st && o->w_scales) st = xb_xnet_set_weight_scales(xns[q], o->w_scales);
+        }
         r->n_layers = xb_xnet_n_layers(first);
         r->layers = xb_calloc((size_t)(r->n_layers + 1) * sizeof(xb_xlayer_stats));
         /* calibration images */

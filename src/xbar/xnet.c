@@ -329,8 +329,25 @@ fail_count: /* before the xlayers exist */
     return st;
 }
 
+xb_status xb_xnet_set_weight_scales(xb_xnet *xn, const double *scales) {
+    if (scales && xn->hw.column_scale)
+        return xb_errorf(XB_ERR_UNSUPPORTED, "%s: fixed per-layer weight scales with [mapping] scale = column (one "
+                         "scale per output). HINT: scale = layer", xn->hw.path[0] ? xn->hw.path : "hw config");
+    for (int i = 0; scales && i < xn->n_mapped; i++)
+        if (!(scales[i] >= 0) || !isfinite(scales[i]))
+            return xb_errorf(XB_ERR_ARG, "weight scale of mapped layer %d is %g. HINT: > 0, or 0 for the config's rule",
+                             i, scales[i]);
+    xb_free(xn->wscale);
+    xn->wscale = NULL;
+    if (!scales) return XB_OK;
+    xn->wscale = xb_malloc(sizeof(double) * (size_t)(xn->n_mapped + 1));
+    memcpy(xn->wscale, scales, sizeof(double) * (size_t)xn->n_mapped);
+    return XB_OK;
+}
+
 void xb_xnet_free(xb_xnet *xn) {
     if (!xn) return;
+    xb_free(xn->wscale);
     if (xn->folded) xb_xnet_fold(xn, 0);
     if (xn->attached) xb_xnet_detach(xn);
     for (int i = 0; i < xn->n_xl; i++) {
@@ -400,6 +417,7 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
     const double kx = l->x_max, kfs = l->fs, kg = xn->keep_ranges ? l->gain : 1;
     const int64_t kfx = keep.fallback_input, kffs = keep.fallback_adc, kfg = keep.fallback_gain;
     l->s = xb_map_scale(hw, (int64_t)l->full_ro * l->full_k, wf); /* the layer's, for each of its blocks */
+    if (xn->wscale && xn->wscale[l->li] > 0) l->s = xn->wscale[l->li]; /* fixed (xb_xnet_set_weight_scales) */
     if (l->srow) { /* scale = column: each output its own clip scale (of its whole row), the layer's s their largest */
         double smax = 0;
         for (int j = 0; j < l->full_ro; j++) {

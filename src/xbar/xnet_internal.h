@@ -71,6 +71,7 @@ struct xb_xnet {
     xb_hw hw;
     xb_model *m;
     int n_xl, n_mapped;
+    double *wscale;               /* per mapped layer, > 0: its clip scale, fixed (xb_xnet_set_weight_scales) */
     xlayer *xl;
     int *first_xl;                /* per mapped layer: its group-0 xlayer */
     xb_solve_plan *plan;
