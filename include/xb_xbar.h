@@ -186,6 +186,9 @@ xb_hw xb_hw_default(void);
 xb_status xb_hw_load(const char *path, xb_hw *out);
 xb_status xb_hw_parse_string(const char *text, size_t len, const char *path, xb_hw *out);
 /* Cross-field constraints (g_min < g_max, slicing, levels, ADC/DAC combinations ...). */
+/* 1 when mapped layer i (of n_mapped, named name) stays digital on hw: the first or last layer without
+ * map_first / map_last, or one of digital_layers. */
+int xb_hw_layer_digital(const xb_hw *hw, const char *name, int i, int n_mapped);
 xb_status xb_hw_validate(const xb_hw *hw);
 /* The fully resolved config: INI text (loadable again) or one JSON object. */
 void xb_hw_print(const xb_hw *hw, FILE *f, int json);

@@ -22,12 +22,11 @@ Resumable: finished runs are skipped, an interrupted one continues from its chec
 markdown tables with the commands.
 """
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runlib import ROOT, XBAR, rel, sh as sh_  # noqa: E402
+from runlib import ROOT, SGD_RECIPE, XBAR, common_flags, rel, results, sh as sh_  # noqa: E402
 
 
 def sh(cmd):
@@ -53,10 +52,8 @@ def main():
     ap.add_argument("--data")
     ap.add_argument("--plot")
     args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    resf = os.path.join(args.out, "results.json")
-    res = json.load(open(resf)) if os.path.exists(resf) else {}
-    common = ["--threads", str(args.threads)] + (["--data", args.data] if args.data else [])
+    res, save = results(args.out)
+    common = common_flags(args)
     rows = args.rows.split(",")
     for name in rows:
         if name not in ROWS:
@@ -64,15 +61,14 @@ def main():
         if name in res:
             continue
         d = os.path.join(args.out, name)
-        cmd = [XBAR, "train", "--model", args.model, "--epochs", str(args.epochs), "--lr", str(args.lr),
-               "--schedule", "cosine", "--nesterov", "--momentum", "0.9", "--weight-decay", "5e-4", "--batch", "128",
-               "--out", d, "--json", "--quiet"] + common + ROWS[name][1]
+        cmd = [XBAR, "train", "--model", args.model, "--epochs", str(args.epochs), "--lr", str(args.lr)] + SGD_RECIPE + \
+            ["--out", d, "--json", "--quiet"] + common + ROWS[name][1]
         ck = os.path.join(d, "checkpoint.safetensors")
         j = sh(cmd + (["--resume", ck] if os.path.exists(ck) else []))
         ev = sh([XBAR, "eval", "--model", os.path.join(d, "model.cfg"), "--weights", os.path.join(d, "weights.safetensors"),
                  "--json", "--quiet"] + common)
         res[name] = {"command": rel(cmd), "seconds": j["seconds"], "test_acc": ev["accuracy"], "ad": j["ad_precision"]}
-        json.dump(res, open(resf, "w"), indent=1)
+        save()
 
     print("| run | test accuracy | MACs x bits against 16-bit | training compute against 16-bit | parameters | "
           "MACs per image | seconds |")

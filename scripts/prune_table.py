@@ -13,12 +13,11 @@ table with the commands: test accuracy of the exported model.cfg + weights on al
 filters left, forward MACs per image, parameters, training MACs against the unpruned run's.
 """
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runlib import ROOT, XBAR, rel, sh as sh_  # noqa: E402
+from runlib import ROOT, SGD_RECIPE, XBAR, common_flags, rel, results, sh as sh_  # noqa: E402
 
 
 def sh(cmd):
@@ -47,10 +46,8 @@ def main():
     ap.add_argument("--data")
     ap.add_argument("--plot")
     args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    resf = os.path.join(args.out, "results.json")
-    res = json.load(open(resf)) if os.path.exists(resf) else {}
-    common = ["--threads", str(args.threads)] + (["--data", args.data] if args.data else [])
+    res, save = results(args.out)
+    common = common_flags(args)
     rows = args.rows.split(",")
     for name in rows:
         if name not in ROWS:
@@ -59,9 +56,8 @@ def main():
             continue
         d = os.path.join(args.out, name)
         sched = ["--prune-start", str(args.start), "--prune-every", str(args.every), "--prune-steps", str(args.steps)]
-        cmd = [XBAR, "train", "--model", args.model, "--epochs", str(args.epochs), "--lr", str(args.lr),
-               "--schedule", "cosine", "--nesterov", "--momentum", "0.9", "--weight-decay", "5e-4", "--batch", "128",
-               "--out", d, "--json", "--quiet"] + common + ROWS[name] + (sched if ROWS[name] else [])
+        cmd = [XBAR, "train", "--model", args.model, "--epochs", str(args.epochs), "--lr", str(args.lr)] + SGD_RECIPE + \
+            ["--out", d, "--json", "--quiet"] + common + ROWS[name] + (sched if ROWS[name] else [])
         ck = os.path.join(d, "checkpoint.safetensors")
         j = sh(cmd + (["--resume", ck] if os.path.exists(ck) else []))
         mcfg = os.path.join(d, "model.cfg") if ROWS[name] else args.model
@@ -70,7 +66,7 @@ def main():
         info = sh([XBAR, "info", "--model", mcfg, "--json"])
         res[name] = {"command": rel(cmd), "seconds": j["seconds"], "test_acc": ev["accuracy"],
                      "pruning": j.get("pruning"), "macs": info.get("macs"), "params": info.get("params")}
-        json.dump(res, open(resf, "w"), indent=1)
+        save()
 
     base = res.get("unpruned")
     print("| run | scope | test accuracy | vs unpruned | filters left | MACs per image | parameters | training MACs "

@@ -21,13 +21,12 @@ Resumable: finished fine-tunes and evaluations are skipped (results.json).  Prin
 commands.
 """
 import argparse
-import json
 import os
 import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runlib import ROOT, XBAR, rel, sh as sh_  # noqa: E402
+from runlib import ROOT, SGD_RECIPE, XBAR, common_flags, rel, results, sh as sh_  # noqa: E402
 
 
 def sh(cmd):
@@ -48,11 +47,8 @@ def main():
     ap.add_argument("--data")
     ap.add_argument("--plot")
     args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    resf = os.path.join(args.out, "results.json")
-    res = json.load(open(resf)) if os.path.exists(resf) else {"models": {}, "evals": {}}
-    common = ["--threads", str(args.threads)] + (["--data", args.data] if args.data else [])
-    save = lambda: json.dump(res, open(resf, "w"), indent=1)  # noqa: E731
+    res, save = results(args.out, {"models": {}, "evals": {}})
+    common = common_flags(args)
 
     # the models: (name, model .cfg, weights, pack)
     models = []
@@ -65,8 +61,7 @@ def main():
                      f"unpruned,l1-50,l1-80 --out {args.prune_out} first")
         models.append((name, cfg, os.path.join(d, "weights.safetensors"), "none", None))
     hw_seg = args.hw.split(",")[-1]  # the segments: the 64x64 tiles of the last preset
-    ft = ["--epochs", str(args.epochs), "--lr", "0.01", "--schedule", "cosine", "--nesterov", "--momentum", "0.9",
-          "--weight-decay", "5e-4", "--batch", "128", "--json", "--quiet"] + common
+    ft = ["--epochs", str(args.epochs), "--lr", "0.01"] + SGD_RECIPE + ["--json", "--quiet"] + common
     dense = models[0]
 
     def finetune(name, cfg, weights, flags):

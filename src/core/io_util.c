@@ -1,6 +1,7 @@
 /* io_util.c -- helpers shared by the file-format readers and writers (npy.c, safetensors.c). */
 #include "core/io_util.h"
 
+#include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -62,5 +63,40 @@ xb_status xb_write_atomic(const char *path, int n, const void *const *bufs, cons
         if (dfd >= 0) { (void)fsync(dfd); close(dfd); }
     }
     xb_free(tmp);
+    return st;
+}
+
+xb_status xb_json_load(const char *path, const char *what, const char *hint, cJSON **root) {
+    *root = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return xb_errorf(XB_ERR_IO, "%s: cannot open the %s: %s. HINT: %s", path, what, strerror(errno), hint);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1) break;
+        char *t = realloc(buf, cap * 2);
+        if (!t) { free(buf); buf = NULL; break; }
+        buf = t;
+        cap *= 2;
+    }
+    const int err = ferror(f);
+    fclose(f);
+    if (!buf) return xb_errorf(XB_ERR_NOMEM, "%s: no memory to read the %s", path, what);
+    if (err) { free(buf); return xb_errorf(XB_ERR_IO, "%s: read error in the %s", path, what); }
+    buf[n] = 0;
+    *root = cJSON_ParseWithLength(buf, n);
+    free(buf);
+    if (!*root) return xb_errorf(XB_ERR_FORMAT, "%s: the %s is not JSON. HINT: %s", path, what, hint);
+    return XB_OK;
+}
+
+xb_status xb_json_save(const char *path, const cJSON *root, const char *what) {
+    char *txt = cJSON_Print(root);
+    if (!txt) return xb_errorf(XB_ERR_NOMEM, "no memory to write the %s", what);
+    const void *bufs[1] = {txt};
+    size_t lens[1] = {strlen(txt)};
+    xb_status st = xb_write_atomic(path, 1, bufs, lens);
+    free(txt);
     return st;
 }

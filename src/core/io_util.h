@@ -17,4 +17,11 @@ const char *xb_excerpt(const char *s, size_t len, size_t max, char *buf, size_t 
  * reader sees the old file or the whole new one, never a torn one; on failure path.tmp is removed
  * and path is left as it was. */
 xb_status xb_write_atomic(const char *path, int n, const void *const *bufs, const size_t *lens);
+/* A run's JSON state file (ad-state.json, prune-state.json, wct.json): the whole of path parsed into *root
+ * (cJSON_Delete it).  A missing file is XB_ERR_IO naming `what` and hint; a file that is not JSON,
+ * XB_ERR_FORMAT. */
+struct cJSON;
+xb_status xb_json_load(const char *path, const char *what, const char *hint, struct cJSON **root);
+/* root printed and written with xb_write_atomic (root is not freed). */
+xb_status xb_json_save(const char *path, const struct cJSON *root, const char *what);
 #endif

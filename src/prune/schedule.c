@@ -289,13 +289,8 @@ xb_status xb_pruner_save(const xb_pruner *p, const char *path) {
         cJSON_AddItemToArray(em, cJSON_CreateNumber(p->emacs[e]));
         cJSON_AddItemToArray(ei, cJSON_CreateNumber((double)p->eimg[e]));
     }
-    char *txt = cJSON_Print(root);
+    xb_status st = xb_json_save(path, root, "pruning state");
     cJSON_Delete(root);
-    if (!txt) return xb_errorf(XB_ERR_NOMEM, "no memory for the pruning state");
-    const void *bufs[1] = {txt};
-    size_t lens[1] = {strlen(txt)};
-    xb_status st = xb_write_atomic(path, 1, bufs, lens);
-    free(txt);
     return st;
 }
 
@@ -306,16 +301,10 @@ static double num_(const cJSON *o, const char *k, double lo, double hi, int *bad
 }
 
 xb_status xb_pruner_load(xb_pruner *p, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return xb_errorf(XB_ERR_IO, "%s: cannot open the pruning state. HINT: resume with the --out of the run that "
-                             "wrote it (prune-state.json beside the checkpoint)", path);
-    char *buf = malloc(1 << 22);
-    size_t n = buf ? fread(buf, 1, (1 << 22) - 1, f) : 0;
-    fclose(f);
-    if (!buf) return xb_errorf(XB_ERR_NOMEM, "no memory to read %s", path);
-    buf[n] = 0;
-    cJSON *root = cJSON_Parse(buf);
-    free(buf);
+    cJSON *root;
+    xb_status lst = xb_json_load(path, "pruning state",
+                                 "resume with the --out of the run that wrote it (prune-state.json beside the checkpoint)", &root);
+    if (lst) return lst;
     int bad = !root;
     const cJSON *gr = root ? cJSON_GetObjectItem(root, "groups") : NULL, *hi = root ? cJSON_GetObjectItem(root, "steps") : NULL;
     const cJSON *em = root ? cJSON_GetObjectItem(root, "epoch_macs") : NULL, *ei = root ? cJSON_GetObjectItem(root, "epoch_images") : NULL;

@@ -154,6 +154,8 @@ static xb_status lrp_forward_(void *ctx, const xb_mm_call *c, const float *x, fl
     return lrp_fwd_(ctx, c, x, y);
 }
 
+/* z is recomputed from x rather than kept from the forward: LRP runs only at pruning steps, on a few hundred
+ * images, and keeping every layer's output for the backward would cost a whole activation copy */
 static xb_status lrp_backward_input_(void *ctx, const xb_mm_call *c, const float *x, const float *dy, float *dx) {
     lrp_ *L = ctx;
     const size_t len = (size_t)c->rows_out * (size_t)c->ncols;

@@ -108,27 +108,16 @@ xb_status xb_wct_save(const xb_wct *w, const xb_model *m, const char *path) {
         cJSON_AddItemToObject(o, "scale0", cJSON_CreateRaw(num));
         cJSON_AddItemToArray(ls, o);
     }
-    char *txt = cJSON_Print(root);
+    xb_status st = xb_json_save(path, root, "weight-constraint bounds");
     cJSON_Delete(root);
-    if (!txt) return xb_errorf(XB_ERR_NOMEM, "no memory for the weight-constraint state");
-    const void *bufs[1] = {txt};
-    size_t lens[1] = {strlen(txt)};
-    xb_status st = xb_write_atomic(path, 1, bufs, lens);
-    free(txt);
     return st;
 }
 
 xb_status xb_wct_load(xb_wct *w, const xb_model *m, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return xb_errorf(XB_ERR_IO, "%s: cannot open the weight-constraint bounds. HINT: resume with the --out of the "
-                             "run that wrote it (wct.json beside the checkpoint)", path);
-    char *buf = malloc(1 << 20);
-    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
-    fclose(f);
-    if (!buf) return xb_errorf(XB_ERR_NOMEM, "no memory to read %s", path);
-    buf[n] = 0;
-    cJSON *root = cJSON_Parse(buf);
-    free(buf);
+    cJSON *root;
+    xb_status lst = xb_json_load(path, "weight-constraint bounds",
+                                 "resume with the --out of the run that wrote it (wct.json beside the checkpoint)", &root);
+    if (lst) return lst;
     const cJSON *ls = root ? cJSON_GetObjectItem(root, "layers") : NULL;
     int bad = !cJSON_IsArray(ls) || cJSON_GetArraySize(ls) != w->n;
     for (int i = 0; i < w->n && !bad; i++) {

@@ -62,8 +62,7 @@ xb_status xb_xprune_init(const xb_model *m, const xb_hw *hw, int kind, double la
         const char *name;
         int param, ro, k;
         xb_model_mapped_info(m, i, &name, &param, &ro, &k);
-        int digital = (!hw->map_first && i == 0) || (!hw->map_last && i == nm - 1);
-        for (int d = 0; d < hw->n_digital; d++) digital |= strcmp(name, hw->digital[d]) == 0;
+        int digital = xb_hw_layer_digital(hw, name, i, nm);
         if (digital || xb_model_param(m, param)->shape[0] != ro) continue; /* not on crossbars; grouped */
         xb_map_geom g;
         if ((st = xb_map_geom_init(hw, ro, k, &g))) break;

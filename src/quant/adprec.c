@@ -234,27 +234,16 @@ xb_status xb_ad_save(const xb_ad *a, const xb_model *m, const char *path) {
         cJSON_AddItemToObject(o, "bits_hist", cJSON_CreateIntArray(u->bits_hist ? u->bits_hist : (int[]){0}, a->epochs));
         cJSON_AddItemToArray(units, o);
     }
-    char *txt = cJSON_Print(root);
+    xb_status st = xb_json_save(path, root, "activation-density state");
     cJSON_Delete(root);
-    if (!txt) return xb_errorf(XB_ERR_NOMEM, "no memory for the activation-density state");
-    const void *bufs[1] = {txt};
-    size_t lens[1] = {strlen(txt)};
-    xb_status st = xb_write_atomic(path, 1, bufs, lens);
-    free(txt);
     return st;
 }
 
 xb_status xb_ad_load(xb_ad *a, xb_model *m, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return xb_errorf(XB_ERR_IO, "%s: cannot open the activation-density state. HINT: resume with the --out of "
-                             "the run that wrote it (ad-state.json beside the checkpoint)", path);
-    char *buf = malloc(1 << 22);
-    size_t n = buf ? fread(buf, 1, (1 << 22) - 1, f) : 0;
-    fclose(f);
-    if (!buf) return xb_errorf(XB_ERR_NOMEM, "no memory to read %s", path);
-    buf[n] = 0;
-    cJSON *root = cJSON_Parse(buf);
-    free(buf);
+    cJSON *root;
+    xb_status lst = xb_json_load(path, "activation-density state",
+                                 "resume with the --out of the run that wrote it (ad-state.json beside the checkpoint)", &root);
+    if (lst) return lst;
     xb_status st = XB_OK;
     const cJSON *units = root ? cJSON_GetObjectItem(root, "units") : NULL;
     const cJSON *ep = root ? cJSON_GetObjectItem(root, "epochs") : NULL;

@@ -611,3 +611,9 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
             h->drift_nu, h->drift_nu_sigma, h->drift_t_s, h->drift_t0_s, dcomp_names[h->drift_compensation]);
     print_update_(&h->update, f, 0);
 }
+
+int xb_hw_layer_digital(const xb_hw *hw, const char *name, int i, int n_mapped) {
+    int digital = (!hw->map_first && i == 0) || (!hw->map_last && i == n_mapped - 1);
+    for (int d = 0; d < hw->n_digital; d++) digital |= strcmp(name, hw->digital[d]) == 0;
+    return digital;
+}
