@@ -46,6 +46,10 @@ int cmd_solve(int argc, char **argv) {
          "exact (structured Schur), cholmod (sparse Cholesky reference) or decoupled (approximate)"},
         {"backward", XF_BOOL, NULL, NULL, "backward read: drive the columns (V is (batch, cols)), sense the rows "
          "(I is (batch, rows)); --effective writes Eb (cols, rows), I = V Eb"},
+        {"admittance", XF_STR, NULL, NULL, "write the input admittance A (rows, rows) .npy: the row sources deliver "
+         "I_src = A V (exact method, forward read)"},
+        {"power", XF_STR, NULL, NULL, "write the power each input vector draws from the sources, P = V^T A V "
+         "(batch,) .npy, watts (needs --v; exact method, forward read)"},
         {"json", XF_BOOL, NULL, NULL, "print one JSON object with shapes and timings"},
     };
     const int nf = sizeof f / sizeof *f;
@@ -59,9 +63,19 @@ int cmd_solve(int argc, char **argv) {
                         "neither (with --effective E.npy)\n", vpath ? "v" : "out", vpath ? "out" : "v");
         return 2;
     }
-    if (!vpath && !epath) {
+    const char *apath = xf_get(f, nf, "admittance")->s, *ppath = xf_get(f, nf, "power")->s;
+    if (ppath && !vpath) {
+        fprintf(stderr, "xbar solve: error: --power needs the inputs\nHINT: give --v V.npy --out I.npy with it\n");
+        return 2;
+    }
+    if ((apath || ppath) && (xf_get(f, nf, "backward")->i || xf_get(f, nf, "method")->i != XB_SOLVE_EXACT)) {
+        fprintf(stderr, "xbar solve: error: --%s is computed by the exact solver for the forward read\nHINT: drop "
+                        "--backward and --method (the default exact method)\n", apath ? "admittance" : "power");
+        return 2;
+    }
+    if (!vpath && !epath && !apath) {
         fprintf(stderr, "xbar solve: error: nothing to write\nHINT: give --v V.npy --out I.npy and/or "
-                        "--effective E.npy\n");
+                        "--effective E.npy or --admittance A.npy\n");
         return 2;
     }
     xb_circuit c = {.r_wire_ohm = xf_get(f, nf, "r-wire")->d, .r_driver_ohm = xf_get(f, nf, "r-driver")->d,
@@ -69,7 +83,7 @@ int cmd_solve(int argc, char **argv) {
     xb_solve_method method = (xb_solve_method)xf_get(f, nf, "method")->i;
     int json = (int)xf_get(f, nf, "json")->i, bwd = (int)xf_get(f, nf, "backward")->i;
 
-    xb_tensor g = {0}, v = {0}, e = {0}, i = {0};
+    xb_tensor g = {0}, v = {0}, e = {0}, i = {0}, a = {0}, pw = {0};
     int64_t rows, cols, batch = 0, vrows = 0, nin, nout;
     xb_solve_stats st = {0};
     double t0 = xb_time_s();
@@ -105,11 +119,26 @@ int cmd_solve(int argc, char **argv) {
                           : xb_xbar_currents(method, &c, (int)rows, (int)cols, g.data, (int)batch, v.data, i.data,
                                              e.data, &st);
         if (s || xb_npy_save(opath, &i)) goto fail;
+    } else if (!epath) {
+        /* only the admittance asked for */
     } else if (bwd ? xb_xbar_effective_backward(method, &c, (int)rows, (int)cols, g.data, e.data, &st)
                    : xb_xbar_effective_method(method, &c, (int)rows, (int)cols, g.data, e.data, &st)) {
         goto fail;
     }
     if (epath && xb_npy_save(epath, &e)) goto fail;
+    if (apath || ppath) {
+        int64_t as[2] = {rows, rows};
+        a = xb_tensor_alloc(XB_F64, 2, as);
+        if (xb_xbar_admittance(&c, (int)rows, (int)cols, g.data, a.data)) goto fail;
+        if (apath && xb_npy_save(apath, &a)) goto fail;
+    }
+    if (ppath) {
+        int64_t ps[1] = {batch};
+        pw = xb_tensor_alloc(XB_F64, 1, ps);
+        for (int64_t b = 0; b < batch; b++)
+            ((double *)pw.data)[b] = xb_xbar_power((int)rows, a.data, (const double *)v.data + b * rows);
+        if (xb_npy_save(ppath, &pw)) goto fail;
+    }
     if (json)
         printf("{\"rows\":%lld,\"cols\":%lld,\"batch\":%lld,\"method\":\"%s\",\"r_wire\":%.17g,\"r_driver\":%.17g,"
                "\"r_sense\":%.17g,\"read\":\"%s\",\"solve_ms\":%.4f,\"total_ms\":%.4f,\"pivot_min\":%.3e}\n",
@@ -126,5 +155,7 @@ fail:
     xb_tensor_free(&v);
     xb_tensor_free(&e);
     xb_tensor_free(&i);
+    xb_tensor_free(&a);
+    xb_tensor_free(&pw);
     return ret;
 }

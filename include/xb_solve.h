@@ -114,6 +114,21 @@ size_t xb_solve_plan_workspace(const xb_solve_plan *p);
 xb_status xb_solve_plan_effective(const xb_solve_plan *p, const xb_circuit *c, const double *g,
                                   double *e, void *work, xb_solve_stats *st);
 
+/* ---- power: the input (driving-point) admittance ---------------------------------------------- */
+
+/* The currents the row sources deliver are I_src = A V for a symmetric, positive semi-definite rows x rows
+ * matrix A (siemens, row-major), so one read of inputs V draws P = V^T A V watts from its sources: the power
+ * of the cells, the wires, the drivers and the sense resistors together, what ngspice reports as the
+ * sources' power.  Without parasitics A = diag(sum_j G[i,j]).  Exact plans only (XB_ERR_UNSUPPORTED for the
+ * others); e (may be NULL) receives the effective matrix of the same solve, at no extra cost for the grid.
+ * work: xb_solve_plan_workspace(p) bytes.  docs/energy.md has the derivation. */
+xb_status xb_solve_plan_admittance(const xb_solve_plan *p, const xb_circuit *c, const double *g, double *e,
+                                   double *a, void *work, xb_solve_stats *st);
+/* One-shot: a (rows, rows) of g (rows, cols). */
+xb_status xb_xbar_admittance(const xb_circuit *c, int rows, int cols, const double *g, double *a);
+/* V^T A V (watts) for one input vector v (rows). */
+double xb_xbar_power(int rows, const double *a, const double *v);
+
 /* ---- the read direction -------------------------------------------------------------------------- */
 
 typedef enum xb_read_dir {

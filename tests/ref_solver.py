@@ -9,6 +9,11 @@ severe IR drop and large drivers.  For each case:
 some cases also run --method cholmod (exact reference) and --method decoupled (approximate, a loose
 bound), and the command's error handling is checked on bad input.
 
+The power the sources deliver, `xbar solve --power` (V^T A V with the input admittance A of
+`--admittance`), is checked against ngspice's sum of V_i I_i over the row sources on every case (rtol
+1e-6), and A against its own definition (I_src = A V symmetric, A = diag(row sums of G) without
+parasitics).
+
 The backward (column-driven) read, `xbar solve --backward`, is checked against ngspice too.
 xbar_spice.py only writes the row-driven circuit, so the column-driven netlist is written here
 (spice_backward: each column's source -> r_driver -> its bottom column node; each row's left node ->
@@ -89,6 +94,64 @@ def solve(case_dir, method, extra=()):
            "--out", cand, "--effective", eff, "--r-wire", repr(p["r_wire"]), "--r-driver", repr(p["r_driver"]),
            "--r-sense", repr(p["r_sense"]), "--method", method, "--json", *extra]
     return subprocess.run(cmd, capture_output=True, text=True), cand, eff
+
+
+def spice_power(G, v, r_wire, r_drv, r_sense):
+    """ngspice: the power the row sources deliver, sum_i V_i * (current out of source i), for one input v."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("xbar_spice", TOOL)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    n = G.shape[0]
+    net = mod.netlist(G, v, r_wire, r_drv, r_sense).splitlines()
+    net = [("print " + " ".join(f"i(VIN{i})" for i in range(n))) if ln.startswith("print ") else ln for ln in net]
+    with tempfile.TemporaryDirectory() as d:
+        f = os.path.join(d, "x.cir")
+        with open(f, "w") as fh:
+            fh.write("\n".join(net) + "\n")
+        r = subprocess.run(["ngspice", "-b", f], capture_output=True, text=True)
+    got = {}
+    for line in r.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("i(vin") and "=" in line:
+            k, val = line.split("=")
+            got[int(k.strip()[5:-1])] = float(val)
+    if r.returncode != 0 or len(got) != n:
+        raise RuntimeError("ngspice gave no operating point:\n" + "\n".join((r.stdout + r.stderr).splitlines()[-10:]))
+    # ngspice's source current flows into the + terminal: a source that delivers power has i < 0
+    return float(-sum(v[i] * got[i] for i in range(n)))
+
+
+def check_power(case_dir, case):
+    name = case[0]
+    p = json.load(open(os.path.join(case_dir, "params.json")))
+    apath, ppath = os.path.join(case_dir, "A.npy"), os.path.join(case_dir, "P.npy")
+    r, _, _ = solve(case_dir, "exact", ["--admittance", apath, "--power", ppath])
+    if r.returncode != 0:
+        report(False, f"{name} power", f"xbar solve failed: {r.stderr.strip()}")
+        return
+    G, V = np.load(os.path.join(case_dir, "G.npy")), np.load(os.path.join(case_dir, "V.npy"))
+    A, P = np.load(apath), np.load(ppath)
+    ref = np.array([spice_power(G, V[b], p["r_wire"], p["r_driver"], p["r_sense"]) for b in range(V.shape[0])])
+    err = float(np.max(np.abs(P - ref)) / np.max(np.abs(ref)))
+    asym = float(np.max(np.abs(A - A.T)) / np.max(np.abs(A)))
+    quad = float(np.max(np.abs(np.einsum("bi,ij,bj->b", V, A, V) - P)) / np.max(np.abs(P)))
+    report(err <= 1e-6 and asym <= 1e-12 and quad <= 1e-12, f"{name} power vs ngspice",
+           f"max rel {err:.2e} (tolerance 1e-6), A asymmetry {asym:.1e}, P = V^T A V to {quad:.1e}")
+
+
+def check_power_ideal(tmp):
+    """Without parasitics the admittance is diagonal: A = diag(sum_j G[i,j])."""
+    rng = np.random.default_rng(3)
+    G = rng.uniform(1e-6, 1e-4, (9, 13))
+    g = os.path.join(tmp, "G_ideal.npy")
+    a = os.path.join(tmp, "A_ideal.npy")
+    np.save(g, G)
+    r = subprocess.run([XBAR, "solve", "--g", g, "--admittance", a, "--r-wire", "0", "--r-driver", "0",
+                        "--r-sense", "0"], capture_output=True, text=True)
+    ok = r.returncode == 0 and os.path.exists(a)
+    err = float(np.max(np.abs(np.load(a) - np.diag(G.sum(1)))) / G.sum(1).max()) if ok else float("inf")
+    report(ok and err <= 1e-14, "ideal tile admittance = diag(row sums of G)", f"max rel {err:.1e}")
 
 
 def check_case(case_dir, case):
@@ -255,6 +318,9 @@ def main():
                     made.append((CASES.index(case), out, case))
         for _, out, case in sorted(made):
             check_case(out, case)
+        with cf.ThreadPoolExecutor(workers) as ex:
+            list(ex.map(lambda t: check_power(t[1], t[2]), sorted(made, key=lambda t: t[0])))
+        check_power_ideal(tmp)
         with cf.ThreadPoolExecutor(workers) as ex:
             for case in BWD_CASES:
                 check_backward(tmp, case, ex)

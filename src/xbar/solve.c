@@ -686,14 +686,11 @@ xb_status xb_xbar_lumped(const xb_circuit *c, int rows, int cols, const double *
     return XB_OK;
 }
 
-static xb_status exact_effective(const xb_solve_plan *p, const xb_circuit *c, const double *g, double *e,
-                                 void *work, double gmax, double *pivmin) {
-    const int n = p->rows, m = p->cols, nm = n * m, np_ = n + m;
-    /* conductances are scaled by 1/sig (a power of two: exact) to keep every product in range */
-    const double sig = scale_of(gmax);
-    const double gw = c->r_wire_ohm > 0 ? 1 / (c->r_wire_ohm * sig) : INFINITY;
-    const double gd = c->r_driver_ohm > 0 ? 1 / (c->r_driver_ohm * sig) : INFINITY;
-    const double gs = c->r_sense_ohm > 0 ? 1 / (c->r_sense_ohm * sig) : INFINITY;
+/* The grid reduced to its n + m ports (row nodes (i,0), column nodes (n-1,j)), in conductances scaled by
+ * 1/sig: *S (np x np, lower triangle column-major) in work. */
+static xb_status exact_top(const xb_solve_plan *p, const double *g, double sig, double gw, void *work,
+                           const double **Sout, double *pivmin) {
+    const int n = p->rows, m = p->cols;
     double *w = (double *)work, *pw = w + p->ports;
     const double *S;
     xb_status st = XB_OK;
@@ -740,21 +737,111 @@ static xb_status exact_effective(const xb_solve_plan *p, const xb_circuit *c, co
         if (st) return st;
         S = w + p->node[p->nnode - 1].s_off;
     }
+    *Sout = S;
+    return XB_OK;
+}
+
+/* The input (driving-point) admittance of the port system, a (n x n, row-major, scaled units): with
+ * K = S + diag(0, gs) (the grid and the sense resistors), T = K_dd - K_ds K_ss^-1 K_sd is what the row
+ * nodes see; behind the drivers A = gd (T + gd)^-1 T (A = T for ideal sources; T = S_dd for a virtual
+ * ground).  T's off-diagonals come from one syrk; its diagonal is formed as shunt + sum of the
+ * off-diagonal magnitudes, the shunt T 1 = -gs B K_ss^-1 1 (the Laplacian's zero row sums), so no
+ * diagonal is the small difference of large numbers.  w: the ports() scratch (m^2 + nm + n^2 + np). */
+static xb_status admittance(int n, int m, const double *S, double gd, double gs, double *a, double *w) {
+    const int np_ = n + m, gs_inf = isinf(gs);
+    double *Q = w, *Z = Q + (size_t)m * m, *T = Z + (size_t)n * m, *rs = T + (size_t)n * n;
+    xb_status st;
+    row_sums(S, np_, np_, rs);
+    for (int c = 0; c < n; c++)           /* T = S_dd (lower, column-major) */
+        for (int r = c + 1; r < n; r++) T[(size_t)c * n + r] = S[(size_t)c * np_ + r];
+    if (gs_inf) {
+        for (int i = 0; i < n; i++) T[(size_t)i * n + i] = rs[i];
+    } else {
+        for (int c = 0; c < m; c++) {
+            for (int r = c + 1; r < m; r++) Q[(size_t)c * m + r] = S[(size_t)(n + c) * np_ + n + r];
+            Q[(size_t)c * m + c] = rs[n + c] + gs;
+        }
+        if ((st = dense_chol(Q, m, "sense"))) return st;
+        for (int i = 0; i < n; i++)       /* Z (m x n, column-major) = B' */
+            for (int j = 0; j < m; j++) Z[(size_t)i * m + j] = S[(size_t)i * np_ + n + j];
+        double *y = rs + np_;             /* K_ss^-1 1 (m), then the shunts (n) */
+        for (int j = 0; j < m; j++) y[j] = 1;
+        int one = 1, info = 0;
+        dpotrs_("L", &m, &one, Q, &m, y, &m, &info, 1);
+        XB_ASSERT(info == 0);
+        double *sh = y + m;
+        for (int i = 0; i < n; i++) {
+            double s = 0;
+            for (int j = 0; j < m; j++) s -= Z[(size_t)i * m + j] * y[j];
+            sh[i] = gs * s;
+        }
+        cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, m, n, 1.0, Q, m, Z, m);
+        cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, n, m, -1.0, Z, m, 1.0, T, n);
+        for (int i = 0; i < n; i++) T[(size_t)i * n + i] = sh[i];
+        for (int c = 0; c < n; c++)
+            for (int r = c + 1; r < n; r++) {
+                const double v = T[(size_t)c * n + r];
+                T[(size_t)c * n + c] -= v;
+                T[(size_t)r * n + r] -= v;
+            }
+    }
+    for (int c = 0; c < n; c++)           /* full symmetric T */
+        for (int r = c + 1; r < n; r++) T[(size_t)r * n + c] = T[(size_t)c * n + r];
+    if (isinf(gd)) {
+        memcpy(a, T, (size_t)n * n * sizeof(double));
+        return XB_OK;
+    }
+    memcpy(a, T, (size_t)n * n * sizeof(double));   /* a = chol(T + gd), then A = gd (T + gd)^-1 T */
+    for (int i = 0; i < n; i++) a[(size_t)i * n + i] += gd;
+    if ((st = dense_chol(a, n, "driver"))) return st;
+    int info = 0;
+    dpotrs_("L", &n, &n, a, &n, T, &n, &info, 1);
+    XB_ASSERT(info == 0);
+    for (int c = 0; c < n; c++)           /* symmetric in exact arithmetic: the mean of the two halves */
+        for (int r = c; r < n; r++) {
+            const double v = 0.5 * gd * (T[(size_t)c * n + r] + T[(size_t)r * n + c]);
+            a[(size_t)c * n + r] = v;
+            a[(size_t)r * n + c] = v;
+        }
+    return XB_OK;
+}
+
+/* e (may be NULL) the effective matrix, a (may be NULL) the input admittance. */
+static xb_status exact_solve(const xb_solve_plan *p, const xb_circuit *c, const double *g, double *e, double *a,
+                             void *work, double gmax, double *pivmin) {
+    const int n = p->rows, m = p->cols, np_ = n + m;
+    /* conductances are scaled by 1/sig (a power of two: exact) to keep every product in range */
+    const double sig = scale_of(gmax);
+    const double gw = c->r_wire_ohm > 0 ? 1 / (c->r_wire_ohm * sig) : INFINITY;
+    const double gd = c->r_driver_ohm > 0 ? 1 / (c->r_driver_ohm * sig) : INFINITY;
+    const double gs = c->r_sense_ohm > 0 ? 1 / (c->r_sense_ohm * sig) : INFINITY;
+    double *pw = (double *)work + p->ports;
+    const double *S;
+    xb_status st = exact_top(p, g, sig, gw, work, &S, pivmin);
+    if (st) return st;
 #ifdef _OPENMP
     const int nth = omp_get_max_threads(), one = np_ < SV_BLAS_MT_MIN && nth > 1;
     if (one) omp_set_num_threads(1);
 #endif
-    st = ports(n, m, S, isinf(gw), gd, gs, e, pw, pivmin);
+    if (e) st = ports(n, m, S, isinf(gw), gd, gs, e, pw, pivmin);
+    if (!st && a) st = admittance(n, m, S, gd, gs, a, pw);
 #ifdef _OPENMP
     if (one) omp_set_num_threads(nth);
 #endif
     if (st) return st;
-    for (int k = 0; k < nm; k++) {
-        e[k] *= sig;
-        if (!isfinite(e[k]))
-            return xb_errorf(XB_ERR_NUMERIC, "solver: effective matrix entry [%d,%d] is %g. HINT: the circuit "
-                             "is too ill-conditioned in double precision; check for extreme resistance or "
-                             "conductance ratios", k / m, k % m, e[k]);
+    const char *what[2] = {"effective matrix", "input admittance"};
+    double *out[2] = {e, a};
+    const int64_t len[2] = {(int64_t)n * m, (int64_t)n * n}, ld[2] = {m, n};
+    for (int o = 0; o < 2; o++) {
+        if (!out[o]) continue;
+        for (int64_t k = 0; k < len[o]; k++) {
+            out[o][k] *= sig;
+            if (!isfinite(out[o][k]))
+                return xb_errorf(XB_ERR_NUMERIC, "solver: %s entry [%lld,%lld] is %g. HINT: the circuit is too "
+                                 "ill-conditioned in double precision; check for extreme resistance or "
+                                 "conductance ratios", what[o], (long long)(k / ld[o]), (long long)(k % ld[o]),
+                                 out[o][k]);
+        }
     }
     return XB_OK;
 }
@@ -873,7 +960,7 @@ xb_status xb_solve_plan_effective(const xb_solve_plan *p, const xb_circuit *c, c
     if (s) return s;
     if ((s = check_g(p->rows, p->cols, g, &gmax))) return s;
     switch (p->method) {
-    case XB_SOLVE_EXACT: s = exact_effective(p, c, g, e, work, gmax, &pivmin); break;
+    case XB_SOLVE_EXACT: s = exact_solve(p, c, g, e, NULL, work, gmax, &pivmin); break;
     case XB_SOLVE_CHOLMOD: s = cholmod_effective(p, c, g, e); break;
     case XB_SOLVE_DECOUPLED:
         s = xb_decoupled_effective(c, p->rows, p->cols, g, e, (double *)work);
@@ -887,6 +974,50 @@ xb_status xb_solve_plan_effective(const xb_solve_plan *p, const xb_circuit *c, c
         st->pivot_min = pivmin;
     }
     return s;
+}
+
+xb_status xb_solve_plan_admittance(const xb_solve_plan *p, const xb_circuit *c, const double *g, double *e,
+                                   double *a, void *work, xb_solve_stats *st) {
+    XB_ASSERT(p && c && g && a);
+    double t0 = xb_time_s(), gmax = 0, pivmin = 1;
+    if (p->method != XB_SOLVE_EXACT)
+        return xb_errorf(XB_ERR_UNSUPPORTED, "solver: the input admittance needs an exact plan, not %s. HINT: make "
+                         "the plan with XB_SOLVE_EXACT", xb_solve_method_name(p->method));
+    xb_status s = xb_circuit_validate(c);
+    if (s || (s = check_g(p->rows, p->cols, g, &gmax))) return s;
+    s = exact_solve(p, c, g, e, a, work, gmax, &pivmin);
+    if (st) {
+        st->method = p->method;
+        st->time_s = xb_time_s() - t0;
+        st->flops = p->flops;
+        st->pivot_min = pivmin;
+    }
+    return s;
+}
+
+xb_status xb_xbar_admittance(const xb_circuit *c, int rows, int cols, const double *g, double *a) {
+    xb_solve_plan *p;
+    xb_status s = xb_solve_plan_init(rows, cols, XB_SOLVE_EXACT, &p);
+    if (s) return s;
+    void *w = aligned_alloc(64, (p->work_bytes + 63) & ~(size_t)63);
+    if (!w) {
+        xb_solve_plan_free(p);
+        return xb_errorf(XB_ERR_NOMEM, "solver: out of memory for a %d x %d tile's workspace", rows, cols);
+    }
+    s = xb_solve_plan_admittance(p, c, g, NULL, a, w, NULL);
+    free(w);
+    xb_solve_plan_free(p);
+    return s;
+}
+
+double xb_xbar_power(int rows, const double *a, const double *v) {
+    double p = 0;
+    for (int i = 0; i < rows; i++) {
+        double s = 0;
+        for (int k = 0; k < rows; k++) s += a[(size_t)i * rows + k] * v[k];
+        p += v[i] * s;
+    }
+    return p;
 }
 
 xb_status xb_xbar_effective_method(xb_solve_method method, const xb_circuit *c, int rows, int cols,
