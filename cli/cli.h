@@ -37,4 +37,5 @@ int cmd_eval(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_solve(int argc, char **argv);
+int cmd_energy(int argc, char **argv);
 #endif

@@ -63,6 +63,7 @@ static int eval_hw(xb_model *m, const xb_hw *hw, const char *dir, xf_flag *f, in
     o.software = !xf_get(f, n, "no-software")->i;
     o.calibration_images = (int)xf_get(f, n, "calibrate-limit")->i;
     o.adapt_bn = xf_get(f, n, "adapt-bn")->i;
+    o.energy = (int)xf_get(f, n, "energy")->i;
     /* a quantized model (docs/quantization.md): each layer mapped at its own precision */
     xb_layer_precision *prec = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *prec);
     xb_qw_spec *specs = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *specs);
@@ -142,6 +143,9 @@ int cmd_eval(int argc, char **argv) {
                                         "the batchnorm running statistics through the hardware on the first N "
                                         "training images (0: off)"},
         {"hw-report", XF_BOOL, NULL, NULL, "--hw: print the resolved config and the tile mapping, then stop"},
+        {"energy", XF_INT, "0", "0..1000000", "--hw: also the energy, latency and area per image of the first device "
+                                              "sample, counted from the test images (docs/energy.md); the value is the "
+                                              "sample stride of the arrays' V^T A V (1: every input vector; 0: off)"},
         {"config-precision", XF_BOOL, NULL, NULL, "--hw with a quantized model: map every layer with the config's "
                                                   "weight and input bits, not the model's per-layer precisions"},
         {"rearrange", XF_CHOICE, "none", "none|round-robin|sorted", "--hw: the config's [mapping] rearrange, set here "
@@ -158,8 +162,10 @@ int cmd_eval(int argc, char **argv) {
     xb_set_threads(th->set ? (int)th->i : cli_default_threads());
     const char *hwpath = xf_get(f, n, "hw")->s;
     if (!hwpath && (xf_get(f, n, "seeds")->set || xf_get(f, n, "seed")->set || xf_get(f, n, "calibrate-limit")->set ||
-                    xf_get(f, n, "adapt-bn")->i || xf_get(f, n, "no-software")->i || xf_get(f, n, "hw-report")->i)) {
-        fprintf(stderr, "xbar eval: error: --seeds, --seed, --calibrate-limit, --adapt-bn, --no-software and --hw-report "
+                    xf_get(f, n, "adapt-bn")->i || xf_get(f, n, "no-software")->i || xf_get(f, n, "hw-report")->i ||
+                    xf_get(f, n, "energy")->i)) {
+        fprintf(stderr, "xbar eval: error: --seeds, --seed, --calibrate-limit, --adapt-bn, --no-software, --hw-report and "
+                        "--energy "
                         "need --hw\n"
                         "HINT: add --hw configs/hw/ideal.cfg (or another preset)\n");
         return 2;

@@ -11,6 +11,7 @@ static const command commands[] = {
     {"infer", cmd_infer, "logits for an .npy batch of images"},
     {"info", cmd_info, "a model's layer table: shapes, parameters, MACs"},
     {"solve", cmd_solve, "exact crossbar circuit solve: output currents and effective matrix"},
+    {"energy", cmd_energy, "energy, latency and area per image on the hardware of a config"},
 };
 
 static void usage(FILE *f) {

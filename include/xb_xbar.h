@@ -107,6 +107,35 @@ typedef struct xb_update_cfg {
     xb_refresh_solver refresh_solver; /* how the training loop rebuilds effective matrices (stored only) */
 } xb_update_cfg;
 
+/* [arch] and [energy]: what the hardware is built of and what each operation costs (src/energy/ecfg.c; the
+ * energy model is include/xb_energy.h; docs/energy.md gives every key's source).  Only the energy report
+ * reads them: they change no accuracy figure. */
+typedef struct xb_energy_cfg {
+    /* [arch] */
+    double feature_size_m;          /* technology node F */
+    double cell_area_f2;            /* one crossbar cell, in F^2 */
+    int adc_share_cols;             /* columns multiplexed onto one ADC (converted one after another) */
+    int pipeline;                   /* 1: layers pipelined (frames/s from the slowest layer); 0: layer by layer */
+    int zero_skip;                  /* 1: a read whose input plane is all zero on a row tile is skipped */
+    int word_bits;                  /* bits of an activation word in the buffers */
+    double digital_ops_per_s;       /* throughput of the digital unit (batchnorm, pooling, digital layers) */
+    /* [energy] */
+    double read_time_s;             /* one crossbar read (the input pulse) */
+    double adc_energy_j, adc_area_m2, adc_time_s; /* one conversion / one ADC at adc_ref_bits */
+    int adc_ref_bits;
+    double adc_energy_per_bit;      /* factor per bit above (below: divided by) adc_ref_bits, energy and time */
+    double adc_area_per_bit;        /* the same for area */
+    double dac_energy_j, dac_area_m2; /* one row drive / one driver with a 1-bit DAC */
+    double dac_per_bit;             /* factor per further DAC bit (energy and area) */
+    double sense_energy_j, sense_area_m2; /* sample-and-hold / integrator per column read */
+    double shift_add_energy_j, shift_add_area_m2; /* per shift-add of one ADC result; area per array */
+    double accumulate_energy_j;     /* per addition of a row tile's partial sum (and of a negative-input pass) */
+    double buffer_energy_j_per_bit; /* activation buffer access per bit */
+    double digital_mac_energy_j;    /* a multiply-accumulate of a layer kept digital */
+    double digital_op_energy_j;     /* one element operation of batchnorm, relu, pooling, add */
+    double input_density;           /* without data: probability that an input bit (or DAC level) is on */
+} xb_energy_cfg;
+
 typedef struct xb_hw {
     /* [meta] */
     char name[128];             /* preset name */
@@ -176,6 +205,8 @@ typedef struct xb_hw {
                                          its reference reads (all-ones input) at t0 and at t */
     /* [update] */
     xb_update_cfg update;
+    /* [arch], [energy] */
+    xb_energy_cfg energy;
 } xb_hw;
 
 /* The ideal crossbar: 64x64 tiles, differential, continuous conductances 1 uS..10 uS, no DAC/ADC,
@@ -197,6 +228,13 @@ int xb_hw_is_ideal(const xb_hw *hw);
 /* 1 when something is calibrated from data (DAC/ADC with input_range or adc_range = calibrated, or
  * gain_calibration). */
 int xb_hw_needs_calibration(const xb_hw *hw);
+/* [arch] / [energy] (src/energy/ecfg.c): defaults (ISAAC's 32 nm components, docs/energy.md), parsing of
+ * the two sections (either may be NULL), validation, printing (INI sections, or JSON members "arch" and
+ * "energy" without the enclosing braces). */
+xb_energy_cfg xb_energy_cfg_default(void);
+xb_status xb_energy_cfg_parse(xb_ini *ini, xb_ini_section *arch, xb_ini_section *energy, xb_energy_cfg *out);
+xb_status xb_energy_cfg_validate(const xb_energy_cfg *e, const char *path);
+void xb_energy_cfg_print(const xb_energy_cfg *e, FILE *f, int json);
 /* Names of the enum values as written in configs. */
 const char *xb_scheme_name(xb_scheme s);
 const char *xb_solver_kind_name(xb_solver_kind s);
@@ -575,6 +613,8 @@ typedef struct xb_xeval_opts {
     const xb_dataset *adapt_data;
     const xb_layer_precision *precisions; /* per mapped layer (a quantized model's), or NULL: the config's */
     const double *w_scales;    /* per mapped layer, > 0: its fixed clip scale (xb_xnet_set_weight_scales), or NULL */
+    int energy;                /* >= 1: the energy report (xb_energy.h) of the first device sample, counted from its
+                                  test images with this sample stride for the arrays' quadratic forms; 0: none */
 } xb_xeval_opts;
 xb_xeval_opts xb_xeval_opts_default(void);
 
@@ -589,6 +629,7 @@ typedef struct xb_xeval_result {
     double sw_cpu_s, program_cpu_s, calibrate_cpu_s, eval_cpu_s; /* process CPU time of the same phases */
     int n_layers;
     xb_xlayer_stats *layers;                   /* summed over seeds (divide counts by seeds) */
+    struct xb_energy_report *energy;           /* opts.energy: the first sample's energy report (else NULL) */
 } xb_xeval_result;
 
 /* Software accuracy (opts->software), then K device seeds: program, calibrate on `calib` (NULL: the

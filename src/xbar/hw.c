@@ -80,6 +80,7 @@ xb_hw xb_hw_default(void) {
     h.drift_t_s = h.drift_t0_s = 1;
     h.update.model = XB_UPDATE_LINEAR; /* the rest 0: continuous, split pairs, msb slice, solve every step */
     h.update.write_noise_sigma = 0.01;
+    h.energy = xb_energy_cfg_default();
     return h;
 }
 
@@ -273,6 +274,7 @@ xb_status xb_hw_validate(const xb_hw *h) {
             "programming-verify, t the time of inference", p, h->drift_t0_s, h->drift_t_s);
     if (h->drift_nu < 0 || h->drift_nu_sigma < 0) BAD("%s: [device] drift_nu and drift_nu_sigma must be >= 0", p);
     if (validate_update_(h, p) != XB_OK) return XB_ERR_CONFIG;
+    if (xb_energy_cfg_validate(&h->energy, p) != XB_OK) return XB_ERR_CONFIG;
     /* geometry of the widest tile: a weight's cells and the reference columns must fit in one array */
     int slices = 1;
     if (h->weight_bits > 0) {
@@ -294,7 +296,7 @@ xb_status xb_hw_validate(const xb_hw *h) {
 /* ------------------------------------------------------------------------------------------------ */
 
 static const char *const sections[] = {"meta", "tile", "mapping", "input", "output", "circuit", "device", "update",
-                                       NULL};
+                                       "arch", "energy", NULL};
 
 static xb_ini_section *sec_(xb_ini *ini, const char *type) {
     for (int i = 0; i < ini->n; i++)
@@ -347,7 +349,7 @@ static xb_status parse_(xb_ini *ini, xb_hw *h) {
         for (int k = 0; sections[k]; k++) known |= strcmp(s->type, sections[k]) == 0;
         if (!known)
             BAD("%s:%d: unknown section [%s]. HINT: a hardware config has the sections [meta] [tile] [mapping] "
-                "[input] [output] [circuit] [device] [update] (docs/hardware.md)", path, s->line, s->type);
+                "[input] [output] [circuit] [device] [update] [arch] [energy] (docs/hardware.md)", path, s->line, s->type);
         if (s->name[0])
             BAD("%s:%d: section [%s %s] takes no name. HINT: write [%s]", path, s->line, s->type, s->name, s->type);
         for (int j = 0; j < i; j++)
@@ -467,6 +469,7 @@ static xb_status parse_(xb_ini *ini, xb_hw *h) {
     h->drift_compensation = (xb_drift_comp)dcomp_of_spelling[e];
 
     TRY(parse_update_(ini, sec_(ini, "update"), &h->update));
+    TRY(xb_energy_cfg_parse(ini, sec_(ini, "arch"), sec_(ini, "energy"), &h->energy));
 
     /* unknown keys: our own message (the INI module's hint points at the model docs) */
     for (int i = 0; i < ini->n; i++)
@@ -575,6 +578,8 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
                 h->stuck_at_gmin_rate, h->stuck_at_gmax_rate, h->drift_nu, h->drift_nu_sigma, h->drift_t_s,
                 h->drift_t0_s, dcomp_names[h->drift_compensation]);
         print_update_(&h->update, f, 1);
+        fputc(',', f);
+        xb_energy_cfg_print(&h->energy, f, 1);
         fprintf(f, ",\"ideal\":%s}", xb_hw_is_ideal(h) ? "true" : "false");
         return;
     }
@@ -610,6 +615,7 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
             h->read_noise_sigma, mode_names[h->read_noise_mode], h->stuck_at_gmin_rate, h->stuck_at_gmax_rate,
             h->drift_nu, h->drift_nu_sigma, h->drift_t_s, h->drift_t0_s, dcomp_names[h->drift_compensation]);
     print_update_(&h->update, f, 0);
+    xb_energy_cfg_print(&h->energy, f, 0);
 }
 
 int xb_hw_layer_digital(const xb_hw *hw, const char *name, int i, int n_mapped) {

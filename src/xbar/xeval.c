@@ -3,6 +3,7 @@
  * Seeds are programmed together (one OpenMP loop over seeds x tiles) in groups that fit in memory,
  * then evaluated one after the other (each forward is itself parallel). */
 #include "xb_xbar.h"
+#include "xb_energy.h"
 
 #include <math.h>
 #include <string.h>
@@ -32,6 +33,9 @@ xb_xeval_opts xb_xeval_opts_default(void) {
 }
 
 void xb_xeval_result_free(xb_xeval_result *r) {
+    if (r->energy) xb_energy_report_free(r->energy);
+    xb_free(r->energy);
+    r->energy = NULL;
     xb_free(r->accuracy);
     xb_free(r->loss);
     xb_free(r->layers);
@@ -56,7 +60,7 @@ static xb_status eval_loop_(xb_model *m, xb_xnet *xn, const xb_dataset *d, int64
     int64_t correct = 0;
     double lsum = 0;
     /* a foldable network: the first XE_STATS_IMAGES through the hook (statistics), the rest folded */
-    const int fold = xn && xb_xnet_foldable(xn);
+    const int fold = xn && xb_xnet_foldable(xn) && !xb_xnet_probing(xn); /* the energy probe sees every image */
     for (int64_t s = 0, nb; s < n && !st; s += nb) {
         nb = n - s < batch ? n - s : batch;
         if (fold && s == 0 && nb > XE_STATS_IMAGES) nb = XE_STATS_IMAGES;
@@ -147,6 +151,7 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
     {
         xb_xnet *first;
         if ((st = xb_xnet_init_ex(hw, m, o->precisions, &first))) goto out;
+        if (o->energy > 0 && (st = xb_xnet_keep_power(first, 1))) { xb_xnet_free(first); goto out; }
         if (o->w_scales && (st = xb_xnet_set_weight_scales(first, o->w_scales))) { xb_xnet_free(first); goto out; }
         size_t bytes = xb_xnet_state_bytes_(first);
         int G = (int)(XE_GROUP_BYTES / (bytes ? bytes : 1));
@@ -201,8 +206,15 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
                 snprintf(label, sizeof label, "hw %d/%d  ", s0 + q + 1, K);
                 t0 = xb_time_s();
                 c0 = cpu_s_();
+                const int probe = o->energy > 0 && s0 + q == 0;
+                if (probe && (st = xb_xnet_energy_probe(xns[q], 1, o->energy))) break;
                 st = eval_loop_(m, xns[q], test, n, o->batch, o->progress, label, &r->accuracy[s0 + q],
                                 &r->loss[s0 + q]);
+                if (probe && !st) {
+                    xb_xnet_energy_probe(xns[q], 0, 1);
+                    r->energy = xb_calloc(sizeof *r->energy);
+                    st = xb_energy_report_make(xns[q], m, n, r->energy);
+                }
                 r->eval_s += xb_time_s() - t0;
                 r->eval_cpu_s += cpu_s_() - c0;
                 if (bn_keep) memcpy(xb_model_buffers(m), bn_keep, (size_t)xb_model_n_buffer(m) * sizeof(float));
@@ -325,7 +337,12 @@ void xb_xeval_print(const xb_xeval_result *r, const xb_hw *hw, FILE *f, int json
         }
         fprintf(f, "],\"warnings\":[");
         xb_xeval_print_warnings(r, f, 1);
-        fprintf(f, "]}\n");
+        fprintf(f, "]");
+        if (r->energy) {
+            fprintf(f, ",\"energy\":");
+            xb_energy_report_print(r->energy, f, 1);
+        }
+        fprintf(f, "}\n");
         return;
     }
     fprintf(f, "model %s on hardware '%s'%s%s: %lld test images, %d device seed%s\n", r->model,
@@ -361,4 +378,8 @@ void xb_xeval_print(const xb_xeval_result *r, const xb_hw *hw, FILE *f, int json
                 s->input_full_scale / K, s->adc_full_scale_a / K, s->gain / K);
     }
     xb_xeval_print_warnings(r, f, 0);
+    if (r->energy) {
+        fputc('\n', f);
+        xb_energy_report_print(r->energy, f, 0);
+    }
 }

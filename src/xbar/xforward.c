@@ -623,6 +623,7 @@ xb_status xl_layer_forward(xb_xnet *xn, xlayer *l, int ncols, const float *w, co
     if (needs_x && !l->x_set)
         return xb_errorf(XB_ERR_STATE, "crossbar layer %s: its input range is calibrated from data and not set yet. "
                          "HINT: call xb_xnet_calibrate after xb_xnet_program", l->st.name);
+    if (l->en) xl_energy_observe(xn, l, ncols, x);
     if (l->tiled) { /* the shift-add sums +-code 2^(b t + d p) in int64 over slices, planes, passes and row tiles */
         double ws = 0, xs = 1;
         for (int t = 0; t < l->g.slices; t++) ws += ldexp(1.0, l->g.slice_bits * t);

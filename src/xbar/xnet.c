@@ -303,11 +303,13 @@ void xb_xnet_free(xb_xnet *xn) {
         xb_free(l->D); xb_free(l->Nm); xb_free(l->VP); xb_free(l->VN);
         xb_free(l->dcomp); xb_free(l->dref0); xb_free(l->dref1); xb_free(l->srow); xb_free(l->rowf);
         xb_free(l->out_idx); xb_free(l->in_idx); xb_free(l->base_out); xb_free(l->wsrc); xb_free(l->wout);
+        xl_energy_free(l);
     }
     xb_free(xn->lhw);
     if (xn->plan_bwd && xn->plan_bwd != xn->plan) xb_solve_plan_free(xn->plan_bwd);
     if (xn->plan_dec_bwd && xn->plan_dec_bwd != xn->plan_dec) xb_solve_plan_free(xn->plan_dec_bwd);
     if (xn->plan_dec) xb_solve_plan_free(xn->plan_dec);
+    if (xn->plan_pow) xb_solve_plan_free(xn->plan_pow);
     if (xn->plan) xb_solve_plan_free(xn->plan);
     xb_free(xn->wsave);
     xb_free(xn->xl); xb_free(xn->first_xl); xb_free(xn->tbuf); xb_free(xn->refbuf); xb_free(xn->cal);
@@ -509,10 +511,17 @@ xb_status xl_tile_build(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, 
                         const xb_solve_plan *plan, const xb_solve_plan *plan_bwd, const double *e0) {
     const xb_map_geom *g = &l->g;
     const int64_t RC = (int64_t)g->R * g->C;
+    int solved = 0;
+    if (solve) {
+        xb_status st = xl_energy_tile_solve(xn, l, r, c, gt, e, ws, plan, &solved);
+        if (st) return solve_err_(l, st, r, c, 0, " (input admittance)");
+    }
     for (int a = 0; solve && a < g->arrays; a++) {
         xb_status st = XB_OK;
-        if (xn->parasitic) st = xb_solve_plan_effective(plan, &xn->hw.circuit, gt + a * RC, e + a * RC, ws, NULL);
-        else memcpy(e + a * RC, gt + a * RC, (size_t)RC * sizeof(double));
+        if (!solved) { /* (the energy model's solve gave the forward reads too) */
+            if (xn->parasitic) st = xb_solve_plan_effective(plan, &xn->hw.circuit, gt + a * RC, e + a * RC, ws, NULL);
+            else memcpy(e + a * RC, gt + a * RC, (size_t)RC * sizeof(double));
+        }
         if (st) return solve_err_(l, st, r, c, a, "");
         if (xn->bwd_read &&
             (st = xb_solve_plan_effective_dir(plan_bwd, &xn->hw.circuit, XB_READ_BACKWARD, gt + a * RC,

@@ -18,6 +18,8 @@
 
 enum { NT_PAIR = 0, NT_REFCOL, NT_DIGITAL };
 
+typedef struct xl_energy xl_energy_t;   /* the energy model's per-layer state (xenergy.c) */
+
 typedef struct xlayer {
     int li, group, groups, param, digital;
     int sid;                      /* its random streams' index: the group, or the block */
@@ -65,6 +67,7 @@ typedef struct xlayer {
     int *out_idx, *in_idx, *base_out;
     int full_ro, full_k, block, nblocks;
     float *wsrc, *wout;
+    xl_energy_t *en;              /* energy model: admittances and the probe's counts (NULL: never asked for) */
 } xlayer;
 
 struct xb_xnet {
@@ -94,6 +97,8 @@ struct xb_xnet {
     xb_xnet_backward bwd;         /* what the backward reads (xb_xnet_set_backward) */
     uint64_t stale;               /* forwards refused because the weights changed since programming */
     int vec, bm;                  /* input_scaling = vector; bound_management = iterative */
+    int power;                    /* programming keeps the row tiles' input admittances (xb_xnet_keep_power) */
+    xb_solve_plan *plan_pow;      /* their exact plan when [circuit] solver is not exact */
 };
 
 /* The per-thread chunk buffer (floats): the path's own buffers (fast: xq, x2, var, var_ref, z; tiled: Xp,
@@ -148,6 +153,12 @@ static inline int64_t xl_tile_offset(const xlayer *l, int r, int c) {
     return ((int64_t)r * l->g.ct + c) * l->g.arrays * l->g.R * l->g.C;
 }
 void xl_assemble_w(const xlayer *l, int r, int c, const double *src, int transposed, double scale, float *out);
+/* Energy model (xenergy.c): the tile's forward reads (*solved = 1) and its admittance in one solve when the power
+ * model is on; the probe's observation of one forward call; freeing the layer's state. */
+xb_status xl_energy_tile_solve(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, double *e, void *ws,
+                               const xb_solve_plan *plan, int *solved);
+void xl_energy_observe(xb_xnet *xn, xlayer *l, int ncols, const float *x);
+void xl_energy_free(xlayer *l);
 xb_status xl_tile_build(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, double *e, void *ws, int solve,
                         const xb_solve_plan *plan, const xb_solve_plan *plan_bwd, const double *e0);
 

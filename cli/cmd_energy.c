@@ -1,0 +1,126 @@
+/* cmd_energy.c -- `xbar energy`: energy, latency and area per image of a network on the hardware of a config
+ * (include/xb_energy.h, docs/energy.md).  Without --data the counts are nominal ([energy] input_density); with
+ * --data they come from the first --limit test images run through the programmed crossbars. */
+#include "cli.h"
+#include "xb_energy.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Calibrates (when the config needs it) on the first training images (the test images when there is no training
+ * split), then runs `limit` test images through the attached network with the probe on. */
+static xb_status measure_(xb_xnet *xn, xb_model *m, const xb_hw *hw, const char *dir, int64_t limit, int batch,
+                          int stride, int progress, int64_t *images) {
+    xb_dataset test, train;
+    xb_status st = xb_cifar_load(dir, XB_SPLIT_TEST, &test);
+    if (st) return st;
+    int c, h, w;
+    xb_model_input_shape(m, &c, &h, &w);
+    const int64_t n = limit > 0 && limit < test.n ? limit : test.n;
+    float *x = xb_malloc((size_t)batch * c * h * w * sizeof(float));
+    int64_t *idx = xb_malloc((size_t)batch * sizeof(int64_t));
+    if (xb_xnet_needs_calibration(xn)) {
+        const int have_train = xb_cifar_load(dir, XB_SPLIT_TRAIN, &train) == XB_OK;
+        const xb_dataset *cd = have_train ? &train : &test;
+        int ncal = hw->calibration_images < cd->n ? hw->calibration_images : (int)cd->n;
+        float *xc = xb_malloc((size_t)ncal * c * h * w * sizeof(float));
+        int64_t *ci = xb_malloc((size_t)ncal * sizeof(int64_t));
+        for (int i = 0; i < ncal; i++) ci[i] = i;
+        xb_dataset_batch(cd, ci, ncal, 0, 0, NULL, xc, NULL);
+        st = xb_xnet_calibrate(xn, ncal, xc);
+        xb_free(xc);
+        xb_free(ci);
+        if (have_train) xb_dataset_free(&train);
+    }
+    if (!st) st = xb_model_set_batch(m, batch);
+    if (!st) st = xb_xnet_energy_probe(xn, 1, stride);
+    xb_model_train_mode(m, 0);
+    xb_xnet_attach(xn);
+    xb_progress pb;
+    xb_progress_start(&pb, "energy ", n, progress);
+    for (int64_t s = 0, nb; s < n && !st; s += nb) {
+        nb = n - s < batch ? n - s : batch;
+        for (int i = 0; i < nb; i++) idx[i] = s + i;
+        xb_dataset_batch(&test, idx, (int)nb, 0, 0, NULL, x, NULL);
+        st = xb_model_forward(m, (int)nb, x, NULL, NULL);
+        xb_progress_update(&pb, s + nb, NULL);
+    }
+    xb_progress_end(&pb, NULL);
+    xb_xnet_detach(xn);
+    xb_xnet_energy_probe(xn, 0, 1);
+    xb_free(x);
+    xb_free(idx);
+    xb_dataset_free(&test);
+    *images = n;
+    return st;
+}
+
+int cmd_energy(int argc, char **argv) {
+    xf_flag f[] = {
+        {"model", XF_STR, NULL, NULL, "zoo name or model .cfg file", 1},
+        {"hw", XF_STR, NULL, NULL, "hardware config (configs/hw/*.cfg; [arch] and [energy]: docs/energy.md)", 1},
+        {"weights", XF_STR, NULL, NULL, "weights .safetensors (the conductances follow them; default: the model's "
+                                        "random initialization)"},
+        {"data", XF_STR, NULL, NULL, "count from the first --limit test images of this CIFAR directory (default: "
+                                     "nominal counts, every input bit on with probability [energy] input_density)"},
+        {"limit", XF_INT, "256", "1..", "--data: test images"},
+        {"batch", XF_INT, "128", "1..65536", "--data: batch size"},
+        {"stride", XF_INT, "1", "1..1000000", "--data: every STRIDE-th input vector of a layer enters the arrays' "
+                                              "V^T A V (scaled up; 1 is exact); the other counts are always exact"},
+        {"seed", XF_INT, "1", "0..", "device seed of the programmed conductances"},
+        {"threads", XF_INT, NULL, "1..1024", "threads (default: all cores)"},
+        {"json", XF_BOOL, NULL, NULL, "print one JSON object"},
+        {"csv", XF_STR, NULL, NULL, "also write one CSV line per layer to this file"},
+        {"quiet", XF_BOOL, NULL, NULL, "no progress bar"},
+    };
+    const int n = sizeof f / sizeof *f;
+    int rc = xf_parse("energy", "energy, latency and area per image on the hardware of a config", f, n, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    xf_flag *th = xf_get(f, n, "threads");
+    xb_set_threads(th->set ? (int)th->i : cli_default_threads());
+    const char *data = xf_get(f, n, "data")->s;
+    if (!data && (xf_get(f, n, "limit")->set || xf_get(f, n, "stride")->set || xf_get(f, n, "batch")->set)) {
+        fprintf(stderr, "xbar energy: error: --limit, --stride and --batch count from images and need --data\n"
+                        "HINT: add --data ../shared/data/cifar10, or drop them for the nominal counts\n");
+        return 2;
+    }
+    xb_hw hw;
+    if (xb_hw_load(xf_get(f, n, "hw")->s, &hw) != XB_OK) return cli_fail("energy");
+    xb_model *m;
+    if (xb_model_load(xf_get(f, n, "model")->s, 1, &m) != XB_OK) return cli_fail("energy");
+    const char *wp = xf_get(f, n, "weights")->s;
+    xb_xnet *xn = NULL;
+    xb_energy_report r;
+    int64_t images = 0;
+    int ret = 1;
+    char dir[600];
+    if (wp && xb_model_load_weights(m, wp) != XB_OK) goto done;
+    if (data && xb_data_find(data, dir, sizeof dir) != XB_OK) goto done;
+    if (xb_xnet_init(&hw, m, &xn) || xb_xnet_keep_power(xn, 1) || xb_xnet_program(xn, (uint64_t)xf_get(f, n, "seed")->i))
+        goto done;
+    if (data && measure_(xn, m, &hw, dir, xf_get(f, n, "limit")->i, (int)xf_get(f, n, "batch")->i,
+                         (int)xf_get(f, n, "stride")->i, !xf_get(f, n, "quiet")->i, &images))
+        goto done;
+    if (xb_energy_report_make(xn, m, images, &r)) goto done;
+    xb_energy_report_print(&r, stdout, (int)xf_get(f, n, "json")->i);
+    if (xf_get(f, n, "json")->i) fputc('\n', stdout);
+    const char *csv = xf_get(f, n, "csv")->s;
+    if (csv) {
+        FILE *cf = fopen(csv, "w");
+        if (!cf) {
+            xb_errorf(XB_ERR_IO, "%s: cannot write the CSV. HINT: check the directory exists and is writable", csv);
+            xb_energy_report_free(&r);
+            goto done;
+        }
+        xb_energy_report_csv(&r, cf);
+        fclose(cf);
+    }
+    if (!wp) fprintf(stderr, "xbar energy: note: no --weights; the conductances follow the model's random initialization\n");
+    xb_energy_report_free(&r);
+    ret = 0;
+done:
+    if (ret) cli_fail("energy");
+    xb_xnet_free(xn);
+    xb_model_free(m);
+    return ret;
+}

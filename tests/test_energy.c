@@ -1,0 +1,333 @@
+/* test_energy.c -- the energy model (include/xb_energy.h): the probe's counts (reads, row drives, ADC
+ * conversions, column samples, shift-adds, partial-sum additions, zero-skipped reads, latency reads) against
+ * hand counts on a small layer with three row tiles, bit-serial inputs, bit slices, split signed inputs and zero
+ * planes; the arrays' energy against sum t V_i^2 G_ij without parasitics and sum t V^T A V with them (A from the
+ * solver, itself checked against ngspice in ref_solver.py), computed here from the mapping's conductances;
+ * nominal counts; counts independent of thread count and batch composition; the report's components summing
+ * to each layer's energy and its JSON keys; [arch]/[energy] parse errors with file:line and the printed config
+ * parsing back to the same values. */
+#include "testutil.h"
+#include "xb_energy.h"
+
+#include <cJSON.h>
+
+static const char lin_cfg[] = "[net]\nname = lin\ninput = 20x1x1\nclasses = 5\n[flatten f]\n[linear fc]\n"
+                              "out_features = 5\nbias = false\n";
+
+/* 3-bit inputs in 1-bit planes, 4-bit weights in 2-bit slices, 8x8 arrays: k = 20 makes row tiles of 8, 8, 4 */
+static const char hw_base[] = "[tile]\nrows = 8\ncols = 8\n[mapping]\nweight_bits = 4\nbits_per_cell = 2\n"
+                              "g_min_s = 1e-6\ng_max_s = 1e-5\n[input]\ndac_bits = 1\nbit_serial = true\ninput_bits = 3\n"
+                              "v_read_v = 0.25\ninput_range = fixed\ninput_full_scale = 1\n[output]\nadc_bits = 6\n"
+                              "adc_range = fixed\nadc_full_scale_a = 1e-4\n";
+
+static xb_hw hw_(const char *extra) {
+    char text[2048];
+    snprintf(text, sizeof text, "%s%s", hw_base, extra);
+    xb_hw h;
+    if (xb_hw_parse_string(text, strlen(text), "test.cfg", &h) != XB_OK) fail_msg("config: %s", xb_last_error());
+    return h;
+}
+
+static xb_model *lin_(void) {
+    char path[512];
+    xbt_path(path, sizeof path, "lin.cfg");
+    xbt_write_file(path, lin_cfg, strlen(lin_cfg));
+    xb_model *m;
+    if (xb_model_load(path, 3, &m) != XB_OK) fail_msg("model: %s", xb_last_error());
+    return m;
+}
+
+/* n input vectors of 20 values in sevenths (codes -7..7), with whole zero row tiles and zero planes in some */
+static float *inputs_(int n) {
+    float *x = malloc((size_t)n * 20 * sizeof(float));
+    xb_rng r;
+    xb_rng_seed(&r, 11, "test");
+    for (int v = 0; v < n; v++)
+        for (int i = 0; i < 20; i++) {
+            int code = (int)(xb_rng_u64(&r) % 15) - 7;
+            if (v % 3 == 1 && i >= 8 && i < 16) code = 0;          /* row tile 1 all zero */
+            if (v % 4 == 2) code = code < 0 ? -4 : 4;             /* only plane 2 on */
+            if (v % 5 == 3 && code < 0) code = -code;             /* no negative pass */
+            x[(size_t)v * 20 + i] = (float)code / 7.0f;
+        }
+    return x;
+}
+
+typedef struct { double reads, skipped, lat, drives, rtp, earr; } hand_;
+
+/* Hand counts of n vectors x (n x 20, NCHW of 20x1x1) through row tiles of 8 rows; gsum[r][i] (may be NULL):
+ * row i of row tile r's conductance sum over its arrays (ideal wires), or A[r] (R x R) with parasitics. */
+static hand_ hand_counts_(int n, const float *x, int skip, const double *asum, double t, double vr) {
+    hand_ h = {0};
+    for (int v = 0; v < n; v++) {
+        double latmax = 0;
+        for (int r = 0; r < 3; r++) {
+            const int i0 = 8 * r, m = r < 2 ? 8 : 4;
+            int neg = 0;
+            for (int i = 0; i < m; i++) neg |= x[(size_t)v * 20 + i0 + i] < 0;
+            h.rtp += 1 + neg;
+            double rr = 0;
+            for (int pass = 0; pass <= neg; pass++)
+                for (int p = 0; p < 3; p++) {
+                    double V[8] = {0};
+                    int nz = 0;
+                    for (int i = 0; i < m; i++) {
+                        double a = x[(size_t)v * 20 + i0 + i];
+                        a = pass ? (a < 0 ? -a : 0) : (a > 0 ? a : 0);
+                        int code = (int)rint(a * 7);
+                        V[i] = vr * ((code >> p) & 1);
+                        nz |= V[i] != 0;
+                    }
+                    if (!skip || nz) { rr++; h.drives += m; } else h.skipped++;
+                    if (asum)
+                        for (int i = 0; i < 8; i++)
+                            for (int j = 0; j < 8; j++) h.earr += t * V[i] * asum[(size_t)r * 64 + i * 8 + j] * V[j];
+                }
+            h.reads += rr;
+            latmax = rr > latmax ? rr : latmax;
+        }
+        h.lat += latmax;
+    }
+    return h;
+}
+
+/* Every row tile's arrays' input admittance summed (8 x 8 per row tile) from the mapping's target conductances
+ * (no device effects: they are the programmed ones), by the solver or, without parasitics, diag(row sums). */
+static void admittances_(const xb_hw *hw, xb_model *m, double *asum) {
+    const xb_param *p = xb_model_find_param(m, "fc.weight");
+    const float *w = xb_model_params(m) + p->offset;
+    xb_map_geom g;
+    assert_int_equal(xb_map_geom_init(hw, 5, 20, &g), XB_OK);
+    assert_int_equal(g.rt, 3);
+    assert_int_equal(g.ct, 1);
+    const double s = xb_map_scale(hw, 100, w);
+    const int64_t RC = 64;
+    double *gt = malloc((size_t)g.arrays * RC * sizeof(double)), a[64];
+    memset(asum, 0, 3 * 64 * sizeof(double));
+    const int parasitic = hw->circuit.r_wire_ohm > 0 || hw->circuit.r_driver_ohm > 0 || hw->circuit.r_sense_ohm > 0;
+    for (int r = 0; r < 3; r++) {
+        xb_map_tile_targets(hw, &g, w, s, NULL, r, 0, gt);
+        for (int q = 0; q < g.arrays; q++) {
+            if (parasitic) {
+                assert_int_equal(xb_xbar_admittance(&hw->circuit, 8, 8, gt + q * RC, a), XB_OK);
+            } else {
+                memset(a, 0, sizeof a);
+                for (int i = 0; i < 8; i++)
+                    for (int j = 0; j < 8; j++) a[i * 8 + i] += gt[q * RC + i * 8 + j];
+            }
+            for (int k = 0; k < 64; k++) asum[r * 64 + k] += a[k];
+        }
+    }
+    free(gt);
+}
+
+static xb_energy_counts run_probe_(const xb_hw *hw, xb_model *m, int n, const float *x, int batch, int threads) {
+    const int had = xb_get_threads();
+    xb_set_threads(threads);
+    xb_xnet *xn;
+    assert_int_equal(xb_xnet_init(hw, m, &xn), XB_OK);
+    assert_int_equal(xb_xnet_keep_power(xn, 1), XB_OK);
+    assert_int_equal(xb_xnet_program(xn, 5), XB_OK);
+    assert_int_equal(xb_xnet_energy_probe(xn, 1, 1), XB_OK);
+    assert_int_equal(xb_model_set_batch(m, batch), XB_OK);
+    xb_model_train_mode(m, 0);
+    xb_xnet_attach(xn);
+    for (int s = 0; s < n; s += batch) {
+        int nb = n - s < batch ? n - s : batch;
+        assert_int_equal(xb_model_forward(m, nb, x + (size_t)s * 20, NULL, NULL), XB_OK);
+    }
+    xb_xnet_detach(xn);
+    xb_energy_counts c;
+    assert_int_equal(xb_xnet_energy_counts(xn, 1, 0, &c), XB_OK);
+    xb_xnet_free(xn);
+    xb_set_threads(had);
+    return c;
+}
+
+static void check_counts_(const xb_energy_counts *c, const hand_ *h, int n) {
+    /* per read: 2 slices x 5 outputs converted (difference ADC), 2 signs x 2 slices x 5 columns sensed */
+    assert_true(c->vectors == n);
+    assert_true(c->reads == h->reads);
+    assert_true(c->reads_skipped == h->skipped);
+    assert_true(c->latency_reads == h->lat);
+    assert_true(c->dac_drives == h->drives);
+    assert_true(c->adc_conversions == 10 * h->reads);
+    assert_true(c->columns_sensed == 20 * h->reads);
+    assert_true(c->shift_adds == 10 * h->reads);
+    assert_true(c->accumulations == 5 * (h->rtp - n));
+    assert_true(c->buffer_bits == (double)n * (20 + 5) * 16);
+    assert_int_equal(c->arrays, 3 * 4);
+    assert_int_equal(c->adcs, 3 * 4 * 1); /* 8 columns, 8 per ADC */
+    assert_int_equal(c->drivers, 3 * 4 * 8);
+}
+
+static void test_hand_counts_and_ideal_energy(void **state) {
+    (void)state;
+    xb_model *m = lin_();
+    const int n = 24;
+    float *x = inputs_(n);
+    for (int skip = 0; skip < 2; skip++) {
+        xb_hw hw = hw_(skip ? "[arch]\nzero_skip = true\n[circuit]\nsolver = none\n" : "[circuit]\nsolver = none\n");
+        double asum[3 * 64];
+        admittances_(&hw, m, asum);
+        hand_ h = hand_counts_(n, x, skip, asum, hw.energy.read_time_s, hw.v_read_v);
+        xb_energy_counts c = run_probe_(&hw, m, n, x, 8, 1);
+        check_counts_(&c, &h, n);
+        if (skip) assert_true(h.skipped > 0);
+        if (!(fabs(c.array_energy_j - h.earr) <= 1e-12 * h.earr))
+            fail_msg("ideal array energy %.12g J, sum t V_i^2 G_ij = %.12g J", c.array_energy_j, h.earr);
+    }
+    free(x);
+    xb_model_free(m);
+}
+
+static void test_parasitic_energy(void **state) {
+    (void)state;
+    xb_model *m = lin_();
+    const int n = 12;
+    float *x = inputs_(n);
+    const char *solvers[] = {"exact", "decoupled"}; /* the admittance is exact either way */
+    for (int q = 0; q < 2; q++) {
+        char extra[256];
+        snprintf(extra, sizeof extra, "[circuit]\nr_wire_ohm = 5\nr_driver_ohm = 2000\nr_sense_ohm = 500\nsolver = %s\n",
+                 solvers[q]);
+        xb_hw hw = hw_(extra);
+        double asum[3 * 64];
+        admittances_(&hw, m, asum);
+        hand_ h = hand_counts_(n, x, 0, asum, hw.energy.read_time_s, hw.v_read_v);
+        xb_energy_counts c = run_probe_(&hw, m, n, x, 12, 1);
+        check_counts_(&c, &h, n);
+        if (!(fabs(c.array_energy_j - h.earr) <= 1e-10 * h.earr))
+            fail_msg("%s: parasitic array energy %.12g J, sum t V^T A V = %.12g J", solvers[q], c.array_energy_j, h.earr);
+        /* the parasitics take power of their own: less than the ideal cells would draw */
+        xb_hw hi = hw_("[circuit]\nsolver = none\n");
+        admittances_(&hi, m, asum);
+        hand_ hh = hand_counts_(n, x, 0, asum, hi.energy.read_time_s, hi.v_read_v);
+        assert_true(c.array_energy_j < hh.earr);
+    }
+    free(x);
+    xb_model_free(m);
+}
+
+static void test_invariance(void **state) {
+    (void)state;
+    xb_model *m = lin_();
+    const int n = 24;
+    float *x = inputs_(n);
+    xb_hw hw = hw_("[arch]\nzero_skip = true\n[circuit]\nr_wire_ohm = 2.5\nr_driver_ohm = 1000\nr_sense_ohm = 1000\n");
+    xb_energy_counts a = run_probe_(&hw, m, n, x, 24, 1);
+    xb_energy_counts b = run_probe_(&hw, m, n, x, 5, 2);
+    assert_true(a.reads == b.reads && a.dac_drives == b.dac_drives && a.adc_conversions == b.adc_conversions &&
+                a.latency_reads == b.latency_reads && a.accumulations == b.accumulations && a.reads_skipped == b.reads_skipped);
+    if (!(fabs(a.array_energy_j - b.array_energy_j) <= 1e-12 * a.array_energy_j))
+        fail_msg("array energy %.15g (one batch, 1 thread) vs %.15g (batches of 5, 2 threads)", a.array_energy_j,
+                 b.array_energy_j);
+    free(x);
+    xb_model_free(m);
+}
+
+static void test_nominal(void **state) {
+    (void)state;
+    xb_model *m = lin_();
+    xb_hw hw = hw_("[energy]\ninput_density = 1\n[circuit]\nr_wire_ohm = 2.5\nr_driver_ohm = 1000\nr_sense_ohm = 1000\n");
+    double asum[3 * 64];
+    admittances_(&hw, m, asum);
+    xb_xnet *xn;
+    assert_int_equal(xb_xnet_init(&hw, m, &xn), XB_OK);
+    assert_int_equal(xb_xnet_keep_power(xn, 1), XB_OK);
+    assert_int_equal(xb_xnet_program(xn, 5), XB_OK);
+    xb_energy_counts c;
+    assert_int_equal(xb_xnet_energy_counts(xn, 1, 0, &c), XB_ERR_STATE); /* no probe ran */
+    assert_int_equal(xb_xnet_energy_counts(xn, 0, 0, &c), XB_OK);
+    /* one vector per image, 3 row tiles x 3 planes, every input bit on */
+    assert_true(c.vectors == 1 && c.reads == 9 && c.dac_drives == 3 * 20 && c.adc_conversions == 90);
+    double e = 0;
+    for (int r = 0; r < 3; r++) {
+        const int mr = r < 2 ? 8 : 4;
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < mr; j++) e += 3 * hw.energy.read_time_s * hw.v_read_v * hw.v_read_v * asum[r * 64 + i * 8 + j];
+    }
+    if (!(fabs(c.array_energy_j - e) <= 1e-12 * e)) fail_msg("nominal array energy %.12g, expected %.12g", c.array_energy_j, e);
+    /* the report: components sum to each layer's energy, totals to the layers', JSON carries the keys */
+    xb_energy_report r;
+    assert_int_equal(xb_energy_report_make(xn, m, 0, &r), XB_OK);
+    double tot = 0;
+    for (int i = 0; i < r.n_layers; i++) {
+        const xb_energy_layer *L = &r.layers[i];
+        double s = L->array_energy_j + L->dac_energy_j + L->adc_energy_j + L->sense_energy_j + L->shift_add_energy_j +
+                   L->accumulate_energy_j + L->buffer_energy_j + L->digital_energy_j;
+        assert_true(fabs(s - L->energy_j) <= 1e-15 * L->energy_j);
+        tot += L->energy_j;
+    }
+    assert_true(fabs(tot - r.total_energy_j) <= 1e-12 * tot);
+    const xb_energy_layer *L = &r.layers[0];
+    assert_string_equal(L->kind, "crossbar");
+    assert_true(fabs(L->adc_energy_j - 90 * xb_energy_adc_j(&hw.energy, 6)) <= 1e-18);
+    assert_true(fabs(xb_energy_adc_j(&hw.energy, 6) - 1.67e-12 / (1.2 * 1.2)) <= 1e-24);
+    assert_true(fabs(L->dac_energy_j - 60 * hw.energy.dac_energy_j) <= 1e-24);
+    /* latency: 3 reads per vector (row tiles in parallel), each max(100 ns, 8 columns x 6/8 x 0.833 ns) */
+    assert_true(fabs(L->latency_s - 3 * 100e-9) <= 1e-18);
+    char path[512];
+    xbt_path(path, sizeof path, "energy.json");
+    FILE *f = fopen(path, "w");
+    xb_energy_report_print(&r, f, 1);
+    fclose(f);
+    f = fopen(path, "r");
+    char buf[1 << 16];
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = 0;
+    cJSON *j = cJSON_Parse(buf);
+    assert_non_null(j);
+    const char *keys[] = {"total_energy_j", "latency_s", "area_m2", "tops_per_w", "layers"};
+    for (int k = 0; k < 5; k++) assert_non_null(cJSON_GetObjectItem(j, keys[k]));
+    cJSON *l0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "layers"), 0);
+    const char *lk[] = {"name", "energy_j", "array_energy_j", "adc_energy_j", "dac_energy_j"};
+    for (int k = 0; k < 5; k++) assert_non_null(cJSON_GetObjectItem(l0, lk[k]));
+    cJSON_Delete(j);
+    xb_energy_report_free(&r);
+    xb_xnet_free(xn);
+    xb_model_free(m);
+}
+
+static void test_config(void **state) {
+    (void)state;
+    const char *bad[][2] = {
+        {"[energy]\nadc_energy_jj = 1e-12\n", "test.cfg:2: unknown key 'adc_energy_jj'"},
+        {"[energy]\nread_time_s = 0\n", "test.cfg:2"},
+        {"[arch]\nadc_share_cols = 0\n", "test.cfg:2"},
+        {"[arch]\nzero_skip = maybe\n", "test.cfg:2"},
+        {"[energy]\ninput_density = 1.5\n", "test.cfg:2"},
+        {"[archh]\n", "test.cfg:1: unknown section [archh]"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        xb_hw h;
+        xb_status st = xb_hw_parse_string(bad[i][0], strlen(bad[i][0]), "test.cfg", &h);
+        xbt_assert_error(st, XB_ERR_CONFIG, "test.cfg", bad[i][1]);
+    }
+    /* the printed config parses back to the same [arch] and [energy] */
+    xb_hw h = hw_("[arch]\nadc_share_cols = 16\npipeline = true\n[energy]\nadc_energy_j = 3.5e-12\nread_time_s = 1e-8\n");
+    char path[512];
+    xbt_path(path, sizeof path, "printed.cfg");
+    FILE *f = fopen(path, "w");
+    xb_hw_print(&h, f, 0);
+    fclose(f);
+    xb_hw back;
+    if (xb_hw_load(path, &back) != XB_OK) fail_msg("printed config: %s", xb_last_error());
+    assert_int_equal(back.energy.adc_share_cols, 16);
+    assert_int_equal(back.energy.pipeline, 1);
+    assert_true(back.energy.adc_energy_j == 3.5e-12 && back.energy.read_time_s == 1e-8);
+    assert_memory_equal(&back.energy, &h.energy, sizeof h.energy);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hand_counts_and_ideal_energy),
+        cmocka_unit_test(test_parasitic_energy),
+        cmocka_unit_test(test_invariance),
+        cmocka_unit_test(test_nominal),
+        cmocka_unit_test(test_config),
+    };
+    if (getenv("XBT_FILTER")) cmocka_set_test_filter(getenv("XBT_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
