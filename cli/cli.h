@@ -3,6 +3,7 @@
 #ifndef XB_CLI_H
 #define XB_CLI_H
 #include "xbar.h"
+#include "xb_xbar.h"
 
 typedef enum { XF_STR = 0, XF_INT, XF_DOUBLE, XF_BOOL, XF_CHOICE } xf_type;
 
@@ -31,6 +32,10 @@ xf_flag *xf_get(xf_flag *flags, int n, const char *name);
 int cli_fail(const char *cmd);
 /* all cores (OpenMP's count), 1 without OpenMP */
 int cli_default_threads(void);
+
+/* A quantized model's per-layer precisions on the crossbars of hw (prec: xb_model_n_mapped entries; *any = 1
+ * when some layer differs from the config's), read from the model's text (docs/quantization.md). */
+int cli_model_precisions(const char *model, const xb_model *m, const xb_hw *hw, xb_layer_precision *prec, int *any);
 
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

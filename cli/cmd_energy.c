@@ -72,6 +72,8 @@ int cmd_energy(int argc, char **argv) {
         {"json", XF_BOOL, NULL, NULL, "print one JSON object"},
         {"csv", XF_STR, NULL, NULL, "also write one CSV line per layer to this file"},
         {"quiet", XF_BOOL, NULL, NULL, "no progress bar"},
+        {"config-precision", XF_BOOL, NULL, NULL, "with a quantized model: map every layer with the config's weight and "
+                                                  "input bits, not the model's per-layer precisions"},
     };
     const int n = sizeof f / sizeof *f;
     int rc = xf_parse("energy", "energy, latency and area per image on the hardware of a config", f, n, argc, argv);
@@ -92,11 +94,22 @@ int cmd_energy(int argc, char **argv) {
     xb_xnet *xn = NULL;
     xb_energy_report r;
     int64_t images = 0;
-    int ret = 1;
+    int ret = 1, pany = 0;
     char dir[600];
+    xb_layer_precision *prec = NULL;
     if (wp && xb_model_load_weights(m, wp) != XB_OK) goto done;
     if (data && xb_data_find(data, dir, sizeof dir) != XB_OK) goto done;
-    if (xb_xnet_init(&hw, m, &xn) || xb_xnet_keep_power(xn, 1) || xb_xnet_program(xn, (uint64_t)xf_get(f, n, "seed")->i))
+    /* a quantized model (docs/quantization.md): each layer at its own weight and input bits (slices, planes) */
+    prec = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *prec);
+    if (!prec) { xb_errorf(XB_ERR_NOMEM, "out of memory"); goto done; }
+    if (cli_model_precisions(xf_get(f, n, "model")->s, m, &hw, prec, &pany)) goto done;
+    if (pany && !xf_get(f, n, "config-precision")->i && !xf_get(f, n, "quiet")->i) {
+        fprintf(stderr, "xbar energy: a quantized model: each layer at its own precision (weight bits / input bits; 0: the "
+                        "config's):");
+        for (int i = 0; i < xb_model_n_mapped(m); i++) fprintf(stderr, " %d/%d", prec[i].weight_bits, prec[i].input_bits);
+        fprintf(stderr, "\n");
+    }
+    if (xb_xnet_init_ex(&hw, m, pany && !xf_get(f, n, "config-precision")->i ? prec : NULL, &xn) || xb_xnet_keep_power(xn, 1) || xb_xnet_program(xn, (uint64_t)xf_get(f, n, "seed")->i))
         goto done;
     if (data && measure_(xn, m, &hw, dir, xf_get(f, n, "limit")->i, (int)xf_get(f, n, "batch")->i,
                          (int)xf_get(f, n, "stride")->i, !xf_get(f, n, "quiet")->i, &images))
@@ -120,6 +133,7 @@ int cmd_energy(int argc, char **argv) {
     ret = 0;
 done:
     if (ret) cli_fail("energy");
+    free(prec);
     xb_xnet_free(xn);
     xb_model_free(m);
     return ret;

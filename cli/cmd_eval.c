@@ -66,16 +66,12 @@ static int eval_hw(xb_model *m, const xb_hw *hw, const char *dir, xf_flag *f, in
     o.energy = (int)xf_get(f, n, "energy")->i;
     /* a quantized model (docs/quantization.md): each layer mapped at its own precision */
     xb_layer_precision *prec = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *prec);
-    xb_qw_spec *specs = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *specs);
-    char *text = NULL, path[600];
-    int wany = 0;
-    if (!prec || !specs || xb_model_text(xf_get(f, n, "model")->s, &text, path, sizeof path) != XB_OK ||
-        xb_quant_specs(text, path, m, specs, &wany) != XB_OK) {
-        free(prec); free(specs); free(text); xb_dataset_free(&test);
+    int pany = 0;
+    if (!prec || cli_model_precisions(xf_get(f, n, "model")->s, m, hw, prec, &pany) != XB_OK) {
+        free(prec); xb_dataset_free(&test);
         return cli_fail("eval");
     }
-    free(text);
-    if (!xf_get(f, n, "config-precision")->i && xb_hw_quant_precisions(hw, m, wany ? specs : NULL, prec)) {
+    if (!xf_get(f, n, "config-precision")->i && pany) {
         o.precisions = prec;
         if (o.progress) {
             fprintf(stderr, "xbar eval: a quantized model: each layer on the crossbars at its own precision (weight bits"
@@ -84,7 +80,6 @@ static int eval_hw(xb_model *m, const xb_hw *hw, const char *dir, xf_flag *f, in
             fprintf(stderr, "\n");
         }
     }
-    free(specs);
     double *wsc = NULL; /* --w-scales: the clip scales of the weights before weight-constrained training */
     const char *wsp = xf_get(f, n, "w-scales")->s;
     if (wsp) {

@@ -159,3 +159,17 @@ int cli_default_threads(void) {
     return 1;
 #endif
 }
+
+int cli_model_precisions(const char *model, const xb_model *m, const xb_hw *hw, xb_layer_precision *prec, int *any) {
+    xb_qw_spec *specs = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *specs);
+    char *text = NULL, path[600];
+    int wany = 0;
+    *any = 0;
+    if (!specs) return xb_errorf(XB_ERR_NOMEM, "out of memory for the layers' precisions");
+    xb_status st = xb_model_text(model, &text, path, sizeof path);
+    if (!st) st = xb_quant_specs(text, path, m, specs, &wany);
+    if (!st) *any = xb_hw_quant_precisions(hw, m, wany ? specs : NULL, prec);
+    free(text);
+    free(specs);
+    return st;
+}

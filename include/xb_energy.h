@@ -13,7 +13,7 @@
  * the model, its equations and the source of every default.
  *
  *     xb_xnet *xn;  xb_xnet_init(&hw, m, &xn);
- *     xb_xnet_keep_power(xn);                 // before programming: keep each row tile's admittance
+ *     xb_xnet_keep_power(xn, 1);              // before programming: keep each row tile's admittance
  *     xb_xnet_program(xn, seed);  (calibrate if the config needs it)
  *     xb_xnet_energy_probe(xn, 1, 1);         // count every forward from now on, exactly
  *     ... forwards of N images through the attached network ...

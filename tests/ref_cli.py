@@ -268,10 +268,59 @@ def main():
         r = subprocess.run([XBAR, "version"], stdout=subprocess.PIPE, text=True)
         check("xbar version names the convolution kernels of the build", r.returncode == 0 and any(
             f"(convolution kernels: {k})" in r.stdout for k in ("avx512", "avx2", "cblas")), r.stdout.strip())
+        check_energy(d, w)
         check_jpeg_quality(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return 0
+
+
+def check_energy(d, w):
+    """`xbar energy` as a user meets it: its errors, JSON whose components sum to each layer and the layers to
+    the total, the CSV, counts from images that agree with `xbar eval --energy` on the same images and seed."""
+    hw = os.path.join(d, "en.cfg")
+    base = ("[tile]\nrows = 64\ncols = 64\n[mapping]\nweight_bits = 4\nbits_per_cell = 2\n[input]\ndac_bits = 1\n"
+            "bit_serial = true\ninput_bits = 4\n[output]\nadc_bits = 6\n[circuit]\nr_wire_ohm = 2\n"
+            "r_driver_ohm = 500\nr_sense_ohm = 500\nsolver = exact\n")
+    open(hw, "w").write(base + "[arch]\nadc_share_cols = 16\nzero_skip = true\n")
+    bad = os.path.join(d, "en-bad.cfg")
+    open(bad, "w").write(base + "[energy]\nadc_energy_j = -1\n")
+    expect_error("[energy] value out of range", ["energy", "--model", "resnet20", "--hw", bad], ["en-bad.cfg:", "adc_energy_j"])
+    open(bad, "w").write(base + "[energy]\nadc_energy_pj = 1\n")
+    expect_error("unknown [energy] key", ["energy", "--model", "resnet20", "--hw", bad], ["en-bad.cfg:", "adc_energy_pj"])
+    expect_error("energy --limit without --data", ["energy", "--model", "resnet20", "--hw", hw, "--limit", "4"],
+                 ["--limit", "--data", "HINT"], code=2)
+    expect_error("eval --energy without --hw", ["eval", "--model", "resnet20", "--weights", w, "--energy", "1"],
+                 ["--energy", "--hw"], code=2)
+    csv = os.path.join(d, "en.csv")
+    rc, out, err = xbar("energy", "--model", "resnet20", "--weights", w, "--hw", hw, "--json", "--csv", csv)
+    if not check("energy --json runs", rc == 0, err.strip()[-200:]):
+        return
+    r = json.loads(out)
+    comp = ["array", "dac", "adc", "sense", "shift_add", "accumulate", "buffer", "digital"]
+    worst = max(abs(sum(L[c + "_energy_j"] for c in comp) - L["energy_j"]) / max(L["energy_j"], 1e-30)
+                for L in r["layers"])
+    tot = sum(L["energy_j"] for L in r["layers"])
+    check("energy: every layer's components sum to its energy_j, the layers to total_energy_j",
+          worst < 1e-6 and abs(tot - r["total_energy_j"]) < 1e-6 * r["total_energy_j"] and
+          r["latency_s"] > 0 and r["area_m2"] > 0 and r["tops_per_w"] > 0, f"worst {worst:.2e}")
+    rows = open(csv).read().splitlines()
+    check("energy --csv: a header and one line per layer", len(rows) == len(r["layers"]) + 1 and
+          rows[0].startswith("name,kind,energy_j"), f"{len(rows)} lines for {len(r['layers'])} layers")
+    if not os.path.isfile(os.path.join(DATA, "test_batch.bin")):
+        return
+    rc, out, err = xbar("energy", "--model", "resnet20", "--weights", w, "--hw", hw, "--json", "--quiet", "--data",
+                        DATA, "--limit", "24", "--batch", "8")
+    rc2, out2, err2 = xbar("eval", "--model", "resnet20", "--weights", w, "--hw", hw, "--json", "--quiet", "--data",
+                           DATA, "--limit", "24", "--batch", "8", "--energy", "1", "--seeds", "1", "--no-software")
+    if check("energy --data and eval --energy run", rc == 0 and rc2 == 0, (err + err2).strip()[-300:]):
+        a, b = json.loads(out), json.loads(out2)["energy"]
+        skipped = sum(L.get("counts", {}).get("reads_skipped", 0) for L in a["layers"])
+        check("energy --data: counted from 24 images, zero planes skipped", a["measured"] and a["images"] == 24 and
+              skipped > 0, f"skipped reads per image {skipped}")
+        check("eval --energy counts what energy --data counts on the same images and seed",
+              abs(a["total_energy_j"] - b["total_energy_j"]) <= 1e-9 * a["total_energy_j"],
+              f"{a['total_energy_j']} vs {b['total_energy_j']}")
 
 
 def check_jpeg_quality(d):
