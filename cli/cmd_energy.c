@@ -65,7 +65,7 @@ int cmd_energy(int argc, char **argv) {
                                      "nominal counts, every input bit on with probability [energy] input_density)"},
         {"limit", XF_INT, "256", "1..", "--data: test images"},
         {"batch", XF_INT, "128", "1..65536", "--data: batch size"},
-        {"stride", XF_INT, "1", "1..1000000", "--data: every STRIDE-th input vector of a layer enters the arrays' "
+        {"stride", XF_INT, "1", "1..1000000", "--data: one input vector in STRIDE (hashed) of a layer enters the arrays' "
                                               "V^T A V (scaled up; 1 is exact); the other counts are always exact"},
         {"seed", XF_INT, "1", "0..", "device seed of the programmed conductances"},
         {"threads", XF_INT, NULL, "1..1024", "threads (default: all cores)"},

@@ -55,9 +55,9 @@ typedef struct xb_energy_counts {
  * admittance is still solved exactly (an extra solve per array). */
 xb_status xb_xnet_keep_power(xb_xnet *xn, int on);
 /* on = 1: resets the counts and counts every forward from now on (calibration forwards excepted).
- * sample_stride >= 1: the array energy's quadratic forms are summed over every sample_stride-th input
- * vector of each layer (numbered across calls, so the sample does not depend on batch sizes) and scaled up;
- * 1 is exact.  The integer counts are always exact.  on = 0 stops counting (the counts stay). */
+ * sample_stride >= 1: the array energy's quadratic forms are summed over one input vector in sample_stride
+ * of each layer, picked by a hash of the vector's number (numbered across calls, so the sample does not depend
+ * on batch sizes, and does not alias with the image width as every stride-th would) and scaled up; 1 is exact.  The integer counts are always exact.  on = 0 stops counting (the counts stay). */
 xb_status xb_xnet_energy_probe(xb_xnet *xn, int on, int sample_stride);
 /* Per mapped layer (in model order): the counts gathered by the probe (measured = 1), or nominal ones for
  * one image (measured = 0; needs xb_xnet_keep_power before programming for the array energy, else it is

@@ -10,11 +10,13 @@ run resumes where it stopped:
   sweep    one knob of a base preset at a time (tile size, ADC bits, cell bits); each point is one
            `xbar eval --hw --energy STRIDE` run on --eval-images test images: accuracy of one device sample and the
            energy counted from the same images.  OUT/sweep.png: accuracy against energy per image.
+  neurosim VGG-8 (random initialization, as NeuroSim's run) on configs/hw/neurosim-default.cfg and on the same
+           design with the default (ISAAC) [energy] figures, nominal and counted from --images test images.
   pim      a quantized model against its 16-bit twin on a bit-sliced PIM preset (the activation-density
            paper's comparison): `xbar energy --data` of each, and the ratio.
 
   /usr/bin/python3 scripts/energy_sweep.py --weights weights/resnet20-onecycle40.safetensors --out runs/energy
-        [--model resnet20] [--parts presets,sweep,pim] [--presets a,b] [--base bn2023-128] [--images 256]
+        [--model resnet20] [--parts presets,sweep,neurosim,pim] [--presets a,b] [--base bn2023-128] [--images 256]
         [--eval-images 500] [--stride 8] [--threads N] [--data DIR] [--pim-model M.cfg --pim-weights W
         --pim-twin M16.cfg --pim-twin-weights W16 --pim-hw isaac-like]
 
@@ -107,6 +109,32 @@ def part_sweep(args, res, save):
             save()
 
 
+def strip_section(text, section):
+    """the config text without [section] (its keys fall back to the defaults)"""
+    out, skip = [], False
+    for line in text.splitlines():
+        if line.strip().startswith("["):
+            skip = line.strip() == "[%s]" % section
+        if not skip:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def part_neurosim(args, res, save):
+    ns = preset_path("neurosim-default")
+    isaac = os.path.join(args.out, "neurosim-default-isaac-costs.cfg")
+    with open(isaac, "w") as f:
+        f.write(strip_section(open(ns).read(), "energy"))
+    for label, cfg in (("neurosim-costs", ns), ("isaac-costs", isaac)):
+        for kind in ("nominal", "measured"):
+            key = "%s/%s" % (label, kind)
+            if key in res["neurosim"]:
+                continue
+            cmd = energy_cmd(args, "vgg8", None, cfg, kind == "measured")
+            res["neurosim"][key] = {"command": rel(cmd), "report": sh(cmd, "neurosim")}
+            save()
+
+
 def part_pim(args, res, save):
     if not (args.pim_model and args.pim_twin):
         print("pim: needs --pim-model/--pim-weights and --pim-twin/--pim-twin-weights, skipped")
@@ -146,6 +174,17 @@ def tables(res):
             print("| %s | %.2f%% | %s | %.1f%% | %.1f%% | %.1f µs | %.3f mm² | %.3g |" % (
                 key, 100 * row["accuracy"], fmt_e(r["total_energy_j"]), share(r, "array"), share(r, "adc"),
                 r["latency_s"] * 1e6, r["area_m2"] * 1e6, r["tops_per_w"]))
+    if res.get("neurosim"):
+        print("\n| xbar run (vgg8) | energy / image | arrays | ADC | DAC | shift-add + acc. | buffer | digital | latency |"
+              " area | TOPS/W |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for key, row in res["neurosim"].items():
+            r, b = row["report"], row["report"]["breakdown"]
+            print("| %s | %s | %s | %s | %s | %s | %s | %s | %.1f µs | %.3f mm² | %.3g |" % (
+                key, fmt_e(r["total_energy_j"]), fmt_e(b["array_energy_j"]), fmt_e(b["adc_energy_j"]),
+                fmt_e(b["dac_energy_j"]), fmt_e(b["shift_add_energy_j"] + b["accumulate_energy_j"]),
+                fmt_e(b["buffer_energy_j"]), fmt_e(b["digital_energy_j"]), r["latency_s"] * 1e6, r["area_m2"] * 1e6,
+                r["tops_per_w"]))
     if len(res["pim"]) == 2:
         m, t = res["pim"]["model"]["report"], res["pim"]["twin"]["report"]
         print("\n| model | energy / image | arrays | ADC | latency | TOPS/W |\n|---|---|---|---|---|---|")
@@ -236,15 +275,18 @@ def main():
     args = ap.parse_args()
     if not os.path.exists(XBAR):
         sys.exit("energy_sweep: %s is missing. HINT: run make first" % XBAR)
-    res, save = results(args.out, {"presets": {}, "sweep": {}, "pim": {}})
+    res, save = results(args.out, {"presets": {}, "sweep": {}, "pim": {}, "neurosim": {}})
+    res.setdefault("neurosim", {})
     parts = args.parts.split(",")
     for p in parts:
-        if p not in ("presets", "sweep", "pim"):
-            sys.exit("energy_sweep: --parts %s: unknown part. HINT: presets, sweep, pim" % p)
+        if p not in ("presets", "sweep", "pim", "neurosim"):
+            sys.exit("energy_sweep: --parts %s: unknown part. HINT: presets, sweep, neurosim, pim" % p)
     if "presets" in parts:
         part_presets(args, res, save)
     if "sweep" in parts:
         part_sweep(args, res, save)
+    if "neurosim" in parts:
+        part_neurosim(args, res, save)
     if "pim" in parts:
         part_pim(args, res, save)
     tables(res)

@@ -127,6 +127,18 @@ static float col_range_(const xlayer *l, int vec, float xm, int ncols, const flo
 
 #define XE_SIGMA_COLS 256 /* sampled vectors per dsyrk */
 
+/* Whether input vector v (numbered across calls) enters the quadratic forms: one in `stride` on average, picked
+ * by a hash of v rather than every stride-th, which would alias with the image width (every 64th vector of a
+ * 32-wide feature map is always its left edge). */
+static int sampled_(int64_t v, int stride) {
+    if (stride <= 1) return 1;
+    uint64_t z = (uint64_t)v + 0x9e3779b97f4a7c15ull; /* splitmix64's finalizer */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return z % (uint64_t)stride == 0;
+}
+
 /* One forward call of layer l (inputs k x ncols): every read it makes, and the quadratic forms of the sample. */
 void xl_energy_observe(xb_xnet *xn, xlayer *l, int ncols, const float *x) {
     xl_energy_t *en = l->en;
@@ -206,8 +218,8 @@ void xl_energy_observe(xb_xnet *xn, xlayer *l, int ncols, const float *x) {
     xb_free(neg);
     en->vectors += ncols; en->reads += reads; en->skipped += skipped; en->lat_reads += lat; en->drives += drives;
     en->rt_passes += rtp;
-    /* the quadratic forms: every stride-th vector (numbered across calls); per row tile the voltages of the sampled
-     * vectors' non-zero reads as the rows of V (reads x m), sum V^T V by dsyrk, XE_SIGMA_COLS vectors at a time */
+    /* the quadratic forms: one vector in `stride` (sampled_, numbered across calls); per row tile the voltages of
+     * the sampled vectors' non-zero reads as the rows of V (reads x m), sum V^T V by dsyrk, XE_SIGMA_COLS vectors at a time */
     const double vr = hw->v_read_v;
     const int per = (1 + split) * P;
     double *vm = xb_malloc((size_t)R * XE_SIGMA_COLS * per * sizeof(double));
@@ -216,11 +228,11 @@ void xl_energy_observe(xb_xnet *xn, xlayer *l, int ncols, const float *x) {
     unsigned *code = xb_malloc((size_t)R * 2 * sizeof(unsigned));
     float *val = xb_malloc((size_t)R * 2 * sizeof(float));
     float *xt = xb_malloc((size_t)k * XE_SIGMA_COLS * sizeof(float));
-    int64_t c0 = (en->stride - en->seen % en->stride) % en->stride; /* first sampled column of this call */
-    while (c0 < ncols) {
+    for (int c0 = 0; c0 < ncols;) {
         int nsel = 0;
-        for (int64_t c = c0; c < ncols && nsel < XE_SIGMA_COLS; c += en->stride) cols[nsel++] = (int)c;
-        c0 = (int64_t)cols[nsel - 1] + en->stride;
+        for (; c0 < ncols && nsel < XE_SIGMA_COLS; c0++)
+            if (sampled_(en->seen + c0, en->stride)) cols[nsel++] = c0;
+        if (!nsel) break;
         en->sampled += nsel;
         for (int q = 0; q < nsel; q++) cms[q] = col_range_(l, vec, xm, ncols, x, cols[q]);
         for (int i = 0; i < k; i++) /* the sampled vectors, each contiguous */
