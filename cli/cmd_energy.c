@@ -55,10 +55,62 @@ static xb_status measure_(xb_xnet *xn, xb_model *m, const xb_hw *hw, const char 
     return st;
 }
 
+/* --pe: the float model with the zero-skipping accelerator's counting operator, over the first --limit test images. */
+static int energy_pe_(xf_flag *f, int n, const xb_hw *hw) {
+    xb_model *m;
+    if (xb_model_load(xf_get(f, n, "model")->s, 1, &m) != XB_OK) return cli_fail("energy");
+    const char *wp = xf_get(f, n, "weights")->s;
+    char dir[600];
+    xb_dataset test;
+    int have_test = 0, ret = 1;
+    xb_pe_probe *p = NULL;
+    float *x = NULL;
+    int64_t *idx = NULL;
+    if (wp && xb_model_load_weights(m, wp) != XB_OK) goto done;
+    if (xb_data_find(xf_get(f, n, "data")->s, dir, sizeof dir) != XB_OK) goto done;
+    if (xb_cifar_load(dir, XB_SPLIT_TEST, &test) != XB_OK) goto done;
+    have_test = 1;
+    const int batch = (int)xf_get(f, n, "batch")->i;
+    const int64_t limit = xf_get(f, n, "limit")->i, nimg = limit < test.n ? limit : test.n;
+    int c, h, w;
+    xb_model_input_shape(m, &c, &h, &w);
+    x = xb_malloc((size_t)batch * c * h * w * sizeof(float));
+    idx = xb_malloc((size_t)batch * sizeof(int64_t));
+    if (xb_model_set_batch(m, batch) || xb_pe_probe_attach(m, &hw->energy, &p)) goto done;
+    xb_model_train_mode(m, 0);
+    xb_progress pb;
+    xb_progress_start(&pb, "energy ", nimg, !xf_get(f, n, "quiet")->i);
+    xb_status st = XB_OK;
+    for (int64_t s = 0, nb; s < nimg && !st; s += nb) {
+        nb = nimg - s < batch ? nimg - s : batch;
+        for (int i = 0; i < nb; i++) idx[i] = s + i;
+        xb_dataset_batch(&test, idx, (int)nb, 0, 0, NULL, x, NULL);
+        st = xb_model_forward(m, (int)nb, x, NULL, NULL);
+        xb_progress_update(&pb, s + nb, NULL);
+    }
+    xb_progress_end(&pb, NULL);
+    if (st) goto done;
+    xb_pe_report r;
+    if (xb_pe_report_make(p, nimg, &r)) goto done;
+    xb_pe_report_print(&r, &hw->energy, stdout, (int)xf_get(f, n, "json")->i);
+    if (xf_get(f, n, "json")->i) fputc('\n', stdout);
+    xb_pe_report_free(&r);
+    ret = 0;
+done:
+    if (ret) cli_fail("energy");
+    xb_pe_probe_detach(p);
+    xb_free(x);
+    xb_free(idx);
+    if (have_test) xb_dataset_free(&test);
+    xb_model_free(m);
+    return ret;
+}
+
 int cmd_energy(int argc, char **argv) {
     xf_flag f[] = {
         {"model", XF_STR, NULL, NULL, "zoo name or model .cfg file", 1},
-        {"hw", XF_STR, NULL, NULL, "hardware config (configs/hw/*.cfg; [arch] and [energy]: docs/energy.md)", 1},
+        {"hw", XF_STR, NULL, NULL, "hardware config (configs/hw/*.cfg; [arch] and [energy]: docs/energy.md); "
+                                   "required but with --pe"},
         {"weights", XF_STR, NULL, NULL, "weights .safetensors (the conductances follow them; default: the model's "
                                         "random initialization)"},
         {"data", XF_STR, NULL, NULL, "count from the first --limit test images of this CIFAR directory (default: "
@@ -72,6 +124,8 @@ int cmd_energy(int argc, char **argv) {
         {"json", XF_BOOL, NULL, NULL, "print one JSON object"},
         {"csv", XF_STR, NULL, NULL, "also write one CSV line per layer to this file"},
         {"quiet", XF_BOOL, NULL, NULL, "no progress bar"},
+        {"pe", XF_BOOL, NULL, NULL, "the zero-skipping digital accelerator (Cnvlutin-like) of the config's [pe] "
+                                    "section (defaults without --hw) instead of the crossbars; needs --data"},
         {"config-precision", XF_BOOL, NULL, NULL, "with a quantized model: map every layer with the config's weight and "
                                                   "input bits, not the model's per-layer precisions"},
     };
@@ -86,8 +140,22 @@ int cmd_energy(int argc, char **argv) {
                         "HINT: add --data ../shared/data/cifar10, or drop them for the nominal counts\n");
         return 2;
     }
-    xb_hw hw;
-    if (xb_hw_load(xf_get(f, n, "hw")->s, &hw) != XB_OK) return cli_fail("energy");
+    const char *hwp = xf_get(f, n, "hw")->s;
+    const int pe = (int)xf_get(f, n, "pe")->i;
+    if (!hwp && !pe) {
+        fprintf(stderr, "xbar energy: error: --hw is required\n"
+                        "HINT: add --hw configs/hw/isaac-like.cfg (or another preset), or --pe --data DIR for the "
+                        "zero-skipping digital accelerator\n");
+        return 2;
+    }
+    if (pe && !data) {
+        fprintf(stderr, "xbar energy: error: --pe counts the non-zero inputs of real images and needs --data\n"
+                        "HINT: add --data ../shared/data/cifar10 [--limit N]\n");
+        return 2;
+    }
+    xb_hw hw = xb_hw_default();
+    if (hwp && xb_hw_load(hwp, &hw) != XB_OK) return cli_fail("energy");
+    if (pe) return energy_pe_(f, n, &hw);
     xb_model *m;
     if (xb_model_load(xf_get(f, n, "model")->s, 1, &m) != XB_OK) return cli_fail("energy");
     const char *wp = xf_get(f, n, "weights")->s;

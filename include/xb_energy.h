@@ -111,6 +111,35 @@ double xb_energy_adc_j(const xb_energy_cfg *e, int bits);
 double xb_energy_adc_s(const xb_energy_cfg *e, int bits);
 double xb_energy_adc_m2(const xb_energy_cfg *e, int bits);
 
+/* ---- a zero-skipping digital accelerator (src/energy/pe.c) --------------------------------------------------
+ * A Cnvlutin-like array of [pe] units x filters_per_unit multipliers per lane and `lanes` input lanes whose
+ * cycles follow the non-zero inputs of every conv/linear layer (methods.md item 8, the sparsity attacks' cost
+ * model).  The probe is the model's mapped-matmul operator around the float product: attach it, run forwards,
+ * make the report (per image), detach it.  Counts do not depend on batches or threads. */
+typedef struct xb_pe_probe xb_pe_probe;
+typedef struct xb_pe_layer {
+    char name[128];
+    double vectors, inputs, nonzero, density;  /* per image: windows, input elements fed, the non-zero ones */
+    double cycles, cycles_dense;               /* with the config's skip_zeros, and never skipping */
+    double macs, macs_dense;                   /* MACs performed, and all of them */
+    double energy_j, mac_energy_j, buffer_energy_j, static_energy_j, energy_dense_j;
+    double latency_s, latency_dense_s;
+} xb_pe_layer;
+typedef struct xb_pe_report {
+    int64_t images;
+    int n_layers;
+    xb_pe_layer *layers;
+    double density, energy_j, latency_s, cycles, macs, edp_js;   /* per image */
+    double energy_dense_j, latency_dense_s, macs_dense, edp_dense_js;
+} xb_pe_report;
+/* Installs the counting operator on m (a previous operator is put back by detach). */
+xb_status xb_pe_probe_attach(xb_model *m, const xb_energy_cfg *cfg, xb_pe_probe **out);
+void xb_pe_probe_detach(xb_pe_probe *p);
+/* The counts of the forwards so far over `images` images (> 0). */
+xb_status xb_pe_report_make(const xb_pe_probe *p, int64_t images, xb_pe_report *r);
+void xb_pe_report_free(xb_pe_report *r);
+void xb_pe_report_print(const xb_pe_report *r, const xb_energy_cfg *e, FILE *f, int json);
+
 #ifdef __cplusplus
 }
 #endif

@@ -134,6 +134,11 @@ typedef struct xb_energy_cfg {
     double digital_mac_energy_j;    /* a multiply-accumulate of a layer kept digital */
     double digital_op_energy_j;     /* one element operation of batchnorm, relu, pooling, add */
     double input_density;           /* without data: probability that an input bit (or DAC level) is on */
+    /* [pe]: the zero-skipping digital accelerator (Cnvlutin-like; src/energy/pe.c), keys without the pe_ prefix */
+    int pe_units, pe_filters_per_unit, pe_lanes; /* units x filters per unit outputs per pass; input lanes */
+    double pe_clock_hz, pe_mac_energy_j, pe_static_power_w;
+    int pe_offset_bits;             /* index bits stored with each non-zero input when skipping */
+    int pe_skip_zeros;              /* 0: the dense baseline (DaDianNao-like) */
 } xb_energy_cfg;
 
 typedef struct xb_hw {
@@ -228,11 +233,12 @@ int xb_hw_is_ideal(const xb_hw *hw);
 /* 1 when something is calibrated from data (DAC/ADC with input_range or adc_range = calibrated, or
  * gain_calibration). */
 int xb_hw_needs_calibration(const xb_hw *hw);
-/* [arch] / [energy] (src/energy/ecfg.c): defaults (ISAAC's 32 nm components, docs/energy.md), parsing of
- * the two sections (either may be NULL), validation, printing (INI sections, or JSON members "arch" and
- * "energy" without the enclosing braces). */
+/* [arch] / [energy] / [pe] (src/energy/ecfg.c): defaults (ISAAC's 32 nm components, docs/energy.md), parsing
+ * of the three sections (any may be NULL), validation, printing (INI sections, or JSON members "arch",
+ * "energy" and "pe" without the enclosing braces). */
 xb_energy_cfg xb_energy_cfg_default(void);
-xb_status xb_energy_cfg_parse(xb_ini *ini, xb_ini_section *arch, xb_ini_section *energy, xb_energy_cfg *out);
+xb_status xb_energy_cfg_parse(xb_ini *ini, xb_ini_section *arch, xb_ini_section *energy, xb_ini_section *pe,
+                              xb_energy_cfg *out);
 xb_status xb_energy_cfg_validate(const xb_energy_cfg *e, const char *path);
 void xb_energy_cfg_print(const xb_energy_cfg *e, FILE *f, int json);
 /* Names of the enum values as written in configs. */

@@ -292,6 +292,9 @@ def check_energy(d, w):
                  ["--limit", "--data", "HINT"], code=2)
     expect_error("eval --energy without --hw", ["eval", "--model", "resnet20", "--weights", w, "--energy", "1"],
                  ["--energy", "--hw"], code=2)
+    expect_error("energy --pe without --data", ["energy", "--model", "resnet20", "--pe"], ["--pe", "--data", "HINT"],
+                 code=2)
+    expect_error("energy without --hw", ["energy", "--model", "resnet20"], ["--hw", "HINT"], code=2)
     csv = os.path.join(d, "en.csv")
     rc, out, err = xbar("energy", "--model", "resnet20", "--weights", w, "--hw", hw, "--json", "--csv", csv)
     if not check("energy --json runs", rc == 0, err.strip()[-200:]):
@@ -321,6 +324,13 @@ def check_energy(d, w):
         check("eval --energy counts what energy --data counts on the same images and seed",
               abs(a["total_energy_j"] - b["total_energy_j"]) <= 1e-9 * a["total_energy_j"],
               f"{a['total_energy_j']} vs {b['total_energy_j']}")
+    rc, out, err = xbar("energy", "--model", "resnet20", "--weights", w, "--pe", "--json", "--quiet", "--data", DATA,
+                        "--limit", "16")
+    if check("energy --pe runs", rc == 0, err.strip()[-300:]):
+        r = json.loads(out)
+        check("energy --pe: skipping zeros takes fewer cycles and less energy than the dense baseline", 0 < r["density"] < 1
+              and 0 < r["latency_s"] < r["dense"]["latency_s"] and 0 < r["total_energy_j"] < r["dense"]["energy_j"] and
+              len(r["layers"]) == 20, f"density {r['density']}, {r['latency_s']} s vs {r['dense']['latency_s']} s")
 
 
 def check_jpeg_quality(d):

@@ -311,6 +311,8 @@ static void test_config(void **state) {
         {"[arch]\nzero_skip = maybe\n", "test.cfg:2"},
         {"[energy]\ninput_density = 1.5\n", "test.cfg:2"},
         {"[archh]\n", "test.cfg:1: unknown section [archh]"},
+        {"[pe]\nlanes = 0\n", "test.cfg:2"},
+        {"[pe]\nunit = 4\n", "test.cfg:2: unknown key 'unit'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         xb_hw h;
@@ -332,6 +334,64 @@ static void test_config(void **state) {
     assert_memory_equal(&back.energy, &h.energy, sizeof h.energy);
 }
 
+/* The zero-skipping PE array: a 3x3 convolution over 5 channels of 3x3 images (one window per image, k = 45)
+ * and 7 outputs, lanes 2 (channels 0, 2, 4 on lane 0), units 1 x 3 filters (3 passes); counts by hand, the
+ * energy formula, the dense baseline, and the same counts in batches of 1 at 2 threads. */
+static void test_pe(void **state) {
+    (void)state;
+    static const char cfg[] = "[net]\nname = pe\ninput = 5x3x3\nclasses = 7\n[conv2d c]\nout_channels = 7\nkernel = 3\n"
+                              "bias = false\n[flatten f]\n";
+    char path[512];
+    xbt_path(path, sizeof path, "pe.cfg");
+    xbt_write_file(path, cfg, strlen(cfg));
+    xb_model *m;
+    if (xb_model_load(path, 3, &m) != XB_OK) fail_msg("model: %s", xb_last_error());
+    xb_hw hw = hw_("[pe]\nunits = 1\nfilters_per_unit = 3\nlanes = 2\nclock_hz = 1e8\nmac_energy_j = 2e-12\n"
+                   "static_power_w = 0.5\noffset_bits = 4\n[arch]\nword_bits = 8\n[energy]\nbuffer_energy_j_per_bit = 1e-13\n");
+    const int n = 6;
+    float *x = malloc((size_t)n * 45 * sizeof(float));
+    double nz = 0, cyc = 0;
+    for (int v = 0; v < n; v++) {
+        int lane[2] = {0, 0};
+        for (int i = 0; i < 45; i++) { /* NCHW: channel i / 9 */
+            const int on = v == 5 ? 0 : ((i * 7 + v * 3) % (v + 2)) == 0;
+            x[(size_t)v * 45 + i] = on ? 0.25f * (float)(1 + i % 3) : 0.0f;
+            lane[(i / 9) % 2] += on;
+            nz += on;
+        }
+        const int mx = lane[0] > lane[1] ? lane[0] : lane[1];
+        cyc += 3 * (mx > 0 ? mx : 1); /* image 5 is all zero: one cycle per pass */
+    }
+    for (int run = 0; run < 2; run++) {
+        const int batch = run ? 1 : n, had = xb_get_threads();
+        xb_set_threads(run ? 2 : 1);
+        assert_int_equal(xb_model_set_batch(m, batch), XB_OK);
+        xb_model_train_mode(m, 0);
+        xb_pe_probe *p;
+        assert_int_equal(xb_pe_probe_attach(m, &hw.energy, &p), XB_OK);
+        for (int s = 0; s < n; s += batch)
+            assert_int_equal(xb_model_forward(m, batch, x + (size_t)s * 45, NULL, NULL), XB_OK);
+        xb_pe_report r;
+        assert_int_equal(xb_pe_report_make(p, n, &r), XB_OK);
+        xb_pe_probe_detach(p);
+        xb_set_threads(had);
+        assert_null(xb_model_op(m)); /* detach put the native kernels back */
+        assert_int_equal(r.n_layers, 1);
+        const xb_pe_layer *L = &r.layers[0];
+        if (!(fabs(L->nonzero - nz / n) < 1e-12 && fabs(L->cycles - cyc / n) < 1e-12))
+            fail_msg("run %d: nonzero %.6f cycles %.6f, by hand %.6f %.6f", run, L->nonzero, L->cycles, nz / n, cyc / n);
+        assert_true(L->cycles_dense == 3 * 27 && L->macs == 7 * nz / n && L->macs_dense == 7 * 45);
+        const double e = 7 * nz / n * 2e-12 + (nz / n * (8 + 4) + 7 * 8) * 1e-13 + cyc / n * 1e-8 * 0.5;
+        const double ed = 7 * 45 * 2e-12 + (45 + 7) * 8 * 1e-13 + 81 * 1e-8 * 0.5;
+        if (!(fabs(L->energy_j - e) < 1e-9 * e && fabs(L->energy_dense_j - ed) < 1e-9 * ed &&
+              fabs(r.latency_s - cyc / n * 1e-8) < 1e-18 && fabs(r.density - nz / (45.0 * n)) < 1e-12))
+            fail_msg("energy %.9g (hand %.9g), dense %.9g (hand %.9g)", L->energy_j, e, L->energy_dense_j, ed);
+        xb_pe_report_free(&r);
+    }
+    free(x);
+    xb_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hand_counts_and_ideal_energy),
@@ -339,6 +399,7 @@ int main(void) {
         cmocka_unit_test(test_invariance),
         cmocka_unit_test(test_nominal),
         cmocka_unit_test(test_config),
+        cmocka_unit_test(test_pe),
     };
     if (getenv("XBT_FILTER")) cmocka_set_test_filter(getenv("XBT_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,6 +21,10 @@ typedef struct {
 #define D_(s, k, d, lo, hi) {s, #k, K_D, offsetof(xb_energy_cfg, k), d, lo, hi}
 #define I_(s, k, d, lo, hi) {s, #k, K_I, offsetof(xb_energy_cfg, k), d, lo, hi}
 #define B_(s, k, d) {s, #k, K_B, offsetof(xb_energy_cfg, k), d, 0, 1}
+/* [pe]: the key is the field without its pe_ prefix */
+#define PD_(k, d, lo, hi) {"pe", #k, K_D, offsetof(xb_energy_cfg, pe_##k), d, lo, hi}
+#define PI_(k, d, lo, hi) {"pe", #k, K_I, offsetof(xb_energy_cfg, pe_##k), d, lo, hi}
+#define PB_(k, d) {"pe", #k, K_B, offsetof(xb_energy_cfg, pe_##k), d, 0, 1}
 
 static const ekey_ keys_[] = {
     D_("arch", feature_size_m, 32e-9, 1e-10, 1e-5),
@@ -49,6 +53,14 @@ static const ekey_ keys_[] = {
     D_("energy", digital_mac_energy_j, 4.6e-12, 0, 1e-6),
     D_("energy", digital_op_energy_j, 0.9e-12, 0, 1e-6),
     D_("energy", input_density, 0.5, 0, 1),
+    PI_(units, 16, 1, 4096),
+    PI_(filters_per_unit, 16, 1, 4096),
+    PI_(lanes, 16, 1, 256),
+    PD_(clock_hz, 1e9, 1e3, 1e12),
+    PD_(mac_energy_j, 1.7e-12, 0, 1e-6),
+    PD_(static_power_w, 0, 0, 1e3),
+    PI_(offset_bits, 4, 0, 32),
+    PB_(skip_zeros, 1),
 };
 #define NKEYS_ ((int)(sizeof keys_ / sizeof *keys_))
 
@@ -69,10 +81,11 @@ xb_energy_cfg xb_energy_cfg_default(void) {
     return e;
 }
 
-xb_status xb_energy_cfg_parse(xb_ini *ini, xb_ini_section *arch, xb_ini_section *energy, xb_energy_cfg *out) {
+xb_status xb_energy_cfg_parse(xb_ini *ini, xb_ini_section *arch, xb_ini_section *energy, xb_ini_section *pe,
+                              xb_energy_cfg *out) {
     for (int i = 0; i < NKEYS_; i++) {
         const ekey_ *k = &keys_[i];
-        xb_ini_section *s = k->sec[0] == 'a' ? arch : energy;
+        xb_ini_section *s = k->sec[0] == 'a' ? arch : k->sec[0] == 'e' ? energy : pe;
         if (!s) continue;
         double v = get_(out, k);
         xb_status st = XB_OK;
