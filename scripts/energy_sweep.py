@@ -6,10 +6,10 @@ Three parts, each run only when asked (--parts), every result kept in OUT/result
 run resumes where it stopped:
 
   presets  `xbar energy` of the model on each preset: nominal (input_density) and counted from --images test
-           images; OUT/presets.png stacks each preset's energy by component, OUT/layers-PRESET.png each layer's.
+           images; OUT/presets.svg stacks each preset's energy by component, OUT/layers-PRESET.svg each layer's.
   sweep    one knob of a base preset at a time (tile size, ADC bits, cell bits); each point is one
            `xbar eval --hw --energy STRIDE` run on --eval-images test images: accuracy of one device sample and the
-           energy counted from the same images.  OUT/sweep.png: accuracy against energy per image.
+           energy counted from the same images.  OUT/sweep.svg: accuracy against energy per image.
   neurosim VGG-8 (random initialization, as NeuroSim's run) on configs/hw/neurosim-default.cfg and on the same
            design with the default (ISAAC) [energy] figures, nominal and counted from --images test images.
   pim      a quantized model against its 16-bit twin on a bit-sliced PIM preset (the activation-density
@@ -218,7 +218,7 @@ def plots(res, out):
         ax.legend(fontsize=7, ncol=2)
         plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
         fig.tight_layout()
-        fig.savefig(os.path.join(out, "presets.png"), dpi=120)
+        fig.savefig(os.path.join(out, "presets.svg"))
         plt.close(fig)
         for name, r in meas:
             layers = [L for L in r["layers"] if L["kind"] in ("crossbar", "digital")]
@@ -234,7 +234,7 @@ def plots(res, out):
             ax.set_title("%s on %s: energy per layer" % (r["model"], name))
             ax.legend(fontsize=7, ncol=4)
             fig.tight_layout()
-            fig.savefig(os.path.join(out, "layers-%s.png" % name), dpi=120)
+            fig.savefig(os.path.join(out, "layers-%s.svg" % name))
             plt.close(fig)
     if res["sweep"]:
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -253,7 +253,7 @@ def plots(res, out):
         ax.set_title("accuracy against energy, one knob of the base preset at a time")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(os.path.join(out, "sweep.png"), dpi=120)
+        fig.savefig(os.path.join(out, "sweep.svg"))
         plt.close(fig)
 
 
