@@ -199,6 +199,8 @@ def plots(res, out):
     try:
         import matplotlib
         matplotlib.use("Agg")
+        matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller files
+        matplotlib.rcParams["svg.hashsalt"] = "xbar"  # the same ids every run
         import matplotlib.pyplot as plt
     except ImportError:
         print("plots: no matplotlib (apt-get install python3-matplotlib); tables only")
@@ -218,7 +220,7 @@ def plots(res, out):
         ax.legend(fontsize=7, ncol=2)
         plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
         fig.tight_layout()
-        fig.savefig(os.path.join(out, "presets.svg"))
+        fig.savefig(os.path.join(out, "presets.svg"), metadata={"Date": None})
         plt.close(fig)
         for name, r in meas:
             layers = [L for L in r["layers"] if L["kind"] in ("crossbar", "digital")]
@@ -234,7 +236,7 @@ def plots(res, out):
             ax.set_title("%s on %s: energy per layer" % (r["model"], name))
             ax.legend(fontsize=7, ncol=4)
             fig.tight_layout()
-            fig.savefig(os.path.join(out, "layers-%s.svg" % name))
+            fig.savefig(os.path.join(out, "layers-%s.svg" % name), metadata={"Date": None})
             plt.close(fig)
     if res["sweep"]:
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -253,7 +255,7 @@ def plots(res, out):
         ax.set_title("accuracy against energy, one knob of the base preset at a time")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(os.path.join(out, "sweep.svg"))
+        fig.savefig(os.path.join(out, "sweep.svg"), metadata={"Date": None})
         plt.close(fig)
 
 
