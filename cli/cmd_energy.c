@@ -55,17 +55,20 @@ static xb_status measure_(xb_xnet *xn, xb_model *m, const xb_hw *hw, const char 
     return st;
 }
 
-/* --pe: the float model with the zero-skipping accelerator's counting operator, over the first --limit test images. */
-static int energy_pe_(xf_flag *f, int n, const xb_hw *hw) {
+/* --pe / --tim: the model with the zero-skipping accelerator's or the ternary arrays' operator over the first --limit
+ * test images (the TiM arrays' outputs are the network's: its accuracy comes with the report). */
+static int energy_digital_(xf_flag *f, int n, const xb_hw *hw, int tim) {
     xb_model *m;
     if (xb_model_load(xf_get(f, n, "model")->s, 1, &m) != XB_OK) return cli_fail("energy");
     const char *wp = xf_get(f, n, "weights")->s;
     char dir[600];
     xb_dataset test;
     int have_test = 0, ret = 1;
-    xb_pe_probe *p = NULL;
+    xb_pe_probe *pp = NULL;
+    xb_tim_probe *tp = NULL;
     float *x = NULL;
     int64_t *idx = NULL;
+    int32_t *lab = NULL;
     if (wp && xb_model_load_weights(m, wp) != XB_OK) goto done;
     if (xb_data_find(xf_get(f, n, "data")->s, dir, sizeof dir) != XB_OK) goto done;
     if (xb_cifar_load(dir, XB_SPLIT_TEST, &test) != XB_OK) goto done;
@@ -76,31 +79,49 @@ static int energy_pe_(xf_flag *f, int n, const xb_hw *hw) {
     xb_model_input_shape(m, &c, &h, &w);
     x = xb_malloc((size_t)batch * c * h * w * sizeof(float));
     idx = xb_malloc((size_t)batch * sizeof(int64_t));
-    if (xb_model_set_batch(m, batch) || xb_pe_probe_attach(m, &hw->energy, &p)) goto done;
+    lab = xb_malloc((size_t)batch * sizeof(int32_t));
+    if (xb_model_set_batch(m, batch)) goto done;
+    if (tim ? xb_tim_probe_attach(m, &hw->energy, (uint64_t)xf_get(f, n, "seed")->i, &tp)
+            : xb_pe_probe_attach(m, &hw->energy, &pp))
+        goto done;
     xb_model_train_mode(m, 0);
     xb_progress pb;
     xb_progress_start(&pb, "energy ", nimg, !xf_get(f, n, "quiet")->i);
     xb_status st = XB_OK;
+    int64_t correct = 0;
     for (int64_t s = 0, nb; s < nimg && !st; s += nb) {
         nb = nimg - s < batch ? nimg - s : batch;
         for (int i = 0; i < nb; i++) idx[i] = s + i;
-        xb_dataset_batch(&test, idx, (int)nb, 0, 0, NULL, x, NULL);
+        xb_dataset_batch(&test, idx, (int)nb, 0, 0, NULL, x, lab);
         st = xb_model_forward(m, (int)nb, x, NULL, NULL);
+        int ok = 0;
+        if (!st) xb_model_loss(m, (int)nb, lab, 0, &ok);
+        correct += ok;
         xb_progress_update(&pb, s + nb, NULL);
     }
     xb_progress_end(&pb, NULL);
     if (st) goto done;
-    xb_pe_report r;
-    if (xb_pe_report_make(p, nimg, &r)) goto done;
-    xb_pe_report_print(&r, &hw->energy, stdout, (int)xf_get(f, n, "json")->i);
-    if (xf_get(f, n, "json")->i) fputc('\n', stdout);
-    xb_pe_report_free(&r);
+    const int json = (int)xf_get(f, n, "json")->i;
+    if (tim) {
+        xb_tim_report r;
+        if (xb_tim_report_make(tp, nimg, &r)) goto done;
+        xb_tim_report_print(&r, &hw->energy, (double)correct / (double)nimg, stdout, json);
+        xb_tim_report_free(&r);
+    } else {
+        xb_pe_report r;
+        if (xb_pe_report_make(pp, nimg, &r)) goto done;
+        xb_pe_report_print(&r, &hw->energy, stdout, json);
+        xb_pe_report_free(&r);
+    }
+    if (json) fputc('\n', stdout);
     ret = 0;
 done:
     if (ret) cli_fail("energy");
-    xb_pe_probe_detach(p);
+    xb_pe_probe_detach(pp);
+    xb_tim_probe_detach(tp);
     xb_free(x);
     xb_free(idx);
+    xb_free(lab);
     if (have_test) xb_dataset_free(&test);
     xb_model_free(m);
     return ret;
@@ -126,6 +147,9 @@ int cmd_energy(int argc, char **argv) {
         {"quiet", XF_BOOL, NULL, NULL, "no progress bar"},
         {"pe", XF_BOOL, NULL, NULL, "the zero-skipping digital accelerator (Cnvlutin-like) of the config's [pe] "
                                     "section (defaults without --hw) instead of the crossbars; needs --data"},
+        {"tim", XF_BOOL, NULL, NULL, "count-based ternary arrays (TiM-DNN-like) of the config's [tim] section (defaults "
+                                     "without --hw): the ternary layers run on them, accuracy and TOPS/W from one run; "
+                                     "needs --data"},
         {"config-precision", XF_BOOL, NULL, NULL, "with a quantized model: map every layer with the config's weight and "
                                                   "input bits, not the model's per-layer precisions"},
     };
@@ -141,21 +165,25 @@ int cmd_energy(int argc, char **argv) {
         return 2;
     }
     const char *hwp = xf_get(f, n, "hw")->s;
-    const int pe = (int)xf_get(f, n, "pe")->i;
-    if (!hwp && !pe) {
+    const int pe = (int)xf_get(f, n, "pe")->i, tim = (int)xf_get(f, n, "tim")->i;
+    if (pe && tim) {
+        fprintf(stderr, "xbar energy: error: --pe and --tim are two different accelerators\nHINT: give one of them\n");
+        return 2;
+    }
+    if (!hwp && !pe && !tim) {
         fprintf(stderr, "xbar energy: error: --hw is required\n"
                         "HINT: add --hw configs/hw/isaac-like.cfg (or another preset), or --pe --data DIR for the "
                         "zero-skipping digital accelerator\n");
         return 2;
     }
-    if (pe && !data) {
-        fprintf(stderr, "xbar energy: error: --pe counts the non-zero inputs of real images and needs --data\n"
-                        "HINT: add --data ../shared/data/cifar10 [--limit N]\n");
+    if ((pe || tim) && !data) {
+        fprintf(stderr, "xbar energy: error: %s counts from real images and needs --data\n", pe ? "--pe" : "--tim");
+        fprintf(stderr, "HINT: add --data ../shared/data/cifar10 [--limit N]\n");
         return 2;
     }
     xb_hw hw = xb_hw_default();
     if (hwp && xb_hw_load(hwp, &hw) != XB_OK) return cli_fail("energy");
-    if (pe) return energy_pe_(f, n, &hw);
+    if (pe || tim) return energy_digital_(f, n, &hw, tim);
     xb_model *m;
     if (xb_model_load(xf_get(f, n, "model")->s, 1, &m) != XB_OK) return cli_fail("energy");
     const char *wp = xf_get(f, n, "weights")->s;

@@ -140,6 +140,32 @@ xb_status xb_pe_report_make(const xb_pe_probe *p, int64_t images, xb_pe_report *
 void xb_pe_report_free(xb_pe_report *r);
 void xb_pe_report_print(const xb_pe_report *r, const xb_energy_cfg *e, FILE *f, int json);
 
+/* ---- count-based ternary arrays (TiM-DNN-like; src/energy/tim.c) ----------------------------------------------
+ * The model's mapped-matmul operator: layers with ternary weights and ternary inputs run on arrays that read two
+ * counts per column per access of [tim] rows_per_access rows through adc_bits-bit ADCs (saturating, with optional
+ * count non-linearity and cell variation drawn from `seed`); other layers stay digital.  The forwards' outputs
+ * are the hardware's (accuracy), and the report gives energy, latency and TOPS/W per image. */
+typedef struct xb_tim_probe xb_tim_probe;
+typedef struct xb_tim_layer {
+    char name[128];
+    int on_arrays, asymmetric;
+    double vectors, accesses, conversions, saturation_rate, macs, energy_j, latency_s; /* per image */
+} xb_tim_layer;
+typedef struct xb_tim_report {
+    int64_t images;
+    int n_layers;
+    xb_tim_layer *layers;
+    double energy_j, latency_s, macs, tops, tops_per_w;            /* per image, the whole network */
+    double macs_arrays, energy_arrays_j, latency_arrays_s, accesses, tops_arrays, tops_per_w_arrays;
+    double peak_tops, peak_power_w, area_m2;                       /* the configured chip */
+} xb_tim_report;
+xb_status xb_tim_probe_attach(xb_model *m, const xb_energy_cfg *cfg, uint64_t seed, xb_tim_probe **out);
+void xb_tim_probe_detach(xb_tim_probe *p);
+xb_status xb_tim_report_make(const xb_tim_probe *p, int64_t images, xb_tim_report *r);
+void xb_tim_report_free(xb_tim_report *r);
+/* accuracy: printed with the report (pass a negative value when none was measured) */
+void xb_tim_report_print(const xb_tim_report *r, const xb_energy_cfg *e, double accuracy, FILE *f, int json);
+
 #ifdef __cplusplus
 }
 #endif

@@ -139,6 +139,10 @@ typedef struct xb_energy_cfg {
     double pe_clock_hz, pe_mac_energy_j, pe_static_power_w;
     int pe_offset_bits;             /* index bits stored with each non-zero input when skipping */
     int pe_skip_zeros;              /* 0: the dense baseline (DaDianNao-like) */
+    /* [tim]: the count-based ternary arrays (TiM-DNN-like; src/energy/tim.c), keys without the tim_ prefix */
+    int tim_rows_per_access, tim_adc_bits, tim_tile_cols, tim_tiles;
+    double tim_access_time_s, tim_access_energy_j, tim_adc_energy_j, tim_tile_area_m2;
+    double tim_count_nonlinearity, tim_cell_sigma;
 } xb_energy_cfg;
 
 typedef struct xb_hw {
@@ -233,12 +237,12 @@ int xb_hw_is_ideal(const xb_hw *hw);
 /* 1 when something is calibrated from data (DAC/ADC with input_range or adc_range = calibrated, or
  * gain_calibration). */
 int xb_hw_needs_calibration(const xb_hw *hw);
-/* [arch] / [energy] / [pe] (src/energy/ecfg.c): defaults (ISAAC's 32 nm components, docs/energy.md), parsing
- * of the three sections (any may be NULL), validation, printing (INI sections, or JSON members "arch",
- * "energy" and "pe" without the enclosing braces). */
+/* [arch] / [energy] / [pe] / [tim] (src/energy/ecfg.c): defaults (ISAAC's 32 nm components, docs/energy.md),
+ * parsing of the four sections (any may be NULL), validation, printing (INI sections, or JSON members "arch",
+ * "energy", "pe" and "tim" without the enclosing braces). */
 xb_energy_cfg xb_energy_cfg_default(void);
 xb_status xb_energy_cfg_parse(xb_ini *ini, xb_ini_section *arch, xb_ini_section *energy, xb_ini_section *pe,
-                              xb_energy_cfg *out);
+                              xb_ini_section *tim, xb_energy_cfg *out);
 xb_status xb_energy_cfg_validate(const xb_energy_cfg *e, const char *path);
 void xb_energy_cfg_print(const xb_energy_cfg *e, FILE *f, int json);
 /* Names of the enum values as written in configs. */

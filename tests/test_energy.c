@@ -392,6 +392,133 @@ static void test_pe(void **state) {
     xb_model_free(m);
 }
 
+/* Reference of the TiM arrays for the lin model (20 inputs, 5 outputs): per vector, output and block of L rows the
+ * counts of products +1 and -1 (symmetric: one access) or per weight sign (asymmetric), each through the ADC. */
+static double tim_ref_(const float *w, const float *x, int n, int j, int v, int L, int bits, double beta, int asym,
+                       double *sat) {
+    const double top = (double)((1 << bits) - 1);
+    double a = 0, b = 0, s = 0, y = 0;
+    for (int i = 0; i < 20; i++) {
+        const float wv = w[j * 20 + i];
+        if (wv > 0) b = wv;
+        if (wv < 0) a = -wv;
+        if (x[(size_t)v * 20 + i] != 0) s = fabs(x[(size_t)v * 20 + i]);
+    }
+    (void)n;
+    for (int i0 = 0; i0 < 20; i0 += L) {
+        double c[2][2] = {{0, 0}, {0, 0}}; /* [weight sign +,-][product +,-] */
+        for (int i = i0; i < i0 + L && i < 20; i++) {
+            const int ws = (w[j * 20 + i] > 0) - (w[j * 20 + i] < 0), xs = (x[(size_t)v * 20 + i] > 0) - (x[(size_t)v * 20 + i] < 0);
+            if (!ws || !xs) continue;
+            c[ws < 0][ws * xs < 0] += 1;
+        }
+        double rd[4];
+        const double raw[4] = {c[0][0] + c[1][0], c[0][1] + c[1][1], c[0][0], c[0][1]};
+        const double rawa[4] = {c[0][0], c[0][1], c[1][0], c[1][1]};
+        for (int q = 0; q < (asym ? 4 : 2); q++) {
+            double cnt = asym ? rawa[q] : raw[q];
+            double vv = cnt * (1 - beta * cnt / (2.0 * L));
+            double r = rint(vv);
+            if (r > top) { r = top; *sat += 1; }
+            rd[q] = r;
+        }
+        if (!asym) y += (a > 0 ? a : b) * (rd[0] - rd[1]);
+        else y += b * (rd[0] - rd[1]) + a * (rd[2] - rd[3]); /* a cell of weight -a adds a where its product is +1 */
+    }
+    return s * y;
+}
+
+/* The TiM arrays against the reference: symmetric and asymmetric ternary weights, signed ternary inputs, an ADC that
+ * saturates, the count non-linearity; a layer with non-ternary weights stays digital (the float product); non-ternary
+ * inputs to a ternary layer are an error; the energy and latency formulas. */
+static void test_tim(void **state) {
+    (void)state;
+    const int n = 9;
+    float *x = malloc((size_t)n * 20 * sizeof(float)), *logits = malloc((size_t)n * 5 * sizeof(float));
+    for (int v = 0; v < n; v++)
+        for (int i = 0; i < 20; i++) {
+            const int r = (i * 5 + v * 7) % 9; /* all on in the first vectors, so that 8 rows exceed 3 bits */
+            x[(size_t)v * 20 + i] = v < 3 ? 0.5f : (r < 3 ? 0.5f : r < 5 ? -0.5f : 0.0f);
+        }
+    for (int asym = 0; asym < 2; asym++) {
+        xb_model *m = lin_();
+        const xb_param *pw = xb_model_find_param(m, "fc.weight");
+        float *w = xb_model_params(m) + pw->offset;
+        for (int j = 0; j < 5; j++)
+            for (int i = 0; i < 20; i++) {
+                const int r = (i * 3 + j * 11) % 7;
+                w[j * 20 + i] = j == 0 || r < 3 ? 0.25f * (1 + j) : r < 5 ? -(asym ? 0.125f : 0.25f) * (1 + j) : 0.0f;
+            }
+        xb_hw hw = hw_("[tim]\nrows_per_access = 8\nadc_bits = 3\ncount_nonlinearity = 0.05\ntile_cols = 4\ntiles = 2\n"
+                       "access_time_s = 1e-9\naccess_energy_j = 4e-12\nadc_energy_j = 1e-13\n");
+        assert_int_equal(xb_model_set_batch(m, n), XB_OK);
+        xb_model_train_mode(m, 0);
+        xb_tim_probe *p;
+        assert_int_equal(xb_tim_probe_attach(m, &hw.energy, 1, &p), XB_OK);
+        assert_int_equal(xb_model_forward(m, n, x, logits, NULL), XB_OK);
+        double sat = 0, maxerr = 0;
+        for (int v = 0; v < n; v++)
+            for (int j = 0; j < 5; j++) {
+                const double ref = tim_ref_(w, x, n, j, v, 8, 3, 0.05, asym, &sat);
+                maxerr = fmax(maxerr, fabs(logits[v * 5 + j] - ref));
+            }
+        if (!(maxerr < 1e-5)) fail_msg("asym %d: TiM output against the reference: max error %g", asym, maxerr);
+        assert_true(sat > 0); /* the 3-bit ADC saturates on the dense vectors */
+        xb_tim_report r;
+        assert_int_equal(xb_tim_report_make(p, n, &r), XB_OK);
+        const xb_tim_layer *L = &r.layers[0];
+        assert_true(L->on_arrays && L->asymmetric == asym);
+        /* per vector: 3 blocks x 2 column tiles (5 outputs, 4 columns) x (asym ? 2 : 1) accesses */
+        const double acc = 3 * 2 * (asym ? 2 : 1), conv = 3 * 5 * 2 * (asym ? 2 : 1);
+        assert_true(L->accesses == acc && L->conversions == conv);
+        assert_true(fabs(L->saturation_rate - sat / (conv * n)) < 1e-12);
+        const double e = 3 * 5 * (asym ? 2 : 1) / 4.0 * 4e-12 + conv * 1e-13;
+        if (!(fabs(L->energy_j - e) < 1e-9 * e && fabs(L->latency_s - acc * 1e-9 / 2) < 1e-20))
+            fail_msg("energy %.9g (hand %.9g), latency %.9g", L->energy_j, e, L->latency_s);
+        assert_true(fabs(r.peak_tops - 2.0 * 8 * 4 * 2 / 1e-9 / 1e12) < 1e-9);
+        xb_tim_report_free(&r);
+        /* inputs that are not ternary */
+        x[3] = 0.75f;
+        xb_status st = xb_model_forward(m, n, x, logits, NULL);
+        xbt_assert_error(st, XB_ERR_ARG, "fc", "not ternary");
+        x[3] = 0.5f;
+        xb_tim_probe_detach(p);
+        /* cell variation: the same cells for the same seed, others for another */
+        xb_hw hv = hw_("[tim]\nrows_per_access = 8\ncell_sigma = 0.3\n");
+        float *o[3];
+        for (int q = 0; q < 3; q++) {
+            o[q] = malloc((size_t)n * 5 * sizeof(float));
+            assert_int_equal(xb_tim_probe_attach(m, &hv.energy, q == 2 ? 2 : 1, &p), XB_OK);
+            assert_int_equal(xb_model_forward(m, n, x, o[q], NULL), XB_OK);
+            xb_tim_probe_detach(p);
+        }
+        assert_memory_equal(o[0], o[1], (size_t)n * 5 * sizeof(float));
+        assert_memory_not_equal(o[0], o[2], (size_t)n * 5 * sizeof(float));
+        for (int q = 0; q < 3; q++) free(o[q]);
+        xb_model_free(m);
+    }
+    /* weights that are not ternary: the layer stays digital, the float product */
+    xb_model *m = lin_();
+    float *ref = malloc((size_t)n * 5 * sizeof(float));
+    assert_int_equal(xb_model_set_batch(m, n), XB_OK);
+    xb_model_train_mode(m, 0);
+    assert_int_equal(xb_model_forward(m, n, x, ref, NULL), XB_OK);
+    xb_hw hw = hw_("");
+    xb_tim_probe *p;
+    assert_int_equal(xb_tim_probe_attach(m, &hw.energy, 1, &p), XB_OK);
+    assert_int_equal(xb_model_forward(m, n, x, logits, NULL), XB_OK);
+    for (int q = 0; q < n * 5; q++) assert_true(fabsf(logits[q] - ref[q]) <= 1e-5f * (1 + fabsf(ref[q])));
+    xb_tim_report r;
+    assert_int_equal(xb_tim_report_make(p, n, &r), XB_OK);
+    assert_false(r.layers[0].on_arrays);
+    xb_tim_report_free(&r);
+    xb_tim_probe_detach(p);
+    xb_model_free(m);
+    free(ref);
+    free(x);
+    free(logits);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hand_counts_and_ideal_energy),
@@ -400,6 +527,7 @@ int main(void) {
         cmocka_unit_test(test_nominal),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_pe),
+        cmocka_unit_test(test_tim),
     };
     if (getenv("XBT_FILTER")) cmocka_set_test_filter(getenv("XBT_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,10 +21,10 @@ typedef struct {
 #define D_(s, k, d, lo, hi) {s, #k, K_D, offsetof(xb_energy_cfg, k), d, lo, hi}
 #define I_(s, k, d, lo, hi) {s, #k, K_I, offsetof(xb_energy_cfg, k), d, lo, hi}
 #define B_(s, k, d) {s, #k, K_B, offsetof(xb_energy_cfg, k), d, 0, 1}
-/* [pe]: the key is the field without its pe_ prefix */
-#define PD_(k, d, lo, hi) {"pe", #k, K_D, offsetof(xb_energy_cfg, pe_##k), d, lo, hi}
-#define PI_(k, d, lo, hi) {"pe", #k, K_I, offsetof(xb_energy_cfg, pe_##k), d, lo, hi}
-#define PB_(k, d) {"pe", #k, K_B, offsetof(xb_energy_cfg, pe_##k), d, 0, 1}
+/* [pe] and [tim]: the key is the field without its section's prefix */
+#define SD_(s, k, d, lo, hi) {#s, #k, K_D, offsetof(xb_energy_cfg, s##_##k), d, lo, hi}
+#define SI_(s, k, d, lo, hi) {#s, #k, K_I, offsetof(xb_energy_cfg, s##_##k), d, lo, hi}
+#define SB_(s, k, d) {#s, #k, K_B, offsetof(xb_energy_cfg, s##_##k), d, 0, 1}
 
 static const ekey_ keys_[] = {
     D_("arch", feature_size_m, 32e-9, 1e-10, 1e-5),
@@ -53,14 +53,24 @@ static const ekey_ keys_[] = {
     D_("energy", digital_mac_energy_j, 4.6e-12, 0, 1e-6),
     D_("energy", digital_op_energy_j, 0.9e-12, 0, 1e-6),
     D_("energy", input_density, 0.5, 0, 1),
-    PI_(units, 16, 1, 4096),
-    PI_(filters_per_unit, 16, 1, 4096),
-    PI_(lanes, 16, 1, 256),
-    PD_(clock_hz, 1e9, 1e3, 1e12),
-    PD_(mac_energy_j, 1.7e-12, 0, 1e-6),
-    PD_(static_power_w, 0, 0, 1e3),
-    PI_(offset_bits, 4, 0, 32),
-    PB_(skip_zeros, 1),
+    SI_(pe, units, 16, 1, 4096),
+    SI_(pe, filters_per_unit, 16, 1, 4096),
+    SI_(pe, lanes, 16, 1, 256),
+    SD_(pe, clock_hz, 1e9, 1e3, 1e12),
+    SD_(pe, mac_energy_j, 1.7e-12, 0, 1e-6),
+    SD_(pe, static_power_w, 0, 0, 1e3),
+    SI_(pe, offset_bits, 4, 0, 32),
+    SB_(pe, skip_zeros, 1),
+    SI_(tim, rows_per_access, 16, 1, 4096),
+    SI_(tim, adc_bits, 5, 1, 16),
+    SI_(tim, tile_cols, 256, 1, 65536),
+    SI_(tim, tiles, 32, 1, 1 << 20),
+    SD_(tim, access_time_s, 2.2996e-9, 1e-12, 1),
+    SD_(tim, access_energy_j, 6.4676e-11, 0, 1e-3),
+    SD_(tim, adc_energy_j, 0, 0, 1e-6),
+    SD_(tim, tile_area_m2, 6.125e-8, 0, 1),
+    SD_(tim, count_nonlinearity, 0, 0, 1),
+    SD_(tim, cell_sigma, 0, 0, 1),
 };
 #define NKEYS_ ((int)(sizeof keys_ / sizeof *keys_))
 
@@ -82,10 +92,11 @@ xb_energy_cfg xb_energy_cfg_default(void) {
 }
 
 xb_status xb_energy_cfg_parse(xb_ini *ini, xb_ini_section *arch, xb_ini_section *energy, xb_ini_section *pe,
-                              xb_energy_cfg *out) {
+                              xb_ini_section *tim, xb_energy_cfg *out) {
     for (int i = 0; i < NKEYS_; i++) {
         const ekey_ *k = &keys_[i];
-        xb_ini_section *s = k->sec[0] == 'a' ? arch : k->sec[0] == 'e' ? energy : pe;
+        xb_ini_section *s = !strcmp(k->sec, "arch") ? arch : !strcmp(k->sec, "energy") ? energy
+                            : !strcmp(k->sec, "pe") ? pe : tim;
         if (!s) continue;
         double v = get_(out, k);
         xb_status st = XB_OK;

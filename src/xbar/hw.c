@@ -296,7 +296,7 @@ xb_status xb_hw_validate(const xb_hw *h) {
 /* ------------------------------------------------------------------------------------------------ */
 
 static const char *const sections[] = {"meta", "tile", "mapping", "input", "output", "circuit", "device", "update",
-                                       "arch", "energy", "pe", NULL};
+                                       "arch", "energy", "pe", "tim", NULL};
 
 static xb_ini_section *sec_(xb_ini *ini, const char *type) {
     for (int i = 0; i < ini->n; i++)
@@ -349,7 +349,7 @@ static xb_status parse_(xb_ini *ini, xb_hw *h) {
         for (int k = 0; sections[k]; k++) known |= strcmp(s->type, sections[k]) == 0;
         if (!known)
             BAD("%s:%d: unknown section [%s]. HINT: a hardware config has the sections [meta] [tile] [mapping] "
-                "[input] [output] [circuit] [device] [update] [arch] [energy] [pe] (docs/hardware.md)", path, s->line, s->type);
+                "[input] [output] [circuit] [device] [update] [arch] [energy] [pe] [tim] (docs/hardware.md)", path, s->line, s->type);
         if (s->name[0])
             BAD("%s:%d: section [%s %s] takes no name. HINT: write [%s]", path, s->line, s->type, s->name, s->type);
         for (int j = 0; j < i; j++)
@@ -469,7 +469,7 @@ static xb_status parse_(xb_ini *ini, xb_hw *h) {
     h->drift_compensation = (xb_drift_comp)dcomp_of_spelling[e];
 
     TRY(parse_update_(ini, sec_(ini, "update"), &h->update));
-    TRY(xb_energy_cfg_parse(ini, sec_(ini, "arch"), sec_(ini, "energy"), sec_(ini, "pe"), &h->energy));
+    TRY(xb_energy_cfg_parse(ini, sec_(ini, "arch"), sec_(ini, "energy"), sec_(ini, "pe"), sec_(ini, "tim"), &h->energy));
 
     /* unknown keys: our own message (the INI module's hint points at the model docs) */
     for (int i = 0; i < ini->n; i++)
