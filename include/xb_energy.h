@@ -143,12 +143,14 @@ void xb_pe_report_print(const xb_pe_report *r, const xb_energy_cfg *e, FILE *f, 
 /* ---- count-based ternary arrays (TiM-DNN-like; src/energy/tim.c) ----------------------------------------------
  * The model's mapped-matmul operator: layers with ternary weights and ternary inputs run on arrays that read two
  * counts per column per access of [tim] rows_per_access rows through adc_bits-bit ADCs (saturating, with optional
- * count non-linearity and cell variation drawn from `seed`); other layers stay digital.  The forwards' outputs
+ * count non-linearity and cell variation drawn from `seed`); other layers stay digital, as does a layer whose
+ * first inputs are not ternary (inputs that stop being ternary later are an error).  The forwards' outputs
  * are the hardware's (accuracy), and the report gives energy, latency and TOPS/W per image. */
 typedef struct xb_tim_probe xb_tim_probe;
 typedef struct xb_tim_layer {
     char name[128];
     int on_arrays, asymmetric;
+    int inputs_real;            /* digital: ternary weights, but its first inputs were not ternary (the image) */
     double vectors, accesses, conversions, saturation_rate, macs, energy_j, latency_s; /* per image */
 } xb_tim_layer;
 typedef struct xb_tim_report {

@@ -7,16 +7,19 @@ run resumes where it stopped:
 
   presets  `xbar energy` of the model on each preset: nominal (input_density) and counted from --images test
            images; OUT/presets.svg stacks each preset's energy by component, OUT/layers-PRESET.svg each layer's.
-  sweep    one knob of a base preset at a time (tile size, ADC bits, cell bits); each point is one
+  sweep    one knob of a base preset (with a per-layer digital gain unless --no-gain) at a time (tile size, ADC
+           bits, cell bits); each point is one
            `xbar eval --hw --energy STRIDE` run on --eval-images test images: accuracy of one device sample and the
            energy counted from the same images.  OUT/sweep.svg: accuracy against energy per image.
   neurosim VGG-8 (random initialization, as NeuroSim's run) on configs/hw/neurosim-default.cfg and on the same
            design with the default (ISAAC) [energy] figures, nominal and counted from --images test images.
+  tim      a ternary model (--tim-model/--tim-weights) on the count-based ternary arrays (`xbar energy --tim`) for
+           rows per access L in 16, 32, 64 and ADC bits in 3..6: accuracy and TOPS/W on --eval-images test images.
   pim      a quantized model against its 16-bit twin on a bit-sliced PIM preset (the activation-density
            paper's comparison): `xbar energy --data` of each, and the ratio.
 
   /usr/bin/python3 scripts/energy_sweep.py --weights weights/resnet20-onecycle40.safetensors --out runs/energy
-        [--model resnet20] [--parts presets,sweep,neurosim,pim] [--presets a,b] [--base bn2023-128] [--images 256]
+        [--model resnet20] [--parts presets,sweep,neurosim,tim,pim] [--presets a,b] [--base bn2023-128] [--images 256]
         [--eval-images 500] [--stride 8] [--threads N] [--data DIR] [--pim-model M.cfg --pim-weights W
         --pim-twin M16.cfg --pim-twin-weights W16 --pim-hw isaac-like]
 
@@ -88,6 +91,8 @@ def part_presets(args, res, save):
 
 def part_sweep(args, res, save):
     base = open(preset_path(args.base)).read()
+    if args.gain:  # a per-layer digital gain: without it IR drop alone takes ResNet-20 to chance on bn2023-128
+        base = set_keys(base, "output", "gain_calibration", "per_layer")
     for label, section, keys, values in SWEEPS:
         for v in values:
             key = "%s=%s" % (label, v)
@@ -132,6 +137,25 @@ def part_neurosim(args, res, save):
                 continue
             cmd = energy_cmd(args, "vgg8", None, cfg, kind == "measured")
             res["neurosim"][key] = {"command": rel(cmd), "report": sh(cmd, "neurosim")}
+            save()
+
+
+def part_tim(args, res, save):
+    if not args.tim_model:
+        print("tim: needs --tim-model and --tim-weights, skipped")
+        return
+    for rows in (16, 32, 64):
+        for bits in (3, 4, 5, 6):
+            key = "L=%d,adc=%d" % (rows, bits)
+            if key in res["tim"]:
+                continue
+            cfg = os.path.join(args.out, "tim-L%d-b%d.cfg" % (rows, bits))
+            with open(cfg, "w") as f:
+                f.write("[tim]\nrows_per_access = %d\nadc_bits = %d\n" % (rows, bits))
+            cmd = [XBAR, "energy", "--model", args.tim_model, "--weights", args.tim_weights, "--hw", cfg, "--tim",
+                   "--json", "--quiet", "--limit", str(args.eval_images), "--threads", str(args.threads), "--data",
+                   args.data or os.path.join(ROOT, "..", "shared", "data", "cifar10")]
+            res["tim"][key] = {"command": rel(cmd), "report": sh(cmd, "tim")}
             save()
 
 
@@ -185,6 +209,18 @@ def tables(res):
                 fmt_e(b["dac_energy_j"]), fmt_e(b["shift_add_energy_j"] + b["accumulate_energy_j"]),
                 fmt_e(b["buffer_energy_j"]), fmt_e(b["digital_energy_j"]), r["latency_s"] * 1e6, r["area_m2"] * 1e6,
                 r["tops_per_w"]))
+    if res.get("tim"):
+        print("\n| L | ADC bits | accuracy | saturated conversions | energy / image | TOPS/W (network) | TOPS/W (arrays) |"
+              " latency |")
+        print("|---|---|---|---|---|---|---|---|")
+        for key, row in res["tim"].items():
+            r = row["report"]
+            L, b = key.split(",")
+            conv = sum(x["conversions"] for x in r["layers"])
+            sat = sum(x["conversions"] * x["saturation_rate"] for x in r["layers"])
+            print("| %s | %s | %.2f%% | %.3f%% | %s | %.3g | %.3g | %.1f µs |" % (
+                L.split("=")[1], b.split("=")[1], 100 * r["accuracy"], 100 * sat / max(conv, 1),
+                fmt_e(r["total_energy_j"]), r["tops_per_w"], r["arrays"]["tops_per_w"], r["latency_s"] * 1e6))
     if len(res["pim"]) == 2:
         m, t = res["pim"]["model"]["report"], res["pim"]["twin"]["report"]
         print("\n| model | energy / image | arrays | ADC | latency | TOPS/W |\n|---|---|---|---|---|---|")
@@ -267,6 +303,8 @@ def main():
     ap.add_argument("--parts", default="presets,sweep")
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--base", default="bn2023-128", help="the preset the sweep varies")
+    ap.add_argument("--no-gain", dest="gain", action="store_false",
+                    help="the sweep's base without [output] gain_calibration = per_layer")
     ap.add_argument("--images", type=int, default=256, help="test images the preset counts come from")
     ap.add_argument("--eval-images", type=int, default=500, help="test images of each sweep point")
     ap.add_argument("--stride", type=int, default=8, help="sample stride of the arrays' V^T A V")
@@ -274,21 +312,25 @@ def main():
     ap.add_argument("--data", default=None)
     ap.add_argument("--pim-model"), ap.add_argument("--pim-weights"), ap.add_argument("--pim-twin")
     ap.add_argument("--pim-twin-weights"), ap.add_argument("--pim-hw", default="isaac-like")
+    ap.add_argument("--tim-model"), ap.add_argument("--tim-weights")
     args = ap.parse_args()
     if not os.path.exists(XBAR):
         sys.exit("energy_sweep: %s is missing. HINT: run make first" % XBAR)
-    res, save = results(args.out, {"presets": {}, "sweep": {}, "pim": {}, "neurosim": {}})
+    res, save = results(args.out, {"presets": {}, "sweep": {}, "pim": {}, "neurosim": {}, "tim": {}})
     res.setdefault("neurosim", {})
+    res.setdefault("tim", {})
     parts = args.parts.split(",")
     for p in parts:
-        if p not in ("presets", "sweep", "pim", "neurosim"):
-            sys.exit("energy_sweep: --parts %s: unknown part. HINT: presets, sweep, neurosim, pim" % p)
+        if p not in ("presets", "sweep", "pim", "neurosim", "tim"):
+            sys.exit("energy_sweep: --parts %s: unknown part. HINT: presets, sweep, neurosim, tim, pim" % p)
     if "presets" in parts:
         part_presets(args, res, save)
     if "sweep" in parts:
         part_sweep(args, res, save)
     if "neurosim" in parts:
         part_neurosim(args, res, save)
+    if "tim" in parts:
+        part_tim(args, res, save)
     if "pim" in parts:
         part_pim(args, res, save)
     tables(res)

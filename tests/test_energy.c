@@ -477,12 +477,23 @@ static void test_tim(void **state) {
             fail_msg("energy %.9g (hand %.9g), latency %.9g", L->energy_j, e, L->latency_s);
         assert_true(fabs(r.peak_tops - 2.0 * 8 * 4 * 2 / 1e-9 / 1e12) < 1e-9);
         xb_tim_report_free(&r);
-        /* inputs that are not ternary */
+        /* inputs that stop being ternary */
         x[3] = 0.75f;
         xb_status st = xb_model_forward(m, n, x, logits, NULL);
         xbt_assert_error(st, XB_ERR_ARG, "fc", "not ternary");
-        x[3] = 0.5f;
         xb_tim_probe_detach(p);
+        /* a layer whose first inputs are not ternary stays digital: the float product */
+        float *fl = malloc((size_t)n * 5 * sizeof(float));
+        assert_int_equal(xb_model_forward(m, n, x, fl, NULL), XB_OK);
+        assert_int_equal(xb_tim_probe_attach(m, &hw.energy, 1, &p), XB_OK);
+        assert_int_equal(xb_model_forward(m, n, x, logits, NULL), XB_OK);
+        assert_memory_equal(fl, logits, (size_t)n * 5 * sizeof(float));
+        assert_int_equal(xb_tim_report_make(p, n, &r), XB_OK);
+        assert_true(!r.layers[0].on_arrays && r.layers[0].inputs_real);
+        xb_tim_report_free(&r);
+        xb_tim_probe_detach(p);
+        free(fl);
+        x[3] = 0.5f;
         /* cell variation: the same cells for the same seed, others for another */
         xb_hw hv = hw_("[tim]\nrows_per_access = 8\ncell_sigma = 0.3\n");
         float *o[3];

@@ -19,7 +19,8 @@
 #include <string.h>
 
 typedef struct {
-    int state;          /* 0: not seen yet, 1: on the arrays, 2: digital (weights not ternary) */
+    int state;          /* 0: not seen yet, 1: on the arrays, 2: digital (weights, or first inputs, not ternary) */
+    int inputs_real;    /* digital because its first inputs were not ternary (e.g. the image) */
     int rows, k;        /* the weight matrix (one group) */
     int asym;           /* some output has a != b */
     float *wp, *wn;     /* (rows, k) cells of weight sign +1 / -1, times their unit-current factor */
@@ -124,17 +125,24 @@ static xb_status tim_forward_(void *ctx, const xb_mm_call *c, const float *x, fl
         return XB_OK;
     }
     const int k = c->k, rows = c->rows_out, ncols = c->ncols;
-    /* the inputs: ternary, one magnitude s per call */
-    float s = 0;
-    for (int64_t q = 0; q < (int64_t)k * ncols; q++) {
+    /* the inputs: ternary, one magnitude s per call; a layer whose first inputs are not (the image) stays digital */
+    float s = 0, s2 = 0;
+    for (int64_t q = 0; q < (int64_t)k * ncols && !s2; q++) {
         const float v = fabsf(x[q]);
-        if (v == 0) continue;
+        if (v == 0 || v == s) continue;
         if (s == 0) s = v;
-        else if (v != s)
-            return xb_errorf(XB_ERR_ARG, "TiM layer %s: its inputs are not ternary (|x| takes %g and %g). HINT: train with "
-                             "ternary activations (xbar train --act ternary) or keep the layer digital",
-                             p->names[c->layer], (double)s, (double)v);
+        else s2 = v;
     }
+    if (s2 != 0 && L->vectors == 0) {
+        L->state = 2;
+        L->inputs_real = 1;
+        xb_mm_float_forward(c, x, y);
+        return XB_OK;
+    }
+    if (s2 != 0)
+        return xb_errorf(XB_ERR_ARG, "TiM layer %s: its inputs are not ternary (|x| takes %g and %g), though they were "
+                         "before. HINT: the layer's inputs must come from a ternary activation quantizer (xbar train "
+                         "--act ternary)", p->names[c->layer], (double)s, (double)s2);
     const xb_energy_cfg *e = &p->cfg;
     const int Lr = e->tim_rows_per_access, nb = (k + Lr - 1) / Lr;
     const float top = (float)((1L << e->tim_adc_bits) - 1), beta = (float)e->tim_count_nonlinearity;
@@ -248,6 +256,7 @@ xb_status xb_tim_report_make(const xb_tim_probe *p, int64_t images, xb_tim_repor
         xb_tim_layer *o = &r->layers[r->n_layers++];
         snprintf(o->name, sizeof o->name, "%s", p->names[li]);
         o->on_arrays = L->state == 1;
+        o->inputs_real = L->inputs_real;
         o->asymmetric = L->asym;
         if (o->on_arrays) {
             o->vectors = L->vectors * s;
@@ -304,9 +313,10 @@ void xb_tim_report_print(const xb_tim_report *r, const xb_energy_cfg *e, double 
                 r->accesses, r->tops_arrays, r->tops_per_w_arrays, r->peak_tops, r->peak_power_w, r->area_m2);
         for (int i = 0; i < r->n_layers; i++) {
             const xb_tim_layer *L = &r->layers[i];
-            fprintf(f, "%s{\"name\":\"%s\",\"on_arrays\":%s,\"asymmetric\":%s,\"vectors\":%.9g,\"accesses\":%.9g,"
+            fprintf(f, "%s{\"name\":\"%s\",\"on_arrays\":%s,\"inputs_not_ternary\":%s,\"asymmetric\":%s,\"vectors\":%.9g,\"accesses\":%.9g,"
                        "\"conversions\":%.9g,\"saturation_rate\":%.9g,\"macs\":%.9g,\"energy_j\":%.9g,\"latency_s\":%.9g}",
-                    i ? "," : "", L->name, L->on_arrays ? "true" : "false", L->asymmetric ? "true" : "false", L->vectors,
+                    i ? "," : "", L->name, L->on_arrays ? "true" : "false", L->inputs_real ? "true" : "false",
+                    L->asymmetric ? "true" : "false", L->vectors,
                     L->accesses, L->conversions, L->saturation_rate, L->macs, L->energy_j, L->latency_s);
         }
         fprintf(f, "]}");
@@ -318,11 +328,13 @@ void xb_tim_report_print(const xb_tim_report *r, const xb_energy_cfg *e, double 
     fprintf(f, "%-22s %-8s %12s %11s %11s %11s\n", "layer", "where", "accesses", "saturated", "energy nJ", "latency us");
     for (int i = 0; i < r->n_layers; i++) {
         const xb_tim_layer *L = &r->layers[i];
-        fprintf(f, "%-22s %-8s %12.0f %10.3f%% %11.3f %11.4f\n", L->name, L->on_arrays ? (L->asymmetric ? "arrays*" : "arrays")
-                : "digital", L->accesses, 100 * L->saturation_rate, L->energy_j * 1e9, L->latency_s * 1e6);
+        fprintf(f, "%-22s %-8s %12.0f %10.3f%% %11.3f %11.4f\n", L->name,
+                L->on_arrays ? (L->asymmetric ? "arrays*" : "arrays") : L->inputs_real ? "digital+" : "digital",
+                L->accesses, 100 * L->saturation_rate, L->energy_j * 1e9, L->latency_s * 1e6);
     }
     fprintf(f, "total: %.4g uJ, %.4g us per image, %.4g TOPS, %.4g TOPS/W; the arrays alone %.4g TOPS, %.4g TOPS/W; peak "
                "%.4g TOPS at %.4g W, %.4g mm2%s\n",
             r->energy_j * 1e6, r->latency_s * 1e6, r->tops, r->tops_per_w, r->tops_arrays, r->tops_per_w_arrays,
-            r->peak_tops, r->peak_power_w, r->area_m2 * 1e6, "  (* asymmetric: two accesses)");
+            r->peak_tops, r->peak_power_w, r->area_m2 * 1e6, "\n(* asymmetric weights: two accesses; + ternary weights, "
+            "inputs not ternary)");
 }
