@@ -1,6 +1,7 @@
 /* cmd_energy.c -- `xbar energy`: energy, latency and area per image of a network on the hardware of a config
  * (include/xb_energy.h, docs/energy.md).  Without --data the counts are nominal ([energy] input_density); with
- * --data they come from the first --limit test images run through the programmed crossbars. */
+ * --data they come from the first --limit test images run through the programmed crossbars.  --pe and --tim
+ * cost two other accelerators instead: a zero-skipping digital PE array and count-based ternary arrays. */
 #include "cli.h"
 #include "xb_energy.h"
 
