@@ -141,7 +141,7 @@ typedef struct xb_energy_cfg {
     int pe_skip_zeros;              /* 0: the dense baseline (DaDianNao-like) */
     /* [tim]: the count-based ternary arrays (TiM-DNN-like; src/energy/tim.c), keys without the tim_ prefix */
     int tim_rows_per_access, tim_adc_bits, tim_tile_cols, tim_tiles;
-    double tim_access_time_s, tim_access_energy_j, tim_adc_energy_j, tim_tile_area_m2;
+    double tim_access_time_s, tim_cell_energy_j, tim_adc_energy_j, tim_tile_area_m2; /* adc: at 5 bits */
     double tim_count_nonlinearity, tim_cell_sigma;
 } xb_energy_cfg;
 

@@ -144,14 +144,14 @@ def part_tim(args, res, save):
     if not args.tim_model:
         print("tim: needs --tim-model and --tim-weights, skipped")
         return
-    for rows in (16, 32, 64):
-        for bits in (3, 4, 5, 6):
-            key = "L=%d,adc=%d" % (rows, bits)
-            if key in res["tim"]:
-                continue
-            cfg = os.path.join(args.out, "tim-L%d-b%d.cfg" % (rows, bits))
+    points = [(rows, bits, "") for rows in (16, 32, 64) for bits in (3, 4, 5, 6)]
+    points += [(16, 5, "cell_sigma=0.1"), (16, 5, "cell_sigma=0.3"), (16, 5, "count_nonlinearity=0.3")]
+    for rows, bits, extra in points:
+        key = "L=%d,adc=%d" % (rows, bits) + ("," + extra if extra else "")
+        if key not in res["tim"]:
+            cfg = os.path.join(args.out, "tim-L%d-b%d%s.cfg" % (rows, bits, "-" + extra.replace("=", "") if extra else ""))
             with open(cfg, "w") as f:
-                f.write("[tim]\nrows_per_access = %d\nadc_bits = %d\n" % (rows, bits))
+                f.write("[tim]\nrows_per_access = %d\nadc_bits = %d\n%s\n" % (rows, bits, extra.replace("=", " = ")))
             cmd = [XBAR, "energy", "--model", args.tim_model, "--weights", args.tim_weights, "--hw", cfg, "--tim",
                    "--json", "--quiet", "--limit", str(args.eval_images), "--threads", str(args.threads), "--data",
                    args.data or os.path.join(ROOT, "..", "shared", "data", "cifar10")]
@@ -215,11 +215,11 @@ def tables(res):
         print("|---|---|---|---|---|---|---|---|")
         for key, row in res["tim"].items():
             r = row["report"]
-            L, b = key.split(",")
+            L, b = key.split(",")[:2]
             conv = sum(x["conversions"] for x in r["layers"])
             sat = sum(x["conversions"] * x["saturation_rate"] for x in r["layers"])
             print("| %s | %s | %.2f%% | %.3f%% | %s | %.3g | %.3g | %.1f µs |" % (
-                L.split("=")[1], b.split("=")[1], 100 * r["accuracy"], 100 * sat / max(conv, 1),
+                L.split("=")[1], b.split("=")[1] + "".join(", " + e for e in key.split(",")[2:]), 100 * r["accuracy"], 100 * sat / max(conv, 1),
                 fmt_e(r["total_energy_j"]), r["tops_per_w"], r["arrays"]["tops_per_w"], r["latency_s"] * 1e6))
     if len(res["pim"]) == 2:
         m, t = res["pim"]["model"]["report"], res["pim"]["twin"]["report"]

@@ -450,7 +450,7 @@ static void test_tim(void **state) {
                 w[j * 20 + i] = j == 0 || r < 3 ? 0.25f * (1 + j) : r < 5 ? -(asym ? 0.125f : 0.25f) * (1 + j) : 0.0f;
             }
         xb_hw hw = hw_("[tim]\nrows_per_access = 8\nadc_bits = 3\ncount_nonlinearity = 0.05\ntile_cols = 4\ntiles = 2\n"
-                       "access_time_s = 1e-9\naccess_energy_j = 4e-12\nadc_energy_j = 1e-13\n");
+                       "access_time_s = 1e-9\ncell_energy_j = 4e-15\nadc_energy_j = 1e-13\n");
         assert_int_equal(xb_model_set_batch(m, n), XB_OK);
         xb_model_train_mode(m, 0);
         xb_tim_probe *p;
@@ -472,10 +472,13 @@ static void test_tim(void **state) {
         const double acc = 3 * 2 * (asym ? 2 : 1), conv = 3 * 5 * 2 * (asym ? 2 : 1);
         assert_true(L->accesses == acc && L->conversions == conv);
         assert_true(fabs(L->saturation_rate - sat / (conv * n)) < 1e-12);
-        const double e = 3 * 5 * (asym ? 2 : 1) / 4.0 * 4e-12 + conv * 1e-13;
+        /* cells: 20 rows x 5 outputs per access set; conversions at 3 bits: 1e-13 x 1.2^(3 - 5) */
+        const double e = 20 * 5 * (asym ? 2 : 1) * 4e-15 + conv * 1e-13 * pow(1.2, -2);
         if (!(fabs(L->energy_j - e) < 1e-9 * e && fabs(L->latency_s - acc * 1e-9 / 2) < 1e-20))
             fail_msg("energy %.9g (hand %.9g), latency %.9g", L->energy_j, e, L->latency_s);
         assert_true(fabs(r.peak_tops - 2.0 * 8 * 4 * 2 / 1e-9 / 1e12) < 1e-9);
+        const double pk = 2 * (8 * 4 * 4e-15 + 2 * 4 * 1e-13 * pow(1.2, -2)) / 1e-9;
+        assert_true(fabs(r.peak_power_w - pk) < 1e-9 * pk);
         xb_tim_report_free(&r);
         /* inputs that stop being ternary */
         x[3] = 0.75f;

@@ -26,7 +26,7 @@ typedef struct {
     float *wp, *wn;     /* (rows, k) cells of weight sign +1 / -1, times their unit-current factor */
     float *a, *b;       /* per output: |negative value|, positive value */
     const float *wsrc;  /* the weights the cells were made from */
-    double vectors, accesses, conversions, saturated, counts, macs, cols_used;
+    double vectors, accesses, conversions, saturated, counts, macs, cells;
     int input_error;
 } tim_layer_;
 
@@ -195,7 +195,7 @@ static xb_status tim_forward_(void *ctx, const xb_mm_call *c, const float *x, fl
     L->vectors += ncols;
     L->accesses += (double)ncols * nb * ct * acc_per;
     L->conversions += (double)ncols * nb * rows * 2 * acc_per;
-    L->cols_used += (double)ncols * nb * rows * acc_per; /* column-accesses: the bit lines that work */
+    L->cells += (double)ncols * k * rows * acc_per; /* cells read: every row of every block, the columns used */
     L->saturated += sat;
     L->counts += cnt;
     L->macs += (double)ncols * k * rows;
@@ -239,6 +239,11 @@ void xb_tim_probe_detach(xb_tim_probe *p) {
     xb_free(p);
 }
 
+/* one count's conversion at adc_bits: adc_energy_j at 5 bits, scaled per bit as [energy] scales its ADC */
+static double tim_adc_j_(const xb_energy_cfg *e) {
+    return e->tim_adc_energy_j * pow(e->adc_energy_per_bit, e->tim_adc_bits - 5);
+}
+
 xb_status xb_tim_report_make(const xb_tim_probe *p, int64_t images, xb_tim_report *r) {
     XB_ASSERT(p && r);
     memset(r, 0, sizeof *r);
@@ -264,9 +269,8 @@ xb_status xb_tim_report_make(const xb_tim_probe *p, int64_t images, xb_tim_repor
             o->conversions = L->conversions * s;
             o->saturation_rate = L->conversions > 0 ? L->saturated / L->conversions : 0;
             o->macs = L->macs * s;
-            /* an access's energy scales with the bit lines it uses; the ADCs per conversion */
-            o->energy_j = L->cols_used * s / e->tim_tile_cols * e->tim_access_energy_j +
-                          o->conversions * e->tim_adc_energy_j;
+            /* the cells each access reads, and one conversion per count */
+            o->energy_j = L->cells * s * e->tim_cell_energy_j + o->conversions * tim_adc_j_(e);
             o->latency_s = o->accesses * e->tim_access_time_s / e->tim_tiles;
         } else {
             o->macs = (double)xb_model_node_macs(p->m, n);
@@ -288,8 +292,9 @@ xb_status xb_tim_report_make(const xb_tim_probe *p, int64_t images, xb_tim_repor
     r->tops_arrays = r->latency_arrays_s > 0 ? 2 * r->macs_arrays / r->latency_arrays_s / 1e12 : 0;
     r->tops_per_w_arrays = r->energy_arrays_j > 0 ? 2 * r->macs_arrays / r->energy_arrays_j / 1e12 : 0;
     r->peak_tops = 2.0 * e->tim_rows_per_access * e->tim_tile_cols * e->tim_tiles / e->tim_access_time_s / 1e12;
-    r->peak_power_w = e->tim_tiles * (e->tim_access_energy_j + 2.0 * e->tim_tile_cols * e->tim_adc_energy_j) /
-                      e->tim_access_time_s;
+    r->peak_power_w = e->tim_tiles *
+                      ((double)e->tim_rows_per_access * e->tim_tile_cols * e->tim_cell_energy_j +
+                       2.0 * e->tim_tile_cols * tim_adc_j_(e)) / e->tim_access_time_s;
     r->area_m2 = e->tim_tiles * e->tim_tile_area_m2;
     return XB_OK;
 }
