@@ -186,6 +186,38 @@ static void test_hand_counts_and_ideal_energy(void **state) {
     xb_model_free(m);
 }
 
+/* The offset scheme with a reference column per array and column ADCs, ADCs shared by 4 columns: per read 2 slices
+ * x (5 outputs + 1 reference column) conversions and samples, 2 x 5 shift-adds; 3 row tiles x 2 slice arrays of
+ * two ADCs each; the arrays' energy from the mapping's conductances, the reference columns' included. */
+static void test_offset_counts(void **state) {
+    (void)state;
+    xb_model *m = lin_();
+    const int n = 24;
+    float *x = inputs_(n);
+    static const char text[] =
+        "[tile]\nrows = 8\ncols = 8\n[mapping]\nscheme = offset\nreference = column\nweight_bits = 4\n"
+        "bits_per_cell = 2\ng_min_s = 1e-6\ng_max_s = 1e-5\n[input]\ndac_bits = 1\nbit_serial = true\ninput_bits = 3\n"
+        "v_read_v = 0.25\ninput_range = fixed\ninput_full_scale = 1\n[output]\nadc_bits = 6\nadc_signal = column\n"
+        "adc_range = fixed\nadc_full_scale_a = 1e-4\n[arch]\nadc_share_cols = 4\n[circuit]\nsolver = none\n";
+    xb_hw hw;
+    if (xb_hw_parse_string(text, strlen(text), "test.cfg", &hw) != XB_OK) fail_msg("config: %s", xb_last_error());
+    double asum[3 * 64];
+    admittances_(&hw, m, asum);
+    hand_ h = hand_counts_(n, x, 0, asum, hw.energy.read_time_s, hw.v_read_v);
+    xb_energy_counts c = run_probe_(&hw, m, n, x, 8, 1);
+    assert_true(c.reads == h.reads && c.dac_drives == h.drives && c.latency_reads == h.lat);
+    assert_true(c.adc_conversions == 12 * h.reads);
+    assert_true(c.columns_sensed == 12 * h.reads);
+    assert_true(c.shift_adds == 10 * h.reads);
+    assert_true(c.accumulations == 5 * (h.rtp - n));
+    assert_int_equal(c.arrays, 3 * 2);
+    assert_int_equal(c.adcs, 3 * 2 * 2);
+    if (!(fabs(c.array_energy_j - h.earr) <= 1e-12 * h.earr))
+        fail_msg("offset array energy %.12g J, sum t V_i^2 G_ij = %.12g J", c.array_energy_j, h.earr);
+    free(x);
+    xb_model_free(m);
+}
+
 static void test_parasitic_energy(void **state) {
     (void)state;
     xb_model *m = lin_();
@@ -536,6 +568,7 @@ static void test_tim(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hand_counts_and_ideal_energy),
+        cmocka_unit_test(test_offset_counts),
         cmocka_unit_test(test_parasitic_energy),
         cmocka_unit_test(test_invariance),
         cmocka_unit_test(test_nominal),
