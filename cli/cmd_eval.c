@@ -138,9 +138,10 @@ int cmd_eval(int argc, char **argv) {
                                         "the batchnorm running statistics through the hardware on the first N "
                                         "training images (0: off)"},
         {"hw-report", XF_BOOL, NULL, NULL, "--hw: print the resolved config and the tile mapping, then stop"},
-        {"energy", XF_INT, "0", "0..1000000", "--hw: also the energy, latency and area per image of the first device "
-                                              "sample, counted from the test images (docs/energy.md); the value is the "
-                                              "sample stride of the arrays' V^T A V (1: every input vector; 0: off)"},
+        {"energy", XF_INT, "64", "0..1000000", "--hw: the energy, latency and area per image of the first device sample "
+                                               "too, counted from the test images (a network that runs folded: from its "
+                                               "first 64; docs/energy.md); the value is the sample stride of the arrays' "
+                                               "V^T A V (1: every input vector, exact; 0: no energy report)"},
         {"config-precision", XF_BOOL, NULL, NULL, "--hw with a quantized model: map every layer with the config's "
                                                   "weight and input bits, not the model's per-layer precisions"},
         {"rearrange", XF_CHOICE, "none", "none|round-robin|sorted", "--hw: the config's [mapping] rearrange, set here "
@@ -158,7 +159,7 @@ int cmd_eval(int argc, char **argv) {
     const char *hwpath = xf_get(f, n, "hw")->s;
     if (!hwpath && (xf_get(f, n, "seeds")->set || xf_get(f, n, "seed")->set || xf_get(f, n, "calibrate-limit")->set ||
                     xf_get(f, n, "adapt-bn")->i || xf_get(f, n, "no-software")->i || xf_get(f, n, "hw-report")->i ||
-                    xf_get(f, n, "energy")->i)) {
+                    xf_get(f, n, "energy")->set)) {
         fprintf(stderr, "xbar eval: error: --seeds, --seed, --calibrate-limit, --adapt-bn, --no-software, --hw-report and "
                         "--energy "
                         "need --hw\n"

@@ -43,10 +43,11 @@ void xb_xeval_result_free(xb_xeval_result *r) {
 }
 
 /* Accuracy and loss on the first n images: of the float network (xn NULL), or of the crossbar network
- * xn through its hook; a foldable network runs its first batch through the hook (per-layer statistics)
- * and the rest folded into the model's weights (float speed). */
+ * xn through its hook; a foldable network runs its first batch through the hook (per-layer statistics,
+ * and the energy probe's counts) and the rest folded into the model's weights (float speed).  *hooked: the
+ * images that went through the hook. */
 static xb_status eval_loop_(xb_model *m, xb_xnet *xn, const xb_dataset *d, int64_t n, int batch, int progress,
-                            const char *label, double *acc, double *loss) {
+                            const char *label, double *acc, double *loss, int64_t *hooked) {
     int c, h, w;
     xb_model_input_shape(m, &c, &h, &w);
     xb_status st = xb_model_set_batch(m, batch);
@@ -60,14 +61,19 @@ static xb_status eval_loop_(xb_model *m, xb_xnet *xn, const xb_dataset *d, int64
     int64_t correct = 0;
     double lsum = 0;
     /* a foldable network: the first XE_STATS_IMAGES through the hook (statistics), the rest folded */
-    const int fold = xn && xb_xnet_foldable(xn) && !xb_xnet_probing(xn); /* the energy probe sees every image */
+    const int fold = xn && xb_xnet_foldable(xn);
+    *hooked = 0;
     for (int64_t s = 0, nb; s < n && !st; s += nb) {
         nb = n - s < batch ? n - s : batch;
         if (fold && s == 0 && nb > XE_STATS_IMAGES) nb = XE_STATS_IMAGES;
         for (int i = 0; i < nb; i++) idx[i] = s + i;
         xb_dataset_batch(d, idx, (int)nb, 0, 0, NULL, x, lab);
         if (xn && s == 0) xb_xnet_attach(xn);
-        if (fold && s > 0 && s <= XE_STATS_IMAGES) st = xb_xnet_fold(xn, 1);
+        if (fold && s > 0 && s <= XE_STATS_IMAGES) {
+            st = xb_xnet_fold(xn, 1);
+            if (!st && xb_xnet_probing(xn)) st = xb_xnet_energy_probe(xn, 0, 1); /* folded: nothing to observe */
+        }
+        if (xn && !(fold && s > 0)) *hooked += nb;
         if (!st) st = xb_model_forward(m, (int)nb, x, NULL, NULL);
         int cor = 0;
         lsum += xb_model_loss(m, (int)nb, lab, 0.0f, &cor) * (double)nb;
@@ -141,9 +147,10 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
     if (o->software) {
         /* warm-up (untimed): thread pools, first touch of the activations */
         double a_, l_;
-        if ((st = eval_loop_(m, NULL, test, n < o->batch ? n : o->batch, o->batch, 0, "", &a_, &l_))) goto out;
+        int64_t h_;
+        if ((st = eval_loop_(m, NULL, test, n < o->batch ? n : o->batch, o->batch, 0, "", &a_, &l_, &h_))) goto out;
         double t0 = xb_time_s(), c0 = cpu_s_();
-        if ((st = eval_loop_(m, NULL, test, n, o->batch, o->progress, "float   ", &r->sw_accuracy, &r->sw_loss)))
+        if ((st = eval_loop_(m, NULL, test, n, o->batch, o->progress, "float   ", &r->sw_accuracy, &r->sw_loss, &h_)))
             goto out;
         r->sw_seconds = xb_time_s() - t0;
         r->sw_cpu_s = cpu_s_() - c0;
@@ -208,12 +215,13 @@ xb_status xb_xeval_run(xb_model *m, const xb_hw *hw, const xb_dataset *test, con
                 c0 = cpu_s_();
                 const int probe = o->energy > 0 && s0 + q == 0;
                 if (probe && (st = xb_xnet_energy_probe(xns[q], 1, o->energy))) break;
+                int64_t hooked = 0;
                 st = eval_loop_(m, xns[q], test, n, o->batch, o->progress, label, &r->accuracy[s0 + q],
-                                &r->loss[s0 + q]);
-                if (probe && !st) {
+                                &r->loss[s0 + q], &hooked);
+                if (probe && !st) { /* counted from the images that went through the hook (all, unless folded) */
                     xb_xnet_energy_probe(xns[q], 0, 1);
                     r->energy = xb_calloc(sizeof *r->energy);
-                    st = xb_energy_report_make(xns[q], m, n, r->energy);
+                    st = xb_energy_report_make(xns[q], m, hooked, r->energy);
                 }
                 r->eval_s += xb_time_s() - t0;
                 r->eval_cpu_s += cpu_s_() - c0;
