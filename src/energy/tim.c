@@ -3,7 +3,7 @@
  * access, from one run.
  *
  * A layer whose weights are ternary ({-a_j, 0, b_j} per output j) and whose inputs are ternary ({-s, 0, s} in each
- * call) runs on the arrays; any other conv/linear layer stays digital (float).  Per vector, each block of L =
+ * call) runs on the arrays; any other conv/linear layer, and a grouped convolution, stays digital (float).  Per vector, each block of L =
  * rows_per_access rows is one access: every column counts the cells whose product is +1 and those whose product is
  * -1, each count read by an ADC of adc_bits bits that saturates at 2^bits - 1; with symmetric weights (a = b)
  * one access gives n (products +1) and k (products -1) and the output adds a (n - k); with asymmetric weights the
@@ -107,8 +107,7 @@ static inline float adc_(float cnt, float beta, int L, float top, double *sat) {
 
 static xb_status tim_forward_(void *ctx, const xb_mm_call *c, const float *x, float *y) {
     xb_tim_probe *p = ctx;
-    if (c->layer < 0 || c->layer >= p->n_mapped || c->group != 0 || c->ncols <= 0) {
-        if (c->group != 0 && c->layer >= 0 && c->layer < p->n_mapped) p->l[c->layer].state = 2;
+    if (c->layer < 0 || c->layer >= p->n_mapped || c->ncols <= 0) {
         xb_mm_float_forward(c, x, y);
         return XB_OK;
     }
@@ -216,7 +215,9 @@ xb_status xb_tim_probe_attach(xb_model *m, const xb_energy_cfg *cfg, uint64_t se
     p->names = xb_calloc((size_t)nm * sizeof *p->names);
     for (int n = 0; n < xb_model_n_nodes(m); n++) {
         const int li = xb_model_node_mapped(m, n);
-        if (li >= 0) snprintf(p->names[li], sizeof p->names[li], "%s", xb_model_node_name(m, n));
+        if (li < 0) continue;
+        snprintf(p->names[li], sizeof p->names[li], "%s", xb_model_node_name(m, n));
+        if (xb_model_node_groups(m, n) > 1) p->l[li].state = 2; /* grouped convolutions stay digital [R] */
     }
     const xb_mm_op *prev = xb_model_op(m);
     if (prev) { p->prev = *prev; p->had_prev = 1; }
