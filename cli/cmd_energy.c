@@ -128,6 +128,43 @@ done:
     return ret;
 }
 
+/* The crossbar report of one model (weights may be NULL: its random initialization), nominal or counted from the
+ * test images of dir. */
+static xb_status crossbar_report_(xf_flag *f, int n, const xb_hw *hw, const char *model, const char *wp,
+                                  const char *dir, xb_energy_report *r) {
+    xb_model *m;
+    xb_status st = xb_model_load(model, 1, &m);
+    if (st) return st;
+    xb_xnet *xn = NULL;
+    int64_t images = 0;
+    int pany = 0;
+    const int own = !xf_get(f, n, "config-precision")->i;
+    xb_layer_precision *prec = xb_calloc(((size_t)xb_model_n_mapped(m) + 1) * sizeof *prec);
+    if (wp) st = xb_model_load_weights(m, wp);
+    /* a quantized model (docs/quantization.md): each layer at its own weight and input bits (slices, planes) */
+    if (!st) st = cli_model_precisions(model, m, hw, prec, &pany);
+    if (!st && pany && own && !xf_get(f, n, "quiet")->i) {
+        fprintf(stderr, "xbar energy: %s is quantized: each layer at its own precision (weight bits / input bits; 0: the "
+                        "config's):", model);
+        for (int i = 0; i < xb_model_n_mapped(m); i++) fprintf(stderr, " %d/%d", prec[i].weight_bits, prec[i].input_bits);
+        fprintf(stderr, "\n");
+    }
+    if (!st) st = xb_xnet_init_ex(hw, m, pany && own ? prec : NULL, &xn);
+    if (!st) st = xb_xnet_keep_power(xn, 1);
+    if (!st) st = xb_xnet_program(xn, (uint64_t)xf_get(f, n, "seed")->i);
+    if (!st && dir)
+        st = measure_(xn, m, hw, dir, xf_get(f, n, "limit")->i, (int)xf_get(f, n, "batch")->i,
+                      (int)xf_get(f, n, "stride")->i, !xf_get(f, n, "quiet")->i, &images);
+    if (!st) st = xb_energy_report_make(xn, m, images, r);
+    if (!st && !wp)
+        fprintf(stderr, "xbar energy: note: %s has no --weights; the conductances follow its random initialization\n",
+                model);
+    xb_free(prec);
+    xb_xnet_free(xn);
+    xb_model_free(m);
+    return st;
+}
+
 int cmd_energy(int argc, char **argv) {
     xf_flag f[] = {
         {"model", XF_STR, NULL, NULL, "zoo name or model .cfg file", 1},
@@ -153,6 +190,9 @@ int cmd_energy(int argc, char **argv) {
                                      "needs --data"},
         {"config-precision", XF_BOOL, NULL, NULL, "with a quantized model: map every layer with the config's weight and "
                                                   "input bits, not the model's per-layer precisions"},
+        {"twin", XF_STR, NULL, NULL, "a second model (e.g. the 16-bit twin of a quantized one) on the same hardware and "
+                                     "images: both reports and the ratios of energy and latency"},
+        {"twin-weights", XF_STR, NULL, NULL, "--twin's weights"},
     };
     const int n = sizeof f / sizeof *f;
     int rc = xf_parse("energy", "energy, latency and area per image on the hardware of a config", f, n, argc, argv);
@@ -185,53 +225,54 @@ int cmd_energy(int argc, char **argv) {
     xb_hw hw = xb_hw_default();
     if (hwp && xb_hw_load(hwp, &hw) != XB_OK) return cli_fail("energy");
     if (pe || tim) return energy_digital_(f, n, &hw, tim);
-    xb_model *m;
-    if (xb_model_load(xf_get(f, n, "model")->s, 1, &m) != XB_OK) return cli_fail("energy");
-    const char *wp = xf_get(f, n, "weights")->s;
-    xb_xnet *xn = NULL;
-    xb_energy_report r;
-    int64_t images = 0;
-    int ret = 1, pany = 0;
-    char dir[600];
-    xb_layer_precision *prec = NULL;
-    if (wp && xb_model_load_weights(m, wp) != XB_OK) goto done;
-    if (data && xb_data_find(data, dir, sizeof dir) != XB_OK) goto done;
-    /* a quantized model (docs/quantization.md): each layer at its own weight and input bits (slices, planes) */
-    prec = calloc((size_t)xb_model_n_mapped(m) + 1, sizeof *prec);
-    if (!prec) { xb_errorf(XB_ERR_NOMEM, "out of memory"); goto done; }
-    if (cli_model_precisions(xf_get(f, n, "model")->s, m, &hw, prec, &pany)) goto done;
-    if (pany && !xf_get(f, n, "config-precision")->i && !xf_get(f, n, "quiet")->i) {
-        fprintf(stderr, "xbar energy: a quantized model: each layer at its own precision (weight bits / input bits; 0: the "
-                        "config's):");
-        for (int i = 0; i < xb_model_n_mapped(m); i++) fprintf(stderr, " %d/%d", prec[i].weight_bits, prec[i].input_bits);
-        fprintf(stderr, "\n");
+    const char *twin = xf_get(f, n, "twin")->s;
+    if (!twin && xf_get(f, n, "twin-weights")->s) {
+        fprintf(stderr, "xbar energy: error: --twin-weights without --twin\nHINT: add --twin MODEL (e.g. the 16-bit "
+                        "model.cfg)\n");
+        return 2;
     }
-    if (xb_xnet_init_ex(&hw, m, pany && !xf_get(f, n, "config-precision")->i ? prec : NULL, &xn) || xb_xnet_keep_power(xn, 1) || xb_xnet_program(xn, (uint64_t)xf_get(f, n, "seed")->i))
-        goto done;
-    if (data && measure_(xn, m, &hw, dir, xf_get(f, n, "limit")->i, (int)xf_get(f, n, "batch")->i,
-                         (int)xf_get(f, n, "stride")->i, !xf_get(f, n, "quiet")->i, &images))
-        goto done;
-    if (xb_energy_report_make(xn, m, images, &r)) goto done;
-    xb_energy_report_print(&r, stdout, (int)xf_get(f, n, "json")->i);
-    if (xf_get(f, n, "json")->i) fputc('\n', stdout);
+    char dir[600];
+    if (data && xb_data_find(data, dir, sizeof dir) != XB_OK) return cli_fail("energy");
+    const int json = (int)xf_get(f, n, "json")->i;
+    xb_energy_report r, r2;
+    if (crossbar_report_(f, n, &hw, xf_get(f, n, "model")->s, xf_get(f, n, "weights")->s, data ? dir : NULL, &r))
+        return cli_fail("energy");
+    int ret = 0;
     const char *csv = xf_get(f, n, "csv")->s;
     if (csv) {
         FILE *cf = fopen(csv, "w");
-        if (!cf) {
+        if (cf) {
+            xb_energy_report_csv(&r, cf);
+            fclose(cf);
+        } else {
             xb_errorf(XB_ERR_IO, "%s: cannot write the CSV. HINT: check the directory exists and is writable", csv);
-            xb_energy_report_free(&r);
-            goto done;
+            ret = 1;
         }
-        xb_energy_report_csv(&r, cf);
-        fclose(cf);
     }
-    if (!wp) fprintf(stderr, "xbar energy: note: no --weights; the conductances follow the model's random initialization\n");
+    if (!ret && twin) {
+        if (crossbar_report_(f, n, &hw, twin, xf_get(f, n, "twin-weights")->s, data ? dir : NULL, &r2)) {
+            ret = 1;
+        } else {
+            const double er = r.total_energy_j > 0 ? r2.total_energy_j / r.total_energy_j : 0;
+            const double lr = r.latency_s > 0 ? r2.latency_s / r.latency_s : 0;
+            if (json) {
+                printf("{\"report\":");
+                xb_energy_report_print(&r, stdout, 1);
+                printf(",\"twin\":");
+                xb_energy_report_print(&r2, stdout, 1);
+                printf(",\"twin_energy_ratio\":%.9g,\"twin_latency_ratio\":%.9g}\n", er, lr);
+            } else {
+                xb_energy_report_print(&r, stdout, 0);
+                printf("\nthe twin, %s:\n", twin);
+                xb_energy_report_print(&r2, stdout, 0);
+                printf("\nagainst the twin: %.3fx less energy per image, %.3fx less latency\n", er, lr);
+            }
+            xb_energy_report_free(&r2);
+        }
+    } else if (!ret) {
+        xb_energy_report_print(&r, stdout, json);
+        if (json) fputc('\n', stdout);
+    }
     xb_energy_report_free(&r);
-    ret = 0;
-done:
-    if (ret) cli_fail("energy");
-    free(prec);
-    xb_xnet_free(xn);
-    xb_model_free(m);
-    return ret;
+    return ret ? cli_fail("energy") : 0;
 }

@@ -307,6 +307,15 @@ def check_energy(d, w):
     check("energy: every layer's components sum to its energy_j, the layers to total_energy_j",
           worst < 1e-6 and abs(tot - r["total_energy_j"]) < 1e-6 * r["total_energy_j"] and
           r["latency_s"] > 0 and r["area_m2"] > 0 and r["tops_per_w"] > 0, f"worst {worst:.2e}")
+    rc, out2, err = xbar("energy", "--model", "resnet20", "--weights", w, "--hw", hw, "--json", "--twin", "resnet20")
+    if check("energy --twin runs", rc == 0, err.strip()[-200:]):
+        t = json.loads(out2)
+        check("energy --twin: both reports, and the ratio of their energies", abs(
+            t["twin_energy_ratio"] - t["twin"]["total_energy_j"] / t["report"]["total_energy_j"]) < 1e-6 and
+            abs(t["report"]["total_energy_j"] - r["total_energy_j"]) < 1e-9 * r["total_energy_j"],
+            f"ratio {t['twin_energy_ratio']}")
+    expect_error("energy --twin-weights without --twin", ["energy", "--model", "resnet20", "--hw", hw, "--twin-weights",
+                                                           w], ["--twin", "HINT"], code=2)
     rows = open(csv).read().splitlines()
     check("energy --csv: a header and one line per layer", len(rows) == len(r["layers"]) + 1 and
           rows[0].startswith("name,kind,energy_j"), f"{len(rows)} lines for {len(r['layers'])} layers")
