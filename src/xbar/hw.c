@@ -584,8 +584,10 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
         return;
     }
     fprintf(f, "# resolved hardware config%s%s\n[meta]\n", h->path[0] ? " from " : "", h->path);
-    if (h->name[0]) fprintf(f, "name = %s\n", h->name);
-    if (h->source[0]) fprintf(f, "source = %s\n", h->source);
+    /* a value that begins with a comment character ("name =#1" parses to "#1") is written against the '=',
+     * where it does not start a comment */
+    if (h->name[0]) fprintf(f, "name =%s%s\n", strchr("#;", h->name[0]) ? "" : " ", h->name);
+    if (h->source[0]) fprintf(f, "source =%s%s\n", strchr("#;", h->source[0]) ? "" : " ", h->source);
     fprintf(f, "\n[tile]\nrows = %d\ncols = %d\nmap_first = %s\nmap_last = %s\n", h->rows, h->cols,
             h->map_first ? "true" : "false", h->map_last ? "true" : "false");
     if (dl[0]) fprintf(f, "digital_layers = %s\n", dl);

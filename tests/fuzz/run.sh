@@ -3,7 +3,7 @@
 # (-fsanitize=fuzzer,address,undefined), seeds their corpora with small valid files, and runs each one
 # after the other for FUZZ_SECONDS seconds.  `make fuzz` runs it.  See docs/fuzzing.md.
 #
-#   bash tests/fuzz/run.sh                    # all harnesses: npy safetensors cifar ini quant
+#   bash tests/fuzz/run.sh                    # all harnesses: npy safetensors cifar ini quant hw
 #   FUZZ_SECONDS=300 bash tests/fuzz/run.sh npy safetensors
 #   build/fuzz/fuzz_npy fuzz-corpus/crashes/npy/crash-...    # replay one input
 #
@@ -20,7 +20,7 @@ B=${FUZZ_BUILD:-build/fuzz}
 C=${FUZZ_CORPUS:-fuzz-corpus}
 FCC=${FUZZ_CC:-clang}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(npy safetensors cifar ini quant)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(npy safetensors cifar ini quant hw)
 
 # --- toolchain ------------------------------------------------------------------------------------
 probe() { echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' |
@@ -45,12 +45,14 @@ declare -A SRCS=(
   [cifar]="src/data/cifar.c"
   [ini]="src/cfg/ini.c"
   [quant]="src/quant/*.c src/nn/*.c src/cfg/ini.c src/core/*.c src/data/*.c $B/zoo_data.c"
+  [hw]="src/xbar/*.c src/energy/*.c src/quant/*.c src/prune/*.c src/nn/*.c src/cfg/ini.c src/core/*.c src/data/*.c $B/zoo_data.c"
 )
-declare -A MAXLEN=([npy]=4096 [safetensors]=8192 [cifar]=16384 [ini]=4096 [quant]=4096)
+declare -A MAXLEN=([npy]=4096 [safetensors]=8192 [cifar]=16384 [ini]=4096 [quant]=4096 [hw]=4096)
 # the quant harness links the model (kernels, BLAS); the others need only their parser and src/core
 BLAS_INC=$(ls -d /usr/include/*/openblas-openmp 2>/dev/null | head -1)
 BLAS_LIB=$(ls -d /usr/lib/*/openblas-openmp 2>/dev/null | head -1)
 declare -A EXTRA=([quant]="-I$BLAS_INC -L$BLAS_LIB -Wl,-rpath,$BLAS_LIB -lopenblas -lcholmod -I/usr/include/suitesparse")
+EXTRA[hw]=${EXTRA[quant]}
 
 build() {
   local t=$1 src=${SRCS[$1]}
@@ -59,7 +61,7 @@ build() {
   done
   echo "fuzz: building $B/fuzz_$t" >&2
   # shellcheck disable=SC2086
-  if [ "$t" = quant ]; then
+  if [ "$t" = quant ] || [ "$t" = hw ]; then
     src=$(ls $src)
     # shellcheck disable=SC2086
     "$FCC" "${FLAGS[@]}" -Wno-missing-prototypes "tests/fuzz/fuzz_$t.c" $src ${EXTRA[$t]} -lcjson -lm -o "$B/fuzz_$t"
@@ -71,7 +73,8 @@ build() {
 # --- seeds ----------------------------------------------------------------------------------------
 S="$B/seeds"
 rm -rf "$S"
-mkdir -p "$S"/{npy,safetensors,cifar,ini,quant}
+mkdir -p "$S"/{npy,safetensors,cifar,ini,quant,hw}
+cp configs/hw/*.cfg "$S/hw/"   # the presets seed the hardware config harness
 cc -std=c11 -D_GNU_SOURCE -O1 -Iinclude -Isrc -I/usr/include/cjson tests/fuzz/gen_seeds.c src/core/npy.c \
    src/core/safetensors.c "${CORE[@]}" -lcjson -lm -o "$B/gen_seeds"
 "$B/gen_seeds" "$S"
