@@ -285,8 +285,7 @@ def plots(res, out):
             ax.plot(xs, ys, marker=mk, label=label)
             for (val, _), x, y in zip(pts, xs, ys):
                 ax.annotate(val, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel("energy per image (µJ, log)")
+        ax.set_xlabel("energy per image (µJ)")
         ax.set_ylabel("accuracy (%)")
         ax.set_title("accuracy against energy, one knob of the base preset at a time")
         ax.legend()
