@@ -10,7 +10,7 @@
  * skipping, every input otherwise, and the outputs) x [energy] buffer_energy_j_per_bit, and static_power_w over
  * the cycles.  The counting runs as the model's mapped-matmul operator around the float product
  * (include/xb_energy.h; docs/energy.md). */
-#include "xb_energy.h"
+#include "energy/opwrap.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -22,20 +22,16 @@ typedef struct {
 } pe_acc_;
 
 struct xb_pe_probe {
-    xb_model *m;
+    en_opwrap w;       /* the model, its mapped layers' names, the operator this one replaced */
     xb_energy_cfg cfg;
-    int n_mapped;
     int *cin_g;        /* per mapped layer: input channels per group (the lanes' unit); k for linear layers */
-    char (*names)[128];
     pe_acc_ *acc;
-    xb_mm_op prev;     /* the operator this one replaced */
-    int had_prev;
 };
 
 static xb_status pe_forward_(void *ctx, const xb_mm_call *c, const float *x, float *y) {
     xb_pe_probe *p = ctx;
     xb_mm_float_forward(c, x, y);
-    if (c->layer < 0 || c->layer >= p->n_mapped || c->ncols <= 0) return XB_OK;
+    if (c->layer < 0 || c->layer >= p->w.n_mapped || c->ncols <= 0) return XB_OK;
     const xb_energy_cfg *e = &p->cfg;
     const int lanes = e->pe_lanes, ncols = c->ncols, k = c->k;
     const int cin = p->cin_g[c->layer] > 0 ? p->cin_g[c->layer] : k;
@@ -85,12 +81,9 @@ xb_status xb_pe_probe_attach(xb_model *m, const xb_energy_cfg *cfg, xb_pe_probe 
     XB_ASSERT(m && cfg && out);
     *out = NULL;
     xb_pe_probe *p = xb_calloc(sizeof *p);
-    p->m = m;
     p->cfg = *cfg;
-    p->n_mapped = xb_model_n_mapped(m);
-    const int nm = p->n_mapped > 0 ? p->n_mapped : 1;
+    const int nm = xb_model_n_mapped(m) > 0 ? xb_model_n_mapped(m) : 1;
     p->cin_g = xb_calloc((size_t)nm * sizeof(int));
-    p->names = xb_calloc((size_t)nm * sizeof *p->names);
     p->acc = xb_calloc((size_t)nm * sizeof(pe_acc_));
     for (int n = 0; n < xb_model_n_nodes(m); n++) {
         const int li = xb_model_node_mapped(m, n);
@@ -102,23 +95,16 @@ xb_status xb_pe_probe_attach(xb_model *m, const xb_energy_cfg *cfg, xb_pe_probe 
         const int g = xb_model_node_groups(m, n);
         /* a linear layer's features are each a channel of one pixel (k = c h w) */
         p->cin_g[li] = strcmp(xb_model_node_type(m, n), "conv2d") ? c * h * w : c / (g > 0 ? g : 1);
-        snprintf(p->names[li], sizeof p->names[li], "%s", xb_model_node_name(m, n));
     }
-    const xb_mm_op *prev = xb_model_op(m);
-    if (prev) { p->prev = *prev; p->had_prev = 1; }
-    xb_mm_op op = {0};
-    op.ctx = p;
-    op.forward = pe_forward_;
-    xb_model_set_op(m, &op);
+    en_opwrap_install(&p->w, m, p, pe_forward_);
     *out = p;
     return XB_OK;
 }
 
 void xb_pe_probe_detach(xb_pe_probe *p) {
     if (!p) return;
-    xb_model_set_op(p->m, p->had_prev ? &p->prev : NULL);
+    en_opwrap_remove(&p->w);
     xb_free(p->cin_g);
-    xb_free(p->names);
     xb_free(p->acc);
     xb_free(p);
 }
@@ -131,13 +117,13 @@ xb_status xb_pe_report_make(const xb_pe_probe *p, int64_t images, xb_pe_report *
                          "image with the probe attached", (long long)images);
     const xb_energy_cfg *e = &p->cfg;
     r->images = images;
-    r->layers = xb_calloc((size_t)(p->n_mapped > 0 ? p->n_mapped : 1) * sizeof(xb_pe_layer));
+    r->layers = xb_calloc((size_t)(p->w.n_mapped > 0 ? p->w.n_mapped : 1) * sizeof(xb_pe_layer));
     const double s = 1.0 / (double)images, tc = 1.0 / e->pe_clock_hz, eb = e->buffer_energy_j_per_bit;
     double nz = 0, in = 0;
-    for (int i = 0; i < p->n_mapped; i++) {
+    for (int i = 0; i < p->w.n_mapped; i++) {
         const pe_acc_ *a = &p->acc[i];
         xb_pe_layer *L = &r->layers[r->n_layers++];
-        snprintf(L->name, sizeof L->name, "%s", p->names[i]);
+        snprintf(L->name, sizeof L->name, "%s", p->w.names[i]);
         L->vectors = a->vectors * s;
         L->inputs = a->inputs * s;
         L->nonzero = a->nonzero * s;

@@ -11,7 +11,7 @@
  * unit current varies (a normal factor 1 + cell_sigma z per cell, drawn once per seed), and the bit line's
  * response bends, count c read as c (1 - count_nonlinearity c / (2 L)), before the ADC rounds.  The layer's
  * output is s times the sum over blocks.  include/xb_energy.h; docs/energy.md. */
-#include "xb_energy.h"
+#include "energy/opwrap.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -26,20 +26,14 @@ typedef struct {
     float *wp, *wn;     /* (rows, k) cells of weight sign +1 / -1, times their unit-current factor */
     float *a, *b;       /* per output: |negative value|, positive value */
     const float *wsrc;  /* the weights the cells were made from */
-    double vectors, accesses, conversions, saturated, counts, macs, cells;
-    int input_error;
+    double vectors, accesses, conversions, saturated, macs, cells;
 } tim_layer_;
 
 struct xb_tim_probe {
-    xb_model *m;
+    en_opwrap w;        /* the model, its mapped layers' names, the operator this one replaced */
     xb_energy_cfg cfg;
     uint64_t seed;
-    int n_mapped;
     tim_layer_ *l;
-    char (*names)[128];
-    xb_mm_op prev;
-    int had_prev;
-    xb_status err;
 };
 
 /* weights (rows, k) ternary per output row: values in {-a, 0, b}; fills a, b (0 where a sign is absent) */
@@ -107,7 +101,7 @@ static inline float adc_(float cnt, float beta, int L, float top, double *sat) {
 
 static xb_status tim_forward_(void *ctx, const xb_mm_call *c, const float *x, float *y) {
     xb_tim_probe *p = ctx;
-    if (c->layer < 0 || c->layer >= p->n_mapped || c->ncols <= 0) {
+    if (c->layer < 0 || c->layer >= p->w.n_mapped || c->ncols <= 0) {
         xb_mm_float_forward(c, x, y);
         return XB_OK;
     }
@@ -117,7 +111,7 @@ static xb_status tim_forward_(void *ctx, const xb_mm_call *c, const float *x, fl
         if (st) return st;
     } else if (L->state == 1 && (L->wsrc != c->w || L->rows != c->rows_out || L->k != c->k)) {
         return xb_errorf(XB_ERR_STATE, "TiM arrays of layer %s: the weights changed since they were written. HINT: "
-                         "attach a new probe after changing the weights", p->names[c->layer]);
+                         "attach a new probe after changing the weights", p->w.names[c->layer]);
     }
     if (L->state == 2) {
         xb_mm_float_forward(c, x, y);
@@ -141,7 +135,7 @@ static xb_status tim_forward_(void *ctx, const xb_mm_call *c, const float *x, fl
     if (s2 != 0)
         return xb_errorf(XB_ERR_ARG, "TiM layer %s: its inputs are not ternary (|x| takes %g and %g), though they were "
                          "before. HINT: the layer's inputs must come from a ternary activation quantizer (xbar train "
-                         "--act ternary)", p->names[c->layer], (double)s, (double)s2);
+                         "--act ternary)", p->w.names[c->layer], (double)s, (double)s2);
     const xb_energy_cfg *e = &p->cfg;
     const int Lr = e->tim_rows_per_access, nb = (k + Lr - 1) / Lr;
     const float top = (float)((1L << e->tim_adc_bits) - 1), beta = (float)e->tim_count_nonlinearity;
@@ -157,7 +151,7 @@ static xb_status tim_forward_(void *ctx, const xb_mm_call *c, const float *x, fl
     float *pp = xb_malloc(ny * sizeof(float)), *pn = xb_malloc(ny * sizeof(float));
     float *np_ = xb_malloc(ny * sizeof(float)), *nn = xb_malloc(ny * sizeof(float));
     memset(y, 0, ny * sizeof(float));
-    double sat = 0, cnt = 0;
+    double sat = 0;
     for (int r = 0; r < nb; r++) {
         const int i0 = r * Lr, m = k - i0 < Lr ? k - i0 : Lr;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, ncols, m, 1.0f, L->wp + i0, k, xp + (size_t)i0 * ncols,
@@ -171,14 +165,13 @@ static xb_status tim_forward_(void *ctx, const xb_mm_call *c, const float *x, fl
                         xn + (size_t)i0 * ncols, ncols, 0.0f, nn, ncols);
         }
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) reduction(+ : sat, cnt)
+#pragma omp parallel for schedule(static) reduction(+ : sat)
 #endif
         for (int j = 0; j < rows; j++) {
             const float a = L->a[j], b = L->b[j];
             for (int q = 0; q < ncols; q++) {
                 const size_t o = (size_t)j * ncols + q;
                 const float c_pp = pp[o], c_np = np_[o], c_pn = neg ? pn[o] : 0, c_nn = neg ? nn[o] : 0;
-                cnt += c_pp + c_np + c_pn + c_nn;
                 if (!L->asym) { /* one access: n = products +1, k = products -1, both times a (= b) */
                     const float w = a > 0 ? a : b;
                     y[o] += w * (adc_(c_pp + c_nn, beta, Lr, top, &sat) - adc_(c_pn + c_np, beta, Lr, top, &sat));
@@ -196,7 +189,6 @@ static xb_status tim_forward_(void *ctx, const xb_mm_call *c, const float *x, fl
     L->conversions += (double)ncols * nb * rows * 2 * acc_per;
     L->cells += (double)ncols * k * rows * acc_per; /* cells read: every row of every block, the columns used */
     L->saturated += sat;
-    L->counts += cnt;
     L->macs += (double)ncols * k * rows;
     xb_free(xp); xb_free(xn); xb_free(pp); xb_free(pn); xb_free(np_); xb_free(nn);
     return XB_OK;
@@ -206,37 +198,25 @@ xb_status xb_tim_probe_attach(xb_model *m, const xb_energy_cfg *cfg, uint64_t se
     XB_ASSERT(m && cfg && out);
     *out = NULL;
     xb_tim_probe *p = xb_calloc(sizeof *p);
-    p->m = m;
     p->cfg = *cfg;
     p->seed = seed;
-    p->n_mapped = xb_model_n_mapped(m);
-    const int nm = p->n_mapped > 0 ? p->n_mapped : 1;
-    p->l = xb_calloc((size_t)nm * sizeof(tim_layer_));
-    p->names = xb_calloc((size_t)nm * sizeof *p->names);
+    p->l = xb_calloc((size_t)(xb_model_n_mapped(m) > 0 ? xb_model_n_mapped(m) : 1) * sizeof(tim_layer_));
     for (int n = 0; n < xb_model_n_nodes(m); n++) {
         const int li = xb_model_node_mapped(m, n);
-        if (li < 0) continue;
-        snprintf(p->names[li], sizeof p->names[li], "%s", xb_model_node_name(m, n));
-        if (xb_model_node_groups(m, n) > 1) p->l[li].state = 2; /* grouped convolutions stay digital [R] */
+        if (li >= 0 && xb_model_node_groups(m, n) > 1) p->l[li].state = 2; /* grouped convolutions stay digital [R] */
     }
-    const xb_mm_op *prev = xb_model_op(m);
-    if (prev) { p->prev = *prev; p->had_prev = 1; }
-    xb_mm_op op = {0};
-    op.ctx = p;
-    op.forward = tim_forward_;
-    xb_model_set_op(m, &op);
+    en_opwrap_install(&p->w, m, p, tim_forward_);
     *out = p;
     return XB_OK;
 }
 
 void xb_tim_probe_detach(xb_tim_probe *p) {
     if (!p) return;
-    xb_model_set_op(p->m, p->had_prev ? &p->prev : NULL);
-    for (int i = 0; i < p->n_mapped; i++) {
+    for (int i = 0; i < p->w.n_mapped; i++) {
         xb_free(p->l[i].wp); xb_free(p->l[i].wn); xb_free(p->l[i].a); xb_free(p->l[i].b);
     }
     xb_free(p->l);
-    xb_free(p->names);
+    en_opwrap_remove(&p->w);
     xb_free(p);
 }
 
@@ -254,13 +234,13 @@ xb_status xb_tim_report_make(const xb_tim_probe *p, int64_t images, xb_tim_repor
     const xb_energy_cfg *e = &p->cfg;
     const double s = 1.0 / (double)images;
     r->images = images;
-    r->layers = xb_calloc((size_t)(p->n_mapped > 0 ? p->n_mapped : 1) * sizeof(xb_tim_layer));
-    for (int n = 0; n < xb_model_n_nodes(p->m); n++) {
-        const int li = xb_model_node_mapped(p->m, n);
+    r->layers = xb_calloc((size_t)(p->w.n_mapped > 0 ? p->w.n_mapped : 1) * sizeof(xb_tim_layer));
+    for (int n = 0; n < xb_model_n_nodes(p->w.m); n++) {
+        const int li = xb_model_node_mapped(p->w.m, n);
         if (li < 0) continue;
         const tim_layer_ *L = &p->l[li];
         xb_tim_layer *o = &r->layers[r->n_layers++];
-        snprintf(o->name, sizeof o->name, "%s", p->names[li]);
+        snprintf(o->name, sizeof o->name, "%s", p->w.names[li]);
         o->on_arrays = L->state == 1;
         o->inputs_real = L->inputs_real;
         o->asymmetric = L->asym;
@@ -274,7 +254,7 @@ xb_status xb_tim_report_make(const xb_tim_probe *p, int64_t images, xb_tim_repor
             o->energy_j = L->cells * s * e->tim_cell_energy_j + o->conversions * tim_adc_j_(e);
             o->latency_s = o->accesses * e->tim_access_time_s / e->tim_tiles;
         } else {
-            o->macs = (double)xb_model_node_macs(p->m, n);
+            o->macs = (double)xb_model_node_macs(p->w.m, n);
             o->energy_j = o->macs * e->digital_mac_energy_j;
             o->latency_s = o->macs / e->digital_ops_per_s;
         }
