@@ -115,14 +115,17 @@ static inline float in_level_(float v, float cm, int pass, int p, int split, int
     return (!split && v < 0) ? -lv : lv;
 }
 
-static float col_range_(const xlayer *l, int vec, float xm, int ncols, const float *x, int c) {
-    if (!vec) return xm;
-    float mx = 0;
-    for (int i = 0; i < l->k; i++) {
-        float a = fabsf(x[(size_t)i * ncols + c]);
-        mx = a > mx ? a : mx;
-    }
-    return mx > 0 ? mx : 1.0f;
+/* input_scaling = vector: every column's own range, max_i |x_ic| (1 for an all-zero column), read row by row */
+static float *col_ranges_(int k, int ncols, const float *x) {
+    float *cm = xb_calloc((size_t)ncols * sizeof(float));
+    for (int i = 0; i < k; i++)
+        for (int c = 0; c < ncols; c++) {
+            const float a = fabsf(x[(size_t)i * ncols + c]);
+            cm[c] = a > cm[c] ? a : cm[c];
+        }
+    for (int c = 0; c < ncols; c++)
+        if (!(cm[c] > 0)) cm[c] = 1.0f;
+    return cm;
 }
 
 #define XE_SIGMA_COLS 256 /* sampled vectors per dsyrk */
@@ -157,9 +160,7 @@ void xl_energy_observe(xb_xnet *xn, xlayer *l, int ncols, const float *x) {
     /* per (row tile, pass, vector) the OR of the input codes (a plane is read when one of its bits is set) and
      * whether a split second pass runs (any negative input), gathered row by row so that the reads of x are
      * contiguous; then each vector's reads from them */
-    float *cmv = vec ? xb_malloc((size_t)ncols * sizeof(float)) : NULL;
-    if (vec)
-        for (int c = 0; c < ncols; c++) cmv[c] = col_range_(l, vec, xm, ncols, x, c);
+    float *cmv = vec ? col_ranges_(k, ncols, x) : NULL;
     const size_t plane = (size_t)ncols;
     unsigned *any = xb_calloc((size_t)rt * 2 * plane * sizeof(unsigned));
     unsigned char *neg = xb_calloc((size_t)rt * plane);
@@ -190,7 +191,6 @@ void xl_energy_observe(xb_xnet *xn, xlayer *l, int ncols, const float *x) {
             }
         }
     }
-    xb_free(cmv);
     int64_t reads = 0, skipped = 0, lat = 0, drives = 0, rtp = 0;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) reduction(+ : reads, skipped, lat, drives, rtp)
@@ -234,7 +234,7 @@ void xl_energy_observe(xb_xnet *xn, xlayer *l, int ncols, const float *x) {
             if (sampled_(en->seen + c0, en->stride)) cols[nsel++] = c0;
         if (!nsel) break;
         en->sampled += nsel;
-        for (int q = 0; q < nsel; q++) cms[q] = col_range_(l, vec, xm, ncols, x, cols[q]);
+        for (int q = 0; q < nsel; q++) cms[q] = vec ? cmv[cols[q]] : xm;
         for (int i = 0; i < k; i++) /* the sampled vectors, each contiguous */
             for (int q = 0; q < nsel; q++) xt[(size_t)q * k + i] = x[(size_t)i * ncols + cols[q]];
         for (int r = 0; r < rt; r++) {
@@ -270,6 +270,7 @@ void xl_energy_observe(xb_xnet *xn, xlayer *l, int ncols, const float *x) {
         }
     }
     xb_free(cms);
+    xb_free(cmv);
     xb_free(xt);
     xb_free(code);
     xb_free(val);
