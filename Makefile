@@ -35,7 +35,7 @@ ifeq ($(NATIVE),1)
 endif
 CFLAGS ?= $(O) $(ARCH)
 ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS) $(EXTRA_CFLAGS)
-LIBS := $(BLAS_LIBS) -lcjson -lcholmod -lm $(LDOMP)
+LIBS := $(BLAS_LIBS) -lcjson -lcholmod -lklu -lm $(LDOMP)
 
 SRC := $(sort $(wildcard src/*/*.c))
 OBJ := $(SRC:%.c=$(BUILD)/%.o)

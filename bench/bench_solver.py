@@ -43,7 +43,7 @@ def build_bench():
         blas_c, blas_l = "", "-lopenblas"
     exe = os.path.join(ROOT, BUILD, "bench_solver")
     cmd = " ".join(["cc -std=c11 -D_GNU_SOURCE -O3 -march=native -fopenmp -Iinclude -Isrc", blas_c,
-                    "-I/usr/include/suitesparse bench/bench_solver.c", lib, blas_l, "-lcjson -lcholmod -lm -o", exe])
+                    "-I/usr/include/suitesparse bench/bench_solver.c", lib, blas_l, "-lcjson -lcholmod -lklu -lm -o", exe])
     r = subprocess.run(cmd, shell=True, cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"bench_solver: compiling bench/bench_solver.c failed:\n{cmd}\n{r.stderr[-2000:]}")

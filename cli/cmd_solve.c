@@ -1,8 +1,10 @@
 /* cmd_solve.c -- `xbar solve`: a crossbar tile's output currents (and effective matrix) from its
  * conductances, input voltages and wire/driver/sense resistances.  The circuit: include/xb_solve.h.
  * --backward reads the tile transposed (columns driven, rows sensed): E is then Eb (cols, rows) and
- * V is (batch, cols). */
+ * V is (batch, cols).  --cell 1t1r solves a tile of 1T-1R cells by Newton's method (include/xb_cell.h): only
+ * the output currents, since such a tile has no effective matrix. */
 #include "cli.h"
+#include "xb_cell.h"
 #include "xb_solve.h"
 
 #include <stdlib.h>
@@ -33,6 +35,88 @@ static xb_status load_matrix(const char *flag, const char *path, xb_tensor *t, i
     return XB_OK;
 }
 
+/* --cell 1t1r: output currents by Newton's method; the linear-only outputs are refused. */
+static int solve_cell(xf_flag *f, int nf) {
+    static const char *const linear_only[] = {"effective", "admittance", "power", "backward"};
+    for (int k = 0; k < 4; k++)
+        if (xf_get(f, nf, linear_only[k])->set) {
+            fprintf(stderr, "xbar solve: error: --%s is not defined for --cell 1t1r: a tile of 1T-1R cells is not "
+                            "linear, so it has no effective matrix or input admittance\nHINT: give --v V.npy --out "
+                            "I.npy for the output currents of given inputs\n", linear_only[k]);
+            return 2;
+        }
+    if (xf_get(f, nf, "method")->set && xf_get(f, nf, "method")->i != XB_SOLVE_EXACT) {
+        fprintf(stderr, "xbar solve: error: --cell 1t1r is solved exactly (Newton's method) only\nHINT: drop --method\n");
+        return 2;
+    }
+    const char *gpath = xf_get(f, nf, "g")->s, *vpath = xf_get(f, nf, "v")->s, *opath = xf_get(f, nf, "out")->s;
+    if (!vpath || !opath) {
+        fprintf(stderr, "xbar solve: error: --cell 1t1r needs --v and --out\nHINT: give --v V.npy --out I.npy\n");
+        return 2;
+    }
+    xb_cell cell = xb_cell_1t1r_default();
+    double *par[4] = {&cell.v_gate_v, &cell.beta_a_per_v2, &cell.v_t_v, &cell.lambda_per_v};
+    static const char *const names[4] = {"v-gate-v", "beta-a-per-v2", "v-t-v", "lambda-per-v"};
+    for (int k = 0; k < 4; k++)
+        if (xf_get(f, nf, names[k])->set) *par[k] = xf_get(f, nf, names[k])->d;
+    xb_circuit c = {.r_wire_ohm = xf_get(f, nf, "r-wire")->d, .r_driver_ohm = xf_get(f, nf, "r-driver")->d,
+                    .r_sense_ohm = xf_get(f, nf, "r-sense")->d};
+    xb_cell_opts o = {.max_iter = (int)xf_get(f, nf, "newton-iters")->i, .tol_rel = xf_get(f, nf, "newton-tol")->d,
+                      .chord_rel = xf_get(f, nf, "newton-chord")->d};
+    xb_tensor g = {0}, v = {0}, i = {0};
+    int64_t rows, cols, batch, vrows;
+    xb_cell_stats st;
+    int ret = 1;
+    if (load_matrix("g", gpath, &g, &rows, &cols) || load_matrix("v", vpath, &v, &batch, &vrows)) goto fail;
+    if (g.ndim != 2) {
+        xb_errorf(XB_ERR_SHAPE, "%s: --g must be a (rows, cols) matrix, got 1 dimension. HINT: reshape it, e.g. "
+                  "g.reshape(1, -1) for one row", gpath);
+        goto fail;
+    }
+    if (vrows != rows) {
+        xb_errorf(XB_ERR_SHAPE, "%s: V has %lld entries per input but G has %lld rows. HINT: V is (batch, rows) with "
+                  "one voltage per crossbar row", vpath, (long long)vrows, (long long)rows);
+        goto fail;
+    }
+    if (rows > INT32_MAX || cols > INT32_MAX || batch > INT32_MAX) {
+        xb_errorf(XB_ERR_SHAPE, "%s: G or V is too large", gpath);
+        goto fail;
+    }
+    {
+        int64_t is[2] = {batch, cols};
+        i = v.ndim == 2 ? xb_tensor_alloc(XB_F64, 2, is) : xb_tensor_alloc(XB_F64, 1, is + 1);
+    }
+    if (xb_xbar_currents_cell(&c, &cell, (int)rows, (int)cols, g.data, (int)batch, v.data, i.data, &o, &st) ||
+        xb_npy_save(opath, &i))
+        goto fail;
+    if (xf_get(f, nf, "json")->i) {
+        printf("{\"rows\":%lld,\"cols\":%lld,\"batch\":%lld,\"cell\":\"1t1r\",\"v_gate_v\":%.17g,"
+               "\"beta_a_per_v2\":%.17g,\"v_t_v\":%.17g,\"lambda_per_v\":%.17g,\"r_wire\":%.17g,\"r_driver\":%.17g,"
+               "\"r_sense\":%.17g,\"unknowns\":%d,\"newton_iterations_max\":%d,\"newton_iterations_mean\":%.3f,\"factorizations_mean\":%.3f,"
+               "\"solve_ms\":%.4f,\"cells_by_regime\":{", (long long)rows, (long long)cols, (long long)batch,
+               cell.v_gate_v, cell.beta_a_per_v2, cell.v_t_v, cell.lambda_per_v, c.r_wire_ohm, c.r_driver_ohm,
+               c.r_sense_ohm, st.unknowns, st.iter_max, st.iter_mean, st.fact_mean, st.time_s * 1e3);
+        static const char *const reg[XB_MOS_REGIMES] = {"cutoff", "triode", "saturation", "reverse_cutoff",
+                                                        "reverse_triode", "reverse_saturation"};
+        for (int k = 0; k < XB_MOS_REGIMES; k++) printf("%s\"%s\":%lld", k ? "," : "", reg[k], (long long)st.regimes[k]);
+        printf("}}\n");
+    } else {
+        printf("solve: %lld x %lld tile of 1t1r cells (gate %g V), %lld inputs, %.3f ms, Newton iterations <= %d "
+               "(mean %.2f, %.2f factorizations); %lld triode, %lld saturated, %lld reverse-biased cells; wrote %s\n", (long long)rows,
+               (long long)cols, cell.v_gate_v, (long long)batch, st.time_s * 1e3, st.iter_max, st.iter_mean,
+               st.fact_mean, (long long)st.regimes[XB_MOS_TRIODE], (long long)st.regimes[XB_MOS_SAT],
+               (long long)(st.regimes[XB_MOS_REV_CUTOFF] + st.regimes[XB_MOS_REV_TRIODE] + st.regimes[XB_MOS_REV_SAT]),
+               opath);
+    }
+    ret = 0;
+fail:
+    if (ret) cli_fail("solve");
+    xb_tensor_free(&g);
+    xb_tensor_free(&v);
+    xb_tensor_free(&i);
+    return ret;
+}
+
 int cmd_solve(int argc, char **argv) {
     xf_flag f[] = {
         {"g", XF_STR, NULL, NULL, "conductances G (rows, cols) .npy, float64 siemens", 1},
@@ -50,12 +134,24 @@ int cmd_solve(int argc, char **argv) {
          "I_src = A V (exact method, forward read)"},
         {"power", XF_STR, NULL, NULL, "write the power each input vector draws from the sources, P = V^T A V "
          "(batch,) .npy, watts (needs --v; exact method, forward read)"},
+        {"cell", XF_CHOICE, "resistor", "resistor|1t1r", "cell type: a linear conductance, or G in series with a "
+         "level-1 NMOS (drain to the memristor, source and bulk at the column node, gate at --v-gate-v)"},
+        {"v-gate-v", XF_DOUBLE, NULL, NULL, "1t1r: gate voltage, V (default 0.7)"},
+        {"beta-a-per-v2", XF_DOUBLE, NULL, NULL, "1t1r: transistor KP*W/L, A/V^2 (default 2e-4)"},
+        {"v-t-v", XF_DOUBLE, NULL, NULL, "1t1r: threshold voltage, V (default 0.4)"},
+        {"lambda-per-v", XF_DOUBLE, NULL, NULL, "1t1r: channel-length modulation, 1/V (default 0.05)"},
+        {"newton-iters", XF_INT, "100", "1..", "1t1r: Newton iterations per input before it is an error"},
+        {"newton-tol", XF_DOUBLE, "1e-12", "0..", "1t1r: converged when the largest node update is at most this "
+         "times max(max |V|, 1 mV)"},
+        {"newton-chord", XF_DOUBLE, "1e-3", NULL, "1t1r: reuse the last Jacobian while the previous update was at "
+         "most this times max(max |V|, 1 mV) (same tolerance; negative: a fresh Jacobian every iteration)"},
         {"json", XF_BOOL, NULL, NULL, "print one JSON object with shapes and timings"},
     };
     const int nf = sizeof f / sizeof *f;
     const char *summary = "exact crossbar circuit solve: output currents I = V E and the effective matrix E";
     int rc = xf_parse("solve", summary, f, nf, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
+    if (xf_get(f, nf, "cell")->i == XB_CELL_1T1R) return solve_cell(f, nf);
     const char *gpath = xf_get(f, nf, "g")->s, *vpath = xf_get(f, nf, "v")->s;
     const char *opath = xf_get(f, nf, "out")->s, *epath = xf_get(f, nf, "effective")->s;
     if (!!vpath != !!opath) {
@@ -78,6 +174,12 @@ int cmd_solve(int argc, char **argv) {
                         "--effective E.npy or --admittance A.npy\n");
         return 2;
     }
+    static const char *const mos_flags[] = {"v-gate-v", "beta-a-per-v2", "v-t-v", "lambda-per-v"};
+    for (int k = 0; k < 4; k++)
+        if (xf_get(f, nf, mos_flags[k])->set) {
+            fprintf(stderr, "xbar solve: error: --%s applies to 1T-1R cells only\nHINT: add --cell 1t1r\n", mos_flags[k]);
+            return 2;
+        }
     xb_circuit c = {.r_wire_ohm = xf_get(f, nf, "r-wire")->d, .r_driver_ohm = xf_get(f, nf, "r-driver")->d,
                     .r_sense_ohm = xf_get(f, nf, "r-sense")->d};
     xb_solve_method method = (xb_solve_method)xf_get(f, nf, "method")->i;

@@ -23,6 +23,11 @@ r_sense -> ground, the current measured by a 0 V source).  Per case (non-square,
   * random column inputs V through ngspice against the --out currents (same tolerance);
   * Eb is not E^T there (the forward E of the same tile differs from Eb^T by > 1e-3), so a mapping that
     swapped the peripherals back would fail.
+1T-1R cells (`xbar solve --cell 1t1r`, Newton's method, include/xb_cell.h) are checked against ngspice on
+CELL_CASES, made by xbar_spice.py make --cell 1t1r (ngspice's LEVEL=1 NMOS): small and large tiles, low and
+high gate voltage, mild to severe wires, weak and strong drivers; together they hold triode, saturated and
+reverse-conducting cells (each case's regime counts come from xbar solve --json and must match the
+tool's).  Tolerance 1e-6 relative (measured: ~1e-10).
 Runs with /usr/bin/python3 (numpy) from tests/run_all.sh; XBAR_BIN names the binary (default
 build/xbar).  Prints "ref_solver: N passed, M failed" last; exits non-zero on any failure.
 """
@@ -68,6 +73,21 @@ BWD_CASES = [
     ("bwd-12x20-large-driver", 12, 20, 2, 5.0, 1e3, 10.0, 5e-4, []),
 ]
 BWD_RTOL = 1e-9
+
+# 1T-1R: name, rows, cols, batch, xbar_spice.py options (beside --cell 1t1r)
+CELL_CASES = [
+    ("1t1r-1x1", 1, 1, 3, []),
+    ("1t1r-8x8-mixed", 8, 8, 3, []),
+    ("1t1r-16x24-low-gate", 16, 24, 2, ["--v-gate", "0.5"]),
+    ("1t1r-24x16-high-gate", 24, 16, 2, ["--v-gate", "1.3"]),
+    ("1t1r-32x32-severe", 32, 32, 1, ["--r-wire", "10", "--g-max", "1e-3"]),
+    ("1t1r-12x20-large-sense", 12, 20, 2, ["--v-gate", "0.55", "--r-sense", "1e5", "--g-max", "1e-3"]),
+    ("1t1r-20x12-small-drivers", 20, 12, 2, ["--r-driver", "1", "--r-sense", "1", "--r-wire", "1"]),
+    ("1t1r-1x40-row", 1, 40, 2, ["--r-wire", "10", "--g-max", "1e-3", "--lambda", "0"]),
+    ("1t1r-40x1-column", 40, 1, 2, ["--r-wire", "10", "--g-max", "1e-3", "--beta", "5e-4", "--vt", "0.3"]),
+    ("1t1r-64x64", 64, 64, 1, []),
+]
+REGIMES = ["cutoff", "triode", "saturation", "reverse_cutoff", "reverse_triode", "reverse_saturation"]
 
 results = []
 
@@ -270,6 +290,46 @@ def check_backward(tmp, case, ex):
         report(err <= tol, f"{name} backward {m} vs ngspice", f"max rel {err:.3e} (tolerance {tol:.0e})")
 
 
+def check_cell_case(case_dir, name):
+    p = json.load(open(os.path.join(case_dir, "params.json")))
+    cand = os.path.join(case_dir, "I_1t1r.npy")
+    cmd = [XBAR, "solve", "--cell", "1t1r", "--g", os.path.join(case_dir, "G.npy"), "--v", os.path.join(case_dir, "V.npy"),
+           "--out", cand, "--r-wire", repr(p["r_wire"]), "--r-driver", repr(p["r_driver"]), "--r-sense",
+           repr(p["r_sense"]), "--v-gate-v", repr(p["v_gate"]), "--beta-a-per-v2", repr(p["beta"]), "--v-t-v",
+           repr(p["vt"]), "--lambda-per-v", repr(p["lambda"]), "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        report(False, name, f"xbar solve --cell 1t1r failed: {r.stderr.strip()}")
+        return {}
+    js = json.loads(r.stdout)
+    c = subprocess.run([PY, TOOL, "check", case_dir, cand, "--rtol", "1e-6"], capture_output=True, text=True)
+    per_mvm = js["solve_ms"] / p["batch"]
+    report(c.returncode == 0, f"{name} Newton vs ngspice",
+           f"{c.stdout.strip() or c.stderr.strip()} ({per_mvm:.2f} ms per input, ngspice "
+           f"{1e3 * p['ngspice_seconds'] / p['batch']:.0f} ms; {js['newton_iterations_max']} iterations)")
+    same = js["cells_by_regime"] == p["cells_by_regime"]
+    report(same, f"{name} regimes as the tool counts them", f"{js['cells_by_regime']}")
+    return js["cells_by_regime"]
+
+
+def check_cells(tmp, ex):
+    def make(case):
+        name, rows, cols, batch, opts = case
+        out = os.path.join(tmp, name)
+        cmd = [PY, TOOL, "make", out, "--cell", "1t1r", "--rows", str(rows), "--cols", str(cols), "--batch",
+               str(batch), "--seed", str(zlib.crc32(name.encode()) % 1000)] + opts
+        return case, out, subprocess.run(cmd, capture_output=True, text=True)
+    total = dict.fromkeys(REGIMES, 0)
+    for case, out, r in ex.map(make, CELL_CASES):
+        if r.returncode != 0:
+            report(False, case[0], f"xbar_spice.py make --cell 1t1r failed: {r.stderr.strip()[-300:]}")
+            continue
+        for k, v in check_cell_case(out, case[0]).items():
+            total[k] += v
+    report(total["triode"] > 0 and total["saturation"] > 0 and total["reverse_triode"] > 0,
+           "1t1r cases cover triode, saturated and reverse-conducting cells", f"{total}")
+
+
 def check_errors(tmp):
     """The command fails loudly (exit 1, message with a HINT) on bad input."""
     g = np.full((3, 4), 1e-5)
@@ -278,6 +338,7 @@ def check_errors(tmp):
     np.save(os.path.join(tmp, "ok_G.npy"), np.abs(g))
     np.save(os.path.join(tmp, "V5.npy"), np.zeros((2, 5)))
     np.save(os.path.join(tmp, "V3.npy"), np.zeros((2, 3)))
+    np.save(os.path.join(tmp, "V3b.npy"), np.full((2, 3), 0.3))
     out = os.path.join(tmp, "I_bad.npy")
     trials = [
         ("negative conductance", ["--g", "bad_G.npy", "--v", "V3.npy", "--out", out], 1, "G[1,2]"),
@@ -288,6 +349,14 @@ def check_errors(tmp):
         ("--backward V rows mismatch", ["--g", "ok_G.npy", "--v", "V3.npy", "--out", out, "--backward"], 1,
          "column (--backward)"),
         ("--backward negative conductance", ["--g", "bad_G.npy", "--effective", out, "--backward"], 1, "G[1,2]"),
+        ("1t1r has no effective matrix", ["--g", "ok_G.npy", "--effective", out, "--cell", "1t1r"], 2, "not linear"),
+        ("1t1r needs the inputs", ["--g", "ok_G.npy", "--cell", "1t1r"], 2, "--v and --out"),
+        ("1t1r without gate overdrive", ["--g", "ok_G.npy", "--v", "V3.npy", "--out", out, "--cell", "1t1r",
+                                         "--v-gate-v", "0.3"], 1, "v_gate_v - v_t_v"),
+        ("transistor flag without --cell 1t1r", ["--g", "ok_G.npy", "--v", "V3.npy", "--out", out, "--v-t-v", "0.3"],
+         2, "--cell 1t1r"),
+        ("1t1r iteration cap", ["--g", "ok_G.npy", "--v", "V3b.npy", "--out", out, "--cell", "1t1r", "--newton-iters",
+                                "1"], 1, "did not converge"),
     ]
     for name, args, want_rc, needle in trials:
         r = subprocess.run([XBAR, "solve", *args], capture_output=True, text=True, cwd=tmp)
@@ -324,6 +393,8 @@ def main():
         with cf.ThreadPoolExecutor(workers) as ex:
             for case in BWD_CASES:
                 check_backward(tmp, case, ex)
+        with cf.ThreadPoolExecutor(workers) as ex:
+            check_cells(tmp, ex)
         check_errors(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

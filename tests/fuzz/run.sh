@@ -51,7 +51,7 @@ declare -A MAXLEN=([npy]=4096 [safetensors]=8192 [cifar]=16384 [ini]=4096 [quant
 # the quant harness links the model (kernels, BLAS); the others need only their parser and src/core
 BLAS_INC=$(ls -d /usr/include/*/openblas-openmp 2>/dev/null | head -1)
 BLAS_LIB=$(ls -d /usr/lib/*/openblas-openmp 2>/dev/null | head -1)
-declare -A EXTRA=([quant]="-I$BLAS_INC -L$BLAS_LIB -Wl,-rpath,$BLAS_LIB -lopenblas -lcholmod -I/usr/include/suitesparse")
+declare -A EXTRA=([quant]="-I$BLAS_INC -L$BLAS_LIB -Wl,-rpath,$BLAS_LIB -lopenblas -lcholmod -lklu -I/usr/include/suitesparse")
 EXTRA[hw]=${EXTRA[quant]}
 
 build() {

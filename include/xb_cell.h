@@ -1,0 +1,105 @@
+/*
+ * xb_cell.h -- non-linear crossbar cells: 1T-1R (a memristor in series with an access NMOS) and the exact
+ * solve of a tile built from them (docs/solver.md, "Non-linear cells").
+ *
+ * The 1T-1R cell (i,j), the circuit of ../shared/tools/xbar_spice.py --cell 1t1r:
+ *   row node (i,j) -> memristor of conductance G[i,j] -> internal node d = the NMOS drain;
+ *   NMOS gate at v_gate_v (one common gate voltage), source and bulk at column node (i,j).
+ * The transistor is SPICE's level-1 (Shichman-Hodges) NMOS with channel-length modulation in both regions
+ * and no body effect: ngspice's LEVEL=1 with KP = beta_a_per_v2 (W = L), VTO = v_t_v, LAMBDA = lambda_per_v,
+ * GAMMA = 0.  With vgs = V(g) - V(s), vds = V(d) - V(s) >= 0 and vov = vgs - v_t_v:
+ *     cutoff      vov <= 0:          I = 0
+ *     triode      0 <= vds < vov:    I = beta (vov - vds/2) vds (1 + lambda vds)
+ *     saturation  vds >= vov > 0:    I = beta/2 vov^2 (1 + lambda vds)
+ * The device is symmetric: with V(d) < V(s) drain and source swap, I = -f(V(g) - V(d), V(s) - V(d)).  I and
+ * its first derivatives are continuous (C1).
+ *
+ * The tile: the linear circuit of xb_solve.h (drivers, row and column wire segments, sense resistors) with
+ * every cell's conductance replaced by the cell above.  Eliminating each cell's internal node (one scalar
+ * equation, G (V_r - V_d) = I_mos(V_d, V_c), monotone in V_d, solved by safeguarded Newton) leaves a
+ * two-terminal element I(V_r, V_c) with exact derivatives, so the nodal equations keep the linear
+ * solver's row and column nodes.  They are solved by damped Newton's method (docs/solver.md).
+ */
+#ifndef XB_CELL_H
+#define XB_CELL_H
+
+#include "xb_solve.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum xb_cell_type {
+    XB_CELL_RESISTOR = 0,   /* a linear conductance G (the circuit of xb_solve.h) */
+    XB_CELL_1T1R,           /* G in series with a level-1 NMOS, source at the column node */
+    XB_CELL_TYPE_COUNT
+} xb_cell_type;
+
+typedef struct xb_cell {
+    xb_cell_type type;
+    double v_gate_v;        /* gate voltage (V), common to the tile */
+    double beta_a_per_v2;   /* KP * W / L (A/V^2), > 0 */
+    double v_t_v;           /* threshold voltage (V); v_gate_v - v_t_v > 0 */
+    double lambda_per_v;    /* channel-length modulation (1/V), >= 0 */
+} xb_cell;
+
+/* A resistor cell; and the defaults of xbar_spice.py's 1t1r cases (0.7 V gate, 2e-4 A/V^2, 0.4 V, 0.05/V). */
+xb_cell xb_cell_resistor(void);
+xb_cell xb_cell_1t1r_default(void);
+const char *xb_cell_type_name(xb_cell_type t);        /* "resistor", "1t1r" */
+xb_status xb_cell_type_parse(const char *s, xb_cell_type *out);
+/* XB_ERR_ARG naming the parameter unless the cell is usable: finite parameters, beta > 0, lambda >= 0 and a
+ * positive gate overdrive v_gate_v > v_t_v (else every transistor is off). */
+xb_status xb_cell_validate(const xb_cell *c);
+
+/* Transistor regimes, as xbar_spice.py counts them: forward (V(d) >= V(s)) 0..2, reverse (swapped) 3..5. */
+enum { XB_MOS_CUTOFF = 0, XB_MOS_TRIODE, XB_MOS_SAT, XB_MOS_REV_CUTOFF, XB_MOS_REV_TRIODE, XB_MOS_REV_SAT,
+       XB_MOS_REGIMES };
+
+/* The NMOS alone: drain current (drain -> source, A) for gate, drain and source voltages, its derivatives in
+ * the drain and source voltages (S) and the regime.  Any output pointer but i may be NULL. */
+void xb_nmos_iv(const xb_cell *c, double vg, double vd, double vs, double *i, double *di_dvd, double *di_dvs,
+                int *regime);
+
+/* One 1T-1R cell between row voltage vr and column voltage vc: the current from row to column (A), its
+ * derivatives in vr and vc (S), the internal (drain) node's voltage vd and the transistor's regime.
+ * vd_guess (may be NULL) warm-starts the internal solve.  Any output but i may be NULL.  Exact to a few ulps
+ * of the node voltages: bisection-safeguarded Newton on the monotone internal equation. */
+void xb_cell_1t1r_current(const xb_cell *c, double g, double vr, double vc, const double *vd_guess, double *i,
+                          double *di_dvr, double *di_dvc, double *vd, int *regime);
+
+/* ---- the exact non-linear tile solve ------------------------------------------------------------- */
+typedef struct xb_cell_opts {
+    int max_iter;           /* Newton iterations per input before it is an error; 0: 100 */
+    double tol_rel;         /* converged when the largest node update <= tol_rel * max(max |V|, 1e-3) V;
+                               0: 1e-12 (the tolerance of xbar_spice.py's cross-check) */
+    double chord_rel;       /* keep the last factorized Jacobian (a chord step: one solve, no factorization)
+                               while the previous update was at most chord_rel * max(max |V|, 1e-3) V and each
+                               chord update shrinks at least 4x (else refactor and redo the step); the answer
+                               meets the same tolerance.  0: 1e-3; < 0: a fresh Jacobian every iteration */
+} xb_cell_opts;
+
+typedef struct xb_cell_stats {
+    double time_s;                    /* wall time of the whole call */
+    int unknowns;                     /* nodes solved for (row and column nodes not fixed by ideal ends) */
+    int iter_max;                     /* most Newton iterations any input needed */
+    double iter_mean;                 /* mean over the batch */
+    double fact_mean;                 /* Jacobian factorizations per input (mean) */
+    int64_t regimes[XB_MOS_REGIMES];  /* cells in each regime at the solution, whole batch */
+} xb_cell_stats;
+
+/* Output currents i (batch, cols) of a tile of cells `cell` with conductances g (rows, cols) for inputs
+ * v (batch, rows), circuit c (zero resistances are the ideal limits of xb_solve.h).  Resistor cells go
+ * through the exact linear solver; 1T-1R cells through damped Newton on the row and column nodes (sparse
+ * LU by KLU, one factorization per iteration; inputs run in parallel with OpenMP).  Without parasitics the
+ * per-cell currents are summed exactly.  Errors: bad shapes, conductances or cell parameters
+ * (XB_ERR_ARG/XB_ERR_SHAPE); no convergence within opts->max_iter iterations, naming the input and the last
+ * update (XB_ERR_NUMERIC) -- never a silent result.  opts and st may be NULL. */
+xb_status xb_xbar_currents_cell(const xb_circuit *c, const xb_cell *cell, int rows, int cols, const double *g,
+                                int batch, const double *v, double *i, const xb_cell_opts *opts,
+                                xb_cell_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
