@@ -86,6 +86,24 @@ static int solve_cell(xf_flag *f, int nf) {
         int64_t is[2] = {batch, cols};
         i = v.ndim == 2 ? xb_tensor_alloc(XB_F64, 2, is) : xb_tensor_alloc(XB_F64, 1, is + 1);
     }
+    if (xf_get(f, nf, "linearize-at")->set) {   /* the network path's linearization, for comparison */
+        const double vr = xf_get(f, nf, "linearize-at")->d;
+        if (!(vr > 0)) {
+            xb_errorf(XB_ERR_ARG, "--linearize-at %g: the read voltage must be > 0. HINT: e.g. --linearize-at 0.5", vr);
+            goto fail;
+        }
+        if (xb_cell_validate(&cell)) goto fail;
+        const double t1 = xb_time_s();
+        xb_cell_secant(&cell, vr, rows * cols, g.data, g.data);
+        if (xb_xbar_currents(XB_SOLVE_EXACT, &c, (int)rows, (int)cols, g.data, (int)batch, v.data, i.data, NULL, NULL) ||
+            xb_npy_save(opath, &i))
+            goto fail;
+        printf("solve: %lld x %lld tile of 1t1r cells linearized at %g V (secant conductances, exact linear circuit), "
+               "%lld inputs, %.3f ms; wrote %s\n", (long long)rows, (long long)cols, vr, (long long)batch,
+               (xb_time_s() - t1) * 1e3, opath);
+        ret = 0;
+        goto fail;
+    }
     if (xb_xbar_currents_cell(&c, &cell, (int)rows, (int)cols, g.data, (int)batch, v.data, i.data, &o, &st) ||
         xb_npy_save(opath, &i))
         goto fail;
@@ -143,6 +161,9 @@ int cmd_solve(int argc, char **argv) {
         {"newton-iters", XF_INT, "100", "1..", "1t1r: Newton iterations per input before it is an error"},
         {"newton-tol", XF_DOUBLE, "1e-12", "0..", "1t1r: converged when the largest node update is at most this "
          "times max(max |V|, 1 mV)"},
+        {"linearize-at", XF_DOUBLE, NULL, "0..", "1t1r: instead of Newton, the approximation networks use: each cell as "
+         "its secant conductance I(G, V, 0)/V at this read voltage V, then the exact linear circuit (exact without "
+         "parasitics for inputs of 0 or V)"},
         {"newton-chord", XF_DOUBLE, "1e-3", NULL, "1t1r: reuse the last Jacobian while the previous update was at "
          "most this times max(max |V|, 1 mV) (same tolerance; negative: a fresh Jacobian every iteration)"},
         {"json", XF_BOOL, NULL, NULL, "print one JSON object with shapes and timings"},

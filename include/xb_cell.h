@@ -68,6 +68,12 @@ void xb_nmos_iv(const xb_cell *c, double vg, double vd, double vs, double *i, do
 void xb_cell_1t1r_current(const xb_cell *c, double g, double vr, double vc, const double *vd_guess, double *i,
                           double *di_dvr, double *di_dvc, double *vd, int *regime);
 
+/* The secant conductances of n cells read at v_read with the column at 0 V: out[k] = I(g[k], v_read, 0) / v_read
+ * (out may be g).  With 1-bit input planes and no parasitics every driven cell sees exactly that, so the tile
+ * reads as a linear one with these conductances (exact); with parasitics it is the linearization at the nominal
+ * read (docs/solver.md measures how far it is from the Newton solve).  Resistor cells: out = g.  v_read > 0. */
+void xb_cell_secant(const xb_cell *c, double v_read, int64_t n, const double *g, double *out);
+
 /* ---- the exact non-linear tile solve ------------------------------------------------------------- */
 typedef struct xb_cell_opts {
     int max_iter;           /* Newton iterations per input before it is an error; 0: 100 */

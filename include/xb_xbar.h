@@ -48,6 +48,7 @@
 #define XB_XBAR_H
 
 #include "xbar.h"
+#include "xb_cell.h"
 #include "xb_solve.h"
 
 #ifdef __cplusplus
@@ -201,6 +202,13 @@ typedef struct xb_hw {
     /* [circuit] */
     xb_circuit circuit;
     xb_solver_kind solver;
+    /* [cell] (include/xb_cell.h): resistor, or a memristor in series with an access NMOS (1t1r); a 1t1r array is
+       read with 1-bit input planes (every driven row at 0 or v_read_v), so each cell is its secant conductance
+       I_cell(G, v_read_v, 0) / v_read_v -- exact without parasitics, a linearization at the nominal read with them */
+    xb_cell cell;
+    int n_vgate;                            /* per-layer gate voltages (v_gate_layers = name:volts, ...) */
+    char vgate_layer[XB_HW_MAX_DIGITAL][128];
+    double vgate_v[XB_HW_MAX_DIGITAL];
     /* [device] */
     xb_variation variation;
     double variation_sigma;     /* relative: fraction; absolute: siemens */
@@ -229,6 +237,8 @@ xb_status xb_hw_parse_string(const char *text, size_t len, const char *path, xb_
 /* 1 when mapped layer i (of n_mapped, named name) stays digital on hw: the first or last layer without
  * map_first / map_last, or one of digital_layers. */
 int xb_hw_layer_digital(const xb_hw *hw, const char *name, int i, int n_mapped);
+/* The cell of the layer named name: [cell] with the layer's v_gate_layers entry, if any. */
+xb_cell xb_hw_layer_cell(const xb_hw *hw, const char *name);
 xb_status xb_hw_validate(const xb_hw *hw);
 /* The fully resolved config: INI text (loadable again) or one JSON object. */
 void xb_hw_print(const xb_hw *hw, FILE *f, int json);

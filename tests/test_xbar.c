@@ -1483,8 +1483,95 @@ static void test_read_noise_fused(void **state) {
     xb_model_free(m);
 }
 
+/* ---- 1T-1R cells: with 1-bit input planes and no parasitics each cell reads as its secant conductance -------- */
+
+static void test_1t1r_secant_weights(void **state) {
+    (void)state;
+    float w[32];
+    xb_rng r;
+    xb_rng_seed(&r, 5, "test");
+    float s = 0;
+    for (int k = 0; k < 32; k++) {
+        w[k] = (float)(2 * xb_rng_uniform(&r) - 1);
+        s = fabsf(w[k]) > s ? fabsf(w[k]) : s;
+    }
+    xb_model *m = tiny_(w);
+    const char *base = "[tile]\nrows = 8\ncols = 8\n[mapping]\ng_min_s = 0\ng_max_s = 3e-5\n[input]\ndac_bits = 1\n"
+                       "bit_serial = true\ninput_bits = 8\nv_read_v = 0.5\n[cell]\ntype = 1t1r\n";
+    const double gmax = 3e-5;
+    char text[512];
+    float we[2][32];
+    const double vgs[2] = {0.7, 1.0};
+    for (int t = 0; t < 2; t++) {
+        snprintf(text, sizeof text, "%sv_gate_v = %g\n", base, vgs[t]);
+        xb_hw hw = hw_(text);
+        xb_xnet *xn = xnet_(&hw, m, 1);
+        memcpy(we[t], xb_xnet_effective_weights(xn, 0, 0), sizeof we[t]);
+        xb_xnet_free(xn);
+        /* the expected weights: each differential pair's targets through the cell's secant at v_read */
+        const xb_cell cell = xb_hw_layer_cell(&hw, "fc");
+        float want[32];
+        for (int k = 0; k < 32; k++) {
+            double gp = w[k] > 0 ? w[k] / s * gmax : 0, gn = w[k] < 0 ? -w[k] / s * gmax : 0, sp, sn;
+            xb_cell_secant(&cell, 0.5, 1, &gp, &sp);
+            xb_cell_secant(&cell, 0.5, 1, &gn, &sn);
+            want[k] = (float)((sp - sn) / gmax * s);
+        }
+        CHECK_CLOSE("1t1r effective weights = secant conductances", we[t], want, 32, 1e-6);
+        assert_true(rel_(we[t], w, 32) > 1e-3);   /* the transistor is not invisible */
+    }
+    /* a lower gate compresses the large conductances more */
+    assert_true(rel_(we[0], w, 32) > rel_(we[1], w, 32));
+    /* a per-layer gate voltage is that layer's */
+    snprintf(text, sizeof text, "%sv_gate_v = 1.0\nv_gate_layers = fc:0.7\n", base);
+    xb_hw hw = hw_(text);
+    xb_xnet *xn = xnet_(&hw, m, 1);
+    assert_memory_equal(xb_xnet_effective_weights(xn, 0, 0), we[0], sizeof we[0]);
+    xb_xnet_free(xn);
+    /* a huge, strongly driven transistor is a short: the linear crossbar */
+    snprintf(text, sizeof text, "%sv_gate_v = 50\nbeta_a_per_v2 = 100\nlambda_per_v = 0\n", base);
+    hw = hw_(text);
+    xn = xnet_(&hw, m, 1);
+    CHECK_CLOSE("1t1r fully on", xb_xnet_effective_weights(xn, 0, 0), w, 32, 1e-6);
+    xb_xnet_free(xn);
+    /* configs it cannot run are refused with the reason */
+    const char *bad[][2] = {
+        {"[cell]\ntype = 1t1r\n", "dac_bits = 1"},
+        {"[input]\ndac_bits = 1\n[cell]\ntype = 1t1r\nv_gate_v = 0.3\n", "not positive"},
+        {"[input]\ndac_bits = 1\n[cell]\ntype = 1t1r\nv_gate_layers = fc:0.2\n", "layer fc"},
+        {"[input]\ndac_bits = 1\n[cell]\ntype = 1t1r\nv_gate_layers = fc\n", "name:volts"},
+        {"[input]\ndac_bits = 1\n[cell]\ntype = 1t1r\nv_gate_layers = fc:abc\n", "not a number"},
+        {"[input]\ndac_bits = 1\n[cell]\ntype = 1t1r\nv_gate_layers = fc:0.8, fc:0.9\n", "twice"},
+        {"[input]\ndac_bits = 1\nsigned_inputs = bipolar\n[cell]\ntype = 1t1r\n", "split"},
+        {"[cell]\nv_gate_v = 0.8\n", "type = 1t1r only"},
+        {"[cell]\ntype = 2t2r\n", "resistor, 1t1r"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        xb_hw hb;
+        assert_int_equal(xb_hw_parse_string(bad[i][0], strlen(bad[i][0]), "test.cfg", &hb), XB_ERR_CONFIG);
+        if (!strstr(xb_last_error(), bad[i][1]) || !strstr(xb_last_error(), "test.cfg"))
+            fail_msg("config %zu: message lacks '%s': %s", i, bad[i][1], xb_last_error());
+    }
+    /* the printed config reads back the same */
+    snprintf(text, sizeof text, "%sv_gate_v = 0.9\nv_t_v = 0.35\nv_gate_layers = fc:0.7, other:1.1\n", base);
+    hw = hw_(text);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    xb_hw_print(&hw, f, 0);
+    fclose(f);
+    xb_hw h2 = hw_(buf);
+    free(buf);
+    assert_int_equal(h2.cell.type, XB_CELL_1T1R);
+    assert_true(h2.cell.v_gate_v == 0.9 && h2.cell.v_t_v == 0.35 && h2.n_vgate == 2);
+    assert_true(xb_hw_layer_cell(&h2, "other").v_gate_v == 1.1 && xb_hw_layer_cell(&h2, "x").v_gate_v == 0.9);
+    assert_false(xb_hw_is_ideal(&h2));
+    xb_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_1t1r_secant_weights),
         cmocka_unit_test(test_ideal_equals_software),
         cmocka_unit_test(test_grouped_conv),
         cmocka_unit_test(test_bit_slicing_exact),

@@ -142,3 +142,16 @@ void xb_cell_1t1r_current(const xb_cell *c, double g, double vr, double vc, cons
     if (vd) *vd = x;
     if (regime) *regime = reg;
 }
+
+void xb_cell_secant(const xb_cell *c, double v_read, int64_t n, const double *g, double *out) {
+    XB_ASSERT(c && v_read > 0 && (n == 0 || (g && out)));
+    if (c->type == XB_CELL_RESISTOR) {
+        if (out != g) memcpy(out, g, (size_t)n * sizeof(double));
+        return;
+    }
+    for (int64_t k = 0; k < n; k++) {
+        double i;
+        xb_cell_1t1r_current(c, g[k], v_read, 0, NULL, &i, NULL, NULL, NULL, NULL);
+        out[k] = i / v_read;
+    }
+}

@@ -4,6 +4,7 @@
 #include "xb_xbar.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const scheme_names[] = {"differential", "offset", NULL};
@@ -67,6 +68,8 @@ xb_hw xb_hw_default(void) {
     h.w_clip_percentile = 100;
     h.v_read_v = 0.2;
     h.signed_inputs = XB_SIGNED_SPLIT;
+    h.cell = xb_cell_1t1r_default();
+    h.cell.type = XB_CELL_RESISTOR;
     h.input_range = XB_RANGE_CALIBRATED;
     h.input_percentile = 100;
     h.adc_signal = XB_ADC_DIFFERENCE;
@@ -87,7 +90,7 @@ xb_hw xb_hw_default(void) {
 int xb_hw_is_ideal(const xb_hw *h) {
     int parasitic = h->solver != XB_SOLVER_NONE &&
                     (h->circuit.r_wire_ohm > 0 || h->circuit.r_driver_ohm > 0 || h->circuit.r_sense_ohm > 0);
-    return !parasitic && h->weight_bits == 0 && h->levels == 0 && h->dac_bits == 0 && h->adc_bits == 0 &&
+    return !parasitic && h->cell.type == XB_CELL_RESISTOR && h->weight_bits == 0 && h->levels == 0 && h->dac_bits == 0 && h->adc_bits == 0 &&
            (h->variation == XB_VAR_NONE || h->variation_sigma == 0) && h->read_noise_sigma == 0 &&
            h->stuck_at_gmin_rate == 0 && h->stuck_at_gmax_rate == 0 && h->drift_nu == 0 && h->drift_nu_sigma == 0;
 }
@@ -157,6 +160,23 @@ static xb_status validate_update_(const xb_hw *h, const char *p) {
 
 xb_status xb_hw_validate(const xb_hw *h) {
     const char *p = h->path[0] ? h->path : "hardware config";
+    if (h->cell.type == XB_CELL_1T1R) {
+        for (int k = -1; k < h->n_vgate; k++) {
+            xb_cell c = h->cell;
+            if (k >= 0) c.v_gate_v = h->vgate_v[k];
+            if (xb_cell_validate(&c)) {
+                char why[600];
+                snprintf(why, sizeof why, "%s", xb_last_error());
+                BAD("%s: [cell]%s%s: %s", p, k >= 0 ? " v_gate_layers, layer " : "", k >= 0 ? h->vgate_layer[k] : "", why);
+            }
+        }
+        if (h->dac_bits != 1 || h->signed_inputs != XB_SIGNED_SPLIT)
+            BAD("%s: [cell] type = 1t1r reads its arrays with 1-bit input planes (every driven row at 0 or v_read_v, "
+                "where a 1T-1R tile is linear in its inputs), but [input] has dac_bits = %d, signed_inputs = %s. HINT: "
+                "set dac_bits = 1 (bit_serial = true and input_bits for more input precision) and signed_inputs = split; "
+                "multi-level DACs and analog inputs are not supported for 1t1r yet (docs/hardware.md)", p, h->dac_bits,
+                signed_names[h->signed_inputs]);
+    }
     if (h->rows < 1 || h->rows > XB_HW_MAX_DIM || h->cols < 1 || h->cols > XB_HW_MAX_DIM)
         BAD("%s: tile of %d x %d cells; each side must be 1..%d. HINT: set [tile] rows and cols, e.g. 64", p, h->rows,
             h->cols, XB_HW_MAX_DIM);
@@ -295,8 +315,9 @@ xb_status xb_hw_validate(const xb_hw *h) {
 /* Parsing                                                                                           */
 /* ------------------------------------------------------------------------------------------------ */
 
-static const char *const sections[] = {"meta", "tile", "mapping", "input", "output", "circuit", "device", "update",
-                                       "arch", "energy", "pe", "tim", NULL};
+static const char *const sections[] = {"meta", "tile", "mapping", "input", "output", "circuit", "cell", "device",
+                                       "update", "arch", "energy", "pe", "tim", NULL};
+static const char *const cell_names[] = {"resistor", "1t1r", NULL};
 
 static xb_ini_section *sec_(xb_ini *ini, const char *type) {
     for (int i = 0; i < ini->n; i++)
@@ -320,6 +341,58 @@ static xb_status get_int_(xb_ini *ini, xb_ini_section *s, const char *key, long 
     TRY(xb_ini_int(ini, s, key, 0, def, lo, hi, &v));
     *out = (int)v;
     return XB_OK;
+}
+
+/* [cell]: the type, the transistor (defaults: xb_cell_1t1r_default) and per-layer gate voltages. */
+static xb_status parse_cell_(xb_ini *ini, xb_ini_section *s, xb_hw *h) {
+    const char *path = ini->path;
+    const xb_cell d = xb_cell_1t1r_default();
+    int e;
+    TRY(get_enum_(ini, s, "type", cell_names, XB_CELL_RESISTOR, &e));
+    h->cell.type = (xb_cell_type)e;
+    static const char *const mos_keys[] = {"v_gate_v", "beta_a_per_v2", "v_t_v", "lambda_per_v", "v_gate_layers"};
+    if (h->cell.type == XB_CELL_RESISTOR && s)
+        for (int k = 0; k < 5; k++) {
+            int line = 0;
+            if (xb_ini_raw(s, mos_keys[k], &line))
+                BAD("%s:%d: [cell] %s applies to type = 1t1r only. HINT: set type = 1t1r, or drop the key", path, line,
+                    mos_keys[k]);
+        }
+    TRY(xb_ini_double(ini, s, "v_gate_v", 0, d.v_gate_v, -100, 100, &h->cell.v_gate_v));
+    TRY(xb_ini_double(ini, s, "beta_a_per_v2", 0, d.beta_a_per_v2, 0, 1e6, &h->cell.beta_a_per_v2));
+    TRY(xb_ini_double(ini, s, "v_t_v", 0, d.v_t_v, -100, 100, &h->cell.v_t_v));
+    TRY(xb_ini_double(ini, s, "lambda_per_v", 0, d.lambda_per_v, 0, 100, &h->cell.lambda_per_v));
+    char buf[4096];
+    TRY(xb_ini_str(ini, s, "v_gate_layers", 0, "", NULL, buf, sizeof buf, NULL));
+    h->n_vgate = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+        char *colon = strrchr(tok, ':'), *end = NULL;
+        if (h->n_vgate == XB_HW_MAX_DIGITAL)
+            BAD("%s: [cell] v_gate_layers lists more than %d layers. HINT: set the common v_gate_v and list the others",
+                path, XB_HW_MAX_DIGITAL);
+        if (!colon || colon == tok)
+            BAD("%s: [cell] v_gate_layers entry '%.60s' is not name:volts. HINT: e.g. v_gate_layers = layer1.0.conv1:0.8, "
+                "fc:1.0", path, tok);
+        *colon = 0;
+        const double v = strtod(colon + 1, &end);
+        if (end == colon + 1 || *end || !isfinite(v))
+            BAD("%s: [cell] v_gate_layers: '%.60s' for layer %.60s is not a number of volts. HINT: e.g. %s:0.8", path,
+                colon + 1, tok, tok);
+        if (strlen(tok) >= sizeof h->vgate_layer[0]) BAD("%s: [cell] v_gate_layers: name '%.40s...' is too long", path, tok);
+        for (int k = 0; k < h->n_vgate; k++)
+            if (!strcmp(h->vgate_layer[k], tok)) BAD("%s: [cell] v_gate_layers names %s twice. HINT: keep one", path, tok);
+        snprintf(h->vgate_layer[h->n_vgate], sizeof h->vgate_layer[0], "%s", tok);
+        h->vgate_v[h->n_vgate++] = v;
+    }
+    return XB_OK;
+}
+
+xb_cell xb_hw_layer_cell(const xb_hw *hw, const char *name) {
+    xb_cell c = hw->cell;
+    for (int k = 0; name && k < hw->n_vgate; k++)
+        if (!strcmp(hw->vgate_layer[k], name)) c.v_gate_v = hw->vgate_v[k];
+    return c;
 }
 
 static xb_status parse_update_(xb_ini *ini, xb_ini_section *s, xb_update_cfg *u) {
@@ -452,6 +525,8 @@ static xb_status parse_(xb_ini *ini, xb_hw *h) {
     TRY(xb_ini_double(ini, s, "r_sense_ohm", 0, 0, 0, 1e12, &h->circuit.r_sense_ohm));
     TRY(get_enum_(ini, s, "solver", solver_names, XB_SOLVER_EXACT, &e)); h->solver = (xb_solver_kind)e;
 
+    TRY(parse_cell_(ini, sec_(ini, "cell"), h));
+
     s = sec_(ini, "device");
     TRY(get_enum_(ini, s, "variation", var_names, XB_VAR_NONE, &e)); h->variation = (xb_variation)e;
     TRY(xb_ini_double(ini, s, "variation_sigma", 0, 0, 0, 1e3, &h->variation_sigma));
@@ -569,6 +644,18 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
                 bm_names[h->bound_management], h->bound_management_max_steps);
         fprintf(f, "\"circuit\":{\"r_wire_ohm\":%.9g,\"r_driver_ohm\":%.9g,\"r_sense_ohm\":%.9g,\"solver\":\"%s\"},",
                 h->circuit.r_wire_ohm, h->circuit.r_driver_ohm, h->circuit.r_sense_ohm, solver_names[h->solver]);
+        fprintf(f, "\"cell\":{\"type\":\"%s\"", cell_names[h->cell.type]);
+        if (h->cell.type == XB_CELL_1T1R) {
+            fprintf(f, ",\"v_gate_v\":%.9g,\"beta_a_per_v2\":%.9g,\"v_t_v\":%.9g,\"lambda_per_v\":%.9g,\"v_gate_layers\":{",
+                    h->cell.v_gate_v, h->cell.beta_a_per_v2, h->cell.v_t_v, h->cell.lambda_per_v);
+            for (int k = 0; k < h->n_vgate; k++) {
+                fprintf(f, "%s", k ? "," : "");
+                json_str_(f, h->vgate_layer[k]);
+                fprintf(f, ":%.9g", h->vgate_v[k]);
+            }
+            fputc('}', f);
+        }
+        fprintf(f, "},");
         fprintf(f, "\"device\":{\"variation\":\"%s\",\"variation_sigma\":%.9g,\"variation_mode\":\"%s\","
                    "\"variation_clip\":\"%s\",\"read_noise_sigma\":%.9g,\"read_noise_mode\":\"%s\","
                    "\"stuck_at_gmin_rate\":%.9g,\"stuck_at_gmax_rate\":%.9g,\"drift_nu\":%.9g,\"drift_nu_sigma\":%.9g,"
@@ -610,6 +697,16 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
             h->bound_management_max_steps);
     fprintf(f, "\n[circuit]\nr_wire_ohm = %.9g\nr_driver_ohm = %.9g\nr_sense_ohm = %.9g\nsolver = %s\n",
             h->circuit.r_wire_ohm, h->circuit.r_driver_ohm, h->circuit.r_sense_ohm, solver_names[h->solver]);
+    fprintf(f, "\n[cell]\ntype = %s\n", cell_names[h->cell.type]);
+    if (h->cell.type == XB_CELL_1T1R) {
+        fprintf(f, "v_gate_v = %.17g\nbeta_a_per_v2 = %.17g\nv_t_v = %.17g\nlambda_per_v = %.17g\n", h->cell.v_gate_v,
+                h->cell.beta_a_per_v2, h->cell.v_t_v, h->cell.lambda_per_v);
+        if (h->n_vgate) {
+            fprintf(f, "v_gate_layers =");
+            for (int k = 0; k < h->n_vgate; k++) fprintf(f, "%s %s:%.17g", k ? "," : "", h->vgate_layer[k], h->vgate_v[k]);
+            fputc('\n', f);
+        }
+    }
     fprintf(f, "\n[device]\nvariation = %s\nvariation_sigma = %.9g\nvariation_mode = %s\nvariation_clip = %s\n"
                "read_noise_sigma = %.9g\nread_noise_mode = %s\nstuck_at_gmin_rate = %.9g\nstuck_at_gmax_rate = %.9g\n"
                "drift_nu = %.9g\ndrift_nu_sigma = %.9g\ndrift_t_s = %.9g\ndrift_t0_s = %.9g\ndrift_compensation = %s\n",

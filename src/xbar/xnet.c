@@ -423,6 +423,8 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
 }
 
 /* One logical tile: targets -> devices -> effective matrices -> the layer's matrices. */
+static xb_status tile_reads_(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, double *e, void *ws, int solve,
+                             const xb_solve_plan *plan, const xb_solve_plan *plan_bwd, const double *e0);
 static xb_status assemble_tile_(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, const double *e,
                                 const double *e0);
 
@@ -491,6 +493,10 @@ static xb_status tile_devices_(xb_xnet *xn, xlayer *l, int r, int c, double *gt,
             xb_device_counts c0 = {0};
             memcpy(gt0 + a * RC, gt + a * RC, (size_t)RC * sizeof(double));
             xb_device_program(&hw0, RC, gt0 + a * RC, &ar, &c0);
+            if (hw->cell.type != XB_CELL_RESISTOR) {   /* read as xl_tile_build reads: secant conductances */
+                const xb_cell cell = xb_hw_layer_cell(hw, l->st.name);
+                xb_cell_secant(&cell, hw->v_read_v, RC, gt0 + a * RC, gt0 + a * RC);
+            }
             xb_status st = xn->parasitic
                                ? xb_solve_plan_effective(xn->plan, &hw->circuit, gt0 + a * RC, e0 + a * RC, ws, NULL)
                                : XB_OK;
@@ -509,6 +515,22 @@ static xb_status tile_devices_(xb_xnet *xn, xlayer *l, int r, int c, double *gt,
  * drift_compensation = column, or NULL). */
 xb_status xl_tile_build(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, double *e, void *ws, int solve,
                         const xb_solve_plan *plan, const xb_solve_plan *plan_bwd, const double *e0) {
+    const xb_map_geom *g = &l->g;
+    const int64_t RC = (int64_t)g->R * g->C;
+    double *gr = NULL;   /* 1T-1R cells: the arrays read as their secant conductances (include/xb_cell.h) */
+    if (solve && xn->hw.cell.type != XB_CELL_RESISTOR) {
+        const xb_cell cell = xb_hw_layer_cell(&xn->hw, l->st.name);
+        gr = xb_malloc((size_t)(g->arrays * RC) * sizeof(double));
+        xb_cell_secant(&cell, xn->hw.v_read_v, g->arrays * RC, gt, gr);
+        gt = gr;
+    }
+    xb_status bs = tile_reads_(xn, l, r, c, gt, e, ws, solve, plan, plan_bwd, e0);
+    xb_free(gr);
+    return bs;
+}
+
+static xb_status tile_reads_(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, double *e, void *ws, int solve,
+                             const xb_solve_plan *plan, const xb_solve_plan *plan_bwd, const double *e0) {
     const xb_map_geom *g = &l->g;
     const int64_t RC = (int64_t)g->R * g->C;
     int solved = 0;
