@@ -43,4 +43,5 @@ int cmd_infer(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_solve(int argc, char **argv);
 int cmd_energy(int argc, char **argv);
+int cmd_neat(int argc, char **argv);
 #endif

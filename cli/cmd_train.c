@@ -302,6 +302,12 @@ int cmd_train(int argc, char **argv) {
                                                    "the run's start, clipped after every step (0: off)"},
         {"wct-penalty", XF_DOUBLE, "0", "0..1e9", "--wct-percentile: instead of the clip, lambda sum (|w| - c)^2 over "
                                                  "the weights beyond c joins the loss"},
+        {"neat-hw", XF_STR, NULL, NULL, "NEAT's clip-and-retrain (docs/neat.md): every mapped layer's weights clipped to "
+                                        "its weight cut-off on this 1T-1R config (its gate voltages, [cell]) at the start "
+                                        "and after every --neat-every-th step; OUT/wct.json keeps the pre-clip mapping "
+                                        "scales for xbar eval --w-scales"},
+        {"neat-every", XF_INT, "0", "0..", "--neat-hw: steps between clips, the retraining of one round (0: every step)"},
+        {"neat-tolerance", XF_DOUBLE, "0.025", "0..1", "--neat-hw: the tolerance metric's threshold"},
         {"xprune", XF_STR, NULL, NULL, "crossbar-aware structured pruning (docs/pruning.md): xcs (column segments: one "
                                        "output's weights in one row tile) or xrs (row segments: one input's weights "
                                        "in one column tile) of the tiles of --xprune-hw; group lasso by "
@@ -440,6 +446,7 @@ int cmd_train(int argc, char **argv) {
     if (!s && (rep.prune || rep.pr) && o.resume && strcmp(qz.path, o.resume) == 0) o.model_cfg = qz.text; /* after a cut */
     hk.epoch_begin = rep.ad || rep.pr ? train_epoch_begin : NULL;
     if (!s) s = train_wct_setup(f, n, &o, m, out, &rep);
+    if (!s) s = train_neat_setup(f, n, &o, m, out, &rep);
     if (!s) s = train_xprune_setup(f, n, &o, m, hwpath, &rep);
     if (rep.xp) hk.epoch_begin = train_epoch_begin;
     if (rep.ad || rep.wct || rep.xp) hk.after_backward = train_after_backward;

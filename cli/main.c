@@ -12,6 +12,7 @@ static const command commands[] = {
     {"info", cmd_info, "a model's layer table: shapes, parameters, MACs"},
     {"solve", cmd_solve, "exact crossbar circuit solve: output currents and effective matrix"},
     {"energy", cmd_energy, "energy, latency and area per image on the hardware of a config"},
+    {"neat", cmd_neat, "NEAT on 1T-1R crossbars: cut-off conductances, weight cut-offs, per-layer gate voltages"},
 };
 
 static void usage(FILE *f) {

@@ -20,7 +20,8 @@ typedef struct reporter_ {
     xb_status pr_save;
     const xb_dataset *train;      /* the data scores' images */
     int batch;
-    xb_wct *wct;                  /* --wct-percentile */
+    xb_wct *wct;                  /* --wct-percentile, or --neat-hw's cut-offs */
+    int64_t wct_every;            /* clip after every wct_every-th step (0 or 1: every step) */
     xb_xprune *xp;                /* --xprune */
     int xp_start, xp_resume;      /* xp_resume: the mask comes from the checkpoint's zeros, once it is loaded */
     double xp_target;
@@ -38,5 +39,6 @@ xb_status train_after_update(void *ctx, xb_model *m, int64_t step);
 xb_status train_pruner_setup(xf_flag *f, int n, const char *kind, const xb_train_opts *o, xb_model *m,
                              const xb_dataset *train, const char *out, const char *hwpath, reporter_ *rp);
 xb_status train_wct_setup(xf_flag *f, int n, const xb_train_opts *o, xb_model *m, const char *out, reporter_ *rp);
+xb_status train_neat_setup(xf_flag *f, int n, const xb_train_opts *o, xb_model *m, const char *out, reporter_ *rp);
 xb_status train_xprune_setup(xf_flag *f, int n, const xb_train_opts *o, xb_model *m, const char *hwpath, reporter_ *rp);
 #endif

@@ -2,6 +2,7 @@
  * at epoch starts, weight-constrained training, crossbar-aware pruning; and the set-up of each from the
  * flags.  The surgery itself runs in cmd_train.c between two calls of the trainer. */
 #include "train.h"
+#include "xb_neat.h"
 #include "xb_xbar.h"
 
 #include <stdlib.h>
@@ -61,8 +62,7 @@ xb_status train_after_backward(void *ctx, xb_model *m, int64_t step) {
 
 xb_status train_after_update(void *ctx, xb_model *m, int64_t step) {
     reporter_ *rp = ctx;
-    (void)step;
-    if (rp->wct) xb_wct_clip(rp->wct, m);
+    if (rp->wct && (rp->wct_every <= 1 || (step + 1) % rp->wct_every == 0)) xb_wct_clip(rp->wct, m);
     if (rp->xp) xb_xprune_apply(rp->xp, m);
     return XB_OK;
 }
@@ -104,6 +104,43 @@ xb_status train_wct_setup(xf_flag *f, int n, const xb_train_opts *o, xb_model *m
     } else if (!st) {
         xb_wct_clip(rp->wct, m);
     }
+    snprintf(rp->wct_path, sizeof rp->wct_path, "%s/wct.json", out);
+    return st;
+}
+
+/* --neat-hw: NEAT's clip-and-retrain (docs/neat.md).  The bounds are the layers' weight cut-offs at their gate
+ * voltages on that 1T-1R config, the mapping scales the run's starting max |w| (both in OUT/wct.json, for xbar
+ * eval --w-scales); the clip at the start and after every --neat-every-th step.  On --resume both come from the
+ * wct.json beside the checkpoint. */
+xb_status train_neat_setup(xf_flag *f, int n, const xb_train_opts *o, xb_model *m, const char *out, reporter_ *rp) {
+    const char *path = xf_get(f, n, "neat-hw")->s;
+    if (!path) {
+        if (xf_get(f, n, "neat-every")->set || xf_get(f, n, "neat-tolerance")->set)
+            return xb_errorf(XB_ERR_ARG, "--neat-every and --neat-tolerance need --neat-hw HW.cfg (the 1T-1R config "
+                             "whose cut-offs the weights are clipped to)");
+        return XB_OK;
+    }
+    if (rp->wct) return xb_errorf(XB_ERR_ARG, "--neat-hw: not with --wct-percentile (both clip the weights; give one)");
+    xb_hw h;
+    xb_status st = xb_hw_load(path, &h);
+    const int nm = xb_model_n_mapped(m);
+    xb_neat_layer *L = calloc((size_t)nm + 1, sizeof *L);
+    double *b = calloc((size_t)nm + 1, sizeof *b);
+    if (!L || !b) st = xb_errorf(XB_ERR_NOMEM, "out of memory");
+    if (!st) st = xb_neat_layers(&h, m, xf_get(f, n, "neat-tolerance")->d, &h.cell.v_gate_v, 1, 100, L);
+    for (int i = 0; !st && i < nm; i++) b[i] = L[i].digital ? 1e30 : L[i].w_cut;
+    if (!st) st = xb_wct_init_bounds(m, b, &rp->wct);
+    free(L);
+    free(b);
+    if (!st && o->resume) {
+        char jp[1100];
+        const char *sl = strrchr(o->resume, '/');
+        snprintf(jp, sizeof jp, "%.*swct.json", sl ? (int)(sl - o->resume + 1) : 0, o->resume);
+        st = xb_wct_load(rp->wct, m, jp);
+    } else if (!st) {
+        xb_wct_clip(rp->wct, m);
+    }
+    rp->wct_every = xf_get(f, n, "neat-every")->i;
     snprintf(rp->wct_path, sizeof rp->wct_path, "%s/wct.json", out);
     return st;
 }

@@ -74,6 +74,12 @@ void xb_cell_1t1r_current(const xb_cell *c, double g, double vr, double vc, cons
  * read (docs/solver.md measures how far it is from the Newton solve).  Resistor cells: out = g.  v_read > 0. */
 void xb_cell_secant(const xb_cell *c, double v_read, int64_t n, const double *g, double *out);
 
+/* The cell's small-signal conductance, g in series with the transistor's on-conductance at vds = 0 and the
+ * source at 0 V, g0 = beta (v_gate - v_t): g g0 / (g + g0); and its inverse, the memristor conductance that gives
+ * the small-signal conductance t < g0: t g0 / (g0 - t).  Resistor cells: g itself. */
+double xb_cell_small_signal(const xb_cell *c, double g);
+double xb_cell_memristor_for(const xb_cell *c, double t);
+
 /* ---- the exact non-linear tile solve ------------------------------------------------------------- */
 typedef struct xb_cell_opts {
     int max_iter;           /* Newton iterations per input before it is an error; 0: 100 */

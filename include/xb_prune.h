@@ -121,6 +121,8 @@ void xb_pruner_print(const xb_pruner *p, const xb_model *m, FILE *f, int json);
  * after every backward) and nothing is clipped.  [R: the mechanics are methods.md's reconstruction.] */
 typedef struct xb_wct xb_wct;
 xb_status xb_wct_init(const xb_model *m, double percentile, double penalty, xb_wct **out);
+/* the same with given bounds, one per mapped layer (NEAT's weight cut-offs, include/xb_neat.h); clip only */
+xb_status xb_wct_init_bounds(const xb_model *m, const double *bounds, xb_wct **out);
 void xb_wct_free(xb_wct *w);
 /* the penalty's gradient into the model's gradients (nothing with penalty 0) */
 void xb_wct_grad(const xb_wct *w, xb_model *m);

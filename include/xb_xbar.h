@@ -206,6 +206,9 @@ typedef struct xb_hw {
        read with 1-bit input planes (every driven row at 0 or v_read_v), so each cell is its secant conductance
        I_cell(G, v_read_v, 0) / v_read_v -- exact without parasitics, a linearization at the nominal read with them */
     xb_cell cell;
+    int cell_compensate;                    /* 1t1r: weights map linearly onto the cells' small-signal conductances
+                                               (the memristor programmed through the transistor's on-resistance,
+                                               xb_cell_memristor_for); 0: onto the memristor conductances */
     int n_vgate;                            /* per-layer gate voltages (v_gate_layers = name:volts, ...) */
     char vgate_layer[XB_HW_MAX_DIGITAL][128];
     double vgate_v[XB_HW_MAX_DIGITAL];

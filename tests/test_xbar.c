@@ -6,6 +6,7 @@
  * utilization, determinism across thread counts, calibration (the documented nearest-rank percentiles,
  * counted fallbacks), digital layers, and the Monte-Carlo evaluation with its JSON report. */
 #include "testutil.h"
+#include "xb_neat.h"
 #include "xb_xbar.h"
 
 #include <cJSON.h>
@@ -1502,28 +1503,37 @@ static void test_1t1r_secant_weights(void **state) {
     char text[512];
     float we[2][32];
     const double vgs[2] = {0.7, 1.0};
-    for (int t = 0; t < 2; t++) {
-        snprintf(text, sizeof text, "%sv_gate_v = %g\n", base, vgs[t]);
-        xb_hw hw = hw_(text);
-        xb_xnet *xn = xnet_(&hw, m, 1);
-        memcpy(we[t], xb_xnet_effective_weights(xn, 0, 0), sizeof we[t]);
-        xb_xnet_free(xn);
-        /* the expected weights: each differential pair's targets through the cell's secant at v_read */
-        const xb_cell cell = xb_hw_layer_cell(&hw, "fc");
-        float want[32];
-        for (int k = 0; k < 32; k++) {
-            double gp = w[k] > 0 ? w[k] / s * gmax : 0, gn = w[k] < 0 ? -w[k] / s * gmax : 0, sp, sn;
-            xb_cell_secant(&cell, 0.5, 1, &gp, &sp);
-            xb_cell_secant(&cell, 0.5, 1, &gn, &sn);
-            want[k] = (float)((sp - sn) / gmax * s);
+    for (int comp = 0; comp < 2; comp++)
+        for (int t = 0; t < 2; t++) {
+            snprintf(text, sizeof text, "%sv_gate_v = %g\ncompensate = %s\n", base, vgs[t], comp ? "true" : "false");
+            xb_hw hw = hw_(text);
+            xb_xnet *xn = xnet_(&hw, m, 1);
+            memcpy(we[t], xb_xnet_effective_weights(xn, 0, 0), sizeof we[t]);
+            xb_xnet_free(xn);
+            /* the expected weights: each differential pair's target (a memristor conductance, or with compensate
+             * the cell's small-signal conductance, whose memristor is behind it) read through the cell's secant */
+            const xb_cell cell = xb_hw_layer_cell(&hw, "fc");
+            const double top = comp ? xb_cell_small_signal(&cell, gmax) : gmax;
+            float want[32];
+            for (int k = 0; k < 32; k++) {
+                double gp = w[k] > 0 ? w[k] / s * top : 0, gn = w[k] < 0 ? -w[k] / s * top : 0, sp, sn;
+                if (comp) { gp = xb_cell_memristor_for(&cell, gp); gn = xb_cell_memristor_for(&cell, gn); }
+                xb_cell_secant(&cell, 0.5, 1, &gp, &sp);
+                xb_cell_secant(&cell, 0.5, 1, &gn, &sn);
+                want[k] = (float)((sp - sn) / top * s);
+            }
+            CHECK_CLOSE("1t1r effective weights = secant conductances", we[t], want, 32, 1e-6);
+            assert_true(rel_(we[t], w, 32) > 1e-4);   /* the transistor is not invisible */
+            if (comp) {   /* what is left is the non-linearity: at most the tolerance metric of the largest cell */
+                const double tm = xb_cell_tolerance(&cell, gmax, 0.5);
+                if (!(rel_(we[t], w, 32) <= tm + 1e-6))
+                    fail_msg("V_g %g: compensated weights off by %.3g, tolerance metric %.3g", vgs[t], rel_(we[t], w, 32), tm);
+            }
         }
-        CHECK_CLOSE("1t1r effective weights = secant conductances", we[t], want, 32, 1e-6);
-        assert_true(rel_(we[t], w, 32) > 1e-3);   /* the transistor is not invisible */
-    }
     /* a lower gate compresses the large conductances more */
     assert_true(rel_(we[0], w, 32) > rel_(we[1], w, 32));
     /* a per-layer gate voltage is that layer's */
-    snprintf(text, sizeof text, "%sv_gate_v = 1.0\nv_gate_layers = fc:0.7\n", base);
+    snprintf(text, sizeof text, "%sv_gate_v = 1.0\nv_gate_layers = fc:0.7\ncompensate = true\n", base);
     xb_hw hw = hw_(text);
     xb_xnet *xn = xnet_(&hw, m, 1);
     assert_memory_equal(xb_xnet_effective_weights(xn, 0, 0), we[0], sizeof we[0]);

@@ -52,6 +52,21 @@ xb_status xb_wct_init(const xb_model *m, double percentile, double penalty, xb_w
     return XB_OK;
 }
 
+xb_status xb_wct_init_bounds(const xb_model *m, const double *bounds, xb_wct **out) {
+    xb_status st = xb_wct_init(m, 100, 0, out);   /* s0 and the layer list; then the given bounds */
+    if (st) return st;
+    for (int i = 0; i < (*out)->n; i++) {
+        if (!(bounds[i] >= 0)) {
+            xb_wct_free(*out);
+            *out = NULL;
+            return xb_errorf(XB_ERR_ARG, "weight constraint: bound %g of mapped layer %d. HINT: bounds are >= 0", bounds[i], i);
+        }
+        (*out)->c[i] = bounds[i];
+    }
+    (*out)->percentile = 0;   /* saved as 0: the bounds were given (NEAT's cut-offs), not a percentile */
+    return XB_OK;
+}
+
 void xb_wct_free(xb_wct *w) {
     if (!w) return;
     free(w->c);

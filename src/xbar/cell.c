@@ -155,3 +155,15 @@ void xb_cell_secant(const xb_cell *c, double v_read, int64_t n, const double *g,
         out[k] = i / v_read;
     }
 }
+
+double xb_cell_small_signal(const xb_cell *c, double g) {
+    if (c->type == XB_CELL_RESISTOR) return g;
+    const double g0 = c->beta_a_per_v2 * (c->v_gate_v - c->v_t_v);
+    return g * g0 / (g + g0);
+}
+
+double xb_cell_memristor_for(const xb_cell *c, double t) {
+    if (c->type == XB_CELL_RESISTOR) return t;
+    const double g0 = c->beta_a_per_v2 * (c->v_gate_v - c->v_t_v);
+    return t * g0 / (g0 - t);
+}

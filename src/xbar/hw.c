@@ -70,6 +70,7 @@ xb_hw xb_hw_default(void) {
     h.signed_inputs = XB_SIGNED_SPLIT;
     h.cell = xb_cell_1t1r_default();
     h.cell.type = XB_CELL_RESISTOR;
+    h.cell_compensate = 1;
     h.input_range = XB_RANGE_CALIBRATED;
     h.input_percentile = 100;
     h.adc_signal = XB_ADC_DIFFERENCE;
@@ -350,9 +351,10 @@ static xb_status parse_cell_(xb_ini *ini, xb_ini_section *s, xb_hw *h) {
     int e;
     TRY(get_enum_(ini, s, "type", cell_names, XB_CELL_RESISTOR, &e));
     h->cell.type = (xb_cell_type)e;
-    static const char *const mos_keys[] = {"v_gate_v", "beta_a_per_v2", "v_t_v", "lambda_per_v", "v_gate_layers"};
+    static const char *const mos_keys[] = {"v_gate_v", "beta_a_per_v2", "v_t_v", "lambda_per_v", "v_gate_layers",
+                                           "compensate"};
     if (h->cell.type == XB_CELL_RESISTOR && s)
-        for (int k = 0; k < 5; k++) {
+        for (int k = 0; k < 6; k++) {
             int line = 0;
             if (xb_ini_raw(s, mos_keys[k], &line))
                 BAD("%s:%d: [cell] %s applies to type = 1t1r only. HINT: set type = 1t1r, or drop the key", path, line,
@@ -362,6 +364,7 @@ static xb_status parse_cell_(xb_ini *ini, xb_ini_section *s, xb_hw *h) {
     TRY(xb_ini_double(ini, s, "beta_a_per_v2", 0, d.beta_a_per_v2, 0, 1e6, &h->cell.beta_a_per_v2));
     TRY(xb_ini_double(ini, s, "v_t_v", 0, d.v_t_v, -100, 100, &h->cell.v_t_v));
     TRY(xb_ini_double(ini, s, "lambda_per_v", 0, d.lambda_per_v, 0, 100, &h->cell.lambda_per_v));
+    TRY(xb_ini_bool(ini, s, "compensate", 0, 1, &h->cell_compensate));
     char buf[4096];
     TRY(xb_ini_str(ini, s, "v_gate_layers", 0, "", NULL, buf, sizeof buf, NULL));
     h->n_vgate = 0;
@@ -646,8 +649,9 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
                 h->circuit.r_wire_ohm, h->circuit.r_driver_ohm, h->circuit.r_sense_ohm, solver_names[h->solver]);
         fprintf(f, "\"cell\":{\"type\":\"%s\"", cell_names[h->cell.type]);
         if (h->cell.type == XB_CELL_1T1R) {
-            fprintf(f, ",\"v_gate_v\":%.9g,\"beta_a_per_v2\":%.9g,\"v_t_v\":%.9g,\"lambda_per_v\":%.9g,\"v_gate_layers\":{",
-                    h->cell.v_gate_v, h->cell.beta_a_per_v2, h->cell.v_t_v, h->cell.lambda_per_v);
+            fprintf(f, ",\"v_gate_v\":%.9g,\"beta_a_per_v2\":%.9g,\"v_t_v\":%.9g,\"lambda_per_v\":%.9g,\"compensate\":%s,"
+                       "\"v_gate_layers\":{", h->cell.v_gate_v, h->cell.beta_a_per_v2, h->cell.v_t_v, h->cell.lambda_per_v,
+                    h->cell_compensate ? "true" : "false");
             for (int k = 0; k < h->n_vgate; k++) {
                 fprintf(f, "%s", k ? "," : "");
                 json_str_(f, h->vgate_layer[k]);
@@ -699,8 +703,9 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
             h->circuit.r_wire_ohm, h->circuit.r_driver_ohm, h->circuit.r_sense_ohm, solver_names[h->solver]);
     fprintf(f, "\n[cell]\ntype = %s\n", cell_names[h->cell.type]);
     if (h->cell.type == XB_CELL_1T1R) {
-        fprintf(f, "v_gate_v = %.17g\nbeta_a_per_v2 = %.17g\nv_t_v = %.17g\nlambda_per_v = %.17g\n", h->cell.v_gate_v,
-                h->cell.beta_a_per_v2, h->cell.v_t_v, h->cell.lambda_per_v);
+        fprintf(f, "v_gate_v = %.17g\nbeta_a_per_v2 = %.17g\nv_t_v = %.17g\nlambda_per_v = %.17g\ncompensate = %s\n",
+                h->cell.v_gate_v, h->cell.beta_a_per_v2, h->cell.v_t_v, h->cell.lambda_per_v,
+                h->cell_compensate ? "true" : "false");
         if (h->n_vgate) {
             fprintf(f, "v_gate_layers =");
             for (int k = 0; k < h->n_vgate; k++) fprintf(f, "%s %s:%.17g", k ? "," : "", h->vgate_layer[k], h->vgate_v[k]);

@@ -103,6 +103,21 @@ xb_status xb_xnet_init_ex(const xb_hw *hw, xb_model *m, const xb_layer_precision
             }
         }
     }
+    if (hw->cell.type != XB_CELL_RESISTOR && hw->cell_compensate) {
+        /* 1T-1R cells programmed through the transistor: each layer's weights map onto the range of small-signal
+         * conductances its cells reach at its gate voltage (the memristor range in series with beta (v_g - v_t)) */
+        if (!xn->lhw) {
+            xn->lhw = xb_calloc((size_t)(nm + 1) * sizeof *xn->lhw);
+            for (int i = 0; i < nm; i++) xn->lhw[i] = *hw;
+        }
+        for (int i = 0; i < nm; i++) {
+            const char *name;
+            xb_model_mapped_info(m, i, &name, NULL, NULL, NULL);
+            const xb_cell cell = xb_hw_layer_cell(hw, name);
+            xn->lhw[i].g_min_s = xb_cell_small_signal(&cell, hw->g_min_s);
+            xn->lhw[i].g_max_s = xb_cell_small_signal(&cell, hw->g_max_s);
+        }
+    }
     xn->vec = hw->input_scaling == XB_INSCALE_VECTOR;
     xn->bm = hw->bound_management == XB_BM_ITERATIVE && hw->adc_bits > 0;
     int quant_in = hw->dac_bits > 0, adc = hw->adc_bits > 0;
@@ -422,6 +437,20 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
     l->st.adc_full_scale_a = l->fs * hw->v_read_v * l->g.g_unit_s;
 }
 
+/* 1T-1R cells: the conductances g of n cells as the arrays read them with 1-bit input planes, their secant
+ * conductances at v_read (out may be g).  With [cell] compensate, g is the cell's small-signal conductance the
+ * mapping aimed at, and the memristor behind it is xb_cell_memristor_for(g) (a sample that variation pushed to or
+ * beyond the transistor's own on-conductance is held just below it). */
+void xl_cell_read(const xb_xnet *xn, const xlayer *l, int64_t n, const double *g, double *out) {
+    const xb_cell cell = xb_hw_layer_cell(&xn->hw, l->st.name);
+    if (xn->hw.cell_compensate) {
+        const double g0 = cell.beta_a_per_v2 * (cell.v_gate_v - cell.v_t_v), top = 0.999 * g0;
+        for (int64_t k = 0; k < n; k++) out[k] = xb_cell_memristor_for(&cell, g[k] < top ? g[k] : top);
+        g = out;
+    }
+    xb_cell_secant(&cell, xn->hw.v_read_v, n, g, out);
+}
+
 /* One logical tile: targets -> devices -> effective matrices -> the layer's matrices. */
 static xb_status tile_reads_(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, double *e, void *ws, int solve,
                              const xb_solve_plan *plan, const xb_solve_plan *plan_bwd, const double *e0);
@@ -493,10 +522,7 @@ static xb_status tile_devices_(xb_xnet *xn, xlayer *l, int r, int c, double *gt,
             xb_device_counts c0 = {0};
             memcpy(gt0 + a * RC, gt + a * RC, (size_t)RC * sizeof(double));
             xb_device_program(&hw0, RC, gt0 + a * RC, &ar, &c0);
-            if (hw->cell.type != XB_CELL_RESISTOR) {   /* read as xl_tile_build reads: secant conductances */
-                const xb_cell cell = xb_hw_layer_cell(hw, l->st.name);
-                xb_cell_secant(&cell, hw->v_read_v, RC, gt0 + a * RC, gt0 + a * RC);
-            }
+            if (hw->cell.type != XB_CELL_RESISTOR) xl_cell_read(xn, l, RC, gt0 + a * RC, gt0 + a * RC);
             xb_status st = xn->parasitic
                                ? xb_solve_plan_effective(xn->plan, &hw->circuit, gt0 + a * RC, e0 + a * RC, ws, NULL)
                                : XB_OK;
@@ -519,9 +545,8 @@ xb_status xl_tile_build(xb_xnet *xn, xlayer *l, int r, int c, const double *gt, 
     const int64_t RC = (int64_t)g->R * g->C;
     double *gr = NULL;   /* 1T-1R cells: the arrays read as their secant conductances (include/xb_cell.h) */
     if (solve && xn->hw.cell.type != XB_CELL_RESISTOR) {
-        const xb_cell cell = xb_hw_layer_cell(&xn->hw, l->st.name);
         gr = xb_malloc((size_t)(g->arrays * RC) * sizeof(double));
-        xb_cell_secant(&cell, xn->hw.v_read_v, g->arrays * RC, gt, gr);
+        xl_cell_read(xn, l, g->arrays * RC, gt, gr);
         gt = gr;
     }
     xb_status bs = tile_reads_(xn, l, r, c, gt, e, ws, solve, plan, plan_bwd, e0);

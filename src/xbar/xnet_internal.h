@@ -208,6 +208,7 @@ static inline int thread_id_(void) {
 }
 
 /* the config a layer is mapped with: the network's, or its own copy with per-layer precisions */
+void xl_cell_read(const xb_xnet *xn, const xlayer *l, int64_t n, const double *g, double *out);
 static inline const xb_hw *xl_hw_(const xb_xnet *xn, const xlayer *l) { return xn->lhw ? &xn->lhw[l->li] : &xn->hw; }
 
 #endif
