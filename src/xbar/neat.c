@@ -117,7 +117,7 @@ xb_status xb_neat_layers_scaled(const xb_hw *hw, const xb_model *m, double tol, 
         free(a);
         L->v_gate_hetero = vgrid[nv - 1];
         for (int k = 0; k < nv; k++)
-            if (L->scale * gcut[k] >= L->w_pct) {
+            if ((float)(L->scale * gcut[k]) >= (float)L->w_pct) {   /* in float, as weights and clips are */
                 L->v_gate_hetero = vgrid[k];
                 L->hetero_covered = 1;
                 break;
