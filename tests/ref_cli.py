@@ -269,6 +269,7 @@ def main():
         check("xbar version names the convolution kernels of the build", r.returncode == 0 and any(
             f"(convolution kernels: {k})" in r.stdout for k in ("avx512", "avx2", "cblas")), r.stdout.strip())
         check_energy(d, w)
+        check_neat(d, w)
         check_jpeg_quality(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -340,6 +341,71 @@ def check_energy(d, w):
         check("energy --pe: skipping zeros takes fewer cycles and less energy than the dense baseline", 0 < r["density"] < 1
               and 0 < r["latency_s"] < r["dense"]["latency_s"] and 0 < r["total_energy_j"] < r["dense"]["energy_j"] and
               len(r["layers"]) == 20, f"density {r['density']}, {r['latency_s']} s vs {r['dense']['latency_s']} s")
+
+
+def check_neat(d, w):
+    """`xbar neat` and `xbar train --neat-hw` (docs/neat.md) as a user meets them: the preset's cut-offs are NEAT's,
+    one-shot clipping puts every weight in the linear range as evaluated, the heterogeneous config loads and
+    gives each layer its voltage, clip-and-retrain keeps the weights inside their cut-offs, and the errors."""
+    preset = os.path.join(ROOT, "configs", "hw", "neat-1t1r-64.cfg")
+    lin = os.path.join(ROOT, "configs", "hw", "neat-64.cfg")
+    expect_error("neat on resistor cells", ["neat", "--model", "resnet20", "--hw", lin], ["type = 1t1r", "HINT"])
+    expect_error("neat --v-gates not a list", ["neat", "--model", "resnet20", "--hw", preset, "--v-gates", "0.8,x"],
+                 ["--v-gates", "HINT"], code=2)
+    expect_error("neat --v-gates below threshold", ["neat", "--model", "resnet20", "--hw", preset, "--v-gates", "0.3"],
+                 ["0.3", "threshold", "HINT"])
+    expect_error("train --neat-every without --neat-hw", ["train", "--model", "lenet5", "--neat-every", "5"],
+                 ["--neat-hw"])
+    bad = os.path.join(d, "neat-bad.cfg")
+    open(bad, "w").write("[cell]\ntype = 1t1r\n")
+    expect_error("1t1r with analog inputs", ["energy", "--model", "resnet20", "--hw", bad], ["neat-bad.cfg", "dac_bits = 1"])
+    rc, out, err = xbar("neat", "--model", "resnet20", "--weights", w, "--hw", preset, "--v-gates", "0.8,1.0,1.3", "--json")
+    if not check("neat --json runs", rc == 0, err.strip()[-200:]):
+        return
+    j = json.loads(out)
+    gc = {e["v_gate_v"]: e for e in j["g_cut"]}
+    check("the preset's cut-offs are NEAT's (1.25e-5 S at 0.8 V; the range linear at 1.0 and 1.3 V)",
+          abs(gc[0.8]["g_cut_s"] / 1.25e-5 - 1) < 1e-3 and gc[1.0]["no_cut"] and gc[1.3]["no_cut"],
+          f"{gc[0.8]['g_cut_s']:.4g} S")
+    vg = os.path.join(d, "neat-vg08.cfg")
+    open(vg, "w").write(open(preset).read().replace("v_gate_v = 1.0", "v_gate_v = 0.8"))
+    clip = os.path.join(d, "neat-clip")
+    rc, out, err = xbar("neat", "--model", "resnet20", "--weights", w, "--hw", vg, "--clip-out", clip)
+    ok = rc == 0 and os.path.isfile(os.path.join(clip, "weights.safetensors")) and os.path.isfile(os.path.join(clip, "wct.json"))
+    if check("neat --clip-out writes the clipped weights and their mapping scales", ok, err.strip()[-200:]):
+        rc, out, err = xbar("neat", "--model", "resnet20", "--weights", os.path.join(clip, "weights.safetensors"), "--hw",
+                            vg, "--w-scales", os.path.join(clip, "wct.json"), "--json")
+        ls = json.loads(out)["layers"] if rc == 0 else []
+        check("after the clip every weight is in the linear range (mapped with the pre-clip scales)",
+              ls and all(l["linear_share"] == 1 for l in ls), err.strip()[-200:])
+        expect_error("neat --clip-out with --w-scales", ["neat", "--model", "resnet20", "--weights", w, "--hw", vg,
+                                                         "--clip-out", clip, "--w-scales", os.path.join(clip, "wct.json")],
+                     ["--clip-out", "--w-scales"])
+    het = os.path.join(d, "neat-het.cfg")
+    rc, out, err = xbar("neat", "--model", "resnet20", "--weights", w, "--hw", preset, "--write-hw", het, "--json",
+                        "--v-gates", "0.7,0.8,0.9,1.0")
+    want = {l["layer"]: l["v_gate_hetero"] for l in json.loads(out)["layers"]} if rc == 0 else {}
+    rc2, out2, err2 = xbar("neat", "--model", "resnet20", "--weights", w, "--hw", het, "--json")
+    got = {l["layer"]: l["v_gate_v"] for l in json.loads(out2)["layers"]} if rc2 == 0 else {}
+    check("neat --write-hw: the config loads and gives each layer its heterogeneous gate voltage",
+          rc == 0 and rc2 == 0 and want and got == want and len(set(want.values())) > 1,
+          f"{sorted(set(want.values()))}" + err.strip()[-100:] + err2.strip()[-100:])
+    if not os.path.isfile(os.path.join(DATA, "test_batch.bin")):
+        return
+    rc, out, err = xbar("eval", "--model", "resnet20", "--weights", os.path.join(clip, "weights.safetensors"), "--hw",
+                        vg, "--w-scales", os.path.join(clip, "wct.json"), "--data", DATA, "--limit", "64", "--seeds", "1",
+                        "--energy", "0", "--json", "--quiet")
+    check("eval of the clipped weights on the 1T-1R preset with --w-scales", rc == 0, err.strip()[-200:])
+    tr = os.path.join(d, "neat-train")
+    rc, out, err = xbar("train", "--model", "resnet20", "--weights", w, "--data", DATA, "--train-limit", "128",
+                        "--batch", "64", "--epochs", "1", "--optimizer", "adam", "--lr", "1e-3", "--neat-hw", vg,
+                        "--eval-limit", "64", "--out", tr, "--json", "--quiet")
+    if check("train --neat-hw runs", rc == 0 and os.path.isfile(os.path.join(tr, "wct.json")), err.strip()[-200:]):
+        rc, out, err = xbar("neat", "--model", "resnet20", "--weights", os.path.join(tr, "weights.safetensors"), "--hw",
+                            vg, "--w-scales", os.path.join(tr, "wct.json"), "--json")
+        ls = json.loads(out)["layers"] if rc == 0 else []
+        check("clip-and-retrain (clip every step) leaves every weight inside its cut-off",
+              ls and all(l["linear_share"] == 1 for l in ls), err.strip()[-200:])
 
 
 def check_jpeg_quality(d):

@@ -5,6 +5,7 @@
  * limits, across thread counts, and on bad input.  The ngspice comparison is tests/ref_solver.py. */
 #include "testutil.h"
 #include "xb_cell.h"
+#include "xb_neat.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -364,6 +365,60 @@ static void test_bad_input(void **state) {
     assert_int_equal(t, XB_CELL_1T1R);
 }
 
+/* NEAT's analysis: the tolerance metric against a direct evaluation, its growth with G, the cut-off's definition, and
+ * the small-signal conductance and its inverse. */
+static void test_neat_cut_off(void **state) {
+    (void)state;
+    xb_cell c = xb_cell_1t1r_default();
+    c.beta_a_per_v2 = 2.9e-4;
+    c.v_t_v = 0.54;
+    const double vmax = 0.5, tol = 0.025;
+    /* the metric at one conductance against its definition on a fine grid (the 64-point grid is a lower bound) */
+    const double g = 2e-5, g0 = c.beta_a_per_v2 * (c.v_gate_v - c.v_t_v), geff0 = g * g0 / (g + g0);
+    double fine = 0;
+    for (int k = 1; k <= 4096; k++) {
+        const double v = vmax * k / 4096;
+        double i;
+        xb_cell_1t1r_current(&c, g, v, 0, NULL, &i, NULL, NULL, NULL, NULL);
+        fine = fmax(fine, fabs(i / v - geff0) / geff0);
+    }
+    const double tm = xb_cell_tolerance(&c, g, vmax);
+    assert_true(tm <= fine * (1 + 1e-12) && tm > 0.99 * fine);
+    /* it grows with G and falls with the gate voltage */
+    double prev = 0;
+    for (int k = 0; k <= 20; k++) {
+        const double t = xb_cell_tolerance(&c, 1e-6 * pow(100, k / 20.0), vmax);
+        assert_true(t >= prev);
+        prev = t;
+    }
+    xb_cell hi = c;
+    hi.v_gate_v = 1.0;
+    assert_true(xb_cell_tolerance(&hi, g, vmax) < tm);
+    /* the cut-off: below it the metric is under the tolerance, just above it is not */
+    double gc;
+    assert_int_equal(xb_cell_g_cut(&c, vmax, tol, 1e-6, 1e-4, &gc), 0);
+    assert_true(xb_cell_tolerance(&c, gc, vmax) < tol && xb_cell_tolerance(&c, gc * (1 + 1e-8), vmax) >= tol);
+    /* no cut-off in a range that is linear throughout; and none below a range that is not */
+    double all;
+    assert_int_equal(xb_cell_g_cut(&c, vmax, tol, 1e-7, 0.5 * gc, &all), 1);
+    assert_true(all == 0.5 * gc);   /* g_hi */
+    double lo;
+    assert_int_equal(xb_cell_g_cut(&c, vmax, 1e-9, 1e-5, 1e-4, &lo), 0);
+    assert_true(lo == 1e-5);
+    /* a resistor has no non-linearity */
+    const xb_cell r = xb_cell_resistor();
+    assert_true(xb_cell_tolerance(&r, g, vmax) == 0);
+    /* small-signal conductance and the memristor behind it */
+    for (int k = 0; k < 10; k++) {
+        const double gm = 1e-6 * pow(10, k / 3.0), t = xb_cell_small_signal(&c, gm);
+        assert_true(t < gm && t < g0);
+        assert_true(rel(xb_cell_memristor_for(&c, t), gm) < 1e-12);
+        double i;   /* the small-signal conductance is the secant's limit at small read voltages */
+        xb_cell_1t1r_current(&c, gm, 1e-7, 0, NULL, &i, NULL, NULL, NULL, NULL);
+        assert_true(rel(i / 1e-7, t) < 1e-5);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mos_formulas),
@@ -374,6 +429,7 @@ int main(void) {
         cmocka_unit_test(test_ideal_limits),
         cmocka_unit_test(test_threads_same_answer),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_neat_cut_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
