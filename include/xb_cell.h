@@ -83,8 +83,9 @@ double xb_cell_memristor_for(const xb_cell *c, double t);
 /* ---- the exact non-linear tile solve ------------------------------------------------------------- */
 typedef struct xb_cell_opts {
     int max_iter;           /* Newton iterations per input before it is an error; 0: 100 */
-    double tol_rel;         /* converged when the largest node update <= tol_rel * max(max |V|, 1e-3) V;
-                               0: 1e-12 (the tolerance of xbar_spice.py's cross-check) */
+    double tol_rel;         /* converged when the largest node update <= tol_rel * max(max |V|, 1e-3) V, or the
+                               error it leaves (rho / (1 - rho) times it, rho < 1/2 the contraction of the last two
+                               undamped updates) is; 0: 1e-12 (the tolerance of xbar_spice.py's cross-check) */
     double chord_rel;       /* keep the last factorized Jacobian (a chord step: one solve, no factorization)
                                while the previous update was at most chord_rel * max(max |V|, 1e-3) V and each
                                chord update shrinks at least 4x (else refactor and redo the step); the answer

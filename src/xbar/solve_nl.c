@@ -16,7 +16,9 @@
  * matrices: the pattern is analysed once per call, each iteration refactors the numbers), caps the update at
  * 0.2 V and halves it until the residual, scaled to volts by the node conductances, decreases -- the
  * damping of xbar_spice.py's cross-check.  Converged when the largest update is at most
- * tol_rel * max(max |V|, 1e-3) V (that last update is applied); an error after max_iter iterations.
+ * tol_rel * max(max |V|, 1e-3) V, or when the error it leaves, estimated from the contraction rho < 1/2 of two
+ * successive undamped updates as rho / (1 - rho) |dx|, is (that last update is applied); an error after max_iter
+ * iterations.
  * Inputs are independent: they run in parallel (OpenMP), each thread with its own KLU numeric objects.
  */
 #include "xb_cell.h"
@@ -379,6 +381,7 @@ static xb_status newton(const nl_sys *s, const xb_cell *cell, const xb_cell_opts
         int it;
         double prev = INFINITY;
         int have = 0;   /* w->num holds a Jacobian of this input */
+        int prev_full = 0;   /* the last update was taken whole (no damping) */
         const double chord = o->chord_rel * (vmax > 1e-3 ? vmax : 1e-3);
         for (it = 1; it <= o->max_iter; it++) {
             int refac = !have || !(prev <= chord);
@@ -397,18 +400,23 @@ static xb_status newton(const nl_sys *s, const xb_cell *cell, const xb_cell_opts
                 return xb_errorf(XB_ERR_NUMERIC, "solver (1t1r): Newton update is not finite at input %d, iteration "
                                  "%d. HINT: check for extreme conductance or resistance ratios", b, it);
             if (!refac && !(step <= 0.25 * prev)) { refac = 1; goto again; }   /* the chord step did not contract */
-            if (step <= tol) {
+            /* converged when this update is below the tolerance, or when the error left after it, estimated from
+             * the contraction of the last two full updates (rho / (1 - rho) |dx|), is */
+            const double rho = prev_full ? step / prev : 1;
+            if (step <= tol || (rho < 0.5 && rho / (1 - rho) * step <= tol)) {
                 for (int k = 0; k < s->N; k++) w->x[k] += w->dx[k];
                 break;
             }
-            prev = step;
             double alpha = step > 0.2 ? 0.2 / step : 1, f0 = wnorm(s, w->F);
+            prev = step;
+            prev_full = 0;
             for (;;) {
                 for (int k = 0; k < s->N; k++) w->xn[k] = w->x[k] + alpha * w->dx[k];
                 eval(s, cell, g, v, w->xn, w, w->Fn);
                 if (wnorm(s, w->Fn) < f0 || alpha < 1e-6) break;
                 alpha *= 0.5;
             }
+            prev_full = alpha == 1;
             double *t = w->x; w->x = w->xn; w->xn = t;
             t = w->F; w->F = w->Fn; w->Fn = t;
         }
