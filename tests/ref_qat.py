@@ -11,6 +11,7 @@ each layer's precision.
 Binary: $XBAR_BIN (default build/xbar).  Data: $XBAR_DATA or ../shared/data/cifar10.
 Prints one line per check and ends with "ref_qat: N passed, M failed".
 """
+import collections
 import json
 import os
 import shutil
@@ -43,6 +44,26 @@ CASES = [
     ("DoReFa w2a2", ["--quant", "dorefa", "--weight-bits", "2", "--act-bits", "2"]),
     ("binary weights, 8-bit activations, per-tensor scale", ["--quant", "binary", "--act-bits", "8"]),
 ]
+
+
+def tie_samples(net):
+    """hooks every activation quantizer of net; after a forward, ties[i] says whether image i had an input x with
+    x/step within 1e-4 of a rounding boundary k + 1/2 in some quantizer"""
+    ties = collections.defaultdict(bool)
+
+    def hook(mod, inp, out):
+        if mod.mode in ("pact", "dorefa", "ternary"):
+            return
+        c = mod.clip if mod.calibrated else torch.tensor([mod.fixed])
+        hi = float(2 ** (mod.bits - 1) - 1) if mod.mode == "signed" else float(2 ** mod.bits - 1)
+        u = (inp[0] / (c / hi)).detach().numpy()
+        near = np.abs(u - np.floor(u) - 0.5) < 1e-4
+        for i in range(u.shape[0]):
+            ties[i] |= bool(near[i].any())
+    for m in net.modules():
+        if isinstance(m, torch_zoo.Quant):
+            m.register_forward_hook(hook)
+    return ties
 
 
 def main():
@@ -82,11 +103,18 @@ def main():
             if loaded:
                 check(f"{name}: PyTorch loads the weights strictly", True)
                 net.eval()
+                ties = tie_samples(net)
                 with torch.no_grad():
                     ref = net(torch.from_numpy(x)).numpy()
                 got = np.load(yp)
-                err = np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30)
-                check(f"{name}: logits equal PyTorch's (CfgNet of model.cfg)", err < 1e-4, f"max rel {err:.2e}")
+                err = np.abs(got - ref).max(axis=1) / max(np.abs(ref).max(), 1e-30)
+                # an image may differ only where one of PyTorch's own quantizer inputs sits on a rounding boundary
+                # (x/step within 1e-4 of k + 1/2): there the two sums' last-bit differences pick different codes
+                bad = [i for i in range(len(err)) if err[i] >= 1e-4]
+                tie = [i for i in bad if ties[i]]
+                check(f"{name}: logits equal PyTorch's (CfgNet of model.cfg)", len(tie) == len(bad) and len(bad) <= 2,
+                      f"max rel {err.max():.2e}; {len(bad)} of {len(err)} images differ, {len(tie)} of them on a "
+                      f"rounding tie")
             rc, so, se = xbar("eval", "--model", cfg, "--weights", w, "--limit", "1000", "--json", "--quiet",
                               "--data", DATA)
             ok = rc == 0 and abs(json.loads(so)["accuracy"] - res["test_acc"]) < 1e-9
