@@ -164,7 +164,7 @@ int cmd_solve(int argc, char **argv) {
         {"linearize-at", XF_DOUBLE, NULL, "0..", "1t1r: instead of Newton, the approximation networks use: each cell as "
          "its secant conductance I(G, V, 0)/V at this read voltage V, then the exact linear circuit (exact without "
          "parasitics for inputs of 0 or V)"},
-        {"newton-chord", XF_DOUBLE, "1e-3", NULL, "1t1r: reuse the last Jacobian while the previous update was at "
+        {"newton-chord", XF_DOUBLE, "0.1", NULL, "1t1r: reuse the last Jacobian while the previous update was at "
          "most this times max(max |V|, 1 mV) (same tolerance; negative: a fresh Jacobian every iteration)"},
         {"json", XF_BOOL, NULL, NULL, "print one JSON object with shapes and timings"},
     };

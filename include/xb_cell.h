@@ -89,7 +89,7 @@ typedef struct xb_cell_opts {
     double chord_rel;       /* keep the last factorized Jacobian (a chord step: one solve, no factorization)
                                while the previous update was at most chord_rel * max(max |V|, 1e-3) V and each
                                chord update shrinks at least 4x (else refactor and redo the step); the answer
-                               meets the same tolerance.  0: 1e-3; < 0: a fresh Jacobian every iteration */
+                               meets the same tolerance.  0: 0.1; < 0: a fresh Jacobian every iteration */
 } xb_cell_opts;
 
 typedef struct xb_cell_stats {

@@ -222,7 +222,9 @@ static void test_vs_dense_newton(void **state) {
             dense_newton(&cc, &c, n, m, g, v + b * n, want);
             double mx = 0, d = 0;
             for (int j = 0; j < m; j++) { mx = fmax(mx, fabs(want[j])); d = fmax(d, fabs(got[b * m + j] - want[j])); }
-            if (!(d <= 1e-10 * mx)) fail_msg("case %zu input %d: max error %.3e relative to %.3e", t, b, d / mx, mx);
+            /* the solve stops at node updates of 1e-12 of the largest input voltage; the sense nodes sit 100-1000x
+             * lower, so the outputs are good to ~1e-9 of themselves (measured: up to 3e-10) */
+            if (!(d <= 2e-9 * mx)) fail_msg("case %zu input %d: max error %.3e relative to %.3e", t, b, d / mx, mx);
         }
         assert_true(st.iter_max >= 1 && st.iter_max <= 30);
         int64_t cells = 0;

@@ -377,12 +377,10 @@ static xb_status newton(const nl_sys *s, const xb_cell *cell, const xb_cell_opts
         xb_status st = initial_guess(s, cell, g, v, w, num0);
         if (st) return st;
         eval(s, cell, g, v, w->x, w, w->F);
-        double step = INFINITY;
-        int it;
-        double prev = INFINITY;
-        int have = 0;   /* w->num holds a Jacobian of this input */
-        int prev_full = 0;   /* the last update was taken whole (no damping) */
         const double chord = o->chord_rel * (vmax > 1e-3 ? vmax : 1e-3);
+        double step = INFINITY, prev = INFINITY;   /* this update's and the last one's largest entry (V) */
+        int it, have = 0;                          /* have: w->num holds a Jacobian of this input */
+        int prev_full = 0;                         /* the last update was taken whole (not damped) */
         for (it = 1; it <= o->max_iter; it++) {
             int refac = !have || !(prev <= chord);
         again:
@@ -460,7 +458,7 @@ xb_status xb_xbar_currents_cell(const xb_circuit *c, const xb_cell *cell, int ro
     xb_cell_opts o = opts ? *opts : (xb_cell_opts){0};
     if (o.max_iter <= 0) o.max_iter = 100;
     if (!(o.tol_rel > 0)) o.tol_rel = 1e-12;
-    if (o.chord_rel == 0) o.chord_rel = 1e-3;
+    if (o.chord_rel == 0) o.chord_rel = 0.1;
     else if (o.chord_rel < 0) o.chord_rel = 0;
     nl_sys sys;
     if ((s = sys_init(&sys, c, cell, rows, cols, g))) { sys_free(&sys); return s; }
