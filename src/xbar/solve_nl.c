@@ -425,6 +425,13 @@ static xb_status newton(const nl_sys *s, const xb_cell *cell, const xb_cell_opts
                              "next to 1e5-ohm cells) leaves round-off above the tolerance: give 0 for an ideal element",
                              o->max_iter, b, step, tol);
         *iters = it;
+        if (!isinf(s->gs)) {
+            /* the outputs are the sense nodes' voltages, so no last eval of the cells: their regimes (statistics
+             * only) are those of the previous iterate, one update of at most the tolerance away, where a cell that
+             * close to a regime boundary would be counted on its other side */
+            for (int j = 0; j < m; j++) out[j] = s->gs * w->x[s->cid[cnode(s, n - 1, j)]];
+            return XB_OK;
+        }
     }
     eval(s, cell, g, v, w->x, w, w->F);
     outputs(s, w, out);
