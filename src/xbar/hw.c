@@ -68,8 +68,14 @@ xb_hw xb_hw_default(void) {
     h.w_clip_percentile = 100;
     h.v_read_v = 0.2;
     h.signed_inputs = XB_SIGNED_SPLIT;
-    h.cell = xb_cell_1t1r_default();
-    h.cell.type = XB_CELL_RESISTOR;
+    {   /* field by field: a struct assignment would copy the temporary's padding, and configs compare bytewise */
+        const xb_cell c = xb_cell_1t1r_default();
+        h.cell.type = XB_CELL_RESISTOR;
+        h.cell.v_gate_v = c.v_gate_v;
+        h.cell.beta_a_per_v2 = c.beta_a_per_v2;
+        h.cell.v_t_v = c.v_t_v;
+        h.cell.lambda_per_v = c.lambda_per_v;
+    }
     h.cell_compensate = 1;
     h.input_range = XB_RANGE_CALIBRATED;
     h.input_percentile = 100;
