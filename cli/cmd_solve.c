@@ -55,9 +55,14 @@ static int solve_cell(xf_flag *f, int nf) {
         return 2;
     }
     xb_cell cell = xb_cell_1t1r_default();
-    double *par[4] = {&cell.v_gate_v, &cell.beta_a_per_v2, &cell.v_t_v, &cell.lambda_per_v};
-    static const char *const names[4] = {"v-gate-v", "beta-a-per-v2", "v-t-v", "lambda-per-v"};
-    for (int k = 0; k < 4; k++)
+    cell.model = (xb_mos_model)xf_get(f, nf, "mos")->i;
+    if (cell.model != XB_MOS_EKV && (xf_get(f, nf, "ekv-n")->set || xf_get(f, nf, "ekv-ut-v")->set)) {
+        fprintf(stderr, "xbar solve: error: --ekv-n and --ekv-ut-v apply to --mos ekv only\nHINT: add --mos ekv\n");
+        return 2;
+    }
+    double *par[6] = {&cell.v_gate_v, &cell.beta_a_per_v2, &cell.v_t_v, &cell.lambda_per_v, &cell.ekv_n, &cell.ekv_ut_v};
+    static const char *const names[6] = {"v-gate-v", "beta-a-per-v2", "v-t-v", "lambda-per-v", "ekv-n", "ekv-ut-v"};
+    for (int k = 0; k < 6; k++)
         if (xf_get(f, nf, names[k])->set) *par[k] = xf_get(f, nf, names[k])->d;
     xb_circuit c = {.r_wire_ohm = xf_get(f, nf, "r-wire")->d, .r_driver_ohm = xf_get(f, nf, "r-driver")->d,
                     .r_sense_ohm = xf_get(f, nf, "r-sense")->d};
@@ -158,6 +163,10 @@ int cmd_solve(int argc, char **argv) {
         {"beta-a-per-v2", XF_DOUBLE, NULL, NULL, "1t1r: transistor KP*W/L, A/V^2 (default 2e-4)"},
         {"v-t-v", XF_DOUBLE, NULL, NULL, "1t1r: threshold voltage, V (default 0.4)"},
         {"lambda-per-v", XF_DOUBLE, NULL, NULL, "1t1r: channel-length modulation, 1/V (default 0.05)"},
+        {"mos", XF_CHOICE, "level1", "level1|ekv", "1t1r: the transistor's equations: SPICE level 1, or EKV's smooth "
+         "interpolation (include/xb_cell.h)"},
+        {"ekv-n", XF_DOUBLE, NULL, NULL, "1t1r, --mos ekv: slope factor n >= 1 (default 1.3)"},
+        {"ekv-ut-v", XF_DOUBLE, NULL, NULL, "1t1r, --mos ekv: thermal voltage U_T, V (default 0.025852)"},
         {"newton-iters", XF_INT, "100", "1..", "1t1r: Newton iterations per input before it is an error"},
         {"newton-tol", XF_DOUBLE, "1e-12", "0..", "1t1r: converged when the largest node update is at most this "
          "times max(max |V|, 1 mV)"},
@@ -195,8 +204,9 @@ int cmd_solve(int argc, char **argv) {
                         "--effective E.npy or --admittance A.npy\n");
         return 2;
     }
-    static const char *const mos_flags[] = {"v-gate-v", "beta-a-per-v2", "v-t-v", "lambda-per-v"};
-    for (int k = 0; k < 4; k++)
+    static const char *const mos_flags[] = {"v-gate-v", "beta-a-per-v2", "v-t-v", "lambda-per-v", "mos", "ekv-n",
+                                            "ekv-ut-v"};
+    for (int k = 0; k < 7; k++)
         if (xf_get(f, nf, mos_flags[k])->set) {
             fprintf(stderr, "xbar solve: error: --%s applies to 1T-1R cells only\nHINT: add --cell 1t1r\n", mos_flags[k]);
             return 2;

@@ -35,24 +35,39 @@ typedef enum xb_cell_type {
     XB_CELL_TYPE_COUNT
 } xb_cell_type;
 
+typedef enum xb_mos_model {
+    XB_MOS_LEVEL1 = 0,      /* SPICE level 1 (Shichman-Hodges), as above: ngspice's LEVEL=1 */
+    XB_MOS_EKV,             /* EKV's smooth interpolation, C-infinity in the gate and drain voltages (weak to strong
+                               inversion, triode to saturation): I = 2 n beta U_T^2 [L(x_f)^2 - L(x_r)^2] (1 + lambda
+                               |V_d - V_s|), L(x) = ln(1 + e^x), x_f = V_P / (2 U_T), x_r = (V_P - (V_d - V_s)) / (2 U_T),
+                               V_P = (V_g - V_s - V_t) / n, with the bulk (and so the reference) at the column node;
+                               with n = 1 and U_T -> 0 it is level 1 in both directions */
+    XB_MOS_MODEL_COUNT
+} xb_mos_model;
+
 typedef struct xb_cell {
     xb_cell_type type;
+    xb_mos_model model;     /* the transistor's equations */
     double v_gate_v;        /* gate voltage (V), common to the tile */
     double beta_a_per_v2;   /* KP * W / L (A/V^2), > 0 */
     double v_t_v;           /* threshold voltage (V); v_gate_v - v_t_v > 0 */
     double lambda_per_v;    /* channel-length modulation (1/V), >= 0 */
+    double ekv_n;           /* EKV: slope factor n >= 1 (default 1.3) */
+    double ekv_ut_v;        /* EKV: thermal voltage U_T (V), > 0 (default 0.025852, 300 K) */
 } xb_cell;
 
 /* A resistor cell; and the defaults of xbar_spice.py's 1t1r cases (0.7 V gate, 2e-4 A/V^2, 0.4 V, 0.05/V). */
 xb_cell xb_cell_resistor(void);
 xb_cell xb_cell_1t1r_default(void);
 const char *xb_cell_type_name(xb_cell_type t);        /* "resistor", "1t1r" */
+const char *xb_mos_model_name(xb_mos_model m);        /* "level1", "ekv" */
 xb_status xb_cell_type_parse(const char *s, xb_cell_type *out);
-/* XB_ERR_ARG naming the parameter unless the cell is usable: finite parameters, beta > 0, lambda >= 0 and a
- * positive gate overdrive v_gate_v > v_t_v (else every transistor is off). */
+/* XB_ERR_ARG naming the parameter unless the cell is usable: finite parameters, beta > 0, lambda >= 0, a
+ * positive gate overdrive v_gate_v > v_t_v (else every transistor is off) and, for EKV, n >= 1 and U_T > 0. */
 xb_status xb_cell_validate(const xb_cell *c);
 
-/* Transistor regimes, as xbar_spice.py counts them: forward (V(d) >= V(s)) 0..2, reverse (swapped) 3..5. */
+/* Transistor regimes, as xbar_spice.py counts them: forward (V(d) >= V(s)) 0..2, reverse (swapped) 3..5.  EKV has
+ * no sharp regimes; it is counted by the same rules with vov = (V_g - V_s - V_t) / n. */
 enum { XB_MOS_CUTOFF = 0, XB_MOS_TRIODE, XB_MOS_SAT, XB_MOS_REV_CUTOFF, XB_MOS_REV_TRIODE, XB_MOS_REV_SAT,
        XB_MOS_REGIMES };
 
@@ -74,9 +89,10 @@ void xb_cell_1t1r_current(const xb_cell *c, double g, double vr, double vc, cons
  * read (docs/solver.md measures how far it is from the Newton solve).  Resistor cells: out = g.  v_read > 0. */
 void xb_cell_secant(const xb_cell *c, double v_read, int64_t n, const double *g, double *out);
 
-/* The cell's small-signal conductance, g in series with the transistor's on-conductance at vds = 0 and the
- * source at 0 V, g0 = beta (v_gate - v_t): g g0 / (g + g0); and its inverse, the memristor conductance that gives
- * the small-signal conductance t < g0: t g0 / (g0 - t).  Resistor cells: g itself. */
+/* The transistor's on-conductance at vds = 0 with the source at 0 V, g0 (beta (v_gate - v_t) for level 1); the
+ * cell's small-signal conductance, g in series with it: g g0 / (g + g0); and its inverse, the memristor
+ * conductance that gives the small-signal conductance t < g0: t g0 / (g0 - t).  Resistor cells: g itself. */
+double xb_cell_g0(const xb_cell *c);
 double xb_cell_small_signal(const xb_cell *c, double g);
 double xb_cell_memristor_for(const xb_cell *c, double t);
 

@@ -309,6 +309,13 @@ def check_cell_case(case_dir, name):
            f"{1e3 * p['ngspice_seconds'] / p['batch']:.0f} ms; {js['newton_iterations_max']} iterations)")
     same = js["cells_by_regime"] == p["cells_by_regime"]
     report(same, f"{name} regimes as the tool counts them", f"{js['cells_by_regime']}")
+    if name == "1t1r-8x8-mixed":   # EKV in its level-1 limit (n = 1, U_T -> 0) gives ngspice's level-1 answer
+        ekv = os.path.join(case_dir, "I_ekv.npy")
+        cmd_e = [c if c != cand else ekv for c in cmd if c != "--json"] + ["--mos", "ekv", "--ekv-n", "1", "--ekv-ut-v", "1e-4"]
+        r = subprocess.run(cmd_e, capture_output=True, text=True)
+        c = subprocess.run([PY, TOOL, "check", case_dir, ekv, "--rtol", "1e-6"], capture_output=True, text=True)
+        report(r.returncode == 0 and c.returncode == 0, f"{name} EKV (n 1, U_T 1e-4 V) vs ngspice's level 1",
+               (c.stdout.strip() or c.stderr.strip()) + r.stderr.strip()[-200:])
     return js["cells_by_regime"]
 
 

@@ -421,6 +421,70 @@ static void test_neat_cut_off(void **state) {
     }
 }
 
+/* EKV: level 1 in its limit (n = 1, U_T -> 0) in both directions, derivatives by differences everywhere (weak to
+ * strong inversion, both orientations), C1 continuity where level 1 has its kinks, and the tile against the dense
+ * three-node Newton. */
+static void test_ekv(void **state) {
+    (void)state;
+    xb_cell e = xb_cell_1t1r_default(), l1 = e;
+    e.model = XB_MOS_EKV;
+    e.ekv_n = 1;
+    e.ekv_ut_v = 1e-4;
+    uint64_t seed = 23;
+    int n = 0;
+    for (int t = 0; t < 4000; t++) {
+        const double vg = 0.5 + urand(&seed), vd = 1.2 * urand(&seed), vs = 1.2 * urand(&seed);
+        const double lo = fmin(vd, vs), vov = vg - lo - e.v_t_v, a = fabs(vd - vs);
+        if (vov < 0.02 || fabs(a - vov) < 0.02) continue;   /* away from level 1's kinks, where EKV rounds them */
+        double ie, il, de, dl, se, sl;
+        xb_nmos_iv(&e, vg, vd, vs, &ie, &de, &se, NULL);
+        xb_nmos_iv(&l1, vg, vd, vs, &il, &dl, &sl, NULL);
+        if (fabs(ie - il) > 1e-12 * fabs(il) + 1e-18 || fabs(de - dl) > 1e-9 * e.beta_a_per_v2 ||
+            fabs(se - sl) > 1e-9 * e.beta_a_per_v2)
+            fail_msg("vg %g vd %g vs %g: EKV %g (%g, %g) vs level 1 %g (%g, %g)", vg, vd, vs, ie, de, se, il, dl, sl);
+        n++;
+    }
+    assert_true(n > 1000);
+    /* a realistic EKV: derivatives by differences, subthreshold included, and monotone in the drain voltage */
+    e.ekv_n = 1.3;
+    e.ekv_ut_v = 0.025852;
+    int sub = 0;
+    for (int t = 0; t < 4000; t++) {
+        const double vg = 0.2 + urand(&seed), vd = 1.2 * urand(&seed), vs = 1.2 * urand(&seed), h = 1e-6;
+        double i, dd, ds, ip, im;
+        xb_nmos_iv(&e, vg, vd, vs, &i, &dd, &ds, NULL);
+        if (fabs(vd - vs) < 2 * h) continue;   /* lambda |vds| is C1 only at vds = 0 */
+        sub += vg - fmin(vd, vs) < e.v_t_v;
+        xb_nmos_iv(&e, vg, vd + h, vs, &ip, NULL, NULL, NULL);
+        xb_nmos_iv(&e, vg, vd - h, vs, &im, NULL, NULL, NULL);
+        const double fd = (ip - im) / (2 * h);
+        xb_nmos_iv(&e, vg, vd, vs + h, &ip, NULL, NULL, NULL);
+        xb_nmos_iv(&e, vg, vd, vs - h, &im, NULL, NULL, NULL);
+        const double fs = (ip - im) / (2 * h);
+        if (fabs(fd - dd) > 1e-6 * e.beta_a_per_v2 || fabs(fs - ds) > 1e-6 * e.beta_a_per_v2)
+            fail_msg("EKV at vg %g vd %g vs %g: dI/dvd %g vs %g, dI/dvs %g vs %g", vg, vd, vs, dd, fd, ds, fs);
+        assert_true(dd >= 0);
+    }
+    assert_true(sub > 100);
+    /* the tile: Newton on the row and column nodes against the dense three-node Newton, both with EKV */
+    const xb_circuit cc = {5, 100, 300};
+    const int rows = 5, cols = 4, B = 2;
+    double g[20], v[10], got[8], want[4];
+    for (int k = 0; k < rows * cols; k++) g[k] = 1e-6 + 2e-4 * urand(&seed);
+    for (int k = 0; k < B * rows; k++) v[k] = 0.5 * urand(&seed);
+    e.v_gate_v = 0.6;
+    if (xb_xbar_currents_cell(&cc, &e, rows, cols, g, B, v, got, NULL, NULL)) fail_msg("%s", xb_last_error());
+    for (int b = 0; b < B; b++) {
+        dense_newton(&cc, &e, rows, cols, g, v + b * rows, want);
+        for (int j = 0; j < cols; j++)
+            if (!(fabs(got[b * cols + j] - want[j]) <= 2e-9 * fabs(want[j]))) fail_msg("EKV tile %d,%d: %.12g vs %.12g", b, j,
+                                                                                      got[b * cols + j], want[j]);
+    }
+    /* bad EKV parameters are refused */
+    e.ekv_n = 0.9;
+    xbt_assert_error(xb_xbar_currents_cell(&cc, &e, rows, cols, g, B, v, got, NULL, NULL), XB_ERR_ARG, "ekv_n", "HINT");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mos_formulas),
@@ -432,6 +496,7 @@ int main(void) {
         cmocka_unit_test(test_threads_same_answer),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_neat_cut_off),
+        cmocka_unit_test(test_ekv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1555,6 +1555,9 @@ static void test_1t1r_secant_weights(void **state) {
         {"[input]\ndac_bits = 1\nsigned_inputs = bipolar\n[cell]\ntype = 1t1r\n", "split"},
         {"[cell]\nv_gate_v = 0.8\n", "type = 1t1r only"},
         {"[cell]\ntype = 2t2r\n", "resistor, 1t1r"},
+        {"[input]\ndac_bits = 1\n[cell]\ntype = 1t1r\nekv_n = 1.2\n", "model = ekv only"},
+        {"[input]\ndac_bits = 1\n[cell]\ntype = 1t1r\nmodel = ekv\nekv_n = 0.5\n", "ekv_n"},
+        {"[input]\ndac_bits = 1\n[cell]\ntype = 1t1r\nmodel = bsim\n", "level1, ekv"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         xb_hw hb;
@@ -1563,7 +1566,8 @@ static void test_1t1r_secant_weights(void **state) {
             fail_msg("config %zu: message lacks '%s': %s", i, bad[i][1], xb_last_error());
     }
     /* the printed config reads back the same */
-    snprintf(text, sizeof text, "%sv_gate_v = 0.9\nv_t_v = 0.35\nv_gate_layers = fc:0.7, other:1.1\n", base);
+    snprintf(text, sizeof text, "%sv_gate_v = 0.9\nv_t_v = 0.35\nv_gate_layers = fc:0.7, other:1.1\nmodel = ekv\n"
+             "ekv_n = 1.25\n", base);
     hw = hw_(text);
     char *buf = NULL;
     size_t len = 0;
@@ -1574,6 +1578,7 @@ static void test_1t1r_secant_weights(void **state) {
     free(buf);
     assert_int_equal(h2.cell.type, XB_CELL_1T1R);
     assert_true(h2.cell.v_gate_v == 0.9 && h2.cell.v_t_v == 0.35 && h2.n_vgate == 2);
+    assert_true(h2.cell.model == XB_MOS_EKV && h2.cell.ekv_n == 1.25 && h2.cell.ekv_ut_v == 0.025852);
     assert_true(xb_hw_layer_cell(&h2, "other").v_gate_v == 1.1 && xb_hw_layer_cell(&h2, "x").v_gate_v == 0.9);
     assert_false(xb_hw_is_ideal(&h2));
     xb_model_free(m);

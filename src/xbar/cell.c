@@ -13,8 +13,12 @@ static const char *const type_names[XB_CELL_TYPE_COUNT] = {"resistor", "1t1r"};
 xb_cell xb_cell_resistor(void) { return (xb_cell){.type = XB_CELL_RESISTOR}; }
 
 xb_cell xb_cell_1t1r_default(void) {
-    return (xb_cell){.type = XB_CELL_1T1R, .v_gate_v = 0.7, .beta_a_per_v2 = 2e-4, .v_t_v = 0.4,
-                     .lambda_per_v = 0.05};
+    return (xb_cell){.type = XB_CELL_1T1R, .model = XB_MOS_LEVEL1, .v_gate_v = 0.7, .beta_a_per_v2 = 2e-4,
+                     .v_t_v = 0.4, .lambda_per_v = 0.05, .ekv_n = 1.3, .ekv_ut_v = 0.025852};
+}
+
+const char *xb_mos_model_name(xb_mos_model m) {
+    return m == XB_MOS_LEVEL1 ? "level1" : m == XB_MOS_EKV ? "ekv" : "?";
 }
 
 const char *xb_cell_type_name(xb_cell_type t) {
@@ -33,10 +37,13 @@ xb_status xb_cell_validate(const xb_cell *c) {
         return xb_errorf(XB_ERR_ARG, "cell: type %d is not a cell type. HINT: XB_CELL_RESISTOR or XB_CELL_1T1R",
                          (int)c->type);
     if (c->type == XB_CELL_RESISTOR) return XB_OK;
+    if ((unsigned)c->model >= XB_MOS_MODEL_COUNT)
+        return xb_errorf(XB_ERR_ARG, "cell: transistor model %d is not known. HINT: XB_MOS_LEVEL1 or XB_MOS_EKV",
+                         (int)c->model);
     const struct { const char *name; double v; } p[] = {
         {"v_gate_v", c->v_gate_v}, {"beta_a_per_v2", c->beta_a_per_v2}, {"v_t_v", c->v_t_v},
-        {"lambda_per_v", c->lambda_per_v}};
-    for (int k = 0; k < 4; k++)
+        {"lambda_per_v", c->lambda_per_v}, {"ekv_n", c->ekv_n}, {"ekv_ut_v", c->ekv_ut_v}};
+    for (int k = 0; k < (c->model == XB_MOS_EKV ? 6 : 4); k++)
         if (!isfinite(p[k].v))
             return xb_errorf(XB_ERR_ARG, "cell: %s = %g is not finite. HINT: give a finite number", p[k].name,
                              p[k].v);
@@ -46,6 +53,9 @@ xb_status xb_cell_validate(const xb_cell *c) {
     if (c->lambda_per_v < 0)
         return xb_errorf(XB_ERR_ARG, "cell: lambda_per_v = %g 1/V must be >= 0. HINT: 0 turns channel-length "
                          "modulation off", c->lambda_per_v);
+    if (c->model == XB_MOS_EKV && (!(c->ekv_n >= 1) || !(c->ekv_ut_v > 0)))
+        return xb_errorf(XB_ERR_ARG, "cell: EKV needs ekv_n >= 1 and ekv_ut_v > 0, got %g and %g V. HINT: n ~ 1.2-1.5, "
+                         "U_T = kT/q = 0.025852 V at 300 K", c->ekv_n, c->ekv_ut_v);
     if (!(c->v_gate_v > c->v_t_v))
         return xb_errorf(XB_ERR_ARG, "cell: the gate overdrive v_gate_v - v_t_v = %g - %g = %g V is not positive: "
                          "every transistor would be off. HINT: raise v_gate_v above v_t_v", c->v_gate_v, c->v_t_v,
@@ -69,8 +79,42 @@ static int mos_fwd(const xb_cell *c, double vgs, double vds, double *f, double *
     return XB_MOS_SAT;
 }
 
+/* ln(1 + e^x) and its derivative 1 / (1 + e^-x), without overflow */
+static void softplus_(double x, double *l, double *sg) {
+    if (x > 0) {
+        const double e = exp(-x);
+        *l = x + log1p(e);
+        *sg = 1 / (1 + e);
+    } else {
+        const double e = exp(x);
+        *l = log1p(e);
+        *sg = e / (1 + e);
+    }
+}
+
+/* EKV with the bulk at the source node vs (the column): i, dI/dvd, dI/dvs (include/xb_cell.h); the regime by
+ * level 1's rules with vov = V_P. */
+static int ekv_(const xb_cell *c, double vg, double vd, double vs, double *i, double *dd, double *ds) {
+    const double n = c->ekv_n, ut = c->ekv_ut_v, sc = 1 / (2 * ut), K = 2 * n * c->beta_a_per_v2 * ut * ut;
+    const double vp = (vg - vs - c->v_t_v) / n, vds = vd - vs;
+    double lf, sf, lr, sr;
+    softplus_(sc * vp, &lf, &sf);
+    softplus_(sc * (vp - vds), &lr, &sr);
+    const double i0 = K * (lf * lf - lr * lr);
+    const double di0_dd = 2 * K * lr * sr * sc;                                    /* x_r falls with vd */
+    const double di0_ds = -2 * K * lf * sf * sc / n - 2 * K * lr * sr * sc * (1 - 1 / n);
+    const double lam = c->lambda_per_v, m = 1 + lam * fabs(vds), sgn = vds > 0 ? 1 : vds < 0 ? -1 : 0;
+    *i = i0 * m;
+    *dd = di0_dd * m + i0 * lam * sgn;
+    *ds = di0_ds * m - i0 * lam * sgn;
+    const double a = fabs(vds), vov = vds >= 0 ? vp : (vg - vd - c->v_t_v) / n;
+    const int r = vov <= 0 ? XB_MOS_CUTOFF : a < vov ? XB_MOS_TRIODE : XB_MOS_SAT;
+    return vds >= 0 ? r : r + XB_MOS_REV_CUTOFF;
+}
+
 /* i, dI/dvd, dI/dvs of the symmetric device; returns the regime. */
 static int mos(const xb_cell *c, double vg, double vd, double vs, double *i, double *dd, double *ds) {
+    if (c->model == XB_MOS_EKV) return ekv_(c, vg, vd, vs, i, dd, ds);
     double f, fg, fd;
     if (vd >= vs) {
         int r = mos_fwd(c, vg - vs, vd - vs, &f, &fg, &fd);
@@ -156,14 +200,20 @@ void xb_cell_secant(const xb_cell *c, double v_read, int64_t n, const double *g,
     }
 }
 
+double xb_cell_g0(const xb_cell *c) {
+    double i, dd, ds;
+    mos(c, c->v_gate_v, 0, 0, &i, &dd, &ds);   /* dI/dvd at vds = 0, source at 0 V: beta (v_gate - v_t) for level 1 */
+    return dd;
+}
+
 double xb_cell_small_signal(const xb_cell *c, double g) {
     if (c->type == XB_CELL_RESISTOR) return g;
-    const double g0 = c->beta_a_per_v2 * (c->v_gate_v - c->v_t_v);
+    const double g0 = xb_cell_g0(c);
     return g * g0 / (g + g0);
 }
 
 double xb_cell_memristor_for(const xb_cell *c, double t) {
     if (c->type == XB_CELL_RESISTOR) return t;
-    const double g0 = c->beta_a_per_v2 * (c->v_gate_v - c->v_t_v);
+    const double g0 = xb_cell_g0(c);
     return t * g0 / (g0 - t);
 }

@@ -75,6 +75,9 @@ xb_hw xb_hw_default(void) {
         h.cell.beta_a_per_v2 = c.beta_a_per_v2;
         h.cell.v_t_v = c.v_t_v;
         h.cell.lambda_per_v = c.lambda_per_v;
+        h.cell.model = c.model;
+        h.cell.ekv_n = c.ekv_n;
+        h.cell.ekv_ut_v = c.ekv_ut_v;
     }
     h.cell_compensate = 1;
     h.input_range = XB_RANGE_CALIBRATED;
@@ -325,6 +328,7 @@ xb_status xb_hw_validate(const xb_hw *h) {
 static const char *const sections[] = {"meta", "tile", "mapping", "input", "output", "circuit", "cell", "device",
                                        "update", "arch", "energy", "pe", "tim", NULL};
 static const char *const cell_names[] = {"resistor", "1t1r", NULL};
+static const char *const mos_model_names[] = {"level1", "ekv", NULL};
 
 static xb_ini_section *sec_(xb_ini *ini, const char *type) {
     for (int i = 0; i < ini->n; i++)
@@ -358,9 +362,9 @@ static xb_status parse_cell_(xb_ini *ini, xb_ini_section *s, xb_hw *h) {
     TRY(get_enum_(ini, s, "type", cell_names, XB_CELL_RESISTOR, &e));
     h->cell.type = (xb_cell_type)e;
     static const char *const mos_keys[] = {"v_gate_v", "beta_a_per_v2", "v_t_v", "lambda_per_v", "v_gate_layers",
-                                           "compensate"};
+                                           "compensate", "model", "ekv_n", "ekv_ut_v"};
     if (h->cell.type == XB_CELL_RESISTOR && s)
-        for (int k = 0; k < 6; k++) {
+        for (int k = 0; k < 9; k++) {
             int line = 0;
             if (xb_ini_raw(s, mos_keys[k], &line))
                 BAD("%s:%d: [cell] %s applies to type = 1t1r only. HINT: set type = 1t1r, or drop the key", path, line,
@@ -371,6 +375,17 @@ static xb_status parse_cell_(xb_ini *ini, xb_ini_section *s, xb_hw *h) {
     TRY(xb_ini_double(ini, s, "v_t_v", 0, d.v_t_v, -100, 100, &h->cell.v_t_v));
     TRY(xb_ini_double(ini, s, "lambda_per_v", 0, d.lambda_per_v, 0, 100, &h->cell.lambda_per_v));
     TRY(xb_ini_bool(ini, s, "compensate", 0, 1, &h->cell_compensate));
+    TRY(get_enum_(ini, s, "model", mos_model_names, XB_MOS_LEVEL1, &e));
+    h->cell.model = (xb_mos_model)e;
+    if (h->cell.model != XB_MOS_EKV && s)
+        for (int k = 7; k < 9; k++) {
+            int line = 0;
+            if (xb_ini_raw(s, mos_keys[k], &line))
+                BAD("%s:%d: [cell] %s applies to model = ekv only. HINT: set model = ekv, or drop the key", path, line,
+                    mos_keys[k]);
+        }
+    TRY(xb_ini_double(ini, s, "ekv_n", 0, d.ekv_n, 1, 10, &h->cell.ekv_n));
+    TRY(xb_ini_double(ini, s, "ekv_ut_v", 0, d.ekv_ut_v, 1e-6, 1, &h->cell.ekv_ut_v));
     char buf[4096];
     TRY(xb_ini_str(ini, s, "v_gate_layers", 0, "", NULL, buf, sizeof buf, NULL));
     h->n_vgate = 0;
@@ -656,8 +671,9 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
         fprintf(f, "\"cell\":{\"type\":\"%s\"", cell_names[h->cell.type]);
         if (h->cell.type == XB_CELL_1T1R) {
             fprintf(f, ",\"v_gate_v\":%.9g,\"beta_a_per_v2\":%.9g,\"v_t_v\":%.9g,\"lambda_per_v\":%.9g,\"compensate\":%s,"
-                       "\"v_gate_layers\":{", h->cell.v_gate_v, h->cell.beta_a_per_v2, h->cell.v_t_v, h->cell.lambda_per_v,
-                    h->cell_compensate ? "true" : "false");
+                       "\"model\":\"%s\",\"ekv_n\":%.9g,\"ekv_ut_v\":%.9g,\"v_gate_layers\":{", h->cell.v_gate_v,
+                    h->cell.beta_a_per_v2, h->cell.v_t_v, h->cell.lambda_per_v, h->cell_compensate ? "true" : "false",
+                    mos_model_names[h->cell.model], h->cell.ekv_n, h->cell.ekv_ut_v);
             for (int k = 0; k < h->n_vgate; k++) {
                 fprintf(f, "%s", k ? "," : "");
                 json_str_(f, h->vgate_layer[k]);
@@ -712,6 +728,8 @@ void xb_hw_print(const xb_hw *h, FILE *f, int json) {
         fprintf(f, "v_gate_v = %.17g\nbeta_a_per_v2 = %.17g\nv_t_v = %.17g\nlambda_per_v = %.17g\ncompensate = %s\n",
                 h->cell.v_gate_v, h->cell.beta_a_per_v2, h->cell.v_t_v, h->cell.lambda_per_v,
                 h->cell_compensate ? "true" : "false");
+        if (h->cell.model == XB_MOS_EKV)
+            fprintf(f, "model = ekv\nekv_n = %.17g\nekv_ut_v = %.17g\n", h->cell.ekv_n, h->cell.ekv_ut_v);
         if (h->n_vgate) {
             fprintf(f, "v_gate_layers =");
             for (int k = 0; k < h->n_vgate; k++) fprintf(f, "%s %s:%.17g", k ? "," : "", h->vgate_layer[k], h->vgate_v[k]);

@@ -14,7 +14,7 @@
 double xb_cell_tolerance(const xb_cell *c, double g, double v_max) {
     XB_ASSERT(c && v_max > 0);
     if (c->type != XB_CELL_1T1R || !(g > 0)) return 0;
-    const double g0 = c->beta_a_per_v2 * (c->v_gate_v - c->v_t_v), geff0 = g * g0 / (g + g0);
+    const double g0 = xb_cell_g0(c), geff0 = g * g0 / (g + g0);
     double worst = 0;
     for (int k = 1; k <= TM_POINTS; k++) {
         const double v = v_max * k / TM_POINTS;

@@ -174,7 +174,7 @@ static xb_status sys_init(nl_sys *s, const xb_circuit *c, const xb_cell *cell, i
             p[0] = find_pos(s, r, r); p[1] = find_pos(s, r, cn); p[2] = find_pos(s, cn, r); p[3] = find_pos(s, cn, cn);
         }
     /* residual weights from the initial-guess matrix's diagonal */
-    double g0 = cell->beta_a_per_v2 * (cell->v_gate_v - cell->v_t_v);
+    double g0 = xb_cell_g0(cell);
     for (int k = 0; k < N; k++) s->wt[k] = s->Alin[find_pos(s, k, k)];
     for (int i = 0; i < n; i++)
         for (int j = 0; j < m; j++) {
@@ -298,7 +298,7 @@ static void outputs(const nl_sys *s, const nl_work *w, double *out) {
 static xb_status initial_guess(const nl_sys *s, const xb_cell *cell, const double *g, const double *v, nl_work *w,
                                klu_numeric **num0) {
     const int n = s->n, m = s->m;
-    const double g0 = cell->beta_a_per_v2 * (cell->v_gate_v - cell->v_t_v);
+    const double g0 = xb_cell_g0(cell);
     if (!*num0) {
         memcpy(w->Ax, s->Alin, (size_t)s->nnz * sizeof(double));
         for (size_t k = 0; k < (size_t)n * m; k++) {

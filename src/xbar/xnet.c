@@ -444,7 +444,7 @@ static void layer_begin_(xb_xnet *xn, xlayer *l) {
 void xl_cell_read(const xb_xnet *xn, const xlayer *l, int64_t n, const double *g, double *out) {
     const xb_cell cell = xb_hw_layer_cell(&xn->hw, l->st.name);
     if (xn->hw.cell_compensate) {
-        const double g0 = cell.beta_a_per_v2 * (cell.v_gate_v - cell.v_t_v), top = 0.999 * g0;
+        const double g0 = xb_cell_g0(&cell), top = 0.999 * g0;
         for (int64_t k = 0; k < n; k++) out[k] = xb_cell_memristor_for(&cell, g[k] < top ? g[k] : top);
         g = out;
     }
