@@ -87,6 +87,22 @@ xb_status train_xprune_setup(xf_flag *f, int n, const xb_train_opts *o, xb_model
     return st;
 }
 
+/* A weight constraint's start: on --resume its bounds from the wct.json beside the checkpoint, else the first
+ * clip now; it is written to OUT/wct.json with the first report. */
+static xb_status wct_start_(const xb_train_opts *o, xb_model *m, const char *out, reporter_ *rp) {
+    xb_status st = XB_OK;
+    if (o->resume) {
+        char path[1100];
+        const char *sl = strrchr(o->resume, '/');
+        snprintf(path, sizeof path, "%.*swct.json", sl ? (int)(sl - o->resume + 1) : 0, o->resume);
+        st = xb_wct_load(rp->wct, m, path);
+    } else {
+        xb_wct_clip(rp->wct, m);
+    }
+    snprintf(rp->wct_path, sizeof rp->wct_path, "%s/wct.json", out);
+    return st;
+}
+
 /* --wct-percentile: the bounds from the weights the run starts with (written to OUT/wct.json with the first
  * report), or on --resume from wct.json beside the checkpoint; the clip holds from the first step */
 xb_status train_wct_setup(xf_flag *f, int n, const xb_train_opts *o, xb_model *m, const char *out, reporter_ *rp) {
@@ -96,16 +112,7 @@ xb_status train_wct_setup(xf_flag *f, int n, const xb_train_opts *o, xb_model *m
         return XB_OK;
     }
     xb_status st = xb_wct_init(m, pct, pen, &rp->wct);
-    if (!st && o->resume) {
-        char path[1100];
-        const char *sl = strrchr(o->resume, '/');
-        snprintf(path, sizeof path, "%.*swct.json", sl ? (int)(sl - o->resume + 1) : 0, o->resume);
-        st = xb_wct_load(rp->wct, m, path);
-    } else if (!st) {
-        xb_wct_clip(rp->wct, m);
-    }
-    snprintf(rp->wct_path, sizeof rp->wct_path, "%s/wct.json", out);
-    return st;
+    return st ? st : wct_start_(o, m, out, rp);
 }
 
 /* --neat-hw: NEAT's clip-and-retrain (docs/neat.md).  The bounds are the layers' weight cut-offs at their gate
@@ -132,17 +139,8 @@ xb_status train_neat_setup(xf_flag *f, int n, const xb_train_opts *o, xb_model *
     if (!st) st = xb_wct_init_bounds(m, b, &rp->wct);
     free(L);
     free(b);
-    if (!st && o->resume) {
-        char jp[1100];
-        const char *sl = strrchr(o->resume, '/');
-        snprintf(jp, sizeof jp, "%.*swct.json", sl ? (int)(sl - o->resume + 1) : 0, o->resume);
-        st = xb_wct_load(rp->wct, m, jp);
-    } else if (!st) {
-        xb_wct_clip(rp->wct, m);
-    }
     rp->wct_every = xf_get(f, n, "neat-every")->i;
-    snprintf(rp->wct_path, sizeof rp->wct_path, "%s/wct.json", out);
-    return st;
+    return st ? st : wct_start_(o, m, out, rp);
 }
 
 xb_status train_epoch_begin(void *ctx, xb_model *m, int64_t epoch) {
